@@ -1,0 +1,52 @@
+//! The control plane: everything spoken over HTTP. Operations endpoints
+//! (`/healthz`, `/metrics`) today; the REST API, the branded console, billing
+//! statements, provisioning and live events are added as routers beside them.
+//!
+//! Handlers are thin: they turn HTTP into calls on `pbx-store` (which decides
+//! tenant scope) and results back into HTTP.
+
+#![forbid(unsafe_code)]
+
+pub mod health;
+pub mod metrics;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use tokio::net::TcpListener;
+
+use pbx_store::Store;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub metrics: Arc<metrics::Registry>,
+    /// This node's name, reported by `/healthz`.
+    pub node_id: Arc<str>,
+}
+
+/// All routes of the control plane.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(health::router())
+        .merge(metrics::router())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::count_requests,
+        ))
+        .with_state(state)
+}
+
+/// Serves the control plane on `listener` until `shutdown` completes; then
+/// stops accepting and lets requests in flight finish.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,355 @@
+//! Settings resolved into a checked configuration. Every refusal names the
+//! option (flag, environment variable and file key) and the value.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use pbx_store::Engine;
+
+use crate::settings::Settings;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The checked configuration of one process.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub engine: Engine,
+    pub database_max_connections: u32,
+    /// The key as configured; None means "use or create DATA_DIR/secret.key".
+    pub secret_key: Option<[u8; pbx_store::secrets::KEY_LEN]>,
+    pub node_id: String,
+    pub http_listen: Vec<SocketAddr>,
+    pub operator_hosts: Vec<String>,
+    pub sip_udp: Vec<SocketAddr>,
+    pub sip_tcp: Vec<SocketAddr>,
+    pub sip_advertise: Option<String>,
+    pub log: String,
+    pub log_format: LogFormat,
+}
+
+/// How an option is spelled in each of the three places it can be set.
+fn option_names(key: &str) -> String {
+    format!(
+        "{key} (--{}, PBX_{})",
+        key.replace('_', "-"),
+        key.to_ascii_uppercase()
+    )
+}
+
+fn invalid(key: &str, value: &str, why: &str) -> anyhow::Error {
+    anyhow::anyhow!("invalid {}: {value:?} {why}", option_names(key))
+}
+
+fn addresses(key: &str, values: Option<Vec<String>>, default: &[&str]) -> Result<Vec<SocketAddr>> {
+    let values = values.unwrap_or_else(|| default.iter().map(|s| s.to_string()).collect());
+    values
+        .iter()
+        .map(|v| v.trim())
+        .filter(|v| !v.is_empty())
+        .map(|v| {
+            v.parse::<SocketAddr>().map_err(|_| {
+                invalid(
+                    key,
+                    v,
+                    "is not an IP address with a port, such as 0.0.0.0:5060 or [::]:5060",
+                )
+            })
+        })
+        .collect()
+}
+
+/// Reads the TOML file named by `--config`, if any.
+pub fn read_file(path: &Path) -> Result<Settings> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    toml::from_str::<Settings>(&text).map_err(|e| {
+        let line = e
+            .span()
+            .map(|s| {
+                text.as_bytes()[..s.start.min(text.len())]
+                    .iter()
+                    .filter(|&&b| b == b'\n')
+                    .count()
+                    + 1
+            })
+            .unwrap_or(0);
+        anyhow::anyhow!(
+            "config file {}, line {line}: {}",
+            path.display(),
+            e.message().replace('\n', " ")
+        )
+    })
+}
+
+impl Config {
+    pub fn resolve(settings: Settings) -> Result<Config> {
+        let settings = match &settings.config {
+            Some(path) => {
+                let file = read_file(path)?;
+                settings.or(file)
+            }
+            None => settings,
+        };
+        let data_dir = settings
+            .data_dir
+            .unwrap_or_else(|| PathBuf::from("pbx-data"));
+        if data_dir.as_os_str().is_empty() {
+            bail!("invalid {}: must not be empty", option_names("data_dir"));
+        }
+        let database_url = settings
+            .database_url
+            .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", data_dir.join("pbx.db").display()));
+        let engine = Engine::from_url(&database_url).ok_or_else(|| {
+            // The URL may carry a password: name only its scheme.
+            let scheme = database_url.split(':').next().unwrap_or("");
+            invalid(
+                "database_url",
+                &format!("{scheme}:…"),
+                "must start with sqlite:// or postgres://",
+            )
+        })?;
+        let database_max_connections = settings.database_max_connections.unwrap_or(10);
+        if !(1..=1000).contains(&database_max_connections) {
+            return Err(invalid(
+                "database_max_connections",
+                &database_max_connections.to_string(),
+                "must be 1 to 1000",
+            ));
+        }
+        let secret_key = match &settings.secret_key {
+            Some(text) => Some(
+                pbx_store::secrets::SecretBox::parse_key(text)
+                    .map_err(|why| invalid("secret_key", "…", &why))?,
+            ),
+            None => None,
+        };
+        let node_id = settings.node_id.unwrap_or_else(default_node_id);
+        if node_id.is_empty()
+            || node_id.len() > 64
+            || !node_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        {
+            return Err(invalid(
+                "node_id",
+                &node_id,
+                "must be 1 to 64 letters, digits, '-', '_' or '.'",
+            ));
+        }
+        let http_listen = addresses("http_listen", settings.http_listen, &["0.0.0.0:8080"])?;
+        let sip_udp = addresses("sip_udp", settings.sip_udp, &["0.0.0.0:5060"])?;
+        let sip_tcp = addresses("sip_tcp", settings.sip_tcp, &["0.0.0.0:5060"])?;
+        let operator_hosts: Vec<String> = settings
+            .operator_hosts
+            .unwrap_or_else(|| vec!["localhost".into(), "127.0.0.1".into()])
+            .into_iter()
+            .map(|h| h.trim().to_ascii_lowercase())
+            .filter(|h| !h.is_empty())
+            .collect();
+        for host in &operator_hosts {
+            if !host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b))
+            {
+                return Err(invalid(
+                    "operator_hosts",
+                    host,
+                    "must be host names such as console.operator.example",
+                ));
+            }
+        }
+        if let Some(adv) = &settings.sip_advertise {
+            if adv.is_empty() || adv.contains(|c: char| c.is_whitespace() || c == '/' || c == '@') {
+                return Err(invalid(
+                    "sip_advertise",
+                    adv,
+                    "must be a host name or IP address, optionally with :port",
+                ));
+            }
+        }
+        let log = settings.log.unwrap_or_else(|| "info".to_owned());
+        tracing_subscriber::EnvFilter::try_new(&log)
+            .map_err(|e| invalid("log", &log, &format!("is not a log filter ({e})")))?;
+        let log_format = match settings.log_format.as_deref().unwrap_or("text") {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => return Err(invalid("log_format", other, "must be text or json")),
+        };
+        Ok(Config {
+            data_dir,
+            database_url,
+            engine,
+            database_max_connections,
+            secret_key,
+            node_id,
+            http_listen,
+            operator_hosts,
+            sip_udp,
+            sip_tcp,
+            sip_advertise: settings.sip_advertise,
+            log,
+            log_format,
+        })
+    }
+}
+
+fn default_node_id() -> String {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_default();
+    let name: String = name
+        .trim()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c))
+        .take(64)
+        .collect();
+    if name.is_empty() {
+        "node-1".to_owned()
+    } else {
+        name
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> Settings {
+        Settings::default()
+    }
+
+    #[test]
+    fn defaults_are_the_all_in_one_setup() {
+        let c = Config::resolve(settings()).expect("defaults resolve");
+        assert_eq!(c.engine, Engine::Sqlite);
+        assert_eq!(c.database_url, "sqlite://pbx-data/pbx.db?mode=rwc");
+        assert_eq!(
+            c.http_listen,
+            vec!["0.0.0.0:8080".parse::<SocketAddr>().expect("addr")]
+        );
+        assert_eq!(c.sip_udp.len(), 1);
+        assert_eq!(c.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn bad_values_name_their_option() {
+        let cases: Vec<(Settings, &str)> = vec![
+            (
+                Settings {
+                    http_listen: Some(vec!["8080".into()]),
+                    ..settings()
+                },
+                "http_listen (--http-listen, PBX_HTTP_LISTEN)",
+            ),
+            (
+                Settings {
+                    sip_udp: Some(vec!["[::]:99999".into()]),
+                    ..settings()
+                },
+                "sip_udp",
+            ),
+            (
+                Settings {
+                    database_url: Some("mysql://x".into()),
+                    ..settings()
+                },
+                "database_url",
+            ),
+            (
+                Settings {
+                    secret_key: Some("short".into()),
+                    ..settings()
+                },
+                "secret_key",
+            ),
+            (
+                Settings {
+                    log_format: Some("xml".into()),
+                    ..settings()
+                },
+                "log_format",
+            ),
+            (
+                Settings {
+                    log: Some("info,[".into()),
+                    ..settings()
+                },
+                "log",
+            ),
+            (
+                Settings {
+                    node_id: Some("a b".into()),
+                    ..settings()
+                },
+                "node_id",
+            ),
+            (
+                Settings {
+                    database_max_connections: Some(0),
+                    ..settings()
+                },
+                "database_max_connections",
+            ),
+        ];
+        for (s, name) in cases {
+            let err = Config::resolve(s).expect_err("refused").to_string();
+            assert!(err.contains(name), "{err}");
+            assert!(!err.contains('\n'), "one line: {err}");
+        }
+    }
+
+    #[test]
+    fn secret_key_value_is_never_echoed() {
+        let err = Config::resolve(Settings {
+            secret_key: Some("c2VjcmV0".into()),
+            ..settings()
+        })
+        .expect_err("refused")
+        .to_string();
+        assert!(!err.contains("c2VjcmV0"), "{err}");
+    }
+
+    #[test]
+    fn file_settings_are_checked_and_overridden() {
+        let dir = std::env::temp_dir().join(format!("pbx-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("pbx.toml");
+        std::fs::write(
+            &path,
+            "http_listen = [\"127.0.0.1:9000\"]\nnode_id = \"file-node\"\n",
+        )
+        .expect("write");
+        let c = Config::resolve(Settings {
+            config: Some(path.clone()),
+            node_id: Some("flag-node".into()),
+            ..settings()
+        })
+        .expect("resolves");
+        assert_eq!(
+            c.http_listen,
+            vec!["127.0.0.1:9000".parse::<SocketAddr>().expect("addr")]
+        );
+        assert_eq!(c.node_id, "flag-node");
+        std::fs::write(&path, "\n\nhtp_listen = 1\n").expect("write");
+        let err = Config::resolve(Settings {
+            config: Some(path.clone()),
+            ..settings()
+        })
+        .expect_err("unknown key")
+        .to_string();
+        assert!(
+            err.contains("line 3") && err.contains("htp_listen"),
+            "{err}"
+        );
+        assert!(!err.contains('\n'), "{err}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

@@ -1,0 +1,284 @@
+//! Running the platform: all-in-one (`serve`), or one part per process
+//! (`sip-proxy`, `control-plane`) on a shared PostgreSQL. Start-up refuses
+//! with one line when something is wrong; SIGINT/SIGTERM stop the node
+//! gracefully: listeners close, work in flight finishes, queues are flushed,
+//! the database is closed last.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use pbx_control_plane::{metrics::Registry, AppState};
+use pbx_store::{Engine, Store, StoreConfig};
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::demo;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    AllInOne { demo: bool },
+    SipProxy,
+    ControlPlane,
+}
+
+impl Mode {
+    fn runs_http(self) -> bool {
+        !matches!(self, Mode::SipProxy)
+    }
+}
+
+/// Opens and migrates the database named by the configuration.
+pub async fn open_store(config: &Config) -> Result<Store> {
+    if config.engine == Engine::Sqlite {
+        crate::data_dir::prepare(&config.data_dir)?;
+    }
+    let secret_key = crate::data_dir::secret_key(config)?;
+    let store = Store::connect(&StoreConfig {
+        database_url: config.database_url.clone(),
+        max_connections: config.database_max_connections,
+        secret_key,
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("cannot open the database (database_url): {e}"))?;
+    store
+        .migrate()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot migrate the database: {e}"))?;
+    Ok(store)
+}
+
+pub async fn run(config: Config, mode: Mode) -> Result<()> {
+    if !matches!(mode, Mode::AllInOne { .. }) && config.engine == Engine::Sqlite {
+        bail!(
+            "running the parts separately needs a shared PostgreSQL: set --database-url / PBX_DATABASE_URL \
+             to postgres://…, or use `pbx serve` for one process on SQLite"
+        );
+    }
+    let store = open_store(&config).await?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let metrics = Arc::new(Registry::default());
+
+    let mut http_bound = Vec::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    if mode.runs_http() {
+        let state = AppState {
+            store: store.clone(),
+            metrics: metrics.clone(),
+            node_id: config.node_id.as_str().into(),
+        };
+        for addr in &config.http_listen {
+            let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+                anyhow::anyhow!("cannot listen for HTTP on {addr} (http_listen): {e}")
+            })?;
+            http_bound.push(listener.local_addr().unwrap_or(*addr));
+            let state = state.clone();
+            let mut stop = stop_rx.clone();
+            tasks.spawn(async move {
+                let shutdown = async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                };
+                pbx_control_plane::serve(listener, state, shutdown)
+                    .await
+                    .context("HTTP server failed")
+            });
+        }
+    }
+
+    let demo_info = match mode {
+        Mode::AllInOne { demo: true } => {
+            let endpoints = demo::Endpoints {
+                http_port: http_bound.first().map(|a| a.port()).unwrap_or(8080),
+                sip_proxy: sip_contact_address(&config),
+                sip_transports: sip_transports(&config),
+            };
+            Some(demo::ensure(&store, &config.data_dir, &config.operator_hosts, &endpoints).await?)
+        }
+        _ => None,
+    };
+
+    print_banner(&config, mode, &http_bound, demo_info.as_ref(), &store).await;
+    tracing::info!(node = %config.node_id, ?mode, "started");
+
+    tokio::select! {
+        () = shutdown_signal() => tracing::info!("shutting down"),
+        Some(result) = tasks.join_next() => {
+            // A server task ended on its own: that is a failure of this node.
+            let _ = stop_tx.send(true);
+            store.close().await;
+            return match result {
+                Ok(Ok(())) => Err(anyhow::anyhow!("a listener stopped unexpectedly")),
+                Ok(Err(e)) => Err(e),
+                Err(e) => Err(anyhow::anyhow!("a server task failed: {e}")),
+            };
+        }
+    }
+    let _ = stop_tx.send(true);
+    while let Some(result) = tasks.join_next().await {
+        if let Ok(Err(e)) = result {
+            tracing::warn!(error = %e, "during shutdown");
+        }
+    }
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
+
+fn sip_transports(config: &Config) -> Vec<&'static str> {
+    let mut t = Vec::new();
+    if !config.sip_udp.is_empty() {
+        t.push("udp");
+    }
+    if !config.sip_tcp.is_empty() {
+        t.push("tcp");
+    }
+    t
+}
+
+/// The host:port a phone on this machine should send SIP to.
+fn sip_contact_address(config: &Config) -> String {
+    if let Some(adv) = &config.sip_advertise {
+        return adv.clone();
+    }
+    let addr = config.sip_udp.first().or(config.sip_tcp.first()).copied();
+    match addr {
+        Some(a) => reachable(a).to_string(),
+        None => "(SIP disabled)".into(),
+    }
+}
+
+/// A wildcard listen address as a local client would reach it.
+fn reachable(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V4(a) if a.ip().is_unspecified() => {
+            SocketAddr::from(([127, 0, 0, 1], a.port()))
+        }
+        SocketAddr::V6(a) if a.ip().is_unspecified() => {
+            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, a.port()))
+        }
+        other => other,
+    }
+}
+
+async fn print_banner(
+    config: &Config,
+    mode: Mode,
+    http: &[SocketAddr],
+    demo: Option<&demo::DemoInfo>,
+    store: &Store,
+) {
+    let mut out = String::new();
+    let engine = match config.engine {
+        Engine::Sqlite => format!("SQLite in {}", config.data_dir.display()),
+        Engine::Postgres => "PostgreSQL".to_owned(),
+    };
+    out.push_str(&format!(
+        "pbx {} running ({mode:?}, node {}, {engine})\n",
+        env!("CARGO_PKG_VERSION"),
+        config.node_id
+    ));
+    for addr in http {
+        let a = reachable(*addr);
+        out.push_str(&format!(
+            "  console and API   http://{a}/   (health: /healthz, metrics: /metrics)\n"
+        ));
+    }
+    if mode != Mode::ControlPlane {
+        for a in &config.sip_udp {
+            out.push_str(&format!("  SIP               udp {a}\n"));
+        }
+        for a in &config.sip_tcp {
+            out.push_str(&format!("  SIP               tcp {a}\n"));
+        }
+    }
+    match demo {
+        Some(d) => {
+            out.push_str(&format!(
+                "\nDemo data (also in {}):\n",
+                demo::json_path(&config.data_dir).display()
+            ));
+            let login = |l: &demo::LoginInfo| {
+                format!(
+                    "{} / {}",
+                    l.email,
+                    l.password
+                        .as_deref()
+                        .unwrap_or("(password changed since seeding)")
+                )
+            };
+            let rows = [
+                (
+                    "operator",
+                    d.operator.name.as_str(),
+                    d.operator.console_url.as_str(),
+                    login(&d.operator.login),
+                ),
+                (
+                    "reseller",
+                    d.reseller.name.as_str(),
+                    d.reseller.console_url.as_str(),
+                    login(&d.reseller.login),
+                ),
+                (
+                    "customer admin",
+                    d.customer.name.as_str(),
+                    d.customer.console_url.as_str(),
+                    login(&d.customer.admin_login),
+                ),
+                (
+                    "customer user",
+                    d.customer.name.as_str(),
+                    d.customer.console_url.as_str(),
+                    login(&d.customer.user_login),
+                ),
+            ];
+            for (role, name, url, login) in rows {
+                out.push_str(&format!("  {role:<15} {name:<26} {url:<34} {login}\n"));
+            }
+            out.push_str(&format!(
+                "\n  Softphones: domain {}, outbound proxy {} ({})\n",
+                d.customer.sip_domain,
+                d.sip.proxy,
+                d.sip.transports.join("/")
+            ));
+            for e in &d.extensions {
+                out.push_str(&format!(
+                    "    {}  {:<14} user {:<6} password {}\n",
+                    e.number, e.display_name, e.sip_user, e.password
+                ));
+            }
+        }
+        None if mode.runs_http() => {
+            let admins = store.logins().count_operator_admins().await.unwrap_or(0);
+            if admins == 0 {
+                out.push_str("\nNo operator login yet: create one with\n  pbx admin create-operator --email you@example.net\n");
+            }
+        }
+        None => {}
+    }
+    print!("{out}");
+}

@@ -1,0 +1,213 @@
+//! The command line, and the settings that can come from a TOML file, the
+//! environment (`PBX_…`) or a flag. One struct serves all three so that an
+//! option cannot exist in one place and be forgotten in another: its flag is
+//! `--name-with-dashes`, its environment variable `PBX_NAME_WITH_UNDERSCORES`,
+//! its key in the file `name_with_underscores`. Precedence: flag, then
+//! environment, then file, then the default.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use serde::Deserialize;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "pbx",
+    version,
+    about = "White-label hosted PBX: SIP registrar and proxy, control plane, billing",
+    long_about = "White-label hosted PBX.\n\n\
+        `pbx serve` runs everything in one process on an SQLite file in the data directory.\n\
+        `pbx sip-proxy` and `pbx control-plane` run the parts separately on a shared PostgreSQL.\n\n\
+        Every option can also be set in the environment (PBX_…) or in a TOML file (--config),\n\
+        with the key spelled like the option with underscores (http_listen = \"0.0.0.0:8080\")."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    #[command(flatten)]
+    pub settings: Settings,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run SIP proxy and control plane in one process (default: SQLite in the data directory)
+    Serve {
+        /// Seed demo data once (operator, reseller, customer, three extensions) and print the logins
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Run only the SIP proxy (scale-out; needs --database-url to a shared PostgreSQL)
+    SipProxy,
+    /// Run only the control plane (scale-out; needs --database-url to a shared PostgreSQL)
+    ControlPlane,
+    /// Create or update the database schema, then exit
+    Migrate,
+    /// Print a new random secret key (for --secret-key / PBX_SECRET_KEY)
+    GenerateSecretKey,
+    /// Administration from the shell
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AdminCommand {
+    /// Create an operator administrator login (the first one on a new installation)
+    CreateOperator {
+        /// E-mail address to log in with
+        #[arg(long)]
+        email: String,
+        /// Password (at least 10 characters); generated and printed if left out
+        #[arg(long, env = "PBX_ADMIN_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+        /// The operator's name, set if the installation has none yet
+        #[arg(long, default_value = "Operator")]
+        operator_name: String,
+    },
+    /// Set a new password for any login
+    ResetPassword {
+        #[arg(long)]
+        email: String,
+        /// New password (at least 10 characters); generated and printed if left out
+        #[arg(long, env = "PBX_ADMIN_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+    },
+    /// List all resellers
+    ListResellers,
+    /// List customers, of all resellers or of one
+    ListCustomers {
+        /// Only this reseller's customers (its id)
+        #[arg(long)]
+        reseller: Option<i64>,
+    },
+}
+
+/// Options shared by all commands; see README.md for each one.
+#[derive(Args, Deserialize, Debug, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// TOML file with settings (keys as the long options, with underscores)
+    #[arg(
+        long,
+        short = 'c',
+        env = "PBX_CONFIG",
+        global = true,
+        value_name = "FILE"
+    )]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+
+    /// Directory for the SQLite database, secret key, spool and demo.json [default: ./pbx-data]
+    #[arg(long, env = "PBX_DATA_DIR", global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// sqlite://PATH or postgres://USER@HOST:PORT/DB [default: sqlite in the data directory]
+    #[arg(
+        long,
+        env = "PBX_DATABASE_URL",
+        global = true,
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub database_url: Option<String>,
+
+    /// Connections in the database pool [default: 10]
+    #[arg(
+        long,
+        env = "PBX_DATABASE_MAX_CONNECTIONS",
+        global = true,
+        value_name = "N"
+    )]
+    pub database_max_connections: Option<u32>,
+
+    /// Base64 key (32 bytes) that encrypts recoverable secrets; all nodes must share it
+    /// [default: DATA_DIR/secret.key, created on first start with SQLite]
+    #[arg(
+        long,
+        env = "PBX_SECRET_KEY",
+        global = true,
+        value_name = "BASE64",
+        hide_env_values = true
+    )]
+    pub secret_key: Option<String>,
+
+    /// This node's name in logs, metrics and registrations [default: the host name]
+    #[arg(long, env = "PBX_NODE_ID", global = true, value_name = "NAME")]
+    pub node_id: Option<String>,
+
+    /// HTTP listen addresses of the control plane, comma-separated [default: 0.0.0.0:8080]
+    #[arg(
+        long,
+        env = "PBX_HTTP_LISTEN",
+        global = true,
+        value_name = "ADDR",
+        value_delimiter = ','
+    )]
+    pub http_listen: Option<Vec<String>>,
+
+    /// Host names of the operator's own console, comma-separated [default: localhost,127.0.0.1]
+    #[arg(
+        long,
+        env = "PBX_OPERATOR_HOSTS",
+        global = true,
+        value_name = "HOST",
+        value_delimiter = ','
+    )]
+    pub operator_hosts: Option<Vec<String>>,
+
+    /// SIP over UDP listen addresses, comma-separated; empty for none [default: 0.0.0.0:5060]
+    #[arg(
+        long,
+        env = "PBX_SIP_UDP",
+        global = true,
+        value_name = "ADDR",
+        value_delimiter = ','
+    )]
+    pub sip_udp: Option<Vec<String>>,
+
+    /// SIP over TCP listen addresses, comma-separated; empty for none [default: 0.0.0.0:5060]
+    #[arg(
+        long,
+        env = "PBX_SIP_TCP",
+        global = true,
+        value_name = "ADDR",
+        value_delimiter = ','
+    )]
+    pub sip_tcp: Option<Vec<String>>,
+
+    /// Address phones and peers reach this node at, put in Via and Record-Route
+    /// (needed behind NAT) [default: the listening address, or the local
+    /// address toward each destination when listening on 0.0.0.0]
+    #[arg(long, env = "PBX_SIP_ADVERTISE", global = true, value_name = "HOST")]
+    pub sip_advertise: Option<String>,
+
+    /// Log filter: a level (error, warn, info, debug, trace) or per-module directives [default: info]
+    #[arg(long, env = "PBX_LOG", global = true, value_name = "FILTER")]
+    pub log: Option<String>,
+
+    /// Log format: text or json [default: text]
+    #[arg(long, env = "PBX_LOG_FORMAT", global = true, value_name = "FORMAT")]
+    pub log_format: Option<String>,
+}
+
+impl Settings {
+    /// Fills every option left unset here from `lower` (the file's settings).
+    pub fn or(self, lower: Settings) -> Settings {
+        Settings {
+            config: self.config.or(lower.config),
+            data_dir: self.data_dir.or(lower.data_dir),
+            database_url: self.database_url.or(lower.database_url),
+            database_max_connections: self
+                .database_max_connections
+                .or(lower.database_max_connections),
+            secret_key: self.secret_key.or(lower.secret_key),
+            node_id: self.node_id.or(lower.node_id),
+            http_listen: self.http_listen.or(lower.http_listen),
+            operator_hosts: self.operator_hosts.or(lower.operator_hosts),
+            sip_udp: self.sip_udp.or(lower.sip_udp),
+            sip_tcp: self.sip_tcp.or(lower.sip_tcp),
+            sip_advertise: self.sip_advertise.or(lower.sip_advertise),
+            log: self.log.or(lower.log),
+            log_format: self.log_format.or(lower.log_format),
+        }
+    }
+}

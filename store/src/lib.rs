@@ -1,0 +1,54 @@
+//! The platform's domain model and its storage: the only code that speaks SQL.
+//!
+//! One API over both engines: SQLite (embedded, the default) and PostgreSQL
+//! (scale-out). Queries are written once in the SQL both engines share and run
+//! through sqlx's `Any` driver; only the migrations (`migrations/sqlite`,
+//! `migrations/postgres`) and change notification differ per engine.
+//!
+//! Every operation takes the [`Principal`] it runs for, and every query filters
+//! by its [`Scope`], so tenant isolation is enforced here, once: an object outside
+//! the caller's scope is [`StoreError::NotFound`], never a different answer.
+//!
+//! Layout: one module per aggregate (`resellers`, `customers`, `extensions`,
+//! `devices`, `numbers`, `logins`, `api_tokens`, `audit`), reached through
+//! [`Store`] (`store.customers().get(&principal, id)`); `directory` loads what
+//! the SIP proxy keeps in memory; `changes` tells every node what changed.
+
+#![forbid(unsafe_code)]
+
+pub mod api_tokens;
+pub mod audit;
+pub mod changes;
+pub mod customers;
+mod db;
+pub mod devices;
+pub mod directory;
+mod error;
+pub mod extensions;
+mod ids;
+pub mod logins;
+pub mod numbers;
+pub mod operator;
+mod principal;
+pub mod resellers;
+mod rows;
+pub mod secrets;
+#[cfg(feature = "testing")]
+pub mod testing;
+mod time;
+mod validate;
+
+pub use db::{Engine, Store, StoreConfig};
+pub use error::{FieldError, StoreError};
+pub use ids::*;
+pub use principal::{Actor, Principal, Scope};
+pub use time::{now_ms, Millis};
+
+/// Result alias for storage operations.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod testing_assets {
+    /// A harmless SVG with a gradient, text and a path.
+    pub const SAFE_SVG: &[u8] = br##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 10 10"><defs><linearGradient id="g"><stop offset="0" stop-color="#000"/></linearGradient></defs><rect fill="url(#g)" width="10" height="10"/><text x="1" y="5">Logo online</text></svg>"##;
+}
