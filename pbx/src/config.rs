@@ -30,6 +30,11 @@ pub struct Config {
     pub sip_udp: Vec<SocketAddr>,
     pub sip_tcp: Vec<SocketAddr>,
     pub sip_advertise: Option<String>,
+    pub sip_digest_algorithms: Vec<pbx_sip_proxy::digest::Algorithm>,
+    pub sip_digest_check_uri: bool,
+    pub sip_min_expires: u32,
+    pub sip_max_expires: u32,
+    pub sip_max_transactions: usize,
     pub log: String,
     pub log_format: LogFormat,
 }
@@ -174,6 +179,56 @@ impl Config {
                 ));
             }
         }
+        let sip_digest_algorithms = match &settings.sip_digest_algorithms {
+            None => vec![
+                pbx_sip_proxy::digest::Algorithm::Sha256,
+                pbx_sip_proxy::digest::Algorithm::Md5,
+            ],
+            Some(list) => {
+                let mut out = Vec::new();
+                for name in list.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+                    let alg =
+                        pbx_sip_proxy::digest::Algorithm::parse(Some(name)).ok_or_else(|| {
+                            invalid("sip_digest_algorithms", name, "must be SHA-256 or MD5")
+                        })?;
+                    if !out.contains(&alg) {
+                        out.push(alg);
+                    }
+                }
+                if out.is_empty() {
+                    return Err(invalid(
+                        "sip_digest_algorithms",
+                        "",
+                        "must name at least one of SHA-256, MD5",
+                    ));
+                }
+                out
+            }
+        };
+        let sip_min_expires = settings.sip_min_expires.unwrap_or(60);
+        let sip_max_expires = settings.sip_max_expires.unwrap_or(3600);
+        if sip_min_expires == 0 || sip_min_expires > sip_max_expires {
+            return Err(invalid(
+                "sip_min_expires",
+                &sip_min_expires.to_string(),
+                "must be 1 or more and at most sip_max_expires",
+            ));
+        }
+        if sip_max_expires > 86_400 * 7 {
+            return Err(invalid(
+                "sip_max_expires",
+                &sip_max_expires.to_string(),
+                "must be at most 604800 (a week)",
+            ));
+        }
+        let sip_max_transactions = settings.sip_max_transactions.unwrap_or(200_000);
+        if sip_max_transactions < 100 {
+            return Err(invalid(
+                "sip_max_transactions",
+                &sip_max_transactions.to_string(),
+                "must be at least 100",
+            ));
+        }
         let log = settings.log.unwrap_or_else(|| "info".to_owned());
         tracing_subscriber::EnvFilter::try_new(&log)
             .map_err(|e| invalid("log", &log, &format!("is not a log filter ({e})")))?;
@@ -194,6 +249,11 @@ impl Config {
             sip_udp,
             sip_tcp,
             sip_advertise: settings.sip_advertise,
+            sip_digest_algorithms,
+            sip_digest_check_uri: settings.sip_digest_check_uri.unwrap_or(true),
+            sip_min_expires,
+            sip_max_expires,
+            sip_max_transactions,
             log,
             log_format,
         })

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use pbx_control_plane::{metrics::Registry, AppState};
+use pbx_sip_proxy::{SipConfig, SipProxy};
 use pbx_store::{Engine, Store, StoreConfig};
 use tokio::sync::watch;
 
@@ -26,10 +27,19 @@ impl Mode {
     fn runs_http(self) -> bool {
         !matches!(self, Mode::SipProxy)
     }
+
+    fn runs_sip(self) -> bool {
+        !matches!(self, Mode::ControlPlane)
+    }
 }
 
 /// Opens and migrates the database named by the configuration.
 pub async fn open_store(config: &Config) -> Result<Store> {
+    Ok(open_store_with_key(config).await?.0)
+}
+
+/// Like [`open_store`], also returning the platform secret key.
+async fn open_store_with_key(config: &Config) -> Result<(Store, [u8; 32])> {
     if config.engine == Engine::Sqlite {
         crate::data_dir::prepare(&config.data_dir)?;
     }
@@ -45,7 +55,26 @@ pub async fn open_store(config: &Config) -> Result<Store> {
         .migrate()
         .await
         .map_err(|e| anyhow::anyhow!("cannot migrate the database: {e}"))?;
-    Ok(store)
+    Ok((store, secret_key))
+}
+
+fn sip_config(config: &Config, secret: [u8; 32]) -> SipConfig {
+    let mut sip = SipConfig::new(
+        &config.node_id,
+        secret,
+        config.sip_udp.clone(),
+        config.sip_tcp.clone(),
+    );
+    sip.advertise.clone_from(&config.sip_advertise);
+    sip.digest
+        .algorithms
+        .clone_from(&config.sip_digest_algorithms);
+    sip.digest.check_uri = config.sip_digest_check_uri;
+    sip.registration.min_expires = config.sip_min_expires;
+    sip.registration.max_expires = config.sip_max_expires;
+    sip.registration.default_expires = config.sip_max_expires.min(3600).max(config.sip_min_expires);
+    sip.max_transactions = config.sip_max_transactions;
+    sip
 }
 
 pub async fn run(config: Config, mode: Mode) -> Result<()> {
@@ -55,9 +84,27 @@ pub async fn run(config: Config, mode: Mode) -> Result<()> {
              to postgres://…, or use `pbx serve` for one process on SQLite"
         );
     }
-    let store = open_store(&config).await?;
+    let (store, secret) = open_store_with_key(&config).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let metrics = Arc::new(Registry::default());
+
+    let sip = if mode.runs_sip() && (!config.sip_udp.is_empty() || !config.sip_tcp.is_empty()) {
+        let proxy = SipProxy::start(sip_config(&config, secret), store.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!("{e} (sip_udp / sip_tcp)"))?;
+        let proxy = Arc::new(proxy);
+        let source = proxy.clone();
+        metrics.add_source(Arc::new(
+            move |w: &mut pbx_control_plane::metrics::Writer| {
+                for (name, help, kind, value) in source.metrics() {
+                    w.single(&name, kind, help, value as f64);
+                }
+            },
+        ));
+        Some(proxy)
+    } else {
+        None
+    };
 
     let mut http_bound = Vec::new();
     let mut tasks = tokio::task::JoinSet::new();
@@ -89,7 +136,7 @@ pub async fn run(config: Config, mode: Mode) -> Result<()> {
         Mode::AllInOne { demo: true } => {
             let endpoints = demo::Endpoints {
                 http_port: http_bound.first().map(|a| a.port()).unwrap_or(8080),
-                sip_proxy: sip_contact_address(&config),
+                sip_proxy: sip_contact_address(&config, sip.as_deref()),
                 sip_transports: sip_transports(&config),
             };
             Some(demo::ensure(&store, &config.data_dir, &config.operator_hosts, &endpoints).await?)
@@ -97,7 +144,15 @@ pub async fn run(config: Config, mode: Mode) -> Result<()> {
         _ => None,
     };
 
-    print_banner(&config, mode, &http_bound, demo_info.as_ref(), &store).await;
+    print_banner(
+        &config,
+        mode,
+        &http_bound,
+        sip.as_deref(),
+        demo_info.as_ref(),
+        &store,
+    )
+    .await;
     tracing::info!(node = %config.node_id, ?mode, "started");
 
     tokio::select! {
@@ -105,6 +160,9 @@ pub async fn run(config: Config, mode: Mode) -> Result<()> {
         Some(result) = tasks.join_next() => {
             // A server task ended on its own: that is a failure of this node.
             let _ = stop_tx.send(true);
+            if let Some(sip) = &sip {
+                sip.flush().await;
+            }
             store.close().await;
             return match result {
                 Ok(Ok(())) => Err(anyhow::anyhow!("a listener stopped unexpectedly")),
@@ -118,6 +176,10 @@ pub async fn run(config: Config, mode: Mode) -> Result<()> {
         if let Ok(Err(e)) = result {
             tracing::warn!(error = %e, "during shutdown");
         }
+    }
+    if let Some(sip) = &sip {
+        // Registrations not yet written go to the database before it closes.
+        sip.flush().await;
     }
     store.close().await;
     tracing::info!("stopped");
@@ -160,11 +222,23 @@ fn sip_transports(config: &Config) -> Vec<&'static str> {
 }
 
 /// The host:port a phone on this machine should send SIP to.
-fn sip_contact_address(config: &Config) -> String {
+fn sip_contact_address(config: &Config, sip: Option<&SipProxy>) -> String {
     if let Some(adv) = &config.sip_advertise {
         return adv.clone();
     }
-    let addr = config.sip_udp.first().or(config.sip_tcp.first()).copied();
+    let bound = sip
+        .map(|s| {
+            s.udp_addrs()
+                .into_iter()
+                .chain(s.tcp_addrs())
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    let addr = bound
+        .first()
+        .or(config.sip_udp.first())
+        .or(config.sip_tcp.first())
+        .copied();
     match addr {
         Some(a) => reachable(a).to_string(),
         None => "(SIP disabled)".into(),
@@ -188,6 +262,7 @@ async fn print_banner(
     config: &Config,
     mode: Mode,
     http: &[SocketAddr],
+    sip: Option<&SipProxy>,
     demo: Option<&demo::DemoInfo>,
     store: &Store,
 ) {
@@ -207,11 +282,11 @@ async fn print_banner(
             "  console and API   http://{a}/   (health: /healthz, metrics: /metrics)\n"
         ));
     }
-    if mode != Mode::ControlPlane {
-        for a in &config.sip_udp {
+    if let Some(sip) = sip {
+        for a in sip.udp_addrs() {
             out.push_str(&format!("  SIP               udp {a}\n"));
         }
-        for a in &config.sip_tcp {
+        for a in sip.tcp_addrs() {
             out.push_str(&format!("  SIP               tcp {a}\n"));
         }
     }

@@ -180,6 +180,53 @@ pub struct Settings {
     #[arg(long, env = "PBX_SIP_ADVERTISE", global = true, value_name = "HOST")]
     pub sip_advertise: Option<String>,
 
+    /// Digest algorithms offered to phones, in order, comma-separated [default: SHA-256,MD5]
+    #[arg(
+        long,
+        env = "PBX_SIP_DIGEST_ALGORITHMS",
+        global = true,
+        value_name = "ALG",
+        value_delimiter = ','
+    )]
+    pub sip_digest_algorithms: Option<Vec<String>>,
+
+    /// Require the digest uri to equal the Request-URI (RFC 3261 §22.4); turn off only
+    /// for load generators that cannot do it [default: true]
+    #[arg(
+        long,
+        env = "PBX_SIP_DIGEST_CHECK_URI",
+        global = true,
+        value_name = "BOOL"
+    )]
+    pub sip_digest_check_uri: Option<bool>,
+
+    /// Shortest registration accepted, in seconds (shorter: 423) [default: 60]
+    #[arg(
+        long,
+        env = "PBX_SIP_MIN_EXPIRES",
+        global = true,
+        value_name = "SECONDS"
+    )]
+    pub sip_min_expires: Option<u32>,
+
+    /// Longest registration granted, in seconds [default: 3600]
+    #[arg(
+        long,
+        env = "PBX_SIP_MAX_EXPIRES",
+        global = true,
+        value_name = "SECONDS"
+    )]
+    pub sip_max_expires: Option<u32>,
+
+    /// SIP transactions held at most before new requests get 503 [default: 200000]
+    #[arg(
+        long,
+        env = "PBX_SIP_MAX_TRANSACTIONS",
+        global = true,
+        value_name = "N"
+    )]
+    pub sip_max_transactions: Option<usize>,
+
     /// Log filter: a level (error, warn, info, debug, trace) or per-module directives [default: info]
     #[arg(long, env = "PBX_LOG", global = true, value_name = "FILTER")]
     pub log: Option<String>,
@@ -206,6 +253,11 @@ impl Settings {
             sip_udp: self.sip_udp.or(lower.sip_udp),
             sip_tcp: self.sip_tcp.or(lower.sip_tcp),
             sip_advertise: self.sip_advertise.or(lower.sip_advertise),
+            sip_digest_algorithms: self.sip_digest_algorithms.or(lower.sip_digest_algorithms),
+            sip_digest_check_uri: self.sip_digest_check_uri.or(lower.sip_digest_check_uri),
+            sip_min_expires: self.sip_min_expires.or(lower.sip_min_expires),
+            sip_max_expires: self.sip_max_expires.or(lower.sip_max_expires),
+            sip_max_transactions: self.sip_max_transactions.or(lower.sip_max_transactions),
             log: self.log.or(lower.log),
             log_format: self.log_format.or(lower.log_format),
         }

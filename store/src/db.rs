@@ -187,6 +187,9 @@ impl Store {
     pub fn audit(&self) -> crate::audit::Audit<'_> {
         crate::audit::Audit(self)
     }
+    pub fn registrations(&self) -> crate::registrations::Registrations<'_> {
+        crate::registrations::Registrations(self)
+    }
     pub fn directory(&self) -> crate::directory::Directory<'_> {
         crate::directory::Directory(self)
     }

@@ -30,6 +30,7 @@ pub mod logins;
 pub mod numbers;
 pub mod operator;
 mod principal;
+pub mod registrations;
 pub mod resellers;
 mod rows;
 pub mod secrets;

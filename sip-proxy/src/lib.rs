@@ -1,0 +1,239 @@
+//! The SIP side of the platform: transports, the RFC 3261 transaction layer,
+//! the registrar with digest authentication, and the stateful proxy that
+//! connects the extensions of one customer, sealed from every other customer.
+//!
+//! Layers, bottom up: `transport` (UDP/TCP flows) → `core` (parsing,
+//! transaction matching, timers) → `registrar` and `proxy` (policy), with
+//! `directory` (who exists, in memory), `location` (where devices are),
+//! `digest` (authentication mechanics), `dialogs` (calls in progress) and
+//! `events` (what happened, for call records and live views) beside them.
+//! The SIP path never waits for the database: the directory follows the
+//! store's change feed, and registrations are written behind, in batches.
+
+#![forbid(unsafe_code)]
+
+pub mod config;
+mod context;
+pub mod core;
+pub mod dialogs;
+pub mod digest;
+pub mod directory;
+pub mod events;
+pub mod location;
+mod proxy;
+pub mod registrar;
+mod sharded;
+pub mod stats;
+pub mod timer;
+pub mod transaction;
+pub mod transport;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pbx_store::{Principal, Store};
+
+pub use config::{RegistrationPolicy, SipConfig};
+pub use events::{EventBus, SipEvent};
+
+use crate::core::Core;
+use crate::directory::Directory;
+use crate::events::HangupSide;
+use crate::location::Location;
+use crate::stats::Stats;
+use crate::transport::{Inbound, Transports};
+
+/// A running SIP node.
+pub struct SipProxy {
+    core: Arc<Core>,
+    store: Store,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl SipProxy {
+    /// Binds the sockets, loads the directory and this node's stored
+    /// registrations, and starts serving. Errors name what failed.
+    pub async fn start(config: SipConfig, store: Store) -> Result<SipProxy, String> {
+        let transports = Arc::new(Transports::bind(config.transports.clone()).await?);
+        let directory = Arc::new(Directory::default());
+        directory
+            .load_all(&store)
+            .await
+            .map_err(|e| format!("cannot load the SIP directory: {e}"))?;
+        let location = Arc::new(Location::default());
+        let stored = store
+            .registrations()
+            .load_for_node(&Principal::system(), &config.node_id, pbx_store::now_ms())
+            .await
+            .map_err(|e| format!("cannot load stored registrations: {e}"))?;
+        let restored = stored.len();
+        location.restore(stored, |customer| {
+            directory.by_customer(customer).map(|t| t.reseller)
+        });
+        if restored > 0 {
+            tracing::info!(bindings = location.len(), "registrations restored");
+        }
+        let core = Arc::new(Core::new(
+            config,
+            transports.clone(),
+            directory.clone(),
+            location,
+            Arc::new(Stats::default()),
+            EventBus::default(),
+        ));
+        transports.start(core.clone() as Arc<dyn Inbound>);
+        let mut tasks = Vec::new();
+        tasks.push(tokio::spawn(directory.follow(store.clone())));
+        let timer_core = core.clone();
+        tasks.push(tokio::spawn(async move {
+            let fire_core = timer_core.clone();
+            timer_core
+                .timers
+                .run(move |item| fire_core.on_timer(item))
+                .await;
+        }));
+        tasks.push(tokio::spawn(housekeeping(core.clone(), store.clone())));
+        Ok(SipProxy { core, store, tasks })
+    }
+
+    pub fn udp_addrs(&self) -> Vec<SocketAddr> {
+        self.core.transports.udp_addrs()
+    }
+
+    pub fn tcp_addrs(&self) -> Vec<SocketAddr> {
+        self.core.transports.tcp_addrs()
+    }
+
+    /// Events of this node (registrations, calls).
+    pub fn events(&self) -> &EventBus {
+        &self.core.events
+    }
+
+    /// Counters and gauges for `/metrics`: (name, help, kind, value).
+    pub fn metrics(&self) -> Vec<(String, &'static str, &'static str, u64)> {
+        let mut out: Vec<(String, &'static str, &'static str, u64)> = self
+            .core
+            .stats
+            .snapshot()
+            .into_iter()
+            .map(|(name, help, value)| (format!("pbx_sip_{name}_total"), help, "counter", value))
+            .collect();
+        let gauges = [
+            (
+                "pbx_sip_registered_contacts",
+                "Contacts registered on this node.",
+                self.core.location.len(),
+            ),
+            (
+                "pbx_sip_transactions",
+                "Server transactions in progress.",
+                self.core.server_txns.len(),
+            ),
+            (
+                "pbx_sip_client_transactions",
+                "Client transactions in progress.",
+                self.core.client_txns.len(),
+            ),
+            (
+                "pbx_sip_dialogs",
+                "Dialogs (calls and subscriptions) in progress.",
+                self.core.dialogs.len(),
+            ),
+            (
+                "pbx_sip_tcp_connections",
+                "Open SIP TCP connections.",
+                self.core.transports.tcp.open_connections(),
+            ),
+            ("pbx_sip_timers", "Timers waiting.", self.core.timers.len()),
+        ];
+        out.extend(
+            gauges
+                .into_iter()
+                .map(|(n, h, v)| (n.to_owned(), h, "gauge", v as u64)),
+        );
+        out
+    }
+
+    /// Writes pending registrations to the store; called on shutdown.
+    pub async fn flush(&self) {
+        for attempt in 0..3 {
+            match self
+                .core
+                .location
+                .persist(&self.store, &self.core.config.node_id)
+                .await
+            {
+                Ok(_) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, attempt, "could not write registrations");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }
+
+    /// Stops the node's background work after flushing registrations.
+    pub async fn shutdown(self) {
+        self.flush().await;
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// Expiry of bindings and dialogs, removal of bindings whose device is gone,
+/// and the batched writing of registrations.
+async fn housekeeping(core: Arc<Core>, store: Store) {
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let mut n: u64 = 0;
+    loop {
+        tick.tick().await;
+        n += 1;
+        if n.is_multiple_of(4) {
+            let now = pbx_store::now_ms();
+            for b in core.location.sweep(now) {
+                core.events.publish(SipEvent::DeviceUnregistered {
+                    reseller: b.reseller,
+                    customer: b.customer,
+                    extension: b.extension,
+                    device: b.device,
+                    contact: b.contact.uri.to_string(),
+                    reason: "expired",
+                });
+            }
+            let directory = &core.directory;
+            for b in core.location.retain_devices(|b| {
+                directory
+                    .by_customer(b.customer)
+                    .is_some_and(|t| t.active && t.has_device(b.device))
+            }) {
+                core.events.publish(SipEvent::DeviceUnregistered {
+                    reseller: b.reseller,
+                    customer: b.customer,
+                    extension: b.extension,
+                    device: b.device,
+                    contact: b.contact.uri.to_string(),
+                    reason: "removed",
+                });
+            }
+            let idle = i64::try_from(core.config.max_call_idle.as_millis()).unwrap_or(i64::MAX);
+            for d in core.dialogs.expire(now.saturating_sub(idle)) {
+                if d.kind == dialogs::DialogKind::Invite && d.confirmed {
+                    core.events.publish(SipEvent::CallEnded {
+                        reseller: d.call.reseller,
+                        customer: d.call.customer,
+                        call_id: d.call_id,
+                        outcome: events::CallOutcome::Answered,
+                        sip_status: 200,
+                        hangup: Some(HangupSide::System),
+                        at: now,
+                    });
+                }
+            }
+        }
+        if let Err(e) = core.location.persist(&store, &core.config.node_id).await {
+            tracing::warn!(error = %e, "registrations not written yet; will retry");
+        }
+    }
+}

@@ -1,0 +1,408 @@
+//! Where each device can be reached (the RFC 3261 §10 location service):
+//! bindings in memory, sharded by extension so calls and registrations of
+//! different extensions never contend. Every change marks the device dirty;
+//! [`Location::persist`] writes dirty devices to the store in batches, off the
+//! SIP path, and puts them back in the dirty set if the database is away.
+//!
+//! Policy (who may register what, expiry rules) is the registrar's; this
+//! module only keeps bindings.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use pbx_sip_message::{NameAddr, Uri};
+use pbx_store::registrations::StoredBinding;
+use pbx_store::{CustomerId, DeviceId, ExtensionId, Millis, Principal, ResellerId, Store};
+
+use crate::transport::{Flow, Protocol};
+
+/// One contact of one device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    pub reseller: ResellerId,
+    pub customer: CustomerId,
+    pub extension: ExtensionId,
+    pub device: DeviceId,
+    /// What identifies the binding across refreshes: instance-id (+ reg-id), or the contact URI.
+    pub key: String,
+    /// The Contact value as registered, without its `expires` parameter.
+    pub contact: NameAddr,
+    pub instance: Option<String>,
+    pub reg_id: Option<u32>,
+    pub q_milli: u16,
+    /// Where the REGISTER came from.
+    pub flow: Flow,
+    pub call_id: String,
+    pub cseq: u32,
+    pub expires_at: Millis,
+    pub user_agent: Option<String>,
+    pub path: Vec<String>,
+}
+
+impl Binding {
+    /// The Contact URI, the Request-URI of requests to this binding.
+    pub fn uri(&self) -> &Uri {
+        &self.contact.uri
+    }
+
+    /// Whether requests must go down the flow the registration came on rather
+    /// than to the contact's own address: over connections, with RFC 5626
+    /// outbound, and when the contact's address is not the one the REGISTER
+    /// came from (the phone is behind NAT or named itself by host name).
+    pub fn use_flow(&self) -> bool {
+        if self.flow.protocol.is_reliable() || self.reg_id.is_some() {
+            return true;
+        }
+        let Some(sip) = self.contact.uri.as_sip() else {
+            return true;
+        };
+        sip.param("ob").is_some() || sip.host.ip() != Some(self.flow.remote.ip())
+    }
+
+    /// The contact's own address (when it is an IP literal).
+    pub fn contact_addr(&self) -> Option<SocketAddr> {
+        let sip = self.contact.uri.as_sip()?;
+        let port = sip.port.unwrap_or(if sip.secure { 5061 } else { 5060 });
+        Some(SocketAddr::new(sip.host.ip()?, port))
+    }
+
+    /// The protocol requests to this binding use.
+    pub fn protocol(&self) -> Protocol {
+        match self.contact.uri.as_sip().and_then(|u| u.transport()) {
+            _ if self.use_flow() => self.flow.protocol,
+            Some(t) if t == "tcp" => Protocol::Tcp,
+            Some(t) if t == "udp" => Protocol::Udp,
+            _ => self.flow.protocol,
+        }
+    }
+}
+
+const SHARDS: usize = 64;
+
+/// All bindings of this node.
+pub struct Location {
+    shards: Vec<Mutex<HashMap<ExtensionId, Vec<Binding>>>>,
+    dirty: Mutex<HashMap<DeviceId, ExtensionId>>,
+    count: AtomicUsize,
+}
+
+impl Default for Location {
+    fn default() -> Self {
+        Location {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            dirty: Mutex::new(HashMap::new()),
+            count: AtomicUsize::new(0),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Location {
+    fn shard(&self, extension: ExtensionId) -> &Mutex<HashMap<ExtensionId, Vec<Binding>>> {
+        &self.shards[(extension.0 as u64 as usize) % SHARDS]
+    }
+
+    /// Bindings right now.
+    pub fn len(&self) -> usize {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Unexpired bindings of every device of an extension, best q first.
+    pub fn of_extension(&self, extension: ExtensionId, now: Millis) -> Vec<Binding> {
+        let mut out: Vec<Binding> = lock(self.shard(extension))
+            .get(&extension)
+            .map(|v| v.iter().filter(|b| b.expires_at > now).cloned().collect())
+            .unwrap_or_default();
+        out.sort_by_key(|b| std::cmp::Reverse(b.q_milli));
+        out
+    }
+
+    /// Unexpired bindings of one device.
+    pub fn of_device(&self, extension: ExtensionId, device: DeviceId, now: Millis) -> Vec<Binding> {
+        lock(self.shard(extension))
+            .get(&extension)
+            .map(|v| {
+                v.iter()
+                    .filter(|b| b.device == device && b.expires_at > now)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Makes `bindings` the device's whole set.
+    pub fn replace_device(&self, extension: ExtensionId, device: DeviceId, bindings: Vec<Binding>) {
+        {
+            let mut shard = lock(self.shard(extension));
+            let list = shard.entry(extension).or_default();
+            let before = list.len();
+            list.retain(|b| b.device != device);
+            let removed = before - list.len();
+            let added = bindings.len();
+            list.extend(bindings);
+            if list.is_empty() {
+                shard.remove(&extension);
+            }
+            self.count.fetch_add(added, Ordering::Relaxed);
+            self.count.fetch_sub(removed, Ordering::Relaxed);
+        }
+        lock(&self.dirty).insert(device, extension);
+    }
+
+    /// Removes and returns bindings that expired at `now`.
+    pub fn sweep(&self, now: Millis) -> Vec<Binding> {
+        let mut expired = Vec::new();
+        for shard in &self.shards {
+            let mut shard = lock(shard);
+            shard.retain(|_, list| {
+                let (gone, kept): (Vec<Binding>, Vec<Binding>) =
+                    list.drain(..).partition(|b| b.expires_at <= now);
+                expired.extend(gone);
+                *list = kept;
+                !list.is_empty()
+            });
+        }
+        self.count.fetch_sub(expired.len(), Ordering::Relaxed);
+        let mut dirty = lock(&self.dirty);
+        for b in &expired {
+            dirty.insert(b.device, b.extension);
+        }
+        expired
+    }
+
+    /// Drops every binding of devices that no longer exist (or whose customer
+    /// is no longer active), keeping the rest.
+    pub fn retain_devices(&self, keep: impl Fn(&Binding) -> bool) -> Vec<Binding> {
+        let mut dropped = Vec::new();
+        for shard in &self.shards {
+            let mut shard = lock(shard);
+            shard.retain(|_, list| {
+                let (kept, gone): (Vec<Binding>, Vec<Binding>) =
+                    list.drain(..).partition(|b| keep(b));
+                dropped.extend(gone);
+                *list = kept;
+                !list.is_empty()
+            });
+        }
+        self.count.fetch_sub(dropped.len(), Ordering::Relaxed);
+        let mut dirty = lock(&self.dirty);
+        for b in &dropped {
+            dirty.insert(b.device, b.extension);
+        }
+        dropped
+    }
+
+    /// Loads what the store kept for this node (after a restart).
+    pub fn restore(
+        &self,
+        stored: Vec<StoredBinding>,
+        reseller_of: impl Fn(CustomerId) -> Option<ResellerId>,
+    ) {
+        let mut by_device: HashMap<(ExtensionId, DeviceId), Vec<Binding>> = HashMap::new();
+        for s in stored {
+            let Some(b) = from_stored(&s, &reseller_of) else {
+                continue;
+            };
+            by_device
+                .entry((b.extension, b.device))
+                .or_default()
+                .push(b);
+        }
+        for ((extension, device), bindings) in by_device {
+            let mut shard = lock(self.shard(extension));
+            let list = shard.entry(extension).or_default();
+            list.retain(|b| b.device != device);
+            self.count.fetch_add(bindings.len(), Ordering::Relaxed);
+            list.extend(bindings);
+        }
+    }
+
+    /// Writes every dirty device's bindings to the store. On failure the
+    /// devices stay dirty and the next call tries again.
+    pub async fn persist(
+        &self,
+        store: &Store,
+        node_id: &str,
+    ) -> Result<usize, pbx_store::StoreError> {
+        let dirty: Vec<(DeviceId, ExtensionId)> = lock(&self.dirty).drain().collect();
+        if dirty.is_empty() {
+            return Ok(0);
+        }
+        let mut rows = Vec::new();
+        let devices: Vec<DeviceId> = dirty.iter().map(|(d, _)| *d).collect();
+        let wanted: HashSet<DeviceId> = devices.iter().copied().collect();
+        let extensions: HashSet<ExtensionId> = dirty.iter().map(|(_, e)| *e).collect();
+        for extension in extensions {
+            if let Some(list) = lock(self.shard(extension)).get(&extension) {
+                rows.extend(
+                    list.iter()
+                        .filter(|b| wanted.contains(&b.device))
+                        .map(|b| to_stored(b, node_id)),
+                );
+            }
+        }
+        match store
+            .registrations()
+            .replace(&Principal::system(), &devices, &rows)
+            .await
+        {
+            Ok(()) => Ok(devices.len()),
+            Err(e) => {
+                let mut d = lock(&self.dirty);
+                for (device, extension) in dirty {
+                    d.entry(device).or_insert(extension);
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+fn to_stored(b: &Binding, node_id: &str) -> StoredBinding {
+    StoredBinding {
+        customer_id: b.customer,
+        extension_id: b.extension,
+        device_id: b.device,
+        binding_key: b.key.clone(),
+        contact: b.contact.to_string(),
+        instance_id: b.instance.clone(),
+        reg_id: b.reg_id.map(i64::from),
+        transport: b.flow.protocol.name().to_owned(),
+        source: b.flow.remote.to_string(),
+        local: b.flow.local.to_string(),
+        node_id: node_id.to_owned(),
+        path: (!b.path.is_empty()).then(|| b.path.join(",")),
+        call_id: b.call_id.clone(),
+        cseq: i64::from(b.cseq),
+        q_milli: i64::from(b.q_milli),
+        user_agent: b.user_agent.clone(),
+        expires_at: b.expires_at,
+        updated_at: pbx_store::now_ms(),
+    }
+}
+
+fn from_stored(
+    s: &StoredBinding,
+    reseller_of: &impl Fn(CustomerId) -> Option<ResellerId>,
+) -> Option<Binding> {
+    let protocol = match s.transport.as_str() {
+        "udp" => Protocol::Udp,
+        "tcp" => Protocol::Tcp,
+        _ => return None,
+    };
+    Some(Binding {
+        reseller: reseller_of(s.customer_id)?,
+        customer: s.customer_id,
+        extension: s.extension_id,
+        device: s.device_id,
+        key: s.binding_key.clone(),
+        contact: NameAddr::parse(&s.contact).ok()?,
+        instance: s.instance_id.clone(),
+        reg_id: s.reg_id.and_then(|r| u32::try_from(r).ok()),
+        q_milli: u16::try_from(s.q_milli).unwrap_or(1000),
+        flow: Flow {
+            protocol,
+            local: s.local.parse().ok()?,
+            remote: s.source.parse().ok()?,
+            conn: None,
+        },
+        call_id: s.call_id.clone(),
+        cseq: u32::try_from(s.cseq).unwrap_or(0),
+        expires_at: s.expires_at,
+        user_agent: s.user_agent.clone(),
+        path: s
+            .path
+            .as_deref()
+            .map(|p| p.split(',').map(str::to_owned).collect())
+            .unwrap_or_default(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn binding(device: i64, contact: &str, source: &str, expires_at: Millis) -> Binding {
+        Binding {
+            reseller: ResellerId(1),
+            customer: CustomerId(1),
+            extension: ExtensionId(10),
+            device: DeviceId(device),
+            key: contact.to_owned(),
+            contact: NameAddr::parse(contact).expect("contact"),
+            instance: None,
+            reg_id: None,
+            q_milli: 1000,
+            flow: Flow {
+                protocol: Protocol::Udp,
+                local: "127.0.0.1:5060".parse().expect("addr"),
+                remote: source.parse().expect("addr"),
+                conn: None,
+            },
+            call_id: "c".into(),
+            cseq: 1,
+            expires_at,
+            user_agent: None,
+            path: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn nat_is_detected_from_the_contact_address() {
+        let direct = binding(1, "<sip:101@192.0.2.5:5062>", "192.0.2.5:5060", 10);
+        assert!(!direct.use_flow(), "same IP: the contact's port is used");
+        assert_eq!(
+            direct.contact_addr(),
+            Some("192.0.2.5:5062".parse().expect("addr"))
+        );
+        let natted = binding(1, "<sip:101@10.0.0.5:5060>", "198.51.100.9:40000", 10);
+        assert!(
+            natted.use_flow(),
+            "private contact behind NAT goes down the flow"
+        );
+        let named = binding(1, "<sip:101@phone.example.net>", "198.51.100.9:5060", 10);
+        assert!(named.use_flow(), "a host name is never resolved");
+        let ob = binding(1, "<sip:101@192.0.2.5:5062;ob>", "192.0.2.5:5062", 10);
+        assert!(ob.use_flow());
+    }
+
+    #[test]
+    fn replace_sweep_and_dirty_tracking() {
+        let loc = Location::default();
+        loc.replace_device(
+            ExtensionId(10),
+            DeviceId(1),
+            vec![
+                binding(1, "<sip:a@192.0.2.1>", "192.0.2.1:5060", 100),
+                binding(1, "<sip:b@192.0.2.1>", "192.0.2.1:5060", 300),
+            ],
+        );
+        loc.replace_device(
+            ExtensionId(10),
+            DeviceId(2),
+            vec![binding(2, "<sip:c@192.0.2.2>", "192.0.2.2:5060", 300)],
+        );
+        assert_eq!(loc.len(), 3);
+        assert_eq!(loc.of_extension(ExtensionId(10), 0).len(), 3);
+        assert_eq!(
+            loc.of_device(ExtensionId(10), DeviceId(1), 200).len(),
+            1,
+            "expired ones are not returned"
+        );
+        let gone = loc.sweep(200);
+        assert_eq!(gone.len(), 1);
+        assert_eq!(loc.len(), 2);
+        loc.replace_device(ExtensionId(10), DeviceId(1), Vec::new());
+        assert_eq!(loc.len(), 1);
+        assert_eq!(lock(&loc.dirty).len(), 2);
+    }
+}

@@ -1,0 +1,999 @@
+//! The stateful proxy (RFC 3261 §16) between the extensions of one customer.
+//!
+//! Initial requests: the caller authenticates (407, realm = its customer's
+//! domain); the Request-URI must name an extension of that same customer
+//! (by number, at the customer's domain or this node's address); the request
+//! forks in parallel to every registered device of the extension, record-
+//! routed. In-dialog requests are only forwarded within dialogs this proxy set
+//! up, to the other party's known flow. Responses are chosen per §16.7, CANCEL
+//! per §16.10, Timer C per §16.8.
+
+use std::sync::{Arc, Mutex};
+
+use pbx_sip_message::auth::DigestParams;
+use pbx_sip_message::{
+    Header, HeaderName, Host, Message, Method, NameAddr, StartLine, StatusLine, Uri,
+};
+
+use crate::context::{Branch, CallSetup, Context, TimerTarget};
+use crate::core::{lock, Core};
+use crate::dialogs::{CallInfo, Dialog, DialogKind, Direction, Peer};
+use crate::digest::{Ha1, Verdict};
+use crate::directory::{Device, Tenant};
+use crate::events::{CallOutcome, HangupSide, SipEvent};
+use crate::stats::Stats;
+use crate::transaction::{ClientKey, ClientTransaction, TimerKind};
+use crate::transport::{Flow, Protocol};
+
+/// Most devices one request forks to.
+const MAX_BRANCHES: usize = 16;
+
+fn creates_dialog(method: &Method) -> bool {
+    matches!(method, Method::Invite | Method::Subscribe | Method::Refer)
+}
+
+/// A request that is not for this node and has no To tag.
+pub fn initial(core: &Core, req: Message, flow: Flow) {
+    let method = req.method().cloned().unwrap_or(Method::Options);
+    let (tenant, device) = match authenticate(core, &req, flow) {
+        Ok(found) => found,
+        Err(resp) => return core.reply_stateless(&req, flow, *resp),
+    };
+    let server = tenant.server_header.clone();
+    let refuse = |code: u16, reason: &str| {
+        core.reply_stateless(
+            &req,
+            flow,
+            core.local_response(&req, code, reason, server.as_deref()),
+        )
+    };
+    let extension = match target_extension(core, &req, &tenant) {
+        Ok(e) => e,
+        Err((code, reason)) => return refuse(code, reason),
+    };
+    if extension.dnd && method == Method::Invite {
+        return refuse(486, "Busy Here");
+    }
+    let now = pbx_store::now_ms();
+    let bindings = core.location.of_extension(extension.id, now);
+    if bindings.is_empty() {
+        return refuse(480, "Temporarily Unavailable");
+    }
+    let caller = req
+        .from()
+        .uri
+        .as_sip()
+        .and_then(|u| u.user_unescaped())
+        .unwrap_or_default();
+    let caller_contact = req
+        .contacts()
+        .ok()
+        .and_then(|c| match c.into_iter().next() {
+            Some(pbx_sip_message::Contact::Addr(a)) => Some(a.uri),
+            _ => None,
+        });
+    let Some(ctx) = core.new_context(req, flow) else {
+        return;
+    };
+    let mut c = lock(&ctx);
+    if method == Method::Invite {
+        if let Some(trying) = c
+            .request
+            .as_ref()
+            .map(|r| core.local_response(r, 100, "Trying", None))
+        {
+            core.send_response(&ctx, &mut c, &trying);
+        }
+    }
+    let info = CallInfo {
+        reseller: tenant.reseller,
+        customer: tenant.customer,
+        caller_extension: Some(device.extension),
+        callee_extension: Some(extension.id),
+        caller_device: Some(device.id),
+        callee_device: None,
+    };
+    if creates_dialog(&method) {
+        c.call = Some(CallSetup {
+            info: info.clone(),
+            caller: caller.clone(),
+            callee: extension.number.clone(),
+            caller_contact,
+            started_at: now,
+        });
+    }
+    let Some(original) = c.request.clone() else {
+        return;
+    };
+    let mut template = original;
+    // Pre-loaded routes from a phone are not honoured: calls go where the
+    // customer's configuration says, nowhere else.
+    template.remove_all(&HeaderName::Route);
+    remove_own_credentials(&mut template, &tenant.domain);
+    template.decrement_max_forwards();
+    for binding in bindings.iter().take(MAX_BRANCHES) {
+        let out_flow = if binding.use_flow() {
+            binding.flow
+        } else {
+            match binding
+                .contact_addr()
+                .and_then(|a| core.transports.flow_to(binding.protocol(), a))
+            {
+                Some(f) => f,
+                None => binding.flow,
+            }
+        };
+        let mut fwd = template.clone();
+        fwd.set_request_uri(binding.uri().clone());
+        for route in &binding.path {
+            fwd.push(Header::new(HeaderName::Route, route.clone()));
+        }
+        if creates_dialog(&method) {
+            for rr in core.record_route(&flow, &out_flow).into_iter().rev() {
+                fwd.insert_before(
+                    &HeaderName::RecordRoute,
+                    Header::new(HeaderName::RecordRoute, rr),
+                );
+            }
+        }
+        add_branch(
+            core,
+            &ctx,
+            &mut c,
+            fwd,
+            out_flow,
+            Some(binding.extension),
+            Some(binding.device),
+        );
+    }
+    if method == Method::Invite {
+        Stats::inc(&core.stats.calls_started);
+        core.events.publish(SipEvent::CallStarted {
+            reseller: tenant.reseller,
+            customer: tenant.customer,
+            call_id: c.key_call_id(),
+            caller,
+            callee: extension.number.clone(),
+            caller_extension: Some(device.extension),
+            callee_extension: Some(extension.id),
+            caller_device: Some(device.id),
+            at: now,
+        });
+    }
+    tracing::debug!(customer = %tenant.customer, branches = c.branches.len(), "request forked");
+}
+
+/// The caller's customer and device, or the response refusing the request.
+fn authenticate(
+    core: &Core,
+    req: &Message,
+    flow: Flow,
+) -> Result<(Arc<Tenant>, Arc<Device>), Box<Message>> {
+    let forbidden =
+        |server: Option<&str>| Box::new(core.local_response(req, 403, "Forbidden", server));
+    let Some(from) = req.from().uri.as_sip() else {
+        return Err(forbidden(None));
+    };
+    let tenant = match &from.host {
+        Host::Name(name) => core.directory.by_domain(name),
+        _ => None,
+    };
+    let Some(tenant) = tenant else {
+        // Neither a customer of this platform nor a carrier: not relaying.
+        return Err(forbidden(None));
+    };
+    let server = tenant.server_header.as_deref();
+    if !tenant.active {
+        return Err(forbidden(server));
+    }
+    let creds = req
+        .values(&HeaderName::ProxyAuthorization)
+        .filter_map(|h| h.text().and_then(|t| DigestParams::parse(&t).ok()))
+        .find(|c| c.is_digest() && c.get("realm") == Some(tenant.domain.as_str()));
+    let challenge = |stale: bool| {
+        Stats::inc(&core.stats.challenges);
+        let mut resp = core.local_response(req, 407, "Proxy Authentication Required", server);
+        for value in core.auth.challenge(&tenant.domain, stale) {
+            resp.push(Header::new(HeaderName::ProxyAuthenticate, value));
+        }
+        Box::new(resp)
+    };
+    let Some(creds) = creds else {
+        return Err(challenge(false));
+    };
+    let method = req.cseq().method.as_str().to_owned();
+    let request_uri = req
+        .request_line()
+        .map(|r| r.uri.clone())
+        .unwrap_or_else(|| req.to().uri.clone());
+    let verdict = core
+        .auth
+        .verify(&creds, &method, &request_uri, &tenant.domain, |user| {
+            tenant
+                .device(user)
+                .filter(|d| d.realm == tenant.domain)
+                .map(|d| Ha1 {
+                    md5: &d.ha1_md5,
+                    sha256: &d.ha1_sha256,
+                })
+        });
+    match verdict {
+        Verdict::Valid => {}
+        Verdict::Stale => return Err(challenge(true)),
+        Verdict::Invalid => {
+            Stats::inc(&core.stats.auth_failures);
+            tracing::info!(customer = %tenant.customer, remote = %flow.remote, "request with credentials that do not verify");
+            return Err(challenge(false));
+        }
+    }
+    let Some(device) = creds
+        .get("username")
+        .and_then(|u| tenant.device(u))
+        .cloned()
+    else {
+        return Err(challenge(false));
+    };
+    // A device calls as itself.
+    if from.user_unescaped().as_deref() != Some(device.sip_user.as_str()) {
+        return Err(forbidden(server));
+    }
+    Ok((tenant, device))
+}
+
+/// The extension a request is for, within the caller's own customer only.
+fn target_extension(
+    core: &Core,
+    req: &Message,
+    tenant: &Tenant,
+) -> Result<Arc<crate::directory::Extension>, (u16, &'static str)> {
+    let uri = match req.request_line().map(|r| &r.uri) {
+        Some(Uri::Sip(u)) => u,
+        _ => return Err((416, "Unsupported URI Scheme")),
+    };
+    let ours = uri.host.is_name(&tenant.domain) || core.is_our_ip(&uri.host);
+    if !ours {
+        // Another customer's domain or somewhere else entirely: same answer.
+        return Err((403, "Forbidden"));
+    }
+    let user = uri.user_unescaped().ok_or((404, "Not Found"))?;
+    tenant.extension(&user).cloned().ok_or((404, "Not Found"))
+}
+
+fn remove_own_credentials(req: &mut Message, realm: &str) {
+    let keep: Vec<Header> = req
+        .values(&HeaderName::ProxyAuthorization)
+        .filter(|h| {
+            h.text()
+                .and_then(|t| DigestParams::parse(&t).ok())
+                .is_none_or(|c| c.get("realm") != Some(realm))
+        })
+        .cloned()
+        .collect();
+    req.remove_all(&HeaderName::ProxyAuthorization);
+    for h in keep {
+        req.push(h);
+    }
+}
+
+impl Context {
+    fn key_call_id(&self) -> String {
+        self.request
+            .as_ref()
+            .map(|r| r.call_id().to_owned())
+            .unwrap_or_default()
+    }
+}
+
+/// Sends `fwd` down `out_flow` as a new branch of the context.
+#[allow(clippy::too_many_arguments)]
+fn add_branch(
+    core: &Core,
+    ctx: &Arc<Mutex<Context>>,
+    c: &mut Context,
+    mut fwd: Message,
+    out_flow: Flow,
+    extension: Option<pbx_store::ExtensionId>,
+    device: Option<pbx_store::DeviceId>,
+) {
+    let branch = core.new_branch();
+    fwd.push_via(core.our_via(&out_flow, &branch));
+    let method = c.method.clone();
+    let invite = method == Method::Invite;
+    let mut tx = ClientTransaction::new(
+        invite,
+        out_flow.protocol.is_reliable(),
+        fwd.to_bytes(),
+        &core.config.timers,
+    );
+    let out = tx.start(&core.config.timers);
+    let key = ClientKey { branch, method };
+    let idx = c.branches.len();
+    core.client_txns
+        .insert(key.clone(), (Arc::downgrade(ctx), idx));
+    let timer_c = invite.then(|| tokio::time::Instant::now() + core.config.timers.timer_c);
+    c.branches.push(Branch {
+        key,
+        request: Some(fwd),
+        flow: out_flow,
+        tx,
+        final_status: None,
+        timer_c,
+        cancel_wanted: false,
+        cancel: None,
+        ack: None,
+        extension,
+        device,
+    });
+    if let Some(bytes) = out.send {
+        core.send(&out_flow, bytes);
+    }
+    core.arm(ctx, TimerTarget::Branch(idx), out.arm);
+    if invite {
+        core.arm(
+            ctx,
+            TimerTarget::Branch(idx),
+            vec![(TimerKind::C, core.config.timers.timer_c)],
+        );
+    }
+}
+
+/// How to reach a party: down its flow, or at its contact when that is the
+/// address its messages came from (no NAT in between).
+fn reach(core: &Core, flow: &Flow, contact: Option<&Uri>) -> Flow {
+    if flow.protocol.is_reliable() {
+        return *flow;
+    }
+    let Some(sip) = contact.and_then(Uri::as_sip) else {
+        return *flow;
+    };
+    match sip.host.ip() {
+        Some(ip) if ip == flow.remote.ip() && sip.param("ob").is_none() => {
+            let addr = std::net::SocketAddr::new(ip, sip.port.unwrap_or(5060));
+            core.transports
+                .flow_to(Protocol::Udp, addr)
+                .unwrap_or(*flow)
+        }
+        _ => *flow,
+    }
+}
+
+/// Removes the Route values this node put at the top (one or two).
+fn strip_own_routes(core: &Core, req: &mut Message) -> Result<(), ()> {
+    loop {
+        let top = req
+            .values(&HeaderName::Route)
+            .next()
+            .map(|h| h.text().and_then(|t| NameAddr::parse(&t).ok()));
+        match top {
+            Some(Some(route)) if core.is_our_route(&route.uri) => {
+                req.remove_first(&HeaderName::Route);
+            }
+            Some(None) => return Err(()),
+            _ => return Ok(()),
+        }
+    }
+}
+
+/// A request with a To tag: only forwarded inside a dialog this proxy set up.
+pub fn in_dialog(core: &Core, mut req: Message, flow: Flow) {
+    let method = req.method().cloned().unwrap_or(Method::Options);
+    if strip_own_routes(core, &mut req).is_err() {
+        return core.reply_stateless(
+            &req,
+            flow,
+            core.local_response(&req, 400, "Malformed Route", None),
+        );
+    }
+    let (Some(from_tag), Some(to_tag)) = (req.from().tag(), req.to().tag()) else {
+        return core.reply_stateless(
+            &req,
+            flow,
+            core.local_response(&req, 481, "Call/Transaction Does Not Exist", None),
+        );
+    };
+    let Some((dialog, direction)) = core.dialogs.find(req.call_id(), &from_tag, &to_tag) else {
+        return core.reply_stateless(
+            &req,
+            flow,
+            core.local_response(&req, 481, "Call/Transaction Does Not Exist", None),
+        );
+    };
+    if req.has(&HeaderName::Route) {
+        // Our dialogs have no other proxy in their route set.
+        return core.reply_stateless(
+            &req,
+            flow,
+            core.local_response(&req, 403, "Forbidden", None),
+        );
+    }
+    let peer = match direction {
+        Direction::Downstream => &dialog.callee,
+        Direction::Upstream => &dialog.caller,
+    };
+    let out_flow = reach(core, &peer.flow, peer.contact.as_ref());
+    let sender_contact = req
+        .contacts()
+        .ok()
+        .and_then(|c| match c.into_iter().next() {
+            Some(pbx_sip_message::Contact::Addr(a)) => Some(a.uri),
+            _ => None,
+        });
+    core.dialogs.touch(
+        req.call_id(),
+        &from_tag,
+        &to_tag,
+        pbx_store::now_ms(),
+        sender_contact,
+    );
+    let Some(ctx) = core.new_context(req, flow) else {
+        return;
+    };
+    let mut c = lock(&ctx);
+    c.in_dialog = Some((from_tag, to_tag));
+    if method == Method::Invite {
+        if let Some(trying) = c
+            .request
+            .as_ref()
+            .map(|r| core.local_response(r, 100, "Trying", None))
+        {
+            core.send_response(&ctx, &mut c, &trying);
+        }
+    }
+    let Some(mut fwd) = c.request.clone() else {
+        return;
+    };
+    fwd.decrement_max_forwards();
+    add_branch(core, &ctx, &mut c, fwd, out_flow, None, None);
+}
+
+/// An ACK for a 2xx: end to end, forwarded without a transaction.
+pub fn forward_ack(core: &Core, mut ack: Message, _flow: Flow) {
+    if strip_own_routes(core, &mut ack).is_err() {
+        return;
+    }
+    let (Some(from_tag), Some(to_tag)) = (ack.from().tag(), ack.to().tag()) else {
+        return;
+    };
+    let Some((dialog, direction)) = core.dialogs.find(ack.call_id(), &from_tag, &to_tag) else {
+        return;
+    };
+    let peer = match direction {
+        Direction::Downstream => &dialog.callee,
+        Direction::Upstream => &dialog.caller,
+    };
+    let out_flow = reach(core, &peer.flow, peer.contact.as_ref());
+    ack.decrement_max_forwards();
+    // Stateless forwarding still needs a unique branch (§16.11): derive it
+    // from the incoming one so retransmitted ACKs keep theirs.
+    let incoming = ack.top_via().branch().unwrap_or_default();
+    let branch = format!(
+        "{}{}a{}",
+        pbx_sip_message::VIA_BRANCH_COOKIE,
+        &core.node_token[..8],
+        &pbx_store::secrets::sha256_hex(&incoming)[..16]
+    );
+    ack.push_via(core.our_via(&out_flow, &branch));
+    core.send(&out_flow, ack.to_bytes());
+}
+
+/// CANCEL (§9.2, §16.10): answered here, then applied to the INVITE's branches.
+pub fn on_cancel(core: &Core, cancel: Message, flow: Flow) {
+    let key = crate::transaction::ServerKey::cancelled_invite(&cancel);
+    let Some(ctx) = core.server_txns.get(&key) else {
+        return core.reply_stateless(
+            &cancel,
+            flow,
+            core.local_response(&cancel, 481, "Call/Transaction Does Not Exist", None),
+        );
+    };
+    // Answering CANCEL is idempotent, so its retransmissions need no transaction.
+    core.reply_stateless(&cancel, flow, core.local_response(&cancel, 200, "OK", None));
+    let mut c = lock(&ctx);
+    if c.cancelled || !c.server.awaiting_final() {
+        return;
+    }
+    c.cancelled = true;
+    for idx in 0..c.branches.len() {
+        cancel_branch(core, &ctx, &mut c, idx);
+    }
+    finish_if_all_final(core, &ctx, &mut c);
+}
+
+/// Cancels one pending branch: CANCEL if a provisional response came, else
+/// the branch counts as 487 now and is cancelled if a provisional comes later.
+fn cancel_branch(core: &Core, ctx: &Arc<Mutex<Context>>, c: &mut Context, idx: usize) {
+    let Some(b) = c.branches.get_mut(idx) else {
+        return;
+    };
+    if b.final_status.is_some() || b.cancel.is_some() {
+        return;
+    }
+    if b.tx.may_cancel() {
+        send_cancel(core, ctx, c, idx);
+    } else {
+        b.cancel_wanted = true;
+        if let Some(req) = &b.request {
+            let local = Message::response(req, 487, "Request Terminated", None);
+            b.final_status = Some(487);
+            keep_best(c, local);
+        }
+    }
+}
+
+fn send_cancel(core: &Core, ctx: &Arc<Mutex<Context>>, c: &mut Context, idx: usize) {
+    let Some(b) = c.branches.get_mut(idx) else {
+        return;
+    };
+    let Some(req) = &b.request else { return };
+    let Some(uri) = req.request_line().map(|r| r.uri.clone()) else {
+        return;
+    };
+    let mut cancel = Message::request(
+        Method::Cancel,
+        uri,
+        req.top_via().clone(),
+        req.from().clone(),
+        req.to().clone(),
+        req.call_id(),
+        req.cseq().seq,
+    );
+    for route in req.values(&HeaderName::Route) {
+        cancel.push(route.clone());
+    }
+    let key = ClientKey {
+        branch: b.key.branch.clone(),
+        method: Method::Cancel,
+    };
+    let mut tx = ClientTransaction::new(
+        false,
+        b.flow.protocol.is_reliable(),
+        cancel.to_bytes(),
+        &core.config.timers,
+    );
+    let out = tx.start(&core.config.timers);
+    let flow = b.flow;
+    b.cancel = Some((key.clone(), tx));
+    b.cancel_wanted = false;
+    core.client_txns.insert(key, (Arc::downgrade(ctx), idx));
+    if let Some(bytes) = out.send {
+        core.send(&flow, bytes);
+    }
+    core.arm(ctx, TimerTarget::Cancel(idx), out.arm);
+}
+
+/// The hop-by-hop ACK for a non-2xx final response on a branch (§17.1.1.3).
+fn build_ack(req: &Message, resp: &Message) -> Option<Message> {
+    let uri = req.request_line()?.uri.clone();
+    let mut ack = Message::request(
+        Method::Ack,
+        uri,
+        req.top_via().clone(),
+        req.from().clone(),
+        resp.to().clone(),
+        req.call_id(),
+        req.cseq().seq,
+    );
+    for route in req.values(&HeaderName::Route) {
+        ack.push(route.clone());
+    }
+    Some(ack)
+}
+
+/// A response arrived on a branch (or on the CANCEL of a branch).
+pub fn on_branch_response(
+    core: &Core,
+    ctx: &Arc<Mutex<Context>>,
+    idx: usize,
+    resp: Message,
+    _flow: Flow,
+) {
+    let Some(status) = resp.status() else { return };
+    let t = core.config.timers;
+    let mut c = lock(ctx);
+    if resp.cseq().method == Method::Cancel {
+        if let Some((_, tx)) = c.branches.get_mut(idx).and_then(|b| b.cancel.as_mut()) {
+            let out = tx.on_response(status, &t);
+            core.arm(ctx, TimerTarget::Cancel(idx), out.arm);
+        }
+        return core.finish_if_done(&mut c);
+    }
+    let Some(b) = c.branches.get_mut(idx) else {
+        return;
+    };
+    let out = b.tx.on_response(status, &t);
+    core.arm(ctx, TimerTarget::Branch(idx), out.arm);
+    if out.send_ack {
+        if b.ack.is_none() {
+            b.ack = b
+                .request
+                .as_ref()
+                .and_then(|r| build_ack(r, &resp))
+                .map(|a| a.to_bytes());
+            b.request = None;
+        }
+        if let Some(ack) = b.ack.clone() {
+            let flow = b.flow;
+            core.send(&flow, ack);
+        }
+    }
+    if !out.pass_up {
+        return core.finish_if_done(&mut c);
+    }
+    if status < 200 {
+        on_provisional(core, ctx, &mut c, idx, resp);
+    } else {
+        branch_final(core, ctx, &mut c, idx, resp);
+    }
+    core.finish_if_done(&mut c);
+}
+
+fn on_provisional(
+    core: &Core,
+    ctx: &Arc<Mutex<Context>>,
+    c: &mut Context,
+    idx: usize,
+    resp: Message,
+) {
+    let status = resp.status().unwrap_or(100);
+    let Some(b) = c.branches.get_mut(idx) else {
+        return;
+    };
+    if b.tx.may_cancel() {
+        // Timer C starts over with every provisional response (§16.7 step 2).
+        b.timer_c = Some(tokio::time::Instant::now() + core.config.timers.timer_c);
+        core.arm(
+            ctx,
+            TimerTarget::Branch(idx),
+            vec![(TimerKind::C, core.config.timers.timer_c)],
+        );
+    }
+    if b.cancel_wanted && b.tx.may_cancel() {
+        send_cancel(core, ctx, c, idx);
+    }
+    if status == 100 {
+        return;
+    }
+    let flow = c.branches[idx].flow;
+    if let (Some(call), Some(tag)) = (&c.call, resp.to().tag()) {
+        if !c.early.contains(&tag) {
+            c.early.push(tag.clone());
+            core.dialogs.upsert(new_dialog(
+                c.inbound, call, &resp, flow, tag, false, &c.method,
+            ));
+        }
+    }
+    let mut up = resp;
+    if up.pop_via() && c.branches[idx].final_status.is_none() {
+        core.send_response(ctx, c, &up);
+    }
+}
+
+fn new_dialog(
+    inbound: Flow,
+    call: &CallSetup,
+    resp: &Message,
+    callee_flow: Flow,
+    callee_tag: String,
+    confirmed: bool,
+    method: &Method,
+) -> Dialog {
+    let now = pbx_store::now_ms();
+    let contact = resp
+        .contacts()
+        .ok()
+        .and_then(|c| match c.into_iter().next() {
+            Some(pbx_sip_message::Contact::Addr(a)) => Some(a.uri),
+            _ => None,
+        });
+    Dialog {
+        call_id: resp.call_id().to_owned(),
+        caller: Peer {
+            tag: resp.from().tag().unwrap_or_default(),
+            flow: inbound,
+            contact: call.caller_contact.clone(),
+        },
+        callee: Peer {
+            tag: callee_tag,
+            flow: callee_flow,
+            contact,
+        },
+        kind: if *method == Method::Invite {
+            DialogKind::Invite
+        } else {
+            DialogKind::Other
+        },
+        confirmed,
+        call: call.info.clone(),
+        created_at: now,
+        last_activity: now,
+    }
+}
+
+/// A final response on a branch: 2xx goes up at once; others wait for the best.
+fn branch_final(
+    core: &Core,
+    ctx: &Arc<Mutex<Context>>,
+    c: &mut Context,
+    idx: usize,
+    resp: Message,
+) {
+    let status = resp.status().unwrap_or(500);
+    let Some(b) = c.branches.get_mut(idx) else {
+        return;
+    };
+    let already_final = b.final_status.is_some();
+    b.final_status = Some(status);
+    b.timer_c = None;
+    let branch_flow = b.flow;
+    let device = b.device;
+    if (200..300).contains(&status) {
+        b.request = None;
+        if let (Some(call), Some(tag)) = (c.call.clone(), resp.to().tag()) {
+            let mut call = call;
+            call.info.callee_device = device;
+            core.dialogs.upsert(new_dialog(
+                c.inbound,
+                &call,
+                &resp,
+                branch_flow,
+                tag,
+                true,
+                &c.method,
+            ));
+            if !c.answered && c.method == Method::Invite {
+                Stats::inc(&core.stats.calls_answered);
+                core.events.publish(SipEvent::CallAnswered {
+                    reseller: call.info.reseller,
+                    customer: call.info.customer,
+                    call_id: resp.call_id().to_owned(),
+                    callee_device: device,
+                    at: pbx_store::now_ms(),
+                });
+            }
+        }
+        if let Some((from_tag, to_tag)) = c.in_dialog.clone() {
+            if c.method == Method::Bye {
+                end_dialog(core, resp.call_id(), &from_tag, &to_tag);
+            } else {
+                let contact = resp
+                    .contacts()
+                    .ok()
+                    .and_then(|cs| match cs.into_iter().next() {
+                        Some(pbx_sip_message::Contact::Addr(a)) => Some(a.uri),
+                        _ => None,
+                    });
+                // The responder refreshes its target: it is the request's To party.
+                core.dialogs.touch(
+                    resp.call_id(),
+                    &to_tag,
+                    &from_tag,
+                    pbx_store::now_ms(),
+                    contact,
+                );
+            }
+        }
+        let first = !c.answered;
+        c.answered = true;
+        if first && c.method == Method::Invite {
+            for other in 0..c.branches.len() {
+                if other != idx {
+                    cancel_branch(core, ctx, c, other);
+                }
+            }
+        }
+        let mut up = resp;
+        if up.pop_via() {
+            if c.server.awaiting_final()
+                || c.server.state() == crate::transaction::ServerState::Accepted
+            {
+                core.send_response(ctx, c, &up);
+            } else {
+                // A 2xx after we already answered the caller (e.g. cancelled
+                // before any provisional): still forward it, statelessly (§16.7 step 5).
+                let flow = c.reply_flow;
+                core.send(&flow, up.to_bytes());
+            }
+        }
+        c.request = None;
+        return;
+    }
+    if already_final {
+        return;
+    }
+    if status >= 600 && c.method == Method::Invite {
+        for other in 0..c.branches.len() {
+            if other != idx {
+                cancel_branch(core, ctx, c, other);
+            }
+        }
+    }
+    keep_best(c, resp);
+    finish_if_all_final(core, ctx, c);
+}
+
+/// A response no transaction knows: only a 2xx to INVITE is forwarded
+/// (statelessly, §16.7), and only if it carries our Via on top.
+pub fn on_stray_response(core: &Core, mut resp: Message) {
+    let ours = resp
+        .top_via()
+        .branch()
+        .is_some_and(|b| b.contains(&core.node_token[..8]));
+    let success = resp.status().is_some_and(|s| (200..300).contains(&s));
+    if !ours || !success || resp.cseq().method != Method::Invite || !resp.pop_via() {
+        return;
+    }
+    let via = resp.top_via().clone();
+    let ip = via.received().or(via.host.ip());
+    let port = match via.rport() {
+        Some(Some(p)) => Some(p),
+        _ => via.port,
+    };
+    let Some(ip) = ip else { return };
+    let addr = std::net::SocketAddr::new(ip, port.unwrap_or(5060));
+    let protocol = if via.transport == "TCP" {
+        Protocol::Tcp
+    } else {
+        Protocol::Udp
+    };
+    if let Some(flow) = core.transports.flow_to(protocol, addr) {
+        core.send(&flow, resp.to_bytes());
+    }
+}
+
+/// A timer of a branch, or of its CANCEL, fired.
+pub fn on_branch_timer(
+    core: &Core,
+    ctx: &Arc<Mutex<Context>>,
+    target: TimerTarget,
+    idx: usize,
+    kind: TimerKind,
+) {
+    let t = core.config.timers;
+    let mut c = lock(ctx);
+    if target == TimerTarget::Cancel(idx) {
+        let Some((key, tx)) = c.branches.get_mut(idx).and_then(|b| b.cancel.as_mut()) else {
+            return;
+        };
+        let out = tx.on_timer(kind, &t);
+        let key = key.clone();
+        if let Some(bytes) = out.send {
+            let flow = c.branches[idx].flow;
+            core.send(&flow, bytes);
+        }
+        core.arm(ctx, target, out.arm);
+        if out.terminated {
+            core.client_txns.remove(&key);
+        }
+        return core.finish_if_done(&mut c);
+    }
+    let Some(b) = c.branches.get_mut(idx) else {
+        return;
+    };
+    if kind == TimerKind::C {
+        // §16.8: cancel a branch that rang too long; give up on a silent one.
+        let due = b.timer_c.is_some_and(|d| d <= tokio::time::Instant::now());
+        if due && b.final_status.is_none() {
+            b.timer_c = None;
+            if b.tx.may_cancel() {
+                send_cancel(core, ctx, &mut c, idx);
+            } else if let Some(req) = b.request.clone() {
+                let timeout = Message::response(&req, 408, "Request Timeout", None);
+                branch_final(core, ctx, &mut c, idx, timeout);
+            }
+        }
+        return core.finish_if_done(&mut c);
+    }
+    let out = b.tx.on_timer(kind, &t);
+    let flow = b.flow;
+    if let Some(bytes) = out.send {
+        core.send(&flow, bytes);
+    }
+    core.arm(ctx, target, out.arm);
+    if out.timed_out {
+        if let Some(req) = c.branches[idx].request.clone() {
+            let timeout = Message::response(&req, 408, "Request Timeout", None);
+            branch_final(core, ctx, &mut c, idx, timeout);
+        }
+    }
+    if out.terminated {
+        let key = c.branches[idx].key.clone();
+        core.client_txns.remove(&key);
+        c.branches[idx].request = None;
+    }
+    core.finish_if_done(&mut c);
+}
+
+/// Keeps `resp` if it beats the best final response so far (§16.7 step 6):
+/// 6xx first, then the lowest class; within a class a real answer beats a
+/// timeout.
+fn keep_best(c: &mut Context, resp: Message) {
+    let rank = |m: &Message| {
+        let code = m.status().unwrap_or(500);
+        let class = if code >= 600 { 0 } else { code / 100 };
+        (class, u16::from(code == 408 || code == 487))
+    };
+    let better = match &c.best {
+        None => true,
+        Some(best) => rank(&resp) < rank(best),
+    };
+    if better {
+        c.best = Some(resp);
+    }
+}
+
+/// Sends the best final response upstream once every branch has one (and
+/// no 2xx went up).
+fn finish_if_all_final(core: &Core, ctx: &Arc<Mutex<Context>>, c: &mut Context) {
+    if c.pending_branches() > 0 || c.answered || !c.server.awaiting_final() {
+        return;
+    }
+    let Some(mut best) = c.best.take() else {
+        return;
+    };
+    if !best.pop_via() {
+        return;
+    }
+    if best.status() == Some(503) {
+        // §16.7 step 6: a 503 from downstream must not make the caller avoid us.
+        best.start = StartLine::Response(StatusLine {
+            code: 500,
+            reason: "Server Internal Error".into(),
+        });
+        best.remove_all(&HeaderName::RetryAfter);
+    }
+    let code = best.status().unwrap_or(500);
+    core.send_response(ctx, c, &best);
+    if let Some(call) = c.call.take() {
+        let caller_tag = best.from().tag().unwrap_or_default();
+        for tag in std::mem::take(&mut c.early) {
+            core.dialogs.remove(best.call_id(), &caller_tag, &tag);
+        }
+        core.events.publish(SipEvent::CallEnded {
+            reseller: call.info.reseller,
+            customer: call.info.customer,
+            call_id: best.call_id().to_owned(),
+            outcome: failure_outcome(code),
+            sip_status: code,
+            hangup: None,
+            at: pbx_store::now_ms(),
+        });
+    }
+    if let Some((from_tag, to_tag)) = c.in_dialog.clone() {
+        if c.method == Method::Bye {
+            end_dialog(core, best.call_id(), &from_tag, &to_tag);
+        }
+    }
+    c.request = None;
+}
+
+fn failure_outcome(code: u16) -> CallOutcome {
+    match code {
+        486 | 600 | 603 => CallOutcome::Busy,
+        408 | 480 => CallOutcome::NoAnswer,
+        487 => CallOutcome::Cancelled,
+        _ => CallOutcome::Failed,
+    }
+}
+
+/// Removes a dialog after its BYE and reports the end of its call.
+fn end_dialog(core: &Core, call_id: &str, from_tag: &str, to_tag: &str) {
+    let Some(dialog) = core.dialogs.remove(call_id, from_tag, to_tag) else {
+        return;
+    };
+    if dialog.kind == DialogKind::Invite {
+        let hangup = if dialog.caller.tag == from_tag {
+            HangupSide::Caller
+        } else {
+            HangupSide::Callee
+        };
+        core.events.publish(SipEvent::CallEnded {
+            reseller: dialog.call.reseller,
+            customer: dialog.call.customer,
+            call_id: call_id.to_owned(),
+            outcome: CallOutcome::Answered,
+            sip_status: 200,
+            hangup: Some(hangup),
+            at: pbx_store::now_ms(),
+        });
+    }
+}

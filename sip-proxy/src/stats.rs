@@ -1,0 +1,39 @@
+//! Counters of the SIP side, read by `/metrics`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+macro_rules! counters {
+    ($($name:ident: $help:literal),+ $(,)?) => {
+        /// Monotonic counters and gauges of this node's SIP traffic.
+        #[derive(Default, Debug)]
+        pub struct Stats { $(pub $name: AtomicU64,)+ }
+
+        impl Stats {
+            /// (name, help, value) of every counter.
+            pub fn snapshot(&self) -> Vec<(&'static str, &'static str, u64)> {
+                vec![$((stringify!($name), $help, self.$name.load(Ordering::Relaxed)),)+]
+            }
+        }
+    };
+}
+
+counters! {
+    received_requests: "SIP requests received.",
+    received_responses: "SIP responses received.",
+    malformed: "Messages refused as malformed (answered 4xx/5xx or dropped).",
+    retransmissions_absorbed: "Request retransmissions answered from transaction state.",
+    sent: "SIP messages sent (including retransmissions).",
+    send_errors: "SIP messages that could not be sent.",
+    shed: "Requests refused with 503 because the node was overloaded.",
+    challenges: "Digest challenges sent (401/407).",
+    auth_failures: "Requests with credentials that did not verify.",
+    registrations: "Successful REGISTER requests.",
+    calls_started: "INVITEs forwarded to at least one device.",
+    calls_answered: "Calls answered (2xx to the initial INVITE).",
+}
+
+impl Stats {
+    pub fn inc(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}

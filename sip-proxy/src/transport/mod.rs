@@ -1,0 +1,187 @@
+//! Transports (RFC 3261 §18): UDP and TCP listeners on configured addresses,
+//! IPv4 and IPv6, with message size limits, TCP framing by Content-Length and
+//! RFC 5626 CRLF keep-alive answers.
+//!
+//! A [`Flow`] names the path a message came in on or goes out on: protocol,
+//! local socket, remote address and, for TCP, the connection. Responses and
+//! calls to a registered phone go back down the flow it used, which is what
+//! gets them through NAT.
+//!
+//! Ingress is bounded: UDP by the socket buffer, each TCP connection by its
+//! read buffer (at most one message) and a bounded write queue; a connection
+//! that cannot keep up is closed rather than buffered without end.
+
+mod tcp;
+mod udp;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+pub use tcp::TcpConnections;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    Udp,
+    Tcp,
+}
+
+impl Protocol {
+    /// The Via transport token.
+    pub fn via_name(self) -> &'static str {
+        match self {
+            Protocol::Udp => "UDP",
+            Protocol::Tcp => "TCP",
+        }
+    }
+
+    /// The name stored with registrations and used in URI `transport=`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Udp => "udp",
+            Protocol::Tcp => "tcp",
+        }
+    }
+
+    /// Reliable transports need no retransmissions (§17.1.1.2).
+    pub fn is_reliable(self) -> bool {
+        matches!(self, Protocol::Tcp)
+    }
+}
+
+/// One path between this node and a peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Flow {
+    pub protocol: Protocol,
+    /// Our socket's address.
+    pub local: SocketAddr,
+    /// The peer's address as seen by us (after NAT).
+    pub remote: SocketAddr,
+    /// The TCP connection, if the flow is one.
+    pub conn: Option<u64>,
+}
+
+/// Where received messages go. The SIP core implements it.
+pub trait Inbound: Send + Sync + 'static {
+    /// A UDP datagram.
+    fn on_datagram(&self, data: Bytes, flow: Flow);
+    /// One complete message framed from a stream.
+    fn on_stream_message(&self, data: Bytes, flow: Flow);
+    /// A stream that broke framing (the connection is closed after this):
+    /// the raw bytes seen, for an error response if possible.
+    fn on_stream_error(&self, error: &pbx_sip_message::ParseError, data: Bytes, flow: Flow);
+}
+
+/// Size limits and buffer settings of the transports.
+#[derive(Debug, Clone)]
+pub struct TransportConfig {
+    pub udp: Vec<SocketAddr>,
+    pub tcp: Vec<SocketAddr>,
+    pub limits: pbx_sip_message::Limits,
+    /// Kernel receive buffer per UDP socket.
+    pub udp_receive_buffer: usize,
+    pub max_tcp_connections: usize,
+    /// A TCP connection with no traffic this long is closed.
+    pub tcp_idle_timeout: std::time::Duration,
+    /// Messages waiting to be written per TCP connection before it is closed.
+    pub tcp_write_queue: usize,
+    /// Tasks receiving on each UDP socket (one per core is a good start).
+    pub udp_receivers: usize,
+}
+
+/// Why a message could not be sent.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error("no {0:?} socket for {1}")]
+    NoSocket(Protocol, SocketAddr),
+    #[error("connection is gone or overloaded")]
+    Connection,
+    #[error("send failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Every socket of this node.
+pub struct Transports {
+    udp: Vec<udp::UdpTransport>,
+    pub tcp: Arc<TcpConnections>,
+    config: TransportConfig,
+}
+
+impl Transports {
+    /// Binds every configured address; the error names the address.
+    pub async fn bind(config: TransportConfig) -> Result<Transports, String> {
+        let mut udp = Vec::new();
+        for addr in &config.udp {
+            udp.push(
+                udp::UdpTransport::bind(*addr, config.udp_receive_buffer)
+                    .map_err(|e| format!("cannot listen for SIP on udp {addr}: {e}"))?,
+            );
+        }
+        let tcp = TcpConnections::bind(&config).await?;
+        Ok(Transports {
+            udp,
+            tcp: Arc::new(tcp),
+            config,
+        })
+    }
+
+    /// The addresses actually bound (ports resolved when 0 was asked for).
+    pub fn udp_addrs(&self) -> Vec<SocketAddr> {
+        self.udp.iter().map(|u| u.local).collect()
+    }
+
+    pub fn tcp_addrs(&self) -> Vec<SocketAddr> {
+        self.tcp.listen_addrs()
+    }
+
+    /// Starts receiving; messages go to `inbound`.
+    pub fn start(&self, inbound: Arc<dyn Inbound>) {
+        for u in &self.udp {
+            u.start(
+                inbound.clone(),
+                self.config.udp_receivers.max(1),
+                self.config.limits.max_message,
+            );
+        }
+        self.tcp.start(inbound);
+    }
+
+    /// Sends `data` down `flow`. UDP never waits; TCP queues on the connection
+    /// (opening one if the flow has none).
+    pub fn send(&self, flow: &Flow, data: Bytes) -> Result<(), SendError> {
+        match flow.protocol {
+            Protocol::Udp => {
+                let socket = self
+                    .udp
+                    .iter()
+                    .find(|u| u.local == flow.local)
+                    .or_else(|| {
+                        self.udp
+                            .iter()
+                            .find(|u| u.local.is_ipv4() == flow.remote.is_ipv4())
+                    })
+                    .ok_or(SendError::NoSocket(Protocol::Udp, flow.remote))?;
+                socket.send(data, flow.remote)
+            }
+            Protocol::Tcp => self.tcp.send(flow, data),
+        }
+    }
+
+    /// A flow for sending a new request to `remote` over `protocol`.
+    pub fn flow_to(&self, protocol: Protocol, remote: SocketAddr) -> Option<Flow> {
+        match protocol {
+            Protocol::Udp => self
+                .udp
+                .iter()
+                .find(|u| u.local.is_ipv4() == remote.is_ipv4())
+                .map(|u| Flow {
+                    protocol,
+                    local: u.local,
+                    remote,
+                    conn: None,
+                }),
+            Protocol::Tcp => self.tcp.flow_to(remote),
+        }
+    }
+}
