@@ -47,12 +47,12 @@ impl Binding {
         &self.contact.uri
     }
 
-    /// Whether requests must go down the flow the registration came on rather
-    /// than to the contact's own address: over connections, with RFC 5626
-    /// outbound, and when the contact's address is not the one the REGISTER
-    /// came from (the phone is behind NAT or named itself by host name).
-    pub fn use_flow(&self) -> bool {
-        if self.flow.protocol.is_reliable() || self.reg_id.is_some() {
+    /// Whether the contact cannot be reached at its own address: RFC 5626
+    /// outbound was asked for, or the contact's address is not the one the
+    /// REGISTER came from (the phone is behind NAT, or named itself by a host
+    /// name we would have to resolve). Then only the registration's flow works.
+    pub fn behind_nat(&self) -> bool {
+        if self.reg_id.is_some() {
             return true;
         }
         let Some(sip) = self.contact.uri.as_sip() else {
@@ -71,7 +71,6 @@ impl Binding {
     /// The protocol requests to this binding use.
     pub fn protocol(&self) -> Protocol {
         match self.contact.uri.as_sip().and_then(|u| u.transport()) {
-            _ if self.use_flow() => self.flow.protocol,
             Some(t) if t == "tcp" => Protocol::Tcp,
             Some(t) if t == "udp" => Protocol::Udp,
             _ => self.flow.protocol,
@@ -359,20 +358,20 @@ mod tests {
     #[test]
     fn nat_is_detected_from_the_contact_address() {
         let direct = binding(1, "<sip:101@192.0.2.5:5062>", "192.0.2.5:5060", 10);
-        assert!(!direct.use_flow(), "same IP: the contact's port is used");
+        assert!(!direct.behind_nat(), "same IP: the contact's port is used");
         assert_eq!(
             direct.contact_addr(),
             Some("192.0.2.5:5062".parse().expect("addr"))
         );
         let natted = binding(1, "<sip:101@10.0.0.5:5060>", "198.51.100.9:40000", 10);
         assert!(
-            natted.use_flow(),
+            natted.behind_nat(),
             "private contact behind NAT goes down the flow"
         );
         let named = binding(1, "<sip:101@phone.example.net>", "198.51.100.9:5060", 10);
-        assert!(named.use_flow(), "a host name is never resolved");
+        assert!(named.behind_nat(), "a host name is never resolved");
         let ob = binding(1, "<sip:101@192.0.2.5:5062;ob>", "192.0.2.5:5062", 10);
-        assert!(ob.use_flow());
+        assert!(ob.behind_nat());
     }
 
     #[test]

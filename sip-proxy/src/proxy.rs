@@ -112,17 +112,7 @@ pub fn initial(core: &Core, req: Message, flow: Flow) {
     remove_own_credentials(&mut template, &tenant.domain);
     template.decrement_max_forwards();
     for binding in bindings.iter().take(MAX_BRANCHES) {
-        let out_flow = if binding.use_flow() {
-            binding.flow
-        } else {
-            match binding
-                .contact_addr()
-                .and_then(|a| core.transports.flow_to(binding.protocol(), a))
-            {
-                Some(f) => f,
-                None => binding.flow,
-            }
-        };
+        let out_flow = binding_flow(core, binding);
         let mut fwd = template.clone();
         fwd.set_request_uri(binding.uri().clone());
         for route in &binding.path {
@@ -337,21 +327,42 @@ fn add_branch(
     }
 }
 
+/// Where requests to a registered contact go: down the registration's own
+/// connection while it is open, down its flow when the phone is behind NAT,
+/// else to the contact's address.
+fn binding_flow(core: &Core, binding: &crate::location::Binding) -> Flow {
+    let connected = binding.flow.protocol.is_reliable()
+        && binding
+            .flow
+            .conn
+            .is_some_and(|id| core.transports.tcp.is_open(id));
+    if connected || binding.behind_nat() {
+        return binding.flow;
+    }
+    binding
+        .contact_addr()
+        .and_then(|a| core.transports.flow_to(binding.protocol(), a))
+        .unwrap_or(binding.flow)
+}
+
 /// How to reach a party: down its flow, or at its contact when that is the
 /// address its messages came from (no NAT in between).
 fn reach(core: &Core, flow: &Flow, contact: Option<&Uri>) -> Flow {
-    if flow.protocol.is_reliable() {
+    if flow.protocol.is_reliable() && flow.conn.is_some_and(|id| core.transports.tcp.is_open(id)) {
         return *flow;
     }
     let Some(sip) = contact.and_then(Uri::as_sip) else {
         return *flow;
     };
+    let protocol = match sip.transport().as_deref() {
+        Some("tcp") => Protocol::Tcp,
+        Some("udp") => Protocol::Udp,
+        _ => flow.protocol,
+    };
     match sip.host.ip() {
         Some(ip) if ip == flow.remote.ip() && sip.param("ob").is_none() => {
             let addr = std::net::SocketAddr::new(ip, sip.port.unwrap_or(5060));
-            core.transports
-                .flow_to(Protocol::Udp, addr)
-                .unwrap_or(*flow)
+            core.transports.flow_to(protocol, addr).unwrap_or(*flow)
         }
         _ => *flow,
     }
@@ -931,7 +942,17 @@ fn finish_if_all_final(core: &Core, ctx: &Arc<Mutex<Context>>, c: &mut Context) 
         return;
     };
     if !best.pop_via() {
-        return;
+        // The response lost the upstream Vias downstream (a broken UAS); the
+        // caller still gets a final answer, built from our copy of its request.
+        let Some(request) = c.request.as_ref() else {
+            return;
+        };
+        let code = best.status().unwrap_or(500);
+        let reason = match &best.start {
+            StartLine::Response(s) => s.reason.clone(),
+            StartLine::Request(_) => String::new(),
+        };
+        best = Message::response(request, code, &reason, best.to().tag().as_deref());
     }
     if best.status() == Some(503) {
         // §16.7 step 6: a 503 from downstream must not make the caller avoid us.

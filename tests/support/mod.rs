@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod sip;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -77,8 +79,12 @@ impl Node {
     /// Starts `pbx <args>` with HTTP and SIP on free loopback ports and waits
     /// until /healthz answers (or `until` appears in stdout for nodes without HTTP).
     pub fn start(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Node {
+        Node::start_on(data_dir, args, env, free_port())
+    }
+
+    /// Like [`Node::start`] with SIP on a given port (to restart a node in place).
+    pub fn start_on(data_dir: &Path, args: &[&str], env: &[(&str, &str)], sip_port: u16) -> Node {
         let http_port = free_port();
-        let sip_port = free_port();
         let http: SocketAddr = ([127, 0, 0, 1], http_port).into();
         let sip = format!("127.0.0.1:{sip_port}");
         let mut cmd = Command::new(pbx_bin());

@@ -65,6 +65,11 @@ impl TcpConnections {
         self.listen_addrs.clone()
     }
 
+    /// Whether connection `id` is still open.
+    pub fn is_open(&self, id: u64) -> bool {
+        lock(&self.conns).contains_key(&id)
+    }
+
     /// Open connections right now.
     pub fn open_connections(&self) -> usize {
         self.open.load(Ordering::Relaxed)

@@ -1,0 +1,284 @@
+//! Desk phones (SIPp) registering to the real `pbx` and calling each other:
+//! ringing and answer, CANCEL, busy, not registered, unknown extension,
+//! forking to two devices, re-INVITE, TCP, a restart, and cross-tenant
+//! attempts refused.
+
+mod support;
+
+use std::time::Duration;
+
+use support::sip::{register, seed, sipp_available, start_node, Phone, Sipp};
+use support::TempDir;
+
+/// A node with the two tenants seeded (MD5 only: SIPp computes no SHA-256).
+fn world(tag: &str) -> (TempDir, support::Node, support::sip::Seeded) {
+    let dir = TempDir::new(tag);
+    let seeded = seed(dir.path());
+    let node = start_node(&dir, "MD5");
+    (dir, node, seeded)
+}
+
+fn target(node: &support::Node) -> String {
+    format!("127.0.0.1:{}", node.sip_port)
+}
+
+/// A UAS phone for `phone`, registered with its contact on the UAS port.
+fn answering_phone(
+    node: &support::Node,
+    phone: &Phone,
+    scenario: &str,
+) -> support::sip::SippProcess {
+    let uas = Sipp::new(scenario).arg("-m").arg("1").spawn(&target(node));
+    let reg = register(node, phone, uas.port(), "u1");
+    assert!(
+        reg.success,
+        "registration of {} failed:\n{}",
+        phone.user, reg.log
+    );
+    uas
+}
+
+fn call(
+    node: &support::Node,
+    caller: &Phone,
+    callee: &str,
+    scenario: &str,
+) -> support::sip::SippOutcome {
+    Sipp::new(scenario)
+        .phone(caller, &format!("{callee}@{}", caller.domain))
+        .key("callee", callee)
+        .key("callee_domain", &caller.domain)
+        .arg("-d")
+        .arg("300")
+        .run(&target(node))
+}
+
+fn expect_final(node: &support::Node, caller: &Phone, callee: &str, code: u16) {
+    let out = Sipp::new("uac_final.xml.in")
+        .fill(&code.to_string())
+        .phone(caller, &format!("{callee}@{}", caller.domain))
+        .key("callee", callee)
+        .key("callee_domain", &caller.domain)
+        .run(&target(node));
+    assert!(
+        out.success,
+        "expected {code} calling {callee}:\n{}",
+        out.log
+    );
+}
+
+#[test]
+fn two_extensions_register_and_call_with_ringing_answer_and_bye() {
+    if !sipp_available() {
+        return;
+    }
+    let (_dir, node, s) = world("call");
+    let callee = answering_phone(&node, &s.a102, "uas_answer.xml");
+    let out = call(&node, &s.a101, "102", "uac_call.xml");
+    assert!(out.success, "call failed:\n{}", out.log);
+    assert_eq!(
+        out.received_statuses(),
+        vec![407, 100, 180, 200, 200],
+        "407, then 100/180/200 for the INVITE, 200 for BYE"
+    );
+    let uas = callee.finish(Duration::from_secs(10));
+    assert!(uas.success, "callee side:\n{}", uas.log);
+    // Record-Route made the ACK and BYE come through the proxy.
+    assert!(
+        uas.log.contains("Record-Route: <sip:127.0.0.1:"),
+        "{}",
+        uas.log
+    );
+    let metrics = support::http_get(node.http, "localhost", "/metrics")
+        .expect("metrics")
+        .text();
+    assert!(
+        metrics.contains("pbx_sip_calls_answered_total 1"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn caller_cancels_while_it_rings() {
+    if !sipp_available() {
+        return;
+    }
+    let (_dir, node, s) = world("cancel");
+    let callee = answering_phone(&node, &s.a102, "uas_ring.xml");
+    let out = call(&node, &s.a101, "102", "uac_cancel.xml");
+    let uas = callee.finish(Duration::from_secs(10));
+    assert!(
+        out.success,
+        "cancel failed:\n{}\ncallee:\n{}",
+        out.log, uas.log
+    );
+    assert!(uas.success, "callee saw no CANCEL:\n{}", uas.log);
+}
+
+#[test]
+fn busy_not_registered_and_unknown_extension() {
+    if !sipp_available() {
+        return;
+    }
+    let (_dir, node, s) = world("fail");
+    let callee = answering_phone(&node, &s.a102, "uas_busy.xml");
+    expect_final(&node, &s.a101, "102", 486);
+    assert!(callee.finish(Duration::from_secs(10)).success);
+    expect_final(&node, &s.a101, "103", 480);
+    expect_final(&node, &s.a101, "999", 404);
+}
+
+#[test]
+fn a_call_forks_to_both_devices_and_the_other_is_cancelled() {
+    if !sipp_available() {
+        return;
+    }
+    let (_dir, node, s) = world("fork");
+    let desk = answering_phone(&node, &s.a102, "uas_answer.xml");
+    let mobile = answering_phone(&node, &s.a102b, "uas_ring.xml");
+    let out = call(&node, &s.a101, "102", "uac_call.xml");
+    assert!(out.success, "call failed:\n{}", out.log);
+    assert!(
+        desk.finish(Duration::from_secs(10)).success,
+        "desk did not answer"
+    );
+    let mobile = mobile.finish(Duration::from_secs(10));
+    assert!(
+        mobile.success,
+        "the ringing device was not cancelled:\n{}",
+        mobile.log
+    );
+}
+
+#[test]
+fn an_in_dialog_reinvite_passes_through() {
+    if !sipp_available() {
+        return;
+    }
+    let (_dir, node, s) = world("reinvite");
+    let callee = answering_phone(&node, &s.a102, "uas_answer.xml");
+    let out = call(&node, &s.a101, "102", "uac_reinvite.xml");
+    assert!(out.success, "re-INVITE call failed:\n{}", out.log);
+    let uas = callee.finish(Duration::from_secs(10));
+    assert!(uas.success, "{}", uas.log);
+    assert_eq!(
+        uas.log.matches("INVITE sip:").count(),
+        2,
+        "the callee got the re-INVITE"
+    );
+}
+
+#[test]
+fn phones_on_tcp_register_and_call() {
+    if !sipp_available() {
+        return;
+    }
+    let (_dir, node, s) = world("tcp");
+    let uas = Sipp::new("uas_answer.xml")
+        .arg("-m")
+        .arg("1")
+        .arg("-t")
+        .arg("t1")
+        .spawn(&target(&node));
+    std::thread::sleep(Duration::from_millis(300));
+    let reg = register(&node, &s.a102, uas.port(), "t1");
+    assert!(reg.success, "{}", reg.log);
+    let out = Sipp::new("uac_call.xml")
+        .phone(&s.a101, &format!("102@{}", s.a101.domain))
+        .key("callee", "102")
+        .key("callee_domain", &s.a101.domain)
+        .arg("-t")
+        .arg("t1")
+        .arg("-d")
+        .arg("200")
+        .run(&target(&node));
+    assert!(out.success, "{}", out.log);
+    assert!(uas.finish(Duration::from_secs(10)).success);
+}
+
+#[test]
+fn registrations_survive_a_restart() {
+    if !sipp_available() {
+        return;
+    }
+    let (dir, node, s) = world("restart");
+    let uas_port = support::free_port();
+    let reg = register(&node, &s.a102, uas_port, "u1");
+    assert!(reg.success, "{}", reg.log);
+    let sip_port = node.sip_port;
+    assert!(node.stop().success());
+    // Same SIP port again: the stored binding points at the same flow.
+    let key = support::sip::secret_key_base64();
+    let node = support::Node::start_on(
+        dir.path(),
+        &["serve"],
+        &[
+            ("PBX_SECRET_KEY", key.as_str()),
+            ("PBX_SIP_DIGEST_ALGORITHMS", "MD5"),
+        ],
+        sip_port,
+    );
+    let uas = Sipp::new("uas_answer.xml")
+        .arg("-m")
+        .arg("1")
+        .arg("-p")
+        .arg(&uas_port.to_string())
+        .spawn(&target(&node));
+    std::thread::sleep(Duration::from_millis(200));
+    let out = call(&node, &s.a101, "102", "uac_call.xml");
+    assert!(out.success, "call after restart failed:\n{}", out.log);
+    assert!(uas.finish(Duration::from_secs(10)).success);
+}
+
+#[test]
+fn tenants_cannot_reach_each_other() {
+    if !sipp_available() {
+        return;
+    }
+    let (_dir, node, s) = world("isolation");
+    let other = answering_phone(&node, &s.b101, "uas_answer.xml");
+    // A's device calling B's extension by B's domain: refused, B's phone never rings.
+    let out = Sipp::new("uac_final.xml.in")
+        .fill("403")
+        .phone(&s.a101, &format!("101@{}", s.b101.domain))
+        .key("callee", "101")
+        .key("callee_domain", &s.b101.domain)
+        .run(&target(&node));
+    assert!(out.success, "{}", out.log);
+    // A's credentials in B's domain: the digest never verifies there.
+    let stolen = Phone {
+        domain: s.b101.domain.clone(),
+        ..s.a101.clone()
+    };
+    let reg = register(&node, &stolen, support::free_port(), "u1");
+    assert!(!reg.success, "A's device registered into B:\n{}", reg.log);
+    assert!(
+        reg.received_statuses().iter().all(|&c| c == 401),
+        "{:?}",
+        reg.received_statuses()
+    );
+    // A device registering another device's address of record in its own tenant.
+    let impostor = Phone {
+        user: s.a102.user.clone(),
+        ..s.a101.clone()
+    };
+    let out = Sipp::new("register.xml")
+        .key("user", &impostor.user)
+        .key("domain", &impostor.domain)
+        .arg("-au")
+        .arg(&s.a101.user)
+        .arg("-ap")
+        .arg(&s.a101.password)
+        .arg("-auth_uri")
+        .arg(&impostor.domain)
+        .key("contact_port", "5999")
+        .key("expires", "60")
+        .run(&target(&node));
+    assert!(!out.success);
+    assert!(
+        out.received_statuses().contains(&403),
+        "{:?}",
+        out.received_statuses()
+    );
+    drop(other);
+}

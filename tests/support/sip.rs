@@ -1,0 +1,352 @@
+//! SIP end-to-end helpers: a node seeded with two tenants, and SIPp runs
+//! acting as the phones (Debian's sip-tester). Only 127.0.0.1 is ever a target.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use pbx_store::devices::NewDevice;
+use pbx_store::extensions::NewExtension;
+use pbx_store::testing::{TwoTenants, TEST_KEY};
+use pbx_store::{Principal, Store, StoreConfig};
+
+use super::{free_port, Node, TempDir};
+
+/// SIP credentials of one device.
+#[derive(Debug, Clone)]
+pub struct Phone {
+    pub user: String,
+    pub password: String,
+    pub domain: String,
+}
+
+/// What the seeded database holds: customer A (of reseller X) with
+/// extensions 101, 102 (two devices: 102 and 102-2) and 103; customer B
+/// (of reseller Y) with extension 101.
+pub struct Seeded {
+    pub a101: Phone,
+    pub a102: Phone,
+    pub a102b: Phone,
+    pub a103: Phone,
+    pub b101: Phone,
+}
+
+/// Whether SIPp can be used; with PBX_TEST_REQUIRE_SIPP=1 its absence is a failure.
+pub fn sipp_available() -> bool {
+    let found = Command::new("sipp")
+        .arg("-v")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    if !found {
+        if std::env::var("PBX_TEST_REQUIRE_SIPP").as_deref() == Ok("1") {
+            panic!("PBX_TEST_REQUIRE_SIPP=1 but sipp is not installed");
+        }
+        eprintln!("SKIPPED: sipp is not installed (apt-get install sip-tester)");
+    }
+    found
+}
+
+pub fn secret_key_base64() -> String {
+    base64::engine::general_purpose::STANDARD.encode(TEST_KEY)
+}
+
+/// Seeds the SQLite database a node on `data_dir` will use.
+pub fn seed(data_dir: &Path) -> Seeded {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let url = format!("sqlite://{}?mode=rwc", data_dir.join("pbx.db").display());
+        let store = Store::connect(&StoreConfig {
+            database_url: url,
+            max_connections: 2,
+            secret_key: TEST_KEY,
+        })
+        .await
+        .expect("open store");
+        store.migrate().await.expect("migrate");
+        let seeded = seed_store(&store).await;
+        store.close().await;
+        seeded
+    })
+}
+
+/// Seeds any store (also PostgreSQL ones) with the two tenants.
+pub async fn seed_store(store: &Store) -> Seeded {
+    let t = TwoTenants::create(store).await;
+    let sys = Principal::system();
+    let ext = |n: &str| NewExtension {
+        number: n.into(),
+        display_name: format!("Ext {n}"),
+    };
+    let e102 = store
+        .extensions()
+        .create(&sys, t.customer_a.id, &ext("102"))
+        .await
+        .expect("102");
+    let e103 = store
+        .extensions()
+        .create(&sys, t.customer_a.id, &ext("103"))
+        .await
+        .expect("103");
+    let device = |name: &str| NewDevice {
+        name: name.into(),
+        ..NewDevice::default()
+    };
+    let (_, c102) = store
+        .devices()
+        .create(&sys, e102.id, &device("desk"))
+        .await
+        .expect("device");
+    let (_, c102b) = store
+        .devices()
+        .create(&sys, e102.id, &device("mobile"))
+        .await
+        .expect("device");
+    let (_, c103) = store
+        .devices()
+        .create(&sys, e103.id, &device("desk"))
+        .await
+        .expect("device");
+    let phone = |c: pbx_store::devices::Credentials| Phone {
+        user: c.sip_user,
+        password: c.password,
+        domain: c.sip_domain,
+    };
+    let a101 = store
+        .devices()
+        .credentials(&sys, t.device_a.id)
+        .await
+        .expect("a101");
+    let b101 = store
+        .devices()
+        .credentials(&sys, t.device_b.id)
+        .await
+        .expect("b101");
+    Seeded {
+        a101: phone(a101),
+        a102: phone(c102),
+        a102b: phone(c102b),
+        a103: phone(c103),
+        b101: phone(b101),
+    }
+}
+
+/// A node serving the seeded tenants, offering `algorithms` (SIPp only does MD5).
+pub fn start_node(dir: &TempDir, algorithms: &str) -> Node {
+    let key = secret_key_base64();
+    Node::start(
+        dir.path(),
+        &["serve"],
+        &[
+            ("PBX_SECRET_KEY", key.as_str()),
+            ("PBX_SIP_DIGEST_ALGORITHMS", algorithms),
+        ],
+    )
+}
+
+/// One SIPp run.
+pub struct Sipp {
+    scenario: PathBuf,
+    args: Vec<String>,
+    workdir: TempDir,
+    pub port: u16,
+}
+
+impl Sipp {
+    /// `scenario` names a file in tests/sipp/ (or a `.in` template filled by `fill`).
+    pub fn new(scenario: &str) -> Sipp {
+        let source = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/sipp")
+            .join(scenario);
+        let workdir = TempDir::new("sipp");
+        let name = scenario.trim_end_matches(".in");
+        let scenario = workdir.path().join(name);
+        std::fs::copy(&source, &scenario).unwrap_or_else(|e| panic!("{}: {e}", source.display()));
+        let port = free_port();
+        let args = vec![
+            "-i".into(),
+            "127.0.0.1".into(),
+            "-p".into(),
+            port.to_string(),
+            "-cp".into(),
+            free_port().to_string(),
+            "-mp".into(),
+            free_port().to_string(),
+            "-nostdin".into(),
+            "-trace_msg".into(),
+            "-trace_err".into(),
+            "-timeout".into(),
+            "30".into(),
+            "-timeout_error".into(),
+        ];
+        Sipp {
+            scenario,
+            args,
+            workdir,
+            port,
+        }
+    }
+
+    /// Replaces `EXPECTED` in a template scenario.
+    pub fn fill(self, expected: &str) -> Sipp {
+        let text = std::fs::read_to_string(&self.scenario).expect("scenario");
+        std::fs::write(&self.scenario, text.replace("EXPECTED", expected)).expect("write scenario");
+        self
+    }
+
+    pub fn key(mut self, name: &str, value: &str) -> Sipp {
+        self.args.extend(["-key".into(), name.into(), value.into()]);
+        self
+    }
+
+    pub fn arg(mut self, a: &str) -> Sipp {
+        self.args.push(a.into());
+        self
+    }
+
+    /// The phone's identity and credentials, and its digest uri.
+    pub fn phone(self, p: &Phone, digest_uri: &str) -> Sipp {
+        self.key("user", &p.user)
+            .key("domain", &p.domain)
+            .arg("-au")
+            .arg(&p.user)
+            .arg("-ap")
+            .arg(&p.password)
+            .arg("-auth_uri")
+            .arg(digest_uri)
+    }
+
+    fn command(&self, target: &str) -> Command {
+        let mut cmd = Command::new("sipp");
+        cmd.current_dir(self.workdir.path())
+            .arg("-sf")
+            .arg(&self.scenario)
+            .args(&self.args)
+            .arg(target)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        cmd
+    }
+
+    /// Runs one call (`-m 1`) against `target` and waits for the outcome.
+    pub fn run(self, target: &str) -> SippOutcome {
+        let mut child = self.arg("-m").arg("1").spawn_raw(target);
+        let status = wait(&mut child.child, Duration::from_secs(60));
+        SippOutcome {
+            success: status == Some(0),
+            log: child.messages(),
+        }
+    }
+
+    /// Starts SIPp in the background (a phone waiting for calls).
+    pub fn spawn(self, target: &str) -> SippProcess {
+        self.spawn_raw(target)
+    }
+
+    fn spawn_raw(self, target: &str) -> SippProcess {
+        let child = self.command(target).spawn().expect("start sipp");
+        SippProcess { child, sipp: self }
+    }
+}
+
+fn wait(child: &mut Child, timeout: Duration) -> Option<i32> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return status.code();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub struct SippOutcome {
+    pub success: bool,
+    /// The message trace, for assertions and failure reports.
+    pub log: String,
+}
+
+impl SippOutcome {
+    /// Status codes of the responses SIPp received, in order.
+    pub fn received_statuses(&self) -> Vec<u16> {
+        let mut out = Vec::new();
+        let mut lines = self.log.lines();
+        while let Some(line) = lines.next() {
+            if line.contains("message received") {
+                let first = lines
+                    .by_ref()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or_default();
+                if let Some(code) = first
+                    .strip_prefix("SIP/2.0 ")
+                    .and_then(|r| r.get(..3))
+                    .and_then(|c| c.parse().ok())
+                {
+                    out.push(code);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// A SIPp process, stopped by PID when dropped.
+pub struct SippProcess {
+    child: Child,
+    sipp: Sipp,
+}
+
+impl SippProcess {
+    pub fn port(&self) -> u16 {
+        self.sipp.port
+    }
+
+    /// Waits for the scenario to end (for UAS processes given `-m 1`).
+    pub fn finish(mut self, timeout: Duration) -> SippOutcome {
+        let status = wait(&mut self.child, timeout);
+        SippOutcome {
+            success: status == Some(0),
+            log: self.messages(),
+        }
+    }
+
+    fn messages(&self) -> String {
+        let mut text = String::new();
+        if let Ok(entries) = std::fs::read_dir(self.sipp.workdir.path()) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.ends_with("_messages.log") || name.ends_with("_errors.log") {
+                    text.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default());
+                }
+            }
+        }
+        text
+    }
+}
+
+impl Drop for SippProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Registers `phone` with its contact at `contact_port`; true on 200.
+pub fn register(node: &Node, phone: &Phone, contact_port: u16, transport: &str) -> SippOutcome {
+    Sipp::new("register.xml")
+        .phone(phone, &phone.domain)
+        .key("contact_port", &contact_port.to_string())
+        .key("expires", "3600")
+        .arg("-t")
+        .arg(transport)
+        .run(&format!("127.0.0.1:{}", node.sip_port))
+}
