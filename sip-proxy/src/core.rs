@@ -178,6 +178,7 @@ impl Core {
         match method {
             Method::Register => self.registrar.handle(self, req, flow),
             Method::Options if self.addressed_to_us(&req) => self.reply_options(&req, flow),
+            _ if self.addressed_to_us(&req) => self.reply_not_served(&req, flow, &method),
             _ if req.to().tag().is_some() => crate::proxy::in_dialog(self, req, flow),
             _ => crate::proxy::initial(self, req, flow),
         }
@@ -299,6 +300,21 @@ impl Core {
         resp.push(Header::new(HeaderName::Allow, ALLOW));
         resp.push(Header::new(HeaderName::Supported, "outbound, path"));
         resp.push(Header::new(HeaderName::Accept, "application/sdp"));
+        self.reply_stateless(req, flow, resp);
+    }
+
+    /// A request for this node itself that it does not serve (RFC 3261 §8.2.1).
+    fn reply_not_served(&self, req: &Message, flow: Flow, method: &Method) {
+        let server = self
+            .tenant_of_request(req)
+            .and_then(|t| t.server_header.clone());
+        let (code, reason) = match method {
+            Method::Extension(_) => (501, "Not Implemented"),
+            Method::Invite => (484, "Address Incomplete"),
+            _ => (405, "Method Not Allowed"),
+        };
+        let mut resp = self.local_response(req, code, reason, server.as_deref());
+        resp.push(Header::new(HeaderName::Allow, ALLOW));
         self.reply_stateless(req, flow, resp);
     }
 

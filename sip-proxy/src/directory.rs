@@ -230,6 +230,48 @@ impl Directory {
     }
 }
 
+impl Tenant {
+    /// A tenant built by hand (tests, tools): `extensions` are (number, [(sip_user, password)]).
+    pub fn build(
+        customer: CustomerId,
+        reseller: ResellerId,
+        domain: &str,
+        extensions: &[(&str, &[(&str, &str)])],
+    ) -> Tenant {
+        let mut dir = CustomerDirectory {
+            customer_id: customer,
+            reseller_id: reseller,
+            sip_domain: domain.to_owned(),
+            active: true,
+            server_header: None,
+            extensions: Vec::new(),
+            devices: Vec::new(),
+        };
+        for (i, (number, devices)) in extensions.iter().enumerate() {
+            let ext = ExtensionId(customer.0 * 1000 + i as i64);
+            dir.extensions
+                .push(pbx_store::directory::DirectoryExtension {
+                    id: ext,
+                    number: (*number).to_owned(),
+                    display_name: format!("Extension {number}"),
+                    dnd: false,
+                });
+            for (j, (user, password)) in devices.iter().enumerate() {
+                let ha1 = pbx_store::secrets::DigestHa1::compute(user, domain, password);
+                dir.devices.push(pbx_store::directory::DirectoryDevice {
+                    id: DeviceId(ext.0 * 100 + j as i64),
+                    extension_id: ext,
+                    sip_user: (*user).to_owned(),
+                    ha1_realm: domain.to_owned(),
+                    ha1_md5: ha1.md5,
+                    ha1_sha256: ha1.sha256,
+                });
+            }
+        }
+        Tenant::from_store(dir)
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;

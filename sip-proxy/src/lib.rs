@@ -47,7 +47,8 @@ use crate::transport::{Inbound, Transports};
 /// A running SIP node.
 pub struct SipProxy {
     core: Arc<Core>,
-    store: Store,
+    /// None for a node without storage (tests of the SIP layers alone).
+    store: Option<Store>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -55,7 +56,6 @@ impl SipProxy {
     /// Binds the sockets, loads the directory and this node's stored
     /// registrations, and starts serving. Errors name what failed.
     pub async fn start(config: SipConfig, store: Store) -> Result<SipProxy, String> {
-        let transports = Arc::new(Transports::bind(config.transports.clone()).await?);
         let directory = Arc::new(Directory::default());
         directory
             .load_all(&store)
@@ -67,24 +67,44 @@ impl SipProxy {
             .load_for_node(&Principal::system(), &config.node_id, pbx_store::now_ms())
             .await
             .map_err(|e| format!("cannot load stored registrations: {e}"))?;
-        let restored = stored.len();
-        location.restore(stored, |customer| {
-            directory.by_customer(customer).map(|t| t.reseller)
-        });
-        if restored > 0 {
+        if !stored.is_empty() {
+            location.restore(stored, |customer| {
+                directory.by_customer(customer).map(|t| t.reseller)
+            });
             tracing::info!(bindings = location.len(), "registrations restored");
         }
+        let mut proxy =
+            SipProxy::serve(config, directory.clone(), location, Some(store.clone())).await?;
+        proxy.tasks.push(tokio::spawn(directory.follow(store)));
+        Ok(proxy)
+    }
+
+    /// A node serving `directory` with no database behind it: nothing is
+    /// persisted. For testing the SIP layers on their own.
+    pub async fn start_without_store(
+        config: SipConfig,
+        directory: Arc<Directory>,
+    ) -> Result<SipProxy, String> {
+        SipProxy::serve(config, directory, Arc::new(Location::default()), None).await
+    }
+
+    async fn serve(
+        config: SipConfig,
+        directory: Arc<Directory>,
+        location: Arc<Location>,
+        store: Option<Store>,
+    ) -> Result<SipProxy, String> {
+        let transports = Arc::new(Transports::bind(config.transports.clone()).await?);
         let core = Arc::new(Core::new(
             config,
             transports.clone(),
-            directory.clone(),
+            directory,
             location,
             Arc::new(Stats::default()),
             EventBus::default(),
         ));
         transports.start(core.clone() as Arc<dyn Inbound>);
         let mut tasks = Vec::new();
-        tasks.push(tokio::spawn(directory.follow(store.clone())));
         let timer_core = core.clone();
         tasks.push(tokio::spawn(async move {
             let fire_core = timer_core.clone();
@@ -95,6 +115,11 @@ impl SipProxy {
         }));
         tasks.push(tokio::spawn(housekeeping(core.clone(), store.clone())));
         Ok(SipProxy { core, store, tasks })
+    }
+
+    /// The node's internals, for tests that look inside.
+    pub fn core(&self) -> &Arc<Core> {
+        &self.core
     }
 
     pub fn udp_addrs(&self) -> Vec<SocketAddr> {
@@ -157,11 +182,12 @@ impl SipProxy {
 
     /// Writes pending registrations to the store; called on shutdown.
     pub async fn flush(&self) {
+        let Some(store) = &self.store else { return };
         for attempt in 0..3 {
             match self
                 .core
                 .location
-                .persist(&self.store, &self.core.config.node_id)
+                .persist(store, &self.core.config.node_id)
                 .await
             {
                 Ok(_) => return,
@@ -184,7 +210,7 @@ impl SipProxy {
 
 /// Expiry of bindings and dialogs, removal of bindings whose device is gone,
 /// and the batched writing of registrations.
-async fn housekeeping(core: Arc<Core>, store: Store) {
+async fn housekeeping(core: Arc<Core>, store: Option<Store>) {
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     let mut n: u64 = 0;
     loop {
@@ -232,8 +258,10 @@ async fn housekeeping(core: Arc<Core>, store: Store) {
                 }
             }
         }
-        if let Err(e) = core.location.persist(&store, &core.config.node_id).await {
-            tracing::warn!(error = %e, "registrations not written yet; will retry");
+        if let Some(store) = &store {
+            if let Err(e) = core.location.persist(store, &core.config.node_id).await {
+                tracing::warn!(error = %e, "registrations not written yet; will retry");
+            }
         }
     }
 }
