@@ -177,9 +177,9 @@ impl Core {
         }
         match method {
             Method::Register => self.registrar.handle(self, req, flow),
+            _ if req.to().tag().is_some() => crate::proxy::in_dialog(self, req, flow),
             Method::Options if self.addressed_to_us(&req) => self.reply_options(&req, flow),
             _ if self.addressed_to_us(&req) => self.reply_not_served(&req, flow, &method),
-            _ if req.to().tag().is_some() => crate::proxy::in_dialog(self, req, flow),
             _ => crate::proxy::initial(self, req, flow),
         }
     }
@@ -517,32 +517,38 @@ impl Core {
                         .as_deref()
                         .is_some_and(|a| split_advertise(a).is_ok_and(|(h, _)| h.is_name(name)))
             }
-            _ => self.is_our_ip(&uri.host),
+            _ => self.is_us(&uri.host, uri.port),
         }
     }
 
-    /// Whether `host` is an address of this node.
-    pub fn is_our_ip(&self, host: &Host) -> bool {
-        let Some(ip) = host.ip() else { return false };
-        if ip.is_loopback() {
-            return true;
+    /// Whether `host:port` (port 5060 when absent) is one of this node's
+    /// listening sockets (or its advertised address).
+    pub fn is_us(&self, host: &Host, port: Option<u16>) -> bool {
+        let port = port.unwrap_or(5060);
+        if let Some(adv) = self.config.advertise.as_deref() {
+            if let Ok((h, p)) = split_advertise(adv) {
+                let adv_port = p.or_else(|| self.transports.udp_addrs().first().map(|a| a.port()));
+                if &h == host && adv_port == Some(port) {
+                    return true;
+                }
+            }
         }
-        let listening = self
-            .transports
-            .udp_addrs()
-            .into_iter()
-            .chain(self.transports.tcp_addrs());
-        listening.into_iter().any(|a| a.ip() == ip)
-            || self
-                .config
-                .advertise
-                .as_deref()
-                .is_some_and(|a| split_advertise(a).is_ok_and(|(h, _)| h.ip() == Some(ip)))
-            || self
-                .local_ips
+        let Some(ip) = host.ip() else { return false };
+        let learned = |ip: IpAddr| {
+            self.local_ips
                 .lock()
                 .map(|m| m.values().any(|v| *v == ip))
                 .unwrap_or(false)
+        };
+        self.transports
+            .udp_addrs()
+            .into_iter()
+            .chain(self.transports.tcp_addrs())
+            .any(|a| {
+                a.port() == port
+                    && (a.ip() == ip
+                        || (a.ip().is_unspecified() && (ip.is_loopback() || learned(ip))))
+            })
     }
 
     /// The tenant a request is for, from its Request-URI or (when that names

@@ -35,6 +35,12 @@ fn creates_dialog(method: &Method) -> bool {
 /// A request that is not for this node and has no To tag.
 pub fn initial(core: &Core, req: Message, flow: Flow) {
     let method = req.method().cloned().unwrap_or(Method::Options);
+    // A scheme this node can never route is refused before anything else
+    // (RFC 3261 §8.2.2.1); tel: is a number a carrier trunk may take.
+    if matches!(req.request_line().map(|r| &r.uri), Some(Uri::Other { .. })) {
+        let resp = core.local_response(&req, 416, "Unsupported URI Scheme", None);
+        return core.reply_stateless(&req, flow, resp);
+    }
     let (tenant, device) = match authenticate(core, &req, flow) {
         Ok(found) => found,
         Err(resp) => return core.reply_stateless(&req, flow, *resp),
@@ -240,7 +246,7 @@ fn target_extension(
         Some(Uri::Sip(u)) => u,
         _ => return Err((416, "Unsupported URI Scheme")),
     };
-    let ours = uri.host.is_name(&tenant.domain) || core.is_our_ip(&uri.host);
+    let ours = uri.host.is_name(&tenant.domain) || core.is_us(&uri.host, uri.port);
     if !ours {
         // Another customer's domain or somewhere else entirely: same answer.
         return Err((403, "Forbidden"));

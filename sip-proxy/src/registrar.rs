@@ -53,7 +53,7 @@ impl Registrar {
         let tenant = match core.tenant_of_request(&req) {
             Some(t)
                 if to.host.is_name(&t.domain)
-                    && (ruri.host.is_name(&t.domain) || core.is_our_ip(&ruri.host)) =>
+                    && (ruri.host.is_name(&t.domain) || core.is_us(&ruri.host, ruri.port)) =>
             {
                 t
             }
