@@ -282,3 +282,87 @@ fn tenants_cannot_reach_each_other() {
     );
     drop(other);
 }
+
+fn linphone_available() -> bool {
+    let found = std::process::Command::new("linphonec")
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok();
+    if !found {
+        if std::env::var("PBX_TEST_REQUIRE_LINPHONE").as_deref() == Ok("1") {
+            panic!("PBX_TEST_REQUIRE_LINPHONE=1 but linphonec is not installed (apt-get install linphone-cli)");
+        }
+        eprintln!("SKIPPED: linphonec is not installed (apt-get install linphone-cli)");
+    }
+    found
+}
+
+fn metric(node: &support::Node, name: &str) -> u64 {
+    let text = support::http_get(node.http, "localhost", "/metrics")
+        .map(|r| r.text())
+        .unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(0)
+}
+
+/// Linphone (belle-sip) is a softphone that answers SHA-256 challenges:
+/// against the default offer (SHA-256 first, MD5 second) it must register
+/// with SHA-256.
+#[test]
+fn a_linphone_softphone_registers_with_sha256_digest() {
+    if !linphone_available() {
+        return;
+    }
+    use std::io::Write;
+    let dir = TempDir::new("linphone");
+    let s = seed(dir.path());
+    let node = start_node(&dir, "SHA-256,MD5");
+    let home = TempDir::new("linphone-home");
+    std::fs::create_dir_all(home.path().join(".local/share/linphone")).expect("linphone data dir");
+    let rc = home.path().join("linphonerc");
+    std::fs::write(
+        &rc,
+        format!(
+            "[sip]\nsip_port={}\nsip_tcp_port=0\ndefault_proxy=0\n[proxy_0]\nreg_proxy=<sip:127.0.0.1:{};transport=udp>\nreg_identity=sip:{}@{}\nreg_expires=600\nreg_sendregister=1\n[auth_info_0]\nusername={}\npasswd={}\nrealm={}\ndomain={}\n",
+            support::free_port(),
+            node.sip_port,
+            s.a101.user,
+            s.a101.domain,
+            s.a101.user,
+            s.a101.password,
+            s.a101.domain,
+            s.a101.domain
+        ),
+    )
+    .expect("linphonerc");
+    let mut phone = std::process::Command::new("linphonec")
+        .arg("-c")
+        .arg(&rc)
+        .env("HOME", home.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start linphonec");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while metric(&node, "pbx_sip_auth_sha256_total") == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if let Some(stdin) = phone.stdin.as_mut() {
+        let _ = stdin.write_all(b"quit\n");
+    }
+    let _ = phone.kill();
+    let _ = phone.wait();
+    assert!(
+        metric(&node, "pbx_sip_auth_sha256_total") >= 1,
+        "no SHA-256 authentication"
+    );
+    assert!(
+        metric(&node, "pbx_sip_registrations_total") >= 1,
+        "no registration"
+    );
+    assert_eq!(metric(&node, "pbx_sip_auth_failures_total"), 0);
+}

@@ -61,8 +61,8 @@ pub struct Ha1<'a> {
 /// The outcome of checking credentials.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Verdict {
-    /// The response is right for this username.
-    Valid,
+    /// The response is right for this username, computed with this algorithm.
+    Valid(Algorithm),
     /// Right response but the nonce is too old (or its slot reused): challenge
     /// again with stale=true so the phone retries without asking its user.
     Stale,
@@ -269,7 +269,7 @@ impl DigestAuth {
         if unix_secs().saturating_sub(issued) > self.config.nonce_ttl.as_secs() {
             return Verdict::Stale;
         }
-        self.use_nonce(counter, nc.map(|(n, _)| n))
+        self.use_nonce(counter, nc.map(|(n, _)| n), algorithm)
     }
 
     /// The nonce's issue time and counter, if its MAC is ours for this realm.
@@ -288,7 +288,7 @@ impl DigestAuth {
     }
 
     /// Records a use of the nonce: nc must grow; without qop a nonce is single-use.
-    fn use_nonce(&self, counter: u64, nc: Option<u32>) -> Verdict {
+    fn use_nonce(&self, counter: u64, nc: Option<u32>, algorithm: Algorithm) -> Verdict {
         let (slot, generation) = self.slot_of(counter);
         let cell = &self.slots[slot];
         let mut current = cell.load(Ordering::Acquire);
@@ -305,7 +305,7 @@ impl DigestAuth {
             };
             let updated = (u64::from(generation) << 32) | u64::from(next);
             match cell.compare_exchange(current, updated, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => return Verdict::Valid,
+                Ok(_) => return Verdict::Valid(algorithm),
                 Err(seen) => current = seen,
             }
         }
@@ -389,7 +389,7 @@ mod tests {
             };
             assert_eq!(
                 a.verify(&creds, "REGISTER", &uri, "acme.example", |_| lookup()),
-                Verdict::Valid
+                Verdict::Valid(algorithm)
             );
             // The same nc again is a replay.
             assert_eq!(
@@ -406,7 +406,7 @@ mod tests {
             );
             assert_eq!(
                 a.verify(&next, "REGISTER", &uri, "acme.example", |_| lookup()),
-                Verdict::Valid
+                Verdict::Valid(algorithm)
             );
         }
     }

@@ -214,7 +214,7 @@ fn authenticate(
                 })
         });
     match verdict {
-        Verdict::Valid => {}
+        Verdict::Valid(algorithm) => core.stats.count_auth(algorithm),
         Verdict::Stale => return Err(challenge(true)),
         Verdict::Invalid => {
             Stats::inc(&core.stats.auth_failures);

@@ -105,7 +105,7 @@ impl Registrar {
                     })
             });
         match verdict {
-            Verdict::Valid => {}
+            Verdict::Valid(algorithm) => core.stats.count_auth(algorithm),
             Verdict::Stale => return reply(challenge(core, &req, &tenant, true)),
             Verdict::Invalid => {
                 Stats::inc(&core.stats.auth_failures);

@@ -27,6 +27,8 @@ counters! {
     shed: "Requests refused with 503 because the node was overloaded.",
     challenges: "Digest challenges sent (401/407).",
     auth_failures: "Requests with credentials that did not verify.",
+    auth_sha256: "Requests authenticated with SHA-256 digest.",
+    auth_md5: "Requests authenticated with MD5 digest (older phones).",
     registrations: "Successful REGISTER requests.",
     calls_started: "INVITEs forwarded to at least one device.",
     calls_answered: "Calls answered (2xx to the initial INVITE).",
@@ -35,5 +37,12 @@ counters! {
 impl Stats {
     pub fn inc(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn count_auth(&self, algorithm: crate::digest::Algorithm) {
+        match algorithm {
+            crate::digest::Algorithm::Sha256 => Stats::inc(&self.auth_sha256),
+            crate::digest::Algorithm::Md5 => Stats::inc(&self.auth_md5),
+        }
     }
 }
