@@ -407,12 +407,14 @@ impl Message {
             "CSeq",
         )?)
         .map_err(|w| ParseError::header("CSeq", w))?;
-        let mut top_via = None;
-        for h in headers.iter().filter(|h| h.name == HeaderName::Via) {
-            let via = Via::parse(&text_of(h, "Via")?).map_err(|w| ParseError::header("Via", w))?;
-            top_via.get_or_insert(via);
-        }
-        let top_via = top_via.ok_or(ParseError::Missing("Via"))?;
+        // Only the top Via matters on receipt; the others are read when a
+        // response is forwarded (pop_via), where a bad one stops it.
+        let via_header = headers
+            .iter()
+            .find(|h| h.name == HeaderName::Via)
+            .ok_or(ParseError::Missing("Via"))?;
+        let top_via =
+            Via::parse(&text_of(via_header, "Via")?).map_err(|w| ParseError::header("Via", w))?;
         if let StartLine::Request(r) = &start {
             if cseq.method != r.method {
                 return Err(ParseError::CSeqMismatch);
@@ -626,7 +628,9 @@ impl Message {
     /// Rewrites the top Via (e.g. to stamp received/rport).
     pub fn set_top_via(&mut self, via: Via) {
         if let Some(h) = self.headers.iter_mut().find(|h| h.name == HeaderName::Via) {
-            h.value = Bytes::from(via.to_string());
+            let mut text = String::with_capacity(h.value.len() + 40);
+            via.write_to(&mut text);
+            h.value = Bytes::from(text);
         }
         self.top_via = via;
     }
@@ -757,18 +761,29 @@ impl Message {
         let mut line = String::with_capacity(128);
         match &self.start {
             StartLine::Request(r) => {
-                let _ = write!(line, "{} {} SIP/2.0\r\n", r.method, r.uri);
+                line.push_str(r.method.as_str());
+                line.push(' ');
+                r.uri.write_to(&mut line);
+                line.push_str(" SIP/2.0\r\n");
             }
             StartLine::Response(s) => {
-                let _ = write!(line, "SIP/2.0 {} {}\r\n", s.code, s.reason);
+                line.push_str("SIP/2.0 ");
+                crate::uri::write_u64(s.code.into(), &mut line);
+                line.push(' ');
+                line.push_str(&s.reason);
+                line.push_str("\r\n");
             }
         }
         out.put_slice(line.as_bytes());
+        let mut length = String::with_capacity(24);
+        length.push_str("Content-Length: ");
+        crate::uri::write_u64(self.body.len() as u64, &mut length);
+        length.push_str("\r\n");
         let mut length_written = false;
         for h in &self.headers {
             if h.name == HeaderName::ContentLength {
                 if !length_written {
-                    out.put_slice(format!("Content-Length: {}\r\n", self.body.len()).as_bytes());
+                    out.put_slice(length.as_bytes());
                     length_written = true;
                 }
                 continue;
@@ -779,7 +794,7 @@ impl Message {
             out.put_slice(b"\r\n");
         }
         if !length_written {
-            out.put_slice(format!("Content-Length: {}\r\n", self.body.len()).as_bytes());
+            out.put_slice(length.as_bytes());
         }
         out.put_slice(b"\r\n");
         out.put_slice(&self.body);

@@ -110,17 +110,29 @@ fn take_angle_uri<'a>(c: &mut Cursor<'a>) -> Result<&'a str, &'static str> {
     Ok(uri)
 }
 
-impl fmt::Display for NameAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl NameAddr {
+    /// Appends the value's text.
+    pub fn write_to(&self, out: &mut String) {
         if let Some(d) = &self.display {
-            write!(f, "{d} ")?;
+            out.push_str(d);
+            out.push(' ');
         }
         if self.angle || self.display.is_some() {
-            write!(f, "<{}>", self.uri)?;
+            out.push('<');
+            self.uri.write_to(out);
+            out.push('>');
         } else {
-            write!(f, "{}", self.uri)?;
+            self.uri.write_to(out);
         }
-        write!(f, "{}", self.params)
+        self.params.write_to(out);
+    }
+}
+
+impl fmt::Display for NameAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut out = String::with_capacity(64);
+        self.write_to(&mut out);
+        f.write_str(&out)
     }
 }
 

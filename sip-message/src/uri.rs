@@ -405,48 +405,119 @@ impl Uri {
     }
 }
 
-fn write_params(f: &mut fmt::Formatter<'_>, params: &[(String, Option<String>)]) -> fmt::Result {
+fn write_params(out: &mut String, params: &[(String, Option<String>)]) {
     for (n, v) in params {
-        match v {
-            Some(v) => write!(f, ";{n}={v}")?,
-            None => write!(f, ";{n}")?,
+        out.push(';');
+        out.push_str(n);
+        if let Some(v) = v {
+            out.push('=');
+            out.push_str(v);
         }
     }
-    Ok(())
+}
+
+/// Decimal digits of `n`, appended.
+pub(crate) fn write_u64(mut n: u64, out: &mut String) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &d in &digits[i..] {
+        out.push(d as char);
+    }
+}
+
+/// An address as text (IPv6 without brackets).
+pub(crate) fn write_ip(ip: IpAddr, out: &mut String) {
+    match ip {
+        IpAddr::V4(a) => {
+            for (i, octet) in a.octets().iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                write_u64((*octet).into(), out);
+            }
+        }
+        IpAddr::V6(a) => out.push_str(&a.to_string()),
+    }
+}
+
+/// A host as it appears in a URI or Via (IPv6 in brackets).
+pub(crate) fn write_host(host: &Host, out: &mut String) {
+    match host {
+        Host::Name(n) => out.push_str(n),
+        Host::V4(a) => write_ip(IpAddr::V4(*a), out),
+        Host::V6(a) => {
+            out.push('[');
+            out.push_str(&a.to_string());
+            out.push(']');
+        }
+    }
+}
+
+impl SipUri {
+    /// Appends the URI's text.
+    pub fn write_to(&self, out: &mut String) {
+        out.push_str(if self.secure { "sips:" } else { "sip:" });
+        if let Some(user) = &self.user {
+            out.push_str(user);
+            if let Some(p) = &self.password {
+                out.push(':');
+                out.push_str(p);
+            }
+            out.push('@');
+        }
+        write_host(&self.host, out);
+        if let Some(port) = self.port {
+            out.push(':');
+            write_u64(port.into(), out);
+        }
+        write_params(out, &self.params);
+        if let Some(h) = &self.headers {
+            out.push('?');
+            out.push_str(h);
+        }
+    }
+}
+
+impl Uri {
+    /// Appends the URI's text.
+    pub fn write_to(&self, out: &mut String) {
+        match self {
+            Uri::Sip(u) => u.write_to(out),
+            Uri::Tel(t) => {
+                out.push_str("tel:");
+                out.push_str(&t.number);
+                write_params(out, &t.params);
+            }
+            Uri::Other { scheme, opaque } => {
+                out.push_str(scheme);
+                out.push(':');
+                out.push_str(opaque);
+            }
+        }
+    }
 }
 
 impl fmt::Display for SipUri {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.secure { "sips:" } else { "sip:" })?;
-        if let Some(user) = &self.user {
-            f.write_str(user)?;
-            if let Some(p) = &self.password {
-                write!(f, ":{p}")?;
-            }
-            f.write_str("@")?;
-        }
-        write!(f, "{}", self.host)?;
-        if let Some(port) = self.port {
-            write!(f, ":{port}")?;
-        }
-        write_params(f, &self.params)?;
-        if let Some(h) = &self.headers {
-            write!(f, "?{h}")?;
-        }
-        Ok(())
+        let mut out = String::with_capacity(48);
+        self.write_to(&mut out);
+        f.write_str(&out)
     }
 }
 
 impl fmt::Display for Uri {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Uri::Sip(u) => write!(f, "{u}"),
-            Uri::Tel(t) => {
-                write!(f, "tel:{}", t.number)?;
-                write_params(f, &t.params)
-            }
-            Uri::Other { scheme, opaque } => write!(f, "{scheme}:{opaque}"),
-        }
+        let mut out = String::with_capacity(48);
+        self.write_to(&mut out);
+        f.write_str(&out)
     }
 }
 

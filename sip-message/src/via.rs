@@ -104,25 +104,42 @@ impl Via {
     pub fn stamp_source(&mut self, source: std::net::SocketAddr) {
         if self.host.ip() != Some(source.ip()) || self.rport().is_some() {
             // Unbracketed, as RFC 3261 grammar has it; we accept both.
-            self.params.set("received", Some(&source.ip().to_string()));
+            let mut ip = String::with_capacity(15);
+            crate::uri::write_ip(source.ip(), &mut ip);
+            self.params.set("received", Some(&ip));
         }
         if self.rport().is_some() {
-            self.params.set("rport", Some(&source.port().to_string()));
+            let mut port = String::with_capacity(5);
+            crate::uri::write_u64(source.port().into(), &mut port);
+            self.params.set("rport", Some(&port));
         }
+    }
+}
+
+impl Via {
+    /// Appends the Via as header text. Written out by hand: Vias are printed
+    /// for every forwarded request, and the formatting machinery is slow.
+    pub fn write_to(&self, out: &mut String) {
+        out.push_str(&self.protocol);
+        out.push('/');
+        out.push_str(&self.version);
+        out.push('/');
+        out.push_str(&self.transport);
+        out.push(' ');
+        crate::uri::write_host(&self.host, out);
+        if let Some(p) = self.port {
+            out.push(':');
+            crate::uri::write_u64(p.into(), out);
+        }
+        self.params.write_to(out);
     }
 }
 
 impl fmt::Display for Via {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}/{}/{} {}",
-            self.protocol, self.version, self.transport, self.host
-        )?;
-        if let Some(p) = self.port {
-            write!(f, ":{p}")?;
-        }
-        write!(f, "{}", self.params)
+        let mut out = String::with_capacity(64);
+        self.write_to(&mut out);
+        f.write_str(&out)
     }
 }
 

@@ -51,6 +51,8 @@ pub struct Core {
     pub sl_tag: String,
     /// Marks this node's Record-Route entries (`;r=` parameter).
     pub node_token: String,
+    /// How every branch this node creates starts.
+    branch_prefix: String,
     branch_counter: AtomicU64,
     local_ips: Mutex<HashMap<IpAddr, IpAddr>>,
 }
@@ -88,6 +90,7 @@ impl Core {
             timers: TimerQueue::default(),
             sl_tag: format!("sl{}", &token[..10]),
             node_token: token[..12].to_owned(),
+            branch_prefix: format!("{}{}", pbx_sip_message::VIA_BRANCH_COOKIE, &token[..8]),
             branch_counter: AtomicU64::new(rand::random::<u32>() as u64),
             local_ips: Mutex::new(HashMap::new()),
             config,
@@ -166,6 +169,10 @@ impl Core {
         if let Some(unsupported) = self.unsupported(&req, &HeaderName::ProxyRequire) {
             let mut resp = self.local_response(&req, 420, "Bad Extension", None);
             resp.push(Header::new(HeaderName::Unsupported, unsupported));
+            return self.reply_stateless(&req, flow, resp);
+        }
+        if self.looped(&req) {
+            let resp = self.local_response(&req, 482, "Loop Detected", None);
             return self.reply_stateless(&req, flow, resp);
         }
         if req.max_forwards() == Some(0) {
@@ -316,6 +323,15 @@ impl Core {
         let mut resp = self.local_response(req, code, reason, server.as_deref());
         resp.push(Header::new(HeaderName::Allow, ALLOW));
         self.reply_stateless(req, flow, resp);
+    }
+
+    /// True when a request comes back carrying one of this node's own Vias
+    /// (RFC 3261 §16.3 step 4). This proxy never routes through itself, so
+    /// any such request is a loop, e.g. a contact registered to point here.
+    fn looped(&self, req: &Message) -> bool {
+        let marker = self.branch_prefix.as_bytes();
+        req.values(&HeaderName::Via)
+            .any(|h| h.value.windows(marker.len()).any(|w| w == marker))
     }
 
     /// The first option tag of `header` this node does not support, if any.
@@ -517,13 +533,14 @@ impl Core {
                         .as_deref()
                         .is_some_and(|a| split_advertise(a).is_ok_and(|(h, _)| h.is_name(name)))
             }
-            _ => self.is_us(&uri.host, uri.port),
+            _ => self.is_us(&uri.host, uri.port, None),
         }
     }
 
     /// Whether `host:port` (port 5060 when absent) is one of this node's
-    /// listening sockets (or its advertised address).
-    pub fn is_us(&self, host: &Host, port: Option<u16>) -> bool {
+    /// listening sockets for `protocol` (any protocol when None), or its
+    /// advertised address.
+    pub fn is_us(&self, host: &Host, port: Option<u16>, protocol: Option<Protocol>) -> bool {
         let port = port.unwrap_or(5060);
         if let Some(adv) = self.config.advertise.as_deref() {
             if let Ok((h, p)) = split_advertise(adv) {
@@ -540,15 +557,20 @@ impl Core {
                 .map(|m| m.values().any(|v| *v == ip))
                 .unwrap_or(false)
         };
-        self.transports
-            .udp_addrs()
-            .into_iter()
-            .chain(self.transports.tcp_addrs())
-            .any(|a| {
-                a.port() == port
-                    && (a.ip() == ip
-                        || (a.ip().is_unspecified() && (ip.is_loopback() || learned(ip))))
-            })
+        let udp = if protocol == Some(Protocol::Tcp) {
+            Vec::new()
+        } else {
+            self.transports.udp_addrs()
+        };
+        let tcp = if protocol == Some(Protocol::Udp) {
+            Vec::new()
+        } else {
+            self.transports.tcp_addrs()
+        };
+        udp.into_iter().chain(tcp).any(|a| {
+            a.port() == port
+                && (a.ip() == ip || (a.ip().is_unspecified() && (ip.is_loopback() || learned(ip))))
+        })
     }
 
     /// The tenant a request is for, from its Request-URI or (when that names

@@ -15,7 +15,9 @@ pub struct Device {
     pub id: DeviceId,
     pub extension: ExtensionId,
     pub sip_user: String,
-    pub realm: String,
+    /// Whether the HA1s were computed for the customer's current domain
+    /// (they are recomputed when it changes; until then the device cannot log in).
+    pub realm_current: bool,
     pub ha1_md5: String,
     pub ha1_sha256: String,
 }
@@ -73,7 +75,7 @@ impl Tenant {
                         id: dev.id,
                         extension: dev.extension_id,
                         sip_user: dev.sip_user.clone(),
-                        realm: dev.ha1_realm,
+                        realm_current: dev.ha1_realm.eq_ignore_ascii_case(&d.sip_domain),
                         ha1_md5: dev.ha1_md5,
                         ha1_sha256: dev.ha1_sha256,
                     };

@@ -103,7 +103,7 @@ impl SipProxy {
             Arc::new(Stats::default()),
             EventBus::default(),
         ));
-        transports.start(core.clone() as Arc<dyn Inbound>);
+        transports.start(core.clone() as Arc<dyn Inbound>)?;
         let mut tasks = Vec::new();
         let timer_core = core.clone();
         tasks.push(tokio::spawn(async move {
@@ -243,6 +243,7 @@ async fn housekeeping(core: Arc<Core>, store: Option<Store>) {
                     reason: "removed",
                 });
             }
+            core.registrar.sweep(core.config.timers.t1x64());
             let idle = i64::try_from(core.config.max_call_idle.as_millis()).unwrap_or(i64::MAX);
             for d in core.dialogs.expire(now.saturating_sub(idle)) {
                 if d.kind == dialogs::DialogKind::Invite && d.confirmed {
@@ -258,10 +259,13 @@ async fn housekeeping(core: Arc<Core>, store: Option<Store>) {
                 }
             }
         }
-        if let Some(store) = &store {
-            if let Err(e) = core.location.persist(store, &core.config.node_id).await {
-                tracing::warn!(error = %e, "registrations not written yet; will retry");
+        match &store {
+            Some(store) => {
+                if let Err(e) = core.location.persist(store, &core.config.node_id).await {
+                    tracing::warn!(error = %e, "registrations not written yet; will retry");
+                }
             }
+            None => core.location.clear_dirty(),
         }
     }
 }

@@ -39,9 +39,22 @@ pub struct Binding {
     pub expires_at: Millis,
     pub user_agent: Option<String>,
     pub path: Vec<String>,
+    /// The expiry the database holds for this binding (None: not written yet).
+    pub stored_expires_at: Option<Millis>,
 }
 
 impl Binding {
+    /// Whether the stored copy is too stale to keep: new, moved, or its
+    /// stored expiry more than a tenth of the interval short of the real one
+    /// (so that after a restart no binding ends much earlier than its phone
+    /// expects, without writing every refresh).
+    fn needs_write(&self, now: Millis) -> bool {
+        match self.stored_expires_at {
+            None => true,
+            Some(stored) => self.expires_at - stored > (self.expires_at - now).max(0) / 10,
+        }
+    }
+
     /// The Contact URI, the Request-URI of requests to this binding.
     pub fn uri(&self) -> &Uri {
         &self.contact.uri
@@ -138,23 +151,48 @@ impl Location {
             .unwrap_or_default()
     }
 
-    /// Makes `bindings` the device's whole set.
-    pub fn replace_device(&self, extension: ExtensionId, device: DeviceId, bindings: Vec<Binding>) {
-        {
+    /// Makes `bindings` the device's whole set. A refresh that changes
+    /// nothing but the expiry a little is not written to the store.
+    pub fn replace_device(
+        &self,
+        extension: ExtensionId,
+        device: DeviceId,
+        mut bindings: Vec<Binding>,
+    ) {
+        let now = pbx_store::now_ms();
+        let material = {
             let mut shard = lock(self.shard(extension));
             let list = shard.entry(extension).or_default();
-            let before = list.len();
+            let old: Vec<Binding> = list
+                .iter()
+                .filter(|b| b.device == device)
+                .cloned()
+                .collect();
+            for b in &mut bindings {
+                let same = old
+                    .iter()
+                    .find(|o| o.key == b.key && o.contact == b.contact && o.flow == b.flow);
+                b.stored_expires_at = same.and_then(|o| o.stored_expires_at);
+            }
+            let changed_keys = old.len() != bindings.len()
+                || old.iter().any(|o| !bindings.iter().any(|b| b.key == o.key));
+            let material = changed_keys || bindings.iter().any(|b| b.needs_write(now));
             list.retain(|b| b.device != device);
-            let removed = before - list.len();
-            let added = bindings.len();
+            let (removed, added) = (old.len(), bindings.len());
+            // Exactly what is needed: most extensions hold one or two bindings,
+            // and a Vec's default growth would keep room for four.
+            list.reserve_exact(added);
             list.extend(bindings);
             if list.is_empty() {
                 shard.remove(&extension);
             }
             self.count.fetch_add(added, Ordering::Relaxed);
             self.count.fetch_sub(removed, Ordering::Relaxed);
+            material
+        };
+        if material {
+            lock(&self.dirty).insert(device, extension);
         }
-        lock(&self.dirty).insert(device, extension);
     }
 
     /// Removes and returns bindings that expired at `now`.
@@ -221,8 +259,14 @@ impl Location {
             let list = shard.entry(extension).or_default();
             list.retain(|b| b.device != device);
             self.count.fetch_add(bindings.len(), Ordering::Relaxed);
+            list.reserve_exact(bindings.len());
             list.extend(bindings);
         }
+    }
+
+    /// Forgets which devices changed (a node without storage has nowhere to write them).
+    pub fn clear_dirty(&self) {
+        lock(&self.dirty).clear();
     }
 
     /// Writes every dirty device's bindings to the store. On failure the
@@ -323,6 +367,7 @@ fn from_stored(
             .as_deref()
             .map(|p| p.split(',').map(str::to_owned).collect())
             .unwrap_or_default(),
+        stored_expires_at: Some(s.expires_at),
     })
 }
 
@@ -352,6 +397,7 @@ mod tests {
             expires_at,
             user_agent: None,
             path: Vec::new(),
+            stored_expires_at: None,
         }
     }
 

@@ -207,7 +207,7 @@ fn authenticate(
         .verify(&creds, &method, &request_uri, &tenant.domain, |user| {
             tenant
                 .device(user)
-                .filter(|d| d.realm == tenant.domain)
+                .filter(|d| d.realm_current)
                 .map(|d| Ha1 {
                     md5: &d.ha1_md5,
                     sha256: &d.ha1_sha256,
@@ -246,7 +246,7 @@ fn target_extension(
         Some(Uri::Sip(u)) => u,
         _ => return Err((416, "Unsupported URI Scheme")),
     };
-    let ours = uri.host.is_name(&tenant.domain) || core.is_us(&uri.host, uri.port);
+    let ours = uri.host.is_name(&tenant.domain) || core.is_us(&uri.host, uri.port, None);
     if !ours {
         // Another customer's domain or somewhere else entirely: same answer.
         return Err((403, "Forbidden"));

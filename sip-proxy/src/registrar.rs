@@ -22,7 +22,7 @@ use crate::events::SipEvent;
 use crate::location::Binding;
 use crate::sharded::ShardedMap;
 use crate::stats::Stats;
-use crate::transport::Flow;
+use crate::transport::{Flow, Protocol};
 
 /// The last successful REGISTER of a device, to answer its retransmissions.
 #[derive(Clone)]
@@ -31,6 +31,7 @@ struct Completed {
     cseq: u32,
     branch: String,
     response: Bytes,
+    at: tokio::time::Instant,
 }
 
 #[derive(Default)]
@@ -39,6 +40,13 @@ pub struct Registrar {
 }
 
 impl Registrar {
+    /// Forgets answers older than `linger`: retransmissions stop after 64*T1.
+    pub fn sweep(&self, linger: std::time::Duration) {
+        let now = tokio::time::Instant::now();
+        self.completed
+            .retain_quietly(|c| now.duration_since(c.at) < linger);
+    }
+
     pub fn handle(&self, core: &Core, req: Message, flow: Flow) {
         let reply = |resp: Message| core.reply_stateless(&req, flow, resp);
         let Some(ruri) = req.request_line().and_then(|r| r.uri.as_sip()) else {
@@ -53,7 +61,8 @@ impl Registrar {
         let tenant = match core.tenant_of_request(&req) {
             Some(t)
                 if to.host.is_name(&t.domain)
-                    && (ruri.host.is_name(&t.domain) || core.is_us(&ruri.host, ruri.port)) =>
+                    && (ruri.host.is_name(&t.domain)
+                        || core.is_us(&ruri.host, ruri.port, None)) =>
             {
                 t
             }
@@ -98,7 +107,7 @@ impl Registrar {
             .verify(&creds, &method, &request_uri, &tenant.domain, |user| {
                 tenant
                     .device(user)
-                    .filter(|d| d.realm == tenant.domain)
+                    .filter(|d| d.realm_current)
                     .map(|d| Ha1 {
                         md5: &d.ha1_md5,
                         sha256: &d.ha1_sha256,
@@ -163,6 +172,7 @@ impl Registrar {
                 cseq: req.cseq().seq,
                 branch,
                 response: bytes.clone(),
+                at: tokio::time::Instant::now(),
             },
         );
         let target = crate::core::response_flow(req.top_via(), flow);
@@ -246,8 +256,17 @@ fn plan(
         let Contact::Addr(mut addr) = contact else {
             continue;
         };
-        if addr.uri.as_sip().is_none() {
+        let Some(sip) = addr.uri.as_sip() else {
             return Err((400, "Contact Must Be A SIP URI", None));
+        };
+        // A binding pointing back at this node would make every call loop.
+        let protocol = if sip.transport().as_deref() == Some("tcp") {
+            Protocol::Tcp
+        } else {
+            Protocol::Udp
+        };
+        if core.is_us(&sip.host, sip.port, Some(protocol)) {
+            return Err((403, "Contact Points To The Server", None));
         }
         let requested = match addr.params.get("expires") {
             Some(v) => v
@@ -309,6 +328,7 @@ fn plan(
             expires_at: now + i64::from(granted) * 1000,
             user_agent: user_agent.clone(),
             path: path.clone(),
+            stored_expires_at: None,
         });
     }
     if next.len() > policy.max_contacts_per_device {

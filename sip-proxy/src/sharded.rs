@@ -68,6 +68,18 @@ impl<K: Hash + Eq, V: Clone> ShardedMap<K, V> {
         self.len.load(Ordering::Relaxed)
     }
 
+    /// Removes every entry for which `keep` is false.
+    pub fn retain_quietly(&self, mut keep: impl FnMut(&V) -> bool) {
+        let mut removed = 0;
+        for shard in &self.shards {
+            let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
+            let before = shard.len();
+            shard.retain(|_, v| keep(v));
+            removed += before - shard.len();
+        }
+        self.len.fetch_sub(removed, Ordering::Relaxed);
+    }
+
     /// Removes every entry for which `keep` is false; returns them.
     pub fn retain(&self, mut keep: impl FnMut(&V) -> bool) -> Vec<V> {
         let mut removed = Vec::new();

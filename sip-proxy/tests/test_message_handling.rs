@@ -169,3 +169,46 @@ async fn tcp_answers_a_crlf_ping_with_a_pong_and_frames_by_content_length() {
         String::from_utf8_lossy(&rest)
     );
 }
+
+#[tokio::test]
+async fn ipv6_phones_register_and_are_answered() {
+    let mut cfg = config();
+    cfg.transports.udp = vec!["[::1]:0".parse().expect("addr")];
+    cfg.transports.tcp = vec!["[::1]:0".parse().expect("addr")];
+    let node = start(cfg).await;
+    assert!(node.udp.is_ipv6());
+    let ua = Ua::new(node.udp, "101", "pw-101-xxxxxx", ACME).await;
+    ua.send(&options(&ua, &format!("sip:{ACME}"), 70), "").await;
+    let resp = ua.recv().await;
+    assert_eq!(resp.status(), Some(200));
+    let ok = ua.register_here(600).await;
+    assert_eq!(ok.status(), Some(200));
+    assert!(
+        support::bindings(&ok)[0].0.contains("[::1]"),
+        "{:?}",
+        support::bindings(&ok)
+    );
+}
+
+#[tokio::test]
+async fn a_request_that_comes_back_is_a_loop_482() {
+    let node = start(config()).await;
+    let phone = Ua::new(node.udp, "102", "pw-102-xxxxxx", ACME).await;
+    // Registering the server's own address as contact is refused.
+    let own = format!("Contact: <sip:102@{}>\n", node.udp);
+    assert_eq!(
+        phone.register(&own, Some(600), "").await.status(),
+        Some(403)
+    );
+    // A request carrying one of the node's Vias has been here before.
+    let marker = node.proxy.core().new_branch();
+    // It sits below the sender's own Via, as when a request comes round again.
+    let head = options(&phone, &format!("sip:103@{ACME}"), 70);
+    let (first, rest) = head.split_once("\nMax-Forwards").expect("via line first");
+    let looped = format!(
+        "{first}\nVia: SIP/2.0/UDP {};branch={marker}\nMax-Forwards{rest}",
+        node.udp
+    );
+    phone.send(&looped, "").await;
+    assert_eq!(phone.recv().await.status(), Some(482));
+}

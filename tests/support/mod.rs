@@ -44,12 +44,29 @@ impl Drop for TempDir {
     }
 }
 
-/// A loopback port free for both UDP and TCP right now.
+/// A loopback port free for both UDP and TCP right now. Taken from a counter
+/// below the kernel's ephemeral range (32768 and up), so that sockets the
+/// processes under test open on their own can never grab it between our
+/// check and its use; each test binary starts at its own offset. Every call
+/// reserves a block of 8 ports, because SIPp also binds ports above the ones
+/// it is given (media on +2 and +4).
 pub fn free_port() -> u16 {
-    for _ in 0..100 {
-        let tcp = TcpListener::bind("127.0.0.1:0").expect("bind tcp");
-        let port = tcp.local_addr().expect("addr").port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let _ = NEXT.compare_exchange(
+        0,
+        20_000 + (std::process::id() % 400) * 24,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    for _ in 0..2000 {
+        let n = NEXT.fetch_add(8, Ordering::Relaxed);
+        let port = 20_000 + (n - 20_000) % 12_000;
+        let Ok(port) = u16::try_from(port) else {
+            continue;
+        };
+        if TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && UdpSocket::bind(("127.0.0.1", port)).is_ok()
+        {
             return port;
         }
     }

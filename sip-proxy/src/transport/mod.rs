@@ -86,7 +86,7 @@ pub struct TransportConfig {
     pub tcp_idle_timeout: std::time::Duration,
     /// Messages waiting to be written per TCP connection before it is closed.
     pub tcp_write_queue: usize,
-    /// Tasks receiving on each UDP socket (one per core is a good start).
+    /// Receive tasks on each UDP socket (one per core is a good start).
     pub udp_receivers: usize,
 }
 
@@ -136,15 +136,17 @@ impl Transports {
     }
 
     /// Starts receiving; messages go to `inbound`.
-    pub fn start(&self, inbound: Arc<dyn Inbound>) {
+    pub fn start(&self, inbound: Arc<dyn Inbound>) -> Result<(), String> {
         for u in &self.udp {
             u.start(
                 inbound.clone(),
                 self.config.udp_receivers.max(1),
                 self.config.limits.max_message,
-            );
+            )
+            .map_err(|e| format!("cannot receive on udp {}: {e}", u.local))?;
         }
         self.tcp.start(inbound);
+        Ok(())
     }
 
     /// Sends `data` down `flow`. UDP never waits; TCP queues on the connection

@@ -31,6 +31,8 @@ pub struct TcpConnections {
     open: AtomicUsize,
     config: TransportConfig,
     inbound: Mutex<Option<Arc<dyn Inbound>>>,
+    /// The runtime connection tasks run on (sends may come from UDP threads).
+    runtime: Mutex<Option<tokio::runtime::Handle>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -58,6 +60,7 @@ impl TcpConnections {
             open: AtomicUsize::new(0),
             config: config.clone(),
             inbound: Mutex::new(None),
+            runtime: Mutex::new(None),
         })
     }
 
@@ -77,6 +80,7 @@ impl TcpConnections {
 
     pub(super) fn start(self: &Arc<Self>, inbound: Arc<dyn Inbound>) {
         *lock(&self.inbound) = Some(inbound.clone());
+        *lock(&self.runtime) = Some(tokio::runtime::Handle::current());
         for listener in std::mem::take(&mut *lock(&self.listeners)) {
             let this = self.clone();
             let inbound = inbound.clone();
@@ -183,7 +187,9 @@ impl TcpConnections {
         if self.open.load(Ordering::Relaxed) >= self.config.max_tcp_connections {
             return Err(SendError::Connection);
         }
-        let Some(inbound) = lock(&self.inbound).clone() else {
+        let (Some(inbound), Some(runtime)) =
+            (lock(&self.inbound).clone(), lock(&self.runtime).clone())
+        else {
             return Err(SendError::Connection);
         };
         let local = self
@@ -195,7 +201,7 @@ impl TcpConnections {
         let (id, rx) = self.register(local, remote);
         let _ = lock(&self.conns).get(&id).map(|c| c.tx.try_send(first));
         let this = self.clone();
-        tokio::spawn(async move {
+        runtime.spawn(async move {
             let connected = tokio::time::timeout(
                 std::time::Duration::from_secs(5),
                 TcpStream::connect(remote),

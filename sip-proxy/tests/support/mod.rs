@@ -106,7 +106,12 @@ pub fn hash(algorithm: Algorithm, text: &str) -> String {
 
 impl Ua {
     pub async fn new(target: SocketAddr, user: &str, password: &str, domain: &str) -> Ua {
-        let sock = UdpSocket::bind("127.0.0.1:0").await.expect("bind ua");
+        let bind = if target.is_ipv6() {
+            "[::1]:0"
+        } else {
+            "127.0.0.1:0"
+        };
+        let sock = UdpSocket::bind(bind).await.expect("bind ua");
         Ua {
             local: sock.local_addr().expect("addr"),
             sock,

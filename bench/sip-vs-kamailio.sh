@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# Runs the shared SIPp harness (../shared/bench, or $SIP_BENCH) against
+# `pbx serve` and against the Kamailio baseline configuration, in one run, on
+# the same 10,000 users, and writes the figures and their ratios.
+#
+#   bench/sip-vs-kamailio.sh [PHASE...]
+#
+# Phases (default: all, in this order):
+#   latency   200/s for 30 s with a loopback capture: exact per-hop latencies
+#   cpu       fixed rates (REG_CPU_RATE, CALL_CPU_RATE) for 20 s: CPU per operation
+#   max       highest rate with < 0.1 % failures (find_max.sh), REGISTER and calls
+#   memory    resident memory after all 10,000 users registered once
+#
+# Environment: SERVERS="pbx kamailio", OUT (results folder), PBX_BIN,
+#   REG_CPU_RATE=5000, CALL_CPU_RATE=1000, REG_START=8000, CALL_START=1500,
+#   STEP_DURATION=12, KAMAILIO_CHILDREN=4.
+# Only loopback is used. Needs sip-tester, kamailio, kamailio-sqlite-modules,
+# tcpdump, python3 (see ../shared/bench/README.md).
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(dirname "$HERE")
+HARNESS=${SIP_BENCH:-$(cd "$ROOT/../shared/bench" 2>/dev/null && pwd)}
+OUT=${OUT:-$ROOT/bench-out/$(date -u +%Y%m%dT%H%M%SZ)}
+PBX_BIN=${PBX_BIN:-$ROOT/target/release/pbx}
+SERVERS=${SERVERS:-pbx kamailio}
+PHASES=${*:-latency cpu max memory}
+REG_CPU_RATE=${REG_CPU_RATE:-5000}
+CALL_CPU_RATE=${CALL_CPU_RATE:-1000}
+REG_START=${REG_START:-8000}
+CALL_START=${CALL_START:-1500}
+export STEP_DURATION=${STEP_DURATION:-12}
+KAMAILIO_CHILDREN=${KAMAILIO_CHILDREN:-4}
+DOMAIN=bench.example
+PBX_PORT=5080
+KAM_PORT=5060
+
+export BENCH_VAR=$OUT/harness
+DATA=$BENCH_VAR/data
+mkdir -p "$DATA" "$OUT"
+RESULTS=$OUT/results.txt
+: >"$RESULTS"
+
+log() { printf '%s %s\n' "$(date -u +%H:%M:%S)" "$*" | tee -a "$OUT/bench.log" >&2; }
+
+if [ ! -s "$DATA/users.csv" ]; then
+	python3 "$HARNESS/tools/gen_users.py" --count 10000 --domain "$DOMAIN" --seed 42 \
+		--csv "$DATA/users.csv" --sqlite "$DATA/users.sqlite"
+fi
+
+start_pbx() {
+	local dir=$OUT/pbx-data
+	if [ ! -s "$dir/pbx.db" ]; then
+		mkdir -p "$dir"
+		(cd "$ROOT" && cargo build --release -q -p pbx --example bench_seed)
+		PBX_SECRET_KEY=$(cat "$OUT/key" 2>/dev/null || "$PBX_BIN" generate-secret-key | tee "$OUT/key") \
+			"$ROOT/target/release/examples/bench_seed" "sqlite://$dir/pbx.db?mode=rwc" "$DATA/users.csv" "$DOMAIN" >&2
+	fi
+	# shellcheck disable=SC2086 # PBX_ENV: extra NAME=value words for the server
+	env ${PBX_ENV:-} PBX_SECRET_KEY="$(cat "$OUT/key")" PBX_DATA_DIR="$dir" PBX_LOG=warn \
+		PBX_HTTP_LISTEN=127.0.0.1:18088 PBX_SIP_UDP=127.0.0.1:$PBX_PORT PBX_SIP_TCP= \
+		PBX_SIP_DIGEST_ALGORITHMS=MD5 PBX_SIP_DIGEST_CHECK_URI=false PBX_NODE_ID=bench \
+		"$PBX_BIN" serve >"$OUT/pbx.out" 2>"$OUT/pbx.err" &
+	local pid=$!
+	for _ in $(seq 1 100); do
+		grep -q ' running (' "$OUT/pbx.out" 2>/dev/null && break
+		sleep 0.1
+	done
+	echo "$pid"
+}
+
+# Stops the pbx we started, by its PID, and waits for it to exit.
+stop_pbx() {
+	kill "$1" 2>/dev/null || true
+	for _ in $(seq 1 100); do
+		[ -d "/proc/$1" ] || return 0
+		sleep 0.1
+	done
+	kill -9 "$1" 2>/dev/null || true
+}
+
+start_server() {
+	case $1 in
+	pbx) start_pbx ;;
+	kamailio)
+		DATA_DIR=$DATA RUN_DIR=$OUT/kamailio "$HARNESS/kamailio/start.sh" -n "$KAMAILIO_CHILDREN" >&2
+		cat "$OUT/kamailio/main.pid"
+		;;
+	esac
+}
+
+stop_server() {
+	case $1 in
+	pbx) stop_pbx "$2" ;;
+	kamailio) RUN_DIR=$OUT/kamailio "$HARNESS/kamailio/stop.sh" >&2 || true ;;
+	esac
+}
+
+target() { [ "$1" = pbx ] && echo "127.0.0.1:$PBX_PORT" || echo "127.0.0.1:$KAM_PORT"; }
+
+# Resident memory of a process and its children, in kB (PSS: shared pages split).
+pss_kb() {
+	local total=0 p
+	for p in $1 $(pgrep -P "$1" 2>/dev/null || true); do
+		local v
+		v=$(awk '/^Pss:/ {print $2}' "/proc/$p/smaps_rollup" 2>/dev/null || echo 0)
+		total=$((total + ${v:-0}))
+	done
+	echo "$total"
+}
+
+record() { echo "$1 $2" | tee -a "$RESULTS" >&2; }
+
+for server in $SERVERS; do
+	pid=$(start_server "$server")
+	log "$server started (pid $pid)"
+	t=$(target "$server")
+	for phase in $PHASES; do
+		case $phase in
+		latency)
+			for scen in reg call; do
+				line=$(SERVER_PID=$pid PCAP=1 TAG="$server latency" OUT_DIR=$OUT/runs/$server-$scen-latency \
+					"$HARNESS/run.sh" $scen "$t" $DOMAIN "$DATA/users.csv" 200 30 | grep '^RESULT')
+				record "$server latency-$scen" "$line"
+				sleep 5
+			done
+			;;
+		cpu)
+			line=$(SERVER_PID=$pid TAG="$server cpu" OUT_DIR=$OUT/runs/$server-reg-cpu \
+				"$HARNESS/run.sh" reg "$t" $DOMAIN "$DATA/users.csv" "$REG_CPU_RATE" 20 | grep '^RESULT')
+			record "$server cpu-reg" "$line"
+			sleep 8
+			line=$(SERVER_PID=$pid TAG="$server cpu" OUT_DIR=$OUT/runs/$server-call-cpu \
+				"$HARNESS/run.sh" call "$t" $DOMAIN "$DATA/users.csv" "$CALL_CPU_RATE" 20 | grep '^RESULT')
+			record "$server cpu-call" "$line"
+			sleep 8
+			;;
+		max)
+			SERVER_PID=$pid START=$REG_START "$HARNESS/find_max.sh" reg "$t" $DOMAIN "$DATA/users.csv" \
+				>"$OUT/$server-max-reg.txt" 2>&1 || true
+			record "$server max-reg" "$(grep '^MAX' "$OUT/$server-max-reg.txt" | tail -1)"
+			SERVER_PID=$pid START=$CALL_START "$HARNESS/find_max.sh" call "$t" $DOMAIN "$DATA/users.csv" \
+				>"$OUT/$server-max-call.txt" 2>&1 || true
+			record "$server max-call" "$(grep '^MAX' "$OUT/$server-max-call.txt" | tail -1)"
+			;;
+		memory)
+			# A fresh server with no registrations (Kamailio's usrloc starts
+			# empty too), then every user registered once.
+			stop_server "$server" "$pid"
+			sleep 2
+			if [ "$server" = pbx ]; then
+				sqlite3 "$OUT/pbx-data/pbx.db" "DELETE FROM registrations;"
+			fi
+			pid=$(start_server "$server")
+			sleep 2
+			idle=$(pss_kb "$pid")
+			line=$(SERVER_PID=$pid TAG="$server memory" OUT_DIR=$OUT/runs/$server-memory \
+				"$HARNESS/run.sh" reg "$t" $DOMAIN "$DATA/users.csv" 1000 10 | grep '^RESULT')
+			sleep 3
+			full=$(pss_kb "$pid")
+			# After the 32 s in which retransmissions are still answered from memory.
+			sleep 35
+			settled=$(pss_kb "$pid")
+			record "$server memory" "idle_pss_kb=$idle registered_pss_kb=$full settled_pss_kb=$settled $line"
+			;;
+		esac
+	done
+	stop_server "$server" "$pid"
+	log "$server stopped"
+	sleep 5
+done
+
+python3 "$HERE/summarize.py" "$RESULTS" | tee "$OUT/summary.md"
+log "results in $OUT"

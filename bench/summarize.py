@@ -1,0 +1,82 @@
+#!/usr/bin/env python3
+"""Turns bench/sip-vs-kamailio.sh results into a markdown table of pbx vs
+Kamailio figures and their ratios (measured in the same run)."""
+
+import re
+import sys
+
+
+def fields(text):
+    return dict(re.findall(r"(\S+?)=(\S+)", text))
+
+
+def num(v):
+    try:
+        return float(v.rstrip("/s"))
+    except (TypeError, ValueError, AttributeError):
+        return None
+
+
+def pair(v):
+    """'p50/p99' -> (p50, p99)."""
+    if not v or "/" not in v:
+        return (None, None)
+    a, b = v.split("/", 1)
+    return (num(a), num(b))
+
+
+def main(path):
+    data = {}
+    for line in open(path):
+        parts = line.split(" ", 2)
+        if len(parts) < 3:
+            continue
+        server, metric, rest = parts
+        data.setdefault(server, {})[metric] = fields(rest)
+
+    rows = []
+
+    def row(label, pbx, kam, better="higher", unit=""):
+        ratio = None
+        if pbx is not None and kam not in (None, 0):
+            ratio = pbx / kam
+        fmt = lambda x: "n/a" if x is None else (f"{x:,.0f}" if abs(x) >= 100 else f"{x:,.1f}")
+        r = "n/a" if ratio is None else f"{ratio:.2f}x"
+        rows.append(f"| {label} | {fmt(pbx)}{unit} | {fmt(kam)}{unit} | {r} ({better} is better) |")
+
+    g = lambda s, m, k: data.get(s, {}).get(m, {}).get(k)
+    row("max REGISTER/s (<0.1% failures)", num(g("pbx", "max-reg", "max_rate")), num(g("kamailio", "max-reg", "max_rate")))
+    row("max calls/s (<0.1% failures)", num(g("pbx", "max-call", "max_rate")), num(g("kamailio", "max-call", "max_rate")))
+    for metric, key, label in [
+        ("latency-reg", "register->401_us(p50/p99)", "REGISTER -> 401"),
+        ("latency-reg", "register->200_us(p50/p99)", "authorized REGISTER -> 200"),
+        ("latency-call", "invite->407_us(p50/p99)", "INVITE -> 407"),
+        ("latency-call", "invite_fwd_us(p50/p99)", "authorized INVITE in -> out"),
+        ("latency-call", "200_fwd_us(p50/p99)", "200 in -> out"),
+        ("latency-call", "bye_fwd_us(p50/p99)", "BYE in -> out"),
+    ]:
+        p = pair(g("pbx", metric, key))
+        k = pair(g("kamailio", metric, key))
+        row(f"{label} p50 at 200/s", p[0], k[0], "lower", " us")
+        row(f"{label} p99 at 200/s", p[1], k[1], "lower", " us")
+    for metric, label in [("cpu-reg", "registration"), ("cpu-call", "call")]:
+        def per_op(server):
+            cpu = num(g(server, metric, "server_cpu%"))
+            rate = num(g(server, metric, "achieved"))
+            return None if not cpu or not rate else cpu / 100.0 * 1e6 / rate
+        pr = g("pbx", metric, "rate")
+        row(f"server CPU per {label} at {pr}/s", per_op("pbx"), per_op("kamailio"), "lower", " us")
+        row(f"server CPU % at {pr}/s", num(g("pbx", metric, "server_cpu%")), num(g("kamailio", metric, "server_cpu%")), "lower")
+        row(f"failures at {pr}/s (%)", num(g("pbx", metric, "fail%")), num(g("kamailio", metric, "fail%")), "lower")
+    kb = lambda s, k: None if num(g(s, "memory", k)) is None else num(g(s, "memory", k)) / 1024
+    row("memory idle (PSS, MB)", kb("pbx", "idle_pss_kb"), kb("kamailio", "idle_pss_kb"), "lower")
+    row("memory with 10,000 registered (PSS, MB)", kb("pbx", "registered_pss_kb"), kb("kamailio", "registered_pss_kb"), "lower")
+    row("same, 35 s later (PSS, MB)", kb("pbx", "settled_pss_kb"), kb("kamailio", "settled_pss_kb"), "lower")
+
+    print("| measurement | pbx | Kamailio 5.6 | ratio pbx/Kamailio |")
+    print("| --- | --- | --- | --- |")
+    print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
