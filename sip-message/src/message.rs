@@ -190,6 +190,14 @@ fn value_offset(buf: &Bytes, value: &Bytes) -> usize {
     (value.as_ptr() as usize).saturating_sub(buf.as_ptr() as usize)
 }
 
+/// Whether a start line is a status line. Compared as bytes: the line may
+/// hold any UTF-8, and slicing text at a fixed index could split a character.
+fn is_status_line(line: &str) -> bool {
+    line.as_bytes()
+        .get(..4)
+        .is_some_and(|p| p.eq_ignore_ascii_case(b"SIP/"))
+}
+
 fn parse_request_line(line: &str) -> Result<RequestLine, ParseError> {
     // Exactly single spaces between the three elements (RFC 3261 §7.1).
     let mut parts = line.split(' ');
@@ -367,7 +375,7 @@ impl Message {
         let raw = split_raw(&buf, limits)?;
         let start_text =
             std::str::from_utf8(raw.start_line).map_err(|_| ParseError::StartLine("not text"))?;
-        let start = if start_text.len() >= 4 && start_text[..4].eq_ignore_ascii_case("SIP/") {
+        let start = if is_status_line(start_text) {
             StartLine::Response(parse_status_line(start_text)?)
         } else {
             StartLine::Request(parse_request_line(start_text)?)
@@ -837,7 +845,7 @@ pub(crate) fn parse_delta_seconds(text: &str, label: &'static str) -> Result<u32
 pub fn error_response(raw: &Bytes, error: &ParseError, limits: &Limits) -> Option<Bytes> {
     let parts = split_raw(raw, limits).ok()?;
     let start = std::str::from_utf8(parts.start_line).ok()?;
-    if start.len() >= 4 && start[..4].eq_ignore_ascii_case("SIP/") {
+    if is_status_line(start) {
         return None;
     }
     let wanted = [
@@ -1005,6 +1013,18 @@ l: 4\r\n\
         assert!(resp.starts_with(b"SIP/2.0 400 CSeq Method Mismatch\r\n"));
         let raw = Bytes::from_static(b"GARBAGE\r\n\r\n");
         assert!(error_response(&raw, &ParseError::NoHeaderEnd, &Limits::default()).is_none());
+    }
+
+    #[test]
+    fn multibyte_characters_in_the_start_line_are_not_split() {
+        // Found by the fuzzer: a 2-byte character across byte 4 of the start line.
+        let raw = [
+            83, 217, 145, 206, 179, 101, 110, 103, 66, 89, 114, 58, 32, 57, 52, 57, 51, 48, 50, 10,
+            13, 10,
+        ];
+        assert!(parse(&raw).is_err());
+        let err = parse(&raw).unwrap_err();
+        assert!(error_response(&Bytes::copy_from_slice(&raw), &err, &Limits::default()).is_none());
     }
 
     #[test]
