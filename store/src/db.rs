@@ -51,12 +51,20 @@ pub struct Store {
 }
 
 /// The migrations, embedded per engine; version numbers are shared.
-const MIGRATIONS: &[(i64, &str, &str, &str)] = &[(
-    1,
-    "tenancy",
-    include_str!("../../migrations/sqlite/0001_tenancy.sql"),
-    include_str!("../../migrations/postgres/0001_tenancy.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
+    (
+        1,
+        "tenancy",
+        include_str!("../../migrations/sqlite/0001_tenancy.sql"),
+        include_str!("../../migrations/postgres/0001_tenancy.sql"),
+    ),
+    (
+        2,
+        "billing",
+        include_str!("../../migrations/sqlite/0002_billing.sql"),
+        include_str!("../../migrations/postgres/0002_billing.sql"),
+    ),
+];
 
 fn migrator(engine: Engine) -> Migrator {
     let migrations = MIGRATIONS
@@ -192,6 +200,15 @@ impl Store {
     }
     pub fn directory(&self) -> crate::directory::Directory<'_> {
         crate::directory::Directory(self)
+    }
+    pub fn price_plans(&self) -> crate::price_plans::PricePlans<'_> {
+        crate::price_plans::PricePlans(self)
+    }
+    pub fn call_records(&self) -> crate::call_records::CallRecords<'_> {
+        crate::call_records::CallRecords(self)
+    }
+    pub fn statements(&self) -> crate::statements::Statements<'_> {
+        crate::statements::Statements(self)
     }
 
     pub(crate) async fn begin(&self) -> Result<Tx<'_>> {

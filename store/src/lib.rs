@@ -13,11 +13,15 @@
 //! `devices`, `numbers`, `logins`, `api_tokens`, `audit`), reached through
 //! [`Store`] (`store.customers().get(&principal, id)`); `directory` loads what
 //! the SIP proxy keeps in memory; `changes` tells every node what changed.
+//! Billing: `price_plans` (wholesale and retail rate tables), `rating` (the
+//! pricing rules, pure functions), `call_records` (idempotent, rated batches),
+//! `statements` (per customer and per reseller, with CSV and JSON export).
 
 #![forbid(unsafe_code)]
 
 pub mod api_tokens;
 pub mod audit;
+pub mod call_records;
 pub mod changes;
 pub mod customers;
 mod db;
@@ -29,11 +33,14 @@ mod ids;
 pub mod logins;
 pub mod numbers;
 pub mod operator;
+pub mod price_plans;
 mod principal;
+pub mod rating;
 pub mod registrations;
 pub mod resellers;
 mod rows;
 pub mod secrets;
+pub mod statements;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod time;
