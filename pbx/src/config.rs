@@ -35,6 +35,7 @@ pub struct Config {
     pub sip_min_expires: u32,
     pub sip_max_expires: u32,
     pub sip_max_transactions: usize,
+    pub sip_max_call_duration: std::time::Duration,
     pub log: String,
     pub log_format: LogFormat,
 }
@@ -229,6 +230,14 @@ impl Config {
                 "must be at least 100",
             ));
         }
+        let max_call = settings.sip_max_call_duration.unwrap_or(4 * 3600);
+        if !(60..=7 * 86_400).contains(&max_call) {
+            return Err(invalid(
+                "sip_max_call_duration",
+                &max_call.to_string(),
+                "must be between 60 seconds and a week",
+            ));
+        }
         let log = settings.log.unwrap_or_else(|| "info".to_owned());
         tracing_subscriber::EnvFilter::try_new(&log)
             .map_err(|e| invalid("log", &log, &format!("is not a log filter ({e})")))?;
@@ -254,6 +263,7 @@ impl Config {
             sip_min_expires,
             sip_max_expires,
             sip_max_transactions,
+            sip_max_call_duration: std::time::Duration::from_secs(max_call),
             log,
             log_format,
         })

@@ -74,6 +74,8 @@ fn sip_config(config: &Config, secret: [u8; 32]) -> SipConfig {
     sip.registration.max_expires = config.sip_max_expires;
     sip.registration.default_expires = config.sip_max_expires.min(3600).max(config.sip_min_expires);
     sip.max_transactions = config.sip_max_transactions;
+    sip.max_call_duration = config.sip_max_call_duration;
+    sip.spool_dir = config.data_dir.join("spool");
     sip
 }
 
@@ -83,6 +85,10 @@ pub async fn run(config: Config, mode: Mode) -> Result<()> {
             "running the parts separately needs a shared PostgreSQL: set --database-url / PBX_DATABASE_URL \
              to postgres://…, or use `pbx serve` for one process on SQLite"
         );
+    }
+    if mode.runs_sip() && config.engine != Engine::Sqlite {
+        // The call-record spool is local to each proxy node, whatever the database.
+        crate::data_dir::prepare(&config.data_dir)?;
     }
     let (store, secret) = open_store_with_key(&config).await?;
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -227,6 +227,15 @@ pub struct Settings {
     )]
     pub sip_max_transactions: Option<usize>,
 
+    /// Answered calls are ended and billed at this length at the latest [default: 14400]
+    #[arg(
+        long,
+        env = "PBX_SIP_MAX_CALL_DURATION",
+        global = true,
+        value_name = "SECONDS"
+    )]
+    pub sip_max_call_duration: Option<u64>,
+
     /// Log filter: a level (error, warn, info, debug, trace) or per-module directives [default: info]
     #[arg(long, env = "PBX_LOG", global = true, value_name = "FILTER")]
     pub log: Option<String>,
@@ -258,6 +267,7 @@ impl Settings {
             sip_min_expires: self.sip_min_expires.or(lower.sip_min_expires),
             sip_max_expires: self.sip_max_expires.or(lower.sip_max_expires),
             sip_max_transactions: self.sip_max_transactions.or(lower.sip_max_transactions),
+            sip_max_call_duration: self.sip_max_call_duration.or(lower.sip_max_call_duration),
             log: self.log.or(lower.log),
             log_format: self.log_format.or(lower.log_format),
         }

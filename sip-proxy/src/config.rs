@@ -46,8 +46,10 @@ pub struct SipConfig {
     pub registration: RegistrationPolicy,
     /// Server transactions held at most; beyond, new requests get 503.
     pub max_transactions: usize,
-    /// Calls (dialogs) silent this long are ended by the proxy.
-    pub max_call_idle: Duration,
+    /// Answered calls are ended (and billed) at this length at the latest.
+    pub max_call_duration: Duration,
+    /// Where the call-record journal lives (local disk of this node).
+    pub spool_dir: std::path::PathBuf,
     /// Default Server header for local responses (None: none).
     pub server_header: Option<String>,
 }
@@ -81,7 +83,8 @@ impl SipConfig {
             digest: DigestConfig::default(),
             registration: RegistrationPolicy::default(),
             max_transactions: 200_000,
-            max_call_idle: Duration::from_secs(4 * 3600),
+            max_call_duration: Duration::from_secs(4 * 3600),
+            spool_dir: std::path::PathBuf::from("pbx-data/spool"),
             server_header: None,
         }
     }

@@ -53,8 +53,38 @@ pub struct Dialog {
     pub confirmed: bool,
     pub call: CallInfo,
     pub created_at: Millis,
+    /// When the dialog was confirmed (the call answered).
+    pub confirmed_at: Option<Millis>,
+    /// The last request or 2xx seen in it: the last sign of life.
     pub last_activity: Millis,
+    /// RFC 4028 session interval agreed in the last 2xx, if any.
+    pub session_expires_ms: Option<Millis>,
 }
+
+/// Why the proxy ended a dialog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    /// No session refresh within the RFC 4028 session interval.
+    SessionExpired,
+    /// The call reached the configured maximum duration.
+    MaxDuration,
+    /// An early dialog or a subscription left idle.
+    Idle,
+}
+
+impl EndReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::SessionExpired => "session_expired",
+            EndReason::MaxDuration => "max_duration",
+            EndReason::Idle => "idle",
+        }
+    }
+}
+
+/// How long an early (unconfirmed) dialog may stay without news: longer than
+/// any INVITE transaction (timer C is 3 minutes).
+const EARLY_IDLE_MS: Millis = 5 * 60_000;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct DialogKey {
@@ -105,7 +135,13 @@ impl Dialogs {
     pub fn upsert(&self, dialog: Dialog) {
         let key = DialogKey::new(&dialog.call_id, &dialog.caller.tag, &dialog.callee.tag);
         let confirmed = dialog.confirmed;
+        let session = dialog.session_expires_ms;
+        let confirmed_at = dialog.confirmed_at;
         let existing = self.map.update(&key, |d| {
+            if confirmed && !d.confirmed {
+                d.confirmed_at = confirmed_at;
+                d.session_expires_ms = session;
+            }
             d.confirmed |= confirmed;
             d.callee.flow = dialog.callee.flow;
             if dialog.callee.contact.is_some() {
@@ -154,9 +190,148 @@ impl Dialogs {
         self.map.remove(&DialogKey::new(call_id, tag_a, tag_b))
     }
 
-    /// Removes dialogs idle since before `cutoff` (calls without a BYE, early
-    /// dialogs left behind); returns them.
-    pub fn expire(&self, cutoff: Millis) -> Vec<Dialog> {
-        self.map.retain(|d| d.last_activity >= cutoff)
+    /// Notes a session refresh answered with `session_expires_ms` (a 2xx to
+    /// a re-INVITE or UPDATE carrying Session-Expires).
+    pub fn refresh_session(
+        &self,
+        call_id: &str,
+        tag_a: &str,
+        tag_b: &str,
+        session_expires_ms: Option<Millis>,
+    ) {
+        if let Some(interval) = session_expires_ms {
+            self.map
+                .update(&DialogKey::new(call_id, tag_a, tag_b), |d| {
+                    d.session_expires_ms = Some(interval);
+                });
+        }
+    }
+
+    /// Removes the dialogs that ended without a BYE at `now` and returns each
+    /// with the instant its call ended and why: a call whose session was not
+    /// refreshed ended at its last sign of life; a call that reached
+    /// `max_call_ms` ended at that length.
+    pub fn sweep(&self, now: Millis, max_call_ms: Millis) -> Vec<(Dialog, Millis, EndReason)> {
+        let judge = |d: &Dialog| -> Option<(Millis, EndReason)> {
+            match (d.kind, d.confirmed) {
+                (DialogKind::Invite, true) => {
+                    let answered = d.confirmed_at.unwrap_or(d.created_at);
+                    if let Some(interval) = d.session_expires_ms {
+                        if now > d.last_activity.saturating_add(interval) {
+                            return Some((d.last_activity, EndReason::SessionExpired));
+                        }
+                    }
+                    let limit = answered.saturating_add(max_call_ms);
+                    (now >= limit).then_some((limit, EndReason::MaxDuration))
+                }
+                (DialogKind::Invite, false) => (now - d.last_activity > EARLY_IDLE_MS)
+                    .then_some((d.last_activity, EndReason::Idle)),
+                (DialogKind::Other, _) => (now - d.last_activity > max_call_ms)
+                    .then_some((d.last_activity, EndReason::Idle)),
+            }
+        };
+        self.map
+            .retain(|d| judge(d).is_none())
+            .into_iter()
+            .filter_map(|d| judge(&d).map(|(at, why)| (d, at, why)))
+            .collect()
+    }
+}
+
+/// The session interval a message's Session-Expires header names (RFC 4028
+/// §4: delta-seconds, then parameters), if any and sane.
+pub fn session_expires_ms(msg: &pbx_sip_message::Message) -> Option<Millis> {
+    let value = msg.value_text(&pbx_sip_message::HeaderName::SessionExpires)?;
+    let seconds: u32 = value.split(';').next()?.trim().parse().ok()?;
+    // RFC 4028 requires at least 90 s; refuse nonsense rather than end calls early.
+    (seconds >= 90).then_some(Millis::from(seconds) * 1000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::Protocol;
+    use pbx_store::{CustomerId, ResellerId};
+
+    fn dialog(call_id: &str, confirmed_at: Millis, session: Option<Millis>) -> Dialog {
+        let flow = Flow {
+            protocol: Protocol::Udp,
+            local: ([127, 0, 0, 1], 5060).into(),
+            remote: ([127, 0, 0, 1], 5070).into(),
+            conn: None,
+        };
+        let peer = |tag: &str| Peer {
+            tag: tag.into(),
+            flow,
+            contact: None,
+        };
+        Dialog {
+            call_id: call_id.into(),
+            caller: peer("a"),
+            callee: peer("b"),
+            kind: DialogKind::Invite,
+            confirmed: true,
+            call: CallInfo {
+                reseller: ResellerId(1),
+                customer: CustomerId(1),
+                caller_extension: None,
+                callee_extension: None,
+                caller_device: None,
+                callee_device: None,
+            },
+            created_at: confirmed_at - 3_000,
+            confirmed_at: Some(confirmed_at),
+            last_activity: confirmed_at,
+            session_expires_ms: session,
+        }
+    }
+
+    #[test]
+    fn rfc4028_an_unrefreshed_session_ends_at_its_last_sign_of_life() {
+        let dialogs = Dialogs::default();
+        dialogs.upsert(dialog("st", 10_000, Some(90_000)));
+        // A refresh (re-INVITE) at 50 s moves the deadline to 140 s.
+        dialogs.touch("st", "a", "b", 50_000, None);
+        assert!(dialogs.sweep(139_000, 3_600_000).is_empty());
+        let ended = dialogs.sweep(140_001, 3_600_000);
+        assert_eq!(ended.len(), 1);
+        let (d, at, why) = &ended[0];
+        assert_eq!(
+            (d.call_id.as_str(), *at, *why),
+            ("st", 50_000, EndReason::SessionExpired)
+        );
+        assert!(dialogs.is_empty());
+    }
+
+    #[test]
+    fn a_call_is_ended_and_billed_at_the_maximum_duration() {
+        let dialogs = Dialogs::default();
+        dialogs.upsert(dialog("long", 10_000, None));
+        assert!(dialogs.sweep(10_000 + 59_999, 60_000).is_empty());
+        let ended = dialogs.sweep(10_000 + 61_000, 60_000);
+        assert_eq!(ended.len(), 1);
+        assert_eq!((ended[0].1, ended[0].2), (70_000, EndReason::MaxDuration));
+    }
+
+    #[test]
+    fn session_expires_is_read_with_parameters_and_nonsense_ignored() {
+        let msg = |value: &str| {
+            let text = format!(
+                "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1;branch=z9hG4bK1\r\nFrom: <sip:a@x>;tag=1\r\n\
+                 To: <sip:b@x>;tag=2\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\nSession-Expires: {value}\r\nContent-Length: 0\r\n\r\n"
+            );
+            pbx_sip_message::Message::parse_datagram(text.into_bytes().into(), &Default::default())
+                .expect("parse")
+        };
+        assert_eq!(
+            session_expires_ms(&msg("1800;refresher=uac")),
+            Some(1_800_000)
+        );
+        assert_eq!(
+            session_expires_ms(&msg("30")),
+            None,
+            "below the RFC 4028 minimum"
+        );
+        assert_eq!(session_expires_ms(&msg("soon")), None);
     }
 }

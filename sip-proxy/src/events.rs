@@ -3,9 +3,12 @@
 //! blocks the SIP path; a subscriber that falls behind is told how much it
 //! missed (broadcast lag) and must resynchronise.
 
+use pbx_store::call_records::CallDirection;
 use pbx_store::{CustomerId, DeviceId, ExtensionId, Millis, ResellerId};
 use serde::Serialize;
 use tokio::sync::broadcast;
+
+use crate::recorder::RecorderHandle;
 
 /// How a call ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -51,17 +54,23 @@ pub enum SipEvent {
         reseller: ResellerId,
         customer: CustomerId,
         call_id: String,
+        /// The caller's From tag: with the Call-ID, it names the call.
+        caller_tag: String,
         caller: String,
         callee: String,
         caller_extension: Option<ExtensionId>,
         callee_extension: Option<ExtensionId>,
         caller_device: Option<DeviceId>,
+        direction: CallDirection,
+        /// The E.164 number called (without '+') when the call leaves the platform.
+        destination: Option<String>,
         at: Millis,
     },
     CallAnswered {
         reseller: ResellerId,
         customer: CustomerId,
         call_id: String,
+        caller_tag: String,
         callee_device: Option<DeviceId>,
         at: Millis,
     },
@@ -69,31 +78,61 @@ pub enum SipEvent {
         reseller: ResellerId,
         customer: CustomerId,
         call_id: String,
+        caller_tag: String,
         outcome: CallOutcome,
         sip_status: u16,
         hangup: Option<HangupSide>,
+        /// Why the proxy ended the call when no BYE did (`session_expired`,
+        /// `max_duration`).
+        reason: Option<&'static str>,
+        /// When it ended: for calls the proxy ends, the last sign of life.
         at: Millis,
     },
 }
 
-/// Publishes events to whoever listens.
+/// Publishes events to whoever listens, and call events to the call
+/// recorder, which must never miss one (its channel is not lossy).
 #[derive(Clone)]
 pub struct EventBus {
     sender: broadcast::Sender<SipEvent>,
+    recorder: Option<RecorderHandle>,
 }
 
 impl Default for EventBus {
     fn default() -> Self {
         EventBus {
             sender: broadcast::channel(65_536).0,
+            recorder: None,
         }
     }
 }
 
 impl EventBus {
+    /// A bus that also feeds the call recorder.
+    pub fn with_recorder(recorder: RecorderHandle) -> EventBus {
+        EventBus {
+            recorder: Some(recorder),
+            ..EventBus::default()
+        }
+    }
+
     pub fn publish(&self, event: SipEvent) {
+        if let Some(recorder) = &self.recorder {
+            if matches!(
+                event,
+                SipEvent::CallStarted { .. }
+                    | SipEvent::CallAnswered { .. }
+                    | SipEvent::CallEnded { .. }
+            ) {
+                recorder.event(event.clone());
+            }
+        }
         // No subscriber is fine: nobody is interested yet.
         let _ = self.sender.send(event);
+    }
+
+    pub fn recorder(&self) -> Option<&RecorderHandle> {
+        self.recorder.as_ref()
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<SipEvent> {

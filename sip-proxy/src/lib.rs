@@ -6,7 +6,9 @@
 //! transaction matching, timers) → `registrar` and `proxy` (policy), with
 //! `directory` (who exists, in memory), `location` (where devices are),
 //! `digest` (authentication mechanics), `dialogs` (calls in progress) and
-//! `events` (what happened, for call records and live views) beside them.
+//! `events` (what happened, for call records and live views) beside them;
+//! `recorder` turns call events into call records, exactly once, through the
+//! node's durable `journal`.
 //! The SIP path never waits for the database: the directory follows the
 //! store's change feed, and registrations are written behind, in batches.
 
@@ -19,8 +21,10 @@ pub mod dialogs;
 pub mod digest;
 pub mod directory;
 pub mod events;
+pub mod journal;
 pub mod location;
 mod proxy;
+pub mod recorder;
 pub mod registrar;
 mod sharded;
 pub mod stats;
@@ -41,6 +45,7 @@ use crate::core::Core;
 use crate::directory::Directory;
 use crate::events::HangupSide;
 use crate::location::Location;
+use crate::recorder::RecorderConfig;
 use crate::stats::Stats;
 use crate::transport::{Inbound, Transports};
 
@@ -73,8 +78,19 @@ impl SipProxy {
             });
             tracing::info!(bindings = location.len(), "registrations restored");
         }
-        let mut proxy =
-            SipProxy::serve(config, directory.clone(), location, Some(store.clone())).await?;
+        let mut recorder_config = RecorderConfig::new(config.spool_dir.clone(), &config.node_id);
+        recorder_config.max_call_duration = config.max_call_duration;
+        let (recorder, recorder_tasks) = recorder::start(recorder_config, store.clone())
+            .map_err(|e| format!("cannot open the call-record spool: {e}"))?;
+        let mut proxy = SipProxy::serve(
+            config,
+            directory.clone(),
+            location,
+            Some(store.clone()),
+            EventBus::with_recorder(recorder),
+        )
+        .await?;
+        proxy.tasks.extend(recorder_tasks);
         proxy.tasks.push(tokio::spawn(directory.follow(store)));
         Ok(proxy)
     }
@@ -85,7 +101,14 @@ impl SipProxy {
         config: SipConfig,
         directory: Arc<Directory>,
     ) -> Result<SipProxy, String> {
-        SipProxy::serve(config, directory, Arc::new(Location::default()), None).await
+        SipProxy::serve(
+            config,
+            directory,
+            Arc::new(Location::default()),
+            None,
+            EventBus::default(),
+        )
+        .await
     }
 
     async fn serve(
@@ -93,6 +116,7 @@ impl SipProxy {
         directory: Arc<Directory>,
         location: Arc<Location>,
         store: Option<Store>,
+        events: EventBus,
     ) -> Result<SipProxy, String> {
         let transports = Arc::new(Transports::bind(config.transports.clone()).await?);
         let core = Arc::new(Core::new(
@@ -101,7 +125,7 @@ impl SipProxy {
             directory,
             location,
             Arc::new(Stats::default()),
-            EventBus::default(),
+            events,
         ));
         transports.start(core.clone() as Arc<dyn Inbound>)?;
         let mut tasks = Vec::new();
@@ -180,9 +204,16 @@ impl SipProxy {
         out
     }
 
-    /// Writes pending registrations to the store; called on shutdown.
+    /// Writes pending registrations and finished call records to the store;
+    /// called on shutdown. Calls still in progress stay in the journal and
+    /// are closed as recovered by the next start.
     pub async fn flush(&self) {
         let Some(store) = &self.store else { return };
+        if let Some(recorder) = self.core.events.recorder() {
+            if !recorder.flush(Duration::from_secs(5)).await {
+                tracing::warn!("call records not all written at shutdown; they stay spooled for the next start");
+            }
+        }
         for attempt in 0..3 {
             match self
                 .core
@@ -244,17 +275,22 @@ async fn housekeeping(core: Arc<Core>, store: Option<Store>) {
                 });
             }
             core.registrar.sweep(core.config.timers.t1x64());
-            let idle = i64::try_from(core.config.max_call_idle.as_millis()).unwrap_or(i64::MAX);
-            for d in core.dialogs.expire(now.saturating_sub(idle)) {
+            let max_call =
+                i64::try_from(core.config.max_call_duration.as_millis()).unwrap_or(i64::MAX);
+            for (d, ended_at, why) in core.dialogs.sweep(now, max_call) {
                 if d.kind == dialogs::DialogKind::Invite && d.confirmed {
+                    tracing::info!(call_id = %d.call_id, customer = %d.call.customer, reason = why.as_str(),
+                        "call ended by the proxy");
                     core.events.publish(SipEvent::CallEnded {
                         reseller: d.call.reseller,
                         customer: d.call.customer,
                         call_id: d.call_id,
+                        caller_tag: d.caller.tag,
                         outcome: events::CallOutcome::Answered,
                         sip_status: 200,
                         hangup: Some(HangupSide::System),
-                        at: now,
+                        reason: Some(why.as_str()),
+                        at: ended_at,
                     });
                 }
             }

@@ -15,6 +15,8 @@ use pbx_sip_message::{
     Header, HeaderName, Host, Message, Method, NameAddr, StartLine, StatusLine, Uri,
 };
 
+use pbx_store::call_records::CallDirection;
+
 use crate::context::{Branch, CallSetup, Context, TimerTarget};
 use crate::core::{lock, Core};
 use crate::dialogs::{CallInfo, Dialog, DialogKind, Direction, Peer};
@@ -46,7 +48,12 @@ pub fn initial(core: &Core, req: Message, flow: Flow) {
         Err(resp) => return core.reply_stateless(&req, flow, *resp),
     };
     let server = tenant.server_header.clone();
-    let refuse = |code: u16, reason: &str| {
+    // A call refused here still gets its record (a retransmission of the
+    // INVITE, refused again, is recognised by the recorder).
+    let refuse = |code: u16, reason: &str, callee: Option<&crate::directory::Extension>| {
+        if method == Method::Invite {
+            record_refused(core, &req, &tenant, &device, callee, code);
+        }
         core.reply_stateless(
             &req,
             flow,
@@ -55,15 +62,15 @@ pub fn initial(core: &Core, req: Message, flow: Flow) {
     };
     let extension = match target_extension(core, &req, &tenant) {
         Ok(e) => e,
-        Err((code, reason)) => return refuse(code, reason),
+        Err((code, reason)) => return refuse(code, reason, None),
     };
     if extension.dnd && method == Method::Invite {
-        return refuse(486, "Busy Here");
+        return refuse(486, "Busy Here", Some(&extension));
     }
     let now = pbx_store::now_ms();
     let bindings = core.location.of_extension(extension.id, now);
     if bindings.is_empty() {
-        return refuse(480, "Temporarily Unavailable");
+        return refuse(480, "Temporarily Unavailable", Some(&extension));
     }
     let caller = req
         .from()
@@ -148,15 +155,71 @@ pub fn initial(core: &Core, req: Message, flow: Flow) {
             reseller: tenant.reseller,
             customer: tenant.customer,
             call_id: c.key_call_id(),
+            caller_tag: c
+                .request
+                .as_ref()
+                .and_then(|r| r.from().tag())
+                .unwrap_or_default(),
             caller,
             callee: extension.number.clone(),
             caller_extension: Some(device.extension),
             callee_extension: Some(extension.id),
             caller_device: Some(device.id),
+            direction: CallDirection::Internal,
+            destination: None,
             at: now,
         });
     }
     tracing::debug!(customer = %tenant.customer, branches = c.branches.len(), "request forked");
+}
+
+/// Reports a call the proxy refused before ringing anyone: a start and, at
+/// once, its end.
+fn record_refused(
+    core: &Core,
+    req: &Message,
+    tenant: &crate::directory::Tenant,
+    device: &crate::directory::Device,
+    callee: Option<&crate::directory::Extension>,
+    code: u16,
+) {
+    let now = pbx_store::now_ms();
+    let caller_tag = req.from().tag().unwrap_or_default();
+    let dialled = req
+        .request_line()
+        .and_then(|r| r.uri.as_sip())
+        .and_then(|u| u.user_unescaped())
+        .unwrap_or_default();
+    core.events.publish(SipEvent::CallStarted {
+        reseller: tenant.reseller,
+        customer: tenant.customer,
+        call_id: req.call_id().to_owned(),
+        caller_tag: caller_tag.clone(),
+        caller: req
+            .from()
+            .uri
+            .as_sip()
+            .and_then(|u| u.user_unescaped())
+            .unwrap_or_default(),
+        callee: callee.map(|e| e.number.clone()).unwrap_or(dialled),
+        caller_extension: Some(device.extension),
+        callee_extension: callee.map(|e| e.id),
+        caller_device: Some(device.id),
+        direction: CallDirection::Internal,
+        destination: None,
+        at: now,
+    });
+    core.events.publish(SipEvent::CallEnded {
+        reseller: tenant.reseller,
+        customer: tenant.customer,
+        call_id: req.call_id().to_owned(),
+        caller_tag,
+        outcome: failure_outcome(code),
+        sip_status: code,
+        hangup: None,
+        reason: None,
+        at: now,
+    });
 }
 
 /// The caller's customer and device, or the response refusing the request.
@@ -722,7 +785,13 @@ fn new_dialog(
         confirmed,
         call: call.info.clone(),
         created_at: now,
+        confirmed_at: confirmed.then_some(now),
         last_activity: now,
+        session_expires_ms: if confirmed {
+            crate::dialogs::session_expires_ms(resp)
+        } else {
+            None
+        },
     }
 }
 
@@ -763,6 +832,7 @@ fn branch_final(
                     reseller: call.info.reseller,
                     customer: call.info.customer,
                     call_id: resp.call_id().to_owned(),
+                    caller_tag: resp.from().tag().unwrap_or_default(),
                     callee_device: device,
                     at: pbx_store::now_ms(),
                 });
@@ -787,6 +857,14 @@ fn branch_final(
                     pbx_store::now_ms(),
                     contact,
                 );
+                if matches!(c.method, Method::Invite | Method::Update) {
+                    core.dialogs.refresh_session(
+                        resp.call_id(),
+                        &from_tag,
+                        &to_tag,
+                        crate::dialogs::session_expires_ms(&resp),
+                    );
+                }
             }
         }
         let first = !c.answered;
@@ -979,9 +1057,11 @@ fn finish_if_all_final(core: &Core, ctx: &Arc<Mutex<Context>>, c: &mut Context) 
             reseller: call.info.reseller,
             customer: call.info.customer,
             call_id: best.call_id().to_owned(),
+            caller_tag,
             outcome: failure_outcome(code),
             sip_status: code,
             hangup: None,
+            reason: None,
             at: pbx_store::now_ms(),
         });
     }
@@ -1017,9 +1097,11 @@ fn end_dialog(core: &Core, call_id: &str, from_tag: &str, to_tag: &str) {
             reseller: dialog.call.reseller,
             customer: dialog.call.customer,
             call_id: call_id.to_owned(),
+            caller_tag: dialog.caller.tag.clone(),
             outcome: CallOutcome::Answered,
             sip_status: 200,
             hangup: Some(hangup),
+            reason: None,
             at: pbx_store::now_ms(),
         });
     }

@@ -64,6 +64,27 @@ impl StoreError {
     pub fn is_unavailable(&self) -> bool {
         matches!(self, StoreError::Database(_) | StoreError::Migrate(_))
     }
+
+    /// True when the database refused the data itself (a constraint or a
+    /// value it cannot hold), so that retrying the same write cannot help.
+    pub fn is_refused_data(&self) -> bool {
+        let StoreError::Database(sqlx::Error::Database(db)) = self else {
+            return false;
+        };
+        let Some(code) = db.code() else {
+            return false;
+        };
+        if code.len() == 5 {
+            // PostgreSQL's SQLSTATE: classes 22 (data exception) and 23
+            // (integrity constraint).
+            code.starts_with("22") || code.starts_with("23")
+        } else {
+            // SQLite's (extended) result code: primary codes 19 (constraint)
+            // and 20 (mismatch).
+            code.parse::<i64>()
+                .is_ok_and(|c| matches!(c & 0xff, 19 | 20))
+        }
+    }
 }
 
 /// What a write means when the database refuses it; each operation names the

@@ -63,6 +63,13 @@ pub fn config() -> SipConfig {
         vec!["127.0.0.1:0".parse().expect("addr")],
     );
     c.transports.udp_receivers = 1;
+    // Each node its own call-record spool, removed with the temp directory.
+    static SPOOLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    c.spool_dir = std::env::temp_dir().join(format!(
+        "pbx-sip-test-{}-{}/spool",
+        std::process::id(),
+        SPOOLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
     c
 }
 
