@@ -260,7 +260,7 @@ pub(crate) struct PlanCache {
 
 impl PlanCache {
     async fn plan(&mut self, conn: &mut AnyConnection, id: PlanId) -> Result<&PlanRates> {
-        if !self.plans.contains_key(&id) {
+        if let std::collections::hash_map::Entry::Vacant(slot) = self.plans.entry(id) {
             let row = sqlx::query("SELECT internal_calls_free FROM price_plans WHERE id = $1")
                 .bind(id.0)
                 .fetch_one(&mut *conn)
@@ -275,14 +275,11 @@ impl PlanCache {
             .iter()
             .map(crate::price_plans::rate_from_row)
             .collect::<Result<Vec<_>, _>>()?;
-            self.plans.insert(
+            slot.insert(PlanRates {
                 id,
-                PlanRates {
-                    id,
-                    internal_calls_free: flag(&row, "internal_calls_free")?,
-                    rates,
-                },
-            );
+                internal_calls_free: flag(&row, "internal_calls_free")?,
+                rates,
+            });
         }
         self.plans.get(&id).ok_or(StoreError::NotFound)
     }

@@ -700,7 +700,7 @@ impl Statement {
         let price = |p: &Option<crate::call_records::Price>| {
             p.as_ref()
                 .and_then(|p| p.micros)
-                .map(|m| rating::format_micros(m))
+                .map(rating::format_micros)
                 .unwrap_or_default()
         };
         for r in records {
