@@ -366,3 +366,129 @@ fn a_linphone_softphone_registers_with_sha256_digest() {
     );
     assert_eq!(metric(&node, "pbx_sip_auth_failures_total"), 0);
 }
+
+fn baresip_available() -> bool {
+    let found = std::process::Command::new("baresip")
+        .arg("-h")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok();
+    if !found {
+        if std::env::var("PBX_TEST_REQUIRE_BARESIP").as_deref() == Ok("1") {
+            panic!(
+                "PBX_TEST_REQUIRE_BARESIP=1 but baresip is not installed (apt-get install baresip)"
+            );
+        }
+        eprintln!("SKIPPED: baresip is not installed (apt-get install baresip)");
+    }
+    found
+}
+
+/// A baresip phone for one demo extension: configuration in its own folder,
+/// loopback only, answering calls by itself, audio from a file.
+fn baresip_phone(
+    home: &std::path::Path,
+    ext: &serde_json::Value,
+    proxy: &str,
+) -> std::path::PathBuf {
+    let number = ext["number"].as_str().expect("number");
+    let dir = home.join(number);
+    std::fs::create_dir_all(&dir).expect("phone dir");
+    // baresip also binds the next port (TLS): leave a gap between phones.
+    let port = support::free_port();
+    std::fs::write(
+        dir.join("config"),
+        format!(
+            "sip_listen 127.0.0.1:{port}\nnet_interface 127.0.0.1\nmodule_path /usr/lib/baresip/modules\n\
+             module g711.so\nmodule aufile.so\nmodule_app account.so\nmodule_app menu.so\n\
+             audio_player aufile,{out}\naudio_source aufile,/usr/share/baresip/callwaiting.wav\n\
+             audio_alert aufile,{alert}\nrtp_ports 40000-40999\n",
+            out = dir.join("out.wav").display(),
+            alert = dir.join("alert.wav").display(),
+        ),
+    )
+    .expect("baresip config");
+    std::fs::write(
+        dir.join("accounts"),
+        format!(
+            "<sip:{number}@{domain}>;auth_pass={password};outbound=\"sip:{proxy}\";regint=600;answermode=auto\n",
+            domain = ext["sip_domain"].as_str().expect("domain"),
+            password = ext["password"].as_str().expect("password"),
+        ),
+    )
+    .expect("baresip account");
+    dir
+}
+
+fn baresip(dir: &std::path::Path, seconds: u32, commands: &[&str]) -> std::process::Child {
+    let mut cmd = std::process::Command::new("baresip");
+    cmd.arg("-f").arg(dir).arg("-t").arg(seconds.to_string());
+    for c in commands {
+        cmd.arg("-e").arg(c);
+    }
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(dir.join("log")).expect("log"))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start baresip")
+}
+
+/// The README's first call, for real: two baresip softphones take the
+/// credentials `pbx serve --demo` printed (also in demo.json), register
+/// (baresip 1.x answers MD5 only: it is offered MD5 alone), and one calls the
+/// other, which answers; audio flows between them and the call is recorded.
+#[test]
+fn baresip_softphones_register_and_call_each_other_with_the_demo_credentials() {
+    if !baresip_available() {
+        return;
+    }
+    let dir = TempDir::new("baresip");
+    let mut node = support::Node::start(dir.path(), &["serve", "--demo"], &[]);
+    let demo: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("demo.json")).expect("demo.json"),
+    )
+    .expect("demo json");
+    let printed = node.stdout_text();
+    let ext = |i: usize| demo["extensions"][i].clone();
+    for i in 0..2 {
+        assert!(
+            printed.contains(ext(i)["password"].as_str().expect("password")),
+            "the banner prints each softphone's password"
+        );
+    }
+    let proxy = format!("127.0.0.1:{}", node.sip_port);
+    let home = TempDir::new("baresip-home");
+    let callee_dir = baresip_phone(home.path(), &ext(1), &proxy);
+    let caller_dir = baresip_phone(home.path(), &ext(0), &proxy);
+    let mut callee = baresip(&callee_dir, 25, &[]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while metric(&node, "pbx_sip_registered_contacts") < 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the callee did not register"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut caller = baresip(&caller_dir, 8, &["/dial 102"]);
+    let _ = caller.wait();
+    let _ = callee.kill();
+    let _ = callee.wait();
+    let caller_log = std::fs::read_to_string(caller_dir.join("log")).unwrap_or_default();
+    let callee_log = std::fs::read_to_string(callee_dir.join("log")).unwrap_or_default();
+    assert!(
+        caller_log.contains("200 OK () [1 binding]"),
+        "the caller registered:\n{caller_log}"
+    );
+    assert!(
+        callee_log.contains("Call established: sip:101@"),
+        "the callee answered:\n{callee_log}"
+    );
+    assert!(
+        caller_log.contains("Call established: sip:102@"),
+        "the caller saw the answer:\n{caller_log}"
+    );
+    assert!(metric(&node, "pbx_sip_calls_answered_total") >= 1);
+    node.signal("TERM");
+    assert!(node.wait(Duration::from_secs(30)).success());
+}

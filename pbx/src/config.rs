@@ -31,6 +31,7 @@ pub struct Config {
     pub sip_tcp: Vec<SocketAddr>,
     pub sip_advertise: Option<String>,
     pub sip_digest_algorithms: Vec<pbx_sip_proxy::digest::Algorithm>,
+    pub sip_digest_md5_only_user_agents: Vec<String>,
     pub sip_digest_check_uri: bool,
     pub sip_min_expires: u32,
     pub sip_max_expires: u32,
@@ -259,6 +260,13 @@ impl Config {
             sip_tcp,
             sip_advertise: settings.sip_advertise,
             sip_digest_algorithms,
+            sip_digest_md5_only_user_agents: settings
+                .sip_digest_md5_only_user_agents
+                .unwrap_or_else(|| vec!["baresip".to_owned()])
+                .iter()
+                .map(|p| p.trim().to_ascii_lowercase())
+                .filter(|p| !p.is_empty())
+                .collect(),
             sip_digest_check_uri: settings.sip_digest_check_uri.unwrap_or(true),
             sip_min_expires,
             sip_max_expires,

@@ -70,6 +70,9 @@ fn sip_config(config: &Config, secret: [u8; 32]) -> SipConfig {
         .algorithms
         .clone_from(&config.sip_digest_algorithms);
     sip.digest.check_uri = config.sip_digest_check_uri;
+    sip.digest
+        .md5_only_user_agents
+        .clone_from(&config.sip_digest_md5_only_user_agents);
     sip.registration.min_expires = config.sip_min_expires;
     sip.registration.max_expires = config.sip_max_expires;
     sip.registration.default_expires = config.sip_max_expires.min(3600).max(config.sip_min_expires);

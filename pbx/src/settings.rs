@@ -190,6 +190,16 @@ pub struct Settings {
     )]
     pub sip_digest_algorithms: Option<Vec<String>>,
 
+    /// User-Agent prefixes of phones offered MD5 only, because they fail when any challenge names another algorithm, comma-separated; empty for none [default: baresip]
+    #[arg(
+        long,
+        env = "PBX_SIP_DIGEST_MD5_ONLY_USER_AGENTS",
+        global = true,
+        value_name = "PREFIX",
+        value_delimiter = ','
+    )]
+    pub sip_digest_md5_only_user_agents: Option<Vec<String>>,
+
     /// Require the digest uri to equal the Request-URI (RFC 3261 §22.4); turn off only
     /// for load generators that cannot do it [default: true]
     #[arg(
@@ -263,6 +273,9 @@ impl Settings {
             sip_tcp: self.sip_tcp.or(lower.sip_tcp),
             sip_advertise: self.sip_advertise.or(lower.sip_advertise),
             sip_digest_algorithms: self.sip_digest_algorithms.or(lower.sip_digest_algorithms),
+            sip_digest_md5_only_user_agents: self
+                .sip_digest_md5_only_user_agents
+                .or(lower.sip_digest_md5_only_user_agents),
             sip_digest_check_uri: self.sip_digest_check_uri.or(lower.sip_digest_check_uri),
             sip_min_expires: self.sip_min_expires.or(lower.sip_min_expires),
             sip_max_expires: self.sip_max_expires.or(lower.sip_max_expires),

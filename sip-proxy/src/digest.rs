@@ -81,6 +81,10 @@ pub struct DigestConfig {
     pub check_uri: bool,
     /// Slots for nonce-count tracking (a power of two).
     pub nonce_slots: usize,
+    /// User-Agent prefixes (lower case) of phones that fail when any of the
+    /// challenges names an algorithm they do not know, instead of taking one
+    /// they do (libre before 3.x, hence baresip 1.x): they are offered MD5 only.
+    pub md5_only_user_agents: Vec<String>,
 }
 
 impl Default for DigestConfig {
@@ -90,6 +94,7 @@ impl Default for DigestConfig {
             nonce_ttl: Duration::from_secs(300),
             check_uri: true,
             nonce_slots: 1 << 18,
+            md5_only_user_agents: vec!["baresip".to_owned()],
         }
     }
 }
@@ -168,11 +173,23 @@ impl DigestAuth {
         URL_SAFE_NO_PAD.encode(raw)
     }
 
-    /// Header values for a challenge, one per offered algorithm, sharing one nonce.
-    pub fn challenge(&self, realm: &str, stale: bool) -> Vec<String> {
+    /// Header values for a challenge, one per offered algorithm, sharing one
+    /// nonce, in the configured order; MD5 alone for a `user_agent` known to
+    /// fail on any other.
+    pub fn challenge(&self, realm: &str, stale: bool, user_agent: Option<&str>) -> Vec<String> {
         let nonce = self.mint(realm);
-        self.config
-            .algorithms
+        let md5_only = user_agent.map(str::to_ascii_lowercase).is_some_and(|ua| {
+            self.config
+                .md5_only_user_agents
+                .iter()
+                .any(|p| !p.is_empty() && ua.starts_with(p.as_str()))
+        }) && self.config.algorithms.contains(&Algorithm::Md5);
+        let algorithms: &[Algorithm] = if md5_only {
+            &[Algorithm::Md5]
+        } else {
+            &self.config.algorithms
+        };
+        algorithms
             .iter()
             .map(|a| {
                 Challenge {
@@ -362,12 +379,22 @@ mod tests {
     }
 
     #[test]
+    fn phones_that_fail_on_unknown_algorithms_get_md5_only() {
+        let a = auth();
+        let normal = a.challenge("acme.example", false, Some("Yealink SIP-T46U"));
+        assert!(normal[0].contains("SHA-256") && normal[1].contains("MD5"));
+        let libre = a.challenge("acme.example", false, Some("baresip v1.0.0 (x86_64/linux)"));
+        assert_eq!(libre.len(), 1, "{libre:?}");
+        assert!(libre[0].contains("MD5"), "{libre:?}");
+    }
+
+    #[test]
     fn both_algorithms_verify_once_per_nonce_count() {
         let a = auth();
         let uri = Uri::parse("sip:acme.example").expect("uri");
         let (md5, sha) = store_ha1("101", "acme.example", "pw");
         for (i, algorithm) in [Algorithm::Sha256, Algorithm::Md5].into_iter().enumerate() {
-            let challenges = a.challenge("acme.example", false);
+            let challenges = a.challenge("acme.example", false, None);
             assert_eq!(challenges.len(), 2);
             assert!(
                 challenges[0].contains("algorithm=SHA-256"),
@@ -416,7 +443,7 @@ mod tests {
         let a = auth();
         let uri = Uri::parse("sip:acme.example").expect("uri");
         let (md5, sha) = store_ha1("101", "acme.example", "pw");
-        let ch = a.challenge("acme.example", false);
+        let ch = a.challenge("acme.example", false, None);
         let wrong = respond(
             &ch[0],
             Algorithm::Sha256,
@@ -445,7 +472,7 @@ mod tests {
             Verdict::Invalid
         );
         // A nonce minted for another realm does not open here.
-        let other = a.challenge("other.example", false);
+        let other = a.challenge("other.example", false, None);
         let creds = respond(
             &other[0],
             Algorithm::Sha256,
@@ -470,7 +497,7 @@ mod tests {
         // A nonce from another key is refused.
         let b = DigestAuth::new(b"other secret", DigestConfig::default());
         let foreign = respond(
-            &b.challenge("acme.example", false)[0],
+            &b.challenge("acme.example", false, None)[0],
             Algorithm::Sha256,
             "101",
             "pw",
@@ -516,7 +543,7 @@ mod tests {
         );
         let uri = Uri::parse("sip:acme.example").expect("uri");
         let (md5, sha) = store_ha1("101", "acme.example", "pw");
-        let ch = a.challenge("acme.example", false);
+        let ch = a.challenge("acme.example", false, None);
         std::thread::sleep(Duration::from_millis(1100));
         let creds = respond(
             &ch[0],
@@ -541,9 +568,9 @@ mod tests {
                 ..DigestConfig::default()
             },
         );
-        let ch = a.challenge("acme.example", false);
+        let ch = a.challenge("acme.example", false, None);
         for _ in 0..1024 {
-            a.challenge("acme.example", false);
+            a.challenge("acme.example", false, None);
         }
         let creds = respond(
             &ch[0],

@@ -252,7 +252,11 @@ fn authenticate(
     let challenge = |stale: bool| {
         Stats::inc(&core.stats.challenges);
         let mut resp = core.local_response(req, 407, "Proxy Authentication Required", server);
-        for value in core.auth.challenge(&tenant.domain, stale) {
+        for value in core.auth.challenge(
+            &tenant.domain,
+            stale,
+            req.value_text(&HeaderName::UserAgent).as_deref(),
+        ) {
             resp.push(Header::new(HeaderName::ProxyAuthenticate, value));
         }
         Box::new(resp)

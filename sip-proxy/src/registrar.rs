@@ -183,7 +183,11 @@ impl Registrar {
 fn challenge(core: &Core, req: &Message, tenant: &Tenant, stale: bool) -> Message {
     Stats::inc(&core.stats.challenges);
     let mut resp = core.local_response(req, 401, "Unauthorized", tenant.server_header.as_deref());
-    for value in core.auth.challenge(&tenant.domain, stale) {
+    for value in core.auth.challenge(
+        &tenant.domain,
+        stale,
+        req.value_text(&HeaderName::UserAgent).as_deref(),
+    ) {
         resp.push(Header::new(HeaderName::WwwAuthenticate, value));
     }
     resp

@@ -20,6 +20,7 @@ use sqlx::{AnyConnection, Row};
 use crate::principal::Level;
 use crate::rating::{self, RateRule};
 use crate::rows::{enum_col, flag, flag_value, text_enum};
+use crate::usage::{Share, Usage};
 use crate::{
     CustomerId, DeviceId, ExtensionId, Millis, PlanId, Principal, ResellerId, Result, Scope, Store,
     StoreError, TrunkId,
@@ -400,11 +401,12 @@ impl CallRecords<'_> {
                     .await?,
             );
         }
-        let mut inserted = 0;
+        let mut inserted = std::collections::HashSet::new();
         let rows: Vec<_> = records.iter().zip(priced).collect();
         for chunk in rows.chunks(CHUNK) {
             let sql = format!(
-                "INSERT INTO call_records ({}) VALUES {} ON CONFLICT (record_uid) DO NOTHING",
+                "INSERT INTO call_records ({}) VALUES {} ON CONFLICT (record_uid) DO NOTHING \
+                 RETURNING record_uid",
                 COLUMNS.trim_start_matches("id, "),
                 placeholders(chunk.len(), ARITY - 1)
             );
@@ -449,10 +451,30 @@ impl CallRecords<'_> {
                     .bind(retail.as_ref().and_then(|p| p.micros))
                     .bind(now);
             }
-            inserted += q.execute(tx.conn()).await?.rows_affected();
+            for row in q.fetch_all(tx.conn()).await? {
+                inserted.insert(row.try_get::<String, _>("record_uid")?);
+            }
         }
+        // Only records new to the database add to the usage.
+        let mut usage = Usage::default();
+        for (r, (wholesale, retail, _)) in &rows {
+            if inserted.contains(&r.record_uid) {
+                usage.add(Share {
+                    reseller: r.reseller_id.0,
+                    customer: r.customer_id.0,
+                    invite_at: r.invite_at,
+                    direction: r.direction.as_str(),
+                    billable_ms: r.billable_ms(),
+                    wholesale_prefix: wholesale.as_ref().and_then(|p| p.prefix.as_deref()),
+                    wholesale_micros: wholesale.as_ref().and_then(|p| p.micros),
+                    retail_prefix: retail.as_ref().and_then(|p| p.prefix.as_deref()),
+                    retail_micros: retail.as_ref().and_then(|p| p.micros),
+                });
+            }
+        }
+        usage.save(tx.conn()).await?;
         tx.commit().await?;
-        Ok(inserted)
+        Ok(inserted.len() as u64)
     }
 
     /// Records visible to `by`, newest first. A customer user sees the calls
@@ -550,6 +572,16 @@ impl CallRecords<'_> {
             .execute(tx.conn())
             .await?;
             changed += 1;
+        }
+        if changed > 0 {
+            crate::usage::rebuild(
+                tx.conn(),
+                reseller.map(|r| r.0),
+                scope.customer.map(|c| c.0),
+                scope.from,
+                scope.to,
+            )
+            .await?;
         }
         crate::audit::record(
             &mut tx,

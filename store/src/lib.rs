@@ -44,6 +44,7 @@ pub mod statements;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod time;
+mod usage;
 mod validate;
 
 pub use db::{Engine, Store, StoreConfig};

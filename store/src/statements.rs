@@ -18,6 +18,7 @@ use sqlx::Row;
 use crate::call_records::{CallDirection, CallRecord, RecordFilter};
 use crate::principal::Level;
 use crate::rating::{self, RateRule};
+use crate::usage;
 use crate::{CustomerId, Millis, PlanId, Principal, ResellerId, Result, Store, StoreError};
 
 /// The time a statement covers.
@@ -424,16 +425,29 @@ impl Statements<'_> {
             None => ("reseller_id", ctx.reseller.id.0),
         };
         let t = tier.column_prefix();
-        // Every column read is in the covering index for this scope. PostgreSQL
-        // sums BIGINTs as NUMERIC, which the Any driver cannot read: cast back.
-        let sql = format!(
-            "SELECT direction, {t}_prefix AS prefix, COUNT(*) AS calls, \
-             CAST(SUM(billable_ms) AS BIGINT) AS billable_ms, \
-             CAST(SUM(COALESCE({t}_micros, 0)) AS BIGINT) AS micros, \
-             CAST(SUM(CASE WHEN {t}_micros IS NULL THEN 1 ELSE 0 END) AS BIGINT) AS unrated \
-             FROM call_records WHERE {scope_col} = $1 AND invite_at >= $2 AND invite_at < $3 \
-             AND billable_ms > 0 GROUP BY direction, {t}_prefix ORDER BY direction, {t}_prefix"
-        );
+        // Whole quarter hours (every month): the usage sums. Otherwise the
+        // records themselves, through their covering index. PostgreSQL sums
+        // BIGINTs as NUMERIC, which the Any driver cannot read: cast back.
+        let sql = if usage::aligned(ctx.from, ctx.to) {
+            format!(
+                "SELECT direction, {t}_prefix AS prefix, CAST(SUM(calls) AS BIGINT) AS calls, \
+                 CAST(SUM(billable_ms) AS BIGINT) AS billable_ms, \
+                 CAST(SUM({t}_micros) AS BIGINT) AS micros, \
+                 CAST(SUM({t}_unrated) AS BIGINT) AS unrated \
+                 FROM call_usage WHERE {scope_col} = $1 AND bucket >= $2 AND bucket < $3 \
+                 GROUP BY direction, {t}_prefix"
+            )
+        } else {
+            format!(
+                "SELECT direction, COALESCE({t}_prefix, '{none}') AS prefix, COUNT(*) AS calls, \
+                 CAST(SUM(billable_ms) AS BIGINT) AS billable_ms, \
+                 CAST(SUM(COALESCE({t}_micros, 0)) AS BIGINT) AS micros, \
+                 CAST(SUM(CASE WHEN {t}_micros IS NULL THEN 1 ELSE 0 END) AS BIGINT) AS unrated \
+                 FROM call_records WHERE {scope_col} = $1 AND invite_at >= $2 AND invite_at < $3 \
+                 AND billable_ms > 0 GROUP BY direction, {t}_prefix",
+                none = usage::prefix_key(None)
+            )
+        };
         let rows = sqlx::query(&sql)
             .bind(scope_id)
             .bind(ctx.from)
@@ -442,10 +456,12 @@ impl Statements<'_> {
             .await?;
         let by_prefix: HashMap<&str, &RateRule> =
             rates.iter().map(|r| (r.prefix.as_str(), r)).collect();
-        rows.iter()
+        let mut lines = rows
+            .iter()
             .map(|r| {
                 let direction: String = r.try_get("direction")?;
-                let prefix: Option<String> = r.try_get("prefix")?;
+                let prefix = usage::prefix_from_key(r.try_get("prefix")?);
+                let order = (direction.clone(), prefix.clone());
                 let direction_word = CallDirection::parse(&direction)
                     .map(|d| match d {
                         CallDirection::Internal => "Internal calls",
@@ -467,7 +483,7 @@ impl Statements<'_> {
                     }
                     None => direction_word.to_owned(),
                 };
-                Ok(Line {
+                let line = Line {
                     kind: LineKind::Calls,
                     description,
                     quantity: r.try_get("calls")?,
@@ -477,10 +493,13 @@ impl Statements<'_> {
                         r.try_get("micros")?,
                         &ctx.reseller.currency,
                     ),
-                })
+                };
+                Ok((order, line))
             })
-            .collect::<Result<Vec<_>, sqlx::Error>>()
-            .map_err(Into::into)
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        // The same order on both engines (they sort NULL differently).
+        lines.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(lines.into_iter().map(|(_, line)| line).collect())
     }
 
     /// Every call of a statement's period, for the per-call CSV.

@@ -238,6 +238,39 @@ async fn records_are_rated_on_both_tiers_and_written_once(db: TestDb) {
             .expect("list");
         assert!(none.is_empty(), "another tenant must see no records");
     }
+    // The usage the statements read counted each record once.
+    let (from, to) = pbx_store::rating::month_bounds(2026, 11, berlin()).expect("month");
+    let s = db
+        .store
+        .statements()
+        .customer(&sys, t.customer_a.id, Period::Range { from, to })
+        .await
+        .expect("statement");
+    let calls: i64 = s
+        .lines
+        .iter()
+        .filter(|l| l.kind == LineKind::Calls)
+        .map(|l| l.quantity)
+        .sum();
+    assert_eq!(calls, 3, "answered calls, each once: {:?}", s.lines);
+    let unrated: i64 = s.lines.iter().map(|l| l.unrated).sum();
+    assert_eq!(unrated, 1, "the call to the USA has no retail rate");
+    // A range not on quarter hours is summed from the records themselves,
+    // with the same result.
+    let raw = db
+        .store
+        .statements()
+        .customer(
+            &sys,
+            t.customer_a.id,
+            Period::Range {
+                from: from + 1,
+                to: to - 1,
+            },
+        )
+        .await
+        .expect("statement");
+    assert_eq!(raw.lines, s.lines);
     // Only the platform writes records.
     assert!(matches!(
         records.insert_batch(&t.reseller_x_admin, &batch).await,
