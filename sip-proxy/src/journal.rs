@@ -1,7 +1,9 @@
 //! The call-record journal: a node's durable spool on local disk.
 //!
-//! Every call's start, answer and end is appended here (one JSON line each,
-//! written and `fdatasync`ed in groups) before anything else happens to it,
+//! Every call's start, answer and end is appended here (one JSON line each)
+//! before anything else happens to it: written at once, so a killed process
+//! loses nothing, and flushed to the disk by a syncer thread at most
+//! [`SYNC_INTERVAL`] later (group commit), so a power cut loses at most that;
 //! and a `done` line once the records reached the database. So after a crash
 //! or while the database is away, the journal alone says which calls were
 //! open (they are closed as recovered), which records are finished but not
@@ -16,6 +18,9 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use pbx_store::call_records::NewCallRecord;
 use pbx_store::Millis;
@@ -102,11 +107,42 @@ pub enum JournalError {
 pub struct Journal {
     path: PathBuf,
     file: File,
+    syncer: Arc<Syncer>,
     /// Bytes appended since the last compaction.
     written: u64,
 }
 
 const FILE_NAME: &str = "call-records.journal";
+
+/// How long written entries may wait for `fdatasync`.
+pub const SYNC_INTERVAL: Duration = Duration::from_millis(20);
+
+/// Flushes the journal to disk in groups, on a thread of its own, so that
+/// neither the SIP path nor the runtime waits for the disk.
+struct Syncer {
+    file: Mutex<Option<File>>,
+    dirty: AtomicBool,
+}
+
+impl Syncer {
+    fn run(self: Arc<Syncer>) {
+        // Ends when the journal (the other owner) is gone.
+        while Arc::strong_count(&self) > 1 {
+            std::thread::sleep(SYNC_INTERVAL);
+            self.sync();
+        }
+        self.sync();
+    }
+
+    fn sync(&self) {
+        if self.dirty.swap(false, Ordering::AcqRel) {
+            let file = self.file.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(Err(e)) = file.as_ref().map(File::sync_data) {
+                tracing::error!(error = %e, "call-record journal sync failed");
+            }
+        }
+    }
+}
 
 impl Journal {
     /// Opens (creating) the journal in `dir` and reads what it holds.
@@ -144,10 +180,20 @@ impl Journal {
             file.set_len(whole as u64).map_err(io)?;
         }
         let written = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let syncer = Arc::new(Syncer {
+            file: Mutex::new(file.try_clone().ok()),
+            dirty: AtomicBool::new(false),
+        });
+        let thread_syncer = syncer.clone();
+        std::thread::Builder::new()
+            .name("journal-sync".into())
+            .spawn(move || thread_syncer.run())
+            .map_err(io)?;
         Ok((
             Journal {
                 path,
                 file,
+                syncer,
                 written,
             },
             recovered,
@@ -161,16 +207,23 @@ impl Journal {
         }
     }
 
-    /// Appends entries and makes them durable before returning.
+    /// Appends entries: in the file (safe from a crash of the process) when
+    /// this returns, on the disk within [`SYNC_INTERVAL`].
     pub fn append(&mut self, entries: &[Entry]) -> Result<(), JournalError> {
         if entries.is_empty() {
             return Ok(());
         }
         let buf = encode(entries);
         self.file.write_all(&buf).map_err(|e| self.err(e))?;
-        self.file.sync_data().map_err(|e| self.err(e))?;
+        self.syncer.dirty.store(true, Ordering::Release);
         self.written += buf.len() as u64;
         Ok(())
+    }
+
+    /// Flushes everything appended to the disk now.
+    pub fn sync(&self) {
+        self.syncer.dirty.store(true, Ordering::Release);
+        self.syncer.sync();
     }
 
     /// Bytes written since the file was last compacted.
@@ -194,6 +247,7 @@ impl Journal {
             OpenOptions::new().append(true).open(&self.path)
         };
         self.file = write().map_err(|e| self.err(e))?;
+        *self.syncer.file.lock().unwrap_or_else(|p| p.into_inner()) = self.file.try_clone().ok();
         self.written = buf.len() as u64;
         Ok(())
     }

@@ -186,6 +186,8 @@ struct State {
 const RECENT_MS: Millis = 64_000;
 /// Calls that never reached a final answer are given up after this long.
 const STUCK_SETUP_MS: Millis = 10 * 60_000;
+/// How long the writer lets finished records gather before a batch.
+const LINGER: Duration = Duration::from_millis(100);
 /// The journal is rewritten once this much was appended since the last time.
 const COMPACT_BYTES: u64 = 4 << 20;
 
@@ -402,12 +404,11 @@ impl State {
 
 async fn record_loop(
     mut state: State,
-    journal: Journal,
+    mut journal: Journal,
     mut rx: mpsc::UnboundedReceiver<Note>,
     mut done_rx: mpsc::UnboundedReceiver<Vec<String>>,
     to_writer: mpsc::UnboundedSender<Vec<NewCallRecord>>,
 ) {
-    let mut journal = Some(journal);
     let mut beat = tokio::time::interval(state.config.beat);
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -423,6 +424,8 @@ async fn record_loop(
                         Note::Event(event) => state.on_event(event, &mut entries, &mut finished),
                         Note::Flush(waiter) => {
                             entries.push(Entry::Beat { at: pbx_store::now_ms() });
+                            journal.append(&std::mem::take(&mut entries)).ok();
+                            journal.sync();
                             if state.pending.is_empty() {
                                 let _ = waiter.send(());
                             } else {
@@ -441,30 +444,18 @@ async fn record_loop(
             }
             _ = beat.tick() => state.on_beat(pbx_store::now_ms(), &mut entries, &mut finished),
         }
-        let Some(mut j) = journal.take() else { return };
-        let compact = (j.written() > COMPACT_BYTES).then(|| state.snapshot());
-        let written = tokio::task::spawn_blocking(move || {
-            let result = j.append(&entries);
-            let result = match (result, compact) {
-                (Ok(()), Some(keep)) => j.compact(&keep),
-                (result, _) => result,
-            };
-            (j, result)
-        })
-        .await;
-        match written {
-            Ok((j, result)) => {
-                if let Err(e) = result {
-                    // Records stay in memory and go to the database; only
-                    // their crash safety is lost until the disk recovers.
-                    tracing::error!(error = %e, "call-record journal write failed");
-                }
-                journal = Some(j);
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "call-record journal task failed");
-                return;
-            }
+        // A small append to the page cache: done here, not on a blocking
+        // thread (the disk flush happens on the journal's syncer thread).
+        let compact = (journal.written() > COMPACT_BYTES).then(|| state.snapshot());
+        let result = journal.append(&entries);
+        let result = match (result, compact) {
+            (Ok(()), Some(keep)) => journal.compact(&keep),
+            (result, _) => result,
+        };
+        if let Err(e) = result {
+            // Records stay in memory and go to the database; only their crash
+            // safety is lost until the disk recovers.
+            tracing::error!(error = %e, "call-record journal write failed");
         }
         // Only journaled records go to the database.
         if !finished.is_empty() && to_writer.send(finished).is_err() {
@@ -492,6 +483,9 @@ async fn write_loop(
                 Some(records) => queue.extend(records),
                 None => return,
             }
+            // Let a batch gather: one transaction for many records costs far
+            // less than one each, and the journal holds them meanwhile.
+            tokio::time::sleep(LINGER).await;
         }
         while let Ok(records) = rx.try_recv() {
             queue.extend(records);
