@@ -189,7 +189,7 @@ const STUCK_SETUP_MS: Millis = 10 * 60_000;
 /// How long the writer lets finished records gather before a batch.
 const LINGER: Duration = Duration::from_millis(100);
 /// The journal is rewritten once this much was appended since the last time.
-const COMPACT_BYTES: u64 = 4 << 20;
+const COMPACT_BYTES: u64 = 64 << 20;
 
 fn hangup(side: HangupSide) -> StoredHangup {
     match side {
@@ -446,16 +446,32 @@ async fn record_loop(
         }
         // A small append to the page cache: done here, not on a blocking
         // thread (the disk flush happens on the journal's syncer thread).
-        let compact = (journal.written() > COMPACT_BYTES).then(|| state.snapshot());
-        let result = journal.append(&entries);
-        let result = match (result, compact) {
-            (Ok(()), Some(keep)) => journal.compact(&keep),
-            (result, _) => result,
-        };
-        if let Err(e) = result {
+        if let Err(e) = journal.append(&entries) {
             // Records stay in memory and go to the database; only their crash
             // safety is lost until the disk recovers.
             tracing::error!(error = %e, "call-record journal write failed");
+        }
+        if journal.written() > COMPACT_BYTES {
+            // Rewriting and syncing the file takes a while: not on the runtime.
+            let keep = state.snapshot();
+            let mut j = journal;
+            match tokio::task::spawn_blocking(move || {
+                let result = j.compact(&keep);
+                (j, result)
+            })
+            .await
+            {
+                Ok((j, result)) => {
+                    if let Err(e) = result {
+                        tracing::error!(error = %e, "call-record journal compaction failed");
+                    }
+                    journal = j;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "call-record journal task failed");
+                    return;
+                }
+            }
         }
         // Only journaled records go to the database.
         if !finished.is_empty() && to_writer.send(finished).is_err() {
