@@ -67,6 +67,10 @@ fn wait_for_records(rt: &tokio::runtime::Runtime, url: &str, n: usize) -> Vec<Ca
 }
 
 fn start(dir: &Path, database_url: Option<&str>) -> Node {
+    start_with(dir, database_url, &[])
+}
+
+fn start_with(dir: &Path, database_url: Option<&str>, extra: &[(&str, &str)]) -> Node {
     let key = support::sip::secret_key_base64();
     let mut env = vec![
         ("PBX_SECRET_KEY", key.as_str()),
@@ -75,6 +79,7 @@ fn start(dir: &Path, database_url: Option<&str>) -> Node {
     if let Some(url) = database_url {
         env.push(("PBX_DATABASE_URL", url));
     }
+    env.extend_from_slice(extra);
     Node::start(dir, &["serve"], &env)
 }
 
@@ -512,4 +517,38 @@ fn records_made_while_postgres_is_down_are_written_once_when_it_returns() {
     assert!(node.stop().success());
     // Nothing more arrives later (no replay doubles a record).
     assert_eq!(rt.block_on(all_records(&url)).len(), 5);
+}
+
+#[test]
+fn a_call_reaching_the_maximum_duration_is_hung_up_and_billed_exactly_that_long() {
+    if !sipp_available() {
+        return;
+    }
+    let rt = runtime();
+    let dir = TempDir::new("cdr-max");
+    let s = support::sip::seed(dir.path());
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("pbx.db").display());
+    let node = start_with(dir.path(), None, &[("PBX_SIP_MAX_CALL_DURATION", "10")]);
+    let callee = uas(&node, &s.a102, "uas_answer.xml", 1);
+    // The caller would hold the call for a minute.
+    let caller = caller(&node, &s.a101, "102", "uac_call.xml")
+        .arg("-d")
+        .arg("60000")
+        .spawn(&target(&node));
+    // The proxy's BYE ends the callee's scenario well before the minute.
+    let uas = callee.finish(Duration::from_secs(30));
+    assert!(
+        uas.success,
+        "the callee got no BYE from the proxy:\n{}",
+        uas.log
+    );
+    drop(caller);
+    let records = wait_for_records(&rt, &url, 1);
+    assert_eq!(records.len(), 1, "{records:#?}");
+    let r = &records[0];
+    assert_eq!(r.call.disposition, Disposition::Answered);
+    assert_eq!(r.call.end_reason.as_deref(), Some("max_duration"));
+    assert_eq!(r.call.hangup_side, Some(HangupSide::System));
+    assert_eq!(r.billable_ms, 10_000, "billed exactly the maximum");
+    assert!(node.stop().success());
 }

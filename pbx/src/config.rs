@@ -232,11 +232,11 @@ impl Config {
             ));
         }
         let max_call = settings.sip_max_call_duration.unwrap_or(4 * 3600);
-        if !(60..=7 * 86_400).contains(&max_call) {
+        if !(10..=7 * 86_400).contains(&max_call) {
             return Err(invalid(
                 "sip_max_call_duration",
                 &max_call.to_string(),
-                "must be between 60 seconds and a week",
+                "must be between 10 seconds and a week",
             ));
         }
         let log = settings.log.unwrap_or_else(|| "info".to_owned());

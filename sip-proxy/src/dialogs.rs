@@ -16,6 +16,11 @@ use crate::transport::Flow;
 #[derive(Debug, Clone)]
 pub struct Peer {
     pub tag: String,
+    /// Its From/To as it appears in the dialog (with the tag), for requests
+    /// the proxy itself sends into the dialog.
+    pub addr: Option<pbx_sip_message::NameAddr>,
+    /// The highest CSeq it sent in the dialog.
+    pub cseq: u32,
     /// How we reach it: the flow its messages came on.
     pub flow: Flow,
     /// Its remote target (Contact), updated by target refreshes.
@@ -164,7 +169,8 @@ impl Dialogs {
         Some((dialog, direction))
     }
 
-    /// Records activity and a new remote target of the side that sent a request.
+    /// Records activity, and the new remote target and CSeq of the side that
+    /// sent a request (`from_tag`).
     pub fn touch(
         &self,
         call_id: &str,
@@ -172,16 +178,21 @@ impl Dialogs {
         to_tag: &str,
         now: Millis,
         sender_contact: Option<Uri>,
+        sender_cseq: Option<u32>,
     ) {
         self.map
             .update(&DialogKey::new(call_id, from_tag, to_tag), |d| {
                 d.last_activity = now;
+                let sender = if d.caller.tag == from_tag {
+                    &mut d.caller
+                } else {
+                    &mut d.callee
+                };
                 if let Some(contact) = sender_contact {
-                    if d.caller.tag == from_tag {
-                        d.caller.contact = Some(contact);
-                    } else {
-                        d.callee.contact = Some(contact);
-                    }
+                    sender.contact = Some(contact);
+                }
+                if let Some(cseq) = sender_cseq {
+                    sender.cseq = sender.cseq.max(cseq);
                 }
             });
     }
@@ -262,6 +273,8 @@ mod tests {
         };
         let peer = |tag: &str| Peer {
             tag: tag.into(),
+            addr: None,
+            cseq: 1,
             flow,
             contact: None,
         };
@@ -291,7 +304,7 @@ mod tests {
         let dialogs = Dialogs::default();
         dialogs.upsert(dialog("st", 10_000, Some(90_000)));
         // A refresh (re-INVITE) at 50 s moves the deadline to 140 s.
-        dialogs.touch("st", "a", "b", 50_000, None);
+        dialogs.touch("st", "a", "b", 50_000, None, Some(2));
         assert!(dialogs.sweep(139_000, 3_600_000).is_empty());
         let ended = dialogs.sweep(140_001, 3_600_000);
         assert_eq!(ended.len(), 1);

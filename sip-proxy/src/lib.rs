@@ -279,6 +279,9 @@ async fn housekeeping(core: Arc<Core>, store: Option<Store>) {
                 i64::try_from(core.config.max_call_duration.as_millis()).unwrap_or(i64::MAX);
             for (d, ended_at, why) in core.dialogs.sweep(now, max_call) {
                 if d.kind == dialogs::DialogKind::Invite && d.confirmed {
+                    if why == dialogs::EndReason::MaxDuration {
+                        proxy::hang_up(&core, &d);
+                    }
                     tracing::info!(call_id = %d.call_id, customer = %d.call.customer, reason = why.as_str(),
                         "call ended by the proxy");
                     core.events.publish(SipEvent::CallEnded {

@@ -508,6 +508,7 @@ pub fn in_dialog(core: &Core, mut req: Message, flow: Flow) {
         &to_tag,
         pbx_store::now_ms(),
         sender_contact,
+        Some(req.cseq().seq),
     );
     let Some(ctx) = core.new_context(req, flow) else {
         return;
@@ -528,6 +529,36 @@ pub fn in_dialog(core: &Core, mut req: Message, flow: Flow) {
     };
     fwd.decrement_max_forwards();
     add_branch(core, &ctx, &mut c, fwd, out_flow, None, None);
+}
+
+/// Ends a call the proxy decided to end (its maximum duration): a BYE to
+/// each party, sent once and without a transaction. A BYE lost on UDP leaves
+/// that phone to notice by itself (its session refresh gets 481).
+pub fn hang_up(core: &Core, dialog: &Dialog) {
+    for (to_peer, from_peer) in [
+        (&dialog.callee, &dialog.caller),
+        (&dialog.caller, &dialog.callee),
+    ] {
+        let (Some(uri), Some(from), Some(to)) = (
+            to_peer.contact.clone(),
+            from_peer.addr.clone(),
+            to_peer.addr.clone(),
+        ) else {
+            continue;
+        };
+        let flow = reach(core, &to_peer.flow, Some(&uri));
+        let via = core.our_via(&flow, &core.new_branch());
+        let bye = Message::request(
+            Method::Bye,
+            uri,
+            via,
+            from,
+            to,
+            &dialog.call_id,
+            from_peer.cseq.saturating_add(1),
+        );
+        core.send(&flow, bye.to_bytes());
+    }
 }
 
 /// An ACK for a 2xx: end to end, forwarded without a transaction.
@@ -773,11 +804,15 @@ fn new_dialog(
         call_id: resp.call_id().to_owned(),
         caller: Peer {
             tag: resp.from().tag().unwrap_or_default(),
+            addr: Some(resp.from().clone()),
+            cseq: resp.cseq().seq,
             flow: inbound,
             contact: call.caller_contact.clone(),
         },
         callee: Peer {
             tag: callee_tag,
+            addr: Some(resp.to().clone()),
+            cseq: 0,
             flow: callee_flow,
             contact,
         },
@@ -860,6 +895,7 @@ fn branch_final(
                     &from_tag,
                     pbx_store::now_ms(),
                     contact,
+                    None,
                 );
                 if matches!(c.method, Method::Invite | Method::Update) {
                     core.dialogs.refresh_session(
