@@ -19,7 +19,7 @@ use sqlx::{AnyConnection, Row};
 
 use crate::principal::Level;
 use crate::rating::{self, RateRule};
-use crate::rows::{enum_col, flag, flag_value, text_enum};
+use crate::rows::{enum_col, flag, flag_value, placeholders, text_enum};
 use crate::usage::{Share, Usage};
 use crate::{
     CustomerId, DeviceId, ExtensionId, Millis, PlanId, Principal, ResellerId, Result, Scope, Store,
@@ -360,16 +360,6 @@ impl PlanCache {
         };
         Ok((wholesale, retail, currency))
     }
-}
-
-fn placeholders(rows: usize, arity: usize) -> String {
-    (0..rows)
-        .map(|r| {
-            let cols: Vec<String> = (1..=arity).map(|c| format!("${}", r * arity + c)).collect();
-            format!("({})", cols.join(", "))
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 pub struct CallRecords<'s>(pub(crate) &'s Store);

@@ -8,6 +8,7 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use crate::principal::Level;
+use crate::rows::placeholders;
 use crate::{CustomerId, DeviceId, ExtensionId, Millis, Principal, Result, Store, StoreError};
 
 /// One binding of one device.
@@ -68,17 +69,6 @@ fn from_row(row: &AnyRow) -> Result<StoredBinding, sqlx::Error> {
 fn param_list(n: usize) -> String {
     (1..=n)
         .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// `($1, …, $arity), ($arity+1, …), …` for `rows` rows.
-fn placeholders(rows: usize, arity: usize) -> String {
-    (0..rows)
-        .map(|r| {
-            let cols: Vec<String> = (1..=arity).map(|c| format!("${}", r * arity + c)).collect();
-            format!("({})", cols.join(", "))
-        })
         .collect::<Vec<_>>()
         .join(", ")
 }

@@ -54,3 +54,14 @@ pub(crate) fn flag(row: &AnyRow, col: &str) -> Result<bool, sqlx::Error> {
 pub(crate) fn flag_value(b: bool) -> i64 {
     i64::from(b)
 }
+
+/// `($1, …, $arity), ($arity+1, …), …` for a multi-row INSERT of `rows` rows.
+pub(crate) fn placeholders(rows: usize, arity: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let cols: Vec<String> = (1..=arity).map(|c| format!("${}", r * arity + c)).collect();
+            format!("({})", cols.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -152,19 +152,7 @@ impl Statements<'_> {
             .get(&Principal::system(), customer.reseller_id)
             .await?;
         let ctx = resolve(reseller, period)?;
-        let plan = match customer.retail_plan_id {
-            Some(id) => Some(self.0.price_plans().get(&Principal::system(), id).await?),
-            None => None,
-        };
-        let rates = match &plan {
-            Some(p) => {
-                self.0
-                    .price_plans()
-                    .rates(&Principal::system(), p.id)
-                    .await?
-            }
-            None => Vec::new(),
-        };
+        let (plan, rates) = self.plan_with_rates(customer.retail_plan_id).await?;
         let mut lines = Vec::new();
         let (ext_month, num_month) = plan
             .as_ref()
@@ -222,19 +210,7 @@ impl Statements<'_> {
             .await?
             .map(|o| o.name)
             .unwrap_or_default();
-        let plan = match reseller.wholesale_plan_id {
-            Some(id) => Some(self.0.price_plans().get(&Principal::system(), id).await?),
-            None => None,
-        };
-        let rates = match &plan {
-            Some(p) => {
-                self.0
-                    .price_plans()
-                    .rates(&Principal::system(), p.id)
-                    .await?
-            }
-            None => Vec::new(),
-        };
+        let (plan, rates) = self.plan_with_rates(reseller.wholesale_plan_id).await?;
         let ctx = resolve(reseller, period)?;
         let (ext_month, num_month) = plan
             .as_ref()
@@ -271,6 +247,20 @@ impl Statements<'_> {
             plan.map(|p| p.id),
             lines,
         ))
+    }
+
+    /// The plan a statement prices by, with its rates (none when no plan is set).
+    async fn plan_with_rates(
+        &self,
+        plan: Option<PlanId>,
+    ) -> Result<(Option<crate::price_plans::PricePlan>, Vec<RateRule>)> {
+        let Some(id) = plan else {
+            return Ok((None, Vec::new()));
+        };
+        let system = Principal::system();
+        let plan = self.0.price_plans().get(&system, id).await?;
+        let rates = self.0.price_plans().rates(&system, id).await?;
+        Ok((Some(plan), rates))
     }
 
     async fn customer_names(&self, reseller: ResellerId) -> Result<HashMap<i64, String>> {
