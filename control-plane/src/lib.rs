@@ -1,12 +1,14 @@
 //! The control plane: everything spoken over HTTP. Operations endpoints
-//! (`/healthz`, `/metrics`) today; the REST API, the branded console, billing
-//! statements, provisioning and live events are added as routers beside them.
+//! (`/healthz`, `/metrics`) and the REST API with its live event stream
+//! (`/api/v1`, see [`api`]); the branded console and provisioning are added
+//! as routers beside them.
 //!
 //! Handlers are thin: they turn HTTP into calls on `pbx-store` (which decides
 //! tenant scope) and results back into HTTP.
 
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod health;
 pub mod metrics;
 
@@ -25,12 +27,15 @@ pub struct AppState {
     pub metrics: Arc<metrics::Registry>,
     /// This node's name, reported by `/healthz`.
     pub node_id: Arc<str>,
+    pub api: Arc<api::ApiState>,
 }
 
 /// All routes of the control plane.
 pub fn router(state: AppState) -> Router {
+    let (api, _) = api::router(&state);
     Router::new()
         .merge(health::router())
+        .merge(api)
         .merge(metrics::router())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -37,6 +37,9 @@ pub struct Config {
     pub sip_max_expires: u32,
     pub sip_max_transactions: usize,
     pub sip_max_call_duration: std::time::Duration,
+    pub api_rate_limit: u32,
+    pub api_rate_burst: u32,
+    pub api_event_retention: std::time::Duration,
     pub log: String,
     pub log_format: LogFormat,
 }
@@ -239,6 +242,24 @@ impl Config {
                 "must be between 10 seconds and a week",
             ));
         }
+        let api_rate_limit = settings.api_rate_limit.unwrap_or(20);
+        let api_rate_burst = settings.api_rate_burst.unwrap_or(100);
+        for (name, value) in [
+            ("api_rate_limit", api_rate_limit),
+            ("api_rate_burst", api_rate_burst),
+        ] {
+            if !(1..=1_000_000).contains(&value) {
+                return Err(invalid(name, &value.to_string(), "must be 1 to 1000000"));
+            }
+        }
+        let api_event_retention = settings.api_event_retention.unwrap_or(600);
+        if !(10..=86_400).contains(&api_event_retention) {
+            return Err(invalid(
+                "api_event_retention",
+                &api_event_retention.to_string(),
+                "must be between 10 seconds and a day",
+            ));
+        }
         let log = settings.log.unwrap_or_else(|| "info".to_owned());
         tracing_subscriber::EnvFilter::try_new(&log)
             .map_err(|e| invalid("log", &log, &format!("is not a log filter ({e})")))?;
@@ -272,6 +293,9 @@ impl Config {
             sip_max_expires,
             sip_max_transactions,
             sip_max_call_duration: std::time::Duration::from_secs(max_call),
+            api_rate_limit,
+            api_rate_burst,
+            api_event_retention: std::time::Duration::from_secs(api_event_retention),
             log,
             log_format,
         })

@@ -8,6 +8,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
+use pbx_control_plane::api::auth::RateLimit;
+use pbx_control_plane::api::events::{follow_changes, EventHub};
+use pbx_control_plane::api::ApiState;
 use pbx_control_plane::{metrics::Registry, AppState};
 use pbx_sip_proxy::{SipConfig, SipProxy};
 use pbx_store::{Engine, Store, StoreConfig};
@@ -82,6 +85,10 @@ fn sip_config(config: &Config, secret: [u8; 32]) -> SipConfig {
     sip
 }
 
+/// Live events a node keeps for clients that reconnect (at most; the
+/// retention time usually ends them sooner).
+const EVENTS_HELD: usize = 100_000;
+
 pub async fn run(config: Config, mode: Mode) -> Result<()> {
     if !matches!(mode, Mode::AllInOne { .. }) && config.engine == Engine::Sqlite {
         bail!(
@@ -118,10 +125,20 @@ pub async fn run(config: Config, mode: Mode) -> Result<()> {
     let mut http_bound = Vec::new();
     let mut tasks = tokio::task::JoinSet::new();
     if mode.runs_http() {
+        let hub = Arc::new(EventHub::new(EVENTS_HELD, config.api_event_retention));
+        // Helpers that end with the process: nothing waits for them at shutdown.
+        tokio::spawn(follow_changes(store.clone(), hub.clone()));
+        if let Some(sip) = &sip {
+            tokio::spawn(crate::live::relay(sip.events().subscribe(), hub.clone()));
+        }
         let state = AppState {
             store: store.clone(),
             metrics: metrics.clone(),
             node_id: config.node_id.as_str().into(),
+            api: Arc::new(ApiState::new(
+                RateLimit::new(config.api_rate_limit, config.api_rate_burst),
+                hub,
+            )),
         };
         for addr in &config.http_listen {
             let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {

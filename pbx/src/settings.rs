@@ -246,6 +246,23 @@ pub struct Settings {
     )]
     pub sip_max_call_duration: Option<u64>,
 
+    /// API requests per second each token may make on average (more get 429) [default: 20]
+    #[arg(long, env = "PBX_API_RATE_LIMIT", global = true, value_name = "N")]
+    pub api_rate_limit: Option<u32>,
+
+    /// API requests a token may make in a burst above the average [default: 100]
+    #[arg(long, env = "PBX_API_RATE_BURST", global = true, value_name = "N")]
+    pub api_rate_burst: Option<u32>,
+
+    /// How long live events are kept for clients that reconnect [default: 600]
+    #[arg(
+        long,
+        env = "PBX_API_EVENT_RETENTION",
+        global = true,
+        value_name = "SECONDS"
+    )]
+    pub api_event_retention: Option<u64>,
+
     /// Log filter: a level (error, warn, info, debug, trace) or per-module directives [default: info]
     #[arg(long, env = "PBX_LOG", global = true, value_name = "FILTER")]
     pub log: Option<String>,
@@ -281,6 +298,9 @@ impl Settings {
             sip_max_expires: self.sip_max_expires.or(lower.sip_max_expires),
             sip_max_transactions: self.sip_max_transactions.or(lower.sip_max_transactions),
             sip_max_call_duration: self.sip_max_call_duration.or(lower.sip_max_call_duration),
+            api_rate_limit: self.api_rate_limit.or(lower.api_rate_limit),
+            api_rate_burst: self.api_rate_burst.or(lower.api_rate_burst),
+            api_event_retention: self.api_event_retention.or(lower.api_event_retention),
             log: self.log.or(lower.log),
             log_format: self.log_format.or(lower.log_format),
         }

@@ -3,7 +3,7 @@
 //! blocks the SIP path; a subscriber that falls behind is told how much it
 //! missed (broadcast lag) and must resynchronise.
 
-use pbx_store::call_records::CallDirection;
+use pbx_store::call_records::{CallDirection, Disposition};
 use pbx_store::{CustomerId, DeviceId, ExtensionId, Millis, ResellerId};
 use serde::Serialize;
 use tokio::sync::broadcast;
@@ -88,6 +88,17 @@ pub enum SipEvent {
         /// When it ended: for calls the proxy ends, the last sign of life.
         at: Millis,
     },
+    /// A call's record was stored and priced (look it up by `record_uid`).
+    RecordRated {
+        reseller: ResellerId,
+        customer: CustomerId,
+        call_id: String,
+        record_uid: String,
+        direction: CallDirection,
+        disposition: Disposition,
+        billable_ms: i64,
+        at: Millis,
+    },
 }
 
 /// Publishes events to whoever listens, and call events to the call
@@ -108,11 +119,12 @@ impl Default for EventBus {
 }
 
 impl EventBus {
-    /// A bus that also feeds the call recorder.
-    pub fn with_recorder(recorder: RecorderHandle) -> EventBus {
+    /// The same bus, also feeding the call recorder (which may itself
+    /// publish on the bus it was started with).
+    pub fn with_recorder(self, recorder: RecorderHandle) -> EventBus {
         EventBus {
             recorder: Some(recorder),
-            ..EventBus::default()
+            ..self
         }
     }
 

@@ -80,14 +80,16 @@ impl SipProxy {
         }
         let mut recorder_config = RecorderConfig::new(config.spool_dir.clone(), &config.node_id);
         recorder_config.max_call_duration = config.max_call_duration;
-        let (recorder, recorder_tasks) = recorder::start(recorder_config, store.clone())
-            .map_err(|e| format!("cannot open the call-record spool: {e}"))?;
+        let events = EventBus::default();
+        let (recorder, recorder_tasks) =
+            recorder::start(recorder_config, store.clone(), events.clone())
+                .map_err(|e| format!("cannot open the call-record spool: {e}"))?;
         let mut proxy = SipProxy::serve(
             config,
             directory.clone(),
             location,
             Some(store.clone()),
-            EventBus::with_recorder(recorder),
+            events.with_recorder(recorder),
         )
         .await?;
         proxy.tasks.extend(recorder_tasks);

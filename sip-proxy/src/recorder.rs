@@ -19,7 +19,7 @@ use pbx_store::call_records::{Disposition, HangupSide as StoredHangup, NewCallRe
 use pbx_store::{Millis, Principal, Store};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::events::{CallOutcome, HangupSide, SipEvent};
+use crate::events::{CallOutcome, EventBus, HangupSide, SipEvent};
 use crate::journal::{Entry, Journal, JournalError, Recovered};
 
 /// What the recorder is told.
@@ -83,6 +83,7 @@ type CallKey = (String, String);
 pub fn start(
     config: RecorderConfig,
     store: Store,
+    events: EventBus,
 ) -> Result<(RecorderHandle, Vec<tokio::task::JoinHandle<()>>), JournalError> {
     let (mut journal, recovered) = Journal::open(&config.spool_dir)?;
     let now = pbx_store::now_ms();
@@ -118,6 +119,7 @@ pub fn start(
         initial,
         writer_rx,
         done_tx,
+        events,
     ));
     let state = State {
         boot: pbx_store::secrets::random_token(6),
@@ -489,6 +491,7 @@ async fn write_loop(
     initial: Vec<NewCallRecord>,
     mut rx: mpsc::UnboundedReceiver<Vec<NewCallRecord>>,
     done: mpsc::UnboundedSender<Vec<String>>,
+    events: EventBus,
 ) {
     let system = Principal::system();
     let mut queue: VecDeque<NewCallRecord> = initial.into();
@@ -512,6 +515,7 @@ async fn write_loop(
             Ok(_) => {
                 queue.drain(..n);
                 backoff = Duration::from_millis(250);
+                announce(&events, &chunk);
                 let _ = done.send(chunk.into_iter().map(|r| r.record_uid).collect());
             }
             Err(e) if e.is_unavailable() && !e.is_refused_data() => {
@@ -532,7 +536,10 @@ async fn write_loop(
                         .insert_batch(&system, std::slice::from_ref(&record))
                         .await
                     {
-                        Ok(_) => stored.push(record.record_uid),
+                        Ok(_) => {
+                            announce(&events, std::slice::from_ref(&record));
+                            stored.push(record.record_uid);
+                        }
                         Err(e) if e.is_unavailable() && !e.is_refused_data() => break,
                         Err(e) => {
                             tracing::error!(error = %e, record_uid = %record.record_uid, call_id = %record.call_id,
@@ -547,6 +554,23 @@ async fn write_loop(
                 let _ = done.send(stored);
             }
         }
+    }
+}
+
+/// Tells the event bus that these records are stored and priced.
+fn announce(events: &EventBus, records: &[NewCallRecord]) {
+    let now = pbx_store::now_ms();
+    for r in records {
+        events.publish(SipEvent::RecordRated {
+            reseller: r.reseller_id,
+            customer: r.customer_id,
+            call_id: r.call_id.clone(),
+            record_uid: r.record_uid.clone(),
+            direction: r.direction,
+            disposition: r.disposition,
+            billable_ms: r.billable_ms(),
+            at: now,
+        });
     }
 }
 

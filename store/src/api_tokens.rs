@@ -30,6 +30,7 @@ const PREFIX: &str = "pbx_";
 const LAST_USED_GRANULARITY_MS: i64 = 60_000;
 
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ApiToken {
     pub id: TokenId,
     pub public_id: String,
@@ -61,6 +62,7 @@ impl ApiToken {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewToken {
     pub name: String,
     pub level: TokenLevel,

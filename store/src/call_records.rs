@@ -47,6 +47,7 @@ text_enum!(
 
 /// A finished call leg as a proxy node reports it, before rating.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewCallRecord {
     pub record_uid: String,
     pub call_id: String,
@@ -90,6 +91,7 @@ impl NewCallRecord {
 
 /// A price on one tier.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Price {
     pub plan_id: PlanId,
     /// The rate prefix that matched; None when no rate applied (free or unrated).
@@ -99,6 +101,7 @@ pub struct Price {
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CallRecord {
     pub id: i64,
     #[serde(flatten)]

@@ -16,6 +16,7 @@ use crate::validate::{self, Checker};
 use crate::{CustomerId, Millis, PlanId, Principal, ResellerId, Result, Store, StoreError};
 
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Customer {
     pub id: CustomerId,
     pub reseller_id: ResellerId,
@@ -34,6 +35,7 @@ pub struct Customer {
 
 /// A new customer; what is left out comes from its reseller.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewCustomer {
     pub name: String,
     /// Defaults to `<name as a DNS label>.<reseller's SIP domain suffix>`.
@@ -46,6 +48,7 @@ pub struct NewCustomer {
 
 /// The changeable settings of a customer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CustomerSettings {
     pub name: String,
     pub sip_domain: String,

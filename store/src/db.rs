@@ -64,6 +64,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0002_billing.sql"),
         include_str!("../../migrations/postgres/0002_billing.sql"),
     ),
+    (
+        3,
+        "api",
+        include_str!("../../migrations/sqlite/0003_api.sql"),
+        include_str!("../../migrations/postgres/0003_api.sql"),
+    ),
 ];
 
 fn migrator(engine: Engine) -> Migrator {
@@ -206,6 +212,9 @@ impl Store {
     }
     pub fn call_records(&self) -> crate::call_records::CallRecords<'_> {
         crate::call_records::CallRecords(self)
+    }
+    pub fn idempotency(&self) -> crate::idempotency::Idempotency<'_> {
+        crate::idempotency::Idempotency(self)
     }
     pub fn statements(&self) -> crate::statements::Statements<'_> {
         crate::statements::Statements(self)

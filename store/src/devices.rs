@@ -21,6 +21,7 @@ use crate::{
 pub const SECRET_LEN: usize = 20;
 
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Device {
     pub id: DeviceId,
     pub customer_id: CustomerId,
@@ -35,6 +36,7 @@ pub struct Device {
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewDevice {
     pub name: String,
     /// Defaults to the extension number, or `<number>-<n>` when that is taken.
@@ -45,6 +47,7 @@ pub struct NewDevice {
 
 /// A device's SIP credentials, as a phone is provisioned with them.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Credentials {
     pub sip_user: String,
     pub sip_domain: String,

@@ -14,6 +14,7 @@ use crate::validate::{self, Checker};
 use crate::{CustomerId, ExtensionId, Millis, Principal, ResellerId, Result, Store, StoreError};
 
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Extension {
     pub id: ExtensionId,
     pub customer_id: CustomerId,
@@ -27,6 +28,7 @@ pub struct Extension {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewExtension {
     pub number: String,
     pub display_name: String,
@@ -34,6 +36,7 @@ pub struct NewExtension {
 
 /// What a customer user may change on their own extension, and an admin on any.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ExtensionSettings {
     pub display_name: String,
     pub dnd: bool,

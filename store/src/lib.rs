@@ -29,6 +29,7 @@ pub mod devices;
 pub mod directory;
 mod error;
 pub mod extensions;
+pub mod idempotency;
 mod ids;
 pub mod logins;
 pub mod numbers;

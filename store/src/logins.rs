@@ -32,6 +32,7 @@ text_enum!(
 pub const MIN_PASSWORD_LEN: usize = 10;
 
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Login {
     pub id: LoginId,
     pub email: String,
@@ -83,6 +84,7 @@ impl Login {
 /// A new login. The scope ids the role needs must be given: a reseller for a
 /// reseller admin, a customer for a customer admin, an extension for a customer user.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewLogin {
     pub email: String,
     #[serde(skip_serializing)]

@@ -19,6 +19,7 @@ use crate::{
 
 /// Where calls to a number go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "kind", content = "id", rename_all = "snake_case")]
 pub enum Destination {
     Extension(ExtensionId),
@@ -26,6 +27,7 @@ pub enum Destination {
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PhoneNumber {
     pub id: NumberId,
     pub e164: String,

@@ -25,6 +25,7 @@ text_enum!(
 );
 
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PricePlan {
     pub id: PlanId,
     /// None for the operator's wholesale plans.
@@ -43,6 +44,7 @@ pub struct PricePlan {
 
 /// What a plan is created or changed with.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PlanSettings {
     pub name: String,
     pub currency: String,

@@ -33,7 +33,8 @@ use crate::Millis;
 pub const MICROS: i64 = 1_000_000;
 
 /// One row of a rate table, as rating needs it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RateRule {
     pub prefix: String,
     pub description: String,

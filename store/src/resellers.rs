@@ -21,6 +21,7 @@ text_enum!(
 
 /// What a reseller's customers see instead of the operator.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Brand {
     pub product_name: String,
     pub primary_color: String,
@@ -80,6 +81,7 @@ impl Brand {
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Reseller {
     pub id: ResellerId,
     pub name: String,
@@ -100,6 +102,7 @@ pub struct Reseller {
 
 /// The settings of a reseller, as created or replaced.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ResellerSettings {
     pub name: String,
     pub time_zone: String,

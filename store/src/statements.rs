@@ -32,6 +32,7 @@ pub enum Period {
 
 /// Who is billed: a customer by its reseller, or a reseller by the operator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum StatementKind {
     Customer,
@@ -39,6 +40,7 @@ pub enum StatementKind {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum LineKind {
     Seats,
@@ -47,6 +49,7 @@ pub enum LineKind {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Line {
     pub kind: LineKind,
     pub description: String,
@@ -61,6 +64,7 @@ pub struct Line {
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Party {
     pub name: String,
     /// The product name the issuer sells under (the reseller's brand on a
@@ -72,6 +76,7 @@ pub struct Party {
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Statement {
     pub kind: StatementKind,
     pub issuer: Party,

@@ -1,0 +1,950 @@
+//! The REST API driven as its users do, on SQLite and PostgreSQL: every
+//! endpoint across the authorisation matrix (operator / reseller X /
+//! reseller Y / customer of X / customer of Y), validation, not-found, the
+//! conventions (problem+json, ETag/If-Match, Idempotency-Key, cursors, rate
+//! limits), and the OpenAPI document against the routes.
+
+mod support;
+
+use axum::http::Method;
+use pbx_control_plane::api::auth::RateLimit;
+use pbx_store::call_records::{CallDirection, Disposition, NewCallRecord};
+use pbx_store::testing::TestDb;
+use pbx_store::Principal;
+use serde_json::{json, Value};
+use support::{Api, Who, MATRIX};
+
+/// One row of the matrix: a request and the status each caller gets.
+struct Row {
+    method: Method,
+    uri: String,
+    body: Option<Value>,
+    expect: [u16; 5],
+}
+
+fn row(method: Method, uri: String, body: Option<Value>, expect: [u16; 5]) -> Row {
+    Row {
+        method,
+        uri,
+        body,
+        expect,
+    }
+}
+
+async fn run_matrix(api: &Api, rows: Vec<Row>) {
+    let mut wrong = Vec::new();
+    for r in rows {
+        for (who, expected) in MATRIX.iter().zip(r.expect) {
+            let headers: &[(&str, &str)] = if r.method == Method::PUT {
+                &[("if-match", "*")]
+            } else {
+                &[]
+            };
+            // Creates must not collide between callers: each gets its own number.
+            let body = r.body.as_ref().map(|b| {
+                let text = b.to_string().replace("{who}", &format!("{}", *who as u8));
+                serde_json::from_str::<Value>(&text).expect("json")
+            });
+            let answer = api
+                .send(*who, r.method.clone(), &r.uri, body.as_ref(), headers)
+                .await;
+            if answer.status.as_u16() != expected {
+                wrong.push(format!(
+                    "{} {} as {who:?}: {} (expected {expected}) {}",
+                    r.method,
+                    r.uri,
+                    answer.status,
+                    answer.text()
+                ));
+            }
+            if !answer.status.is_success() {
+                assert_eq!(
+                    answer.header("content-type"),
+                    Some("application/problem+json"),
+                    "{} {} as {who:?}",
+                    r.method,
+                    r.uri
+                );
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+async fn authorisation_matrix(db: TestDb) {
+    let api = Api::new(db).await;
+    let t = &api.t;
+    let sys = Principal::system();
+    let (x, a) = (t.reseller_x.id, t.customer_a.id);
+    let (ext, dev) = (t.extension_a.id, t.device_a.id);
+    // Objects of customer A that the rows below refer to.
+    let number = api
+        .db
+        .store
+        .numbers()
+        .create(&sys, "+4930111222", Some(x))
+        .await
+        .unwrap();
+    api.db
+        .store
+        .numbers()
+        .assign(&sys, number.id, a)
+        .await
+        .unwrap();
+    let login = api
+        .db
+        .store
+        .logins()
+        .find_by_email(&sys, "admin@acme.test")
+        .await
+        .unwrap();
+    let tokens = api.db.store.api_tokens().list(&sys).await.unwrap();
+    let token_a = tokens
+        .iter()
+        .find(|tk| tk.customer_id == Some(a) && !tk.read_only)
+        .unwrap();
+    let plan = api
+        .db
+        .store
+        .price_plans()
+        .create(
+            &sys,
+            Some(x),
+            &serde_json::from_value(json!({"name": "Retail", "currency": "EUR",
+                "extension_month_micros": 5_000_000, "number_month_micros": 1_000_000,
+                "internal_calls_free": true}))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let customer = api.db.store.customers().get(&sys, a).await.unwrap();
+    let mut settings = serde_json::to_value(&customer).unwrap();
+    settings["retail_plan_id"] = json!(plan.id);
+    let reseller = serde_json::to_value(&t.reseller_x).unwrap();
+
+    use Method as M;
+    // Operator-only changes answer 403 to everyone else, whatever the id:
+    // the same answer for every id is no existence oracle either.
+    let ok = [200, 200, 404, 200, 404];
+    let rows = vec![
+        row(
+            M::GET,
+            format!("/api/v1/resellers/{x}"),
+            None,
+            [200, 200, 404, 200, 404],
+        ),
+        row(
+            M::PUT,
+            format!("/api/v1/resellers/{x}"),
+            Some(reseller.clone()),
+            [200, 200, 404, 403, 404],
+        ),
+        row(
+            M::PUT,
+            format!("/api/v1/resellers/{x}/status"),
+            Some(json!({"status": "active"})),
+            [200, 403, 403, 403, 403],
+        ),
+        row(
+            M::PUT,
+            format!("/api/v1/resellers/{x}/wholesale-plan"),
+            Some(json!({"plan_id": null})),
+            [200, 403, 403, 403, 403],
+        ),
+        row(M::GET, format!("/api/v1/customers/{a}"), None, ok),
+        row(
+            M::PUT,
+            format!("/api/v1/customers/{a}"),
+            Some(settings),
+            [200, 200, 404, 403, 404],
+        ),
+        row(
+            M::PUT,
+            format!("/api/v1/customers/{a}/status"),
+            Some(json!({"status": "active"})),
+            [200, 200, 404, 403, 404],
+        ),
+        row(
+            M::GET,
+            format!("/api/v1/customers/{a}/extensions"),
+            None,
+            ok,
+        ),
+        row(
+            M::POST,
+            format!("/api/v1/customers/{a}/extensions"),
+            Some(json!({"number": "20{who}", "display_name": "New"})),
+            [201, 201, 404, 201, 404],
+        ),
+        row(M::GET, format!("/api/v1/extensions/{ext}"), None, ok),
+        row(
+            M::PUT,
+            format!("/api/v1/extensions/{ext}"),
+            Some(json!({"display_name": "Desk", "dnd": false})),
+            ok,
+        ),
+        row(
+            M::GET,
+            format!("/api/v1/extensions/{ext}/devices"),
+            None,
+            ok,
+        ),
+        row(
+            M::POST,
+            format!("/api/v1/extensions/{ext}/devices"),
+            Some(json!({"name": "Softphone {who}"})),
+            [201, 201, 404, 201, 404],
+        ),
+        row(M::GET, format!("/api/v1/customers/{a}/devices"), None, ok),
+        row(M::GET, format!("/api/v1/devices/{dev}"), None, ok),
+        row(
+            M::POST,
+            format!("/api/v1/devices/{dev}/reset-secret"),
+            Some(json!({})),
+            ok,
+        ),
+        row(
+            M::GET,
+            format!("/api/v1/customers/{a}/registrations"),
+            None,
+            ok,
+        ),
+        row(
+            M::GET,
+            format!("/api/v1/customers/{a}/statement?month=2026-11"),
+            None,
+            ok,
+        ),
+        row(
+            M::GET,
+            format!("/api/v1/customers/{a}/statement?month=2026-11&format=csv"),
+            None,
+            ok,
+        ),
+        row(
+            M::GET,
+            format!("/api/v1/resellers/{x}/statement?month=2026-11"),
+            None,
+            [200, 200, 404, 403, 403],
+        ),
+        row(M::GET, format!("/api/v1/numbers/{}", number.id), None, ok),
+        row(
+            M::PUT,
+            format!("/api/v1/numbers/{}/destination", number.id),
+            Some(json!({"destination": {"kind": "extension", "id": ext}})),
+            ok,
+        ),
+        row(M::GET, format!("/api/v1/logins/{}", login.id), None, ok),
+        row(
+            M::PUT,
+            format!("/api/v1/logins/{}/disabled", login.id),
+            Some(json!({"disabled": false})),
+            ok,
+        ),
+        row(M::GET, format!("/api/v1/tokens/{}", token_a.id), None, ok),
+        row(M::GET, format!("/api/v1/price-plans/{}", plan.id), None, ok),
+        row(
+            M::GET,
+            format!("/api/v1/price-plans/{}/rates", plan.id),
+            None,
+            ok,
+        ),
+        row(
+            M::PUT,
+            format!("/api/v1/price-plans/{}/rates", plan.id),
+            Some(
+                json!([{"prefix": "49", "description": "Germany", "minute_micros": 10000,
+                "connection_micros": 0, "first_increment_s": 60, "next_increment_s": 60, "minimum_micros": 0}]),
+            ),
+            [200, 200, 404, 403, 404],
+        ),
+    ];
+    run_matrix(&api, rows).await;
+
+    // Deletes, each on an object of its own.
+    let mut deletes = Vec::new();
+    for who in MATRIX {
+        let e = api
+            .db
+            .store
+            .extensions()
+            .create(
+                &sys,
+                a,
+                &serde_json::from_value(
+                    json!({"number": format!("30{}", who as u8), "display_name": ""}),
+                )
+                .unwrap(),
+            )
+            .await
+            .unwrap();
+        let (d, _) = api
+            .db
+            .store
+            .devices()
+            .create(
+                &sys,
+                ext,
+                &serde_json::from_value(json!({"name": format!("gone {}", who as u8)})).unwrap(),
+            )
+            .await
+            .unwrap();
+        deletes.push((who, e.id, d.id));
+    }
+    for (who, e, d) in deletes {
+        let expect = if matches!(who, Who::ResellerY | Who::CustomerB) {
+            404
+        } else {
+            204
+        };
+        assert_eq!(
+            api.delete(who, &format!("/api/v1/extensions/{e}"))
+                .await
+                .status,
+            expect,
+            "{who:?}"
+        );
+        assert_eq!(
+            api.delete(who, &format!("/api/v1/devices/{d}"))
+                .await
+                .status,
+            expect,
+            "{who:?}"
+        );
+    }
+    // Another tenant's token cannot be revoked; one's own can.
+    assert_eq!(
+        api.delete(Who::CustomerB, &format!("/api/v1/tokens/{}", token_a.id))
+            .await
+            .status,
+        404
+    );
+}
+
+async fn lists_show_only_the_callers_tenant(db: TestDb) {
+    let api = Api::new(db).await;
+    let t = &api.t;
+    let ids = |v: &Value, key: &str| -> Vec<i64> {
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i[key].as_i64().unwrap())
+            .collect()
+    };
+    let all = api.get(Who::Operator, "/api/v1/customers").await.json();
+    assert_eq!(ids(&all, "id").len(), 2);
+    let x = api.get(Who::ResellerX, "/api/v1/customers").await.json();
+    assert_eq!(ids(&x, "id"), vec![t.customer_a.id.0]);
+    let b = api.get(Who::CustomerB, "/api/v1/customers").await.json();
+    assert_eq!(ids(&b, "id"), vec![t.customer_b.id.0]);
+    let resellers = api.get(Who::ResellerY, "/api/v1/resellers").await.json();
+    assert_eq!(ids(&resellers, "id"), vec![t.reseller_y.id.0]);
+    // Asking for the other reseller's customers by filter gives nothing.
+    let other = api
+        .get(
+            Who::ResellerY,
+            &format!("/api/v1/customers?reseller_id={}", t.reseller_x.id),
+        )
+        .await
+        .json();
+    assert!(ids(&other, "id").is_empty());
+    let tokens = api.get(Who::CustomerA, "/api/v1/tokens").await.json();
+    assert!(tokens["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|tk| tk["customer_id"] == json!(t.customer_a.id.0)));
+    let logins = api.get(Who::ResellerX, "/api/v1/logins").await.json();
+    for l in logins["items"].as_array().unwrap() {
+        assert_ne!(l["email"], "admin@bolt.test");
+        assert_ne!(l["email"], "y@reseller-y.test");
+    }
+}
+
+async fn validation_errors_name_the_field(db: TestDb) {
+    let api = Api::new(db).await;
+    let a = api.t.customer_a.id;
+    let cases: Vec<(Who, Method, String, Value, u16, &str)> = vec![
+        (
+            Who::CustomerA,
+            Method::POST,
+            format!("/api/v1/customers/{a}/extensions"),
+            json!({"number": "", "display_name": "x"}),
+            422,
+            "number",
+        ),
+        (
+            Who::CustomerA,
+            Method::POST,
+            format!("/api/v1/customers/{a}/extensions"),
+            json!({"number": "205", "display_name": 5}),
+            422,
+            "display_name",
+        ),
+        (
+            Who::ResellerX,
+            Method::POST,
+            "/api/v1/customers".into(),
+            json!({"name": ""}),
+            422,
+            "name",
+        ),
+        (
+            Who::Operator,
+            Method::POST,
+            "/api/v1/customers".into(),
+            json!({"name": "No reseller"}),
+            422,
+            "reseller_id",
+        ),
+        (
+            Who::Operator,
+            Method::POST,
+            "/api/v1/resellers".into(),
+            json!({"name": "R"}),
+            422,
+            "",
+        ),
+        (
+            Who::Operator,
+            Method::POST,
+            "/api/v1/numbers".into(),
+            json!({"e164": "0301234"}),
+            422,
+            "e164",
+        ),
+        (
+            Who::ResellerX,
+            Method::POST,
+            "/api/v1/tokens".into(),
+            json!({"name": "t", "level": "reseller"}),
+            422,
+            "reseller_id",
+        ),
+        (
+            Who::CustomerA,
+            Method::POST,
+            "/api/v1/logins".into(),
+            json!({"email": "new@acme.test", "password": "short", "role": "customer_admin", "customer_id": a}),
+            422,
+            "password",
+        ),
+        (
+            Who::ResellerX,
+            Method::POST,
+            "/api/v1/price-plans".into(),
+            json!({"name": "P", "currency": "EURO", "extension_month_micros": 0, "number_month_micros": 0, "internal_calls_free": true}),
+            422,
+            "currency",
+        ),
+    ];
+    for (who, method, uri, body, status, field) in cases {
+        let answer = api.send(who, method.clone(), &uri, Some(&body), &[]).await;
+        assert_eq!(
+            answer.status.as_u16(),
+            status,
+            "{method} {uri} {body}: {}",
+            answer.text()
+        );
+        assert_eq!(
+            answer.header("content-type"),
+            Some("application/problem+json")
+        );
+        let problem = answer.json();
+        assert_eq!(problem["status"], json!(status));
+        if !field.is_empty() {
+            let fields: Vec<&str> = problem["errors"]
+                .as_array()
+                .unwrap_or_else(|| panic!("errors in {problem}"))
+                .iter()
+                .map(|e| e["field"].as_str().unwrap())
+                .collect();
+            assert!(
+                fields.iter().any(|f| f.contains(field))
+                    || problem["errors"].to_string().contains(field),
+                "{uri}: {field} not in {problem}"
+            );
+        }
+    }
+    // A PUT with a bad time zone names it.
+    let mut settings = serde_json::to_value(&api.t.customer_a).unwrap();
+    settings["time_zone"] = json!("Mars/Olympus");
+    let answer = api
+        .put(Who::ResellerX, &format!("/api/v1/customers/{a}"), &settings)
+        .await;
+    assert_eq!(answer.status, 422);
+    assert_eq!(answer.json()["errors"][0]["field"], "time_zone");
+
+    // Malformed bodies, wrong media types, bad query strings and ids.
+    let uri = format!("/api/v1/customers/{a}/extensions");
+    let raw = |ct: &'static str, body: &'static str| {
+        let api = &api;
+        let uri = uri.clone();
+        async move {
+            let mut req = axum::http::Request::builder()
+                .method(Method::POST)
+                .uri(uri)
+                .header(
+                    "authorization",
+                    format!("Bearer {}", api.token(Who::CustomerA).unwrap()),
+                );
+            if !ct.is_empty() {
+                req = req.header("content-type", ct);
+            }
+            use tower::ServiceExt;
+            api.router
+                .clone()
+                .oneshot(req.body(axum::body::Body::from(body)).unwrap())
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(raw("application/json", "{\"number\":").await, 400);
+    assert_eq!(raw("text/plain", "{}").await, 415);
+    assert_eq!(raw("", "{}").await, 415);
+    assert_eq!(raw("application/json", "[1,2]").await, 422);
+    for (q, status) in [
+        ("/api/v1/call-records?limit=0", 422),
+        ("/api/v1/call-records?limit=x", 400),
+        ("/api/v1/call-records?direction=sideways", 400),
+        ("/api/v1/call-records?cursor=zzz", 422),
+        ("/api/v1/customers/abc", 400),
+        ("/api/v1/customers/99999999", 404),
+        ("/api/v1/extensions/99999999", 404),
+        ("/api/v1/devices/99999999", 404),
+        ("/api/v1/numbers/99999999", 404),
+        ("/api/v1/price-plans/99999999", 404),
+        ("/api/v1/tokens/99999999", 404),
+        ("/api/v1/logins/99999999", 404),
+        ("/api/v1/resellers/99999999", 404),
+        ("/api/v1/customers/1/statement", 422),
+        ("/api/v1/customers/1/statement?month=2026-13", 422),
+    ] {
+        let answer = api.get(Who::Operator, q).await;
+        assert_eq!(answer.status.as_u16(), status, "{q}: {}", answer.text());
+        assert_eq!(
+            answer.header("content-type"),
+            Some("application/problem+json"),
+            "{q}"
+        );
+    }
+    let missing = api.get(Who::Operator, "/api/v1/nothing-here").await;
+    assert_eq!(missing.status, 404);
+    assert_eq!(missing.json()["type"], "urn:pbx:problem:no-route");
+}
+
+async fn authentication_and_read_only(db: TestDb) {
+    let api = Api::new(db).await;
+    let a = api.t.customer_a.id;
+    let anonymous = api.get(Who::Anonymous, "/api/v1/customers").await;
+    assert_eq!(anonymous.status, 401);
+    assert!(anonymous
+        .header("www-authenticate")
+        .unwrap()
+        .starts_with("Bearer"));
+    for bad in [
+        "Bearer nope",
+        "Bearer pbx_0123456789abcdef_wrong",
+        "Basic dXNlcjpwYXNz",
+        "Bearer",
+    ] {
+        let answer = api
+            .send(
+                Who::Anonymous,
+                Method::GET,
+                "/api/v1/customers",
+                None,
+                &[("authorization", bad)],
+            )
+            .await;
+        assert_eq!(answer.status, 401, "{bad}");
+    }
+    // The document needs no token.
+    assert_eq!(
+        api.get(Who::Anonymous, "/api/v1/openapi.json").await.status,
+        200
+    );
+    // Read-only tokens read but never write.
+    assert_eq!(
+        api.get(
+            Who::CustomerAReadOnly,
+            &format!("/api/v1/customers/{a}/extensions")
+        )
+        .await
+        .status,
+        200
+    );
+    let write = api
+        .post(
+            Who::CustomerAReadOnly,
+            &format!("/api/v1/customers/{a}/extensions"),
+            &json!({"number": "250", "display_name": ""}),
+        )
+        .await;
+    assert_eq!(write.status, 403);
+    // A revoked token stops working at once.
+    let created = api
+        .post(
+            Who::CustomerA,
+            "/api/v1/tokens",
+            &json!({"name": "script", "level": "customer", "customer_id": a}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    assert_eq!(created.header("cache-control"), Some("no-store"));
+    let body = created.json();
+    let secret = body["secret"].as_str().unwrap().to_owned();
+    let auth = format!("Bearer {secret}");
+    let headers = [("authorization", auth.as_str())];
+    assert_eq!(
+        api.send(
+            Who::Anonymous,
+            Method::GET,
+            "/api/v1/customers",
+            None,
+            &headers
+        )
+        .await
+        .status,
+        200
+    );
+    let id = body["token"]["id"].as_i64().unwrap();
+    assert_eq!(
+        api.delete(Who::CustomerA, &format!("/api/v1/tokens/{id}"))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        api.send(
+            Who::Anonymous,
+            Method::GET,
+            "/api/v1/customers",
+            None,
+            &headers
+        )
+        .await
+        .status,
+        401
+    );
+    // A customer cannot mint a wider token.
+    let wider = api
+        .post(
+            Who::CustomerA,
+            "/api/v1/tokens",
+            &json!({"name": "x", "level": "reseller", "reseller_id": api.t.reseller_x.id}),
+        )
+        .await;
+    assert_eq!(wider.status, 403);
+}
+
+async fn etags_stop_lost_updates(db: TestDb) {
+    let api = Api::new(db).await;
+    let uri = format!("/api/v1/extensions/{}", api.t.extension_a.id);
+    let first = api.get(Who::CustomerA, &uri).await;
+    let etag = first.header("etag").unwrap().to_owned();
+    let change = json!({"display_name": "Reception", "dnd": false});
+    let missing = api
+        .send(Who::CustomerA, Method::PUT, &uri, Some(&change), &[])
+        .await;
+    assert_eq!(missing.status, 428);
+    let bad = api
+        .send(
+            Who::CustomerA,
+            Method::PUT,
+            &uri,
+            Some(&change),
+            &[("if-match", "v1")],
+        )
+        .await;
+    assert_eq!(bad.status, 400);
+    let done = api
+        .send(
+            Who::CustomerA,
+            Method::PUT,
+            &uri,
+            Some(&change),
+            &[("if-match", &etag)],
+        )
+        .await;
+    assert_eq!(done.status, 200);
+    let new_etag = done.header("etag").unwrap().to_owned();
+    assert_ne!(new_etag, etag);
+    assert_eq!(done.json()["display_name"], "Reception");
+    // The second admin, still holding the first ETag, is stopped.
+    let stale = api
+        .send(
+            Who::ResellerX,
+            Method::PUT,
+            &uri,
+            Some(&json!({"display_name": "Lobby", "dnd": true})),
+            &[("if-match", &etag)],
+        )
+        .await;
+    assert_eq!(stale.status, 412);
+    assert_eq!(
+        api.get(Who::CustomerA, &uri).await.json()["display_name"],
+        "Reception"
+    );
+}
+
+async fn idempotency_keys_make_creates_safe(db: TestDb) {
+    let api = Api::new(db).await;
+    let uri = format!("/api/v1/customers/{}/extensions", api.t.customer_a.id);
+    let body = json!({"number": "260", "display_name": "Once"});
+    let key = [("idempotency-key", "create-260")];
+    let first = api
+        .send(Who::CustomerA, Method::POST, &uri, Some(&body), &key)
+        .await;
+    assert_eq!(first.status, 201);
+    let again = api
+        .send(Who::CustomerA, Method::POST, &uri, Some(&body), &key)
+        .await;
+    assert_eq!(again.status, 201);
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(again.json(), first.json());
+    assert_eq!(again.header("location"), first.header("location"));
+    let list = api.get(Who::CustomerA, &uri).await.json();
+    let count = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["number"] == "260")
+        .count();
+    assert_eq!(count, 1);
+    // The same key for another request is refused.
+    let other = api
+        .send(
+            Who::CustomerA,
+            Method::POST,
+            &uri,
+            Some(&json!({"number": "261", "display_name": ""})),
+            &key,
+        )
+        .await;
+    assert_eq!(other.status, 422);
+    // A failed request does not use the key up.
+    let key2 = [("idempotency-key", "create-bad")];
+    let bad = json!({"number": "", "display_name": ""});
+    assert_eq!(
+        api.send(Who::CustomerA, Method::POST, &uri, Some(&bad), &key2)
+            .await
+            .status,
+        422
+    );
+    assert_eq!(
+        api.send(Who::CustomerA, Method::POST, &uri, Some(&bad), &key2)
+            .await
+            .status,
+        422
+    );
+    // A device's password shown once is replayed to the same caller only.
+    let devices = format!("/api/v1/extensions/{}/devices", api.t.extension_a.id);
+    let key3 = [("idempotency-key", "dev-1")];
+    let d1 = api
+        .send(
+            Who::CustomerA,
+            Method::POST,
+            &devices,
+            Some(&json!({"name": "Phone"})),
+            &key3,
+        )
+        .await;
+    let d2 = api
+        .send(
+            Who::CustomerA,
+            Method::POST,
+            &devices,
+            Some(&json!({"name": "Phone"})),
+            &key3,
+        )
+        .await;
+    assert_eq!(
+        d1.json()["credentials"]["password"],
+        d2.json()["credentials"]["password"]
+    );
+    let d3 = api
+        .send(
+            Who::ResellerX,
+            Method::POST,
+            &devices,
+            Some(&json!({"name": "Phone"})),
+            &key3,
+        )
+        .await;
+    assert_eq!(d3.status, 201);
+    assert_ne!(d3.json()["device"]["id"], d1.json()["device"]["id"]);
+}
+
+async fn cursors_walk_lists_and_records(db: TestDb) {
+    let api = Api::new(db).await;
+    let t = &api.t;
+    let sys = Principal::system();
+    for n in 0..5 {
+        api.db
+            .store
+            .extensions()
+            .create(
+                &sys,
+                t.customer_a.id,
+                &serde_json::from_value(json!({"number": format!("4{n}0"), "display_name": ""}))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut uri = format!("/api/v1/customers/{}/extensions?limit=2", t.customer_a.id);
+    loop {
+        let page = api.get(Who::CustomerA, &uri).await.json();
+        for e in page["items"].as_array().unwrap() {
+            seen.push(e["id"].as_i64().unwrap());
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => {
+                uri = format!(
+                    "/api/v1/customers/{}/extensions?limit=2&cursor={c}",
+                    t.customer_a.id
+                )
+            }
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 6);
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted, seen);
+
+    // Call records: each tenant sees its own, customers without wholesale prices.
+    let record = |uid: &str,
+                  reseller: &pbx_store::resellers::Reseller,
+                  customer: &pbx_store::customers::Customer,
+                  at: i64| NewCallRecord {
+        record_uid: uid.to_owned(),
+        call_id: format!("call-{uid}"),
+        leg: 0,
+        reseller_id: reseller.id,
+        customer_id: customer.id,
+        direction: CallDirection::Internal,
+        caller: "101".into(),
+        callee: "102".into(),
+        caller_extension_id: None,
+        callee_extension_id: None,
+        caller_device_id: None,
+        callee_device_id: None,
+        destination: None,
+        trunk_id: None,
+        invite_at: at,
+        answer_at: Some(at + 1000),
+        end_at: at + 61_000,
+        disposition: Disposition::Answered,
+        sip_status: Some(200),
+        hangup_side: None,
+        end_reason: None,
+        recovered: false,
+        node_id: "n1".into(),
+    };
+    let base = 1_790_000_000_000;
+    let mut records = Vec::new();
+    for i in 0..5 {
+        records.push(record(
+            &format!("a{i}"),
+            &t.reseller_x,
+            &t.customer_a,
+            base + i * 100_000,
+        ));
+    }
+    records.push(record("b0", &t.reseller_y, &t.customer_b, base));
+    api.db
+        .store
+        .call_records()
+        .insert_batch(&sys, &records)
+        .await
+        .unwrap();
+    let mut uids = Vec::new();
+    let mut uri = "/api/v1/call-records?limit=2".to_owned();
+    loop {
+        let page = api.get(Who::CustomerA, &uri).await;
+        assert_eq!(page.status, 200, "{}", page.text());
+        let page = page.json();
+        for r in page["items"].as_array().unwrap() {
+            uids.push(r["record_uid"].as_str().unwrap().to_owned());
+            assert!(
+                r["wholesale"].is_null(),
+                "customers never see wholesale prices: {r}"
+            );
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => uri = format!("/api/v1/call-records?limit=2&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(uids, vec!["a4", "a3", "a2", "a1", "a0"]);
+    let b = api.get(Who::CustomerB, "/api/v1/call-records").await.json();
+    assert_eq!(b["items"].as_array().unwrap().len(), 1);
+    let ranged = api
+        .get(
+            Who::ResellerX,
+            &format!(
+                "/api/v1/call-records?from={}&to={}",
+                base + 100_000,
+                base + 300_000
+            ),
+        )
+        .await
+        .json();
+    assert_eq!(ranged["items"].as_array().unwrap().len(), 2);
+    // The customer's statement as CSV is a download.
+    let csv = api
+        .get(
+            Who::CustomerA,
+            &format!(
+                "/api/v1/customers/{}/statement?from={base}&to={}&format=calls.csv",
+                t.customer_a.id,
+                base + 1_000_000
+            ),
+        )
+        .await;
+    assert_eq!(csv.status, 200);
+    assert!(csv.header("content-type").unwrap().starts_with("text/csv"));
+    assert!(csv
+        .header("content-disposition")
+        .unwrap()
+        .contains("attachment"));
+    assert_eq!(csv.text().lines().count(), 6, "{}", csv.text());
+}
+
+async fn rate_limits_answer_429(db: TestDb) {
+    let api = Api::with_limit(db, RateLimit::new(1, 3)).await;
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        statuses.push(api.get(Who::CustomerA, "/api/v1/customers").await);
+    }
+    assert!(statuses[..3].iter().all(|a| a.status == 200));
+    let limited = &statuses[3];
+    assert_eq!(limited.status, 429);
+    assert_eq!(limited.header("retry-after"), Some("1"));
+    assert_eq!(
+        limited.header("content-type"),
+        Some("application/problem+json")
+    );
+    // Another credential has its own allowance.
+    assert_eq!(
+        api.get(Who::CustomerB, "/api/v1/customers").await.status,
+        200
+    );
+}
+
+pbx_store::both_engines!(
+    authorisation_matrix,
+    lists_show_only_the_callers_tenant,
+    validation_errors_name_the_field,
+    authentication_and_read_only,
+    etags_stop_lost_updates,
+    idempotency_keys_make_creates_safe,
+    cursors_walk_lists_and_records,
+    rate_limits_answer_429,
+);

@@ -1,0 +1,107 @@
+//! Carries the SIP proxy's events into the API's event hub: the live event
+//! stream and the active-calls view. The proxy's bus drops events for a
+//! subscriber that falls behind rather than wait; if this relay ever does,
+//! the stream says so with an `events_lost` event.
+
+use std::sync::Arc;
+
+use pbx_control_plane::api::events::{ActiveCall, EventHub, Tenant};
+use pbx_sip_proxy::SipEvent;
+use tokio::sync::broadcast::{error::RecvError, Receiver};
+
+pub async fn relay(mut events: Receiver<SipEvent>, hub: Arc<EventHub>) {
+    loop {
+        match events.recv().await {
+            Ok(event) => forward(&hub, event),
+            Err(RecvError::Lagged(missed)) => {
+                tracing::warn!(missed, "live event relay fell behind the SIP proxy");
+                hub.publish(
+                    Tenant::default(),
+                    "events_lost",
+                    pbx_store::now_ms(),
+                    serde_json::json!({ "count": missed }),
+                );
+            }
+            Err(RecvError::Closed) => return,
+        }
+    }
+}
+
+fn forward(hub: &EventHub, event: SipEvent) {
+    let now = pbx_store::now_ms();
+    let (tenant, at) = match &event {
+        SipEvent::DeviceRegistered {
+            reseller, customer, ..
+        }
+        | SipEvent::DeviceUnregistered {
+            reseller, customer, ..
+        } => (Tenant::customer(*reseller, *customer), now),
+        SipEvent::CallStarted {
+            reseller,
+            customer,
+            call_id,
+            caller_tag,
+            caller,
+            callee,
+            caller_extension,
+            callee_extension,
+            direction,
+            at,
+            ..
+        } => {
+            hub.call_started(
+                ActiveCall {
+                    reseller_id: *reseller,
+                    customer_id: *customer,
+                    call_id: call_id.clone(),
+                    caller: caller.clone(),
+                    callee: callee.clone(),
+                    caller_extension_id: *caller_extension,
+                    callee_extension_id: *callee_extension,
+                    direction: *direction,
+                    started_at: *at,
+                    answered_at: None,
+                },
+                caller_tag.clone(),
+            );
+            (Tenant::customer(*reseller, *customer), *at)
+        }
+        SipEvent::CallAnswered {
+            reseller,
+            customer,
+            call_id,
+            caller_tag,
+            at,
+            ..
+        } => {
+            hub.call_answered(call_id, caller_tag, *at);
+            (Tenant::customer(*reseller, *customer), *at)
+        }
+        SipEvent::CallEnded {
+            reseller,
+            customer,
+            call_id,
+            caller_tag,
+            at,
+            ..
+        } => {
+            hub.call_ended(call_id, caller_tag);
+            (Tenant::customer(*reseller, *customer), *at)
+        }
+        SipEvent::RecordRated {
+            reseller,
+            customer,
+            at,
+            ..
+        } => (Tenant::customer(*reseller, *customer), *at),
+    };
+    let mut data = match serde_json::to_value(&event) {
+        Ok(serde_json::Value::Object(map)) => map,
+        _ => return,
+    };
+    let kind = match data.remove("type") {
+        Some(serde_json::Value::String(kind)) => kind,
+        _ => return,
+    };
+    hub.publish(tenant, &kind, at, serde_json::Value::Object(data));
+}
