@@ -1,9 +1,10 @@
 //! `pbx admin …`: what a hosting operator does from a shell.
 
 use anyhow::{Context, Result};
+use pbx_store::api_tokens::{NewToken, TokenLevel};
 use pbx_store::logins::{NewLogin, Role};
 use pbx_store::secrets::generate_password;
-use pbx_store::{Principal, ResellerId, Store, StoreError};
+use pbx_store::{CustomerId, Principal, ResellerId, Store, StoreError};
 
 use crate::settings::AdminCommand;
 
@@ -85,6 +86,34 @@ pub async fn run(store: &Store, command: AdminCommand, operator_hosts: &[String]
                     c.id, c.reseller_id, c.status, c.name, c.sip_domain
                 );
             }
+        }
+        AdminCommand::CreateToken {
+            name,
+            reseller,
+            customer,
+            read_only,
+            expires_in_days,
+        } => {
+            let level = match (reseller, customer) {
+                (_, Some(_)) => TokenLevel::Customer,
+                (Some(_), None) => TokenLevel::Reseller,
+                (None, None) => TokenLevel::Operator,
+            };
+            let new = NewToken {
+                name,
+                level,
+                reseller_id: reseller.map(ResellerId),
+                customer_id: customer.map(CustomerId),
+                read_only,
+                expires_at: expires_in_days
+                    .map(|d| pbx_store::now_ms() + i64::from(d) * 86_400_000),
+            };
+            let (token, secret) = store.api_tokens().create(&cli, &new).await?;
+            eprintln!(
+                "created {} token {} (id {}); it is shown only now:",
+                token.level, token.public_id, token.id
+            );
+            println!("{secret}");
         }
     }
     Ok(())

@@ -79,6 +79,25 @@ pub enum AdminCommand {
         #[arg(long)]
         reseller: Option<i64>,
     },
+    /// Create an API token and print it (shown once): the operator's, a reseller's (--reseller)
+    /// or a customer's (--customer)
+    CreateToken {
+        /// What the token is for
+        #[arg(long, default_value = "shell")]
+        name: String,
+        /// Scope it to this reseller (its id)
+        #[arg(long, conflicts_with = "customer")]
+        reseller: Option<i64>,
+        /// Scope it to this customer (its id)
+        #[arg(long)]
+        customer: Option<i64>,
+        /// The token may read but not change anything
+        #[arg(long)]
+        read_only: bool,
+        /// Expire after this many days (never when left out)
+        #[arg(long, value_name = "DAYS")]
+        expires_in_days: Option<u32>,
+    },
 }
 
 /// Options shared by all commands; see README.md for each one.

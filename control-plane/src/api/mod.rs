@@ -60,7 +60,7 @@ impl ApiState {
             Authenticate with an API token: `Authorization: Bearer pbx_…`. \
             Errors are application/problem+json (RFC 9457).",
     ),
-    modifiers(&Conventions),
+    components(schemas(Problem, problem::ProblemField)),
     security(("bearer" = [])),
     tags(
         (name = "resellers"), (name = "customers"), (name = "extensions"), (name = "devices"),
@@ -71,7 +71,8 @@ impl ApiState {
 struct ApiDoc;
 
 /// Adds what every operation shares: the bearer scheme and the problem
-/// answers.
+/// answers. Applied to the finished document (derive-time modifiers run
+/// before the routes are merged in).
 struct Conventions;
 
 impl Modify for Conventions {
@@ -113,7 +114,8 @@ impl Modify for Conventions {
 /// The routes of the API with their document. Authentication, rate limits
 /// and idempotency wrap all of them except the document itself.
 pub fn router(state: &AppState) -> (Router<AppState>, OpenApiDoc) {
-    let (routes, doc) = documented().split_for_parts();
+    let (routes, mut doc) = documented().split_for_parts();
+    Conventions.modify(&mut doc);
     let routes = routes
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -138,7 +140,9 @@ pub fn router(state: &AppState) -> (Router<AppState>, OpenApiDoc) {
 
 /// The document alone, for tests and `pbx openapi`.
 pub fn openapi() -> OpenApiDoc {
-    documented().into_openapi()
+    let mut doc = documented().into_openapi();
+    Conventions.modify(&mut doc);
+    doc
 }
 
 /// Every documented route: the single list both the router and the document

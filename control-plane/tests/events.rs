@@ -1,0 +1,173 @@
+//! The live event stream over a real WebSocket (tokio-tungstenite as the
+//! client): scoped by token, resumable with `since`, and slow clients closed
+//! with their resume point.
+
+mod support;
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use pbx_control_plane::api::events::{Tenant, SLOW_CLIENT};
+use pbx_store::testing::TestDb;
+use serde_json::{json, Value};
+use support::{Api, Who};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn serve(api: &Api) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = api.router.clone();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    addr
+}
+
+async fn connect(
+    addr: std::net::SocketAddr,
+    token: Option<&str>,
+    since: Option<u64>,
+) -> Result<Socket, u16> {
+    let query = since.map(|s| format!("?since={s}")).unwrap_or_default();
+    let mut request = format!("ws://{addr}/api/v1/events{query}")
+        .into_client_request()
+        .unwrap();
+    if let Some(token) = token {
+        request
+            .headers_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    }
+    match tokio_tungstenite::connect_async(request).await {
+        Ok((socket, _)) => Ok(socket),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            Err(response.status().as_u16())
+        }
+        Err(e) => panic!("connect: {e}"),
+    }
+}
+
+async fn next_json(socket: &mut Socket) -> Value {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(5), socket.next())
+            .await
+            .expect("an event within 5 s")
+            .expect("open")
+            .expect("message");
+        match message {
+            Message::Text(text) => return serde_json::from_str(&text).unwrap(),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+async fn nothing_more(socket: &mut Socket) {
+    let more = tokio::time::timeout(Duration::from_millis(300), socket.next()).await;
+    assert!(more.is_err(), "unexpected {more:?}");
+}
+
+async fn scoped_and_resumable(db: TestDb) {
+    let api = Api::new(db).await;
+    let addr = serve(&api).await;
+    let t = &api.t;
+    let a = Tenant::customer(t.reseller_x.id, t.customer_a.id);
+    let b = Tenant::customer(t.reseller_y.id, t.customer_b.id);
+
+    assert_eq!(connect(addr, None, None).await.err(), Some(401));
+    let mut x = connect(addr, api.token(Who::ResellerX), None)
+        .await
+        .unwrap();
+    let mut cb = connect(addr, api.token(Who::CustomerB), None)
+        .await
+        .unwrap();
+    assert_eq!(next_json(&mut x).await["type"], "hello");
+    assert_eq!(next_json(&mut cb).await["type"], "hello");
+    for (tenant, n) in [(a, 1), (b, 2), (a, 3)] {
+        api.hub
+            .publish(tenant, "call_started", 0, json!({ "n": n }));
+    }
+    let first = next_json(&mut x).await;
+    assert_eq!(first["data"]["n"], 1);
+    let last_seen = first["seq"].as_u64().unwrap();
+    assert_eq!(next_json(&mut x).await["data"]["n"], 3);
+    nothing_more(&mut x).await;
+    assert_eq!(next_json(&mut cb).await["data"]["n"], 2);
+    nothing_more(&mut cb).await;
+
+    // Disconnected after the first event: a reconnect with its seq gets the rest.
+    drop(x);
+    api.hub.publish(a, "call_ended", 0, json!({ "n": 4 }));
+    let mut again = connect(addr, api.token(Who::ResellerX), Some(last_seen))
+        .await
+        .unwrap();
+    assert_eq!(next_json(&mut again).await["type"], "hello");
+    assert_eq!(next_json(&mut again).await["data"]["n"], 3);
+    assert_eq!(next_json(&mut again).await["data"]["n"], 4);
+    nothing_more(&mut again).await;
+    // The operator sees everything.
+    let mut op = connect(addr, api.token(Who::Operator), Some(0))
+        .await
+        .unwrap();
+    next_json(&mut op).await;
+    for n in 1..=4 {
+        assert_eq!(next_json(&mut op).await["data"]["n"], n);
+    }
+}
+
+async fn resume_beyond_retention_reports_a_gap(db: TestDb) {
+    let api = Api::new(db).await;
+    let addr = serve(&api).await;
+    let a = Tenant::customer(api.t.reseller_x.id, api.t.customer_a.id);
+    // The hub holds 1000 events; 1100 push the first 100 out.
+    for n in 0..1100 {
+        api.hub.publish(a, "test", 0, json!({ "n": n }));
+    }
+    let mut ca = connect(addr, api.token(Who::CustomerA), Some(1))
+        .await
+        .unwrap();
+    assert_eq!(next_json(&mut ca).await["type"], "hello");
+    let gap = next_json(&mut ca).await;
+    assert_eq!(gap["type"], "gap");
+    assert_eq!(gap["oldest"], 101);
+    assert_eq!(next_json(&mut ca).await["seq"], 101);
+}
+
+async fn a_client_that_falls_behind_is_closed_with_its_resume_point(db: TestDb) {
+    let api = Api::new(db).await;
+    let addr = serve(&api).await;
+    let a = Tenant::customer(api.t.reseller_x.id, api.t.customer_a.id);
+    let mut ca = connect(addr, api.token(Who::CustomerA), None)
+        .await
+        .unwrap();
+    assert_eq!(next_json(&mut ca).await["type"], "hello");
+    // More than the hub holds, published before the server can send any:
+    // the client's position is gone while it is connected.
+    for n in 0..5000 {
+        api.hub
+            .publish(a, "test", 0, json!({ "n": n, "pad": "x".repeat(200) }));
+    }
+    let mut closed = None;
+    while let Ok(Some(message)) = tokio::time::timeout(Duration::from_secs(10), ca.next()).await {
+        match message {
+            Ok(Message::Close(frame)) => {
+                closed = frame;
+                break;
+            }
+            Ok(_) => continue,
+            Err(_) => break,
+        }
+    }
+    let frame = closed.expect("a close frame");
+    assert_eq!(u16::from(frame.code), SLOW_CLIENT);
+    assert!(frame.reason.contains("since="), "{}", frame.reason);
+}
+
+pbx_store::both_engines!(
+    scoped_and_resumable,
+    resume_beyond_retention_reports_a_gap,
+    a_client_that_falls_behind_is_closed_with_its_resume_point,
+);

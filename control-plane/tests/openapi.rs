@@ -1,0 +1,239 @@
+//! The OpenAPI document against the running routes: every documented
+//! operation exists, and what it answers matches the documented schema.
+
+mod support;
+
+use pbx_store::testing::TestDb;
+use pbx_store::Principal;
+use serde_json::{json, Value};
+use support::{Api, Who};
+
+/// Checks `value` against `schema` (the subset of JSON Schema utoipa emits),
+/// returning the first mismatch with its JSON path.
+fn check(doc: &Value, schema: &Value, value: &Value, path: &str) -> Result<(), String> {
+    if let Some(reference) = schema["$ref"].as_str() {
+        let name = reference.trim_start_matches("#/components/schemas/");
+        let target = &doc["components"]["schemas"][name];
+        if target.is_null() {
+            return Err(format!("{path}: unresolved {reference}"));
+        }
+        return check(doc, target, value, path);
+    }
+    for key in ["oneOf", "anyOf"] {
+        if let Some(options) = schema[key].as_array() {
+            if !options.iter().any(|s| check(doc, s, value, path).is_ok()) {
+                return Err(format!("{path}: {value} matches none of {key}"));
+            }
+        }
+    }
+    if let Some(all) = schema["allOf"].as_array() {
+        for s in all {
+            check(doc, s, value, path)?;
+        }
+    }
+    if let Some(options) = schema["enum"].as_array() {
+        if !options.contains(value) {
+            return Err(format!("{path}: {value} not in enum"));
+        }
+    }
+    let types: Vec<&str> = match &schema["type"] {
+        Value::String(t) => vec![t.as_str()],
+        Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    };
+    if !types.is_empty() {
+        let actual = match value {
+            Value::Null => "null",
+            Value::Bool(_) => "boolean",
+            Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+            Value::Number(_) => "number",
+            Value::String(_) => "string",
+            Value::Array(_) => "array",
+            Value::Object(_) => "object",
+        };
+        let fits = types.contains(&actual) || (actual == "integer" && types.contains(&"number"));
+        if !fits {
+            return Err(format!(
+                "{path}: {actual} where the document says {types:?}"
+            ));
+        }
+    }
+    if let (Some(props), Value::Object(obj)) = (schema["properties"].as_object(), value) {
+        for required in schema["required"].as_array().into_iter().flatten() {
+            let name = required.as_str().unwrap_or("");
+            if !obj.contains_key(name) {
+                return Err(format!("{path}: required {name} is missing"));
+            }
+        }
+        for (name, s) in props {
+            if let Some(v) = obj.get(name) {
+                check(doc, s, v, &format!("{path}.{name}"))?;
+            }
+        }
+    }
+    if let (Some(items), Value::Array(values)) = (schema.get("items"), value) {
+        for (i, v) in values.iter().enumerate() {
+            check(doc, items, v, &format!("{path}[{i}]"))?;
+        }
+    }
+    Ok(())
+}
+
+fn response_schema<'d>(op: &'d Value, status: u16) -> Option<(&'d Value, &'d str)> {
+    let responses = &op["responses"];
+    let response = responses
+        .get(status.to_string())
+        .or_else(|| responses.get("default"))?;
+    let content = response["content"].as_object()?;
+    let (media, body) = content.iter().next()?;
+    Some((&body["schema"], media.as_str()))
+}
+
+async fn every_documented_route_answers_as_documented(db: TestDb) {
+    let api = Api::new(db).await;
+    let sys = Principal::system();
+    let t = &api.t;
+    let number = api
+        .db
+        .store
+        .numbers()
+        .create(&sys, "+4930555000", Some(t.reseller_x.id))
+        .await
+        .unwrap();
+    let plan = api
+        .db
+        .store
+        .price_plans()
+        .create(
+            &sys,
+            None,
+            &serde_json::from_value(json!({"name": "Wholesale", "currency": "EUR",
+                "extension_month_micros": 0, "number_month_micros": 0, "internal_calls_free": true}))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let login = api.db.store.logins().list(&sys).await.unwrap()[0].id;
+    let token = api.db.store.api_tokens().list(&sys).await.unwrap()[0].id;
+
+    let served = api.get(Who::Anonymous, "/api/v1/openapi.json").await;
+    assert_eq!(served.status, 200);
+    let doc = served.json();
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{}",
+        doc["openapi"]
+    );
+    let paths = doc["paths"].as_object().unwrap();
+    assert!(paths.len() >= 30, "{} paths", paths.len());
+
+    let id_for = |path: &str| -> i64 {
+        let first = path
+            .trim_start_matches("/api/v1/")
+            .split('/')
+            .next()
+            .unwrap();
+        match first {
+            "resellers" => t.reseller_x.id.0,
+            "customers" => t.customer_a.id.0,
+            "extensions" => t.extension_a.id.0,
+            "devices" => t.device_a.id.0,
+            "numbers" => number.id.0,
+            "price-plans" => plan.id.0,
+            "logins" => login.0,
+            "tokens" => token.0,
+            other => panic!("no id known for /{other}"),
+        }
+    };
+    let mut checked = 0;
+    let mut problems = Vec::new();
+    for (path, item) in paths {
+        let uri = if path.contains("{id}") {
+            path.replace("{id}", &id_for(path).to_string())
+        } else {
+            path.clone()
+        };
+        for method in ["get", "post", "put", "delete"] {
+            let Some(op) = item.get(method) else { continue };
+            let query = if path.ends_with("/statement") {
+                "?month=2026-11"
+            } else {
+                ""
+            };
+            let uri = format!("{uri}{query}");
+            let answer = match method {
+                "get" => api.get(Who::Operator, &uri).await,
+                // An empty object: the route must exist and answer a documented problem or success.
+                "post" => api.post(Who::Operator, &uri, &json!({})).await,
+                "put" => api.put(Who::Operator, &uri, &json!({})).await,
+                // Deletes are walked without touching the fixtures' objects.
+                _ => {
+                    let missing = path.replace("{id}", "99999999");
+                    api.delete(Who::Operator, &missing).await
+                }
+            };
+            checked += 1;
+            let status = answer.status.as_u16();
+            if status == 404 && answer.json()["type"] == "urn:pbx:problem:no-route" || status == 405
+            {
+                problems.push(format!(
+                    "{method} {path}: the route does not exist ({status})"
+                ));
+                continue;
+            }
+            if status >= 500 {
+                problems.push(format!("{method} {path}: {status} {}", answer.text()));
+                continue;
+            }
+            if path.ends_with("/events") {
+                // Not a WebSocket handshake: 426, as a problem.
+                assert_eq!(status, 426);
+                continue;
+            }
+            let Some((schema, media)) = response_schema(op, status) else {
+                if status != 204 {
+                    problems.push(format!("{method} {path}: {status} is not documented"));
+                }
+                continue;
+            };
+            let content_type = answer.header("content-type").unwrap_or("");
+            if !content_type.starts_with(media) {
+                problems.push(format!(
+                    "{method} {path}: {content_type} where the document says {media}"
+                ));
+                continue;
+            }
+            if let Err(e) = check(&doc, schema, &answer.json(), "$") {
+                problems.push(format!("{method} {path} ({status}): {e}"));
+            }
+        }
+    }
+    assert!(checked >= 40, "{checked} operations");
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+pbx_store::both_engines!(every_documented_route_answers_as_documented);
+
+#[tokio::test]
+async fn the_document_describes_the_conventions() {
+    let doc = serde_json::to_value(pbx_control_plane::api::openapi()).unwrap();
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    assert!(doc["components"]["schemas"]["Problem"].is_object());
+    let create = &doc["paths"]["/api/v1/customers"]["post"];
+    assert!(create["responses"]["201"].is_object());
+    assert!(create["responses"]["default"]["content"]["application/problem+json"].is_object());
+    let params: Vec<&str> = create["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert!(params.contains(&"Idempotency-Key"));
+    // The checker the route walk relies on does catch a wrong answer.
+    let customer = json!({"$ref": "#/components/schemas/Customer"});
+    assert!(check(&doc, &customer, &json!({"id": "seven"}), "$").is_err());
+    assert!(check(&doc, &customer, &json!({}), "$").is_err());
+}
