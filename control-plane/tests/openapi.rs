@@ -79,7 +79,7 @@ fn check(doc: &Value, schema: &Value, value: &Value, path: &str) -> Result<(), S
     Ok(())
 }
 
-fn response_schema<'d>(op: &'d Value, status: u16) -> Option<(&'d Value, &'d str)> {
+fn response_schema(op: &Value, status: u16) -> Option<(&Value, &str)> {
     let responses = &op["responses"];
     let response = responses
         .get(status.to_string())

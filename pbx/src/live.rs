@@ -74,7 +74,7 @@ fn forward(hub: &EventHub, event: SipEvent) {
             at,
             ..
         } => {
-            hub.call_answered(call_id, caller_tag, *at);
+            hub.call_answered(*customer, call_id, caller_tag, *at);
             (Tenant::customer(*reseller, *customer), *at)
         }
         SipEvent::CallEnded {
@@ -85,7 +85,7 @@ fn forward(hub: &EventHub, event: SipEvent) {
             at,
             ..
         } => {
-            hub.call_ended(call_id, caller_tag);
+            hub.call_ended(*customer, call_id, caller_tag);
             (Tenant::customer(*reseller, *customer), *at)
         }
         SipEvent::RecordRated {

@@ -124,7 +124,11 @@ pub struct RecordQuery {
     /// Calls from or to this extension.
     pub extension_id: Option<i64>,
     pub direction: Option<CallDirection>,
+    /// Items per page, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    #[param(pattern = "^[0-9]{1,18}$")]
     pub cursor: Option<String>,
 }
 
@@ -164,12 +168,14 @@ async fn list_records(
 #[into_params(parameter_in = Query)]
 pub struct StatementQuery {
     /// A calendar month in the reseller's time zone, `2026-11`.
+    #[param(pattern = "^[0-9]{4}-(0[1-9]|1[0-2])$")]
     pub month: Option<String>,
     /// With `to`, an arbitrary range instead (UTC milliseconds, `to` excluded).
     pub from: Option<Millis>,
     pub to: Option<Millis>,
     /// `json` (default), `csv` (the statement's lines) or `calls.csv` (every call).
-    pub format: Option<String>,
+    #[param(inline)]
+    pub format: Option<ExportFormat>,
 }
 
 impl StatementQuery {
@@ -181,7 +187,16 @@ impl StatementQuery {
                     "must be a month such as 2026-11",
                 )])
             }),
-            (None, Some(from), Some(to)) => Ok(Period::Range { from, to }),
+            (None, Some(from), Some(to)) => {
+                // Bounded so that one request cannot ask for centuries of proration.
+                if from < 0 || to <= from || to - from > MAX_RANGE_MS {
+                    return Err(Problem::invalid(vec![FieldError::new(
+                        "to",
+                        "the range must end after it begins, after 1970, and span at most 366 days",
+                    )]));
+                }
+                Ok(Period::Range { from, to })
+            }
             _ => Err(Problem::invalid(vec![FieldError::new(
                 "month",
                 "give either month, or both from and to",
@@ -189,6 +204,18 @@ impl StatementQuery {
         }
     }
 }
+
+#[derive(Debug, Clone, Copy, Deserialize, utoipa::ToSchema)]
+pub enum ExportFormat {
+    #[serde(rename = "json")]
+    Json,
+    #[serde(rename = "csv")]
+    Csv,
+    #[serde(rename = "calls.csv")]
+    CallsCsv,
+}
+
+const MAX_RANGE_MS: i64 = 366 * 86_400_000;
 
 fn parse_month(text: &str) -> Option<Period> {
     let (y, m) = text.split_once('-')?;
@@ -204,7 +231,8 @@ fn parse_month(text: &str) -> Option<Period> {
 /// A customer's statement at its retail prices, under its reseller's brand.
 #[utoipa::path(get, path = "/api/v1/customers/{id}/statement", tag = "statements",
     params(("id" = i64, Path), StatementQuery),
-    responses((status = 200, body = Statement, description = "JSON, or CSV with format=csv / calls.csv")))]
+    responses((status = 200, description = "JSON, or CSV with format=csv / calls.csv",
+        content((Statement = "application/json"), (String = "text/csv")))))]
 async fn customer_statement(
     State(s): State<AppState>,
     Caller(by): Caller,
@@ -217,13 +245,14 @@ async fn customer_statement(
         .statements()
         .customer(&by, CustomerId(id), period)
         .await?;
-    export(&s, &by, statement, q.format.as_deref()).await
+    export(&s, &by, statement, q.format.unwrap_or(ExportFormat::Json)).await
 }
 
 /// A reseller's statement at the operator's wholesale prices.
 #[utoipa::path(get, path = "/api/v1/resellers/{id}/statement", tag = "statements",
     params(("id" = i64, Path), StatementQuery),
-    responses((status = 200, body = Statement, description = "JSON, or CSV with format=csv / calls.csv")))]
+    responses((status = 200, description = "JSON, or CSV with format=csv / calls.csv",
+        content((Statement = "application/json"), (String = "text/csv")))))]
 async fn reseller_statement(
     State(s): State<AppState>,
     Caller(by): Caller,
@@ -236,14 +265,14 @@ async fn reseller_statement(
         .statements()
         .reseller(&by, ResellerId(id), period)
         .await?;
-    export(&s, &by, statement, q.format.as_deref()).await
+    export(&s, &by, statement, q.format.unwrap_or(ExportFormat::Json)).await
 }
 
 async fn export(
     s: &AppState,
     by: &pbx_store::Principal,
     statement: Statement,
-    format: Option<&str>,
+    format: ExportFormat,
 ) -> ApiResult<Response> {
     let name = match statement.customer_id {
         Some(c) => format!("statement-customer-{c}-{}", statement.period_label),
@@ -264,19 +293,15 @@ async fn export(
         }
         response
     };
-    match format.unwrap_or("json") {
-        "json" => Ok(JsonOut(statement.to_json()).into_response()),
-        "csv" => Ok(csv(statement.to_csv(), format!("{name}.csv"))),
-        "calls.csv" => {
+    match format {
+        ExportFormat::Json => Ok(JsonOut(statement.to_json()).into_response()),
+        ExportFormat::Csv => Ok(csv(statement.to_csv(), format!("{name}.csv"))),
+        ExportFormat::CallsCsv => {
             let records = s.store.statements().call_detail(by, &statement).await?;
             Ok(csv(
                 statement.detail_csv(&records),
                 format!("{name}-calls.csv"),
             ))
         }
-        _ => Err(Problem::invalid(vec![FieldError::new(
-            "format",
-            "must be json, csv or calls.csv",
-        )])),
     }
 }

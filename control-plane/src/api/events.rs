@@ -36,6 +36,10 @@ pub const SLOW_CLIENT: u16 = 4001;
 /// How long one message may take to leave before the client counts as slow.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 const PING_EVERY: Duration = Duration::from_secs(30);
+/// Calls held in the active-calls view before stale ones are pruned.
+const MAX_ACTIVE_CALLS: usize = 100_000;
+/// Calls older than this (a week, the longest allowed call) are stale.
+const ACTIVE_CALL_HORIZON_MS: i64 = 7 * 86_400_000;
 /// Events sent per wake-up, so that one busy client does not hold the lock long.
 const BATCH: usize = 256;
 
@@ -94,8 +98,9 @@ pub struct ActiveCall {
 struct Inner {
     next_seq: u64,
     events: VecDeque<Stored>,
-    /// Keyed by Call-ID and the caller's From tag.
-    calls: HashMap<(String, String), ActiveCall>,
+    /// Keyed by customer, Call-ID and the caller's From tag: a phone of one
+    /// tenant reusing another's Call-ID must not touch that tenant's call.
+    calls: HashMap<(CustomerId, String, String), ActiveCall>,
 }
 
 /// The node's recent events and calls in progress.
@@ -168,7 +173,9 @@ impl EventHub {
     fn since(&self, after: u64, scope: &Scope, max: usize) -> Result<(Vec<Arc<str>>, u64), Gap> {
         let inner = self.lock();
         let oldest = inner.events.front().map_or(inner.next_seq, |e| e.seq);
-        if after + 1 < oldest {
+        // Behind the buffer, or ahead of this node (it restarted, or the
+        // client resumes on another node): either way events may be missed.
+        if after.saturating_add(1) < oldest || after >= inner.next_seq {
             return Err(Gap { oldest });
         }
         let start = inner.events.partition_point(|e| e.seq <= after);
@@ -187,19 +194,25 @@ impl EventHub {
     }
 
     pub fn call_started(&self, call: ActiveCall, caller_tag: String) {
-        let key = (call.call_id.clone(), caller_tag);
-        self.lock().calls.insert(key, call);
+        let key = (call.customer_id, call.call_id.clone(), caller_tag);
+        let mut inner = self.lock();
+        // Calls whose end was never heard of (a lagging relay) do not pile up.
+        if inner.calls.len() >= MAX_ACTIVE_CALLS {
+            let horizon = call.started_at.saturating_sub(ACTIVE_CALL_HORIZON_MS);
+            inner.calls.retain(|_, c| c.started_at > horizon);
+        }
+        inner.calls.insert(key, call);
     }
 
-    pub fn call_answered(&self, call_id: &str, caller_tag: &str, at: Millis) {
-        let key = (call_id.to_owned(), caller_tag.to_owned());
+    pub fn call_answered(&self, customer: CustomerId, call_id: &str, caller_tag: &str, at: Millis) {
+        let key = (customer, call_id.to_owned(), caller_tag.to_owned());
         if let Some(call) = self.lock().calls.get_mut(&key) {
             call.answered_at.get_or_insert(at);
         }
     }
 
-    pub fn call_ended(&self, call_id: &str, caller_tag: &str) {
-        let key = (call_id.to_owned(), caller_tag.to_owned());
+    pub fn call_ended(&self, customer: CustomerId, call_id: &str, caller_tag: &str) {
+        let key = (customer, call_id.to_owned(), caller_tag.to_owned());
         self.lock().calls.remove(&key);
     }
 
@@ -271,7 +284,8 @@ async fn active_calls(
 pub struct EventsQuery {
     /// Resume after this sequence number (the `seq` of the last event
     /// received). Absent: only events from now on.
-    pub since: Option<u64>,
+    #[param(minimum = 0)]
+    pub since: Option<i64>,
 }
 
 /// The live event stream (WebSocket). Each text message is one event:
@@ -281,7 +295,7 @@ pub struct EventsQuery {
 /// `{"type":"hello","seq":<latest>}`; `{"type":"gap","oldest":N}` says that
 /// events before N are no longer held (reload through the REST API).
 #[utoipa::path(get, path = "/api/v1/events", tag = "live", params(EventsQuery,
-        ("Last-Event-ID" = Option<u64>, Header, description = "Same as since")),
+        ("Last-Event-ID" = Option<i64>, Header, minimum = 0, description = "Same as since")),
     responses((status = 101, description = "Switching to the WebSocket protocol")))]
 async fn events(
     State(s): State<AppState>,
@@ -290,6 +304,25 @@ async fn events(
     headers: HeaderMap,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> ApiResult<Response> {
+    let last_event_id = match headers.get("last-event-id") {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<i64>().ok())
+                .and_then(|v| u64::try_from(v).ok())
+                .ok_or_else(|| {
+                    Problem::bad_request("Last-Event-ID must be a sequence number")
+                        .field("Last-Event-ID", "must be a sequence number")
+                })?,
+        ),
+    };
+    let since = match q.since {
+        Some(s) => Some(u64::try_from(s).map_err(|_| {
+            Problem::bad_request("since must not be negative").field("since", "must be 0 or more")
+        })?),
+        None => last_event_id,
+    };
     let Ok(ws) = ws else {
         return Err(Problem::new(
             axum::http::StatusCode::UPGRADE_REQUIRED,
@@ -297,11 +330,6 @@ async fn events(
             "This is a WebSocket endpoint",
         ));
     };
-    let last_event_id = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    let since = q.since.or(last_event_id);
     let hub = s.api.events.clone();
     Ok(ws.on_upgrade(move |socket| stream(socket, hub, by, since)))
 }
@@ -348,7 +376,7 @@ async fn stream(mut socket: WebSocket, hub: Arc<EventHub>, by: Principal, since:
                     if send(&mut socket, Message::Text(gap.into())).await.is_err() {
                         return;
                     }
-                    cursor = oldest - 1;
+                    cursor = oldest.saturating_sub(1);
                 }
                 Err(Gap { .. }) => {
                     // Fell behind while connected: the buffer moved past us.
@@ -461,11 +489,13 @@ mod tests {
         };
         hub.call_started(call("a", 1), "t".into());
         hub.call_started(call("b", 2), "t".into());
-        hub.call_answered("a", "t", 5);
+        hub.call_answered(CustomerId(10), "a", "t", 5);
+        // Another customer's phone naming the same Call-ID and tag changes nothing.
+        hub.call_ended(CustomerId(20), "a", "t");
         let seen = hub.active_calls(&reseller(1));
         assert_eq!(seen.len(), 1);
         assert_eq!(seen[0].answered_at, Some(5));
-        hub.call_ended("a", "t");
+        hub.call_ended(CustomerId(10), "a", "t");
         assert!(hub.active_calls(&reseller(1)).is_empty());
         assert_eq!(hub.active_calls(&Scope::Operator).len(), 1);
     }

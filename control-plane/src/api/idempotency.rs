@@ -78,9 +78,16 @@ pub async fn idempotent(State(state): State<AppState>, req: Request, next: Next)
         Ok(Claim::Replay(stored)) => return replay(stored),
         Ok(Claim::Fresh) => {}
     }
-    let response = next
-        .run(Request::from_parts(parts, Body::from(bytes)))
-        .await;
+    // The request runs to its end on a task of its own, so that a client
+    // hanging up mid-request cannot leave the key claimed but unanswered.
+    let run = tokio::spawn(next.run(Request::from_parts(parts, Body::from(bytes))));
+    let response = match run.await {
+        Ok(response) => response,
+        Err(e) => {
+            let _ = keys.release(&principal, &key).await;
+            return Problem::internal(&e).into_response();
+        }
+    };
     let (parts, body) = response.into_parts();
     let bytes = match to_bytes(body, MAX_KEPT_RESPONSE).await {
         Ok(b) => b,
@@ -124,8 +131,9 @@ fn replay(stored: StoredResponse) -> Response {
             response.headers_mut().insert(name, value);
         }
     }
-    response
-        .headers_mut()
-        .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    let headers = response.headers_mut();
+    headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
+    // Some answers carry a secret shown once (a token, a SIP password).
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }

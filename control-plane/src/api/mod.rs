@@ -121,6 +121,7 @@ pub fn router(state: &AppState) -> (Router<AppState>, OpenApiDoc) {
             state.clone(),
             idempotency::idempotent,
         ))
+        .layer(axum::extract::DefaultBodyLimit::max(input::MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,

@@ -147,7 +147,11 @@ async fn set_wholesale_plan(
 pub struct CustomerQuery {
     /// Only this reseller's customers.
     pub reseller_id: Option<i64>,
+    /// Items per page, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    #[param(pattern = "^[0-9]{1,18}$")]
     pub cursor: Option<String>,
 }
 
