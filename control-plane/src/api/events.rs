@@ -331,7 +331,11 @@ async fn events(
         ));
     };
     let hub = s.api.events.clone();
-    Ok(ws.on_upgrade(move |socket| stream(socket, hub, by, since)))
+    // Clients have nothing to send but control frames: small limits.
+    Ok(ws
+        .max_message_size(4096)
+        .max_frame_size(4096)
+        .on_upgrade(move |socket| stream(socket, hub, by, since)))
 }
 
 async fn stream(mut socket: WebSocket, hub: Arc<EventHub>, by: Principal, since: Option<u64>) {
