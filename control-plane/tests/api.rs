@@ -640,6 +640,95 @@ async fn authentication_and_read_only(db: TestDb) {
     assert_eq!(wider.status, 403);
 }
 
+async fn token_lifetimes_follow_their_maker_and_tenant(db: TestDb) {
+    let api = Api::new(db).await;
+    let a = api.t.customer_a.id;
+    let in_an_hour = pbx_store::now_ms() + 3_600_000;
+    let made = api
+        .post(Who::CustomerA, "/api/v1/tokens", &json!({"name": "parent", "level": "customer", "customer_id": a, "expires_at": in_an_hour}))
+        .await
+        .json();
+    let parent = made["secret"].as_str().unwrap().to_owned();
+    let parent_auth = format!("Bearer {parent}");
+    let as_parent = [("authorization", parent_auth.as_str())];
+    let child = api
+        .send(
+            Who::Anonymous,
+            Method::POST,
+            "/api/v1/tokens",
+            Some(&json!({"name": "child", "level": "customer", "customer_id": a})),
+            &as_parent,
+        )
+        .await;
+    assert_eq!(child.status, 201, "{}", child.text());
+    let child = child.json();
+    assert_eq!(
+        child["token"]["expires_at"],
+        json!(in_an_hour),
+        "a child never outlives its maker"
+    );
+    let later = api
+        .send(Who::Anonymous, Method::POST, "/api/v1/tokens",
+            Some(&json!({"name": "later", "level": "customer", "customer_id": a, "expires_at": in_an_hour + 1})), &as_parent)
+        .await;
+    assert_eq!(later.status, 422);
+    // Revoking the maker revokes what it made.
+    let parent_id = made["token"]["id"].as_i64().unwrap();
+    assert_eq!(
+        api.delete(Who::CustomerA, &format!("/api/v1/tokens/{parent_id}"))
+            .await
+            .status,
+        200
+    );
+    let child_id = child["token"]["id"].as_i64().unwrap();
+    assert!(!api
+        .get(Who::CustomerA, &format!("/api/v1/tokens/{child_id}"))
+        .await
+        .json()["revoked_at"]
+        .is_null());
+    let child_auth = format!("Bearer {}", child["secret"].as_str().unwrap());
+    let as_child = [("authorization", child_auth.as_str())];
+    assert_eq!(
+        api.send(
+            Who::Anonymous,
+            Method::GET,
+            "/api/v1/customers",
+            None,
+            &as_child
+        )
+        .await
+        .status,
+        401
+    );
+
+    // A suspended customer's tokens stop working until it is reactivated.
+    let status = format!("/api/v1/customers/{a}/status");
+    assert_eq!(
+        api.put(Who::ResellerX, &status, &json!({"status": "suspended"}))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        api.get(Who::CustomerA, "/api/v1/customers").await.status,
+        401
+    );
+    assert_eq!(
+        api.get(Who::ResellerX, "/api/v1/customers").await.status,
+        200
+    );
+    assert_eq!(
+        api.put(Who::ResellerX, &status, &json!({"status": "active"}))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        api.get(Who::CustomerA, "/api/v1/customers").await.status,
+        200
+    );
+}
+
 async fn etags_stop_lost_updates(db: TestDb) {
     let api = Api::new(db).await;
     let uri = format!("/api/v1/extensions/{}", api.t.extension_a.id);
@@ -943,6 +1032,7 @@ pbx_store::both_engines!(
     lists_show_only_the_callers_tenant,
     validation_errors_name_the_field,
     authentication_and_read_only,
+    token_lifetimes_follow_their_maker_and_tenant,
     etags_stop_lost_updates,
     idempotency_keys_make_creates_safe,
     cursors_walk_lists_and_records,

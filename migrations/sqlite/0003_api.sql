@@ -16,3 +16,8 @@ CREATE TABLE idempotency_keys (
     UNIQUE (credential, idem_key)
 );
 CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at);
+
+-- The token a token was made with: revoking a token revokes what it made, and
+-- a token never outlives the one that made it.
+ALTER TABLE api_tokens ADD COLUMN parent_token_id BIGINT REFERENCES api_tokens (id) ON DELETE SET NULL;
+CREATE INDEX api_tokens_parent ON api_tokens (parent_token_id);

@@ -16,7 +16,7 @@ pub async fn relay(mut events: Receiver<SipEvent>, hub: Arc<EventHub>) {
             Err(RecvError::Lagged(missed)) => {
                 tracing::warn!(missed, "live event relay fell behind the SIP proxy");
                 hub.publish(
-                    Tenant::default(),
+                    Tenant::everyone(),
                     "events_lost",
                     pbx_store::now_ms(),
                     serde_json::json!({ "count": missed }),

@@ -174,11 +174,29 @@ impl ApiTokens<'_> {
             Actor::Login { id, .. } => Some(id.0),
             _ => None,
         };
+        // A token made with a token lives no longer than its maker.
+        let (parent, expires_at) = match &by.actor {
+            Actor::Token { id, .. } => {
+                let parent = self.get(by, *id).await?;
+                let expires_at = match (new.expires_at, parent.expires_at) {
+                    (Some(mine), Some(theirs)) if mine > theirs => {
+                        return Err(StoreError::invalid(
+                            "expires_at",
+                            "must not be later than the expiry of the token making it",
+                        ))
+                    }
+                    (mine, theirs) => mine.or(theirs),
+                };
+                (Some(parent.id.0), expires_at)
+            }
+            _ => (None, new.expires_at),
+        };
         let read_only = new.read_only || by.read_only;
         let mut tx = self.0.begin().await?;
         let row = sqlx::query(
             "INSERT INTO api_tokens (public_id, secret_sha256, name, level, reseller_id, customer_id, read_only, \
-             created_by_login_id, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+             created_by_login_id, created_at, expires_at, parent_token_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
         )
         .bind(&public_id)
         .bind(sha256_hex(&secret))
@@ -189,7 +207,8 @@ impl ApiTokens<'_> {
         .bind(flag_value(read_only))
         .bind(login)
         .bind(crate::now_ms())
-        .bind(new.expires_at)
+        .bind(expires_at)
+        .bind(parent)
         .fetch_one(tx.conn())
         .await?;
         let id = TokenId(row.try_get("id")?);
@@ -215,11 +234,16 @@ impl ApiTokens<'_> {
         by.may_write(Level::Customer)?;
         let token = self.get(by, id).await?;
         let mut tx = self.0.begin().await?;
-        sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
-            .bind(crate::now_ms())
-            .bind(id.0)
-            .execute(tx.conn())
-            .await?;
+        // The token and every token made with it, and with those, …
+        sqlx::query(
+            "WITH RECURSIVE made(id) AS (SELECT id FROM api_tokens WHERE id = $2 \
+             UNION SELECT t.id FROM api_tokens t JOIN made ON t.parent_token_id = made.id) \
+             UPDATE api_tokens SET revoked_at = $1 WHERE id IN (SELECT id FROM made) AND revoked_at IS NULL",
+        )
+        .bind(crate::now_ms())
+        .bind(id.0)
+        .execute(tx.conn())
+        .await?;
         audit::record(
             &mut tx,
             by,
@@ -262,8 +286,7 @@ impl ApiTokens<'_> {
         let stored: String = row.try_get("secret_sha256")?;
         let now = crate::now_ms();
         if !constant_time_eq(sha256_hex(secret).as_bytes(), stored.as_bytes())
-            || token.revoked_at.is_some()
-            || token.expires_at.is_some_and(|e| e <= now)
+            || !self.usable(&token, now).await?
         {
             return Ok(None);
         }
@@ -288,6 +311,44 @@ impl ApiTokens<'_> {
             },
             read_only: token.read_only,
         }))
+    }
+}
+
+impl ApiTokens<'_> {
+    /// Whether a token found earlier still works: not revoked, not expired,
+    /// and its reseller and customer neither suspended nor closed.
+    pub async fn still_usable(&self, id: TokenId) -> Result<bool> {
+        let Some(row) = sqlx::query(&format!("SELECT {COLUMNS} FROM api_tokens WHERE id = $1"))
+            .bind(id.0)
+            .fetch_optional(self.0.pool())
+            .await?
+        else {
+            return Ok(false);
+        };
+        self.usable(&from_row(&row)?, crate::now_ms()).await
+    }
+
+    async fn usable(&self, token: &ApiToken, now: Millis) -> Result<bool> {
+        if token.revoked_at.is_some() || token.expires_at.is_some_and(|e| e <= now) {
+            return Ok(false);
+        }
+        if token.level == TokenLevel::Operator {
+            return Ok(true);
+        }
+        let row = sqlx::query(
+            "SELECT (SELECT status FROM resellers WHERE id = $1) AS reseller_status, \
+             (SELECT status FROM customers WHERE id = $2) AS customer_status",
+        )
+        .bind(token.reseller_id.map(|r| r.0))
+        .bind(token.customer_id.map(|c| c.0))
+        .fetch_one(self.0.pool())
+        .await?;
+        let active = |col: &str| -> Result<bool, sqlx::Error> {
+            Ok(row
+                .try_get::<Option<String>, _>(col)?
+                .is_none_or(|s| s == "active"))
+        };
+        Ok(active("reseller_status")? && active("customer_status")?)
     }
 }
 

@@ -43,8 +43,10 @@ fn credential(by: &Principal) -> String {
 }
 
 impl Idempotency<'_> {
-    /// Claims `key` for the request whose SHA-256 (hex) is `request_sha256`.
-    pub async fn claim(&self, by: &Principal, key: &str, request_sha256: &str) -> Result<Claim> {
+    /// Claims `key` for `request` (its method, target and body). Only a keyed
+    /// hash of the request is kept: bodies can hold passwords.
+    pub async fn claim(&self, by: &Principal, key: &str, request: &[u8]) -> Result<Claim> {
+        let request_sha256 = self.0.secrets().keyed_hash(request);
         if key.is_empty() || key.len() > 255 || key.bytes().any(|b| !(0x21..0x7f).contains(&b)) {
             return Err(StoreError::invalid(
                 "Idempotency-Key",
@@ -63,7 +65,7 @@ impl Idempotency<'_> {
         )
         .bind(&cred)
         .bind(key)
-        .bind(request_sha256)
+        .bind(&request_sha256)
         .bind(now)
         .execute(self.0.pool())
         .await?
@@ -152,14 +154,11 @@ mod tests {
     async fn replays_and_refuses_reuse(db: TestDb) {
         let keys = db.store.idempotency();
         let (a, b) = (token(1), token(2));
-        let hash = "a".repeat(64);
-        assert_eq!(keys.claim(&a, "k1", &hash).await.unwrap(), Claim::Fresh);
-        assert_eq!(
-            keys.claim(&a, "k1", &hash).await.unwrap(),
-            Claim::InProgress
-        );
+        let hash = b"POST /x\n{}".as_slice();
+        assert_eq!(keys.claim(&a, "k1", hash).await.unwrap(), Claim::Fresh);
+        assert_eq!(keys.claim(&a, "k1", hash).await.unwrap(), Claim::InProgress);
         // Another credential's key space is its own.
-        assert_eq!(keys.claim(&b, "k1", &hash).await.unwrap(), Claim::Fresh);
+        assert_eq!(keys.claim(&b, "k1", hash).await.unwrap(), Claim::Fresh);
         let answer = StoredResponse {
             status: 201,
             headers: r#"{"location":"/x/1"}"#.to_owned(),
@@ -173,22 +172,24 @@ mod tests {
             "kept answers are encrypted"
         );
         assert_eq!(
-            keys.claim(&a, "k1", &hash).await.unwrap(),
+            keys.claim(&a, "k1", hash).await.unwrap(),
             Claim::Replay(answer)
         );
         assert_eq!(
-            keys.claim(&a, "k1", &"b".repeat(64)).await.unwrap(),
+            keys.claim(&a, "k1", b"POST /x\n{\"other\":1}")
+                .await
+                .unwrap(),
             Claim::Mismatch
         );
         // A released key runs again.
         keys.release(&b, "k1").await.unwrap();
-        assert_eq!(keys.claim(&b, "k1", &hash).await.unwrap(), Claim::Fresh);
+        assert_eq!(keys.claim(&b, "k1", hash).await.unwrap(), Claim::Fresh);
         assert!(matches!(
-            keys.claim(&a, "bad key", &hash).await,
+            keys.claim(&a, "bad key", hash).await,
             Err(StoreError::Invalid(_))
         ));
         assert!(matches!(
-            keys.claim(&a, &"k".repeat(256), &hash).await,
+            keys.claim(&a, &"k".repeat(256), hash).await,
             Err(StoreError::Invalid(_))
         ));
     }

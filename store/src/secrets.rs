@@ -24,6 +24,8 @@ const FORMAT: &str = "v1:";
 #[derive(Clone)]
 pub struct SecretBox {
     cipher: XChaCha20Poly1305,
+    /// For keyed hashes, derived from the key so that it is never the key itself.
+    mac_key: [u8; 32],
 }
 
 impl std::fmt::Debug for SecretBox {
@@ -34,9 +36,20 @@ impl std::fmt::Debug for SecretBox {
 
 impl SecretBox {
     pub fn new(key: &[u8; KEY_LEN]) -> Self {
+        let mut derive = Sha256::new();
+        derive.update(b"pbx keyed hash v1\0");
+        derive.update(key);
         SecretBox {
             cipher: XChaCha20Poly1305::new(key.into()),
+            mac_key: derive.finalize().into(),
         }
+    }
+
+    /// HMAC-SHA256 of `data` under a key derived from the secret key, in hex:
+    /// a fingerprint that, unlike a plain hash, cannot be used to test guesses
+    /// of what was hashed without the key.
+    pub fn keyed_hash(&self, data: &[u8]) -> String {
+        hmac_sha256_hex(&self.mac_key, data)
     }
 
     /// Parses a key written as base64 (what `generate_key` writes).
@@ -105,6 +118,18 @@ impl DigestHa1 {
 }
 
 /// Lower-case hex of bytes.
+/// HMAC-SHA256 of `data` under `key`, in lower-case hex.
+pub fn hmac_sha256_hex(key: &[u8], data: &[u8]) -> String {
+    use hmac::Mac;
+    // HMAC takes keys of any length, so this cannot fail.
+    let mut mac = match <hmac::Hmac<Sha256> as hmac::Mac>::new_from_slice(key) {
+        Ok(mac) => mac,
+        Err(_) => unreachable!("HMAC accepts keys of any length"),
+    };
+    mac.update(data);
+    hex(&mac.finalize().into_bytes())
+}
+
 pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);

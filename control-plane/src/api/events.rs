@@ -33,9 +33,12 @@ use crate::AppState;
 
 /// WebSocket close code for a client that fell behind.
 pub const SLOW_CLIENT: u16 = 4001;
+/// WebSocket close code when the token stops being valid.
+pub const CREDENTIAL_ENDED: u16 = 4003;
 /// How long one message may take to leave before the client counts as slow.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
-const PING_EVERY: Duration = Duration::from_secs(30);
+/// How often a connection is pinged and its token checked again.
+const HEARTBEAT: Duration = Duration::from_secs(30);
 /// Calls held in the active-calls view before stale ones are pruned.
 const MAX_ACTIVE_CALLS: usize = 100_000;
 /// Calls older than this (a week, the longest allowed call) are stale.
@@ -48,6 +51,8 @@ const BATCH: usize = 256;
 pub struct Tenant {
     pub reseller: Option<ResellerId>,
     pub customer: Option<CustomerId>,
+    /// For every subscriber (news about the stream itself, such as lost events).
+    pub everyone: bool,
 }
 
 impl Tenant {
@@ -55,11 +60,22 @@ impl Tenant {
         Tenant {
             reseller: Some(reseller),
             customer: Some(customer),
+            everyone: false,
+        }
+    }
+
+    pub fn everyone() -> Tenant {
+        Tenant {
+            everyone: true,
+            ..Tenant::default()
         }
     }
 
     /// Whether a caller of `scope` may see it.
     fn visible_to(&self, scope: &Scope) -> bool {
+        if self.everyone {
+            return true;
+        }
         match scope {
             Scope::Operator => true,
             Scope::Reseller { reseller } => self.reseller == Some(*reseller),
@@ -110,6 +126,7 @@ pub struct EventHub {
     latest: watch::Sender<u64>,
     capacity: usize,
     retention_ms: i64,
+    heartbeat: Duration,
 }
 
 /// What a client asked for is older than the buffer holds.
@@ -130,7 +147,15 @@ impl EventHub {
             latest: watch::channel(0).0,
             capacity: capacity.max(1),
             retention_ms: i64::try_from(retention.as_millis()).unwrap_or(i64::MAX),
+            heartbeat: HEARTBEAT,
         }
+    }
+
+    /// Pings connections (and checks their tokens again) every `heartbeat`
+    /// instead of every 30 s.
+    pub fn with_heartbeat(mut self, heartbeat: Duration) -> EventHub {
+        self.heartbeat = heartbeat.max(Duration::from_millis(10));
+        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -252,11 +277,11 @@ pub async fn follow_changes(store: pbx_store::Store, hub: Arc<EventHub>) {
             }
             Change::Reseller { reseller } => Tenant {
                 reseller: Some(*reseller),
-                customer: None,
+                ..Tenant::default()
             },
-            Change::Numbers | Change::Trunks | Change::PricePlans | Change::Resync => {
-                Tenant::default()
-            }
+            // Anything may have changed: every client should reload.
+            Change::Resync => Tenant::everyone(),
+            Change::Numbers | Change::Trunks | Change::PricePlans => Tenant::default(),
         };
         let data = serde_json::to_value(&change).unwrap_or_default();
         hub.publish(tenant, "config_changed", pbx_store::now_ms(), data);
@@ -331,14 +356,21 @@ async fn events(
         ));
     };
     let hub = s.api.events.clone();
+    let store = s.store.clone();
     // Clients have nothing to send but control frames: small limits.
     Ok(ws
         .max_message_size(4096)
         .max_frame_size(4096)
-        .on_upgrade(move |socket| stream(socket, hub, by, since)))
+        .on_upgrade(move |socket| stream(socket, hub, store, by, since)))
 }
 
-async fn stream(mut socket: WebSocket, hub: Arc<EventHub>, by: Principal, since: Option<u64>) {
+async fn stream(
+    mut socket: WebSocket,
+    hub: Arc<EventHub>,
+    store: pbx_store::Store,
+    by: Principal,
+    since: Option<u64>,
+) {
     let mut latest = hub.latest.subscribe();
     let mut cursor = since.unwrap_or_else(|| hub.latest());
     let hello = serde_json::json!({ "type": "hello", "seq": hub.latest() }).to_string();
@@ -348,7 +380,7 @@ async fn stream(mut socket: WebSocket, hub: Arc<EventHub>, by: Principal, since:
     {
         return;
     }
-    let mut ping = tokio::time::interval(PING_EVERY);
+    let mut ping = tokio::time::interval(hub.heartbeat);
     ping.tick().await;
     loop {
         loop {
@@ -401,6 +433,13 @@ async fn stream(mut socket: WebSocket, hub: Arc<EventHub>, by: Principal, since:
                 }
             }
             _ = ping.tick() => {
+                // A token revoked or expired, or a tenant suspended, ends the stream too.
+                if let pbx_store::Actor::Token { id, .. } = &by.actor {
+                    if matches!(store.api_tokens().still_usable(*id).await, Ok(false)) {
+                        close(socket, CREDENTIAL_ENDED, "the token is no longer valid").await;
+                        return;
+                    }
+                }
                 if send(&mut socket, Message::Ping(Vec::new().into())).await.is_err() {
                     return;
                 }
@@ -448,6 +487,7 @@ mod tests {
         let hub = EventHub::new(4, Duration::from_secs(600));
         let x = Tenant::customer(ResellerId(1), CustomerId(10));
         let y = Tenant::customer(ResellerId(2), CustomerId(20));
+        assert!(Tenant::everyone().visible_to(&reseller(7)));
         for (tenant, n) in [(x, 1), (y, 2), (x, 3)] {
             hub.publish(tenant, "test", 0, serde_json::json!({ "n": n }));
         }

@@ -9,7 +9,6 @@ use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use pbx_store::idempotency::{Claim, StoredResponse};
-use sha2::{Digest, Sha256};
 
 use super::auth::Caller;
 use super::input::MAX_BODY;
@@ -46,15 +45,10 @@ pub async fn idempotent(State(state): State<AppState>, req: Request, next: Next)
         )
         .into_response();
     };
-    let mut hash = Sha256::new();
-    hash.update(parts.method.as_str());
-    hash.update(b" ");
-    hash.update(parts.uri.to_string());
-    hash.update(b"\n");
-    hash.update(&bytes);
-    let request_sha256 = pbx_store::secrets::hex(&hash.finalize());
+    let mut request = format!("{} {}\n", parts.method, parts.uri).into_bytes();
+    request.extend_from_slice(&bytes);
     let keys = state.store.idempotency();
-    match keys.claim(&principal, &key, &request_sha256).await {
+    match keys.claim(&principal, &key, &request).await {
         Err(e) => return Problem::from(e).into_response(),
         Ok(Claim::Mismatch) => {
             return Problem::new(

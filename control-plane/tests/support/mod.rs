@@ -127,7 +127,10 @@ impl Api {
                 token(&db, TokenLevel::Customer, None, Some(a), true).await,
             ),
         ];
-        let hub = Arc::new(EventHub::new(1000, Duration::from_secs(600)));
+        let hub = Arc::new(
+            EventHub::new(1000, Duration::from_secs(600))
+                .with_heartbeat(Duration::from_millis(200)),
+        );
         let state = AppState {
             store: db.store.clone(),
             metrics: Arc::new(metrics::Registry::default()),
