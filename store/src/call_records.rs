@@ -21,6 +21,7 @@ use crate::principal::Level;
 use crate::rating::{self, RateRule};
 use crate::rows::{enum_col, flag, flag_value, placeholders, text_enum};
 use crate::usage::{Share, Usage};
+use crate::webhooks::{self, WebhookEvent};
 use crate::{
     CustomerId, DeviceId, ExtensionId, Millis, PlanId, Principal, ResellerId, Result, Scope, Store,
     StoreError, TrunkId,
@@ -446,6 +447,36 @@ impl CallRecords<'_> {
             }
             for row in q.fetch_all(tx.conn()).await? {
                 inserted.insert(row.try_get::<String, _>("record_uid")?);
+            }
+        }
+        // Webhooks hear of each call once, in the transaction that stores it.
+        let mut resellers: Vec<i64> = rows
+            .iter()
+            .filter(|(r, _)| inserted.contains(&r.record_uid))
+            .map(|(r, _)| r.reseller_id.0)
+            .collect();
+        resellers.sort_unstable();
+        resellers.dedup();
+        if webhooks::anyone_listens(tx.conn(), WebhookEvent::CallEnded, &resellers).await? {
+            for (r, (_, retail, currency)) in &rows {
+                if inserted.contains(&r.record_uid) {
+                    let payload = serde_json::json!({
+                        "type": WebhookEvent::CallEnded,
+                        "record": r,
+                        "billable_ms": r.billable_ms(),
+                        "currency": currency,
+                        "retail": retail,
+                    });
+                    webhooks::enqueue(
+                        tx.conn(),
+                        WebhookEvent::CallEnded,
+                        r.reseller_id,
+                        Some(r.customer_id),
+                        &r.record_uid,
+                        &payload,
+                    )
+                    .await?;
+                }
             }
         }
         // Only records new to the database add to the usage.

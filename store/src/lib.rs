@@ -16,6 +16,8 @@
 //! Billing: `price_plans` (wholesale and retail rate tables), `rating` (the
 //! pricing rules, pure functions), `call_records` (idempotent, rated batches),
 //! `statements` (per customer and per reseller, with CSV and JSON export).
+//! API support: `idempotency` (Idempotency-Key answers), `webhooks`
+//! (endpoints and their delivery queue and log).
 
 #![forbid(unsafe_code)]
 
@@ -47,6 +49,7 @@ pub mod testing;
 mod time;
 mod usage;
 mod validate;
+pub mod webhooks;
 
 pub use db::{Engine, Store, StoreConfig};
 pub use error::{FieldError, StoreError};
