@@ -1,7 +1,8 @@
 //! The control plane: everything spoken over HTTP. Operations endpoints
-//! (`/healthz`, `/metrics`) and the REST API with its live event stream
-//! (`/api/v1`, see [`api`]); the branded console and provisioning are added
-//! as routers beside them.
+//! (`/healthz`, `/metrics`), the REST API with its live event stream
+//! (`/api/v1`, see [`api`]), and outgoing webhook deliveries
+//! ([`webhooks`]); the branded console and provisioning are added as routers
+//! beside them.
 //!
 //! Handlers are thin: they turn HTTP into calls on `pbx-store` (which decides
 //! tenant scope) and results back into HTTP.
@@ -11,6 +12,7 @@
 pub mod api;
 pub mod health;
 pub mod metrics;
+pub mod webhooks;
 
 use std::future::Future;
 use std::sync::Arc;

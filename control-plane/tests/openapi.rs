@@ -114,6 +114,19 @@ async fn every_documented_route_answers_as_documented(db: TestDb) {
         .await
         .unwrap();
     let login = api.db.store.logins().list(&sys).await.unwrap()[0].id;
+    let (webhook, _) = api
+        .db
+        .store
+        .webhooks()
+        .create(
+            &t.reseller_x_admin,
+            &serde_json::from_value(
+                json!({"url": "https://crm.x.test/hook", "events": ["call_ended"]}),
+            )
+            .unwrap(),
+        )
+        .await
+        .unwrap();
     let token = api.db.store.api_tokens().list(&sys).await.unwrap()[0].id;
 
     let served = api.get(Who::Anonymous, "/api/v1/openapi.json").await;
@@ -142,6 +155,7 @@ async fn every_documented_route_answers_as_documented(db: TestDb) {
             "price-plans" => plan.id.0,
             "logins" => login.0,
             "tokens" => token.0,
+            "webhooks" => webhook.id,
             other => panic!("no id known for /{other}"),
         }
     };

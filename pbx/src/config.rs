@@ -40,6 +40,9 @@ pub struct Config {
     pub api_rate_limit: u32,
     pub api_rate_burst: u32,
     pub api_event_retention: std::time::Duration,
+    pub webhook_allow_private_targets: bool,
+    /// Extra root certificates for webhook endpoints (PEM), read at start.
+    pub webhook_extra_roots: Vec<u8>,
     pub log: String,
     pub log_format: LogFormat,
 }
@@ -260,6 +263,16 @@ impl Config {
                 "must be between 10 seconds and a day",
             ));
         }
+        let webhook_extra_roots = match &settings.webhook_ca_file {
+            Some(path) => std::fs::read(path).map_err(|e| {
+                invalid(
+                    "webhook_ca_file",
+                    &path.display().to_string(),
+                    &format!("cannot be read ({e})"),
+                )
+            })?,
+            None => Vec::new(),
+        };
         let log = settings.log.unwrap_or_else(|| "info".to_owned());
         tracing_subscriber::EnvFilter::try_new(&log)
             .map_err(|e| invalid("log", &log, &format!("is not a log filter ({e})")))?;
@@ -296,6 +309,8 @@ impl Config {
             api_rate_limit,
             api_rate_burst,
             api_event_retention: std::time::Duration::from_secs(api_event_retention),
+            webhook_allow_private_targets: settings.webhook_allow_private_targets.unwrap_or(false),
+            webhook_extra_roots,
             log,
             log_format,
         })

@@ -11,6 +11,7 @@ use anyhow::{bail, Context, Result};
 use pbx_control_plane::api::auth::RateLimit;
 use pbx_control_plane::api::events::{follow_changes, EventHub};
 use pbx_control_plane::api::ApiState;
+use pbx_control_plane::webhooks::{Deliverer, WebhookConfig};
 use pbx_control_plane::{metrics::Registry, AppState};
 use pbx_sip_proxy::{SipConfig, SipProxy};
 use pbx_store::{Engine, Store, StoreConfig};
@@ -128,6 +129,16 @@ pub async fn run(config: Config, mode: Mode) -> Result<()> {
         let hub = Arc::new(EventHub::new(EVENTS_HELD, config.api_event_retention));
         // Helpers that end with the process: nothing waits for them at shutdown.
         tokio::spawn(follow_changes(store.clone(), hub.clone()));
+        let deliverer = Deliverer::new(
+            store.clone(),
+            WebhookConfig {
+                allow_private_targets: config.webhook_allow_private_targets,
+                extra_roots_pem: config.webhook_extra_roots.clone(),
+                ..WebhookConfig::default()
+            },
+        )
+        .map_err(|e| anyhow::anyhow!("{e} (webhook_ca_file)"))?;
+        tokio::spawn(deliverer.run(stop_rx.clone()));
         if let Some(sip) = &sip {
             tokio::spawn(crate::live::relay(sip.events().subscribe(), hub.clone()));
         }

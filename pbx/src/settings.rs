@@ -282,6 +282,19 @@ pub struct Settings {
     )]
     pub api_event_retention: Option<u64>,
 
+    /// Let webhooks call private, loopback and link-local addresses (off: only public ones) [default: false]
+    #[arg(
+        long,
+        env = "PBX_WEBHOOK_ALLOW_PRIVATE_TARGETS",
+        global = true,
+        value_name = "BOOL"
+    )]
+    pub webhook_allow_private_targets: Option<bool>,
+
+    /// PEM file of extra root certificates webhook endpoints may use (beside the public web's)
+    #[arg(long, env = "PBX_WEBHOOK_CA_FILE", global = true, value_name = "FILE")]
+    pub webhook_ca_file: Option<PathBuf>,
+
     /// Log filter: a level (error, warn, info, debug, trace) or per-module directives [default: info]
     #[arg(long, env = "PBX_LOG", global = true, value_name = "FILTER")]
     pub log: Option<String>,
@@ -320,6 +333,10 @@ impl Settings {
             api_rate_limit: self.api_rate_limit.or(lower.api_rate_limit),
             api_rate_burst: self.api_rate_burst.or(lower.api_rate_burst),
             api_event_retention: self.api_event_retention.or(lower.api_event_retention),
+            webhook_allow_private_targets: self
+                .webhook_allow_private_targets
+                .or(lower.webhook_allow_private_targets),
+            webhook_ca_file: self.webhook_ca_file.or(lower.webhook_ca_file),
             log: self.log.or(lower.log),
             log_format: self.log_format.or(lower.log_format),
         }

@@ -23,6 +23,7 @@ pub mod page;
 pub mod phones;
 pub mod problem;
 pub mod tenants;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -65,7 +66,7 @@ impl ApiState {
     tags(
         (name = "resellers"), (name = "customers"), (name = "extensions"), (name = "devices"),
         (name = "numbers"), (name = "price-plans"), (name = "logins"), (name = "tokens"),
-        (name = "live"), (name = "call-records"), (name = "statements"),
+        (name = "live"), (name = "call-records"), (name = "statements"), (name = "webhooks"),
     )
 )]
 struct ApiDoc;
@@ -156,6 +157,7 @@ fn documented() -> OpenApiRouter<AppState> {
         .merge(billing::routes())
         .merge(access::routes())
         .merge(events::routes())
+        .merge(webhooks::routes())
 }
 
 /// No such route (as opposed to no such object, which is `not-found`).
