@@ -121,6 +121,19 @@ async fn authorisation_matrix(db: TestDb) {
     let mut settings = serde_json::to_value(&customer).unwrap();
     settings["retail_plan_id"] = json!(plan.id);
     let reseller = serde_json::to_value(&t.reseller_x).unwrap();
+    let (reseller_hook, _) = api
+        .db
+        .store
+        .webhooks()
+        .create(
+            &sys,
+            &serde_json::from_value(
+                json!({"url": "https://crm.x.test/", "events": ["call_ended"], "reseller_id": x}),
+            )
+            .unwrap(),
+        )
+        .await
+        .unwrap();
 
     use Method as M;
     // Operator-only changes answer 403 to everyone else, whatever the id:
@@ -258,6 +271,87 @@ async fn authorisation_matrix(db: TestDb) {
             ),
             [200, 200, 404, 403, 404],
         ),
+        // Creates ("{who}" keeps each caller's object apart).
+        row(
+            M::POST,
+            "/api/v1/resellers".into(),
+            Some({
+                let mut r =
+                    serde_json::to_value(pbx_store::testing::reseller_settings("Reseller Z"))
+                        .unwrap();
+                r["name"] = json!("Reseller Z{who}");
+                r["sip_domain_suffix"] = json!("voice.z{who}.test");
+                r["console_hosts"] = json!(["console.z{who}.test"]);
+                r
+            }),
+            [201, 403, 403, 403, 403],
+        ),
+        row(
+            M::POST,
+            "/api/v1/customers".into(),
+            Some(json!({"name": "New {who}", "reseller_id": x})),
+            [201, 201, 404, 403, 403],
+        ),
+        row(
+            M::POST,
+            "/api/v1/numbers".into(),
+            Some(json!({"e164": "+4930999{who}00", "reseller_id": x})),
+            [201, 403, 403, 403, 403],
+        ),
+        row(
+            M::POST,
+            "/api/v1/price-plans".into(),
+            Some(json!({"name": "Plan {who}", "currency": "EUR",
+            "extension_month_micros": 0, "number_month_micros": 0, "internal_calls_free": true})),
+            [201, 201, 201, 403, 403],
+        ),
+        row(
+            M::POST,
+            "/api/v1/logins".into(),
+            Some(json!({"email": "user{who}@acme.test",
+            "password": "a long enough password", "role": "customer_user", "customer_id": a, "extension_id": ext})),
+            [201, 201, 404, 201, 404],
+        ),
+        row(
+            M::POST,
+            "/api/v1/tokens".into(),
+            Some(json!({"name": "t{who}", "level": "customer", "customer_id": a})),
+            [201, 201, 404, 201, 404],
+        ),
+        row(
+            M::POST,
+            "/api/v1/webhooks".into(),
+            Some(
+                json!({"url": "https://h{who}.test/", "events": ["call_ended"],
+            "customer_id": a}),
+            ),
+            [201, 201, 404, 201, 404],
+        ),
+        row(
+            M::GET,
+            format!("/api/v1/webhooks/{}", reseller_hook.id),
+            None,
+            [200, 200, 404, 404, 404],
+        ),
+        row(
+            M::GET,
+            format!("/api/v1/webhooks/{}/deliveries", reseller_hook.id),
+            None,
+            [200, 200, 404, 404, 404],
+        ),
+        // Scope-filtered read views: everyone gets an answer of their own.
+        row(
+            M::GET,
+            "/api/v1/calls/active".into(),
+            None,
+            [200, 200, 200, 200, 200],
+        ),
+        row(
+            M::GET,
+            format!("/api/v1/call-records?customer_id={a}"),
+            None,
+            [200, 200, 200, 200, 200],
+        ),
     ];
     run_matrix(&api, rows).await;
 
@@ -312,6 +406,81 @@ async fn authorisation_matrix(db: TestDb) {
             "{who:?}"
         );
     }
+    // Per caller, on objects of their own: assigning and releasing numbers,
+    // deleting webhooks and resellers.
+    for who in MATRIX {
+        let n = who as u8;
+        let numbers = api.db.store.numbers();
+        let free = numbers
+            .create(&sys, &format!("+4940555{n}01"), Some(x))
+            .await
+            .unwrap();
+        let held = numbers
+            .create(&sys, &format!("+4940555{n}02"), Some(x))
+            .await
+            .unwrap();
+        numbers.assign(&sys, held.id, a).await.unwrap();
+        let assign = api
+            .put(
+                who,
+                &format!("/api/v1/numbers/{}/customer", free.id),
+                &json!({"customer_id": a}),
+            )
+            .await;
+        let release = api
+            .delete(who, &format!("/api/v1/numbers/{}/customer", held.id))
+            .await;
+        let (hook, _) = api
+            .db
+            .store
+            .webhooks()
+            .create(&sys, &serde_json::from_value(json!({"url": format!("https://d{n}.test/"), "events": ["call_ended"], "customer_id": a})).unwrap())
+            .await
+            .unwrap();
+        let drop_hook = api
+            .delete(who, &format!("/api/v1/webhooks/{}", hook.id))
+            .await;
+        let spare = api
+            .db
+            .store
+            .resellers()
+            .create(
+                &sys,
+                &pbx_store::testing::reseller_settings(&format!("Spare {n}")),
+            )
+            .await
+            .unwrap();
+        let drop_reseller = api
+            .delete(who, &format!("/api/v1/resellers/{}", spare.id))
+            .await;
+        let expected = match who {
+            Who::Operator | Who::ResellerX => [200, 200, 204],
+            // Number assignment is a reseller's: a uniform 403 below, whatever the id.
+            Who::CustomerA => [403, 403, 204],
+            Who::CustomerB => [403, 403, 404],
+            _ => [404, 404, 404],
+        };
+        assert_eq!(
+            [
+                assign.status.as_u16(),
+                release.status.as_u16(),
+                drop_hook.status.as_u16()
+            ],
+            expected,
+            "{who:?}: {} {} {}",
+            assign.text(),
+            release.text(),
+            drop_hook.text()
+        );
+        let reseller_expected = if who == Who::Operator { 204 } else { 403 };
+        assert_eq!(
+            drop_reseller.status.as_u16(),
+            reseller_expected,
+            "{who:?}: {}",
+            drop_reseller.text()
+        );
+    }
+
     // Another tenant's token cannot be revoked; one's own can.
     assert_eq!(
         api.delete(Who::CustomerB, &format!("/api/v1/tokens/{}", token_a.id))
