@@ -898,6 +898,159 @@ async fn token_lifetimes_follow_their_maker_and_tenant(db: TestDb) {
     );
 }
 
+async fn console_sessions_sign_in_with_csrf_and_throttling(db: TestDb) {
+    let api = Api::new(db).await;
+    let a = api.t.customer_a.id;
+    let sign_in = |email: &str, password: &str| json!({"email": email, "password": password});
+    let wrong = api
+        .send(
+            Who::Anonymous,
+            Method::POST,
+            "/api/v1/session",
+            Some(&sign_in("admin@acme.test", "wrong password!")),
+            &[],
+        )
+        .await;
+    assert_eq!(wrong.status, 401);
+    let unknown = api
+        .send(
+            Who::Anonymous,
+            Method::POST,
+            "/api/v1/session",
+            Some(&sign_in("nobody@acme.test", "wrong password!")),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        unknown.json()["type"],
+        wrong.json()["type"],
+        "no e-mail oracle"
+    );
+    let ok = api
+        .send(
+            Who::Anonymous,
+            Method::POST,
+            "/api/v1/session",
+            Some(&sign_in("Admin@Acme.test", "a long enough password")),
+            &[],
+        )
+        .await;
+    assert_eq!(ok.status, 201, "{}", ok.text());
+    let cookie = ok.header("set-cookie").unwrap().to_owned();
+    for flag in [
+        "__Host-session=",
+        "HttpOnly",
+        "Secure",
+        "SameSite=Strict",
+        "Path=/",
+    ] {
+        assert!(cookie.contains(flag), "{cookie}");
+    }
+    let session = cookie.split(';').next().unwrap().to_owned();
+    let csrf = ok.json()["csrf_token"].as_str().unwrap().to_owned();
+    let with_cookie = [("cookie", session.as_str())];
+    // The session sees what its login may see, and nothing else.
+    let mine = api
+        .send(
+            Who::Anonymous,
+            Method::GET,
+            "/api/v1/customers",
+            None,
+            &with_cookie,
+        )
+        .await;
+    assert_eq!(mine.status, 200);
+    assert_eq!(mine.json()["items"].as_array().unwrap().len(), 1);
+    let other = format!("/api/v1/customers/{}", api.t.customer_b.id);
+    assert_eq!(
+        api.send(Who::Anonymous, Method::GET, &other, None, &with_cookie)
+            .await
+            .status,
+        404
+    );
+    let me = api
+        .send(
+            Who::Anonymous,
+            Method::GET,
+            "/api/v1/session",
+            None,
+            &with_cookie,
+        )
+        .await;
+    assert_eq!(me.json()["login"]["email"], "admin@acme.test");
+    // Changes need the CSRF token.
+    let uri = format!("/api/v1/customers/{a}/extensions");
+    let body = json!({"number": "270", "display_name": "Via console"});
+    let forged = api
+        .send(
+            Who::Anonymous,
+            Method::POST,
+            &uri,
+            Some(&body),
+            &with_cookie,
+        )
+        .await;
+    assert_eq!(forged.status, 403);
+    let bad_token = [("cookie", session.as_str()), ("x-csrf-token", "guess")];
+    assert_eq!(
+        api.send(Who::Anonymous, Method::POST, &uri, Some(&body), &bad_token)
+            .await
+            .status,
+        403
+    );
+    let with_csrf = [
+        ("cookie", session.as_str()),
+        ("x-csrf-token", csrf.as_str()),
+    ];
+    assert_eq!(
+        api.send(Who::Anonymous, Method::POST, &uri, Some(&body), &with_csrf)
+            .await
+            .status,
+        201
+    );
+    // Signing out ends the session.
+    let out = api
+        .send(
+            Who::Anonymous,
+            Method::DELETE,
+            "/api/v1/session",
+            None,
+            &with_csrf,
+        )
+        .await;
+    assert_eq!(out.status, 204);
+    assert!(out.header("set-cookie").unwrap().contains("Max-Age=0"));
+    assert_eq!(
+        api.send(
+            Who::Anonymous,
+            Method::GET,
+            "/api/v1/customers",
+            None,
+            &with_cookie
+        )
+        .await
+        .status,
+        401
+    );
+    // Guessing is slowed down: ten tries, then 429 with Retry-After.
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        statuses.push(
+            api.send(
+                Who::Anonymous,
+                Method::POST,
+                "/api/v1/session",
+                Some(&sign_in("user@acme.test", "guess guess")),
+                &[],
+            )
+            .await,
+        );
+    }
+    assert!(statuses[..10].iter().all(|r| r.status == 401));
+    assert_eq!(statuses[11].status, 429);
+    assert!(statuses[11].header("retry-after").is_some());
+}
+
 async fn etags_stop_lost_updates(db: TestDb) {
     let api = Api::new(db).await;
     let uri = format!("/api/v1/extensions/{}", api.t.extension_a.id);
@@ -1202,6 +1355,7 @@ pbx_store::both_engines!(
     validation_errors_name_the_field,
     authentication_and_read_only,
     token_lifetimes_follow_their_maker_and_tenant,
+    console_sessions_sign_in_with_csrf_and_throttling,
     etags_stop_lost_updates,
     idempotency_keys_make_creates_safe,
     cursors_walk_lists_and_records,

@@ -57,3 +57,16 @@ CREATE TABLE webhook_deliveries (
     UNIQUE (webhook_id, event_type, event_key)
 );
 CREATE INDEX webhook_deliveries_due ON webhook_deliveries (state, next_attempt_at);
+
+-- Console sessions: only a SHA-256 of the session id is kept. A session ends
+-- when idle for too long, at its absolute expiry, or at logout.
+CREATE TABLE sessions (
+    id_sha256     TEXT    PRIMARY KEY CHECK (length(id_sha256) = 64),
+    login_id      BIGINT  NOT NULL REFERENCES logins (id) ON DELETE CASCADE,
+    csrf_token    TEXT    NOT NULL,
+    created_at    BIGINT  NOT NULL,
+    last_seen_at  BIGINT  NOT NULL,
+    expires_at    BIGINT  NOT NULL
+);
+CREATE INDEX sessions_login ON sessions (login_id);
+CREATE INDEX sessions_expiry ON sessions (expires_at);

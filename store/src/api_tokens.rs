@@ -332,15 +332,24 @@ impl ApiTokens<'_> {
         if token.revoked_at.is_some() || token.expires_at.is_some_and(|e| e <= now) {
             return Ok(false);
         }
-        if token.level == TokenLevel::Operator {
+        match token.scope() {
+            Some(scope) => self.tenant_active(&scope).await,
+            None => Ok(false),
+        }
+    }
+
+    /// Whether the reseller and customer of `scope` are neither suspended
+    /// nor closed (credentials of such tenants stop working).
+    pub async fn tenant_active(&self, scope: &Scope) -> Result<bool> {
+        if *scope == Scope::Operator {
             return Ok(true);
         }
         let row = sqlx::query(
             "SELECT (SELECT status FROM resellers WHERE id = $1) AS reseller_status, \
              (SELECT status FROM customers WHERE id = $2) AS customer_status",
         )
-        .bind(token.reseller_id.map(|r| r.0))
-        .bind(token.customer_id.map(|c| c.0))
+        .bind(scope.reseller_param())
+        .bind(scope.customer_param())
         .fetch_one(self.0.pool())
         .await?;
         let active = |col: &str| -> Result<bool, sqlx::Error> {

@@ -17,7 +17,8 @@
 //! pricing rules, pure functions), `call_records` (idempotent, rated batches),
 //! `statements` (per customer and per reseller, with CSV and JSON export).
 //! API support: `idempotency` (Idempotency-Key answers), `webhooks`
-//! (endpoints and their delivery queue and log).
+//! (endpoints and their delivery queue and log), `sessions` (console
+//! sign-ins).
 
 #![forbid(unsafe_code)]
 
@@ -43,6 +44,7 @@ pub mod registrations;
 pub mod resellers;
 mod rows;
 pub mod secrets;
+pub mod sessions;
 pub mod statements;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -1,20 +1,22 @@
-//! Who is calling: the API token in `Authorization: Bearer …` becomes the
-//! [`Principal`] every store call takes, so that authorisation is decided in
-//! one place (the store's scope filters). Each credential's request rate is
-//! limited here too.
+//! Who is calling: the API token in `Authorization: Bearer …`, or a console
+//! session cookie (with its CSRF token on state-changing requests), becomes
+//! the [`Principal`] every store call takes, so that authorisation is decided
+//! in one place (the store's scope filters). Each credential's request rate
+//! is limited here too.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Instant;
 
 use axum::extract::{FromRequestParts, Request, State};
-use axum::http::header;
 use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use pbx_store::Principal;
 
 use super::problem::Problem;
+use super::session;
 use crate::AppState;
 
 /// The authenticated caller of a request.
@@ -33,15 +35,19 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     }
 }
 
-/// Resolves the bearer token, applies the rate limit, and hands the caller on.
+/// Resolves the bearer token or session, applies the rate limit, and hands
+/// the caller on.
 pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let Some(token) = bearer(&req) else {
-        return Problem::unauthorized().into_response();
-    };
-    let principal = match state.store.api_tokens().authenticate(token).await {
+    // The request's body is not Sync: only its head is looked at across awaits.
+    let (method, headers) = (req.method().clone(), req.headers().clone());
+    let principal = match resolve(&state, &method, &headers).await {
         Ok(Some(p)) => p,
+        // Signing in is the one thing done without a credential.
+        Ok(None) if req.method() == Method::POST && req.uri().path() == "/api/v1/session" => {
+            return next.run(req).await
+        }
         Ok(None) => return Problem::unauthorized().into_response(),
-        Err(e) => return Problem::from(e).into_response(),
+        Err(problem) => return problem.into_response(),
     };
     if let Err(retry_after_s) = state.api.rate_limit.admit(&principal.actor.label()) {
         return Problem::too_many_requests(retry_after_s).into_response();
@@ -51,8 +57,41 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
     next.run(req).await
 }
 
-fn bearer(req: &Request) -> Option<&str> {
-    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+async fn resolve(
+    state: &AppState,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Result<Option<Principal>, Problem> {
+    if let Some(token) = bearer(headers) {
+        return Ok(state.store.api_tokens().authenticate(token).await?);
+    }
+    let Some(id) = session::cookie(headers) else {
+        return Ok(None);
+    };
+    let Some(session) = state.store.sessions().resume(id).await? else {
+        return Ok(None);
+    };
+    let safe = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
+    if !safe {
+        let echoed = headers
+            .get(session::CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !constant_time_eq(echoed.as_bytes(), session.csrf_token.as_bytes()) {
+            return Err(Problem::forbidden(
+                "send the session's CSRF token in X-CSRF-Token",
+            ));
+        }
+    }
+    Ok(Some(session.principal))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
@@ -78,8 +117,13 @@ const MAX_BUCKETS: usize = 10_000;
 
 impl RateLimit {
     pub fn new(per_second: u32, burst: u32) -> RateLimit {
+        RateLimit::per_minute(per_second.max(1).saturating_mul(60), burst)
+    }
+
+    /// `per_minute` requests a minute on average: for slow things like sign-ins.
+    pub fn per_minute(per_minute: u32, burst: u32) -> RateLimit {
         RateLimit {
-            per_second: f64::from(per_second.max(1)),
+            per_second: f64::from(per_minute.max(1)) / 60.0,
             burst: f64::from(burst.max(1)),
             buckets: Mutex::new(HashMap::new()),
         }

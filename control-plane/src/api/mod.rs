@@ -22,6 +22,7 @@ pub mod numbers;
 pub mod page;
 pub mod phones;
 pub mod problem;
+pub mod session;
 pub mod tenants;
 pub mod webhooks;
 
@@ -44,12 +45,19 @@ use problem::Problem;
 #[derive(Debug)]
 pub struct ApiState {
     pub rate_limit: RateLimit,
+    /// Sign-in attempts per e-mail address.
+    pub login_limit: RateLimit,
     pub events: Arc<EventHub>,
 }
 
 impl ApiState {
     pub fn new(rate_limit: RateLimit, events: Arc<EventHub>) -> ApiState {
-        ApiState { rate_limit, events }
+        ApiState {
+            rate_limit,
+            // Ten at once, then one every six seconds.
+            login_limit: RateLimit::per_minute(10, 10),
+            events,
+        }
     }
 }
 
@@ -66,7 +74,7 @@ impl ApiState {
     tags(
         (name = "resellers"), (name = "customers"), (name = "extensions"), (name = "devices"),
         (name = "numbers"), (name = "price-plans"), (name = "logins"), (name = "tokens"),
-        (name = "live"), (name = "call-records"), (name = "statements"), (name = "webhooks"),
+        (name = "live"), (name = "call-records"), (name = "statements"), (name = "webhooks"), (name = "session"),
     )
 )]
 struct ApiDoc;
@@ -158,6 +166,7 @@ fn documented() -> OpenApiRouter<AppState> {
         .merge(access::routes())
         .merge(events::routes())
         .merge(webhooks::routes())
+        .merge(session::routes())
 }
 
 /// No such route (as opposed to no such object, which is `not-found`).

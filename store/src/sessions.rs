@@ -1,0 +1,200 @@
+//! Console sessions: a browser's sign-in, carried in a cookie. The session id
+//! is shown to the browser only; the database keeps its SHA-256. Each session
+//! has a CSRF token that state-changing requests must echo.
+//!
+//! A session ends after [`IDLE_MS`] without use, [`ABSOLUTE_MS`] after it
+//! began, at logout, or as soon as its login is disabled or its tenant is
+//! suspended or closed.
+
+use sqlx::Row;
+
+use crate::logins::Login;
+use crate::secrets::{random_token, sha256_hex};
+use crate::{LoginId, Millis, Principal, Result, Store};
+
+pub const IDLE_MS: i64 = 8 * 3600 * 1000;
+pub const ABSOLUTE_MS: i64 = 7 * 24 * 3600 * 1000;
+/// last_seen_at is refreshed at most this often.
+const TOUCH_GRANULARITY_MS: i64 = 60_000;
+
+/// A new session as the browser gets it.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    /// The cookie value.
+    pub id: String,
+    pub csrf_token: String,
+    pub expires_at: Millis,
+}
+
+/// A session found from its cookie.
+#[derive(Debug, Clone)]
+pub struct ActiveSession {
+    pub login: Login,
+    pub principal: Principal,
+    pub csrf_token: String,
+}
+
+pub struct Sessions<'s>(pub(crate) &'s Store);
+
+impl Sessions<'_> {
+    /// Starts a session for a login that has just proved its password.
+    pub async fn start(&self, login: &Login) -> Result<NewSession> {
+        let now = crate::now_ms();
+        let id = random_token(32);
+        let csrf_token = random_token(24);
+        // Housekeeping on the way: expired sessions are of no use to anyone.
+        sqlx::query("DELETE FROM sessions WHERE expires_at <= $1 OR last_seen_at <= $2")
+            .bind(now)
+            .bind(now - IDLE_MS)
+            .execute(self.0.pool())
+            .await?;
+        sqlx::query(
+            "INSERT INTO sessions (id_sha256, login_id, csrf_token, created_at, last_seen_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $4, $5)",
+        )
+        .bind(sha256_hex(&id))
+        .bind(login.id.0)
+        .bind(&csrf_token)
+        .bind(now)
+        .bind(now + ABSOLUTE_MS)
+        .execute(self.0.pool())
+        .await?;
+        Ok(NewSession {
+            id,
+            csrf_token,
+            expires_at: now + ABSOLUTE_MS,
+        })
+    }
+
+    /// The session a cookie names, if it is still valid.
+    pub async fn resume(&self, id: &str) -> Result<Option<ActiveSession>> {
+        if id.is_empty() || id.len() > 100 {
+            return Ok(None);
+        }
+        let now = crate::now_ms();
+        let Some(row) = sqlx::query(
+            "SELECT login_id, csrf_token, last_seen_at, expires_at FROM sessions WHERE id_sha256 = $1",
+        )
+        .bind(sha256_hex(id))
+        .fetch_optional(self.0.pool())
+        .await?
+        else {
+            return Ok(None);
+        };
+        let last_seen: Millis = row.try_get("last_seen_at")?;
+        let expires: Millis = row.try_get("expires_at")?;
+        if expires <= now || last_seen + IDLE_MS <= now {
+            return Ok(None);
+        }
+        let login_id = LoginId(row.try_get("login_id")?);
+        let login = match self.0.logins().get(&Principal::system(), login_id).await {
+            Ok(login) => login,
+            Err(crate::StoreError::NotFound) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let Some(principal) = login.principal() else {
+            return Ok(None);
+        };
+        if login.disabled || !self.0.api_tokens().tenant_active(&principal.scope).await? {
+            return Ok(None);
+        }
+        if now - last_seen >= TOUCH_GRANULARITY_MS {
+            sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE id_sha256 = $2")
+                .bind(now)
+                .bind(sha256_hex(id))
+                .execute(self.0.pool())
+                .await?;
+        }
+        Ok(Some(ActiveSession {
+            login,
+            principal,
+            csrf_token: row.try_get("csrf_token")?,
+        }))
+    }
+
+    /// Ends a session (logout).
+    pub async fn end(&self, id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM sessions WHERE id_sha256 = $1")
+            .bind(sha256_hex(id))
+            .execute(self.0.pool())
+            .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testing::{TestDb, TwoTenants};
+    use crate::Principal;
+
+    async fn sessions_live_until_logout_or_suspension(db: TestDb) {
+        let t = TwoTenants::create(&db.store).await;
+        let sys = Principal::system();
+        let login = db
+            .store
+            .logins()
+            .authenticate("admin@acme.test", "a long enough password")
+            .await
+            .unwrap()
+            .unwrap();
+        let sessions = db.store.sessions();
+        let s = sessions.start(&login).await.unwrap();
+        let active = sessions.resume(&s.id).await.unwrap().unwrap();
+        assert_eq!(active.principal.scope, t.customer_a_admin.scope);
+        assert_eq!(active.csrf_token, s.csrf_token);
+        assert!(sessions.resume("not-a-session").await.unwrap().is_none());
+        assert_eq!(
+            db.count(
+                "SELECT COUNT(*) AS n FROM sessions WHERE id_sha256 LIKE '%' AND csrf_token <> ''"
+            )
+            .await,
+            1
+        );
+        // The cookie value itself is nowhere in the database.
+        let stored = db
+            .count(&format!(
+                "SELECT COUNT(*) AS n FROM sessions WHERE id_sha256 = '{}'",
+                s.id
+            ))
+            .await;
+        assert_eq!(stored, 0);
+        // A suspended customer's sessions stop working; reactivated, they work again.
+        db.store
+            .customers()
+            .set_status(&sys, t.customer_a.id, crate::resellers::Status::Suspended)
+            .await
+            .unwrap();
+        assert!(sessions.resume(&s.id).await.unwrap().is_none());
+        db.store
+            .customers()
+            .set_status(&sys, t.customer_a.id, crate::resellers::Status::Active)
+            .await
+            .unwrap();
+        assert!(sessions.resume(&s.id).await.unwrap().is_some());
+        // A disabled login's too.
+        db.store
+            .logins()
+            .set_disabled(&sys, login.id, true)
+            .await
+            .unwrap();
+        assert!(sessions.resume(&s.id).await.unwrap().is_none());
+        db.store
+            .logins()
+            .set_disabled(&sys, login.id, false)
+            .await
+            .unwrap();
+        sessions.end(&s.id).await.unwrap();
+        assert!(sessions.resume(&s.id).await.unwrap().is_none());
+        // Idle sessions end.
+        let s2 = sessions.start(&login).await.unwrap();
+        db.execute(&format!(
+            "UPDATE sessions SET last_seen_at = last_seen_at - {} ",
+            super::IDLE_MS
+        ))
+        .await
+        .unwrap();
+        assert!(sessions.resume(&s2.id).await.unwrap().is_none());
+    }
+
+    crate::both_engines!(sessions_live_until_logout_or_suspension);
+}
