@@ -856,15 +856,11 @@ fn branch_final(
         if let (Some(call), Some(tag)) = (c.call.clone(), resp.to().tag()) {
             let mut call = call;
             call.info.callee_device = device;
-            core.dialogs.upsert(new_dialog(
-                c.inbound,
-                &call,
-                &resp,
-                branch_flow,
-                tag,
-                true,
-                &c.method,
-            ));
+            let dialog = new_dialog(c.inbound, &call, &resp, branch_flow, tag, true, &c.method);
+            // The record's answer time is the dialog's, to the millisecond:
+            // the maximum duration is counted from it and billed exactly.
+            let answered_at = dialog.confirmed_at.unwrap_or_else(pbx_store::now_ms);
+            core.dialogs.upsert(dialog);
             if !c.answered && c.method == Method::Invite {
                 Stats::inc(&core.stats.calls_answered);
                 core.events.publish(SipEvent::CallAnswered {
@@ -873,7 +869,7 @@ fn branch_final(
                     call_id: resp.call_id().to_owned(),
                     caller_tag: resp.from().tag().unwrap_or_default(),
                     callee_device: device,
-                    at: pbx_store::now_ms(),
+                    at: answered_at,
                 });
             }
         }
