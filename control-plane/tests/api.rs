@@ -509,6 +509,48 @@ async fn lists_show_only_the_callers_tenant(db: TestDb) {
     assert_eq!(ids(&b, "id"), vec![t.customer_b.id.0]);
     let resellers = api.get(Who::ResellerY, "/api/v1/resellers").await.json();
     assert_eq!(ids(&resellers, "id"), vec![t.reseller_y.id.0]);
+    // A customer sees its reseller, but not what the reseller buys at.
+    let plan = api
+        .db
+        .store
+        .price_plans()
+        .create(
+            &pbx_store::Principal::system(),
+            None,
+            &serde_json::from_value(json!({"name": "Wholesale", "currency": "EUR",
+                "extension_month_micros": 0, "number_month_micros": 0, "internal_calls_free": true}))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    api.db
+        .store
+        .resellers()
+        .set_wholesale_plan(
+            &pbx_store::Principal::system(),
+            t.reseller_x.id,
+            Some(plan.id),
+        )
+        .await
+        .unwrap();
+    let seen = api
+        .get(
+            Who::CustomerA,
+            &format!("/api/v1/resellers/{}", t.reseller_x.id),
+        )
+        .await
+        .json();
+    assert!(seen["wholesale_plan_id"].is_null(), "{seen}");
+    let listed = api.get(Who::CustomerA, "/api/v1/resellers").await.json();
+    assert!(listed["items"][0]["wholesale_plan_id"].is_null());
+    let own = api
+        .get(
+            Who::ResellerX,
+            &format!("/api/v1/resellers/{}", t.reseller_x.id),
+        )
+        .await
+        .json();
+    assert_eq!(own["wholesale_plan_id"], json!(plan.id));
     // Asking for the other reseller's customers by filter gives nothing.
     let other = api
         .get(

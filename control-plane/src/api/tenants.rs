@@ -29,6 +29,15 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(set_customer_status))
 }
 
+/// A customer sees its reseller's brand and settings, but not which of the
+/// operator's price plans the reseller buys at.
+fn as_seen_by(by: &pbx_store::Principal, mut r: Reseller) -> Reseller {
+    if matches!(by.scope, Scope::Customer { .. } | Scope::Extension { .. }) {
+        r.wholesale_plan_id = None;
+    }
+    r
+}
+
 /// A change of life-cycle state.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct StatusChange {
@@ -50,6 +59,7 @@ async fn list_resellers(
     Query(q): Query<PageQuery>,
 ) -> ApiResult<JsonOut<Page<Reseller>>> {
     let all = s.store.resellers().list(&by).await?;
+    let all = all.into_iter().map(|r| as_seen_by(&by, r)).collect();
     Ok(JsonOut(paginate(all, |r| r.id.0, &q)?))
 }
 
@@ -73,7 +83,7 @@ async fn get_reseller(
     Caller(by): Caller,
     Path(id): Path<i64>,
 ) -> ApiResult<Tagged<Reseller>> {
-    let r = s.store.resellers().get(&by, ResellerId(id)).await?;
+    let r = as_seen_by(&by, s.store.resellers().get(&by, ResellerId(id)).await?);
     Ok(Tagged(StatusCode::OK, r.version, r))
 }
 
