@@ -7,7 +7,8 @@ mod support;
 
 use std::time::Duration;
 
-use support::sip::{register, seed, sipp_available, start_node, Phone, Sipp};
+use pbx_store::forwards::ForwardCondition;
+use support::sip::{configure_a, register, seed, sipp_available, start_node, Phone, Sipp};
 use support::TempDir;
 
 /// A node with the two tenants seeded (MD5 only: SIPp computes no SHA-256).
@@ -126,6 +127,76 @@ fn busy_not_registered_and_unknown_extension() {
     assert!(callee.finish(Duration::from_secs(10)).success);
     expect_final(&node, &s.a101, "103", 480);
     expect_final(&node, &s.a101, "999", 404);
+}
+
+/// A node with customer A's extensions configured before it starts.
+fn world_with(
+    tag: &str,
+    forwards: &[(&str, ForwardCondition, &str)],
+    dnd: &[&str],
+) -> (TempDir, support::Node, support::sip::Seeded) {
+    let dir = TempDir::new(tag);
+    let seeded = seed(dir.path());
+    configure_a(dir.path(), forwards, dnd);
+    let node = start_node(&dir, "MD5");
+    (dir, node, seeded)
+}
+
+#[test]
+fn calls_follow_forwarding_always_on_dnd_and_when_unregistered() {
+    if !sipp_available() {
+        return;
+    }
+    use ForwardCondition::*;
+    // 102 forwards everything to 103, where a phone answers.
+    let (_dir, node, s) = world_with("fwd-always", &[("102", Always, "103")], &[]);
+    let desk = answering_phone(&node, &s.a103, "uas_answer.xml");
+    let out = call(&node, &s.a101, "102", "uac_call.xml");
+    assert!(out.success, "{}", out.log);
+    assert!(desk.finish(Duration::from_secs(10)).success);
+    drop(node);
+
+    // 102 is on do-not-disturb and forwards busy calls to 103.
+    let (_dir, node, s) = world_with("fwd-dnd", &[("102", Busy, "103")], &["102"]);
+    let desk = answering_phone(&node, &s.a103, "uas_answer.xml");
+    // 102's own phone is registered, and must not ring.
+    let own = Sipp::new("uas_answer.xml")
+        .arg("-m")
+        .arg("1")
+        .spawn(&target(&node));
+    assert!(register(&node, &s.a102, own.port(), "u2").success);
+    let out = call(&node, &s.a101, "102", "uac_call.xml");
+    assert!(out.success, "{}", out.log);
+    assert!(desk.finish(Duration::from_secs(10)).success);
+    drop(own);
+    drop(node);
+
+    // Nobody is registered at 102: the call goes to 103.
+    let (_dir, node, s) = world_with("fwd-unreg", &[("102", Unavailable, "103")], &[]);
+    let desk = answering_phone(&node, &s.a103, "uas_answer.xml");
+    let out = call(&node, &s.a101, "102", "uac_call.xml");
+    assert!(out.success, "{}", out.log);
+    assert!(desk.finish(Duration::from_secs(10)).success);
+}
+
+#[test]
+fn forwarding_loops_and_dead_ends_are_refused() {
+    if !sipp_available() {
+        return;
+    }
+    use ForwardCondition::*;
+    let (_dir, node, s) = world_with(
+        "fwd-loop",
+        &[
+            ("102", Always, "103"),
+            ("103", Always, "102"),
+            ("101", Unavailable, "+4930123456"),
+        ],
+        &[],
+    );
+    expect_final(&node, &s.a103, "102", 482);
+    // An external target needs a carrier trunk: none yet, so unavailable.
+    expect_final(&node, &s.a102, "101", 480);
 }
 
 #[test]

@@ -8,6 +8,7 @@ use std::sync::{Arc, RwLock};
 
 use pbx_store::changes::Change;
 use pbx_store::directory::CustomerDirectory;
+pub use pbx_store::forwards::{Forward, ForwardCondition};
 use pbx_store::{CustomerId, DeviceId, ExtensionId, Principal, ResellerId, Store};
 
 #[derive(Debug)]
@@ -28,6 +29,15 @@ pub struct Extension {
     pub number: String,
     pub display_name: String,
     pub dnd: bool,
+    /// Enabled call forwards, at most one per condition.
+    pub forwards: Vec<Forward>,
+}
+
+impl Extension {
+    /// Where calls go under `condition`, if anywhere.
+    pub fn forward(&self, condition: ForwardCondition) -> Option<&Forward> {
+        self.forwards.iter().find(|f| f.condition == condition)
+    }
 }
 
 /// One customer as the SIP side sees it.
@@ -57,6 +67,7 @@ impl Tenant {
                     number: e.number,
                     display_name: e.display_name,
                     dnd: e.dnd,
+                    forwards: e.forwards,
                 })
             })
             .collect();
@@ -257,6 +268,7 @@ impl Tenant {
                     number: (*number).to_owned(),
                     display_name: format!("Extension {number}"),
                     dnd: false,
+                    forwards: Vec::new(),
                 });
             for (j, (user, password)) in devices.iter().enumerate() {
                 let ha1 = pbx_store::secrets::DigestHa1::compute(user, domain, password);
@@ -292,6 +304,7 @@ pub(crate) mod tests {
                 number: "101".into(),
                 display_name: "One".into(),
                 dnd: false,
+                forwards: Vec::new(),
             }],
             devices: vec![pbx_store::directory::DirectoryDevice {
                 id: DeviceId(customer * 100 + 1),

@@ -60,15 +60,20 @@ pub fn initial(core: &Core, req: Message, flow: Flow) {
             core.local_response(&req, code, reason, server.as_deref()),
         )
     };
-    let extension = match target_extension(core, &req, &tenant) {
+    let dialled = match target_extension(core, &req, &tenant) {
         Ok(e) => e,
         Err((code, reason)) => return refuse(code, reason, None),
     };
-    if extension.dnd && method == Method::Invite {
-        return refuse(486, "Busy Here", Some(&extension));
-    }
     let now = pbx_store::now_ms();
-    let bindings = core.location.of_extension(extension.id, now);
+    let (extension, bindings) = if method == Method::Invite {
+        match follow_forwards(core, &tenant, dialled.clone(), now) {
+            Ok(found) => found,
+            Err((code, reason, at)) => return refuse(code, reason, Some(&at)),
+        }
+    } else {
+        let bindings = core.location.of_extension(dialled.id, now);
+        (dialled.clone(), bindings)
+    };
     if bindings.is_empty() {
         return refuse(480, "Temporarily Unavailable", Some(&extension));
     }
@@ -114,6 +119,9 @@ pub fn initial(core: &Core, req: Message, flow: Flow) {
             caller_contact,
             started_at: now,
         });
+        if extension.id != dialled.id {
+            tracing::debug!(customer = %tenant.customer, from = %dialled.number, to = %extension.number, "call forwarded");
+        }
     }
     let Some(original) = c.request.clone() else {
         return;
@@ -304,6 +312,63 @@ fn authenticate(
 }
 
 /// The extension a request is for, within the caller's own customer only.
+/// Most forwards followed for one call before it counts as a loop.
+const MAX_FORWARDS: usize = 5;
+
+type Refusal = (u16, &'static str, Arc<crate::directory::Extension>);
+
+/// Follows the dialled extension's forwards that can be decided before
+/// ringing: always, busy (do-not-disturb), and unavailable (no phone
+/// registered). Returns the extension to ring and its bindings, or why the
+/// call is refused. A target that leads back to an extension already passed
+/// is a loop (482); a target outside the customer's extensions needs a
+/// carrier trunk, which this node does not route yet (480).
+fn follow_forwards(
+    core: &Core,
+    tenant: &Tenant,
+    dialled: Arc<crate::directory::Extension>,
+    now: pbx_store::Millis,
+) -> Result<
+    (
+        Arc<crate::directory::Extension>,
+        Vec<crate::location::Binding>,
+    ),
+    Refusal,
+> {
+    use crate::directory::ForwardCondition;
+    let mut current = dialled;
+    let mut passed = vec![current.id];
+    loop {
+        let bindings = core.location.of_extension(current.id, now);
+        let forward = if let Some(f) = current.forward(ForwardCondition::Always) {
+            Some(f)
+        } else if current.dnd {
+            match current.forward(ForwardCondition::Busy) {
+                Some(f) => Some(f),
+                None => return Err((486, "Busy Here", current)),
+            }
+        } else if bindings.is_empty() {
+            match current.forward(ForwardCondition::Unavailable) {
+                Some(f) => Some(f),
+                None => return Err((480, "Temporarily Unavailable", current)),
+            }
+        } else {
+            None
+        };
+        let Some(forward) = forward else {
+            return Ok((current, bindings));
+        };
+        let Some(next) = tenant.extension(&forward.target).cloned() else {
+            return Err((480, "Temporarily Unavailable", current));
+        };
+        if passed.contains(&next.id) || passed.len() > MAX_FORWARDS {
+            return Err((482, "Loop Detected", current));
+        }
+        passed.push(next.id);
+        current = next;
+    }
+}
+
 fn target_extension(
     core: &Core,
     req: &Message,

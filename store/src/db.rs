@@ -213,6 +213,9 @@ impl Store {
     pub fn call_records(&self) -> crate::call_records::CallRecords<'_> {
         crate::call_records::CallRecords(self)
     }
+    pub fn forwards(&self) -> crate::forwards::Forwards<'_> {
+        crate::forwards::Forwards(self)
+    }
     pub fn sessions(&self) -> crate::sessions::Sessions<'_> {
         crate::sessions::Sessions(self)
     }

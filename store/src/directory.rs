@@ -29,6 +29,8 @@ pub struct DirectoryExtension {
     pub number: String,
     pub display_name: String,
     pub dnd: bool,
+    /// Enabled forwards only.
+    pub forwards: Vec<crate::forwards::Forward>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -106,6 +108,34 @@ impl Directory<'_> {
                     number: row.try_get("number")?,
                     display_name: row.try_get("display_name")?,
                     dnd: flag(row, "dnd")?,
+                    forwards: Vec::new(),
+                });
+            }
+        }
+        let forwards = sqlx::query(
+            "SELECT f.customer_id, f.extension_id, f.condition, f.target, f.timeout_s \
+             FROM call_forwards f JOIN extensions e ON e.id = f.extension_id \
+             WHERE f.enabled = 1 AND e.deleted_at IS NULL AND ($1 IS NULL OR f.customer_id = $1) \
+             ORDER BY f.extension_id, f.condition",
+        )
+        .bind(only)
+        .fetch_all(pool)
+        .await?;
+        for row in &forwards {
+            let Some(i) = index(&out, row.try_get("customer_id")?) else {
+                continue;
+            };
+            let extension = ExtensionId(row.try_get("extension_id")?);
+            if let Some(ext) = out[i].extensions.iter_mut().find(|e| e.id == extension) {
+                ext.forwards.push(crate::forwards::Forward {
+                    condition: enum_col(
+                        row,
+                        "condition",
+                        crate::forwards::ForwardCondition::parse,
+                    )?,
+                    target: row.try_get("target")?,
+                    timeout_s: row.try_get("timeout_s")?,
+                    enabled: true,
                 });
             }
         }

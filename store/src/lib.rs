@@ -9,7 +9,8 @@
 //! by its [`Scope`], so tenant isolation is enforced here, once: an object outside
 //! the caller's scope is [`StoreError::NotFound`], never a different answer.
 //!
-//! Layout: one module per aggregate (`resellers`, `customers`, `extensions`,
+//! Layout: one module per aggregate (`resellers`, `customers`, `extensions`
+//! with their `forwards`,
 //! `devices`, `numbers`, `logins`, `api_tokens`, `audit`), reached through
 //! [`Store`] (`store.customers().get(&principal, id)`); `directory` loads what
 //! the SIP proxy keeps in memory; `changes` tells every node what changed.
@@ -32,6 +33,7 @@ pub mod devices;
 pub mod directory;
 mod error;
 pub mod extensions;
+pub mod forwards;
 pub mod idempotency;
 mod ids;
 pub mod logins;

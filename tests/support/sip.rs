@@ -72,6 +72,80 @@ pub fn seed(data_dir: &Path) -> Seeded {
     })
 }
 
+/// Changes customer A's extensions in the database a node on `data_dir`
+/// will use (before it starts): forwards as (extension, condition, target),
+/// and do-not-disturb on the extensions listed.
+pub fn configure_a(
+    data_dir: &Path,
+    forwards: &[(&str, pbx_store::forwards::ForwardCondition, &str)],
+    dnd: &[&str],
+) {
+    use pbx_store::forwards::Forward;
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let url = format!("sqlite://{}?mode=rwc", data_dir.join("pbx.db").display());
+        let store = Store::connect(&StoreConfig {
+            database_url: url,
+            max_connections: 2,
+            secret_key: TEST_KEY,
+        })
+        .await
+        .expect("open store");
+        let sys = Principal::system();
+        let acme = store
+            .customers()
+            .list(&sys, None)
+            .await
+            .expect("customers")
+            .into_iter()
+            .find(|c| c.name == "Acme")
+            .expect("customer A");
+        let extensions = store
+            .extensions()
+            .list(&sys, acme.id)
+            .await
+            .expect("extensions");
+        let ext = |n: &str| {
+            extensions
+                .iter()
+                .find(|e| e.number == n)
+                .unwrap_or_else(|| panic!("extension {n}"))
+        };
+        let mut numbers: Vec<&str> = forwards.iter().map(|f| f.0).collect();
+        numbers.dedup();
+        for n in numbers {
+            let set: Vec<Forward> = forwards
+                .iter()
+                .filter(|f| f.0 == n)
+                .map(|f| Forward {
+                    condition: f.1,
+                    target: f.2.to_owned(),
+                    timeout_s: None,
+                    enabled: true,
+                })
+                .collect();
+            store
+                .forwards()
+                .set(&sys, ext(n).id, &set)
+                .await
+                .expect("forwards");
+        }
+        for n in dnd {
+            let e = ext(n);
+            let settings = pbx_store::extensions::ExtensionSettings {
+                display_name: e.display_name.clone(),
+                dnd: true,
+            };
+            store
+                .extensions()
+                .update(&sys, e.id, None, &settings)
+                .await
+                .expect("dnd");
+        }
+        store.close().await;
+    });
+}
+
 /// Seeds any store (also PostgreSQL ones) with the two tenants.
 pub async fn seed_store(store: &Store) -> Seeded {
     let t = TwoTenants::create(store).await;

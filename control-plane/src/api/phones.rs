@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json as JsonOut;
 use pbx_store::devices::{Credentials, Device, NewDevice};
 use pbx_store::extensions::{Extension, ExtensionSettings, NewExtension};
+use pbx_store::forwards::Forward;
 use pbx_store::registrations::StoredBinding;
 use pbx_store::{CustomerId, DeviceId, ExtensionId, Millis};
 use serde::{Deserialize, Serialize};
@@ -25,6 +26,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_extensions, create_extension))
         .routes(routes!(get_extension, update_extension, delete_extension))
+        .routes(routes!(get_forwarding, set_forwarding))
         .routes(routes!(list_devices, create_device))
         .routes(routes!(list_customer_devices))
         .routes(routes!(get_device, delete_device))
@@ -106,6 +108,38 @@ async fn delete_extension(
 ) -> ApiResult<StatusCode> {
     s.store.extensions().delete(&by, ExtensionId(id)).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The extension's call forwarding (its own user may read and change it).
+#[utoipa::path(get, path = "/api/v1/extensions/{id}/forwarding", tag = "extensions",
+    params(("id" = i64, Path)), responses((status = 200, body = [Forward])))]
+async fn get_forwarding(
+    State(s): State<AppState>,
+    Caller(by): Caller,
+    Path(id): Path<i64>,
+) -> ApiResult<JsonOut<Vec<Forward>>> {
+    Ok(JsonOut(s.store.forwards().get(&by, ExtensionId(id)).await?))
+}
+
+/// Replaces the extension's call forwarding: at most one forward per
+/// condition (`always`, `busy` — also on do-not-disturb —, `no_answer` after
+/// `timeout_s`, `unavailable` when no phone is registered). An empty list
+/// turns forwarding off. Chains are followed; a chain that returns to an
+/// extension already passed is refused as a loop (SIP 482).
+#[utoipa::path(put, path = "/api/v1/extensions/{id}/forwarding", tag = "extensions", request_body = [Forward],
+    params(("id" = i64, Path)), responses((status = 200, body = [Forward])))]
+async fn set_forwarding(
+    State(s): State<AppState>,
+    Caller(by): Caller,
+    Path(id): Path<i64>,
+    Json(forwards): Json<Vec<Forward>>,
+) -> ApiResult<JsonOut<Vec<Forward>>> {
+    Ok(JsonOut(
+        s.store
+            .forwards()
+            .set(&by, ExtensionId(id), &forwards)
+            .await?,
+    ))
 }
 
 #[utoipa::path(get, path = "/api/v1/extensions/{id}/devices", tag = "devices",
