@@ -42,6 +42,9 @@ impl Default for WebhookConfig {
     }
 }
 
+/// Ports endpoints may use (unless private targets are allowed, for tests
+/// and closed installations).
+const ALLOWED_PORTS: [u16; 2] = [443, 8443];
 /// Deliveries claimed per look at the queue.
 const BATCH: u32 = 20;
 /// How often closed months are checked for statements to announce.
@@ -58,6 +61,8 @@ impl Deliverer {
         let mut builder = reqwest::Client::builder()
             .use_rustls_tls()
             .https_only(true)
+            // A proxy would resolve names itself, past the address check.
+            .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(config.timeout)
             .user_agent("webhook-delivery/1")
@@ -104,12 +109,13 @@ impl Deliverer {
         }
     }
 
-    /// Queues `statement_ready` for months that have closed.
+    /// Queues `statement_ready` for months that have closed, and forgets
+    /// old deliveries and sessions.
     pub async fn announce_statements(&self, now: pbx_store::Millis) -> pbx_store::Result<u64> {
-        self.store
-            .webhooks()
-            .enqueue_statements(&Principal::system(), now)
-            .await
+        let system = Principal::system();
+        self.store.webhooks().forget_old(&system, now).await?;
+        self.store.sessions().forget_expired(now).await?;
+        self.store.webhooks().enqueue_statements(&system, now).await
     }
 
     /// Sends what is due now; returns how many deliveries it attempted.
@@ -141,10 +147,15 @@ impl Deliverer {
                     attempt = delivery.attempts + 1, "webhook delivery failed; it will be retried"
                 ),
             }
-            self.store
+            // Keep going on an error: the other sends must be recorded too.
+            if let Err(e) = self
+                .store
                 .webhooks()
                 .record_attempt(&system, &delivery, &attempt, pbx_store::now_ms())
-                .await?;
+                .await
+            {
+                tracing::warn!(error = %e, delivery = delivery.id, "webhook attempt not recorded; it is sent again after its lease");
+            }
         }
         Ok(due.len())
     }
@@ -179,6 +190,14 @@ async fn send(client: &reqwest::Client, delivery: &Due, allow_private: bool) -> 
             error: "the address is not a public one".to_owned(),
         };
     }
+    // Web servers only: no probing of other services by port.
+    let port = url.port_or_known_default().unwrap_or(0);
+    if !allow_private && !ALLOWED_PORTS.contains(&port) {
+        return Attempt::Failed {
+            status: None,
+            error: format!("port {port} is not allowed (443 or 8443)"),
+        };
+    }
     let unix_s = pbx_store::now_ms() / 1000;
     let response = client
         .post(url)
@@ -207,22 +226,16 @@ async fn send(client: &reqwest::Client, delivery: &Due, allow_private: bool) -> 
     }
 }
 
-/// The error and its causes, without the URL (it is in the webhook already).
+/// A coarse reason: the tenant sees it in the delivery log, so it must not
+/// tell more about the network than whether the endpoint could be reached.
 fn describe(e: &reqwest::Error) -> String {
-    let mut text = if e.is_timeout() {
+    if e.is_timeout() {
         "timed out".to_owned()
     } else if e.is_connect() {
-        "cannot connect".to_owned()
+        "cannot connect (no public address, refused, or TLS failed)".to_owned()
     } else {
-        "request failed".to_owned()
-    };
-    let mut source = std::error::Error::source(e);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
+        "the request failed".to_owned()
     }
-    text
 }
 
 /// Resolves endpoint names and keeps only addresses a webhook may reach.
@@ -262,19 +275,26 @@ pub fn is_public(ip: IpAddr) -> bool {
                 || a == 0
                 || (a == 100 && (64..128).contains(&b))
                 || (a == 198 && (18..20).contains(&b))
+                || (a == 192 && b == 0 && v4.octets()[2] == 0)
                 || a >= 240)
         }
         IpAddr::V6(v6) => {
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return is_public(IpAddr::V4(v4));
             }
-            let first = v6.segments()[0];
+            let seg = v6.segments();
+            let first = seg[0];
             !(v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
                 || (first & 0xfe00) == 0xfc00
                 || (first & 0xffc0) == 0xfe80
-                || first == 0x2001 && v6.segments()[1] == 0x0db8)
+                || (first & 0xffc0) == 0xfec0
+                || first == 0x2001 && seg[1] == 0x0db8
+                // NAT64 (64:ff9b::/96, 64:ff9b:1::/48) and IPv4-compatible
+                // (::/96) forms reach IPv4 addresses.
+                || (first == 0x0064 && seg[1] == 0xff9b)
+                || seg[..6].iter().all(|s| *s == 0))
         }
     }
 }

@@ -207,7 +207,81 @@ async fn a_revoked_token_loses_its_stream(db: TestDb) {
     assert_eq!(code, Some(CREDENTIAL_ENDED));
 }
 
+async fn a_session_stream_needs_its_own_origin_and_ends_with_the_session(db: TestDb) {
+    let api = Api::new(db).await;
+    let addr = serve(&api).await;
+    let signed_in = api
+        .send(
+            Who::Anonymous,
+            axum::http::Method::POST,
+            "/api/v1/session",
+            Some(&json!({"email": "admin@acme.test", "password": "a long enough password"})),
+            &[],
+        )
+        .await;
+    let cookie = signed_in
+        .header("set-cookie")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let csrf = signed_in.json()["csrf_token"].as_str().unwrap().to_owned();
+    let open = |origin: &'static str| {
+        let cookie = cookie.clone();
+        async move {
+            let mut request = format!("ws://{addr}/api/v1/events")
+                .into_client_request()
+                .unwrap();
+            request
+                .headers_mut()
+                .insert("cookie", cookie.parse().unwrap());
+            if !origin.is_empty() {
+                let origin = origin.replace("{addr}", &addr.to_string());
+                request
+                    .headers_mut()
+                    .insert("origin", origin.parse().unwrap());
+            }
+            tokio_tungstenite::connect_async(request).await
+        }
+    };
+    // Another site's page, or no Origin at all, is refused.
+    for origin in ["http://evil.test", ""] {
+        match open(origin).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 403),
+            other => panic!("{origin}: {:?}", other.map(|_| ())),
+        }
+    }
+    let (mut socket, _) = open("http://{addr}").await.unwrap();
+    assert_eq!(next_json(&mut socket).await["type"], "hello");
+    // Signing out ends the stream too.
+    let out = api
+        .send(
+            Who::Anonymous,
+            axum::http::Method::DELETE,
+            "/api/v1/session",
+            None,
+            &[("cookie", cookie.as_str()), ("x-csrf-token", csrf.as_str())],
+        )
+        .await;
+    assert_eq!(out.status, 204);
+    let mut code = None;
+    while let Ok(Some(message)) = tokio::time::timeout(Duration::from_secs(5), socket.next()).await
+    {
+        match message {
+            Ok(Message::Close(frame)) => {
+                code = frame.map(|f| u16::from(f.code));
+                break;
+            }
+            Ok(_) => continue,
+            Err(_) => break,
+        }
+    }
+    assert_eq!(code, Some(CREDENTIAL_ENDED));
+}
+
 pbx_store::both_engines!(
+    a_session_stream_needs_its_own_origin_and_ends_with_the_session,
     a_revoked_token_loses_its_stream,
     scoped_and_resumable,
     resume_beyond_retention_reports_a_gap,

@@ -53,10 +53,14 @@ CREATE TABLE webhook_deliveries (
     last_status      BIGINT,
     last_error       TEXT,
     delivered_at     BIGINT,
+    -- Which claim (one node's batch) holds the delivery now: only that claim
+    -- may record how it went.
+    claim_token      TEXT,
     created_at       BIGINT  NOT NULL,
     UNIQUE (webhook_id, event_type, event_key)
 );
 CREATE INDEX webhook_deliveries_due ON webhook_deliveries (state, next_attempt_at);
+CREATE INDEX webhook_deliveries_created ON webhook_deliveries (created_at);
 
 -- Console sessions: only a SHA-256 of the session id is kept. A session ends
 -- when idle for too long, at its absolute expiry, or at logout.
@@ -70,3 +74,4 @@ CREATE TABLE sessions (
 );
 CREATE INDEX sessions_login ON sessions (login_id);
 CREATE INDEX sessions_expiry ON sessions (expires_at);
+CREATE INDEX sessions_seen ON sessions (last_seen_at);

@@ -278,6 +278,11 @@ impl Logins<'_> {
         .bind(id.0)
         .execute(tx.conn())
         .await?;
+        // A new password signs the login out everywhere.
+        sqlx::query("DELETE FROM sessions WHERE login_id = $1")
+            .bind(id.0)
+            .execute(tx.conn())
+            .await?;
         audit::record(
             &mut tx,
             by,

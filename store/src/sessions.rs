@@ -112,6 +112,18 @@ impl Sessions<'_> {
         }))
     }
 
+    /// Drops sessions that can no longer be resumed.
+    pub async fn forget_expired(&self, now: Millis) -> Result<u64> {
+        Ok(
+            sqlx::query("DELETE FROM sessions WHERE expires_at <= $1 OR last_seen_at <= $2")
+                .bind(now)
+                .bind(now - IDLE_MS)
+                .execute(self.0.pool())
+                .await?
+                .rows_affected(),
+        )
+    }
+
     /// Ends a session (logout).
     pub async fn end(&self, id: &str) -> Result<()> {
         sqlx::query("DELETE FROM sessions WHERE id_sha256 = $1")

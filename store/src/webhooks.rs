@@ -27,6 +27,10 @@ text_enum!(
     DeliveryState { Pending = "pending", Delivered = "delivered", Failed = "failed" }
 );
 
+/// Webhooks one reseller or customer may have.
+pub const MAX_PER_OWNER: i64 = 10;
+/// Finished deliveries are kept this long in the log.
+pub const LOG_RETENTION_MS: i64 = 30 * 24 * 3600 * 1000;
 /// Attempts before a delivery is given up.
 pub const MAX_ATTEMPTS: i64 = 10;
 /// How long a claimed delivery is reserved for the node sending it.
@@ -81,6 +85,8 @@ pub struct Delivery {
 #[derive(Debug, Clone)]
 pub struct Due {
     pub id: i64,
+    /// The claim that holds it (see [`Webhooks::record_attempt`]).
+    pub claim_token: String,
     pub webhook_id: i64,
     pub url: String,
     pub secret: String,
@@ -218,6 +224,20 @@ impl Webhooks<'_> {
                 ))
             }
         };
+        let owned: i64 = sqlx::query(
+            "SELECT COUNT(*) AS n FROM webhooks WHERE reseller_id = $1 \
+             AND (($2 IS NULL AND customer_id IS NULL) OR customer_id = $2)",
+        )
+        .bind(reseller.0)
+        .bind(customer.map(|c| c.0))
+        .fetch_one(self.0.pool())
+        .await?
+        .try_get("n")?;
+        if owned >= MAX_PER_OWNER {
+            return Err(StoreError::Conflict(format!(
+                "at most {MAX_PER_OWNER} webhooks each; delete one first"
+            )));
+        }
         let mut events: Vec<&str> = new.events.iter().map(|e| e.as_str()).collect();
         events.sort_unstable();
         events.dedup();
@@ -325,33 +345,50 @@ impl Webhooks<'_> {
         by.may_write(Level::Operator)?;
         // The outer condition is evaluated again on each row it locks
         // (PostgreSQL), so two nodes never claim the same delivery.
+        let claim = random_token(12);
         let rows = sqlx::query(
-            "UPDATE webhook_deliveries SET next_attempt_at = $1 \
+            "UPDATE webhook_deliveries SET next_attempt_at = $1, claim_token = $4 \
              WHERE state = 'pending' AND next_attempt_at <= $2 AND id IN \
-             (SELECT id FROM webhook_deliveries WHERE state = 'pending' AND next_attempt_at <= $2 \
-              ORDER BY next_attempt_at LIMIT $3) \
+             (SELECT d.id FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id \
+              WHERE d.state = 'pending' AND d.next_attempt_at <= $2 AND w.active = 1 \
+              ORDER BY d.next_attempt_at LIMIT $3) \
              RETURNING id, webhook_id, event_type, payload, attempts",
         )
         .bind(now + LEASE_MS)
         .bind(now)
         .bind(i64::from(limit))
+        .bind(&claim)
         .fetch_all(self.0.pool())
         .await?;
         let mut due = Vec::with_capacity(rows.len());
         for row in rows {
+            let id: i64 = row.try_get("id")?;
             let webhook_id: i64 = row.try_get("webhook_id")?;
-            let hook = sqlx::query("SELECT url, secret_enc FROM webhooks WHERE id = $1")
+            let Some(hook) = sqlx::query("SELECT url, secret_enc FROM webhooks WHERE id = $1")
                 .bind(webhook_id)
-                .fetch_one(self.0.pool())
-                .await?;
+                .fetch_optional(self.0.pool())
+                .await?
+            else {
+                continue;
+            };
+            // One unreadable secret must not hold up the others.
+            let secret = match self
+                .0
+                .secrets()
+                .decrypt(&hook.try_get::<String, _>("secret_enc")?)
+            {
+                Ok(secret) => secret,
+                Err(e) => {
+                    tracing::error!(error = %e, webhook = webhook_id, "webhook secret unreadable; delivery skipped");
+                    continue;
+                }
+            };
             due.push(Due {
-                id: row.try_get("id")?,
+                id,
+                claim_token: claim.clone(),
                 webhook_id,
                 url: hook.try_get("url")?,
-                secret: self
-                    .0
-                    .secrets()
-                    .decrypt(&hook.try_get::<String, _>("secret_enc")?)?,
+                secret,
                 event_type: enum_col(&row, "event_type", WebhookEvent::parse)?,
                 payload: row.try_get("payload")?,
                 attempts: row.try_get("attempts")?,
@@ -392,7 +429,8 @@ impl Webhooks<'_> {
         };
         sqlx::query(
             "UPDATE webhook_deliveries SET state = $1, attempts = $2, last_attempt_at = $3, \
-             last_status = $4, last_error = $5, delivered_at = $6, next_attempt_at = $7 WHERE id = $8",
+             last_status = $4, last_error = $5, delivered_at = $6, next_attempt_at = $7, claim_token = NULL \
+             WHERE id = $8 AND claim_token = $9 AND state = 'pending'",
         )
         .bind(state.as_str())
         .bind(attempts)
@@ -402,9 +440,22 @@ impl Webhooks<'_> {
         .bind(delivered_at)
         .bind(next)
         .bind(delivery.id)
+        .bind(&delivery.claim_token)
         .execute(self.0.pool())
         .await?;
         Ok(())
+    }
+
+    /// Drops finished deliveries older than [`LOG_RETENTION_MS`].
+    pub async fn forget_old(&self, by: &Principal, now: Millis) -> Result<u64> {
+        by.may_write(Level::Operator)?;
+        Ok(sqlx::query(
+            "DELETE FROM webhook_deliveries WHERE created_at < $1 AND state <> 'pending'",
+        )
+        .bind(now - LOG_RETENTION_MS)
+        .execute(self.0.pool())
+        .await?
+        .rows_affected())
     }
 
     /// Webhooks that asked for `event`, with their owners (for jobs that
@@ -520,6 +571,9 @@ pub(crate) async fn enqueue(
          SELECT w.id, $1, $2, $3, $4, $4 FROM webhooks w \
          WHERE w.active = 1 AND w.reseller_id = $5 AND (w.customer_id IS NULL OR w.customer_id = $6) \
          AND w.events LIKE $7 \
+         AND EXISTS (SELECT 1 FROM resellers r WHERE r.id = w.reseller_id AND r.status = 'active') \
+         AND (w.customer_id IS NULL OR EXISTS \
+              (SELECT 1 FROM customers c WHERE c.id = w.customer_id AND c.status = 'active')) \
          ON CONFLICT (webhook_id, event_type, event_key) DO NOTHING",
     )
     .bind(event.as_str())
@@ -746,6 +800,7 @@ mod tests {
         // Given up after the last attempt.
         let mut last = due[1].clone();
         last.attempts = MAX_ATTEMPTS - 1;
+        assert_eq!(last.claim_token, due[0].claim_token);
         hooks
             .record_attempt(
                 &sys,
@@ -790,6 +845,28 @@ mod tests {
         );
     }
 
+    async fn each_owner_has_a_few_webhooks_at_most(db: TestDb) {
+        let t = TwoTenants::create(&db.store).await;
+        let hooks = db.store.webhooks();
+        let mut new = hook("https://acme.test/", &[WebhookEvent::CallEnded]);
+        new.customer_id = Some(t.customer_a.id);
+        for _ in 0..MAX_PER_OWNER {
+            hooks.create(&t.customer_a_admin, &new).await.unwrap();
+        }
+        assert!(matches!(
+            hooks.create(&t.customer_a_admin, &new).await,
+            Err(StoreError::Conflict(_))
+        ));
+        // The reseller's own allowance is separate.
+        hooks
+            .create(
+                &t.reseller_x_admin,
+                &hook("https://x.test/", &[WebhookEvent::CallEnded]),
+            )
+            .await
+            .unwrap();
+    }
+
     #[test]
     fn backoff_doubles_up_to_an_hour() {
         assert_eq!(backoff_ms(0), 10_000);
@@ -801,5 +878,8 @@ mod tests {
         assert_eq!(last_closed_month(1_767_223_800_000, berlin), "2025-12");
     }
 
-    crate::both_engines!(scoped_queued_once_and_retried);
+    crate::both_engines!(
+        scoped_queued_once_and_retried,
+        each_owner_has_a_few_webhooks_at_most
+    );
 }

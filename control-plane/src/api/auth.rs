@@ -90,7 +90,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn bearer(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
@@ -140,6 +140,14 @@ impl RateLimit {
         if buckets.len() >= MAX_BUCKETS && !buckets.contains_key(credential) {
             let (rate, burst) = (self.per_second, self.burst);
             buckets.retain(|_, b| b.tokens + now.duration_since(b.at).as_secs_f64() * rate < burst);
+            if buckets.len() >= MAX_BUCKETS {
+                // Many keys in use at once (someone trying many): the least
+                // recently seen half go, so the map stays bounded.
+                let mut ages: Vec<Instant> = buckets.values().map(|b| b.at).collect();
+                ages.sort_unstable();
+                let cutoff = ages[ages.len() / 2];
+                buckets.retain(|_, b| b.at > cutoff);
+            }
         }
         let bucket = buckets.entry(credential.to_owned()).or_insert(Bucket {
             tokens: self.burst,

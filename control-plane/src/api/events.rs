@@ -348,6 +348,17 @@ async fn events(
         })?),
         None => last_event_id,
     };
+    // A browser's session cookie goes with any page's WebSocket, so a stream
+    // opened with one must come from a page of the same origin.
+    let session = match super::auth::bearer(&headers) {
+        Some(_) => None,
+        None => super::session::cookie(&headers).map(str::to_owned),
+    };
+    if session.is_some() && !same_origin(&headers) {
+        return Err(Problem::forbidden(
+            "a session's event stream must be opened from a page of the same origin",
+        ));
+    }
     let Ok(ws) = ws else {
         return Err(Problem::new(
             axum::http::StatusCode::UPGRADE_REQUIRED,
@@ -361,7 +372,7 @@ async fn events(
     Ok(ws
         .max_message_size(4096)
         .max_frame_size(4096)
-        .on_upgrade(move |socket| stream(socket, hub, store, by, since)))
+        .on_upgrade(move |socket| stream(socket, hub, store, by, session, since)))
 }
 
 async fn stream(
@@ -369,6 +380,7 @@ async fn stream(
     hub: Arc<EventHub>,
     store: pbx_store::Store,
     by: Principal,
+    session: Option<String>,
     since: Option<u64>,
 ) {
     let mut latest = hub.latest.subscribe();
@@ -434,11 +446,16 @@ async fn stream(
             }
             _ = ping.tick() => {
                 // A token revoked or expired, or a tenant suspended, ends the stream too.
-                if let pbx_store::Actor::Token { id, .. } = &by.actor {
-                    if matches!(store.api_tokens().still_usable(*id).await, Ok(false)) {
-                        close(socket, CREDENTIAL_ENDED, "the token is no longer valid").await;
-                        return;
+                let ended = match (&session, &by.actor) {
+                    (Some(id), _) => matches!(store.sessions().resume(id).await, Ok(None)),
+                    (None, pbx_store::Actor::Token { id, .. }) => {
+                        matches!(store.api_tokens().still_usable(*id).await, Ok(false))
                     }
+                    _ => false,
+                };
+                if ended {
+                    close(socket, CREDENTIAL_ENDED, "the credential is no longer valid").await;
+                    return;
                 }
                 if send(&mut socket, Message::Ping(Vec::new().into())).await.is_err() {
                     return;
@@ -451,6 +468,18 @@ async fn stream(
             },
         }
     }
+}
+
+/// Whether `Origin` names the host the request was sent to.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|v| v.to_str().ok());
+    let origin = headers
+        .get(axum::http::header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|o| o.split_once("://").map(|(_, rest)| rest));
+    matches!((host, origin), (Some(h), Some(o)) if h.eq_ignore_ascii_case(o))
 }
 
 async fn send(socket: &mut WebSocket, message: Message) -> Result<(), ()> {

@@ -47,6 +47,10 @@ pub struct ApiState {
     pub rate_limit: RateLimit,
     /// Sign-in attempts per e-mail address.
     pub login_limit: RateLimit,
+    /// Sign-in attempts per source address (looser: offices share one).
+    pub source_limit: RateLimit,
+    /// Password checks running at once (argon2 is slow on purpose).
+    pub login_gate: tokio::sync::Semaphore,
     pub events: Arc<EventHub>,
 }
 
@@ -56,6 +60,8 @@ impl ApiState {
             rate_limit,
             // Ten at once, then one every six seconds.
             login_limit: RateLimit::per_minute(10, 10),
+            source_limit: RateLimit::per_minute(30, 30),
+            login_gate: tokio::sync::Semaphore::new(2),
             events,
         }
     }

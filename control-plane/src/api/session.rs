@@ -3,9 +3,12 @@
 //! token that every state-changing request must echo in `X-CSRF-Token`.
 //! The session then acts exactly like an API token of the login's scope.
 
-use axum::extract::State;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use axum::Json as JsonOut;
 use pbx_store::logins::Login;
 use pbx_store::Millis;
@@ -43,11 +46,28 @@ pub struct SessionInfo {
 /// answer alike (401); repeated failures for one e-mail are slowed (429).
 #[utoipa::path(post, path = "/api/v1/session", tag = "session", request_body = SignIn,
     security(()), responses((status = 201, body = SessionInfo, headers(("Set-Cookie" = String)))))]
-async fn sign_in(State(s): State<AppState>, Json(form): Json<SignIn>) -> ApiResult<Response> {
+async fn sign_in(
+    State(s): State<AppState>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    Json(form): Json<SignIn>,
+) -> ApiResult<Response> {
     let email = pbx_store::logins::normalize_email(&form.email);
+    // Per address tried and per source, so that neither guessing one
+    // password nor spraying many addresses goes fast.
+    if let Some(Extension(ConnectInfo(addr))) = peer {
+        if let Err(retry_after_s) = s.api.source_limit.admit(&addr.ip().to_string()) {
+            return Err(Problem::too_many_requests(retry_after_s));
+        }
+    }
     if let Err(retry_after_s) = s.api.login_limit.admit(&format!("login:{email}")) {
         return Err(Problem::too_many_requests(retry_after_s));
     }
+    let _permit = s
+        .api
+        .login_gate
+        .acquire()
+        .await
+        .map_err(|e| Problem::internal(&e))?;
     let login = s
         .store
         .logins()
