@@ -180,6 +180,38 @@ fn calls_follow_forwarding_always_on_dnd_and_when_unregistered() {
 }
 
 #[test]
+fn calls_follow_forwarding_when_busy_and_unanswered_after_ringing() {
+    if !sipp_available() {
+        return;
+    }
+    use ForwardCondition::*;
+    // 102's phone answers busy: the call goes on to 103.
+    let (_dir, node, s) = world_with("fwd-busy", &[("102", Busy, "103")], &[]);
+    let busy = answering_phone(&node, &s.a102, "uas_busy.xml");
+    let desk = answering_phone(&node, &s.a103, "uas_answer.xml");
+    let out = call(&node, &s.a101, "102", "uac_call.xml");
+    assert!(out.success, "{}", out.log);
+    assert!(busy.finish(Duration::from_secs(10)).success);
+    assert!(desk.finish(Duration::from_secs(10)).success);
+    drop(node);
+
+    // 102 rings for its 5 seconds, is cancelled, and 103 answers.
+    let (_dir, node, s) = world_with("fwd-noanswer", &[("102", NoAnswer, "103")], &[]);
+    let ringing = answering_phone(&node, &s.a102, "uas_ring.xml");
+    let desk = answering_phone(&node, &s.a103, "uas_answer.xml");
+    let started = std::time::Instant::now();
+    let out = call(&node, &s.a101, "102", "uac_call.xml");
+    assert!(out.success, "{}", out.log);
+    assert!(
+        started.elapsed() >= Duration::from_secs(5),
+        "rang its full time first"
+    );
+    let rang = ringing.finish(Duration::from_secs(10));
+    assert!(rang.success, "102 was not cancelled:\n{}", rang.log);
+    assert!(desk.finish(Duration::from_secs(10)).success);
+}
+
+#[test]
 fn forwarding_loops_and_dead_ends_are_refused() {
     if !sipp_available() {
         return;

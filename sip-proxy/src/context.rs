@@ -17,6 +17,8 @@ pub enum TimerTarget {
     Branch(usize),
     /// The CANCEL client transaction of a branch.
     Cancel(usize),
+    /// The ringing time of a no-answer forward ran out.
+    NoAnswer,
 }
 
 /// A branch's ACK for a non-2xx final response, kept for retransmissions.
@@ -51,6 +53,8 @@ pub struct CallSetup {
     /// The caller's Contact.
     pub caller_contact: Option<pbx_sip_message::Uri>,
     pub started_at: pbx_store::Millis,
+    /// Extensions the call was forwarded through so far (loop detection).
+    pub passed: Vec<ExtensionId>,
 }
 
 #[derive(Debug)]
@@ -77,6 +81,11 @@ pub struct Context {
     pub early: Vec<String>,
     /// Removed from the tables already.
     pub finished: bool,
+    /// The no-answer time ran out: the branches were cancelled to forward.
+    pub no_answer: bool,
+    /// When the ringing extension's no-answer forward applies (a timer that
+    /// fires for an extension rung before is recognised as stale by it).
+    pub no_answer_at: Option<tokio::time::Instant>,
 }
 
 impl Context {

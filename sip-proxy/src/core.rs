@@ -245,6 +245,7 @@ impl Core {
             TimerTarget::Branch(i) | TimerTarget::Cancel(i) => {
                 crate::proxy::on_branch_timer(self, &ctx, item.target, i, item.kind)
             }
+            TimerTarget::NoAnswer => crate::proxy::on_no_answer(self, &ctx),
         }
     }
 
@@ -371,6 +372,8 @@ impl Core {
             in_dialog: None,
             early: Vec::new(),
             finished: false,
+            no_answer: false,
+            no_answer_at: None,
         }));
         self.server_txns.insert_new(key, ctx.clone()).then_some(ctx)
     }

@@ -16,6 +16,7 @@ use pbx_sip_message::{
 };
 
 use pbx_store::call_records::CallDirection;
+use pbx_store::ExtensionId;
 
 use crate::context::{Branch, CallSetup, Context, TimerTarget};
 use crate::core::{lock, Core};
@@ -65,8 +66,9 @@ pub fn initial(core: &Core, req: Message, flow: Flow) {
         Err((code, reason)) => return refuse(code, reason, None),
     };
     let now = pbx_store::now_ms();
+    let mut passed = Vec::new();
     let (extension, bindings) = if method == Method::Invite {
-        match follow_forwards(core, &tenant, dialled.clone(), now) {
+        match follow_forwards(core, &tenant, dialled.clone(), &mut passed, now) {
             Ok(found) => found,
             Err((code, reason, at)) => return refuse(code, reason, Some(&at)),
         }
@@ -118,44 +120,15 @@ pub fn initial(core: &Core, req: Message, flow: Flow) {
             callee: extension.number.clone(),
             caller_contact,
             started_at: now,
+            passed,
         });
         if extension.id != dialled.id {
             tracing::debug!(customer = %tenant.customer, from = %dialled.number, to = %extension.number, "call forwarded");
         }
     }
-    let Some(original) = c.request.clone() else {
-        return;
-    };
-    let mut template = original;
-    // Pre-loaded routes from a phone are not honoured: calls go where the
-    // customer's configuration says, nowhere else.
-    template.remove_all(&HeaderName::Route);
-    remove_own_credentials(&mut template, &tenant.domain);
-    template.decrement_max_forwards();
-    for binding in bindings.iter().take(MAX_BRANCHES) {
-        let out_flow = binding_flow(core, binding);
-        let mut fwd = template.clone();
-        fwd.set_request_uri(binding.uri().clone());
-        for route in &binding.path {
-            fwd.push(Header::new(HeaderName::Route, route.clone()));
-        }
-        if creates_dialog(&method) {
-            for rr in core.record_route(&flow, &out_flow).into_iter().rev() {
-                fwd.insert_before(
-                    &HeaderName::RecordRoute,
-                    Header::new(HeaderName::RecordRoute, rr),
-                );
-            }
-        }
-        add_branch(
-            core,
-            &ctx,
-            &mut c,
-            fwd,
-            out_flow,
-            Some(binding.extension),
-            Some(binding.device),
-        );
+    fork(core, &ctx, &mut c, &tenant, &bindings);
+    if method == Method::Invite {
+        arm_no_answer(core, &ctx, &mut c, &extension);
     }
     if method == Method::Invite {
         Stats::inc(&core.stats.calls_started);
@@ -312,10 +285,166 @@ fn authenticate(
 }
 
 /// The extension a request is for, within the caller's own customer only.
+/// Sends the context's request to each of `bindings` (a branch each).
+fn fork(
+    core: &Core,
+    ctx: &Arc<Mutex<Context>>,
+    c: &mut Context,
+    tenant: &Tenant,
+    bindings: &[crate::location::Binding],
+) {
+    let Some(mut template) = c.request.clone() else {
+        return;
+    };
+    let method = c.method.clone();
+    let inbound = c.inbound;
+    // Pre-loaded routes from a phone are not honoured: calls go where the
+    // customer's configuration says, nowhere else.
+    template.remove_all(&HeaderName::Route);
+    remove_own_credentials(&mut template, &tenant.domain);
+    template.decrement_max_forwards();
+    for binding in bindings.iter().take(MAX_BRANCHES) {
+        let out_flow = binding_flow(core, binding);
+        let mut fwd = template.clone();
+        fwd.set_request_uri(binding.uri().clone());
+        for route in &binding.path {
+            fwd.push(Header::new(HeaderName::Route, route.clone()));
+        }
+        if creates_dialog(&method) {
+            for rr in core.record_route(&inbound, &out_flow).into_iter().rev() {
+                fwd.insert_before(
+                    &HeaderName::RecordRoute,
+                    Header::new(HeaderName::RecordRoute, rr),
+                );
+            }
+        }
+        add_branch(
+            core,
+            ctx,
+            c,
+            fwd,
+            out_flow,
+            Some(binding.extension),
+            Some(binding.device),
+        );
+    }
+}
+
+/// Starts the ringing time of `extension`'s no-answer forward, if it has one.
+fn arm_no_answer(
+    core: &Core,
+    ctx: &Arc<Mutex<Context>>,
+    c: &mut Context,
+    extension: &crate::directory::Extension,
+) {
+    use crate::directory::ForwardCondition;
+    c.no_answer_at = None;
+    if let Some(f) = extension.forward(ForwardCondition::NoAnswer) {
+        let seconds = f
+            .timeout_s
+            .unwrap_or(pbx_store::forwards::DEFAULT_NO_ANSWER_S)
+            .clamp(1, 300) as u64;
+        let delay = std::time::Duration::from_secs(seconds);
+        c.no_answer_at = Some(tokio::time::Instant::now() + delay);
+        core.arm(ctx, TimerTarget::NoAnswer, vec![(TimerKind::C, delay)]);
+    }
+}
+
+/// The no-answer time ran out: the ringing phones are cancelled, and when
+/// their answers are in, the call goes on to the forward's target.
+pub fn on_no_answer(core: &Core, ctx: &Arc<Mutex<Context>>) {
+    let mut c = lock(ctx);
+    let due = c
+        .no_answer_at
+        .is_some_and(|at| tokio::time::Instant::now() + std::time::Duration::from_millis(50) >= at);
+    if !due
+        || c.answered
+        || c.cancelled
+        || c.no_answer
+        || c.call.is_none()
+        || !c.server.awaiting_final()
+    {
+        return;
+    }
+    c.no_answer = true;
+    c.no_answer_at = None;
+    for idx in 0..c.branches.len() {
+        cancel_branch(core, ctx, &mut c, idx);
+    }
+    finish_if_all_final(core, ctx, &mut c);
+}
+
+/// After every phone of the ringing extension has failed: follows its busy
+/// forward (486, 600, 603) or no-answer forward (no answer in time, 408,
+/// 480) to the next extension, and rings that instead. False when there is
+/// nothing to follow (or it would loop): the failure goes to the caller.
+fn forward_on_failure(core: &Core, ctx: &Arc<Mutex<Context>>, c: &mut Context) -> bool {
+    use crate::directory::ForwardCondition;
+    if c.cancelled || c.method != Method::Invite {
+        return false;
+    }
+    let Some(call) = c.call.as_ref() else {
+        return false;
+    };
+    let code = c.best.as_ref().and_then(|b| b.status()).unwrap_or(0);
+    let condition = if c.no_answer || matches!(code, 408 | 480) {
+        ForwardCondition::NoAnswer
+    } else if matches!(code, 486 | 600 | 603) {
+        ForwardCondition::Busy
+    } else {
+        return false;
+    };
+    let Some(tenant) = core.directory.by_customer(call.info.customer) else {
+        return false;
+    };
+    let Some(current) = call
+        .info
+        .callee_extension
+        .and_then(|id| tenant.extension_by_id(id))
+        .cloned()
+    else {
+        return false;
+    };
+    let Some(next) = current
+        .forward(condition)
+        .and_then(|f| tenant.extension(&f.target))
+        .cloned()
+    else {
+        return false;
+    };
+    let mut passed = call.passed.clone();
+    if passed.contains(&next.id) || passed.len() > MAX_FORWARDS {
+        return false;
+    }
+    let now = pbx_store::now_ms();
+    let Ok((extension, bindings)) = follow_forwards(core, &tenant, next, &mut passed, now) else {
+        return false;
+    };
+    if bindings.is_empty() {
+        return false;
+    }
+    tracing::debug!(customer = %tenant.customer, from = %current.number, to = %extension.number,
+        condition = condition.as_str(), "call forwarded after ringing");
+    if let Some(call) = c.call.as_mut() {
+        call.info.callee_extension = Some(extension.id);
+        call.passed = passed;
+    }
+    c.best = None;
+    c.no_answer = false;
+    fork(core, ctx, c, &tenant, &bindings);
+    arm_no_answer(core, ctx, c, &extension);
+    c.pending_branches() > 0
+}
+
 /// Most forwards followed for one call before it counts as a loop.
 const MAX_FORWARDS: usize = 5;
 
 type Refusal = (u16, &'static str, Arc<crate::directory::Extension>);
+/// The extension that rings, and where its phones are.
+type Ringing = (
+    Arc<crate::directory::Extension>,
+    Vec<crate::location::Binding>,
+);
 
 /// Follows the dialled extension's forwards that can be decided before
 /// ringing: always, busy (do-not-disturb), and unavailable (no phone
@@ -327,17 +456,14 @@ fn follow_forwards(
     core: &Core,
     tenant: &Tenant,
     dialled: Arc<crate::directory::Extension>,
+    passed: &mut Vec<ExtensionId>,
     now: pbx_store::Millis,
-) -> Result<
-    (
-        Arc<crate::directory::Extension>,
-        Vec<crate::location::Binding>,
-    ),
-    Refusal,
-> {
+) -> Result<Ringing, Refusal> {
     use crate::directory::ForwardCondition;
     let mut current = dialled;
-    let mut passed = vec![current.id];
+    if !passed.contains(&current.id) {
+        passed.push(current.id);
+    }
     loop {
         let bindings = core.location.of_extension(current.id, now);
         let forward = if let Some(f) = current.forward(ForwardCondition::Always) {
@@ -1121,6 +1247,9 @@ fn keep_best(c: &mut Context, resp: Message) {
 /// no 2xx went up).
 fn finish_if_all_final(core: &Core, ctx: &Arc<Mutex<Context>>, c: &mut Context) {
     if c.pending_branches() > 0 || c.answered || !c.server.awaiting_final() {
+        return;
+    }
+    if forward_on_failure(core, ctx, c) {
         return;
     }
     let Some(mut best) = c.best.take() else {

@@ -120,7 +120,9 @@ pub fn configure_a(
                 .map(|f| Forward {
                     condition: f.1,
                     target: f.2.to_owned(),
-                    timeout_s: None,
+                    // The shortest ringing time allowed, to keep tests short.
+                    timeout_s: (f.1 == pbx_store::forwards::ForwardCondition::NoAnswer)
+                        .then_some(5),
                     enabled: true,
                 })
                 .collect();
