@@ -8,7 +8,9 @@ mod support;
 use std::time::Duration;
 
 use pbx_store::forwards::ForwardCondition;
-use support::sip::{configure_a, register, seed, sipp_available, start_node, Phone, Sipp};
+use support::sip::{
+    configure_a, register, ring_group_a, seed, sipp_available, start_node, Phone, Sipp,
+};
 use support::TempDir;
 
 /// A node with the two tenants seeded (MD5 only: SIPp computes no SHA-256).
@@ -209,6 +211,107 @@ fn calls_follow_forwarding_when_busy_and_unanswered_after_ringing() {
     let rang = ringing.finish(Duration::from_secs(10));
     assert!(rang.success, "102 was not cancelled:\n{}", rang.log);
     assert!(desk.finish(Duration::from_secs(10)).success);
+}
+
+#[test]
+fn a_simultaneous_ring_group_rings_all_and_records_who_answered() {
+    if !sipp_available() {
+        return;
+    }
+    let dir = TempDir::new("group-all");
+    let s = seed(dir.path());
+    ring_group_a(dir.path(), "200", "simultaneous", &["102", "103"], None);
+    let node = start_node(&dir, "MD5");
+    let ringing = answering_phone(&node, &s.a102, "uas_ring.xml");
+    let desk = answering_phone(&node, &s.a103, "uas_answer.xml");
+    let out = call(&node, &s.a101, "200", "uac_call.xml");
+    assert!(out.success, "{}", out.log);
+    assert!(desk.finish(Duration::from_secs(10)).success);
+    let rang = ringing.finish(Duration::from_secs(10));
+    assert!(
+        rang.success,
+        "102 rang too and was cancelled:\n{}",
+        rang.log
+    );
+    assert!(node.stop().success());
+    // The record names the group dialled and the extension that answered.
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let store = support::sip::open_seeded(dir.path()).await;
+        let sys = pbx_store::Principal::system();
+        let acme = support::sip::customer_a(&store).await;
+        let e103 = store
+            .extensions()
+            .list(&sys, acme)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|e| e.number == "103")
+            .unwrap();
+        let filter = pbx_store::call_records::RecordFilter {
+            limit: 10,
+            ..Default::default()
+        };
+        let records = store.call_records().list(&sys, &filter).await.unwrap();
+        assert_eq!(records.len(), 1, "{records:#?}");
+        assert_eq!(records[0].call.callee, "200");
+        assert_eq!(records[0].call.callee_extension_id, Some(e103.id));
+        store.close().await;
+    });
+}
+
+#[test]
+fn a_sequential_ring_group_moves_on_and_skips_do_not_disturb() {
+    if !sipp_available() {
+        return;
+    }
+    // 102 rings its 5 seconds, then 103 answers.
+    let dir = TempDir::new("group-seq");
+    let s = seed(dir.path());
+    ring_group_a(dir.path(), "201", "sequential", &["102", "103"], None);
+    let node = start_node(&dir, "MD5");
+    let ringing = answering_phone(&node, &s.a102, "uas_ring.xml");
+    let desk = answering_phone(&node, &s.a103, "uas_answer.xml");
+    let started = std::time::Instant::now();
+    let out = call(&node, &s.a101, "201", "uac_call.xml");
+    assert!(out.success, "{}", out.log);
+    assert!(started.elapsed() >= Duration::from_secs(5));
+    assert!(ringing.finish(Duration::from_secs(10)).success);
+    assert!(desk.finish(Duration::from_secs(10)).success);
+    drop(node);
+
+    // 102 is on do-not-disturb and is passed over; nobody else is a member,
+    // so the no-answer extension 103 rings at once.
+    let dir = TempDir::new("group-dnd");
+    let s = seed(dir.path());
+    ring_group_a(dir.path(), "202", "sequential", &["102"], Some("103"));
+    configure_a(dir.path(), &[], &["102"]);
+    let node = start_node(&dir, "MD5");
+    let own = Sipp::new("uas_answer.xml")
+        .arg("-m")
+        .arg("1")
+        .spawn(&target(&node));
+    assert!(register(&node, &s.a102, own.port(), "u2").success);
+    let desk = answering_phone(&node, &s.a103, "uas_answer.xml");
+    let started = std::time::Instant::now();
+    let out = call(&node, &s.a101, "202", "uac_call.xml");
+    assert!(out.success, "{}", out.log);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "103 rang at once"
+    );
+    assert!(desk.finish(Duration::from_secs(10)).success);
+    drop(own);
+    drop(node);
+
+    // Nobody answers anywhere: the caller hears 480, not 487.
+    let dir = TempDir::new("group-none");
+    let s = seed(dir.path());
+    ring_group_a(dir.path(), "203", "simultaneous", &["102"], None);
+    let node = start_node(&dir, "MD5");
+    let ringing = answering_phone(&node, &s.a102, "uas_ring.xml");
+    expect_final(&node, &s.a101, "203", 480);
+    assert!(ringing.finish(Duration::from_secs(10)).success);
 }
 
 #[test]

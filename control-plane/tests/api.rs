@@ -121,6 +121,17 @@ async fn authorisation_matrix(db: TestDb) {
     let mut settings = serde_json::to_value(&customer).unwrap();
     settings["retail_plan_id"] = json!(plan.id);
     let reseller = serde_json::to_value(&t.reseller_x).unwrap();
+    let group = api
+        .db
+        .store
+        .ring_groups()
+        .create(
+            &sys,
+            a,
+            &serde_json::from_value(json!({"number": "600", "name": "Support", "strategy": "sequential", "members": [ext]})).unwrap(),
+        )
+        .await
+        .unwrap();
     let (reseller_hook, _) = api
         .db
         .store
@@ -338,6 +349,34 @@ async fn authorisation_matrix(db: TestDb) {
             format!("/api/v1/webhooks/{}/deliveries", reseller_hook.id),
             None,
             [200, 200, 404, 404, 404],
+        ),
+        row(
+            M::GET,
+            format!("/api/v1/customers/{a}/ring-groups"),
+            None,
+            ok,
+        ),
+        row(
+            M::POST,
+            format!("/api/v1/customers/{a}/ring-groups"),
+            Some(
+                json!({"number": "5{who}0", "name": "Sales", "strategy": "simultaneous", "members": [ext]}),
+            ),
+            [201, 201, 404, 201, 404],
+        ),
+        row(
+            M::GET,
+            format!("/api/v1/ring-groups/{}", group.id),
+            None,
+            ok,
+        ),
+        row(
+            M::PUT,
+            format!("/api/v1/ring-groups/{}", group.id),
+            Some(
+                json!({"number": "600", "name": "Support", "strategy": "sequential", "members": [ext]}),
+            ),
+            ok,
         ),
         // Scope-filtered read views: everyone gets an answer of their own.
         row(

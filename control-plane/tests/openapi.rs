@@ -114,6 +114,20 @@ async fn every_documented_route_answers_as_documented(db: TestDb) {
         .await
         .unwrap();
     let login = api.db.store.logins().list(&sys).await.unwrap()[0].id;
+    let group = api
+        .db
+        .store
+        .ring_groups()
+        .create(
+            &sys,
+            t.customer_a.id,
+            &serde_json::from_value(
+                json!({"number": "600", "name": "Support", "strategy": "sequential", "members": [t.extension_a.id]}),
+            )
+            .unwrap(),
+        )
+        .await
+        .unwrap();
     let (webhook, _) = api
         .db
         .store
@@ -156,6 +170,7 @@ async fn every_documented_route_answers_as_documented(db: TestDb) {
             "logins" => login.0,
             "tokens" => token.0,
             "webhooks" => webhook.id,
+            "ring-groups" => group.id.0,
             other => panic!("no id known for /{other}"),
         }
     };

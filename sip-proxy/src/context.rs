@@ -44,6 +44,15 @@ pub struct Branch {
     pub device: Option<DeviceId>,
 }
 
+/// Who rings next when the phones ringing now do not answer: a ring
+/// group's next members, then its no-answer extension.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub members: Vec<ExtensionId>,
+    /// How long they ring before the step after them; None: until they answer.
+    pub ring_s: Option<u64>,
+}
+
 /// The call an initial INVITE starts, for dialogs and events.
 #[derive(Debug, Clone)]
 pub struct CallSetup {
@@ -86,6 +95,8 @@ pub struct Context {
     /// When the ringing extension's no-answer forward applies (a timer that
     /// fires for an extension rung before is recognised as stale by it).
     pub no_answer_at: Option<tokio::time::Instant>,
+    /// The steps left of a ring group's plan.
+    pub plan: std::collections::VecDeque<Step>,
 }
 
 impl Context {

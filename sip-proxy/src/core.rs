@@ -374,6 +374,7 @@ impl Core {
             finished: false,
             no_answer: false,
             no_answer_at: None,
+            plan: std::collections::VecDeque::new(),
         }));
         self.server_txns.insert_new(key, ctx.clone()).then_some(ctx)
     }

@@ -40,6 +40,17 @@ impl Extension {
     }
 }
 
+/// A ring group as the SIP side sees it.
+#[derive(Debug)]
+pub struct RingGroup {
+    pub id: pbx_store::RingGroupId,
+    pub number: String,
+    pub strategy: pbx_store::ring_groups::Strategy,
+    pub member_timeout_s: i64,
+    pub members: Vec<ExtensionId>,
+    pub no_answer_extension: Option<ExtensionId>,
+}
+
 /// One customer as the SIP side sees it.
 #[derive(Debug)]
 pub struct Tenant {
@@ -54,6 +65,7 @@ pub struct Tenant {
     device_ids: std::collections::HashSet<DeviceId>,
     extensions: HashMap<String, Arc<Extension>>,
     extensions_by_id: HashMap<ExtensionId, Arc<Extension>>,
+    ring_groups: HashMap<String, Arc<RingGroup>>,
 }
 
 impl Tenant {
@@ -94,6 +106,21 @@ impl Tenant {
                 })
                 .collect(),
             extensions_by_id: extensions.iter().map(|e| (e.id, e.clone())).collect(),
+            ring_groups: d
+                .ring_groups
+                .into_iter()
+                .map(|g| {
+                    let group = RingGroup {
+                        id: g.id,
+                        number: g.number.clone(),
+                        strategy: g.strategy,
+                        member_timeout_s: g.member_timeout_s,
+                        members: g.members,
+                        no_answer_extension: g.no_answer_extension,
+                    };
+                    (g.number, Arc::new(group))
+                })
+                .collect(),
             extensions: extensions
                 .into_iter()
                 .map(|e| (e.number.clone(), e))
@@ -113,6 +140,10 @@ impl Tenant {
 
     pub fn extension(&self, number: &str) -> Option<&Arc<Extension>> {
         self.extensions.get(number)
+    }
+
+    pub fn ring_group(&self, number: &str) -> Option<&Arc<RingGroup>> {
+        self.ring_groups.get(number)
     }
 
     pub fn extension_by_id(&self, id: ExtensionId) -> Option<&Arc<Extension>> {
@@ -259,6 +290,7 @@ impl Tenant {
             server_header: None,
             extensions: Vec::new(),
             devices: Vec::new(),
+            ring_groups: Vec::new(),
         };
         for (i, (number, devices)) in extensions.iter().enumerate() {
             let ext = ExtensionId(customer.0 * 1000 + i as i64);
@@ -306,6 +338,7 @@ pub(crate) mod tests {
                 dnd: false,
                 forwards: Vec::new(),
             }],
+            ring_groups: Vec::new(),
             devices: vec![pbx_store::directory::DirectoryDevice {
                 id: DeviceId(customer * 100 + 1),
                 extension_id: ExtensionId(customer * 100 + 1),

@@ -72,6 +72,8 @@ pub enum SipEvent {
         call_id: String,
         caller_tag: String,
         callee_device: Option<DeviceId>,
+        /// The extension whose device answered.
+        callee_extension: Option<ExtensionId>,
         at: Millis,
     },
     CallEnded {

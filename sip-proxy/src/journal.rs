@@ -37,6 +37,10 @@ pub enum Entry {
         uid: String,
         at: Millis,
         callee_device: Option<i64>,
+        /// The extension that answered (a ring group's member, a forward's
+        /// target); absent in journals written before it was recorded.
+        #[serde(default)]
+        callee_extension: Option<i64>,
     },
     /// It is finished: the complete record.
     End { record: NewCallRecord },
@@ -68,11 +72,15 @@ impl Recovered {
                 uid,
                 at,
                 callee_device,
+                callee_extension,
             } => {
                 self.alive(at);
                 if let Some(r) = self.open.get_mut(&uid) {
                     r.answer_at = Some(at);
                     r.callee_device_id = callee_device.map(pbx_store::DeviceId);
+                    if let Some(e) = callee_extension {
+                        r.callee_extension_id = Some(pbx_store::ExtensionId(e));
+                    }
                 }
             }
             Entry::End { record } => {
@@ -321,6 +329,7 @@ mod tests {
                     uid: "a".into(),
                     at: 2_000,
                     callee_device: Some(7),
+                    callee_extension: None,
                 },
                 Entry::End { record: ended },
                 Entry::End {

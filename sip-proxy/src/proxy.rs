@@ -18,7 +18,7 @@ use pbx_sip_message::{
 use pbx_store::call_records::CallDirection;
 use pbx_store::ExtensionId;
 
-use crate::context::{Branch, CallSetup, Context, TimerTarget};
+use crate::context::{Branch, CallSetup, Context, Step, TimerTarget};
 use crate::core::{lock, Core};
 use crate::dialogs::{CallInfo, Dialog, DialogKind, Direction, Peer};
 use crate::digest::{Ha1, Verdict};
@@ -61,24 +61,48 @@ pub fn initial(core: &Core, req: Message, flow: Flow) {
             core.local_response(&req, code, reason, server.as_deref()),
         )
     };
-    let dialled = match target_extension(core, &req, &tenant) {
-        Ok(e) => e,
+    let target = match target_extension(core, &req, &tenant) {
+        Ok(e) => Target::Extension(e),
+        Err((404, reason)) => {
+            match ring_group_of(&req, &tenant).filter(|_| method == Method::Invite) {
+                Some(group) => Target::Group(group),
+                None => return refuse(404, reason, None),
+            }
+        }
         Err((code, reason)) => return refuse(code, reason, None),
     };
     let now = pbx_store::now_ms();
     let mut passed = Vec::new();
-    let (extension, bindings) = if method == Method::Invite {
-        match follow_forwards(core, &tenant, dialled.clone(), &mut passed, now) {
-            Ok(found) => found,
-            Err((code, reason, at)) => return refuse(code, reason, Some(&at)),
+    let mut plan = std::collections::VecDeque::new();
+    let (callee, extension, bindings, ring_s) = match target {
+        Target::Extension(dialled) => {
+            let (extension, bindings) = if method == Method::Invite {
+                match follow_forwards(core, &tenant, dialled.clone(), &mut passed, now) {
+                    Ok(found) => found,
+                    Err((code, reason, at)) => return refuse(code, reason, Some(&at)),
+                }
+            } else {
+                let bindings = core.location.of_extension(dialled.id, now);
+                (dialled.clone(), bindings)
+            };
+            if bindings.is_empty() {
+                return refuse(480, "Temporarily Unavailable", Some(&extension));
+            }
+            if extension.id != dialled.id {
+                tracing::debug!(customer = %tenant.customer, from = %dialled.number, to = %extension.number, "call forwarded");
+            }
+            let ring_s = no_answer_seconds(&extension);
+            (extension.number.clone(), Some(extension), bindings, ring_s)
         }
-    } else {
-        let bindings = core.location.of_extension(dialled.id, now);
-        (dialled.clone(), bindings)
+        Target::Group(group) => {
+            plan = group_plan(&group);
+            match next_step(core, &tenant, &mut plan, now) {
+                Some((bindings, ring_s)) => (group.number.clone(), None, bindings, ring_s),
+                None => return refuse(480, "Temporarily Unavailable", None),
+            }
+        }
     };
-    if bindings.is_empty() {
-        return refuse(480, "Temporarily Unavailable", Some(&extension));
-    }
+    let callee_extension = extension.as_ref().map(|e| e.id);
     let caller = req
         .from()
         .uri
@@ -109,7 +133,7 @@ pub fn initial(core: &Core, req: Message, flow: Flow) {
         reseller: tenant.reseller,
         customer: tenant.customer,
         caller_extension: Some(device.extension),
-        callee_extension: Some(extension.id),
+        callee_extension,
         caller_device: Some(device.id),
         callee_device: None,
     };
@@ -117,18 +141,16 @@ pub fn initial(core: &Core, req: Message, flow: Flow) {
         c.call = Some(CallSetup {
             info: info.clone(),
             caller: caller.clone(),
-            callee: extension.number.clone(),
+            callee: callee.clone(),
             caller_contact,
             started_at: now,
             passed,
         });
-        if extension.id != dialled.id {
-            tracing::debug!(customer = %tenant.customer, from = %dialled.number, to = %extension.number, "call forwarded");
-        }
     }
+    c.plan = plan;
     fork(core, &ctx, &mut c, &tenant, &bindings);
     if method == Method::Invite {
-        arm_no_answer(core, &ctx, &mut c, &extension);
+        arm_ring_time(core, &ctx, &mut c, ring_s);
     }
     if method == Method::Invite {
         Stats::inc(&core.stats.calls_started);
@@ -142,9 +164,9 @@ pub fn initial(core: &Core, req: Message, flow: Flow) {
                 .and_then(|r| r.from().tag())
                 .unwrap_or_default(),
             caller,
-            callee: extension.number.clone(),
+            callee,
             caller_extension: Some(device.extension),
-            callee_extension: Some(extension.id),
+            callee_extension,
             caller_device: Some(device.id),
             direction: CallDirection::Internal,
             destination: None,
@@ -330,24 +352,92 @@ fn fork(
     }
 }
 
-/// Starts the ringing time of `extension`'s no-answer forward, if it has one.
-fn arm_no_answer(
-    core: &Core,
-    ctx: &Arc<Mutex<Context>>,
-    c: &mut Context,
-    extension: &crate::directory::Extension,
-) {
+/// The ringing time of `extension`'s no-answer forward, if it has one.
+fn no_answer_seconds(extension: &crate::directory::Extension) -> Option<u64> {
     use crate::directory::ForwardCondition;
-    c.no_answer_at = None;
-    if let Some(f) = extension.forward(ForwardCondition::NoAnswer) {
-        let seconds = f
-            .timeout_s
+    extension.forward(ForwardCondition::NoAnswer).map(|f| {
+        f.timeout_s
             .unwrap_or(pbx_store::forwards::DEFAULT_NO_ANSWER_S)
-            .clamp(1, 300) as u64;
+            .clamp(1, 300) as u64
+    })
+}
+
+/// Lets the phones ring for `seconds` (if any) before the call goes on.
+fn arm_ring_time(core: &Core, ctx: &Arc<Mutex<Context>>, c: &mut Context, seconds: Option<u64>) {
+    c.no_answer_at = None;
+    if let Some(seconds) = seconds {
         let delay = std::time::Duration::from_secs(seconds);
         c.no_answer_at = Some(tokio::time::Instant::now() + delay);
         core.arm(ctx, TimerTarget::NoAnswer, vec![(TimerKind::C, delay)]);
     }
+}
+
+/// What a call dialled at: an extension or a ring group.
+enum Target {
+    Extension(Arc<crate::directory::Extension>),
+    Group(Arc<crate::directory::RingGroup>),
+}
+
+/// The ring group the Request-URI's user names, if any (the domain was
+/// checked by [`target_extension`] already).
+fn ring_group_of(req: &Message, tenant: &Tenant) -> Option<Arc<crate::directory::RingGroup>> {
+    let user = req
+        .request_line()
+        .and_then(|r| r.uri.as_sip())
+        .and_then(|u| u.user_unescaped())?;
+    tenant.ring_group(&user).cloned()
+}
+
+/// A group's members as steps: all at once, or one after another; then its
+/// no-answer extension.
+fn group_plan(group: &crate::directory::RingGroup) -> std::collections::VecDeque<Step> {
+    use pbx_store::ring_groups::Strategy;
+    let ring_s = Some(group.member_timeout_s.clamp(1, 300) as u64);
+    let mut plan: std::collections::VecDeque<Step> = match group.strategy {
+        Strategy::Simultaneous => [Step {
+            members: group.members.clone(),
+            ring_s,
+        }]
+        .into(),
+        Strategy::Sequential => group
+            .members
+            .iter()
+            .map(|m| Step {
+                members: vec![*m],
+                ring_s,
+            })
+            .collect(),
+    };
+    if let Some(ext) = group.no_answer_extension {
+        plan.push_back(Step {
+            members: vec![ext],
+            ring_s: None,
+        });
+    }
+    plan
+}
+
+/// Takes steps off `plan` until one has phones to ring (members on
+/// do-not-disturb or with nothing registered are passed over).
+fn next_step(
+    core: &Core,
+    tenant: &Tenant,
+    plan: &mut std::collections::VecDeque<Step>,
+    now: pbx_store::Millis,
+) -> Option<(Vec<crate::location::Binding>, Option<u64>)> {
+    while let Some(step) = plan.pop_front() {
+        let bindings: Vec<crate::location::Binding> = step
+            .members
+            .iter()
+            .filter_map(|id| tenant.extension_by_id(*id))
+            .filter(|e| !e.dnd)
+            .flat_map(|e| core.location.of_extension(e.id, now))
+            .collect();
+        if !bindings.is_empty() {
+            return Some((bindings, step.ring_s));
+        }
+    }
+    None
 }
 
 /// The no-answer time ran out: the ringing phones are cancelled, and when
@@ -386,6 +476,23 @@ fn forward_on_failure(core: &Core, ctx: &Arc<Mutex<Context>>, c: &mut Context) -
     let Some(call) = c.call.as_ref() else {
         return false;
     };
+    if !c.plan.is_empty() {
+        // A ring group: whatever the failure, the next members' turn.
+        let Some(tenant) = core.directory.by_customer(call.info.customer) else {
+            return false;
+        };
+        let mut plan = std::mem::take(&mut c.plan);
+        let Some((bindings, ring_s)) = next_step(core, &tenant, &mut plan, pbx_store::now_ms())
+        else {
+            return false;
+        };
+        c.plan = plan;
+        c.best = None;
+        c.no_answer = false;
+        fork(core, ctx, c, &tenant, &bindings);
+        arm_ring_time(core, ctx, c, ring_s);
+        return c.pending_branches() > 0;
+    }
     let code = c.best.as_ref().and_then(|b| b.status()).unwrap_or(0);
     let condition = if c.no_answer || matches!(code, 408 | 480) {
         ForwardCondition::NoAnswer
@@ -431,8 +538,9 @@ fn forward_on_failure(core: &Core, ctx: &Arc<Mutex<Context>>, c: &mut Context) -
     }
     c.best = None;
     c.no_answer = false;
+    let ring_s = no_answer_seconds(&extension);
     fork(core, ctx, c, &tenant, &bindings);
-    arm_no_answer(core, ctx, c, &extension);
+    arm_ring_time(core, ctx, c, ring_s);
     c.pending_branches() > 0
 }
 
@@ -1042,6 +1150,7 @@ fn branch_final(
     b.timer_c = None;
     let branch_flow = b.flow;
     let device = b.device;
+    let answering_extension = b.extension;
     if (200..300).contains(&status) {
         b.request = None;
         if let (Some(call), Some(tag)) = (c.call.clone(), resp.to().tag()) {
@@ -1060,6 +1169,7 @@ fn branch_final(
                     call_id: resp.call_id().to_owned(),
                     caller_tag: resp.from().tag().unwrap_or_default(),
                     callee_device: device,
+                    callee_extension: answering_extension,
                     at: answered_at,
                 });
             }
@@ -1275,6 +1385,18 @@ fn finish_if_all_final(core: &Core, ctx: &Arc<Mutex<Context>>, c: &mut Context) 
             reason: "Server Internal Error".into(),
         });
         best.remove_all(&HeaderName::RetryAfter);
+    }
+    if c.no_answer {
+        // The phones were cancelled by us for ringing too long, with nothing
+        // left to try: the caller hears "unavailable", not "terminated".
+        if let Some(request) = c.request.as_ref() {
+            best = Message::response(
+                request,
+                480,
+                "Temporarily Unavailable",
+                best.to().tag().as_deref(),
+            );
+        }
     }
     let code = best.status().unwrap_or(500);
     core.send_response(ctx, c, &best);

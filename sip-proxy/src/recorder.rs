@@ -272,6 +272,7 @@ impl State {
                 call_id,
                 caller_tag,
                 callee_device,
+                callee_extension,
                 at,
                 ..
             } => {
@@ -279,10 +280,15 @@ impl State {
                     if r.answer_at.is_none() {
                         r.answer_at = Some(at.max(r.invite_at));
                         r.callee_device_id = callee_device;
+                        // Who answered: a ring group's member, a forward's target.
+                        if callee_extension.is_some() {
+                            r.callee_extension_id = callee_extension;
+                        }
                         journal.push(Entry::Answer {
                             uid: r.record_uid.clone(),
                             at: at.max(r.invite_at),
                             callee_device: callee_device.map(|d| d.0),
+                            callee_extension: callee_extension.map(|e| e.0),
                         });
                     }
                 }

@@ -213,6 +213,9 @@ impl Store {
     pub fn call_records(&self) -> crate::call_records::CallRecords<'_> {
         crate::call_records::CallRecords(self)
     }
+    pub fn ring_groups(&self) -> crate::ring_groups::RingGroups<'_> {
+        crate::ring_groups::RingGroups(self)
+    }
     pub fn forwards(&self) -> crate::forwards::Forwards<'_> {
         crate::forwards::Forwards(self)
     }

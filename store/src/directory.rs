@@ -21,6 +21,18 @@ pub struct CustomerDirectory {
     pub server_header: Option<String>,
     pub extensions: Vec<DirectoryExtension>,
     pub devices: Vec<DirectoryDevice>,
+    pub ring_groups: Vec<DirectoryRingGroup>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DirectoryRingGroup {
+    pub id: crate::RingGroupId,
+    pub number: String,
+    pub strategy: crate::ring_groups::Strategy,
+    pub member_timeout_s: i64,
+    /// In ringing order.
+    pub members: Vec<ExtensionId>,
+    pub no_answer_extension: Option<ExtensionId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -89,6 +101,7 @@ impl Directory<'_> {
                 server_header: row.try_get("sip_server_header")?,
                 extensions: Vec::new(),
                 devices: Vec::new(),
+                ring_groups: Vec::new(),
             });
         }
         let index = |out: &[CustomerDirectory], id: i64| {
@@ -110,6 +123,45 @@ impl Directory<'_> {
                     dnd: flag(row, "dnd")?,
                     forwards: Vec::new(),
                 });
+            }
+        }
+        let groups = sqlx::query(
+            "SELECT id, customer_id, number, strategy, member_timeout_s, no_answer_extension_id \
+             FROM ring_groups WHERE deleted_at IS NULL AND ($1 IS NULL OR customer_id = $1) ORDER BY id",
+        )
+        .bind(only)
+        .fetch_all(pool)
+        .await?;
+        for row in &groups {
+            if let Some(i) = index(&out, row.try_get("customer_id")?) {
+                out[i].ring_groups.push(DirectoryRingGroup {
+                    id: crate::RingGroupId(row.try_get("id")?),
+                    number: row.try_get("number")?,
+                    strategy: enum_col(row, "strategy", crate::ring_groups::Strategy::parse)?,
+                    member_timeout_s: row.try_get("member_timeout_s")?,
+                    members: Vec::new(),
+                    no_answer_extension: row
+                        .try_get::<Option<i64>, _>("no_answer_extension_id")?
+                        .map(ExtensionId),
+                });
+            }
+        }
+        let members = sqlx::query(
+            "SELECT m.customer_id, m.ring_group_id, m.extension_id FROM ring_group_members m \
+             JOIN ring_groups g ON g.id = m.ring_group_id \
+             WHERE g.deleted_at IS NULL AND ($1 IS NULL OR m.customer_id = $1) \
+             ORDER BY m.ring_group_id, m.position",
+        )
+        .bind(only)
+        .fetch_all(pool)
+        .await?;
+        for row in &members {
+            let Some(i) = index(&out, row.try_get("customer_id")?) else {
+                continue;
+            };
+            let group: i64 = row.try_get("ring_group_id")?;
+            if let Some(g) = out[i].ring_groups.iter_mut().find(|g| g.id.0 == group) {
+                g.members.push(ExtensionId(row.try_get("extension_id")?));
             }
         }
         let forwards = sqlx::query(

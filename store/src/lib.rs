@@ -10,7 +10,7 @@
 //! the caller's scope is [`StoreError::NotFound`], never a different answer.
 //!
 //! Layout: one module per aggregate (`resellers`, `customers`, `extensions`
-//! with their `forwards`,
+//! with their `forwards`, `ring_groups`,
 //! `devices`, `numbers`, `logins`, `api_tokens`, `audit`), reached through
 //! [`Store`] (`store.customers().get(&principal, id)`); `directory` loads what
 //! the SIP proxy keeps in memory; `changes` tells every node what changed.
@@ -44,6 +44,7 @@ mod principal;
 pub mod rating;
 pub mod registrations;
 pub mod resellers;
+pub mod ring_groups;
 mod rows;
 pub mod secrets;
 pub mod sessions;

@@ -148,6 +148,75 @@ pub fn configure_a(
     });
 }
 
+/// Adds a ring group to customer A (before the node starts): `members` and
+/// `no_answer` are extension numbers; members ring 5 s each.
+pub fn ring_group_a(
+    data_dir: &Path,
+    number: &str,
+    strategy: &str,
+    members: &[&str],
+    no_answer: Option<&str>,
+) {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let store = open_seeded(data_dir).await;
+        let sys = Principal::system();
+        let acme = customer_a(&store).await;
+        let extensions = store
+            .extensions()
+            .list(&sys, acme)
+            .await
+            .expect("extensions");
+        let id = |n: &str| {
+            extensions
+                .iter()
+                .find(|e| e.number == n)
+                .map(|e| e.id)
+                .unwrap_or_else(|| panic!("extension {n}"))
+        };
+        let settings = serde_json::json!({
+            "number": number, "name": "Group", "strategy": strategy, "member_timeout_s": 5,
+            "members": members.iter().map(|m| id(m)).collect::<Vec<_>>(),
+            "no_answer_extension_id": no_answer.map(id),
+        });
+        store
+            .ring_groups()
+            .create(
+                &sys,
+                acme,
+                &serde_json::from_value(settings).expect("settings"),
+            )
+            .await
+            .expect("ring group");
+        store.close().await;
+    });
+}
+
+/// The seeded SQLite store of a node's data directory.
+pub async fn open_seeded(data_dir: &Path) -> Store {
+    let url = format!("sqlite://{}?mode=rwc", data_dir.join("pbx.db").display());
+    Store::connect(&StoreConfig {
+        database_url: url,
+        max_connections: 2,
+        secret_key: TEST_KEY,
+    })
+    .await
+    .expect("open store")
+}
+
+/// Customer A's id.
+pub async fn customer_a(store: &Store) -> pbx_store::CustomerId {
+    store
+        .customers()
+        .list(&Principal::system(), None)
+        .await
+        .expect("customers")
+        .into_iter()
+        .find(|c| c.name == "Acme")
+        .expect("customer A")
+        .id
+}
+
 /// Seeds any store (also PostgreSQL ones) with the two tenants.
 pub async fn seed_store(store: &Store) -> Seeded {
     let t = TwoTenants::create(store).await;

@@ -16,6 +16,7 @@ pub mod auth;
 pub mod billing;
 pub mod etag;
 pub mod events;
+pub mod groups;
 pub mod idempotency;
 pub mod input;
 pub mod numbers;
@@ -78,7 +79,7 @@ impl ApiState {
     components(schemas(Problem, problem::ProblemField)),
     security(("bearer" = [])),
     tags(
-        (name = "resellers"), (name = "customers"), (name = "extensions"), (name = "devices"),
+        (name = "resellers"), (name = "customers"), (name = "extensions"), (name = "devices"), (name = "ring-groups"),
         (name = "numbers"), (name = "price-plans"), (name = "logins"), (name = "tokens"),
         (name = "live"), (name = "call-records"), (name = "statements"), (name = "webhooks"), (name = "session"),
     )
@@ -167,6 +168,7 @@ fn documented() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(tenants::routes())
         .merge(phones::routes())
+        .merge(groups::routes())
         .merge(numbers::routes())
         .merge(billing::routes())
         .merge(access::routes())
