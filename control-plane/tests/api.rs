@@ -1180,6 +1180,68 @@ async fn etags_stop_lost_updates(db: TestDb) {
         api.get(Who::CustomerA, &uri).await.json()["display_name"],
         "Reception"
     );
+    // Actions take If-Match when it is sent: a stale one is refused.
+    let customer = format!("/api/v1/customers/{}", api.t.customer_a.id);
+    let etag = api
+        .get(Who::ResellerX, &customer)
+        .await
+        .header("etag")
+        .unwrap()
+        .to_owned();
+    let status = format!("{customer}/status");
+    let active = json!({"status": "active"});
+    let ok = api
+        .send(
+            Who::ResellerX,
+            Method::PUT,
+            &status,
+            Some(&active),
+            &[("if-match", &etag)],
+        )
+        .await;
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    let again = api
+        .send(
+            Who::ResellerX,
+            Method::PUT,
+            &status,
+            Some(&active),
+            &[("if-match", &etag)],
+        )
+        .await;
+    assert_eq!(again.status, 412, "the first change made the ETag stale");
+    let plan = api
+        .post(
+            Who::ResellerX,
+            "/api/v1/price-plans",
+            &json!({"name": "P", "currency": "EUR",
+            "extension_month_micros": 0, "number_month_micros": 0, "internal_calls_free": true}),
+        )
+        .await;
+    let plan_etag = plan.header("etag").unwrap().to_owned();
+    let rates = format!("/api/v1/price-plans/{}/rates", plan.json()["id"]);
+    let table = json!([{"prefix": "49", "description": "Germany", "minute_micros": 10000,
+        "connection_micros": 0, "first_increment_s": 60, "next_increment_s": 60, "minimum_micros": 0}]);
+    let first = api
+        .send(
+            Who::ResellerX,
+            Method::PUT,
+            &rates,
+            Some(&table),
+            &[("if-match", &plan_etag)],
+        )
+        .await;
+    assert_eq!(first.status, 200, "{}", first.text());
+    let second = api
+        .send(
+            Who::ResellerX,
+            Method::PUT,
+            &rates,
+            Some(&table),
+            &[("if-match", &plan_etag)],
+        )
+        .await;
+    assert_eq!(second.status, 412);
 }
 
 async fn idempotency_keys_make_creates_safe(db: TestDb) {

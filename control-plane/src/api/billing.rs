@@ -15,7 +15,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::auth::Caller;
-use super::etag::Tagged;
+use super::etag::{OptionalIfMatch, Tagged};
 use super::input::{Json, Path, Query};
 use super::page::{self, paginate, Page, PageQuery};
 use super::problem::{ApiResult, Problem};
@@ -99,16 +99,22 @@ async fn get_rates(
 }
 
 /// Replaces the plan's whole rate table. Calls already rated keep their
-/// prices until re-rated.
+/// prices until re-rated. Send the plan's ETag in If-Match to be sure nobody
+/// changed it meanwhile.
 #[utoipa::path(put, path = "/api/v1/price-plans/{id}/rates", tag = "price-plans", request_body = [RateRule],
-    params(("id" = i64, Path)), responses((status = 200, body = [RateRule])))]
+    params(("id" = i64, Path), ("If-Match" = Option<String>, Header, description = "The plan's ETag")),
+    responses((status = 200, body = [RateRule])))]
 async fn set_rates(
     State(s): State<AppState>,
     Caller(by): Caller,
     Path(id): Path<i64>,
+    if_match: OptionalIfMatch,
     Json(rates): Json<Vec<RateRule>>,
 ) -> ApiResult<JsonOut<Vec<RateRule>>> {
     let plans = s.store.price_plans();
+    if if_match.0.is_some() {
+        if_match.check(plans.get(&by, PlanId(id)).await?.version)?;
+    }
     plans.set_rates(&by, PlanId(id), &rates).await?;
     Ok(JsonOut(plans.rates(&by, PlanId(id)).await?))
 }

@@ -52,6 +52,34 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
     }
 }
 
+/// `If-Match` where it is optional (actions on an object: status changes,
+/// rate tables, routing): when sent, the object must still have that version.
+#[derive(Debug, Clone, Copy)]
+pub struct OptionalIfMatch(pub Option<i64>);
+
+impl OptionalIfMatch {
+    /// 412 unless `current` is the version the caller named (or none was named).
+    pub fn check(self, current: i64) -> Result<(), Problem> {
+        match self.0 {
+            Some(v) if v != current => Err(pbx_store::StoreError::VersionMismatch.into()),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for OptionalIfMatch {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
+        if parts.headers.get(header::IF_MATCH).is_none() {
+            return Ok(OptionalIfMatch(None));
+        }
+        IfMatch::from_request_parts(parts, state)
+            .await
+            .map(|IfMatch(v)| OptionalIfMatch(v))
+    }
+}
+
 fn parse(value: &str) -> Option<Option<i64>> {
     let value = value.trim();
     if value == "*" {

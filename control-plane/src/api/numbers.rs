@@ -11,7 +11,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::auth::Caller;
-use super::etag::Tagged;
+use super::etag::{OptionalIfMatch, Tagged};
 use super::input::{Json, Path, Query};
 use super::page::{paginate, Page, PageQuery};
 use super::problem::ApiResult;
@@ -114,13 +114,17 @@ pub struct Routing {
 }
 
 #[utoipa::path(put, path = "/api/v1/numbers/{id}/destination", tag = "numbers", request_body = Routing,
-    params(("id" = i64, Path)), responses((status = 200, body = PhoneNumber, headers(("ETag" = String)))))]
+    params(("id" = i64, Path), ("If-Match" = Option<String>, Header, description = "The number's ETag")), responses((status = 200, body = PhoneNumber, headers(("ETag" = String)))))]
 async fn set_destination(
     State(s): State<AppState>,
     Caller(by): Caller,
     Path(id): Path<i64>,
+    if_match: OptionalIfMatch,
     Json(r): Json<Routing>,
 ) -> ApiResult<Tagged<PhoneNumber>> {
+    if if_match.0.is_some() {
+        if_match.check(s.store.numbers().get(&by, NumberId(id)).await?.version)?;
+    }
     let n = s
         .store
         .numbers()

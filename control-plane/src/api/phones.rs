@@ -15,7 +15,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::auth::Caller;
-use super::etag::{IfMatch, Tagged};
+use super::etag::{IfMatch, OptionalIfMatch, Tagged};
 use super::input::{Json, Path, Query};
 use super::page::{paginate, Page, PageQuery};
 use super::problem::ApiResult;
@@ -127,13 +127,23 @@ async fn get_forwarding(
 /// turns forwarding off. Chains are followed; a chain that returns to an
 /// extension already passed is refused as a loop (SIP 482).
 #[utoipa::path(put, path = "/api/v1/extensions/{id}/forwarding", tag = "extensions", request_body = [Forward],
-    params(("id" = i64, Path)), responses((status = 200, body = [Forward])))]
+    params(("id" = i64, Path), ("If-Match" = Option<String>, Header, description = "The extension's ETag")), responses((status = 200, body = [Forward])))]
 async fn set_forwarding(
     State(s): State<AppState>,
     Caller(by): Caller,
     Path(id): Path<i64>,
+    if_match: OptionalIfMatch,
     Json(forwards): Json<Vec<Forward>>,
 ) -> ApiResult<JsonOut<Vec<Forward>>> {
+    if if_match.0.is_some() {
+        if_match.check(
+            s.store
+                .extensions()
+                .get(&by, ExtensionId(id))
+                .await?
+                .version,
+        )?;
+    }
     Ok(JsonOut(
         s.store
             .forwards()

@@ -11,7 +11,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::auth::Caller;
-use super::etag::{IfMatch, Tagged};
+use super::etag::{IfMatch, OptionalIfMatch, Tagged};
 use super::input::{Json, Path, Query};
 use super::page::{paginate, Page, PageQuery};
 use super::problem::{ApiResult, Problem};
@@ -120,13 +120,17 @@ async fn delete_reseller(
 
 /// Suspends, reactivates or closes a reseller (operator only).
 #[utoipa::path(put, path = "/api/v1/resellers/{id}/status", tag = "resellers", request_body = StatusChange,
-    params(("id" = i64, Path)), responses((status = 200, body = Reseller, headers(("ETag" = String)))))]
+    params(("id" = i64, Path), ("If-Match" = Option<String>, Header, description = "The reseller's ETag")), responses((status = 200, body = Reseller, headers(("ETag" = String)))))]
 async fn set_reseller_status(
     State(s): State<AppState>,
     Caller(by): Caller,
     Path(id): Path<i64>,
+    if_match: OptionalIfMatch,
     Json(change): Json<StatusChange>,
 ) -> ApiResult<Tagged<Reseller>> {
+    if if_match.0.is_some() {
+        if_match.check(s.store.resellers().get(&by, ResellerId(id)).await?.version)?;
+    }
     let r = s
         .store
         .resellers()
@@ -252,13 +256,17 @@ async fn update_customer(
 
 /// Suspends (phones stop working), reactivates or closes a customer (its reseller or the operator).
 #[utoipa::path(put, path = "/api/v1/customers/{id}/status", tag = "customers", request_body = StatusChange,
-    params(("id" = i64, Path)), responses((status = 200, body = Customer, headers(("ETag" = String)))))]
+    params(("id" = i64, Path), ("If-Match" = Option<String>, Header, description = "The customer's ETag")), responses((status = 200, body = Customer, headers(("ETag" = String)))))]
 async fn set_customer_status(
     State(s): State<AppState>,
     Caller(by): Caller,
     Path(id): Path<i64>,
+    if_match: OptionalIfMatch,
     Json(change): Json<StatusChange>,
 ) -> ApiResult<Tagged<Customer>> {
+    if if_match.0.is_some() {
+        if_match.check(s.store.customers().get(&by, CustomerId(id)).await?.version)?;
+    }
     let c = s
         .store
         .customers()
