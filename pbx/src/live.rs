@@ -95,13 +95,10 @@ fn forward(hub: &EventHub, event: SipEvent) {
             ..
         } => (Tenant::customer(*reseller, *customer), *at),
     };
-    let mut data = match serde_json::to_value(&event) {
-        Ok(serde_json::Value::Object(map)) => map,
-        _ => return,
+    // Once, and outside the hub's lock: the event as it is (its own `type`
+    // included) becomes the stream event's `data`.
+    let Ok(data) = serde_json::to_string(&event) else {
+        return;
     };
-    let kind = match data.remove("type") {
-        Some(serde_json::Value::String(kind)) => kind,
-        _ => return,
-    };
-    hub.publish(tenant, &kind, at, serde_json::Value::Object(data));
+    hub.publish_json(tenant, event.kind(), at, &data);
 }

@@ -103,6 +103,38 @@ pub enum SipEvent {
     },
 }
 
+impl SipEvent {
+    /// The event's type, as its `type` field names it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SipEvent::DeviceRegistered { .. } => "device_registered",
+            SipEvent::DeviceUnregistered { .. } => "device_unregistered",
+            SipEvent::CallStarted { .. } => "call_started",
+            SipEvent::CallAnswered { .. } => "call_answered",
+            SipEvent::CallEnded { .. } => "call_ended",
+            SipEvent::RecordRated { .. } => "record_rated",
+        }
+    }
+}
+
+#[cfg(test)]
+mod kind_tests {
+    #[test]
+    fn kind_is_the_serialised_type() {
+        let e = super::SipEvent::CallAnswered {
+            reseller: pbx_store::ResellerId(1),
+            customer: pbx_store::CustomerId(2),
+            call_id: "c".into(),
+            caller_tag: "t".into(),
+            callee_device: None,
+            callee_extension: None,
+            at: 0,
+        };
+        let v = serde_json::to_value(&e).unwrap();
+        assert_eq!(v["type"], e.kind());
+    }
+}
+
 /// Publishes events to whoever listens, and call events to the call
 /// recorder, which must never miss one (its channel is not lossy).
 #[derive(Clone)]
