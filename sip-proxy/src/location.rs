@@ -98,6 +98,10 @@ pub struct Location {
     shards: Vec<Mutex<HashMap<ExtensionId, Vec<Binding>>>>,
     dirty: Mutex<HashMap<DeviceId, ExtensionId>>,
     count: AtomicUsize,
+    /// One write at a time: a flush at shutdown must wait for the periodic
+    /// write in flight, or the bindings that write took could be lost when
+    /// its task is stopped.
+    writing: tokio::sync::Mutex<()>,
 }
 
 impl Default for Location {
@@ -106,6 +110,7 @@ impl Default for Location {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             dirty: Mutex::new(HashMap::new()),
             count: AtomicUsize::new(0),
+            writing: tokio::sync::Mutex::new(()),
         }
     }
 }
@@ -276,6 +281,7 @@ impl Location {
         store: &Store,
         node_id: &str,
     ) -> Result<usize, pbx_store::StoreError> {
+        let _writing = self.writing.lock().await;
         let dirty: Vec<(DeviceId, ExtensionId)> = lock(&self.dirty).drain().collect();
         if dirty.is_empty() {
             return Ok(0);
