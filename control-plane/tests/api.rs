@@ -8,7 +8,6 @@ mod support;
 
 use axum::http::Method;
 use pbx_control_plane::api::auth::RateLimit;
-use pbx_store::call_records::{CallDirection, Disposition, NewCallRecord};
 use pbx_store::testing::TestDb;
 use pbx_store::Principal;
 use serde_json::{json, Value};
@@ -1376,30 +1375,8 @@ async fn cursors_walk_lists_and_records(db: TestDb) {
     let record = |uid: &str,
                   reseller: &pbx_store::resellers::Reseller,
                   customer: &pbx_store::customers::Customer,
-                  at: i64| NewCallRecord {
-        record_uid: uid.to_owned(),
-        call_id: format!("call-{uid}"),
-        leg: 0,
-        reseller_id: reseller.id,
-        customer_id: customer.id,
-        direction: CallDirection::Internal,
-        caller: "101".into(),
-        callee: "102".into(),
-        caller_extension_id: None,
-        callee_extension_id: None,
-        caller_device_id: None,
-        callee_device_id: None,
-        destination: None,
-        trunk_id: None,
-        invite_at: at,
-        answer_at: Some(at + 1000),
-        end_at: at + 61_000,
-        disposition: Disposition::Answered,
-        sip_status: Some(200),
-        hangup_side: None,
-        end_reason: None,
-        recovered: false,
-        node_id: "n1".into(),
+                  at: i64| {
+        pbx_store::testing::answered_call(uid, reseller.id, customer.id, at, 60_000)
     };
     let base = 1_790_000_000_000;
     let mut records = Vec::new();

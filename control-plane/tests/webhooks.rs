@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use axum::http::Method;
 use pbx_control_plane::webhooks::{signature, Deliverer, WebhookConfig};
-use pbx_store::call_records::{CallDirection, Disposition, NewCallRecord};
+use pbx_store::call_records::NewCallRecord;
 use pbx_store::testing::TestDb;
 use pbx_store::webhooks::backoff_ms;
 use pbx_store::Principal;
@@ -182,31 +182,7 @@ fn record(uid: &str, api: &Api, of_b: bool) -> NewCallRecord {
     } else {
         (t.reseller_x.id, t.customer_a.id)
     };
-    NewCallRecord {
-        record_uid: uid.to_owned(),
-        call_id: format!("call-{uid}"),
-        leg: 0,
-        reseller_id: reseller,
-        customer_id: customer,
-        direction: CallDirection::Internal,
-        caller: "101".into(),
-        callee: "102".into(),
-        caller_extension_id: None,
-        callee_extension_id: None,
-        caller_device_id: None,
-        callee_device_id: None,
-        destination: None,
-        trunk_id: None,
-        invite_at: 1_790_000_000_000,
-        answer_at: Some(1_790_000_001_000),
-        end_at: 1_790_000_031_000,
-        disposition: Disposition::Answered,
-        sip_status: Some(200),
-        hangup_side: None,
-        end_reason: None,
-        recovered: false,
-        node_id: "n1".into(),
-    }
+    pbx_store::testing::answered_call(uid, reseller, customer, 1_790_000_000_000, 30_000)
 }
 
 async fn delivered_signed_retried_and_logged(db: TestDb) {

@@ -376,3 +376,41 @@ impl TwoTenants {
         }
     }
 }
+
+/// An internal call of `customer` from 101 to 102, set up at `invite_at`,
+/// answered a second later and talked for `talk_ms`: a record as a proxy
+/// node would report it.
+pub fn answered_call(
+    uid: &str,
+    reseller: crate::ResellerId,
+    customer: crate::CustomerId,
+    invite_at: crate::Millis,
+    talk_ms: i64,
+) -> crate::call_records::NewCallRecord {
+    use crate::call_records::{CallDirection, Disposition, NewCallRecord};
+    NewCallRecord {
+        record_uid: uid.to_owned(),
+        call_id: format!("call-{uid}"),
+        leg: 0,
+        reseller_id: reseller,
+        customer_id: customer,
+        direction: CallDirection::Internal,
+        caller: "101".into(),
+        callee: "102".into(),
+        caller_extension_id: None,
+        callee_extension_id: None,
+        caller_device_id: None,
+        callee_device_id: None,
+        destination: None,
+        trunk_id: None,
+        invite_at,
+        answer_at: Some(invite_at + 1000),
+        end_at: invite_at + 1000 + talk_ms,
+        disposition: Disposition::Answered,
+        sip_status: Some(200),
+        hangup_side: None,
+        end_reason: None,
+        recovered: false,
+        node_id: "n1".into(),
+    }
+}

@@ -614,40 +614,15 @@ pub(crate) async fn anyone_listens(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::call_records::{CallDirection, Disposition, NewCallRecord};
     use crate::testing::{TestDb, TwoTenants};
 
-    fn record(uid: &str, t: &TwoTenants, of_b: bool) -> NewCallRecord {
+    fn record(uid: &str, t: &TwoTenants, of_b: bool) -> crate::call_records::NewCallRecord {
         let (reseller, customer) = if of_b {
             (t.reseller_y.id, t.customer_b.id)
         } else {
             (t.reseller_x.id, t.customer_a.id)
         };
-        NewCallRecord {
-            record_uid: uid.to_owned(),
-            call_id: format!("c-{uid}"),
-            leg: 0,
-            reseller_id: reseller,
-            customer_id: customer,
-            direction: CallDirection::Internal,
-            caller: "101".into(),
-            callee: "102".into(),
-            caller_extension_id: None,
-            callee_extension_id: None,
-            caller_device_id: None,
-            callee_device_id: None,
-            destination: None,
-            trunk_id: None,
-            invite_at: 1_790_000_000_000,
-            answer_at: Some(1_790_000_001_000),
-            end_at: 1_790_000_061_000,
-            disposition: Disposition::Answered,
-            sip_status: Some(200),
-            hangup_side: None,
-            end_reason: None,
-            recovered: false,
-            node_id: "n".into(),
-        }
+        crate::testing::answered_call(uid, reseller, customer, 1_790_000_000_000, 60_000)
     }
 
     fn hook(url: &str, events: &[WebhookEvent]) -> NewWebhook {
