@@ -126,6 +126,19 @@ impl Extensions<'_> {
         );
         check_display_name(&mut check, &new.display_name);
         check.finish()?;
+        // A ring group's number dialled would otherwise reach the extension.
+        let taken = sqlx::query(
+            "SELECT 1 AS one FROM ring_groups WHERE customer_id = $1 AND number = $2 AND deleted_at IS NULL",
+        )
+        .bind(customer.0)
+        .bind(&new.number)
+        .fetch_optional(self.0.pool())
+        .await?;
+        if taken.is_some() {
+            return Err(StoreError::Conflict(
+                "a ring group has this number".to_owned(),
+            ));
+        }
         let mut tx = self.0.begin().await?;
         let row = sqlx::query(
             "INSERT INTO extensions (customer_id, number, display_name, created_at) VALUES ($1, $2, $3, $4) RETURNING id",

@@ -486,6 +486,21 @@ mod tests {
                 .await,
             Err(StoreError::VersionMismatch)
         ));
+        // An extension cannot take a ring group's number either.
+        assert!(matches!(
+            db.store
+                .extensions()
+                .create(
+                    &sys,
+                    t.customer_a.id,
+                    &serde_json::from_value(
+                        serde_json::json!({"number": "200", "display_name": ""})
+                    )
+                    .unwrap()
+                )
+                .await,
+            Err(StoreError::Conflict(_))
+        ));
         // The directory carries it to the proxy.
         let dir = db
             .store
