@@ -1,8 +1,7 @@
 //! The control plane: everything spoken over HTTP. Operations endpoints
 //! (`/healthz`, `/metrics`), the REST API with its live event stream
-//! (`/api/v1`, see [`api`]), and outgoing webhook deliveries
-//! ([`webhooks`]); the branded console and provisioning are added as routers
-//! beside them.
+//! (`/api/v1`, see [`api`]), outgoing webhook deliveries ([`webhooks`]),
+//! and the branded console for people ([`console`]: every other path).
 //!
 //! Handlers are thin: they turn HTTP into calls on `pbx-store` (which decides
 //! tenant scope) and results back into HTTP.
@@ -10,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod console;
 pub mod health;
 pub mod metrics;
 pub mod webhooks;
@@ -30,6 +30,7 @@ pub struct AppState {
     /// This node's name, reported by `/healthz`.
     pub node_id: Arc<str>,
     pub api: Arc<api::ApiState>,
+    pub console: Arc<console::Console>,
 }
 
 /// All routes of the control plane.
@@ -39,6 +40,7 @@ pub fn router(state: AppState) -> Router {
         .merge(health::router())
         .merge(api)
         .merge(metrics::router())
+        .merge(console::router(&state))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::count_requests,

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use pbx_control_plane::api::events::{ActiveCall, EventHub, Tenant};
+use pbx_control_plane::api::events::{ActiveCall, EventHub, HeardBinding, Tenant};
 use pbx_sip_proxy::SipEvent;
 use tokio::sync::broadcast::{error::RecvError, Receiver};
 
@@ -31,11 +31,37 @@ fn forward(hub: &EventHub, event: SipEvent) {
     let now = pbx_store::now_ms();
     let (tenant, at) = match &event {
         SipEvent::DeviceRegistered {
-            reseller, customer, ..
+            reseller,
+            customer,
+            extension,
+            device,
+            contact,
+            expires_at,
+        } => {
+            let heard = HeardBinding {
+                extension_id: *extension,
+                heard_at: now,
+                expires_at: Some(*expires_at),
+            };
+            hub.binding_heard(*customer, *device, contact, heard);
+            (Tenant::customer(*reseller, *customer), now)
         }
-        | SipEvent::DeviceUnregistered {
-            reseller, customer, ..
-        } => (Tenant::customer(*reseller, *customer), now),
+        SipEvent::DeviceUnregistered {
+            reseller,
+            customer,
+            extension,
+            device,
+            contact,
+            ..
+        } => {
+            let heard = HeardBinding {
+                extension_id: *extension,
+                heard_at: now,
+                expires_at: None,
+            };
+            hub.binding_heard(*customer, *device, contact, heard);
+            (Tenant::customer(*reseller, *customer), now)
+        }
         SipEvent::CallStarted {
             reseller,
             customer,

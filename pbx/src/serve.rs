@@ -150,6 +150,10 @@ pub async fn run(config: Config, mode: Mode) -> Result<()> {
                 RateLimit::new(config.api_rate_limit, config.api_rate_burst),
                 hub,
             )),
+            console: Arc::new(
+                pbx_control_plane::console::Console::new()
+                    .map_err(|e| anyhow::anyhow!("the console's theme: {e}"))?,
+            ),
         };
         for addr in &config.http_listen {
             let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {

@@ -20,7 +20,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::Json as JsonOut;
 use pbx_store::call_records::CallDirection;
-use pbx_store::{CustomerId, ExtensionId, Millis, Principal, ResellerId, Scope};
+use pbx_store::{CustomerId, DeviceId, ExtensionId, Millis, Principal, ResellerId, Scope};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use utoipa_axum::router::OpenApiRouter;
@@ -117,7 +117,23 @@ struct Inner {
     /// Keyed by customer, Call-ID and the caller's From tag: a phone of one
     /// tenant reusing another's Call-ID must not touch that tenant's call.
     calls: HashMap<(CustomerId, String, String), ActiveCall>,
+    /// Registrations heard of on this node, by customer, device and contact:
+    /// the expiry, or None once the phone unregistered. The database holds
+    /// bindings a little behind (written in batches); live views lay this over it.
+    bindings: HashMap<(CustomerId, DeviceId, String), HeardBinding>,
 }
+
+/// A registration as this node last heard of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeardBinding {
+    pub extension_id: ExtensionId,
+    pub heard_at: Millis,
+    /// None once the binding ended.
+    pub expires_at: Option<Millis>,
+}
+
+/// Bindings remembered before old ones are pruned.
+const MAX_BINDINGS: usize = 200_000;
 
 /// The node's recent events and calls in progress.
 #[derive(Debug)]
@@ -246,6 +262,37 @@ impl EventHub {
     pub fn call_ended(&self, customer: CustomerId, call_id: &str, caller_tag: &str) {
         let key = (customer, call_id.to_owned(), caller_tag.to_owned());
         self.lock().calls.remove(&key);
+    }
+
+    /// Notes a registration (expires_at Some) or its end (None).
+    pub fn binding_heard(
+        &self,
+        customer: CustomerId,
+        device: DeviceId,
+        contact: &str,
+        binding: HeardBinding,
+    ) {
+        let mut inner = self.lock();
+        if inner.bindings.len() >= MAX_BINDINGS {
+            let now = binding.heard_at;
+            inner
+                .bindings
+                .retain(|_, b| b.expires_at.is_some_and(|e| e > now));
+        }
+        inner
+            .bindings
+            .insert((customer, device, contact.to_owned()), binding);
+    }
+
+    /// What this node heard of one customer's registrations: (device,
+    /// contact, binding).
+    pub fn bindings_heard(&self, customer: CustomerId) -> Vec<(DeviceId, String, HeardBinding)> {
+        self.lock()
+            .bindings
+            .iter()
+            .filter(|((c, _, _), _)| *c == customer)
+            .map(|((_, d, contact), b)| (*d, contact.clone(), b.clone()))
+            .collect()
     }
 
     /// Calls in progress on this node that `scope` may see, oldest first.

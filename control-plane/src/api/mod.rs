@@ -30,7 +30,7 @@ pub mod webhooks;
 use std::sync::Arc;
 
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{any, get};
 use axum::{Json, Router};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi as OpenApiDoc, Ref, ResponseBuilder};
@@ -151,7 +151,10 @@ pub fn router(state: &AppState) -> (Router<AppState>, OpenApiDoc) {
                 async move { Json(doc.as_ref().clone()) }
             }),
         )
-        .fallback(not_found);
+        // Unknown API paths answer problem+json; every other unknown path
+        // is the console's (a branded page).
+        .route("/api", any(not_found))
+        .route("/api/{*rest}", any(not_found));
     (routes, doc)
 }
 

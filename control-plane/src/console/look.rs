@@ -1,0 +1,223 @@
+//! The brand a request is shown in, chosen from its host name: a reseller's
+//! console host shows that reseller's brand, the operator's host the
+//! operator's, and any other host a neutral look with no name at all. Also
+//! serves the brand's stylesheet of colours, logo and favicon.
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use pbx_store::operator::HostOwner;
+use pbx_store::resellers::{AssetKind, Brand};
+use pbx_store::{Principal, ResellerId, Store};
+use serde::Serialize;
+use std::sync::Arc;
+
+use crate::AppState;
+
+/// Whose console a host shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner {
+    Operator,
+    Reseller(ResellerId),
+    /// A host nobody has claimed: nothing can be signed in to here.
+    Nobody,
+}
+
+/// What a page needs of its brand.
+#[derive(Debug, Clone, Serialize)]
+pub struct Look {
+    #[serde(skip)]
+    pub owner: Owner,
+    pub product_name: String,
+    pub primary_color: String,
+    pub accent_color: String,
+    pub support_phone: Option<String>,
+    pub support_email: Option<String>,
+    pub support_url: Option<String>,
+    pub login_text: Option<String>,
+    /// Changes with every edit of the brand: cache-busts its stylesheet and images.
+    pub version: i64,
+    #[serde(skip)]
+    pub default_language: String,
+    #[serde(skip)]
+    pub time_zone: String,
+}
+
+impl Look {
+    fn plain(owner: Owner, product_name: String) -> Look {
+        let brand = Brand::named(&product_name);
+        Look {
+            owner,
+            product_name,
+            primary_color: brand.primary_color,
+            accent_color: brand.accent_color,
+            support_phone: None,
+            support_email: None,
+            support_url: None,
+            login_text: None,
+            version: 0,
+            default_language: "en".into(),
+            time_zone: "UTC".into(),
+        }
+    }
+}
+
+/// The host a request was sent to, lower-case and without its port.
+pub fn request_host(uri: &Uri, headers: &HeaderMap) -> Option<String> {
+    let raw = uri
+        .host()
+        .map(str::to_owned)
+        .or_else(|| headers.get(header::HOST)?.to_str().ok().map(str::to_owned))?;
+    let host = if raw.starts_with('[') {
+        raw.split_inclusive(']').next().unwrap_or("").to_owned()
+    } else {
+        raw.rsplit_once(':')
+            .map_or(raw.as_str(), |(h, _)| h)
+            .to_owned()
+    };
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    (!host.is_empty() && host.len() <= 253).then_some(host)
+}
+
+/// The look for a host. Errors of the database are passed on: a page must
+/// not fall back to some other brand because the database was away.
+pub async fn for_host(store: &Store, host: Option<&str>) -> pbx_store::Result<Look> {
+    let Some(host) = host else {
+        return Ok(Look::plain(Owner::Nobody, String::new()));
+    };
+    let system = Principal::system();
+    match store.console_host_owner(host).await? {
+        None => Ok(Look::plain(Owner::Nobody, String::new())),
+        Some(HostOwner::Operator) => {
+            let name = store
+                .operator()
+                .get(&system)
+                .await?
+                .map(|o| o.name)
+                .unwrap_or_default();
+            Ok(Look::plain(Owner::Operator, name))
+        }
+        Some(HostOwner::Reseller(id)) => {
+            let reseller = store.resellers().get(&system, id).await?;
+            let b = reseller.brand;
+            Ok(Look {
+                owner: Owner::Reseller(id),
+                product_name: b.product_name,
+                primary_color: b.primary_color,
+                accent_color: b.accent_color,
+                support_phone: b.support_phone,
+                support_email: b.support_email,
+                support_url: b.support_url,
+                login_text: b.login_text,
+                version: reseller.version,
+                default_language: reseller.default_language,
+                time_zone: reseller.time_zone,
+            })
+        }
+    }
+}
+
+/// The brand's colours as CSS custom properties. Colours are validated as
+/// `#rrggbb` when stored, so nothing else can end up in the stylesheet.
+pub async fn theme_css(Extension(look): Extension<Arc<Look>>) -> Response {
+    let css = format!(
+        ":root{{--primary:{};--accent:{};}}\n",
+        safe_color(&look.primary_color),
+        safe_color(&look.accent_color)
+    );
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+        ],
+        css,
+    )
+        .into_response()
+}
+
+fn safe_color(c: &str) -> &str {
+    let ok = c.len() == 7 && c.starts_with('#') && c[1..].chars().all(|ch| ch.is_ascii_hexdigit());
+    if ok {
+        c
+    } else {
+        "#4b5563"
+    }
+}
+
+pub async fn logo(State(s): State<AppState>, Extension(look): Extension<Arc<Look>>) -> Response {
+    image(
+        &s.store,
+        &look,
+        AssetKind::Logo,
+        pbx_branding::DEFAULT_LOGO_SVG,
+    )
+    .await
+}
+
+pub async fn favicon(State(s): State<AppState>, Extension(look): Extension<Arc<Look>>) -> Response {
+    image(
+        &s.store,
+        &look,
+        AssetKind::Favicon,
+        pbx_branding::DEFAULT_FAVICON_SVG,
+    )
+    .await
+}
+
+/// A brand image, or the neutral default. SVG is served so that it cannot
+/// run anything even when opened on its own (the store also refuses SVG with
+/// scripts): a sandboxing CSP, and no sniffing.
+async fn image(store: &Store, look: &Look, kind: AssetKind, default: &'static [u8]) -> Response {
+    let asset = match look.owner {
+        Owner::Reseller(id) => match store.brand_asset(id, kind).await {
+            Ok(asset) => asset,
+            Err(e) => {
+                tracing::error!(error = %e, "brand image unavailable");
+                return StatusCode::SERVICE_UNAVAILABLE.into_response();
+            }
+        },
+        _ => None,
+    };
+    let (content_type, body) = match asset {
+        Some(a) => (a.content_type, a.data),
+        None => ("image/svg+xml", default.to_vec()),
+    };
+    let mut response = body.into_response();
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; sandbox"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_is_taken_without_port_and_case() {
+        let h = |v: &str| {
+            let mut m = HeaderMap::new();
+            m.insert(header::HOST, HeaderValue::from_str(v).expect("header"));
+            request_host(&Uri::from_static("/"), &m)
+        };
+        assert_eq!(
+            h("Console.Example:8080").as_deref(),
+            Some("console.example")
+        );
+        assert_eq!(h("console.example.").as_deref(), Some("console.example"));
+        assert_eq!(h("[::1]:80").as_deref(), Some("[::1]"));
+        assert_eq!(h(":80"), None);
+        assert_eq!(
+            request_host(&Uri::from_static("http://a.example/x"), &HeaderMap::new()).as_deref(),
+            Some("a.example")
+        );
+    }
+}

@@ -1,0 +1,368 @@
+//! The reseller admin's pages: its customers (create, suspend, reactivate,
+//! close), each customer's usage and statement, and the brand editor with a
+//! live preview and logo upload.
+
+use axum::extract::{Multipart, Path, Query, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use pbx_store::customers::NewCustomer;
+use pbx_store::logins::Role;
+use pbx_store::resellers::{AssetKind, Brand, ResellerSettings, Status};
+use pbx_store::statements::Period;
+use pbx_store::{CustomerId, ResellerId};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::look::Owner;
+use super::visit::{Failure, Form, Visit};
+use crate::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/customers", get(customers).post(create_customer))
+        .route("/customers/{id}/status", post(set_status))
+        .route("/customers/{id}/usage", get(usage))
+        .route("/brand", get(brand).post(save_brand))
+        .route("/brand/logo", post(upload_logo))
+        .route("/brand/favicon", post(upload_favicon))
+}
+
+/// The reseller whose admin is signed in here; other roles see a 404.
+fn reseller_of(visit: &Visit) -> Result<ResellerId, Failure> {
+    let session = visit.signed_in()?;
+    match (session.login.role, visit.look.owner) {
+        (Role::ResellerAdmin, Owner::Reseller(r)) if session.login.reseller_id == Some(r) => Ok(r),
+        _ => Err(Failure::NotFound),
+    }
+}
+
+async fn customers(State(s): State<AppState>, visit: Visit) -> Result<Response, Failure> {
+    let reseller = reseller_of(&visit)?;
+    customers_page(&s, &visit, reseller, json!({}), Vec::new()).await
+}
+
+async fn customers_page(
+    s: &AppState,
+    visit: &Visit,
+    reseller: ResellerId,
+    form: Value,
+    errors: Vec<String>,
+) -> Result<Response, Failure> {
+    let by = visit.principal()?;
+    let texts = visit.texts(s);
+    let list: Vec<Value> = s
+        .store
+        .customers()
+        .list(by, Some(reseller))
+        .await?
+        .into_iter()
+        .map(|c| {
+            let actions: Vec<Value> = match c.status {
+                Status::Active => vec![
+                    json!({ "status": "suspended", "label": texts.get("suspend"), "style": "secondary" }),
+                    json!({ "status": "closed", "label": texts.get("close"), "style": "danger" }),
+                ],
+                Status::Suspended => vec![
+                    json!({ "status": "active", "label": texts.get("reactivate"), "style": "secondary" }),
+                    json!({ "status": "closed", "label": texts.get("close"), "style": "danger" }),
+                ],
+                Status::Closed => Vec::new(),
+            };
+            json!({
+                "id": c.id, "name": c.name, "sip_domain": c.sip_domain,
+                "status": c.status.as_str(),
+                "status_label": texts.get(&format!("status_{}", c.status.as_str())),
+                "actions": if by.read_only { Vec::new() } else { actions },
+            })
+        })
+        .collect();
+    visit.form_page(
+        s,
+        "customers",
+        texts.get("customers"),
+        json!({ "customers": list, "can_create": !by.read_only, "form": form }),
+        errors,
+    )
+}
+
+#[derive(Deserialize)]
+struct NewCustomerForm {
+    #[serde(default)]
+    name: String,
+}
+
+async fn create_customer(
+    State(s): State<AppState>,
+    visit: Visit,
+    Form(form): Form<NewCustomerForm>,
+) -> Result<Response, Failure> {
+    let reseller = reseller_of(&visit)?;
+    let by = visit.principal()?;
+    let new = NewCustomer {
+        name: form.name.trim().to_owned(),
+        ..NewCustomer::default()
+    };
+    match s.store.customers().create(by, reseller, &new).await {
+        Ok(_) => Ok(Redirect::to("/customers?done=customer_created").into_response()),
+        Err(e) => {
+            let errors = super::pages::field_messages(e)?;
+            customers_page(&s, &visit, reseller, json!({ "name": new.name }), errors).await
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct StatusForm {
+    status: String,
+}
+
+async fn set_status(
+    State(s): State<AppState>,
+    visit: Visit,
+    Path(id): Path<i64>,
+    Form(form): Form<StatusForm>,
+) -> Result<Response, Failure> {
+    reseller_of(&visit)?;
+    let by = visit.principal()?;
+    let status = Status::parse(&form.status).ok_or(Failure::BadRequest)?;
+    s.store
+        .customers()
+        .set_status(by, CustomerId(id), status)
+        .await?;
+    Ok(Redirect::to("/customers?done=status_changed").into_response())
+}
+
+#[derive(Deserialize)]
+struct MonthQuery {
+    month: Option<String>,
+}
+
+async fn usage(
+    State(s): State<AppState>,
+    visit: Visit,
+    Path(id): Path<i64>,
+    Query(q): Query<MonthQuery>,
+) -> Result<Response, Failure> {
+    let reseller = reseller_of(&visit)?;
+    let by = visit.principal()?;
+    let customer = s.store.customers().get(by, CustomerId(id)).await?;
+    let r = s.store.resellers().get(by, reseller).await?;
+    let tz = visit.time_zone(&r.time_zone);
+    let (year, month) = match q.month.as_deref().and_then(parse_month) {
+        Some(ym) => ym,
+        None => {
+            let now = chrono::Utc::now().with_timezone(&tz);
+            (chrono::Datelike::year(&now), chrono::Datelike::month(&now))
+        }
+    };
+    let statement = s
+        .store
+        .statements()
+        .customer(by, customer.id, Period::Month { year, month })
+        .await?;
+    let f = visit.format();
+    let lines: Vec<Value> = statement
+        .lines
+        .iter()
+        .map(|l| {
+            json!({
+                "description": l.description,
+                "quantity": l.quantity,
+                "minutes": f.minutes(l.billable_ms),
+                "amount": f.money(l.amount_micros, &statement.currency),
+            })
+        })
+        .collect();
+    let texts = visit.texts(&s);
+    visit.page(
+        &s,
+        "usage",
+        texts.get("usage"),
+        json!({
+            "customer": { "id": customer.id, "name": customer.name },
+            "month": format!("{year:04}-{month:02}"),
+            "lines": lines,
+            "net": f.money(statement.net_micros, &statement.currency),
+            "vat_rate": f.percent(statement.vat_rate_bp),
+            "vat": f.money(statement.vat_micros, &statement.currency),
+            "gross": f.money(statement.gross_micros, &statement.currency),
+        }),
+    )
+}
+
+pub(super) fn parse_month(text: &str) -> Option<(i32, u32)> {
+    let (y, m) = text.split_once('-')?;
+    let (year, month): (i32, u32) = (y.parse().ok()?, m.parse().ok()?);
+    ((1970..=9999).contains(&year) && (1..=12).contains(&month)).then_some((year, month))
+}
+
+async fn brand(State(s): State<AppState>, visit: Visit) -> Result<Response, Failure> {
+    let reseller = reseller_of(&visit)?;
+    let by = visit.principal()?;
+    let r = s.store.resellers().get(by, reseller).await?;
+    brand_page(
+        &s,
+        &visit,
+        &r.brand,
+        &r.console_hosts,
+        r.version,
+        Vec::new(),
+    )
+}
+
+fn brand_page(
+    s: &AppState,
+    visit: &Visit,
+    brand: &Brand,
+    hosts: &[String],
+    version: i64,
+    errors: Vec<String>,
+) -> Result<Response, Failure> {
+    let texts = visit.texts(s);
+    visit.form_page(
+        s,
+        "brand",
+        texts.get("branding"),
+        json!({ "brand": brand, "console_hosts": hosts.join(", "), "version": version }),
+        errors,
+    )
+}
+
+#[derive(Deserialize)]
+struct BrandForm {
+    version: Option<i64>,
+    #[serde(default)]
+    product_name: String,
+    #[serde(default)]
+    primary_color: String,
+    #[serde(default)]
+    accent_color: String,
+    support_phone: Option<String>,
+    support_email: Option<String>,
+    support_url: Option<String>,
+    login_text: Option<String>,
+    email_sender_name: Option<String>,
+    sip_server_header: Option<String>,
+    #[serde(default)]
+    console_hosts: String,
+}
+
+fn optional(text: Option<String>) -> Option<String> {
+    text.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty())
+}
+
+async fn save_brand(
+    State(s): State<AppState>,
+    visit: Visit,
+    Form(form): Form<BrandForm>,
+) -> Result<Response, Failure> {
+    let reseller = reseller_of(&visit)?;
+    let by = visit.principal()?;
+    let current = s.store.resellers().get(by, reseller).await?;
+    let brand = Brand {
+        product_name: form.product_name.trim().to_owned(),
+        primary_color: form.primary_color.trim().to_ascii_lowercase(),
+        accent_color: form.accent_color.trim().to_ascii_lowercase(),
+        support_phone: optional(form.support_phone),
+        support_email: optional(form.support_email),
+        support_url: optional(form.support_url),
+        login_text: optional(form.login_text),
+        email_sender_name: optional(form.email_sender_name),
+        sip_server_header: optional(form.sip_server_header),
+    };
+    let hosts: Vec<String> = form
+        .console_hosts
+        .split([',', ' ', '\n'])
+        .map(|h| h.trim().to_ascii_lowercase())
+        .filter(|h| !h.is_empty())
+        .collect();
+    let settings = ResellerSettings {
+        name: current.name.clone(),
+        time_zone: current.time_zone.clone(),
+        currency: current.currency.clone(),
+        vat_rate_bp: current.vat_rate_bp,
+        sip_domain_suffix: current.sip_domain_suffix.clone(),
+        default_language: current.default_language.clone(),
+        brand: brand.clone(),
+        console_hosts: hosts.clone(),
+    };
+    match s
+        .store
+        .resellers()
+        .update(by, reseller, form.version, &settings)
+        .await
+    {
+        Ok(_) => Ok(Redirect::to("/brand?done=saved").into_response()),
+        Err(e) => {
+            let errors = super::pages::field_messages(e)?;
+            brand_page(&s, &visit, &brand, &hosts, current.version, errors)
+        }
+    }
+}
+
+async fn upload_logo(
+    State(s): State<AppState>,
+    visit: Visit,
+    upload: Multipart,
+) -> Result<Response, Failure> {
+    upload_image(&s, &visit, upload, AssetKind::Logo).await
+}
+
+async fn upload_favicon(
+    State(s): State<AppState>,
+    visit: Visit,
+    upload: Multipart,
+) -> Result<Response, Failure> {
+    upload_image(&s, &visit, upload, AssetKind::Favicon).await
+}
+
+/// Takes the form's `csrf` field (which must come first) and its `image`.
+/// The image's type is decided by the store from its bytes.
+async fn upload_image(
+    s: &AppState,
+    visit: &Visit,
+    mut upload: Multipart,
+    kind: AssetKind,
+) -> Result<Response, Failure> {
+    let reseller = reseller_of(visit)?;
+    let session = visit.signed_in()?;
+    let mut csrf_ok = false;
+    let mut image = None;
+    while let Some(field) = upload.next_field().await.map_err(|_| Failure::BadRequest)? {
+        match field.name() {
+            Some("csrf") => {
+                let value = field.text().await.map_err(|_| Failure::BadRequest)?;
+                csrf_ok = crate::api::auth::constant_time_eq(
+                    value.as_bytes(),
+                    session.csrf_token.as_bytes(),
+                );
+            }
+            Some("image") if csrf_ok => {
+                image = Some(field.bytes().await.map_err(|_| Failure::BadRequest)?);
+            }
+            _ => return Err(Failure::Csrf),
+        }
+    }
+    if !csrf_ok {
+        return Err(Failure::Csrf);
+    }
+    let image = image.ok_or(Failure::BadRequest)?;
+    match s
+        .store
+        .resellers()
+        .set_asset(&session.principal, reseller, kind, &image)
+        .await
+    {
+        Ok(()) => Ok(Redirect::to("/brand?done=logo_saved").into_response()),
+        Err(e) => {
+            let errors = super::pages::field_messages(e)?;
+            let r = s
+                .store
+                .resellers()
+                .get(&session.principal, reseller)
+                .await?;
+            brand_page(s, visit, &r.brand, &r.console_hosts, r.version, errors)
+        }
+    }
+}

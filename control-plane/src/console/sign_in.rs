@@ -1,0 +1,166 @@
+//! Signing in and out of the console. The same sessions as the API's
+//! `/api/v1/session` (cookie `__Host-session`, HttpOnly, Secure,
+//! SameSite=Strict), the same throttles, and one more rule: a login signs in
+//! only on the host names of its own brand.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Extension;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::look::Owner;
+use super::visit::{self, belongs, Failure, Form, Visit};
+use crate::api::session::COOKIE;
+use crate::AppState;
+
+#[derive(Deserialize)]
+pub struct Shown {
+    expired: Option<String>,
+}
+
+pub async fn form(
+    State(s): State<AppState>,
+    visit: Visit,
+    Query(q): Query<Shown>,
+) -> Result<Response, Failure> {
+    if let Some(session) = &visit.session {
+        return Ok(Redirect::to(&visit::home_of(&session.login)).into_response());
+    }
+    let texts = visit.texts(&s);
+    let error = q.expired.map(|_| texts.get("session_expired"));
+    show(&s, &visit, StatusCode::OK, error, "")
+}
+
+fn show(
+    s: &AppState,
+    visit: &Visit,
+    status: StatusCode,
+    error: Option<&str>,
+    email: &str,
+) -> Result<Response, Failure> {
+    let texts = visit.texts(s);
+    visit.page_with_status(
+        s,
+        status,
+        "login",
+        texts.get("sign_in_title"),
+        json!({
+            "error": error,
+            "email": email,
+            "login_text": visit.look.login_text,
+            "unconfigured": visit.look.owner == Owner::Nobody,
+        }),
+    )
+}
+
+#[derive(Deserialize)]
+pub struct Credentials {
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    password: String,
+}
+
+pub async fn submit(
+    State(s): State<AppState>,
+    visit: Visit,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    axum::Form(form): axum::Form<Credentials>,
+) -> Result<Response, Failure> {
+    let texts = visit.texts(&s);
+    let email = pbx_store::logins::normalize_email(&form.email);
+    if visit.look.owner == Owner::Nobody || email.len() > 254 || form.password.len() > 256 {
+        return show(
+            &s,
+            &visit,
+            StatusCode::UNAUTHORIZED,
+            Some(texts.get("sign_in_failed")),
+            "",
+        );
+    }
+    let throttled = peer
+        .map(|Extension(ConnectInfo(addr))| s.api.source_limit.admit(&addr.ip().to_string()))
+        .unwrap_or(Ok(()))
+        .and_then(|()| s.api.login_limit.admit(&format!("login:{email}")));
+    if throttled.is_err() {
+        return show(
+            &s,
+            &visit,
+            StatusCode::TOO_MANY_REQUESTS,
+            Some(texts.get("sign_in_throttled")),
+            &email,
+        );
+    }
+    let login = {
+        let _permit = s
+            .api
+            .login_gate
+            .acquire()
+            .await
+            .map_err(|e| Failure::internal(&e))?;
+        s.store
+            .logins()
+            .authenticate(&email, &form.password)
+            .await?
+    };
+    // A login of another brand fails exactly like a wrong password: the
+    // page must not tell which addresses exist elsewhere.
+    let Some(login) = login.filter(|l| belongs(visit.look.owner, l)) else {
+        return show(
+            &s,
+            &visit,
+            StatusCode::UNAUTHORIZED,
+            Some(texts.get("sign_in_failed")),
+            &email,
+        );
+    };
+    let Some(principal) = login.principal() else {
+        return Err(Failure::Forbidden);
+    };
+    if !s.store.api_tokens().tenant_active(&principal.scope).await? {
+        return show(
+            &s,
+            &visit,
+            StatusCode::FORBIDDEN,
+            Some(texts.get("sign_in_suspended")),
+            &email,
+        );
+    }
+    let session = s.store.sessions().start(&login).await?;
+    tracing::info!(login = %login.id, role = login.role.as_str(), "console sign-in");
+    let cookie = format!(
+        "{COOKIE}={}; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age={}",
+        session.id,
+        pbx_store::sessions::ABSOLUTE_MS / 1000
+    );
+    let mut response = Redirect::to(&visit::home_of(&login)).into_response();
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    Ok(response)
+}
+
+#[derive(Deserialize)]
+pub struct Nothing {}
+
+pub async fn sign_out(
+    State(s): State<AppState>,
+    headers: axum::http::HeaderMap,
+    Form(Nothing {}): Form<Nothing>,
+) -> Result<Response, Failure> {
+    if let Some(id) = crate::api::session::cookie(&headers) {
+        s.store.sessions().end(id).await?;
+    }
+    let mut response = Redirect::to("/login").into_response();
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static(
+            "__Host-session=; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age=0",
+        ),
+    );
+    Ok(response)
+}

@@ -1,0 +1,889 @@
+//! The branded console, driven like a browser without a socket: sign-in per
+//! host, every page and form of each role, CSRF and Origin checks, URL
+//! tampering into another tenant as each role, and a crawl of everything
+//! reachable under a reseller's host name that must never show the operator
+//! (or the other reseller). On SQLite and PostgreSQL.
+
+mod support;
+
+use std::collections::{BTreeSet, VecDeque};
+
+use axum::body::Body;
+use axum::http::{header, Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use pbx_store::logins::{NewLogin, Role};
+use pbx_store::testing::TestDb;
+use pbx_store::Principal;
+use support::Api;
+use tower::ServiceExt;
+
+const OPERATOR_NAME: &str = "Ostwind Carrier Services";
+const OPERATOR_HOST: &str = "ops.ostwind.test";
+const HOST_X: &str = "console.reseller-x.test";
+const HOST_Y: &str = "console.reseller-y.test";
+const PASSWORD: &str = "a long enough password";
+
+struct Page {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: String,
+}
+
+impl Page {
+    fn location(&self) -> &str {
+        self.headers
+            .get(header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+    fn csrf(&self) -> String {
+        let at = self
+            .body
+            .find("name=\"csrf\" value=\"")
+            .expect("page has a form");
+        let rest = &self.body[at + 19..];
+        rest[..rest.find('"').expect("value ends")].to_owned()
+    }
+}
+
+/// A browser on one host: keeps the session cookie.
+struct Browser<'a> {
+    api: &'a Api,
+    host: &'static str,
+    cookie: Option<String>,
+}
+
+impl<'a> Browser<'a> {
+    fn new(api: &'a Api, host: &'static str) -> Browser<'a> {
+        Browser {
+            api,
+            host,
+            cookie: None,
+        }
+    }
+
+    async fn send(&mut self, method: Method, path: &str, body: Option<(String, &str)>) -> Page {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::HOST, self.host)
+            .header(header::ACCEPT_LANGUAGE, "en");
+        if let Some(c) = &self.cookie {
+            req = req.header(header::COOKIE, format!("__Host-session={c}"));
+        }
+        let body = match body {
+            Some((text, content_type)) => {
+                req = req
+                    .header(header::CONTENT_TYPE, content_type)
+                    .header(header::ORIGIN, format!("https://{}", self.host));
+                Body::from(text)
+            }
+            None => Body::empty(),
+        };
+        let response = self
+            .api
+            .router
+            .clone()
+            .oneshot(req.body(body).expect("request"))
+            .await
+            .expect("answer");
+        let status = response.status();
+        let headers = response.headers().clone();
+        for cookie in headers.get_all(header::SET_COOKIE) {
+            let text = cookie.to_str().unwrap_or("");
+            if let Some(rest) = text.strip_prefix("__Host-session=") {
+                let value = rest.split(';').next().unwrap_or("");
+                self.cookie = (!value.is_empty()).then(|| value.to_owned());
+            }
+        }
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        Page {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> Page {
+        self.send(Method::GET, path, None).await
+    }
+
+    async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(fields)
+            .finish();
+        self.send(
+            Method::POST,
+            path,
+            Some((body, "application/x-www-form-urlencoded")),
+        )
+        .await
+    }
+
+    async fn sign_in(&mut self, email: &str) -> Page {
+        let page = self
+            .post("/login", &[("email", email), ("password", PASSWORD)])
+            .await;
+        assert_eq!(
+            page.status,
+            StatusCode::SEE_OTHER,
+            "{email} signs in: {}",
+            page.body
+        );
+        page
+    }
+
+    /// A page's CSRF token, read from the page as a browser would.
+    async fn token(&mut self, path: &str) -> String {
+        self.get(path).await.csrf()
+    }
+}
+
+async fn setup(db: TestDb) -> Api {
+    let api = Api::new(db).await;
+    let sys = Principal::system();
+    let store = &api.db.store;
+    store
+        .operator()
+        .set(&sys, OPERATOR_NAME, &[OPERATOR_HOST.to_owned()])
+        .await
+        .expect("operator");
+    store
+        .logins()
+        .create(
+            &sys,
+            &NewLogin {
+                email: "root@ostwind.test".into(),
+                password: PASSWORD.into(),
+                role: Role::OperatorAdmin,
+                reseller_id: None,
+                customer_id: None,
+                extension_id: None,
+                display_name: "Root".into(),
+            },
+        )
+        .await
+        .expect("operator admin");
+    api
+}
+
+async fn sign_in_follows_the_host(db: TestDb) {
+    let api = setup(db).await;
+    let a = api.t.customer_a.id;
+    let mut x = Browser::new(&api, HOST_X);
+    let login = x.get("/login").await;
+    assert_eq!(login.status, StatusCode::OK);
+    assert!(login.body.contains("Reseller X Phone"), "{}", login.body);
+    assert!(!login.body.contains(OPERATOR_NAME));
+
+    // Customer A's admin belongs to reseller X: not on Y's host, not on the
+    // operator's, and the failure reads exactly like a wrong password.
+    let mut y = Browser::new(&api, HOST_Y);
+    let wrong_host = y
+        .post(
+            "/login",
+            &[("email", "admin@acme.test"), ("password", PASSWORD)],
+        )
+        .await;
+    let wrong_password = y
+        .post(
+            "/login",
+            &[
+                ("email", "admin@bolt.test"),
+                ("password", "not the password"),
+            ],
+        )
+        .await;
+    assert_eq!(wrong_host.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(wrong_password.status, StatusCode::UNAUTHORIZED);
+    assert!(wrong_host
+        .body
+        .contains("The e-mail address or the password is wrong."));
+    assert!(!wrong_host.body.contains("Reseller X"));
+    let mut ops = Browser::new(&api, OPERATOR_HOST);
+    let refused = ops
+        .post(
+            "/login",
+            &[("email", "admin@acme.test"), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    let mut unknown = Browser::new(&api, "unclaimed.example");
+    let page = unknown.get("/login").await;
+    assert!(page.body.contains("not set up"), "{}", page.body);
+    assert!(!page.body.contains(OPERATOR_NAME) && !page.body.contains("Reseller"));
+    let refused = unknown
+        .post(
+            "/login",
+            &[("email", "root@ostwind.test"), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+
+    let signed = x.sign_in("admin@acme.test").await;
+    assert_eq!(signed.location(), format!("/customers/{a}"));
+    let cookie = signed
+        .headers
+        .get(header::SET_COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .expect("cookie");
+    for attribute in [
+        "__Host-session=",
+        "HttpOnly",
+        "Secure",
+        "SameSite=Strict",
+        "Path=/",
+    ] {
+        assert!(cookie.contains(attribute), "{cookie}");
+    }
+    let dashboard = x.get(&format!("/customers/{a}")).await;
+    assert_eq!(dashboard.status, StatusCode::OK);
+    assert!(dashboard.body.contains("Acme"));
+
+    // The same cookie carried to reseller Y's host is no session there.
+    let mut stolen = Browser::new(&api, HOST_Y);
+    stolen.cookie = x.cookie.clone();
+    let page = stolen.get(&format!("/customers/{a}")).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    assert!(page.location().starts_with("/login"));
+
+    // Signing out ends the session for good.
+    let token = x.token(&format!("/customers/{a}")).await;
+    let old = x.cookie.clone();
+    let out = x.post("/logout", &[("csrf", &token)]).await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER);
+    x.cookie = old;
+    let after = x.get(&format!("/customers/{a}")).await;
+    assert_eq!(after.status, StatusCode::SEE_OTHER);
+    assert_eq!(after.location(), "/login?expired=1");
+}
+
+async fn customer_admin_creates_an_extension_and_sees_its_password_once(db: TestDb) {
+    let api = setup(db).await;
+    let a = api.t.customer_a.id;
+    let mut x = Browser::new(&api, HOST_X);
+    x.sign_in("admin@acme.test").await;
+    let list = format!("/customers/{a}/extensions");
+    let token = x.token(&list).await;
+
+    // Without the session's token, or from another site: refused, nothing made.
+    let forged = x
+        .post(
+            &list,
+            &[
+                ("csrf", "forged"),
+                ("number", "150"),
+                ("display_name", "Eve"),
+            ],
+        )
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    let mut req = Request::builder()
+        .method(Method::POST)
+        .uri(&list)
+        .header(header::HOST, HOST_X)
+        .header(header::ORIGIN, "https://evil.example")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+    req = req.header(
+        header::COOKIE,
+        format!("__Host-session={}", x.cookie.clone().unwrap_or_default()),
+    );
+    let cross_site = api
+        .router
+        .clone()
+        .oneshot(
+            req.body(Body::from(format!(
+                "csrf={token}&number=151&display_name=Eve"
+            )))
+            .expect("request"),
+        )
+        .await
+        .expect("answer");
+    assert_eq!(cross_site.status(), StatusCode::FORBIDDEN);
+    let names: Vec<String> = api
+        .db
+        .store
+        .extensions()
+        .list(&api.t.customer_a_admin, a)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|e| e.number)
+        .collect();
+    assert_eq!(names, vec!["101"]);
+
+    // A bad number comes back on the form with the field named.
+    let invalid = x
+        .post(
+            &list,
+            &[("csrf", &token), ("number", "1x"), ("display_name", "Bad")],
+        )
+        .await;
+    assert_eq!(invalid.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(invalid.body.contains("number"), "{}", invalid.body);
+
+    let created = x
+        .post(
+            &list,
+            &[
+                ("csrf", &token),
+                ("number", "102"),
+                ("display_name", "Bea <b>"),
+                ("with_device", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.body);
+    assert_eq!(
+        created
+            .headers
+            .get(header::CACHE_CONTROL)
+            .and_then(|v| v.to_str().ok()),
+        Some("no-store")
+    );
+    let password = between(&created.body, "data-testid=\"sip-password\">", "<");
+    assert_eq!(password.len(), 20, "{}", created.body);
+    assert!(created.body.contains("data:image/svg+xml;base64,"));
+    // Names are escaped, never markup.
+    let listed = x.get(&list).await;
+    assert!(listed.body.contains("Bea &lt;b&gt;"));
+    assert!(!listed.body.contains("Bea <b>"));
+    // The password is not on any later page.
+    assert!(!listed.body.contains(&password));
+    let ext = api
+        .db
+        .store
+        .extensions()
+        .list(&api.t.customer_a_admin, a)
+        .await
+        .expect("list")
+        .into_iter()
+        .find(|e| e.number == "102")
+        .expect("created");
+    let detail = x.get(&format!("/extensions/{}", ext.id)).await;
+    assert_eq!(detail.status, StatusCode::OK);
+    assert!(!detail.body.contains(&password));
+
+    // Do-not-disturb and forwarding from the extension's page.
+    let token = detail.csrf();
+    let saved = x
+        .post(
+            &format!("/extensions/{}", ext.id),
+            &[
+                ("csrf", &token),
+                ("display_name", "Bea"),
+                ("dnd", "1"),
+                ("version", &ext.version.to_string()),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
+    let forwarded = x
+        .post(
+            &format!("/extensions/{}/forwarding", ext.id),
+            &[
+                ("csrf", &token),
+                ("no_answer", "101"),
+                ("ring_time_s", "15"),
+                ("always", ""),
+            ],
+        )
+        .await;
+    assert_eq!(
+        forwarded.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        forwarded.body
+    );
+    let forwards = api
+        .db
+        .store
+        .forwards()
+        .get(&api.t.customer_a_admin, ext.id)
+        .await
+        .expect("forwards");
+    assert_eq!(forwards.len(), 1);
+    assert_eq!(
+        (forwards[0].target.as_str(), forwards[0].timeout_s),
+        ("101", Some(15))
+    );
+    let stale = x
+        .post(
+            &format!("/extensions/{}", ext.id),
+            &[
+                ("csrf", &token),
+                ("display_name", "Old"),
+                ("version", &ext.version.to_string()),
+            ],
+        )
+        .await;
+    assert_eq!(
+        stale.status,
+        StatusCode::CONFLICT,
+        "a stale form does not overwrite"
+    );
+
+    // Deleting needs the confirmation box.
+    let unconfirmed = x
+        .post(
+            &format!("/extensions/{}/delete", ext.id),
+            &[("csrf", &token)],
+        )
+        .await;
+    assert_eq!(unconfirmed.status, StatusCode::BAD_REQUEST);
+    let deleted = x
+        .post(
+            &format!("/extensions/{}/delete", ext.id),
+            &[("csrf", &token), ("confirm", "1")],
+        )
+        .await;
+    assert_eq!(deleted.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        x.get(&format!("/extensions/{}", ext.id)).await.status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+fn between(text: &str, start: &str, end: &str) -> String {
+    let at = text
+        .find(start)
+        .map(|i| i + start.len())
+        .unwrap_or(text.len());
+    let rest = &text[at..];
+    rest[..rest.find(end).unwrap_or(rest.len())].to_owned()
+}
+
+/// Every page of another tenant, tried by URL as each role: a 404 (or the
+/// sign-in page), never its content.
+async fn other_tenants_pages_are_not_found_for_every_role(db: TestDb) {
+    let api = setup(db).await;
+    let t = &api.t;
+    let (b, eb, db_) = (t.customer_b.id, t.extension_b.id, t.device_b.id);
+    let a = t.customer_a.id;
+    let foreign_gets = [
+        format!("/customers/{b}"),
+        format!("/customers/{b}/live"),
+        format!("/customers/{b}/extensions"),
+        format!("/customers/{b}/numbers"),
+        format!("/customers/{b}/calls"),
+        format!("/customers/{b}/calls?format=csv"),
+        format!("/customers/{b}/usage"),
+        format!("/extensions/{eb}"),
+    ];
+    let foreign_posts = [
+        format!("/customers/{b}/extensions"),
+        format!("/customers/{b}/status"),
+        format!("/extensions/{eb}"),
+        format!("/extensions/{eb}/delete"),
+        format!("/extensions/{eb}/forwarding"),
+        format!("/extensions/{eb}/devices"),
+        format!("/devices/{db_}/reset-secret"),
+        format!("/devices/{db_}/delete"),
+    ];
+    for email in ["admin@acme.test", "user@acme.test", "x@reseller-x.test"] {
+        let mut x = Browser::new(&api, HOST_X);
+        x.sign_in(email).await;
+        let start = x.get("/").await.location().to_owned();
+        let token = x.token(&start).await;
+        for path in &foreign_gets {
+            let page = x.get(path).await;
+            assert_eq!(page.status, StatusCode::NOT_FOUND, "{email} GET {path}");
+            assert!(!page.body.contains("Bolt"), "{email} GET {path}");
+            assert!(page.body.contains("Reseller X Phone"), "the 404 is branded");
+        }
+        for path in &foreign_posts {
+            let page = x
+                .post(
+                    path,
+                    &[
+                        ("csrf", &token),
+                        ("number", "555"),
+                        ("name", "x"),
+                        ("status", "suspended"),
+                        ("confirm", "1"),
+                        ("display_name", "x"),
+                    ],
+                )
+                .await;
+            assert!(
+                matches!(page.status, StatusCode::NOT_FOUND | StatusCode::FORBIDDEN),
+                "{email} POST {path}: {}",
+                page.status
+            );
+        }
+    }
+    // Customer B was not touched by any of it.
+    let sys = Principal::system();
+    let b_now = api.db.store.customers().get(&sys, b).await.expect("B");
+    assert_eq!(b_now.status, pbx_store::resellers::Status::Active);
+    let devices = api
+        .db
+        .store
+        .devices()
+        .list(&sys, eb)
+        .await
+        .expect("devices");
+    assert_eq!(devices.len(), 1);
+
+    // A customer user sees only its own extension, not its colleagues' or
+    // the admin pages of its own customer.
+    let mut user = Browser::new(&api, HOST_X);
+    user.sign_in("user@acme.test").await;
+    for path in [
+        format!("/customers/{a}"),
+        format!("/customers/{a}/extensions"),
+        "/customers".into(),
+        "/brand".into(),
+        "/resellers".into(),
+    ] {
+        assert_eq!(
+            user.get(&path).await.status,
+            StatusCode::NOT_FOUND,
+            "user GET {path}"
+        );
+    }
+    let own = user.get(&format!("/extensions/{}", t.extension_a.id)).await;
+    assert_eq!(own.status, StatusCode::OK);
+    // A customer admin is not a reseller, nor the operator.
+    let mut admin = Browser::new(&api, HOST_X);
+    admin.sign_in("admin@acme.test").await;
+    for path in ["/customers", "/brand", "/resellers", "/health"] {
+        assert_eq!(
+            admin.get(path).await.status,
+            StatusCode::NOT_FOUND,
+            "admin GET {path}"
+        );
+    }
+}
+
+/// Everything reachable under reseller X's host, as each of its roles:
+/// pages, stylesheets, scripts, images, exports. None may name the operator
+/// or reseller Y, in body, headers or cookies.
+async fn nothing_under_a_resellers_host_shows_the_operator(db: TestDb) {
+    let api = setup(db).await;
+    let markers = [
+        OPERATOR_NAME,
+        "Ostwind",
+        OPERATOR_HOST,
+        "Reseller Y",
+        HOST_Y,
+        "reseller-y",
+        "Bolt",
+    ];
+    let mut anonymous = Browser::new(&api, HOST_X);
+    let mut crawled = crawl(&mut anonymous, "/login", &markers).await;
+    for email in ["admin@acme.test", "user@acme.test", "x@reseller-x.test"] {
+        let mut x = Browser::new(&api, HOST_X);
+        x.sign_in(email).await;
+        crawled += crawl(&mut x, "/", &markers).await;
+    }
+    // Error pages too.
+    for path in ["/no-such-page", "/customers/999999", "/extensions/abc"] {
+        let page = anonymous.get(path).await;
+        check_markers(&page, path, &markers);
+    }
+    assert!(crawled >= 20, "crawled only {crawled} resources");
+}
+
+/// Follows every same-host link and resource from `start`; returns how many
+/// resources were fetched.
+async fn crawl(browser: &mut Browser<'_>, start: &str, markers: &[&str]) -> usize {
+    let mut seen = BTreeSet::new();
+    let mut queue = VecDeque::from([start.to_owned()]);
+    while let Some(path) = queue.pop_front() {
+        if !seen.insert(path.clone()) || seen.len() > 300 {
+            continue;
+        }
+        let page = browser.get(&path).await;
+        check_markers(&page, &path, markers);
+        if page.status.is_redirection() {
+            queue.push_back(page.location().to_owned());
+            continue;
+        }
+        assert!(
+            page.status.is_success(),
+            "{path} answered {}: {}",
+            page.status,
+            page.body
+        );
+        for attribute in ["href=\"", "src=\""] {
+            for (i, _) in page.body.match_indices(attribute) {
+                let rest = &page.body[i + attribute.len()..];
+                let link = rest[..rest.find('"').unwrap_or(0)].replace("&amp;", "&");
+                let link = link.split('#').next().unwrap_or("").to_owned();
+                if link.starts_with('/') && !link.starts_with("//") {
+                    queue.push_back(link);
+                } else if link.starts_with('?') {
+                    let base = path.split('?').next().unwrap_or("/");
+                    queue.push_back(format!("{base}{link}"));
+                }
+            }
+        }
+    }
+    seen.len()
+}
+
+fn check_markers(page: &Page, path: &str, markers: &[&str]) {
+    for marker in markers {
+        assert!(
+            !page.body.to_lowercase().contains(&marker.to_lowercase()),
+            "{path} shows {marker:?}"
+        );
+    }
+    for (name, value) in &page.headers {
+        let value = value.to_str().unwrap_or("");
+        for marker in markers {
+            assert!(
+                !value.contains(marker),
+                "{path}: header {name} shows {marker:?}"
+            );
+        }
+        assert!(
+            name != header::SERVER && name.as_str() != "x-powered-by",
+            "{path} sends {name}"
+        );
+        if name == header::SET_COOKIE {
+            let cookie = value.split('=').next().unwrap_or("");
+            assert!(
+                ["__Host-session", "lang"].contains(&cookie),
+                "{path} sets {cookie}"
+            );
+        }
+    }
+    if page
+        .headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/html"))
+    {
+        let csp = page
+            .headers
+            .get(header::CONTENT_SECURITY_POLICY)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        assert!(
+            csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+            "{path}: {csp}"
+        );
+        assert!(
+            !page.body.contains("<script>") && !page.body.contains(" onclick="),
+            "{path} has inline script"
+        );
+    }
+}
+
+async fn reseller_admin_runs_customers_and_brand(db: TestDb) {
+    let api = setup(db).await;
+    let mut x = Browser::new(&api, HOST_X);
+    x.sign_in("x@reseller-x.test").await;
+    let token = x.token("/customers").await;
+    let created = x
+        .post("/customers", &[("csrf", &token), ("name", "Cafe Nord")])
+        .await;
+    assert_eq!(created.status, StatusCode::SEE_OTHER, "{}", created.body);
+    let list = x.get("/customers?done=customer_created").await;
+    assert!(list.body.contains("Cafe Nord") && list.body.contains("Customer created."));
+    let a = api.t.customer_a.id;
+    let suspended = x
+        .post(
+            &format!("/customers/{a}/status"),
+            &[("csrf", &token), ("status", "suspended")],
+        )
+        .await;
+    assert_eq!(suspended.status, StatusCode::SEE_OTHER);
+    // The suspended customer's admin cannot sign in any more.
+    let mut admin = Browser::new(&api, HOST_X);
+    let refused = admin
+        .post(
+            "/login",
+            &[("email", "admin@acme.test"), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    let usage = x.get(&format!("/customers/{a}/usage?month=2026-01")).await;
+    assert_eq!(usage.status, StatusCode::OK);
+    assert!(usage.body.contains("2026-01"));
+
+    // The brand: colours and texts, then a logo; script-carrying SVG refused.
+    let brand = x.get("/brand").await;
+    let version = between(&brand.body, "name=\"version\" value=\"", "\"");
+    let saved = x
+        .post(
+            "/brand",
+            &[
+                ("csrf", &token),
+                ("version", &version),
+                ("product_name", "Nordwind Telefon"),
+                ("primary_color", "#AA3300"),
+                ("accent_color", "#005577"),
+                ("login_text", "Willkommen"),
+                ("console_hosts", HOST_X),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
+    let theme = x.get("/brand/theme.css").await;
+    assert!(theme.body.contains("--primary:#aa3300"), "{}", theme.body);
+    let mut anonymous = Browser::new(&api, HOST_X);
+    let login = anonymous.get("/login").await;
+    assert!(login.body.contains("Nordwind Telefon") && login.body.contains("Willkommen"));
+
+    let upload = |image: &[u8], token: &str| {
+        let boundary = "XyZboundary";
+        let mut body = Vec::new();
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\n{token}\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"logo\"\r\nContent-Type: image/png\r\n\r\n").as_bytes(),
+        );
+        body.extend_from_slice(image);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        body
+    };
+    let send = |body: Vec<u8>, cookie: String| {
+        let router = api.router.clone();
+        async move {
+            router
+                .oneshot(
+                    Request::builder()
+                        .method(Method::POST)
+                        .uri("/brand/logo")
+                        .header(header::HOST, HOST_X)
+                        .header(header::ORIGIN, format!("https://{HOST_X}"))
+                        .header(header::COOKIE, format!("__Host-session={cookie}"))
+                        .header(
+                            header::CONTENT_TYPE,
+                            "multipart/form-data; boundary=XyZboundary",
+                        )
+                        .body(Body::from(body))
+                        .expect("request"),
+                )
+                .await
+                .expect("answer")
+        }
+    };
+    let cookie = x.cookie.clone().expect("signed in");
+    let evil = b"<svg xmlns=\"http://www.w3.org/2000/svg\" onload=\"alert(1)\"></svg>";
+    let refused = send(upload(evil, &token), cookie.clone()).await;
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let forged = send(upload(b"\x89PNG\r\n\x1a\nrest", "forged"), cookie.clone()).await;
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    let png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR";
+    let accepted = send(upload(png, &token), cookie).await;
+    assert_eq!(accepted.status(), StatusCode::SEE_OTHER);
+    let logo = anonymous.get("/brand/logo").await;
+    assert_eq!(
+        logo.headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok()),
+        Some("image/png")
+    );
+    // Reseller Y's host still shows Y's own (default) logo.
+    let mut y = Browser::new(&api, HOST_Y);
+    let other = y.get("/brand/logo").await;
+    assert_eq!(
+        other
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok()),
+        Some("image/svg+xml")
+    );
+    assert!(other
+        .headers
+        .get(header::CONTENT_SECURITY_POLICY)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("sandbox")));
+}
+
+async fn pages_speak_the_users_language(db: TestDb) {
+    let api = setup(db).await;
+    // Reseller X's default language is German; the browser asks for English.
+    let mut x = Browser::new(&api, HOST_X);
+    let english = x.get("/login").await;
+    assert!(english.body.contains("<html lang=\"en\">") && english.body.contains("Sign in"));
+    let german = x.get("/login?lang=de").await;
+    assert!(german.body.contains("<html lang=\"de\">") && german.body.contains("Anmelden"));
+    assert!(german
+        .headers
+        .get(header::SET_COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("lang=de")));
+    let req = Request::builder()
+        .uri("/login")
+        .header(header::HOST, HOST_X)
+        .body(Body::empty())
+        .expect("request");
+    let page = api.router.clone().oneshot(req).await.expect("answer");
+    let body = page.into_body().collect().await.expect("body").to_bytes();
+    assert!(
+        String::from_utf8_lossy(&body).contains("<html lang=\"de\">"),
+        "the reseller's default"
+    );
+}
+
+async fn dashboard_shows_registrations_heard_live(db: TestDb) {
+    use pbx_control_plane::api::events::HeardBinding;
+    let api = setup(db).await;
+    let t = &api.t;
+    let mut x = Browser::new(&api, HOST_X);
+    x.sign_in("admin@acme.test").await;
+    let live = format!("/customers/{}/live", t.customer_a.id);
+    let before = x.get(&live).await;
+    assert!(
+        before.body.contains("data-testid=\"registered-count\">0<"),
+        "{}",
+        before.body
+    );
+    api.hub.binding_heard(
+        t.customer_a.id,
+        t.device_a.id,
+        "<sip:101@127.0.0.1:5099>",
+        HeardBinding {
+            extension_id: t.extension_a.id,
+            heard_at: pbx_store::now_ms(),
+            expires_at: Some(pbx_store::now_ms() + 60_000),
+        },
+    );
+    // Customer B's device heard too: never on A's dashboard.
+    api.hub.binding_heard(
+        t.customer_b.id,
+        t.device_b.id,
+        "<sip:101@127.0.0.1:5098>",
+        HeardBinding {
+            extension_id: t.extension_b.id,
+            heard_at: pbx_store::now_ms(),
+            expires_at: Some(pbx_store::now_ms() + 60_000),
+        },
+    );
+    let after = x.get(&live).await;
+    assert!(
+        after.body.contains("data-testid=\"registered-count\">1<"),
+        "{}",
+        after.body
+    );
+    assert!(after.body.contains("127.0.0.1:5099") && !after.body.contains("5098"));
+    api.hub.binding_heard(
+        t.customer_a.id,
+        t.device_a.id,
+        "<sip:101@127.0.0.1:5099>",
+        HeardBinding {
+            extension_id: t.extension_a.id,
+            heard_at: pbx_store::now_ms(),
+            expires_at: None,
+        },
+    );
+    let gone = x.get(&live).await;
+    assert!(gone.body.contains("data-testid=\"registered-count\">0<"));
+}
+
+pbx_store::both_engines!(
+    sign_in_follows_the_host,
+    customer_admin_creates_an_extension_and_sees_its_password_once,
+    other_tenants_pages_are_not_found_for_every_role,
+    nothing_under_a_resellers_host_shows_the_operator,
+    reseller_admin_runs_customers_and_brand,
+    pages_speak_the_users_language,
+    dashboard_shows_registrations_heard_live,
+);
