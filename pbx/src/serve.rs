@@ -151,7 +151,7 @@ pub async fn run(config: Config, mode: Mode) -> Result<()> {
                 hub,
             )),
             console: Arc::new(
-                pbx_control_plane::console::Console::new()
+                pbx_control_plane::console::Console::new(phone_proxy(&config, sip.as_deref()))
                     .map_err(|e| anyhow::anyhow!("the console's theme: {e}"))?,
             ),
         };
@@ -263,6 +263,16 @@ fn sip_transports(config: &Config) -> Vec<&'static str> {
 }
 
 /// The host:port a phone on this machine should send SIP to.
+/// What the console tells phones to send SIP to: the advertised address, or
+/// this node's own SIP listener; nothing for a control-plane-only node
+/// without one (phones then find the proxy from their SIP domain).
+fn phone_proxy(config: &Config, sip: Option<&SipProxy>) -> Option<String> {
+    if config.sip_advertise.is_none() && sip.is_none() {
+        return None;
+    }
+    Some(sip_contact_address(config, sip))
+}
+
 fn sip_contact_address(config: &Config, sip: Option<&SipProxy>) -> String {
     if let Some(adv) = &config.sip_advertise {
         return adv.clone();

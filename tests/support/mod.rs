@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod sip;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -246,18 +247,68 @@ impl HttpResponse {
 
 /// A minimal HTTP/1.1 GET (Connection: close), enough for end-to-end checks.
 pub fn http_get(addr: SocketAddr, host: &str, path: &str) -> Option<HttpResponse> {
+    http_request(addr, "GET", host, path, None)
+}
+
+/// A minimal HTTP/1.1 request (Connection: close) with an optional JSON body.
+pub fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    host: &str,
+    path: &str,
+    json: Option<&str>,
+) -> Option<HttpResponse> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
     stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
+        .set_read_timeout(Some(Duration::from_secs(60)))
         .ok()?;
+    let body = json.unwrap_or("");
+    let head = if json.is_some() {
+        format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        )
+    } else {
+        String::new()
+    };
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n{head}\r\n{body}"
     )
     .ok()?;
+    // Read the head, then as much body as Content-Length says (some servers
+    // keep the connection open despite `Connection: close`), or to the end.
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).ok()?;
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let mut chunk = [0u8; 16 * 1024];
+    let split = loop {
+        if let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            break split;
+        }
+        let n = stream.read(&mut chunk).ok()?;
+        if n == 0 {
+            return None;
+        }
+        raw.extend_from_slice(&chunk[..n]);
+    };
+    let length = String::from_utf8_lossy(&raw[..split])
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.trim().parse::<usize>().ok());
+    match length {
+        Some(length) => {
+            while raw.len() < split + 4 + length {
+                let n = stream.read(&mut chunk).ok()?;
+                if n == 0 {
+                    break;
+                }
+                raw.extend_from_slice(&chunk[..n]);
+            }
+        }
+        None => {
+            stream.read_to_end(&mut raw).ok()?;
+        }
+    }
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let mut lines = head.lines();
     let status = lines.next()?.split_whitespace().nth(1)?.parse().ok()?;

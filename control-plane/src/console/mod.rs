@@ -31,6 +31,9 @@ pub use visit::{Failure, Visit};
 pub struct Console {
     templates: Handlebars<'static>,
     pub catalog: i18n::Catalog,
+    /// The address phones send SIP to (host:port), shown with their
+    /// credentials; None where phones find it from the SIP domain (DNS).
+    pub phone_proxy: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -43,7 +46,7 @@ pub enum SetupError {
 
 impl Console {
     /// The theme compiled into the binary.
-    pub fn new() -> Result<Console, SetupError> {
+    pub fn new(phone_proxy: Option<String>) -> Result<Console, SetupError> {
         let mut templates = Handlebars::new();
         templates.set_strict_mode(false);
         for (name, source) in pbx_branding::TEMPLATES {
@@ -54,6 +57,7 @@ impl Console {
         Ok(Console {
             templates,
             catalog: i18n::Catalog::load(pbx_branding::LOCALES)?,
+            phone_proxy,
         })
     }
 

@@ -127,10 +127,13 @@ async fn live_view(
         .for_customer(by, customer, now)
         .await?
         .into_iter()
-        .map(|b| ((b.device_id, b.contact), (Some(b.source), b.user_agent)))
+        .map(|b| {
+            let key = (b.device_id, contact_uri(&b.contact).to_owned());
+            (key, (Some(b.source), b.user_agent))
+        })
         .collect();
     for (device, contact, heard) in s.api.events.bindings_heard(customer) {
-        let key = (device, contact);
+        let key = (device, contact_uri(&contact).to_owned());
         match heard.expires_at {
             Some(e) if e > now => {
                 rows.entry(key).or_insert((None, None));
@@ -179,6 +182,15 @@ async fn live_view(
         "calls_count": calls.len(),
         "calls": calls,
     }))
+}
+
+/// The URI of a Contact header value (`"Name" <uri>;params` or a bare URI):
+/// the database keeps the whole value, registration events the URI alone.
+fn contact_uri(contact: &str) -> &str {
+    match contact.split_once('<') {
+        Some((_, rest)) => rest.split('>').next().unwrap_or(rest),
+        None => contact.split(';').next().unwrap_or(contact),
+    }
 }
 
 /// The host part of a Contact URI, shown when the database has not yet
@@ -576,7 +588,6 @@ fn credentials_page(
     device: &pbx_store::devices::Device,
     credentials: &Credentials,
 ) -> Result<Response, Failure> {
-    let server = credentials.sip_domain.clone();
     let account = format!(
         "sip:{}:{}@{}",
         credentials.sip_user, credentials.password, credentials.sip_domain
@@ -594,7 +605,7 @@ fn credentials_page(
         json!({
             "device": device,
             "credentials": credentials,
-            "server": server,
+            "proxy": s.console.phone_proxy,
             "qr_svg_base64": base64::engine::general_purpose::STANDARD.encode(svg),
         }),
     )?;
@@ -813,5 +824,34 @@ fn csv_field(text: &str) -> String {
         format!("\"{}\"", text.replace('"', "\"\""))
     } else {
         text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contacts_compare_by_their_uri() {
+        assert_eq!(
+            contact_uri("<sip:150@127.0.0.1:5099;transport=udp>;expires=60"),
+            "sip:150@127.0.0.1:5099;transport=udp"
+        );
+        assert_eq!(contact_uri("\"Desk\" <sip:150@h>"), "sip:150@h");
+        assert_eq!(contact_uri("sip:150@h;expires=60"), "sip:150@h");
+        assert_eq!(
+            host_of_contact("<sip:150@10.0.0.7:5062;ob>"),
+            "10.0.0.7:5062"
+        );
+    }
+
+    #[test]
+    fn csv_fields_are_quoted_and_formulas_defused() {
+        assert_eq!(csv_field("plain"), "plain");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
+        assert_eq!(csv_field("+4930123"), "+4930123");
+        assert_eq!(csv_field("-"), "-");
     }
 }
