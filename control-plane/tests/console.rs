@@ -797,6 +797,67 @@ async fn reseller_admin_runs_customers_and_brand(db: TestDb) {
         .is_some_and(|v| v.contains("sandbox")));
 }
 
+async fn reseller_admin_opens_a_customers_console_visibly(db: TestDb) {
+    let api = setup(db).await;
+    let (a, b) = (api.t.customer_a.id, api.t.customer_b.id);
+    let mut x = Browser::new(&api, HOST_X);
+    x.sign_in("x@reseller-x.test").await;
+    let token = x.token("/customers").await;
+    assert!(x
+        .get("/customers")
+        .await
+        .body
+        .contains(&format!("/customers/{a}/impersonate")));
+    // Another reseller's customer cannot be opened.
+    let refused = x
+        .post(&format!("/customers/{b}/impersonate"), &[("csrf", &token)])
+        .await;
+    assert_eq!(refused.status, StatusCode::NOT_FOUND);
+    let opened = x
+        .post(&format!("/customers/{a}/impersonate"), &[("csrf", &token)])
+        .await;
+    assert_eq!(opened.status, StatusCode::SEE_OTHER);
+    assert_eq!(opened.location(), format!("/customers/{a}"));
+    let dashboard = x.get(&format!("/customers/{a}")).await;
+    assert_eq!(dashboard.status, StatusCode::OK);
+    assert!(
+        dashboard.body.contains("class=\"impersonation\""),
+        "visibly marked"
+    );
+    assert!(dashboard.body.contains("Acme"));
+    // While acting as the customer, the reseller's own pages are not at hand.
+    assert_eq!(x.get("/brand").await.status, StatusCode::NOT_FOUND);
+    // What it does is done as the customer, and logged as the reseller's admin.
+    let list = format!("/customers/{a}/extensions");
+    let created = x
+        .post(
+            &list,
+            &[
+                ("csrf", &token),
+                ("number", "177"),
+                ("display_name", "Via reseller"),
+            ],
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::SEE_OTHER, "{}", created.body);
+    let ended = x.post("/impersonation/end", &[("csrf", &token)]).await;
+    assert_eq!(ended.status, StatusCode::SEE_OTHER);
+    let back = x.get("/customers").await;
+    assert_eq!(back.status, StatusCode::OK);
+    assert!(!back.body.contains("class=\"impersonation\""));
+    let logged = api
+        .db
+        .count(&format!(
+            "SELECT COUNT(*) AS n FROM audit_log WHERE customer_id = {a} \
+             AND actor = 'login:x@reseller-x.test' AND action IN ('impersonate', 'impersonate_end', 'create')"
+        ))
+        .await;
+    assert_eq!(
+        logged, 3,
+        "opening, the change made, and closing are in the audit log"
+    );
+}
+
 async fn pages_speak_the_users_language(db: TestDb) {
     let api = setup(db).await;
     // Reseller X's default language is German; the browser asks for English.
@@ -884,6 +945,7 @@ pbx_store::both_engines!(
     other_tenants_pages_are_not_found_for_every_role,
     nothing_under_a_resellers_host_shows_the_operator,
     reseller_admin_runs_customers_and_brand,
+    reseller_admin_opens_a_customers_console_visibly,
     pages_speak_the_users_language,
     dashboard_shows_registrations_heard_live,
 );

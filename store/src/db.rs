@@ -70,6 +70,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0003_api.sql"),
         include_str!("../../migrations/postgres/0003_api.sql"),
     ),
+    (
+        4,
+        "console",
+        include_str!("../../migrations/sqlite/0004_console.sql"),
+        include_str!("../../migrations/postgres/0004_console.sql"),
+    ),
 ];
 
 fn migrator(engine: Engine) -> Migrator {

@@ -8,9 +8,10 @@
 
 use sqlx::Row;
 
+use crate::audit::{self, Event};
 use crate::logins::Login;
 use crate::secrets::{random_token, sha256_hex};
-use crate::{LoginId, Millis, Principal, Result, Store};
+use crate::{CustomerId, LoginId, Millis, Principal, Result, Scope, Store};
 
 pub const IDLE_MS: i64 = 8 * 3600 * 1000;
 pub const ABSOLUTE_MS: i64 = 7 * 24 * 3600 * 1000;
@@ -30,8 +31,11 @@ pub struct NewSession {
 #[derive(Debug, Clone)]
 pub struct ActiveSession {
     pub login: Login,
+    /// The login's own scope, or the customer it acts as.
     pub principal: Principal,
     pub csrf_token: String,
+    /// The customer a reseller admin is acting as (impersonation).
+    pub acting_as: Option<CustomerId>,
 }
 
 pub struct Sessions<'s>(pub(crate) &'s Store);
@@ -73,7 +77,8 @@ impl Sessions<'_> {
         }
         let now = crate::now_ms();
         let Some(row) = sqlx::query(
-            "SELECT login_id, csrf_token, last_seen_at, expires_at FROM sessions WHERE id_sha256 = $1",
+            "SELECT login_id, csrf_token, last_seen_at, expires_at, acting_customer_id \
+             FROM sessions WHERE id_sha256 = $1",
         )
         .bind(sha256_hex(id))
         .fetch_optional(self.0.pool())
@@ -92,12 +97,21 @@ impl Sessions<'_> {
             Err(crate::StoreError::NotFound) => return Ok(None),
             Err(e) => return Err(e),
         };
-        let Some(principal) = login.principal() else {
+        let Some(own) = login.principal() else {
             return Ok(None);
         };
-        if login.disabled || !self.0.api_tokens().tenant_active(&principal.scope).await? {
+        if login.disabled || !self.0.api_tokens().tenant_active(&own.scope).await? {
             return Ok(None);
         }
+        let acting: Option<i64> = row.try_get("acting_customer_id")?;
+        let (principal, acting_as) = match acting.map(CustomerId) {
+            Some(customer) => match self.acting_principal(&own, customer).await? {
+                Some(p) => (p, Some(customer)),
+                // No longer this reseller's (or no longer active): back to its own scope.
+                None => (own, None),
+            },
+            None => (own, None),
+        };
         if now - last_seen >= TOUCH_GRANULARITY_MS {
             sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE id_sha256 = $2")
                 .bind(now)
@@ -109,7 +123,86 @@ impl Sessions<'_> {
             login,
             principal,
             csrf_token: row.try_get("csrf_token")?,
+            acting_as,
         }))
+    }
+
+    /// The principal a reseller admin acts with inside one of its customers:
+    /// the customer's scope, the admin's own identity (so the audit log names
+    /// who really did it).
+    async fn acting_principal(
+        &self,
+        own: &Principal,
+        customer: CustomerId,
+    ) -> Result<Option<Principal>> {
+        let Scope::Reseller { reseller } = own.scope else {
+            return Ok(None);
+        };
+        let c = match self.0.customers().get(own, customer).await {
+            Ok(c) => c,
+            Err(crate::StoreError::NotFound) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let scope = Scope::Customer {
+            reseller,
+            customer: c.id,
+        };
+        if !self.0.api_tokens().tenant_active(&scope).await? {
+            return Ok(None);
+        }
+        Ok(Some(Principal::new(scope, own.actor.clone())))
+    }
+
+    /// Lets a reseller admin's session act as one of its customers (Some),
+    /// or return to its own scope (None). Both are written to the audit log.
+    pub async fn act_as(
+        &self,
+        id: &str,
+        by: &Principal,
+        customer: Option<CustomerId>,
+    ) -> Result<()> {
+        let Scope::Reseller { reseller } = by.scope else {
+            return Err(crate::StoreError::Forbidden(
+                "only a reseller admin can open a customer's console",
+            ));
+        };
+        if !matches!(by.actor, crate::Actor::Login { .. }) {
+            return Err(crate::StoreError::Forbidden(
+                "only a signed-in person can act as a customer",
+            ));
+        }
+        let (action, target) = match customer {
+            Some(c) => ("impersonate", Some(self.0.customers().get(by, c).await?.id)),
+            None => ("impersonate_end", None),
+        };
+        let mut tx = self.0.begin().await?;
+        let before: Option<i64> =
+            sqlx::query("SELECT acting_customer_id FROM sessions WHERE id_sha256 = $1")
+                .bind(sha256_hex(id))
+                .fetch_optional(tx.conn())
+                .await?
+                .ok_or(crate::StoreError::NotFound)?
+                .try_get("acting_customer_id")?;
+        sqlx::query("UPDATE sessions SET acting_customer_id = $1 WHERE id_sha256 = $2")
+            .bind(target.map(|c| c.0))
+            .bind(sha256_hex(id))
+            .execute(tx.conn())
+            .await?;
+        let logged = target.or(before.map(CustomerId));
+        audit::record(
+            &mut tx,
+            by,
+            Event {
+                action,
+                object_type: "customer",
+                object_id: logged.map(|c| c.0),
+                reseller: Some(reseller),
+                customer: logged,
+                details: serde_json::json!({}),
+            },
+        )
+        .await?;
+        tx.commit().await
     }
 
     /// Drops sessions that can no longer be resumed.
@@ -208,5 +301,74 @@ mod tests {
         assert!(sessions.resume(&s2.id).await.unwrap().is_none());
     }
 
-    crate::both_engines!(sessions_live_until_logout_or_suspension);
+    async fn a_reseller_admin_acts_as_its_own_customers_only(db: TestDb) {
+        let t = TwoTenants::create(&db.store).await;
+        let sessions = db.store.sessions();
+        let login = |email: &'static str| {
+            let store = db.store.clone();
+            async move {
+                store
+                    .logins()
+                    .authenticate(email, "a long enough password")
+                    .await
+                    .unwrap()
+                    .unwrap()
+            }
+        };
+        let x = login("x@reseller-x.test").await;
+        let s = sessions.start(&x).await.unwrap();
+        let own = sessions.resume(&s.id).await.unwrap().unwrap();
+        assert_eq!(own.acting_as, None);
+        // Customer B is reseller Y's: as good as absent for X.
+        let refused = sessions
+            .act_as(&s.id, &own.principal, Some(t.customer_b.id))
+            .await;
+        assert!(
+            matches!(refused, Err(crate::StoreError::NotFound)),
+            "{refused:?}"
+        );
+        sessions
+            .act_as(&s.id, &own.principal, Some(t.customer_a.id))
+            .await
+            .unwrap();
+        let acting = sessions.resume(&s.id).await.unwrap().unwrap();
+        assert_eq!(acting.acting_as, Some(t.customer_a.id));
+        assert_eq!(acting.principal.scope, t.customer_a_admin.scope);
+        assert_eq!(acting.principal.actor.label(), own.principal.actor.label());
+        // A customer admin cannot act as anyone.
+        let a = login("admin@acme.test").await;
+        let sa = sessions.start(&a).await.unwrap();
+        let customer = sessions.resume(&sa.id).await.unwrap().unwrap();
+        let refused = sessions
+            .act_as(&sa.id, &customer.principal, Some(t.customer_a.id))
+            .await;
+        assert!(
+            matches!(refused, Err(crate::StoreError::Forbidden(_))),
+            "{refused:?}"
+        );
+        // Suspending the customer ends the acting, not the reseller's session.
+        let sys = Principal::system();
+        db.store
+            .customers()
+            .set_status(&sys, t.customer_a.id, crate::resellers::Status::Suspended)
+            .await
+            .unwrap();
+        let back = sessions.resume(&s.id).await.unwrap().unwrap();
+        assert_eq!(back.acting_as, None);
+        assert_eq!(back.principal.scope, own.principal.scope);
+        sessions.act_as(&s.id, &own.principal, None).await.unwrap();
+        let logged = db
+            .count(&format!(
+                "SELECT COUNT(*) AS n FROM audit_log WHERE action IN ('impersonate', 'impersonate_end') \
+                 AND actor_login_id = {} AND customer_id = {}",
+                x.id, t.customer_a.id
+            ))
+            .await;
+        assert_eq!(logged, 2, "start and end are audit-logged");
+    }
+
+    crate::both_engines!(
+        sessions_live_until_logout_or_suspension,
+        a_reseller_admin_acts_as_its_own_customers_only
+    );
 }

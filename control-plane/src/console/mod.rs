@@ -99,7 +99,7 @@ async fn not_found() -> Failure {
 /// Where each role starts.
 async fn home(visit: Visit) -> Result<Redirect, Failure> {
     let session = visit.signed_in()?;
-    Ok(Redirect::to(&visit::home_of(&session.login)))
+    Ok(Redirect::to(&visit::home_of(&session.principal.scope)))
 }
 
 async fn static_asset(axum::extract::Path(name): axum::extract::Path<String>) -> Response {

@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
-use pbx_store::logins::Role;
+use pbx_store::Scope;
 use serde_json::{json, Value};
 
 use super::look::Owner;
@@ -20,7 +20,7 @@ pub fn routes() -> Router<AppState> {
 
 fn operator_only(visit: &Visit) -> Result<(), Failure> {
     let session = visit.signed_in()?;
-    if session.login.role == Role::OperatorAdmin && visit.look.owner == Owner::Operator {
+    if session.principal.scope == Scope::Operator && visit.look.owner == Owner::Operator {
         Ok(())
     } else {
         Err(Failure::NotFound)

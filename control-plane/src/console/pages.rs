@@ -15,10 +15,9 @@ use pbx_store::call_records::{CallDirection, RecordFilter};
 use pbx_store::devices::{Credentials, NewDevice};
 use pbx_store::extensions::{ExtensionSettings, NewExtension};
 use pbx_store::forwards::{Forward, ForwardCondition};
-use pbx_store::logins::Role;
 use pbx_store::numbers::Destination;
 use pbx_store::statements::Period;
-use pbx_store::{CustomerId, DeviceId, ExtensionId, StoreError};
+use pbx_store::{CustomerId, DeviceId, ExtensionId, Scope, StoreError};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -63,7 +62,7 @@ fn is_admin(visit: &Visit) -> bool {
     visit
         .session
         .as_ref()
-        .is_some_and(|s| s.login.role != Role::CustomerUser)
+        .is_some_and(|s| !matches!(s.principal.scope, Scope::Extension { .. }))
 }
 
 async fn dashboard(

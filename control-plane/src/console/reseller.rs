@@ -7,10 +7,9 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use pbx_store::customers::NewCustomer;
-use pbx_store::logins::Role;
 use pbx_store::resellers::{AssetKind, Brand, ResellerSettings, Status};
 use pbx_store::statements::Period;
-use pbx_store::{CustomerId, ResellerId};
+use pbx_store::{CustomerId, ResellerId, Scope};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -23,6 +22,8 @@ pub fn routes() -> Router<AppState> {
         .route("/customers", get(customers).post(create_customer))
         .route("/customers/{id}/status", post(set_status))
         .route("/customers/{id}/usage", get(usage))
+        .route("/customers/{id}/impersonate", post(impersonate))
+        .route("/impersonation/end", post(end_impersonation))
         .route("/brand", get(brand).post(save_brand))
         .route("/brand/logo", post(upload_logo))
         .route("/brand/favicon", post(upload_favicon))
@@ -31,8 +32,8 @@ pub fn routes() -> Router<AppState> {
 /// The reseller whose admin is signed in here; other roles see a 404.
 fn reseller_of(visit: &Visit) -> Result<ResellerId, Failure> {
     let session = visit.signed_in()?;
-    match (session.login.role, visit.look.owner) {
-        (Role::ResellerAdmin, Owner::Reseller(r)) if session.login.reseller_id == Some(r) => Ok(r),
+    match (&session.principal.scope, visit.look.owner) {
+        (Scope::Reseller { reseller }, Owner::Reseller(r)) if *reseller == r => Ok(r),
         _ => Err(Failure::NotFound),
     }
 }
@@ -73,6 +74,7 @@ async fn customers_page(
                 "id": c.id, "name": c.name, "sip_domain": c.sip_domain,
                 "status": c.status.as_str(),
                 "status_label": texts.get(&format!("status_{}", c.status.as_str())),
+                "can_open": !by.read_only && c.status == Status::Active,
                 "actions": if by.read_only { Vec::new() } else { actions },
             })
         })
@@ -131,6 +133,46 @@ async fn set_status(
         .set_status(by, CustomerId(id), status)
         .await?;
     Ok(Redirect::to("/customers?done=status_changed").into_response())
+}
+
+#[derive(Deserialize)]
+struct Nothing {}
+
+/// Opens a customer's console as that customer: the session acts in the
+/// customer's scope (every page shows a banner) until the admin goes back.
+async fn impersonate(
+    State(s): State<AppState>,
+    visit: Visit,
+    headers: axum::http::HeaderMap,
+    Path(id): Path<i64>,
+    Form(Nothing {}): Form<Nothing>,
+) -> Result<Response, Failure> {
+    reseller_of(&visit)?;
+    let by = visit.principal()?;
+    let cookie = crate::api::session::cookie(&headers).ok_or(Failure::SignIn)?;
+    let customer = CustomerId(id);
+    s.store
+        .sessions()
+        .act_as(cookie, by, Some(customer))
+        .await?;
+    tracing::info!(customer = %customer, "reseller admin opened a customer's console");
+    Ok(Redirect::to(&format!("/customers/{customer}")).into_response())
+}
+
+async fn end_impersonation(
+    State(s): State<AppState>,
+    visit: Visit,
+    headers: axum::http::HeaderMap,
+    Form(Nothing {}): Form<Nothing>,
+) -> Result<Response, Failure> {
+    let session = visit.signed_in()?;
+    if session.acting_as.is_none() {
+        return Err(Failure::BadRequest);
+    }
+    let own = session.login.principal().ok_or(Failure::Forbidden)?;
+    let cookie = crate::api::session::cookie(&headers).ok_or(Failure::SignIn)?;
+    s.store.sessions().act_as(cookie, &own, None).await?;
+    Ok(Redirect::to("/customers").into_response())
 }
 
 #[derive(Deserialize)]

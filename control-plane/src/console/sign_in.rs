@@ -28,7 +28,7 @@ pub async fn form(
     Query(q): Query<Shown>,
 ) -> Result<Response, Failure> {
     if let Some(session) = &visit.session {
-        return Ok(Redirect::to(&visit::home_of(&session.login)).into_response());
+        return Ok(Redirect::to(&visit::home_of(&session.principal.scope)).into_response());
     }
     let texts = visit.texts(&s);
     let error = q.expired.map(|_| texts.get("session_expired"));
@@ -137,7 +137,7 @@ pub async fn submit(
         session.id,
         pbx_store::sessions::ABSOLUTE_MS / 1000
     );
-    let mut response = Redirect::to(&visit::home_of(&login)).into_response();
+    let mut response = Redirect::to(&visit::home_of(&principal.scope)).into_response();
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         response.headers_mut().insert(header::SET_COOKIE, v);
     }

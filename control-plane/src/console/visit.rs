@@ -12,7 +12,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use chrono_tz::Tz;
 use pbx_store::logins::Role;
 use pbx_store::sessions::ActiveSession;
-use pbx_store::{Principal, StoreError};
+use pbx_store::{Principal, Scope, StoreError};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -36,6 +36,8 @@ pub struct Inner {
     pub flash: Option<&'static str>,
     /// Whether the browser sent a session cookie (expired or not).
     pub had_cookie: bool,
+    /// The name of the customer a reseller admin is acting as.
+    pub impersonating: Option<String>,
 }
 
 impl Deref for Visit {
@@ -91,6 +93,16 @@ impl Visit {
             &look.default_language,
         );
         let flash = param("done").and_then(|d| FLASHES.iter().find(|f| **f == d).copied());
+        let impersonating = match session.as_ref().and_then(|s| s.acting_as.map(|c| (s, c))) {
+            Some((session, customer)) => Some(
+                s.store
+                    .customers()
+                    .get(&session.principal, customer)
+                    .await?
+                    .name,
+            ),
+            None => None,
+        };
         Ok(Visit(Arc::new(Inner {
             look: Arc::new(look),
             session,
@@ -98,6 +110,7 @@ impl Visit {
             remember_language: picked,
             flash,
             had_cookie: cookie.is_some(),
+            impersonating,
         })))
     }
 
@@ -230,6 +243,7 @@ impl Visit {
             "nav": self.nav(texts),
             "flash": self.flash.map(|f| texts.get(f)),
             "languages": i18n::switcher(&s.console.catalog, self.lang),
+            "impersonating": self.impersonating,
         })
     }
 
@@ -239,27 +253,29 @@ impl Visit {
         let Some(session) = &self.session else {
             return Vec::new();
         };
-        let login = &session.login;
-        let items: Vec<(String, &str)> = match (login.role, login.customer_id, login.extension_id) {
-            (Role::CustomerAdmin, Some(c), _) => vec![
+        let items: Vec<(String, &str)> = match session.principal.scope {
+            Scope::Customer { customer: c, .. } => vec![
                 (format!("/customers/{c}"), "dashboard"),
                 (format!("/customers/{c}/extensions"), "extensions"),
                 (format!("/customers/{c}/numbers"), "phone_numbers"),
                 (format!("/customers/{c}/calls"), "call_history"),
             ],
-            (Role::CustomerUser, Some(c), Some(e)) => vec![
+            Scope::Extension {
+                customer: c,
+                extension: e,
+                ..
+            } => vec![
                 (format!("/extensions/{e}"), "my_extension"),
                 (format!("/customers/{c}/calls"), "call_history"),
             ],
-            (Role::ResellerAdmin, _, _) => vec![
+            Scope::Reseller { .. } => vec![
                 ("/customers".to_owned(), "customers"),
                 ("/brand".to_owned(), "branding"),
             ],
-            (Role::OperatorAdmin, _, _) => vec![
+            Scope::Operator => vec![
                 ("/resellers".to_owned(), "resellers"),
                 ("/health".to_owned(), "platform_health"),
             ],
-            _ => Vec::new(),
         };
         items
             .into_iter()
@@ -343,14 +359,13 @@ pub fn belongs(owner: Owner, login: &pbx_store::logins::Login) -> bool {
     }
 }
 
-/// Where a signed-in login starts.
-pub fn home_of(login: &pbx_store::logins::Login) -> String {
-    match (login.role, login.customer_id, login.extension_id) {
-        (Role::CustomerAdmin, Some(c), _) => format!("/customers/{c}"),
-        (Role::CustomerUser, _, Some(e)) => format!("/extensions/{e}"),
-        (Role::ResellerAdmin, _, _) => "/customers".into(),
-        (Role::OperatorAdmin, _, _) => "/resellers".into(),
-        _ => "/login".into(),
+/// Where a signed-in session starts: by the scope it acts in.
+pub fn home_of(scope: &Scope) -> String {
+    match *scope {
+        Scope::Customer { customer, .. } => format!("/customers/{customer}"),
+        Scope::Extension { extension, .. } => format!("/extensions/{extension}"),
+        Scope::Reseller { .. } => "/customers".into(),
+        Scope::Operator => "/resellers".into(),
     }
 }
 
