@@ -36,6 +36,8 @@ templates!(
     "brand",
     "resellers",
     "health",
+    "forgot",
+    "reset",
 );
 
 /// The console's texts per language: (language code, TOML table of texts).

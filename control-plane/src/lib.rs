@@ -11,6 +11,7 @@
 pub mod api;
 pub mod console;
 pub mod health;
+pub mod mail;
 pub mod metrics;
 pub mod webhooks;
 

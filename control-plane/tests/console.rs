@@ -47,16 +47,16 @@ impl Page {
 }
 
 /// A browser on one host: keeps the session cookie.
-struct Browser<'a> {
-    api: &'a Api,
+struct Browser {
+    router: axum::Router,
     host: &'static str,
     cookie: Option<String>,
 }
 
-impl<'a> Browser<'a> {
-    fn new(api: &'a Api, host: &'static str) -> Browser<'a> {
+impl Browser {
+    fn new(api: &Api, host: &'static str) -> Browser {
         Browser {
-            api,
+            router: api.router.clone(),
             host,
             cookie: None,
         }
@@ -81,7 +81,6 @@ impl<'a> Browser<'a> {
             None => Body::empty(),
         };
         let response = self
-            .api
             .router
             .clone()
             .oneshot(req.body(body).expect("request"))
@@ -592,7 +591,7 @@ async fn nothing_under_a_resellers_host_shows_the_operator(db: TestDb) {
 
 /// Follows every same-host link and resource from `start`; returns how many
 /// resources were fetched.
-async fn crawl(browser: &mut Browser<'_>, start: &str, markers: &[&str]) -> usize {
+async fn crawl(browser: &mut Browser, start: &str, markers: &[&str]) -> usize {
     let mut seen = BTreeSet::new();
     let mut queue = VecDeque::from([start.to_owned()]);
     while let Some(path) = queue.pop_front() {
@@ -858,6 +857,224 @@ async fn reseller_admin_opens_a_customers_console_visibly(db: TestDb) {
     );
 }
 
+/// A local SMTP server that keeps what it is sent.
+struct SmtpSink {
+    addr: std::net::SocketAddr,
+    mails: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+async fn smtp_sink() -> SmtpSink {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let mails = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = mails.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let kept = kept.clone();
+            tokio::spawn(async move {
+                let (read, mut write) = stream.into_split();
+                let mut lines = BufReader::new(read).lines();
+                let _ = write.write_all(b"220 sink ESMTP\r\n").await;
+                let mut data: Option<String> = None;
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if let Some(body) = data.as_mut() {
+                        if line == "." {
+                            kept.lock().expect("mails").push(std::mem::take(body));
+                            data = None;
+                            let _ = write.write_all(b"250 kept\r\n").await;
+                        } else {
+                            body.push_str(&line);
+                            body.push('\n');
+                        }
+                        continue;
+                    }
+                    let verb = line.get(..4).unwrap_or("").to_ascii_uppercase();
+                    let answer: &[u8] = match verb.as_str() {
+                        "EHLO" | "HELO" => b"250 sink\r\n",
+                        "DATA" => {
+                            data = Some(String::new());
+                            b"354 go on\r\n"
+                        }
+                        "QUIT" => {
+                            let _ = write.write_all(b"221 bye\r\n").await;
+                            return;
+                        }
+                        _ => b"250 OK\r\n",
+                    };
+                    let _ = write.write_all(answer).await;
+                }
+            });
+        }
+    });
+    SmtpSink { addr, mails }
+}
+
+impl SmtpSink {
+    async fn wait_for(&self, count: usize) -> Vec<String> {
+        for _ in 0..200 {
+            let mails = self.mails.lock().expect("mails").clone();
+            if mails.len() >= count {
+                return mails;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        self.mails.lock().expect("mails").clone()
+    }
+}
+
+/// A mail's text with quoted-printable soft breaks and escapes undone.
+fn unquote(mail: &str) -> String {
+    let joined = mail.replace("=\n", "");
+    let bytes = joined.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'=', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+async fn a_forgotten_password_is_reset_by_a_branded_mail(db: TestDb) {
+    use pbx_control_plane::console::Console;
+    use pbx_control_plane::mail::MailConfig;
+    let api = setup(db).await;
+    let sink = smtp_sink().await;
+    let mut state = api.state.clone();
+    let mail = MailConfig {
+        relay_host: sink.addr.ip().to_string(),
+        relay_port: sink.addr.port(),
+        from_address: None,
+    };
+    state.console = std::sync::Arc::new(Console::new(None, Some(&mail)).expect("console"));
+    let router = pbx_control_plane::router(state);
+    let mut x = Browser::new(&api, HOST_X);
+    x.router = router.clone();
+    let login = x.get("/login").await;
+    assert!(login.body.contains("href=\"/password/forgot\""));
+    // Asked on Y's host, A's admin gets nothing (the answer is the same).
+    let mut y = Browser::new(&api, HOST_Y);
+    y.router = router.clone();
+    let foreign = y
+        .post("/password/forgot", &[("email", "admin@acme.test")])
+        .await;
+    let unknown = x
+        .post("/password/forgot", &[("email", "nobody@acme.test")])
+        .await;
+    let asked = x
+        .post("/password/forgot", &[("email", "Admin@Acme.test")])
+        .await;
+    for answer in [&foreign, &unknown, &asked] {
+        assert_eq!(answer.status, StatusCode::SEE_OTHER);
+        assert_eq!(answer.location(), "/login?done=reset_sent");
+    }
+    let mails: Vec<String> = sink.wait_for(1).await.iter().map(|m| unquote(m)).collect();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let mails_after = sink.mails.lock().expect("mails").clone();
+    assert_eq!(
+        mails_after.len(),
+        1,
+        "only the right host's request sends mail: {mails:?}"
+    );
+    let mail = &mails[0];
+    assert!(mail.contains("Reseller X Phone"), "{mail}");
+    assert!(mail.contains("no-reply@console.reseller-x.test"), "{mail}");
+    for marker in [OPERATOR_NAME, "Ostwind", "Reseller Y", OPERATOR_HOST] {
+        assert!(!mail.contains(marker), "the mail shows {marker}");
+    }
+    // The reseller's default language is German and the login has none set.
+    assert!(mail.contains("Passwort"), "{mail}");
+    let link_start = mail
+        .find("https://console.reseller-x.test/password/reset?token=")
+        .expect("link");
+    let link = &mail[link_start..];
+    let token: String = link["https://console.reseller-x.test/password/reset?token=".len()..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect();
+    assert!(token.len() >= 20, "{link}");
+
+    let form = x.get(&format!("/password/reset?token={token}")).await;
+    assert_eq!(form.status, StatusCode::OK);
+    assert_eq!(
+        form.headers
+            .get(header::REFERRER_POLICY)
+            .and_then(|v| v.to_str().ok()),
+        Some("no-referrer")
+    );
+    // The link does not work on another brand's host.
+    assert_eq!(
+        y.get(&format!("/password/reset?token={token}"))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    let differ = x
+        .post(
+            "/password/reset",
+            &[
+                ("token", &token),
+                ("password", "new passphrase one"),
+                ("password_again", "new passphrase two"),
+            ],
+        )
+        .await;
+    assert_eq!(differ.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let done = x
+        .post(
+            "/password/reset",
+            &[
+                ("token", &token),
+                ("password", "new passphrase one"),
+                ("password_again", "new passphrase one"),
+            ],
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    assert_eq!(done.location(), "/login?done=password_changed");
+    let reused = x.get(&format!("/password/reset?token={token}")).await;
+    assert_eq!(reused.status, StatusCode::NOT_FOUND, "a link works once");
+    let old = x
+        .post(
+            "/login",
+            &[("email", "admin@acme.test"), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(old.status, StatusCode::UNAUTHORIZED);
+    let new = x
+        .post(
+            "/login",
+            &[
+                ("email", "admin@acme.test"),
+                ("password", "new passphrase one"),
+            ],
+        )
+        .await;
+    assert_eq!(new.status, StatusCode::SEE_OTHER);
+    // Without a relay configured, there is no such page.
+    assert_eq!(
+        Browser::new(&api, HOST_X)
+            .get("/password/forgot")
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+}
+
 async fn pages_speak_the_users_language(db: TestDb) {
     let api = setup(db).await;
     // Reseller X's default language is German; the browser asks for English.
@@ -946,6 +1163,7 @@ pbx_store::both_engines!(
     nothing_under_a_resellers_host_shows_the_operator,
     reseller_admin_runs_customers_and_brand,
     reseller_admin_opens_a_customers_console_visibly,
+    a_forgotten_password_is_reset_by_a_branded_mail,
     pages_speak_the_users_language,
     dashboard_shows_registrations_heard_live,
 );

@@ -43,6 +43,8 @@ pub struct Config {
     pub webhook_allow_private_targets: bool,
     /// Extra root certificates for webhook endpoints (PEM), read at start.
     pub webhook_extra_roots: Vec<u8>,
+    /// The console's e-mail relay; None: no e-mail (no password resets).
+    pub mail: Option<pbx_control_plane::mail::MailConfig>,
     pub log: String,
     pub log_format: LogFormat,
 }
@@ -273,6 +275,26 @@ impl Config {
             })?,
             None => Vec::new(),
         };
+        let mail = match &settings.smtp_relay {
+            None => None,
+            Some(relay) => {
+                let (host, port) = relay
+                    .rsplit_once(':')
+                    .and_then(|(h, p)| Some((h.trim_matches(['[', ']']), p.parse::<u16>().ok()?)))
+                    .filter(|(h, _)| !h.is_empty())
+                    .ok_or_else(|| invalid("smtp_relay", relay, "must be host:port"))?;
+                if let Some(from) = &settings.smtp_from {
+                    if !pbx_control_plane::mail::is_address(from) {
+                        return Err(invalid("smtp_from", from, "must be an e-mail address"));
+                    }
+                }
+                Some(pbx_control_plane::mail::MailConfig {
+                    relay_host: host.to_owned(),
+                    relay_port: port,
+                    from_address: settings.smtp_from.clone(),
+                })
+            }
+        };
         let log = settings.log.unwrap_or_else(|| "info".to_owned());
         tracing_subscriber::EnvFilter::try_new(&log)
             .map_err(|e| invalid("log", &log, &format!("is not a log filter ({e})")))?;
@@ -311,6 +333,7 @@ impl Config {
             api_event_retention: std::time::Duration::from_secs(api_event_retention),
             webhook_allow_private_targets: settings.webhook_allow_private_targets.unwrap_or(false),
             webhook_extra_roots,
+            mail,
             log,
             log_format,
         })

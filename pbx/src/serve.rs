@@ -151,8 +151,11 @@ pub async fn run(config: Config, mode: Mode) -> Result<()> {
                 hub,
             )),
             console: Arc::new(
-                pbx_control_plane::console::Console::new(phone_proxy(&config, sip.as_deref()))
-                    .map_err(|e| anyhow::anyhow!("the console's theme: {e}"))?,
+                pbx_control_plane::console::Console::new(
+                    phone_proxy(&config, sip.as_deref()),
+                    config.mail.as_ref(),
+                )
+                .map_err(|e| anyhow::anyhow!("the console's theme: {e}"))?,
             ),
         };
         for addr in &config.http_listen {

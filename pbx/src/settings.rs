@@ -295,6 +295,14 @@ pub struct Settings {
     #[arg(long, env = "PBX_WEBHOOK_CA_FILE", global = true, value_name = "FILE")]
     pub webhook_ca_file: Option<PathBuf>,
 
+    /// SMTP relay (host:port) for the console's e-mail (password resets); unset: no e-mail [default: none]
+    #[arg(long, env = "PBX_SMTP_RELAY", global = true, value_name = "HOST:PORT")]
+    pub smtp_relay: Option<String>,
+
+    /// Sender address of console e-mail [default: no-reply@<the console host asked on>]
+    #[arg(long, env = "PBX_SMTP_FROM", global = true, value_name = "ADDRESS")]
+    pub smtp_from: Option<String>,
+
     /// Log filter: a level (error, warn, info, debug, trace) or per-module directives [default: info]
     #[arg(long, env = "PBX_LOG", global = true, value_name = "FILTER")]
     pub log: Option<String>,
@@ -337,6 +345,8 @@ impl Settings {
                 .webhook_allow_private_targets
                 .or(lower.webhook_allow_private_targets),
             webhook_ca_file: self.webhook_ca_file.or(lower.webhook_ca_file),
+            smtp_relay: self.smtp_relay.or(lower.smtp_relay),
+            smtp_from: self.smtp_from.or(lower.smtp_from),
             log: self.log.or(lower.log),
             log_format: self.log_format.or(lower.log_format),
         }

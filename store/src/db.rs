@@ -225,6 +225,9 @@ impl Store {
     pub fn forwards(&self) -> crate::forwards::Forwards<'_> {
         crate::forwards::Forwards(self)
     }
+    pub fn password_resets(&self) -> crate::password_resets::PasswordResets<'_> {
+        crate::password_resets::PasswordResets(self)
+    }
     pub fn sessions(&self) -> crate::sessions::Sessions<'_> {
         crate::sessions::Sessions(self)
     }

@@ -39,6 +39,7 @@ mod ids;
 pub mod logins;
 pub mod numbers;
 pub mod operator;
+pub mod password_resets;
 pub mod price_plans;
 mod principal;
 pub mod rating;

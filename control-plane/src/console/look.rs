@@ -39,6 +39,8 @@ pub struct Look {
     /// Changes with every edit of the brand: cache-busts its stylesheet and images.
     pub version: i64,
     #[serde(skip)]
+    pub email_sender_name: Option<String>,
+    #[serde(skip)]
     pub default_language: String,
     #[serde(skip)]
     pub time_zone: String,
@@ -56,6 +58,7 @@ impl Look {
             support_email: None,
             support_url: None,
             login_text: None,
+            email_sender_name: None,
             version: 0,
             default_language: "en".into(),
             time_zone: "UTC".into(),
@@ -110,6 +113,7 @@ pub async fn for_host(store: &Store, host: Option<&str>) -> pbx_store::Result<Lo
                 support_email: b.support_email,
                 support_url: b.support_url,
                 login_text: b.login_text,
+                email_sender_name: b.email_sender_name,
                 version: reseller.version,
                 default_language: reseller.default_language,
                 time_zone: reseller.time_zone,

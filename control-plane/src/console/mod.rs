@@ -12,6 +12,7 @@ pub mod i18n;
 pub mod look;
 mod operator;
 mod pages;
+mod password;
 mod reseller;
 mod sign_in;
 mod visit;
@@ -34,6 +35,8 @@ pub struct Console {
     /// The address phones send SIP to (host:port), shown with their
     /// credentials; None where phones find it from the SIP domain (DNS).
     pub phone_proxy: Option<String>,
+    /// Sends password-reset mail; None when no SMTP relay is configured.
+    pub mailer: Option<crate::mail::Mailer>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -46,7 +49,10 @@ pub enum SetupError {
 
 impl Console {
     /// The theme compiled into the binary.
-    pub fn new(phone_proxy: Option<String>) -> Result<Console, SetupError> {
+    pub fn new(
+        phone_proxy: Option<String>,
+        mail: Option<&crate::mail::MailConfig>,
+    ) -> Result<Console, SetupError> {
         let mut templates = Handlebars::new();
         templates.set_strict_mode(false);
         for (name, source) in pbx_branding::TEMPLATES {
@@ -58,6 +64,7 @@ impl Console {
             templates,
             catalog: i18n::Catalog::load(pbx_branding::LOCALES)?,
             phone_proxy,
+            mailer: mail.map(crate::mail::Mailer::new),
         })
     }
 
@@ -76,6 +83,14 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/", get(home))
         .route("/login", get(sign_in::form).post(sign_in::submit))
         .route("/logout", post(sign_in::sign_out))
+        .route(
+            "/password/forgot",
+            get(password::forgot_form).post(password::forgot),
+        )
+        .route(
+            "/password/reset",
+            get(password::reset_form).post(password::reset),
+        )
         .route("/assets/{name}", get(static_asset))
         .route("/brand/theme.css", get(look::theme_css))
         .route("/brand/logo", get(look::logo))
@@ -178,10 +193,8 @@ fn secure(mut response: Response, private: bool) -> Response {
         HeaderValue::from_static("nosniff"),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("same-origin"),
-    );
+    h.entry(header::REFERRER_POLICY)
+        .or_insert(HeaderValue::from_static("same-origin"));
     if private {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }

@@ -53,6 +53,7 @@ fn show(
             "email": email,
             "login_text": visit.look.login_text,
             "unconfigured": visit.look.owner == Owner::Nobody,
+            "can_reset": s.console.mailer.is_some(),
         }),
     )
 }
@@ -69,8 +70,9 @@ pub async fn submit(
     State(s): State<AppState>,
     visit: Visit,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
-    axum::Form(form): axum::Form<Credentials>,
+    form: Result<axum::Form<Credentials>, axum::extract::rejection::FormRejection>,
 ) -> Result<Response, Failure> {
+    let axum::Form(form) = form.map_err(|_| Failure::BadRequest)?;
     let texts = visit.texts(&s);
     let email = pbx_store::logins::normalize_email(&form.email);
     if visit.look.owner == Owner::Nobody || email.len() > 254 || form.password.len() > 256 {

@@ -56,6 +56,8 @@ const FLASHES: &[&str] = &[
     "customer_created",
     "status_changed",
     "logo_saved",
+    "reset_sent",
+    "password_changed",
 ];
 
 impl Visit {

@@ -136,7 +136,7 @@ impl Api {
             metrics: Arc::new(metrics::Registry::default()),
             node_id: "test".into(),
             api: Arc::new(ApiState::new(limit, hub.clone())),
-            console: Arc::new(pbx_control_plane::console::Console::new(None).expect("theme")),
+            console: Arc::new(pbx_control_plane::console::Console::new(None, None).expect("theme")),
         };
         let router = pbx_control_plane::router(state.clone());
         Api {
