@@ -38,6 +38,8 @@ templates!(
     "health",
     "forgot",
     "reset",
+    "code",
+    "account",
 );
 
 /// The console's texts per language: (language code, TOML table of texts).

@@ -1075,6 +1075,74 @@ async fn a_forgotten_password_is_reset_by_a_branded_mail(db: TestDb) {
     );
 }
 
+async fn admins_can_add_a_second_factor(db: TestDb) {
+    use pbx_store::totp::{code, from_base32, step_at};
+    let api = setup(db).await;
+    let mut x = Browser::new(&api, HOST_X);
+    x.sign_in("x@reseller-x.test").await;
+    let account = x.get("/account").await;
+    assert_eq!(account.status, StatusCode::OK);
+    let secret = between(&account.body, "data-testid=\"totp-secret\">", "<");
+    let bytes = from_base32(&secret).expect("base32 key");
+    let at = |offset: i64| format!("{:06}", code(&bytes, step_at(pbx_store::now_ms()) + offset));
+    let token = account.csrf();
+    let wrong = x
+        .post(
+            "/account/totp",
+            &[("csrf", &token), ("secret", &secret), ("code", "12345x")],
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        wrong.body.contains(&secret),
+        "the same key is offered again"
+    );
+    let on = x
+        .post(
+            "/account/totp",
+            &[("csrf", &token), ("secret", &secret), ("code", &at(0))],
+        )
+        .await;
+    assert_eq!(on.status, StatusCode::SEE_OTHER, "{}", on.body);
+    x.post("/logout", &[("csrf", &token)]).await;
+
+    // Password alone no longer signs in: the session waits for the code.
+    let first = x
+        .post(
+            "/login",
+            &[("email", "x@reseller-x.test"), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(first.location(), "/login/code");
+    assert_eq!(
+        x.get("/customers").await.status,
+        StatusCode::SEE_OTHER,
+        "not yet signed in"
+    );
+    let form = x.get("/login/code").await;
+    assert_eq!(form.status, StatusCode::OK);
+    let token = form.csrf();
+    let refused = x
+        .post("/login/code", &[("csrf", &token), ("code", "000000x")])
+        .await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    let forged = x
+        .post("/login/code", &[("csrf", "forged"), ("code", &at(1))])
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    let accepted = x
+        .post("/login/code", &[("csrf", &token), ("code", &at(1))])
+        .await;
+    assert_eq!(accepted.status, StatusCode::SEE_OTHER, "{}", accepted.body);
+    assert_eq!(accepted.location(), "/customers");
+    assert_eq!(x.get("/customers").await.status, StatusCode::OK);
+
+    // Customers have no such page.
+    let mut admin = Browser::new(&api, HOST_X);
+    admin.sign_in("admin@acme.test").await;
+    assert_eq!(admin.get("/account").await.status, StatusCode::NOT_FOUND);
+}
+
 async fn pages_speak_the_users_language(db: TestDb) {
     let api = setup(db).await;
     // Reseller X's default language is German; the browser asks for English.
@@ -1164,6 +1232,7 @@ pbx_store::both_engines!(
     reseller_admin_runs_customers_and_brand,
     reseller_admin_opens_a_customers_console_visibly,
     a_forgotten_password_is_reset_by_a_branded_mail,
+    admins_can_add_a_second_factor,
     pages_speak_the_users_language,
     dashboard_shows_registrations_heard_live,
 );

@@ -1,7 +1,13 @@
 -- The console: a reseller admin's session may act as one of its customers
--- (impersonation, audit-logged); password resets by e-mail; the last TOTP
--- time step used by each login, so that a code cannot be used twice.
+-- (impersonation, audit-logged); a second factor (TOTP) for admins, with the
+-- last time step used by each login so that a code cannot be used twice;
+-- password resets by e-mail.
 ALTER TABLE sessions ADD COLUMN acting_customer_id BIGINT REFERENCES customers (id) ON DELETE CASCADE;
+
+-- A session of a login with a second factor waits for its code before it
+-- counts; wrong codes are counted and end it.
+ALTER TABLE sessions ADD COLUMN mfa_pending BIGINT NOT NULL DEFAULT 0 CHECK (mfa_pending IN (0, 1));
+ALTER TABLE sessions ADD COLUMN mfa_attempts BIGINT NOT NULL DEFAULT 0;
 
 ALTER TABLE logins ADD COLUMN totp_last_step BIGINT;
 

@@ -53,6 +53,7 @@ pub mod statements;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod time;
+pub mod totp;
 mod usage;
 mod validate;
 pub mod webhooks;

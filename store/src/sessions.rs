@@ -25,6 +25,23 @@ pub struct NewSession {
     pub id: String,
     pub csrf_token: String,
     pub expires_at: Millis,
+    /// The login has a second factor: the session counts only once
+    /// [`Sessions::prove`] accepted a code.
+    pub needs_code: bool,
+}
+
+/// How long a session may wait for its second factor.
+pub const CODE_WAIT_MS: i64 = 5 * 60 * 1000;
+/// Wrong codes before a waiting session is ended.
+const MAX_CODE_ATTEMPTS: i64 = 5;
+
+/// What a second-factor code did to a waiting session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proof {
+    Accepted,
+    Wrong,
+    /// No such waiting session (expired, ended after too many wrong codes).
+    Ended,
 }
 
 /// A session found from its cookie.
@@ -41,8 +58,30 @@ pub struct ActiveSession {
 pub struct Sessions<'s>(pub(crate) &'s Store);
 
 impl Sessions<'_> {
-    /// Starts a session for a login that has just proved its password.
+    /// Starts a session for a login that has just proved its password. With
+    /// a second factor, the session waits for a code (see [`Sessions::prove`]).
     pub async fn start(&self, login: &Login) -> Result<NewSession> {
+        let needs_code = self.0.totp().enabled(login.id).await?;
+        self.insert(login, needs_code).await
+    }
+
+    /// Starts a session with the login's second-factor code given at once
+    /// (the API's sign-in); None if the code is missing or wrong.
+    pub async fn start_with_code(
+        &self,
+        login: &Login,
+        code: Option<&str>,
+    ) -> Result<Option<NewSession>> {
+        if self.0.totp().enabled(login.id).await? {
+            let Some(code) = code else { return Ok(None) };
+            if !self.0.totp().verify(login.id, code).await? {
+                return Ok(None);
+            }
+        }
+        self.insert(login, false).await.map(Some)
+    }
+
+    async fn insert(&self, login: &Login, needs_code: bool) -> Result<NewSession> {
         let now = crate::now_ms();
         let id = random_token(32);
         let csrf_token = random_token(24);
@@ -52,21 +91,89 @@ impl Sessions<'_> {
             .bind(now - IDLE_MS)
             .execute(self.0.pool())
             .await?;
+        let expires_at = now
+            + if needs_code {
+                CODE_WAIT_MS
+            } else {
+                ABSOLUTE_MS
+            };
         sqlx::query(
-            "INSERT INTO sessions (id_sha256, login_id, csrf_token, created_at, last_seen_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $4, $5)",
+            "INSERT INTO sessions (id_sha256, login_id, csrf_token, created_at, last_seen_at, expires_at, mfa_pending) \
+             VALUES ($1, $2, $3, $4, $4, $5, $6)",
         )
         .bind(sha256_hex(&id))
         .bind(login.id.0)
         .bind(&csrf_token)
         .bind(now)
-        .bind(now + ABSOLUTE_MS)
+        .bind(expires_at)
+        .bind(i64::from(needs_code))
         .execute(self.0.pool())
         .await?;
         Ok(NewSession {
             id,
             csrf_token,
-            expires_at: now + ABSOLUTE_MS,
+            expires_at,
+            needs_code,
+        })
+    }
+
+    /// The login and CSRF token of a session still waiting for its code.
+    pub async fn waiting(&self, id: &str) -> Result<Option<(Login, String)>> {
+        if id.is_empty() || id.len() > 100 {
+            return Ok(None);
+        }
+        let Some(row) = sqlx::query(
+            "SELECT login_id, csrf_token FROM sessions \
+             WHERE id_sha256 = $1 AND mfa_pending = 1 AND expires_at > $2",
+        )
+        .bind(sha256_hex(id))
+        .bind(crate::now_ms())
+        .fetch_optional(self.0.pool())
+        .await?
+        else {
+            return Ok(None);
+        };
+        let login_id = LoginId(row.try_get("login_id")?);
+        match self.0.logins().get(&Principal::system(), login_id).await {
+            Ok(login) if !login.disabled => Ok(Some((login, row.try_get("csrf_token")?))),
+            Ok(_) | Err(crate::StoreError::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Checks the second-factor code of a waiting session; accepted, the
+    /// session counts from now on.
+    pub async fn prove(&self, id: &str, code: &str) -> Result<Proof> {
+        let Some((login, _)) = self.waiting(id).await? else {
+            return Ok(Proof::Ended);
+        };
+        if self.0.totp().verify(login.id, code).await? {
+            let now = crate::now_ms();
+            sqlx::query(
+                "UPDATE sessions SET mfa_pending = 0, last_seen_at = $1, expires_at = $2 \
+                 WHERE id_sha256 = $3",
+            )
+            .bind(now)
+            .bind(now + ABSOLUTE_MS)
+            .bind(sha256_hex(id))
+            .execute(self.0.pool())
+            .await?;
+            return Ok(Proof::Accepted);
+        }
+        sqlx::query("UPDATE sessions SET mfa_attempts = mfa_attempts + 1 WHERE id_sha256 = $1")
+            .bind(sha256_hex(id))
+            .execute(self.0.pool())
+            .await?;
+        let ended = sqlx::query("DELETE FROM sessions WHERE id_sha256 = $1 AND mfa_attempts >= $2")
+            .bind(sha256_hex(id))
+            .bind(MAX_CODE_ATTEMPTS)
+            .execute(self.0.pool())
+            .await?
+            .rows_affected();
+        Ok(if ended > 0 {
+            Proof::Ended
+        } else {
+            Proof::Wrong
         })
     }
 
@@ -78,7 +185,7 @@ impl Sessions<'_> {
         let now = crate::now_ms();
         let Some(row) = sqlx::query(
             "SELECT login_id, csrf_token, last_seen_at, expires_at, acting_customer_id \
-             FROM sessions WHERE id_sha256 = $1",
+             FROM sessions WHERE id_sha256 = $1 AND mfa_pending = 0",
         )
         .bind(sha256_hex(id))
         .fetch_optional(self.0.pool())
@@ -367,7 +474,75 @@ mod tests {
         assert_eq!(logged, 2, "start and end are audit-logged");
     }
 
+    async fn a_second_factor_holds_the_session_until_its_code(db: TestDb) {
+        use crate::totp::{code, from_base32, new_secret, step_at};
+        let t = TwoTenants::create(&db.store).await;
+        let secret = new_secret();
+        let bytes = from_base32(&secret).unwrap();
+        let at = |offset: i64| format!("{:06}", code(&bytes, step_at(crate::now_ms()) + offset));
+        db.store
+            .totp()
+            .enable(&t.reseller_x_admin, &secret, &at(-1))
+            .await
+            .unwrap();
+        let login = db
+            .store
+            .logins()
+            .authenticate("x@reseller-x.test", "a long enough password")
+            .await
+            .unwrap()
+            .unwrap();
+        let sessions = db.store.sessions();
+        let s = sessions.start(&login).await.unwrap();
+        assert!(s.needs_code);
+        assert!(
+            sessions.resume(&s.id).await.unwrap().is_none(),
+            "not before the code"
+        );
+        assert!(sessions.waiting(&s.id).await.unwrap().is_some());
+        assert_eq!(
+            sessions.prove(&s.id, "99999x").await.unwrap(),
+            super::Proof::Wrong
+        );
+        assert_eq!(
+            sessions.prove(&s.id, &at(0)).await.unwrap(),
+            super::Proof::Accepted
+        );
+        assert!(sessions.resume(&s.id).await.unwrap().is_some());
+        assert!(sessions.waiting(&s.id).await.unwrap().is_none());
+        // Five wrong codes end a waiting session.
+        let s2 = sessions.start(&login).await.unwrap();
+        for _ in 0..4 {
+            assert_eq!(
+                sessions.prove(&s2.id, "000000x").await.unwrap(),
+                super::Proof::Wrong
+            );
+        }
+        assert_eq!(
+            sessions.prove(&s2.id, "000000x").await.unwrap(),
+            super::Proof::Ended
+        );
+        assert_eq!(
+            sessions.prove(&s2.id, &at(1)).await.unwrap(),
+            super::Proof::Ended
+        );
+        // The API's sign-in takes the code at once.
+        assert!(sessions
+            .start_with_code(&login, None)
+            .await
+            .unwrap()
+            .is_none());
+        let direct = sessions
+            .start_with_code(&login, Some(&at(1)))
+            .await
+            .unwrap()
+            .expect("a session");
+        assert!(!direct.needs_code);
+        assert!(sessions.resume(&direct.id).await.unwrap().is_some());
+    }
+
     crate::both_engines!(
+        a_second_factor_holds_the_session_until_its_code,
         sessions_live_until_logout_or_suspension,
         a_reseller_admin_acts_as_its_own_customers_only
     );

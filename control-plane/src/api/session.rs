@@ -32,6 +32,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
 pub struct SignIn {
     pub email: String,
     pub password: String,
+    /// The authenticator app's current code, for logins with a second factor.
+    #[serde(default)]
+    pub code: Option<String>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -83,7 +86,19 @@ async fn sign_in(
     if !s.store.api_tokens().tenant_active(&principal.scope).await? {
         return Err(Problem::forbidden("this account is suspended"));
     }
-    let session = s.store.sessions().start(&login).await?;
+    let session = s
+        .store
+        .sessions()
+        .start_with_code(&login, form.code.as_deref())
+        .await?
+        .ok_or_else(|| {
+            Problem::new(
+                StatusCode::UNAUTHORIZED,
+                "second-factor",
+                "Second factor needed",
+            )
+            .detail("this login needs the current code of its authenticator app in `code`")
+        })?;
     let cookie = format!(
         "{COOKIE}={}; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age={}",
         session.id,

@@ -8,6 +8,7 @@
 //! and afterwards turns a handler's [`Failure`] into a branded error page and
 //! adds the security headers (a CSP without inline script, no framing).
 
+mod account;
 pub mod i18n;
 pub mod look;
 mod operator;
@@ -82,6 +83,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/", get(home))
         .route("/login", get(sign_in::form).post(sign_in::submit))
+        .route("/login/code", get(sign_in::code_form).post(sign_in::code))
         .route("/logout", post(sign_in::sign_out))
         .route(
             "/password/forgot",
@@ -99,6 +101,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(pages::routes())
         .merge(reseller::routes())
         .merge(operator::routes())
+        .merge(account::routes())
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_FORM_BODY))
         .layer(axum::middleware::from_fn_with_state(state.clone(), prepare))
@@ -129,6 +132,17 @@ async fn static_asset(axum::extract::Path(name): axum::extract::Path<String>) ->
         asset.body,
     )
         .into_response()
+}
+
+/// A QR code of `text` as base64 SVG, for an `<img src="data:…">`.
+pub(crate) fn qr_svg_base64(text: &str) -> Result<String, Failure> {
+    use base64::Engine;
+    let qr = qrcode::QrCode::new(text.as_bytes()).map_err(|e| Failure::internal(&e))?;
+    let svg = qr
+        .render::<qrcode::render::svg::Color>()
+        .min_dimensions(240, 240)
+        .build();
+    Ok(base64::engine::general_purpose::STANDARD.encode(svg))
 }
 
 /// The policy for every console response: scripts only from our own files,

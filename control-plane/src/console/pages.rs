@@ -10,7 +10,6 @@ use axum::http::header;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use base64::Engine;
 use pbx_store::call_records::{CallDirection, RecordFilter};
 use pbx_store::devices::{Credentials, NewDevice};
 use pbx_store::extensions::{ExtensionSettings, NewExtension};
@@ -591,11 +590,6 @@ fn credentials_page(
         "sip:{}:{}@{}",
         credentials.sip_user, credentials.password, credentials.sip_domain
     );
-    let qr = qrcode::QrCode::new(account.as_bytes()).map_err(|e| Failure::internal(&e))?;
-    let svg = qr
-        .render::<qrcode::render::svg::Color>()
-        .min_dimensions(240, 240)
-        .build();
     let texts = visit.texts(s);
     let mut response = visit.page(
         s,
@@ -605,7 +599,7 @@ fn credentials_page(
             "device": device,
             "credentials": credentials,
             "proxy": s.console.phone_proxy,
-            "qr_svg_base64": base64::engine::general_purpose::STANDARD.encode(svg),
+            "qr_svg_base64": super::qr_svg_base64(&account)?,
         }),
     )?;
     response.headers_mut().insert(

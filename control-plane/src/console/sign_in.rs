@@ -6,9 +6,10 @@
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, Query, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Extension;
+use pbx_store::sessions::Proof;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -139,11 +140,103 @@ pub async fn submit(
         session.id,
         pbx_store::sessions::ABSOLUTE_MS / 1000
     );
-    let mut response = Redirect::to(&visit::home_of(&principal.scope)).into_response();
+    // With a second factor the session waits for its code.
+    let next = if session.needs_code {
+        "/login/code".to_owned()
+    } else {
+        visit::home_of(&principal.scope)
+    };
+    let mut response = Redirect::to(&next).into_response();
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         response.headers_mut().insert(header::SET_COOKIE, v);
     }
     Ok(response)
+}
+
+pub async fn code_form(
+    State(s): State<AppState>,
+    visit: Visit,
+    headers: HeaderMap,
+) -> Result<Response, Failure> {
+    let Some((_, csrf)) = waiting(&s, &visit, &headers).await? else {
+        return Ok(Redirect::to("/login").into_response());
+    };
+    code_page(&s, &visit, StatusCode::OK, &csrf, None)
+}
+
+fn code_page(
+    s: &AppState,
+    visit: &Visit,
+    status: StatusCode,
+    csrf: &str,
+    error: Option<&str>,
+) -> Result<Response, Failure> {
+    let texts = visit.texts(s);
+    visit.page_with_status(
+        s,
+        status,
+        "code",
+        texts.get("code_title"),
+        json!({ "csrf": csrf, "error": error }),
+    )
+}
+
+/// The session waiting for its second factor, if it is this brand's.
+async fn waiting(
+    s: &AppState,
+    visit: &Visit,
+    headers: &HeaderMap,
+) -> Result<Option<(pbx_store::logins::Login, String)>, Failure> {
+    let Some(id) = crate::api::session::cookie(headers) else {
+        return Ok(None);
+    };
+    Ok(s.store
+        .sessions()
+        .waiting(id)
+        .await?
+        .filter(|(login, _)| belongs(visit.look.owner, login)))
+}
+
+#[derive(Deserialize)]
+pub struct CodeForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    code: String,
+}
+
+pub async fn code(
+    State(s): State<AppState>,
+    visit: Visit,
+    headers: HeaderMap,
+    form: Result<axum::Form<CodeForm>, axum::extract::rejection::FormRejection>,
+) -> Result<Response, Failure> {
+    let axum::Form(form) = form.map_err(|_| Failure::BadRequest)?;
+    let Some((login, csrf)) = waiting(&s, &visit, &headers).await? else {
+        return Ok(Redirect::to("/login?expired=1").into_response());
+    };
+    if !crate::api::auth::constant_time_eq(form.csrf.as_bytes(), csrf.as_bytes()) {
+        return Err(Failure::Csrf);
+    }
+    let id = crate::api::session::cookie(&headers).ok_or(Failure::SignIn)?;
+    match s.store.sessions().prove(id, &form.code).await? {
+        Proof::Accepted => {
+            let principal = login.principal().ok_or(Failure::Forbidden)?;
+            tracing::info!(login = %login.id, "console sign-in with second factor");
+            Ok(Redirect::to(&visit::home_of(&principal.scope)).into_response())
+        }
+        Proof::Wrong => {
+            let texts = visit.texts(&s);
+            code_page(
+                &s,
+                &visit,
+                StatusCode::UNAUTHORIZED,
+                &csrf,
+                Some(texts.get("code_wrong")),
+            )
+        }
+        Proof::Ended => Ok(Redirect::to("/login?expired=1").into_response()),
+    }
 }
 
 #[derive(Deserialize)]

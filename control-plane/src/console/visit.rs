@@ -58,6 +58,8 @@ const FLASHES: &[&str] = &[
     "logo_saved",
     "reset_sent",
     "password_changed",
+    "second_factor_enabled",
+    "second_factor_disabled",
 ];
 
 impl Visit {
@@ -273,10 +275,12 @@ impl Visit {
             Scope::Reseller { .. } => vec![
                 ("/customers".to_owned(), "customers"),
                 ("/brand".to_owned(), "branding"),
+                ("/account".to_owned(), "security"),
             ],
             Scope::Operator => vec![
                 ("/resellers".to_owned(), "resellers"),
                 ("/health".to_owned(), "platform_health"),
+                ("/account".to_owned(), "security"),
             ],
         };
         items

@@ -1,0 +1,122 @@
+//! The signed-in admin's own security settings: the optional second factor
+//! (TOTP) of reseller and operator admins. The key is shown with a QR code
+//! naming the brand of the host it was set up on, never the operator's
+//! (unless this is the operator's own console).
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use pbx_store::Scope;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::visit::{Failure, Form, Visit};
+use crate::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/account", get(account))
+        .route("/account/totp", post(enable))
+        .route("/account/totp/off", post(disable))
+}
+
+/// Reseller and operator admins only, acting as themselves.
+fn admin_only(visit: &Visit) -> Result<(), Failure> {
+    let session = visit.signed_in()?;
+    match session.principal.scope {
+        Scope::Reseller { .. } | Scope::Operator if session.acting_as.is_none() => Ok(()),
+        _ => Err(Failure::NotFound),
+    }
+}
+
+async fn account(State(s): State<AppState>, visit: Visit) -> Result<Response, Failure> {
+    account_page(&s, &visit, Vec::new(), None).await
+}
+
+/// The page; after a wrong code, with the key the app was just set up with.
+async fn account_page(
+    s: &AppState,
+    visit: &Visit,
+    errors: Vec<String>,
+    key: Option<&str>,
+) -> Result<Response, Failure> {
+    admin_only(visit)?;
+    let session = visit.signed_in()?;
+    let enabled = s.store.totp().enabled(session.login.id).await?;
+    let texts = visit.texts(s);
+    let mut page = json!({ "enabled": enabled });
+    if !enabled {
+        let secret = key
+            .filter(|k| pbx_store::totp::from_base32(k).is_some_and(|b| b.len() >= 16))
+            .map_or_else(pbx_store::totp::new_secret, str::to_owned);
+        let issuer = if visit.look.product_name.is_empty() {
+            "Console".to_owned()
+        } else {
+            visit.look.product_name.clone()
+        };
+        let enc = |t: &str| form_urlencoded::byte_serialize(t.as_bytes()).collect::<String>();
+        let uri = format!(
+            "otpauth://totp/{}:{}?secret={secret}&issuer={}&algorithm=SHA1&digits=6&period=30",
+            enc(&issuer),
+            enc(&session.login.email),
+            enc(&issuer)
+        );
+        page["secret"] = json!(secret);
+        page["qr_svg_base64"] = json!(super::qr_svg_base64(&uri)?);
+    }
+    let mut response = visit.form_page(s, "account", texts.get("security"), page, errors)?;
+    response.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    Ok(response)
+}
+
+#[derive(Deserialize)]
+struct Enrol {
+    #[serde(default)]
+    secret: String,
+    #[serde(default)]
+    code: String,
+}
+
+async fn enable(
+    State(s): State<AppState>,
+    visit: Visit,
+    Form(form): Form<Enrol>,
+) -> Result<Response, Failure> {
+    admin_only(&visit)?;
+    let by = visit.principal()?;
+    match s.store.totp().enable(by, &form.secret, &form.code).await {
+        Ok(()) => Ok(Redirect::to("/account?done=second_factor_enabled").into_response()),
+        Err(pbx_store::StoreError::Invalid(_)) => {
+            let error = visit.texts(&s).get("code_wrong").to_owned();
+            account_page(&s, &visit, vec![error], Some(&form.secret)).await
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Deserialize)]
+struct Code {
+    #[serde(default)]
+    code: String,
+}
+
+async fn disable(
+    State(s): State<AppState>,
+    visit: Visit,
+    Form(form): Form<Code>,
+) -> Result<Response, Failure> {
+    admin_only(&visit)?;
+    let by = visit.principal()?;
+    match s.store.totp().disable(by, &form.code).await {
+        Ok(()) => Ok(Redirect::to("/account?done=second_factor_disabled").into_response()),
+        Err(pbx_store::StoreError::Invalid(_)) => {
+            let error = visit.texts(&s).get("code_wrong").to_owned();
+            account_page(&s, &visit, vec![error], None).await
+        }
+        Err(e) => Err(e.into()),
+    }
+}
