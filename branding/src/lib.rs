@@ -40,6 +40,9 @@ templates!(
     "reset",
     "code",
     "account",
+    "ring_groups",
+    "ring_group",
+    "ring_group_fields",
 );
 
 /// The console's texts per language: (language code, TOML table of texts).

@@ -466,6 +466,7 @@ async fn other_tenants_pages_are_not_found_for_every_role(db: TestDb) {
     let a = t.customer_a.id;
     let foreign_gets = [
         format!("/customers/{b}"),
+        format!("/customers/{b}/ring-groups"),
         format!("/customers/{b}/live"),
         format!("/customers/{b}/extensions"),
         format!("/customers/{b}/numbers"),
@@ -476,6 +477,8 @@ async fn other_tenants_pages_are_not_found_for_every_role(db: TestDb) {
     ];
     let foreign_posts = [
         format!("/customers/{b}/extensions"),
+        format!("/customers/{b}/ring-groups"),
+        format!("/customers/{b}/impersonate"),
         format!("/customers/{b}/status"),
         format!("/extensions/{eb}"),
         format!("/extensions/{eb}/delete"),
@@ -1143,6 +1146,81 @@ async fn admins_can_add_a_second_factor(db: TestDb) {
     assert_eq!(admin.get("/account").await.status, StatusCode::NOT_FOUND);
 }
 
+async fn customer_admin_runs_ring_groups(db: TestDb) {
+    let api = setup(db).await;
+    let a = api.t.customer_a.id;
+    let mut x = Browser::new(&api, HOST_X);
+    x.sign_in("admin@acme.test").await;
+    let list = format!("/customers/{a}/ring-groups");
+    let token = x.token(&list).await;
+    let extensions = format!("/customers/{a}/extensions");
+    x.post(
+        &extensions,
+        &[("csrf", &token), ("number", "102"), ("display_name", "Bea")],
+    )
+    .await;
+    let unknown = x
+        .post(
+            &list,
+            &[
+                ("csrf", &token),
+                ("number", "600"),
+                ("name", "Sales"),
+                ("strategy", "sequential"),
+                ("members", "101, 999"),
+            ],
+        )
+        .await;
+    assert_eq!(unknown.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(unknown.body.contains("999"), "{}", unknown.body);
+    let created = x
+        .post(
+            &list,
+            &[
+                ("csrf", &token),
+                ("number", "600"),
+                ("name", "Sales"),
+                ("strategy", "sequential"),
+                ("member_timeout_s", "15"),
+                ("members", "102, 101"),
+                ("no_answer", "101"),
+            ],
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::SEE_OTHER, "{}", created.body);
+    let groups = api
+        .db
+        .store
+        .ring_groups()
+        .list(&api.t.customer_a_admin, a)
+        .await
+        .expect("groups");
+    assert_eq!(groups.len(), 1);
+    let g = &groups[0];
+    assert_eq!(g.member_timeout_s, 15);
+    assert_eq!(g.members.len(), 2, "in the order given");
+    let page = x.get(&format!("/ring-groups/{}", g.id)).await;
+    assert!(page.body.contains("value=\"102, 101\""), "{}", page.body);
+    // Customer B's admin (on B's host) cannot reach it.
+    let mut y = Browser::new(&api, HOST_Y);
+    y.sign_in("admin@bolt.test").await;
+    assert_eq!(
+        y.get(&format!("/ring-groups/{}", g.id)).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let deleted = x
+        .post(
+            &format!("/ring-groups/{}/delete", g.id),
+            &[("csrf", &token), ("confirm", "1")],
+        )
+        .await;
+    assert_eq!(deleted.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        x.get(&format!("/ring-groups/{}", g.id)).await.status,
+        StatusCode::NOT_FOUND
+    );
+}
+
 async fn pages_speak_the_users_language(db: TestDb) {
     let api = setup(db).await;
     // Reseller X's default language is German; the browser asks for English.
@@ -1233,6 +1311,7 @@ pbx_store::both_engines!(
     reseller_admin_opens_a_customers_console_visibly,
     a_forgotten_password_is_reset_by_a_branded_mail,
     admins_can_add_a_second_factor,
+    customer_admin_runs_ring_groups,
     pages_speak_the_users_language,
     dashboard_shows_registrations_heard_live,
 );

@@ -9,6 +9,7 @@
 //! adds the security headers (a CSP without inline script, no framing).
 
 mod account;
+mod groups;
 pub mod i18n;
 pub mod look;
 mod operator;
@@ -102,6 +103,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(reseller::routes())
         .merge(operator::routes())
         .merge(account::routes())
+        .merge(groups::routes())
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_FORM_BODY))
         .layer(axum::middleware::from_fn_with_state(state.clone(), prepare))

@@ -43,7 +43,7 @@ pub fn routes() -> Router<AppState> {
 
 /// The customer whose admin pages are asked for: a customer user (or anyone
 /// outside the customer's scope) gets the 404.
-async fn admin_customer(
+pub(super) async fn admin_customer(
     s: &AppState,
     visit: &Visit,
     id: i64,

@@ -60,6 +60,8 @@ const FLASHES: &[&str] = &[
     "password_changed",
     "second_factor_enabled",
     "second_factor_disabled",
+    "ring_group_created",
+    "ring_group_deleted",
 ];
 
 impl Visit {
@@ -261,6 +263,7 @@ impl Visit {
             Scope::Customer { customer: c, .. } => vec![
                 (format!("/customers/{c}"), "dashboard"),
                 (format!("/customers/{c}/extensions"), "extensions"),
+                (format!("/customers/{c}/ring-groups"), "ring_groups"),
                 (format!("/customers/{c}/numbers"), "phone_numbers"),
                 (format!("/customers/{c}/calls"), "call_history"),
             ],
