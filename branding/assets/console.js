@@ -9,7 +9,11 @@
     function refresh() {
       timer = null;
       fetch(fragment, { credentials: "same-origin", headers: { "Accept": "text/html" } })
-        .then(function (r) { return r.ok ? r.text() : null; })
+        .then(function (r) {
+          // Sent to the sign-in page (the session ended): show it whole.
+          if (r.redirected) { location.reload(); return null; }
+          return r.ok ? r.text() : null;
+        })
         .then(function (html) {
           if (html === null) return;
           var doc = new DOMParser().parseFromString(html, "text/html");

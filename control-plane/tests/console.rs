@@ -1068,6 +1068,26 @@ async fn a_forgotten_password_is_reset_by_a_branded_mail(db: TestDb) {
         )
         .await;
     assert_eq!(new.status, StatusCode::SEE_OTHER);
+    // A request naming the brand's host in its request line but another in
+    // Host gets its link to the brand's host, never to the other.
+    let absolute = Request::builder()
+        .method(Method::POST)
+        .uri(format!("http://{HOST_X}/password/forgot"))
+        .header(header::HOST, "evil.example")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from("email=admin%40acme.test"))
+        .expect("request");
+    let answer = router.clone().oneshot(absolute).await.expect("answer");
+    assert_eq!(answer.status(), StatusCode::SEE_OTHER);
+    let mails = sink.wait_for(2).await;
+    assert_eq!(mails.len(), 2);
+    let second = unquote(&mails[1]);
+    assert!(
+        second.contains(&format!("https://{HOST_X}/password/reset?token=")),
+        "{second}"
+    );
+    assert!(!second.contains("evil.example"), "{second}");
+
     // Without a relay configured, there is no such page.
     assert_eq!(
         Browser::new(&api, HOST_X)

@@ -10,6 +10,10 @@ ALTER TABLE sessions ADD COLUMN mfa_pending BIGINT NOT NULL DEFAULT 0 CHECK (mfa
 ALTER TABLE sessions ADD COLUMN mfa_attempts BIGINT NOT NULL DEFAULT 0;
 
 ALTER TABLE logins ADD COLUMN totp_last_step BIGINT;
+-- Wrong second-factor codes in a row, and until when codes are refused after
+-- too many: guessing is bounded per login, across sessions and nodes.
+ALTER TABLE logins ADD COLUMN totp_failures BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE logins ADD COLUMN totp_locked_until BIGINT;
 
 -- Only a SHA-256 of the token mailed is kept; a reset is used once.
 CREATE TABLE password_resets (

@@ -278,8 +278,13 @@ impl Logins<'_> {
         .bind(id.0)
         .execute(tx.conn())
         .await?;
-        // A new password signs the login out everywhere.
+        // A new password signs the login out everywhere, and makes reset
+        // links mailed before it worthless.
         sqlx::query("DELETE FROM sessions WHERE login_id = $1")
+            .bind(id.0)
+            .execute(tx.conn())
+            .await?;
+        sqlx::query("DELETE FROM password_resets WHERE login_id = $1 AND used_at IS NULL")
             .bind(id.0)
             .execute(tx.conn())
             .await?;

@@ -10,23 +10,28 @@ use crate::{LoginId, Millis, Principal, Result, Store, StoreError};
 
 /// How long a reset link works.
 pub const VALID_MS: Millis = 3_600_000;
-/// Unused links a login may have at once (a mailbox is not flooded).
+/// Unused links a login keeps at once; a new one retires the oldest.
 const MAX_OPEN: i64 = 3;
 
 pub struct PasswordResets<'s>(pub(crate) &'s Store);
 
 impl PasswordResets<'_> {
-    /// A reset token for the enabled login with this e-mail address, or None
-    /// (unknown, disabled, or too many open links). The caller mails it and
-    /// answers alike in every case.
-    pub async fn create(&self, email: &str) -> Result<Option<(Login, String)>> {
+    /// A reset token for the enabled login with this e-mail address if
+    /// `allowed` accepts it (the console asks whether the login belongs to
+    /// the brand it was asked on), or None. The caller mails it and answers
+    /// alike in every case.
+    pub async fn create(
+        &self,
+        email: &str,
+        allowed: impl FnOnce(&Login) -> bool,
+    ) -> Result<Option<(Login, String)>> {
         let login = match self
             .0
             .logins()
             .find_by_email(&Principal::system(), email)
             .await
         {
-            Ok(login) if !login.disabled => login,
+            Ok(login) if !login.disabled && allowed(&login) => login,
             Ok(_) | Err(StoreError::NotFound) => return Ok(None),
             Err(e) => return Err(e),
         };
@@ -43,7 +48,16 @@ impl PasswordResets<'_> {
         .await?
         .try_get("n")?;
         if open >= MAX_OPEN {
-            return Ok(None);
+            // Nobody can use up a login's links by asking often: the oldest goes.
+            sqlx::query(
+                "DELETE FROM password_resets WHERE token_sha256 IN (SELECT token_sha256 \
+                 FROM password_resets WHERE login_id = $1 AND used_at IS NULL \
+                 ORDER BY created_at LIMIT $2)",
+            )
+            .bind(login.id.0)
+            .bind(open - MAX_OPEN + 1)
+            .execute(self.0.pool())
+            .await?;
         }
         let token = random_token(32);
         sqlx::query(
@@ -130,12 +144,22 @@ mod tests {
     async fn a_reset_link_works_once_and_within_its_hour(db: TestDb) {
         let _t = TwoTenants::create(&db.store).await;
         let resets = db.store.password_resets();
+        let any = |_: &crate::logins::Login| true;
         assert!(resets
-            .create("nobody@nowhere.test")
+            .create("nobody@nowhere.test", any)
             .await
             .unwrap()
             .is_none());
-        let (login, token) = resets.create("Admin@Acme.test").await.unwrap().unwrap();
+        assert!(resets
+            .create("admin@acme.test", |_| false)
+            .await
+            .unwrap()
+            .is_none());
+        let (login, token) = resets
+            .create("Admin@Acme.test", any)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(login.email, "admin@acme.test");
         // The token itself is not stored.
         let stored = db
@@ -177,8 +201,13 @@ mod tests {
         );
         let again = resets.redeem(&token, "yet another passphrase").await;
         assert!(matches!(again, Err(StoreError::NotFound)));
-        // Expired links do nothing; at most three open links per login.
-        let (_, old) = resets.create("admin@acme.test").await.unwrap().unwrap();
+        // Expired links do nothing; at most three open links per login, the
+        // newest ones.
+        let (_, old) = resets
+            .create("admin@acme.test", any)
+            .await
+            .unwrap()
+            .unwrap();
         db.execute(&format!(
             "UPDATE password_resets SET expires_at = expires_at - {}",
             super::VALID_MS
@@ -186,10 +215,30 @@ mod tests {
         .await
         .unwrap();
         assert!(resets.check(&old).await.unwrap().is_none());
-        for _ in 0..3 {
-            assert!(resets.create("user@acme.test").await.unwrap().is_some());
+        let mut tokens = Vec::new();
+        for _ in 0..4 {
+            let (_, token) = resets.create("user@acme.test", any).await.unwrap().unwrap();
+            tokens.push(token);
         }
-        assert!(resets.create("user@acme.test").await.unwrap().is_none());
+        assert!(
+            resets.check(&tokens[0]).await.unwrap().is_none(),
+            "the oldest retired"
+        );
+        for token in &tokens[1..] {
+            assert!(resets.check(token).await.unwrap().is_some());
+        }
+        // A password set another way makes open links worthless.
+        let user = resets.check(&tokens[3]).await.unwrap().unwrap();
+        db.store
+            .logins()
+            .set_password(
+                &crate::Principal::system(),
+                user.id,
+                "changed elsewhere 123",
+            )
+            .await
+            .unwrap();
+        assert!(resets.check(&tokens[3]).await.unwrap().is_none());
     }
 
     crate::both_engines!(a_reset_link_works_once_and_within_its_hour);

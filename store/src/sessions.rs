@@ -36,9 +36,13 @@ pub const CODE_WAIT_MS: i64 = 5 * 60 * 1000;
 const MAX_CODE_ATTEMPTS: i64 = 5;
 
 /// What a second-factor code did to a waiting session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Proof {
-    Accepted,
+    /// The session counts now, under a new id (the cookie's new value): the
+    /// id known before the second step is worth nothing after it.
+    Accepted {
+        id: String,
+    },
     Wrong,
     /// No such waiting session (expired, ended after too many wrong codes).
     Ended,
@@ -142,39 +146,67 @@ impl Sessions<'_> {
     }
 
     /// Checks the second-factor code of a waiting session; accepted, the
-    /// session counts from now on.
+    /// session counts from now on. Each attempt is claimed before the code
+    /// is looked at, so parallel guesses cannot pass the limit.
     pub async fn prove(&self, id: &str, code: &str) -> Result<Proof> {
         let Some((login, _)) = self.waiting(id).await? else {
             return Ok(Proof::Ended);
         };
+        let claimed = sqlx::query(
+            "UPDATE sessions SET mfa_attempts = mfa_attempts + 1 \
+             WHERE id_sha256 = $1 AND mfa_pending = 1 AND mfa_attempts < $2",
+        )
+        .bind(sha256_hex(id))
+        .bind(MAX_CODE_ATTEMPTS)
+        .execute(self.0.pool())
+        .await?
+        .rows_affected();
+        if claimed != 1 {
+            self.end(id).await?;
+            return Ok(Proof::Ended);
+        }
         if self.0.totp().verify(login.id, code).await? {
             let now = crate::now_ms();
-            sqlx::query(
-                "UPDATE sessions SET mfa_pending = 0, last_seen_at = $1, expires_at = $2 \
-                 WHERE id_sha256 = $3",
+            let fresh = random_token(32);
+            let moved = sqlx::query(
+                "UPDATE sessions SET id_sha256 = $1, mfa_pending = 0, last_seen_at = $2, expires_at = $3 \
+                 WHERE id_sha256 = $4 AND mfa_pending = 1",
             )
+            .bind(sha256_hex(&fresh))
             .bind(now)
             .bind(now + ABSOLUTE_MS)
             .bind(sha256_hex(id))
             .execute(self.0.pool())
-            .await?;
-            return Ok(Proof::Accepted);
-        }
-        sqlx::query("UPDATE sessions SET mfa_attempts = mfa_attempts + 1 WHERE id_sha256 = $1")
-            .bind(sha256_hex(id))
-            .execute(self.0.pool())
-            .await?;
-        let ended = sqlx::query("DELETE FROM sessions WHERE id_sha256 = $1 AND mfa_attempts >= $2")
-            .bind(sha256_hex(id))
-            .bind(MAX_CODE_ATTEMPTS)
-            .execute(self.0.pool())
             .await?
             .rows_affected();
-        Ok(if ended > 0 {
-            Proof::Ended
-        } else {
-            Proof::Wrong
-        })
+            return Ok(if moved == 1 {
+                Proof::Accepted { id: fresh }
+            } else {
+                Proof::Ended
+            });
+        }
+        let used: i64 = sqlx::query("SELECT mfa_attempts FROM sessions WHERE id_sha256 = $1")
+            .bind(sha256_hex(id))
+            .fetch_optional(self.0.pool())
+            .await?
+            .map(|row| row.try_get("mfa_attempts"))
+            .transpose()?
+            .unwrap_or(MAX_CODE_ATTEMPTS);
+        if used >= MAX_CODE_ATTEMPTS {
+            self.end(id).await?;
+            return Ok(Proof::Ended);
+        }
+        Ok(Proof::Wrong)
+    }
+
+    /// Ends every other session of a login (after its second factor changed).
+    pub async fn end_others(&self, login: LoginId, keep: &str) -> Result<()> {
+        sqlx::query("DELETE FROM sessions WHERE login_id = $1 AND id_sha256 <> $2")
+            .bind(login.0)
+            .bind(sha256_hex(keep))
+            .execute(self.0.pool())
+            .await?;
+        Ok(())
     }
 
     /// The session a cookie names, if it is still valid.
@@ -214,8 +246,17 @@ impl Sessions<'_> {
         let (principal, acting_as) = match acting.map(CustomerId) {
             Some(customer) => match self.acting_principal(&own, customer).await? {
                 Some(p) => (p, Some(customer)),
-                // No longer this reseller's (or no longer active): back to its own scope.
-                None => (own, None),
+                // No longer this reseller's (or no longer active): back to
+                // its own scope for good, not silently again on reactivation.
+                None => {
+                    sqlx::query(
+                        "UPDATE sessions SET acting_customer_id = NULL WHERE id_sha256 = $1",
+                    )
+                    .bind(sha256_hex(id))
+                    .execute(self.0.pool())
+                    .await?;
+                    (own, None)
+                }
             },
             None => (own, None),
         };
@@ -467,11 +508,19 @@ mod tests {
         let logged = db
             .count(&format!(
                 "SELECT COUNT(*) AS n FROM audit_log WHERE action IN ('impersonate', 'impersonate_end') \
-                 AND actor_login_id = {} AND customer_id = {}",
-                x.id, t.customer_a.id
+                 AND actor_login_id = {}",
+                x.id
             ))
             .await;
         assert_eq!(logged, 2, "start and end are audit-logged");
+        // Reactivating the customer does not bring the acting back.
+        db.store
+            .customers()
+            .set_status(&sys, t.customer_a.id, crate::resellers::Status::Active)
+            .await
+            .unwrap();
+        let after = sessions.resume(&s.id).await.unwrap().unwrap();
+        assert_eq!(after.acting_as, None);
     }
 
     async fn a_second_factor_holds_the_session_until_its_code(db: TestDb) {
@@ -504,11 +553,14 @@ mod tests {
             sessions.prove(&s.id, "99999x").await.unwrap(),
             super::Proof::Wrong
         );
-        assert_eq!(
-            sessions.prove(&s.id, &at(0)).await.unwrap(),
-            super::Proof::Accepted
+        let super::Proof::Accepted { id } = sessions.prove(&s.id, &at(0)).await.unwrap() else {
+            panic!("the code is accepted");
+        };
+        assert!(sessions.resume(&id).await.unwrap().is_some());
+        assert!(
+            sessions.resume(&s.id).await.unwrap().is_none(),
+            "the id known before the second step is worth nothing after it"
         );
-        assert!(sessions.resume(&s.id).await.unwrap().is_some());
         assert!(sessions.waiting(&s.id).await.unwrap().is_none());
         // Five wrong codes end a waiting session.
         let s2 = sessions.start(&login).await.unwrap();

@@ -15,6 +15,10 @@ use crate::{Actor, LoginId, Principal, Result, Store, StoreError};
 const STEP_S: i64 = 30;
 const DIGITS: u32 = 6;
 const SECRET_BYTES: usize = 20;
+/// Wrong codes in a row before a login's codes are refused for a while.
+const MAX_FAILURES: i64 = 10;
+/// How long codes are refused after that (at most ten guesses per quarter hour).
+const LOCK_MS: i64 = 15 * 60 * 1000;
 
 /// The code for `secret` at time step `step` (RFC 6238 §4, RFC 4226 §5.3).
 pub fn code(secret: &[u8], step: i64) -> u32 {
@@ -111,9 +115,16 @@ impl Totp<'_> {
     }
 
     /// Turns the second factor on for the caller's own login, once the
-    /// caller has shown a valid code of `secret` (the app is set up).
+    /// caller has shown a valid code of `secret` (the app is set up). A
+    /// factor already on is not replaced: it must be turned off (with its
+    /// code) first.
     pub async fn enable(&self, by: &Principal, secret: &str, given: &str) -> Result<()> {
         let login = self.own_admin_login(by).await?;
+        if self.enabled(login).await? {
+            return Err(StoreError::Conflict(
+                "a second factor is already on; turn it off with its code first".into(),
+            ));
+        }
         let bytes = from_base32(secret)
             .filter(|b| b.len() >= 16)
             .ok_or_else(|| StoreError::invalid("secret", "is not a valid secret"))?;
@@ -121,7 +132,8 @@ impl Totp<'_> {
             .ok_or_else(|| StoreError::invalid("code", "is not the app's current code"))?;
         let mut tx = self.0.begin().await?;
         sqlx::query(
-            "UPDATE logins SET totp_secret_enc = $1, totp_last_step = $2, version = version + 1 WHERE id = $3",
+            "UPDATE logins SET totp_secret_enc = $1, totp_last_step = $2, totp_failures = 0, \
+             totp_locked_until = NULL, version = version + 1 WHERE id = $3",
         )
         .bind(self.0.secrets().encrypt(&base32(&bytes)))
         .bind(step)
@@ -149,23 +161,37 @@ impl Totp<'_> {
         tx.commit().await
     }
 
-    /// Checks a code for a login; a step's code is accepted only once.
+    /// Checks a code for a login; a step's code is accepted only once, and
+    /// after ten wrong codes in a row none is accepted for fifteen minutes.
     pub async fn verify(&self, login: LoginId, given: &str) -> Result<bool> {
-        let row = sqlx::query("SELECT totp_secret_enc FROM logins WHERE id = $1")
-            .bind(login.0)
-            .fetch_optional(self.0.pool())
-            .await?
-            .ok_or(StoreError::NotFound)?;
+        let row =
+            sqlx::query("SELECT totp_secret_enc, totp_locked_until FROM logins WHERE id = $1")
+                .bind(login.0)
+                .fetch_optional(self.0.pool())
+                .await?
+                .ok_or(StoreError::NotFound)?;
         let Some(sealed) = row.try_get::<Option<String>, _>("totp_secret_enc")? else {
             return Ok(false);
         };
-        let secret = from_base32(&self.0.secrets().decrypt(&sealed)?).unwrap_or_default();
-        let Some(step) = matching_step(&secret, given, crate::now_ms()) else {
+        let now = crate::now_ms();
+        if row
+            .try_get::<Option<i64>, _>("totp_locked_until")?
+            .is_some_and(|until| until > now)
+        {
+            return Ok(false);
+        }
+        // A secret that does not decode fails closed (an empty key's codes
+        // would be anyone's to compute).
+        let secret = from_base32(&self.0.secrets().decrypt(&sealed)?)
+            .filter(|b| b.len() >= 16)
+            .ok_or(StoreError::Crypto)?;
+        let Some(step) = matching_step(&secret, given, now) else {
+            self.failed(login, now).await?;
             return Ok(false);
         };
         // Claimed atomically: the same code (or an older one) cannot pass twice.
         let claimed = sqlx::query(
-            "UPDATE logins SET totp_last_step = $1 WHERE id = $2 \
+            "UPDATE logins SET totp_last_step = $1, totp_failures = 0 WHERE id = $2 \
              AND (totp_last_step IS NULL OR totp_last_step < $1)",
         )
         .bind(step)
@@ -173,7 +199,32 @@ impl Totp<'_> {
         .execute(self.0.pool())
         .await?
         .rows_affected();
+        if claimed != 1 {
+            self.failed(login, now).await?;
+        }
         Ok(claimed == 1)
+    }
+
+    /// Counts a wrong code; the tenth in a row locks codes out for a while.
+    async fn failed(&self, login: LoginId, now: i64) -> Result<()> {
+        sqlx::query("UPDATE logins SET totp_failures = totp_failures + 1 WHERE id = $1")
+            .bind(login.0)
+            .execute(self.0.pool())
+            .await?;
+        let locked = sqlx::query(
+            "UPDATE logins SET totp_failures = 0, totp_locked_until = $1 \
+             WHERE id = $2 AND totp_failures >= $3",
+        )
+        .bind(now + LOCK_MS)
+        .bind(login.0)
+        .bind(MAX_FAILURES)
+        .execute(self.0.pool())
+        .await?
+        .rows_affected();
+        if locked > 0 {
+            tracing::warn!(login = %login, "second-factor codes locked after repeated wrong codes");
+        }
+        Ok(())
     }
 
     /// The caller's own login, if it is a reseller or operator admin: the
@@ -294,6 +345,31 @@ mod tests {
         let next = format!("{:06}", code(&bytes, step_at(crate::now_ms()) + 1));
         assert!(totp.verify(x, &next).await.unwrap());
         assert!(!totp.verify(x, &next).await.unwrap(), "replayed");
+        // A factor already on is not replaced without its code.
+        let other = new_secret();
+        let other_bytes = from_base32(&other).expect("base32");
+        let other_code = format!("{:06}", code(&other_bytes, step_at(crate::now_ms())));
+        let replaced = totp.enable(&t.reseller_x_admin, &other, &other_code).await;
+        assert!(
+            matches!(replaced, Err(StoreError::Conflict(_))),
+            "{replaced:?}"
+        );
+        // Ten wrong codes lock codes out, right ones included.
+        for _ in 0..10 {
+            assert!(!totp.verify(x, "00000x").await.unwrap());
+        }
+        let later = format!("{:06}", code(&bytes, step_at(crate::now_ms()) + 1));
+        db.execute("UPDATE logins SET totp_last_step = 0")
+            .await
+            .unwrap();
+        assert!(!totp.verify(x, &later).await.unwrap(), "locked");
+        db.execute("UPDATE logins SET totp_locked_until = 1")
+            .await
+            .unwrap();
+        assert!(
+            totp.verify(x, &later).await.unwrap(),
+            "unlocked after the wait"
+        );
         // The secret is stored encrypted, not as given.
         let plain = db
             .count(&format!(

@@ -4,6 +4,7 @@
 //! (unless this is the operator's own console).
 
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -81,15 +82,35 @@ struct Enrol {
     code: String,
 }
 
+/// After the second factor changed, the login's other sessions end: one
+/// that was taken over must not outlive the change.
+async fn end_other_sessions(
+    s: &AppState,
+    visit: &Visit,
+    headers: &HeaderMap,
+) -> Result<(), Failure> {
+    let session = visit.signed_in()?;
+    let keep = crate::api::session::cookie(headers).unwrap_or("");
+    s.store
+        .sessions()
+        .end_others(session.login.id, keep)
+        .await?;
+    Ok(())
+}
+
 async fn enable(
     State(s): State<AppState>,
     visit: Visit,
+    headers: HeaderMap,
     Form(form): Form<Enrol>,
 ) -> Result<Response, Failure> {
     admin_only(&visit)?;
     let by = visit.principal()?;
     match s.store.totp().enable(by, &form.secret, &form.code).await {
-        Ok(()) => Ok(Redirect::to("/account?done=second_factor_enabled").into_response()),
+        Ok(()) => {
+            end_other_sessions(&s, &visit, &headers).await?;
+            Ok(Redirect::to("/account?done=second_factor_enabled").into_response())
+        }
         Err(pbx_store::StoreError::Invalid(_)) => {
             let error = visit.texts(&s).get("code_wrong").to_owned();
             account_page(&s, &visit, vec![error], Some(&form.secret)).await
@@ -107,12 +128,16 @@ struct Code {
 async fn disable(
     State(s): State<AppState>,
     visit: Visit,
+    headers: HeaderMap,
     Form(form): Form<Code>,
 ) -> Result<Response, Failure> {
     admin_only(&visit)?;
     let by = visit.principal()?;
     match s.store.totp().disable(by, &form.code).await {
-        Ok(()) => Ok(Redirect::to("/account?done=second_factor_disabled").into_response()),
+        Ok(()) => {
+            end_other_sessions(&s, &visit, &headers).await?;
+            Ok(Redirect::to("/account?done=second_factor_disabled").into_response())
+        }
         Err(pbx_store::StoreError::Invalid(_)) => {
             let error = visit.texts(&s).get("code_wrong").to_owned();
             account_page(&s, &visit, vec![error], None).await

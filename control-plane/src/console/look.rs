@@ -66,21 +66,37 @@ impl Look {
     }
 }
 
+/// The authority (`host[:port]`) a request was sent to, lower-case: the
+/// request line's if it names one, else the Host header. Only characters a
+/// host name, an IP literal and a port are made of; anything else is no host.
+pub fn request_authority(uri: &Uri, headers: &HeaderMap) -> Option<String> {
+    let raw = match uri.authority() {
+        Some(a) => a.as_str().to_owned(),
+        None => headers.get(header::HOST)?.to_str().ok()?.to_owned(),
+    };
+    let raw = raw.rsplit('@').next().unwrap_or("").to_ascii_lowercase();
+    let clean = !raw.is_empty()
+        && raw.len() <= 260
+        && raw
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c));
+    clean.then_some(raw)
+}
+
+/// The host of an authority, without its port or a trailing dot.
+pub fn host_of(authority: &str) -> Option<String> {
+    let host = if authority.starts_with('[') {
+        authority.split_inclusive(']').next().unwrap_or("")
+    } else {
+        authority.rsplit_once(':').map_or(authority, |(h, _)| h)
+    };
+    let host = host.trim_end_matches('.');
+    (!host.is_empty() && host.len() <= 253).then(|| host.to_owned())
+}
+
 /// The host a request was sent to, lower-case and without its port.
 pub fn request_host(uri: &Uri, headers: &HeaderMap) -> Option<String> {
-    let raw = uri
-        .host()
-        .map(str::to_owned)
-        .or_else(|| headers.get(header::HOST)?.to_str().ok().map(str::to_owned))?;
-    let host = if raw.starts_with('[') {
-        raw.split_inclusive(']').next().unwrap_or("").to_owned()
-    } else {
-        raw.rsplit_once(':')
-            .map_or(raw.as_str(), |(h, _)| h)
-            .to_owned()
-    };
-    let host = host.trim_end_matches('.').to_ascii_lowercase();
-    (!host.is_empty() && host.len() <= 253).then_some(host)
+    host_of(&request_authority(uri, headers)?)
 }
 
 /// The look for a host. Errors of the database are passed on: a page must
@@ -219,6 +235,8 @@ mod tests {
         assert_eq!(h("console.example.").as_deref(), Some("console.example"));
         assert_eq!(h("[::1]:80").as_deref(), Some("[::1]"));
         assert_eq!(h(":80"), None);
+        assert_eq!(h("evil.example/x"), None);
+        assert_eq!(h("a b"), None);
         assert_eq!(
             request_host(&Uri::from_static("http://a.example/x"), &HeaderMap::new()).as_deref(),
             Some("a.example")

@@ -806,7 +806,7 @@ async fn calls(
 /// A CSV field, quoted when needed; a leading formula sign is defused so a
 /// spreadsheet does not run a caller-chosen name as a formula.
 fn csv_field(text: &str) -> String {
-    let text = if text.starts_with(['=', '+', '-', '@'])
+    let text = if text.starts_with(['=', '+', '-', '@', '\t', '\r'])
         && !text[1..].chars().all(|c| c.is_ascii_digit())
     {
         format!("'{text}")
@@ -846,5 +846,6 @@ mod tests {
         assert_eq!(csv_field("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
         assert_eq!(csv_field("+4930123"), "+4930123");
         assert_eq!(csv_field("-"), "-");
+        assert_eq!(csv_field("\t=1+1"), "'\t=1+1");
     }
 }

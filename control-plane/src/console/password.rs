@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Extension;
 use serde::Deserialize;
@@ -36,7 +36,6 @@ pub struct Forgot {
 pub async fn forgot(
     State(s): State<AppState>,
     visit: Visit,
-    headers: HeaderMap,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     form: Result<axum::Form<Forgot>, axum::extract::rejection::FormRejection>,
 ) -> Result<Response, Failure> {
@@ -58,82 +57,71 @@ pub async fn forgot(
         );
     }
     if email.len() <= 254 {
-        if let Some((login, token)) = s.store.password_resets().create(&email).await? {
-            if belongs(visit.look.owner, &login) {
-                send_link(&s, &visit, &headers, &login, &token);
-            } else {
-                // Asked on another brand's host: that link is not sent here.
-                tracing::info!(login = %login.id, "password reset asked on a foreign console host");
-            }
-        }
+        send_link(&s, &visit, email);
     }
     Ok(Redirect::to("/login?done=reset_sent").into_response())
 }
 
-/// Sends the reset mail on its own task: the answer's timing must not tell
-/// whether an address has an account.
-fn send_link(
-    s: &AppState,
-    visit: &Visit,
-    headers: &HeaderMap,
-    login: &pbx_store::logins::Login,
-    token: &str,
-) {
-    let Some(host_port) = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .filter(|h| {
-            h.chars()
-                .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c))
-        })
-    else {
+/// Makes and mails the link on a task of its own: the answer's timing must
+/// not tell whether an address has an account here. The link names the host
+/// the brand was chosen by (never another header of the request's).
+fn send_link(s: &AppState, visit: &Visit, email: String) {
+    let Some(authority) = visit.authority.clone() else {
         return;
     };
-    let host = host_port
-        .rsplit_once(':')
-        .filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit()))
-        .map_or(host_port, |(h, _)| h);
-    // Local names have no certificates; everything else is served over TLS.
+    let host = authority.split(':').next().unwrap_or("").to_owned();
     let local = host == "localhost" || host.ends_with(".localhost");
+    // Local names have no certificates; everything else is served over TLS.
     let scheme = if local { "http" } else { "https" };
-    let link = format!("{scheme}://{host_port}/password/reset?token={token}");
-    let lang = s.console.catalog.choose(
-        login.language.as_deref(),
-        None,
-        None,
-        &visit.look.default_language,
-    );
-    let texts = s.console.catalog.texts(lang);
-    let product = visit.look.product_name.clone();
-    let sender = visit
-        .look
-        .email_sender_name
-        .clone()
-        .unwrap_or_else(|| product.clone());
-    let subject = texts
-        .get("mail_reset_subject")
-        .replace("{product}", &product);
-    let text = texts
-        .get("mail_reset_body")
-        .replace("{product}", &product)
-        .replace("{link}", &link)
-        .replace("\\n", "\n");
-    let to = login.email.clone();
-    let host = host.to_owned();
+    let look = visit.look.clone();
     let state = s.clone();
     tokio::spawn(async move {
         let Some(mailer) = state.console.mailer.as_ref() else {
             return;
         };
+        let owner = look.owner;
+        let made = state
+            .store
+            .password_resets()
+            .create(&email, |login| belongs(owner, login))
+            .await;
+        let (login, token) = match made {
+            Ok(Some(made)) => made,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "password reset not made");
+                return;
+            }
+        };
+        let link = format!("{scheme}://{authority}/password/reset?token={token}");
+        let lang = state.console.catalog.choose(
+            login.language.as_deref(),
+            None,
+            None,
+            &look.default_language,
+        );
+        let texts = state.console.catalog.texts(lang);
+        let product = look.product_name.clone();
+        let sender = look
+            .email_sender_name
+            .clone()
+            .unwrap_or_else(|| product.clone());
+        let subject = texts
+            .get("mail_reset_subject")
+            .replace("{product}", &product);
+        let text = texts
+            .get("mail_reset_body")
+            .replace("{product}", &product)
+            .replace("{link}", &link);
         let letter = Letter {
-            to: &to,
+            to: &login.email,
             sender_name: &sender,
             console_host: &host,
             subject: &subject,
             text,
         };
         if let Err(e) = mailer.send(letter).await {
-            tracing::warn!(error = %e, "password reset mail not sent");
+            tracing::warn!(error = %e, login = %login.id, "password reset mail not sent");
         }
     });
 }

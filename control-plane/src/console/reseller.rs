@@ -166,9 +166,6 @@ async fn end_impersonation(
     Form(Nothing {}): Form<Nothing>,
 ) -> Result<Response, Failure> {
     let session = visit.signed_in()?;
-    if session.acting_as.is_none() {
-        return Err(Failure::BadRequest);
-    }
     let own = session.login.principal().ok_or(Failure::Forbidden)?;
     let cookie = crate::api::session::cookie(&headers).ok_or(Failure::SignIn)?;
     s.store.sessions().act_as(cookie, &own, None).await?;

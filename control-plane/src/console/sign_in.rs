@@ -135,11 +135,6 @@ pub async fn submit(
     }
     let session = s.store.sessions().start(&login).await?;
     tracing::info!(login = %login.id, role = login.role.as_str(), "console sign-in");
-    let cookie = format!(
-        "{COOKIE}={}; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age={}",
-        session.id,
-        pbx_store::sessions::ABSOLUTE_MS / 1000
-    );
     // With a second factor the session waits for its code.
     let next = if session.needs_code {
         "/login/code".to_owned()
@@ -147,10 +142,18 @@ pub async fn submit(
         visit::home_of(&principal.scope)
     };
     let mut response = Redirect::to(&next).into_response();
+    set_session_cookie(&mut response, &session.id);
+    Ok(response)
+}
+
+fn set_session_cookie(response: &mut Response, id: &str) {
+    let cookie = format!(
+        "{COOKIE}={id}; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age={}",
+        pbx_store::sessions::ABSOLUTE_MS / 1000
+    );
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         response.headers_mut().insert(header::SET_COOKIE, v);
     }
-    Ok(response)
 }
 
 pub async fn code_form(
@@ -220,10 +223,12 @@ pub async fn code(
     }
     let id = crate::api::session::cookie(&headers).ok_or(Failure::SignIn)?;
     match s.store.sessions().prove(id, &form.code).await? {
-        Proof::Accepted => {
+        Proof::Accepted { id } => {
             let principal = login.principal().ok_or(Failure::Forbidden)?;
             tracing::info!(login = %login.id, "console sign-in with second factor");
-            Ok(Redirect::to(&visit::home_of(&principal.scope)).into_response())
+            let mut response = Redirect::to(&visit::home_of(&principal.scope)).into_response();
+            set_session_cookie(&mut response, &id);
+            Ok(response)
         }
         Proof::Wrong => {
             let texts = visit.texts(&s);

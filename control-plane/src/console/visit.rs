@@ -38,6 +38,8 @@ pub struct Inner {
     pub had_cookie: bool,
     /// The name of the customer a reseller admin is acting as.
     pub impersonating: Option<String>,
+    /// `host[:port]` the brand was chosen by: links and the Origin check use it.
+    pub authority: Option<String>,
 }
 
 impl Deref for Visit {
@@ -66,7 +68,8 @@ const FLASHES: &[&str] = &[
 
 impl Visit {
     pub async fn resolve(s: &AppState, uri: &Uri, headers: &HeaderMap) -> pbx_store::Result<Visit> {
-        let host = look::request_host(uri, headers);
+        let authority = look::request_authority(uri, headers);
+        let host = authority.as_deref().and_then(look::host_of);
         let look = look::for_host(&s.store, host.as_deref()).await?;
         let cookie = crate::api::session::cookie(headers);
         let session = match cookie {
@@ -87,11 +90,9 @@ impl Visit {
         let catalog = &s.console.catalog;
         let picked =
             param("lang").and_then(|l| catalog.languages().find(|t| t.code == l).map(|t| t.code));
+        // A language picked on this request beats the saved setting.
         let lang = catalog.choose(
-            session
-                .as_ref()
-                .and_then(|s| s.login.language.as_deref())
-                .or(picked),
+            picked.or(session.as_ref().and_then(|s| s.login.language.as_deref())),
             i18n::cookie(headers, "lang"),
             headers
                 .get(header::ACCEPT_LANGUAGE)
@@ -117,6 +118,7 @@ impl Visit {
             flash,
             had_cookie: cookie.is_some(),
             impersonating,
+            authority,
         })))
     }
 
@@ -150,16 +152,12 @@ impl Visit {
         let Some(origin) = headers.get(header::ORIGIN) else {
             return Ok(());
         };
-        let origin_host = origin
+        let origin_authority = origin
             .to_str()
             .ok()
             .and_then(|o| o.parse::<Uri>().ok())
             .and_then(|u| u.authority().map(|a| a.as_str().to_ascii_lowercase()));
-        let host = headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_ascii_lowercase);
-        if origin_host.is_some() && origin_host == host {
+        if origin_authority.is_some() && origin_authority == self.authority {
             Ok(())
         } else {
             Err(Failure::Csrf)
