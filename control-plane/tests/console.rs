@@ -563,33 +563,45 @@ async fn other_tenants_pages_are_not_found_for_every_role(db: TestDb) {
     }
 }
 
-/// Everything reachable under reseller X's host, as each of its roles:
+/// Everything reachable under each reseller's host, as each of its roles:
 /// pages, stylesheets, scripts, images, exports. None may name the operator
-/// or reseller Y, in body, headers or cookies.
+/// or the other reseller (or its customer), in body, headers or cookies.
 async fn nothing_under_a_resellers_host_shows_the_operator(db: TestDb) {
     let api = setup(db).await;
-    let markers = [
-        OPERATOR_NAME,
-        "Ostwind",
-        OPERATOR_HOST,
-        "Reseller Y",
-        HOST_Y,
-        "reseller-y",
-        "Bolt",
+    let operator = [OPERATOR_NAME, "Ostwind", OPERATOR_HOST];
+    let brands = [
+        (
+            HOST_X,
+            ["Reseller Y", HOST_Y, "reseller-y", "Bolt"],
+            &["admin@acme.test", "user@acme.test", "x@reseller-x.test"][..],
+        ),
+        (
+            HOST_Y,
+            ["Reseller X", HOST_X, "reseller-x", "Acme"],
+            &["admin@bolt.test", "y@reseller-y.test"][..],
+        ),
     ];
-    let mut anonymous = Browser::new(&api, HOST_X);
-    let mut crawled = crawl(&mut anonymous, "/login", &markers).await;
-    for email in ["admin@acme.test", "user@acme.test", "x@reseller-x.test"] {
-        let mut x = Browser::new(&api, HOST_X);
-        x.sign_in(email).await;
-        crawled += crawl(&mut x, "/", &markers).await;
+    for (host, other, emails) in brands {
+        let markers: Vec<&str> = operator.iter().chain(other.iter()).copied().collect();
+        let mut anonymous = Browser::new(&api, host);
+        let mut crawled = crawl(&mut anonymous, "/login", &markers).await;
+        for email in emails {
+            let mut browser = Browser::new(&api, host);
+            browser.sign_in(email).await;
+            crawled += crawl(&mut browser, "/", &markers).await;
+        }
+        // Error pages too.
+        for path in [
+            "/no-such-page",
+            "/customers/999999",
+            "/extensions/abc",
+            "/password/reset?token=x",
+        ] {
+            let page = anonymous.get(path).await;
+            check_markers(&page, path, &markers);
+        }
+        assert!(crawled >= 20, "{host}: crawled only {crawled} resources");
     }
-    // Error pages too.
-    for path in ["/no-such-page", "/customers/999999", "/extensions/abc"] {
-        let page = anonymous.get(path).await;
-        check_markers(&page, path, &markers);
-    }
-    assert!(crawled >= 20, "crawled only {crawled} resources");
 }
 
 /// Follows every same-host link and resource from `start`; returns how many

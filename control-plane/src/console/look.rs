@@ -141,10 +141,11 @@ pub async fn for_host(store: &Store, host: Option<&str>) -> pbx_store::Result<Lo
 /// The brand's colours as CSS custom properties. Colours are validated as
 /// `#rrggbb` when stored, so nothing else can end up in the stylesheet.
 pub async fn theme_css(Extension(look): Extension<Arc<Look>>) -> Response {
+    let (primary, accent) = (safe_color(&look.primary_color), safe_color(&look.accent_color));
     let css = format!(
-        ":root{{--primary:{};--accent:{};}}\n",
-        safe_color(&look.primary_color),
-        safe_color(&look.accent_color)
+        ":root{{--primary:{primary};--accent:{accent};--on-primary:{};--on-accent:{};}}\n",
+        text_on(primary),
+        text_on(accent)
     );
     (
         [
@@ -154,6 +155,27 @@ pub async fn theme_css(Extension(look): Extension<Arc<Look>>) -> Response {
         css,
     )
         .into_response()
+}
+
+/// Black or white text, whichever contrasts more with `background`
+/// (WCAG 2 relative luminance): a reseller's light colour still gets
+/// readable buttons.
+fn text_on(background: &str) -> &'static str {
+    let channel = |i: usize| {
+        let v = f64::from(u8::from_str_radix(&background[i..i + 2], 16).unwrap_or(0)) / 255.0;
+        if v <= 0.040_45 {
+            v / 12.92
+        } else {
+            ((v + 0.055) / 1.055).powf(2.4)
+        }
+    };
+    let luminance = 0.2126 * channel(1) + 0.7152 * channel(3) + 0.0722 * channel(5);
+    // Contrast with white (1.05 / (L + 0.05)) against black ((L + 0.05) / 0.05).
+    if 1.05 / (luminance + 0.05) >= (luminance + 0.05) / 0.05 {
+        "#ffffff"
+    } else {
+        "#111827"
+    }
 }
 
 fn safe_color(c: &str) -> &str {
@@ -220,6 +242,14 @@ async fn image(store: &Store, look: &Look, kind: AssetKind, default: &'static [u
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_on_a_brand_colour_is_readable() {
+        assert_eq!(text_on("#1d4ed8"), "#ffffff");
+        assert_eq!(text_on("#000000"), "#ffffff");
+        assert_eq!(text_on("#ffff00"), "#111827");
+        assert_eq!(text_on("#f5f5f5"), "#111827");
+    }
 
     #[test]
     fn host_is_taken_without_port_and_case() {
