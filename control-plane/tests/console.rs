@@ -175,6 +175,21 @@ async fn sign_in_follows_the_host(db: TestDb) {
     let api = setup(db).await;
     let a = api.t.customer_a.id;
     let mut x = Browser::new(&api, HOST_X);
+    let script = x.get("/assets/console.js").await;
+    assert_eq!(script.status, StatusCode::OK);
+    assert_eq!(
+        script
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok()),
+        Some("text/javascript; charset=utf-8")
+    );
+    assert!(script.headers.contains_key(header::CONTENT_SECURITY_POLICY));
+    assert_eq!(
+        x.get("/assets/../secret").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(x.get("/assets/nope.js").await.status, StatusCode::NOT_FOUND);
     let login = x.get("/login").await;
     assert_eq!(login.status, StatusCode::OK);
     assert!(login.body.contains("Reseller X Phone"), "{}", login.body);

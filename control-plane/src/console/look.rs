@@ -141,7 +141,10 @@ pub async fn for_host(store: &Store, host: Option<&str>) -> pbx_store::Result<Lo
 /// The brand's colours as CSS custom properties. Colours are validated as
 /// `#rrggbb` when stored, so nothing else can end up in the stylesheet.
 pub async fn theme_css(Extension(look): Extension<Arc<Look>>) -> Response {
-    let (primary, accent) = (safe_color(&look.primary_color), safe_color(&look.accent_color));
+    let (primary, accent) = (
+        safe_color(&look.primary_color),
+        safe_color(&look.accent_color),
+    );
     let css = format!(
         ":root{{--primary:{primary};--accent:{accent};--on-primary:{};--on-accent:{};}}\n",
         text_on(primary),

@@ -124,7 +124,7 @@ async fn home(visit: Visit) -> Result<Redirect, Failure> {
 
 async fn static_asset(axum::extract::Path(name): axum::extract::Path<String>) -> Response {
     let Some(asset) = pbx_branding::ASSETS.iter().find(|a| a.name == name) else {
-        return Failure::NotFound.into_response();
+        return (StatusCode::NOT_FOUND, "not found\n").into_response();
     };
     (
         [
@@ -156,7 +156,21 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
 /// Finds brand, session and language; renders failures as branded pages;
 /// adds the security headers.
 async fn prepare(State(s): State<AppState>, mut req: Request, next: Next) -> Response {
-    let visit = match Visit::resolve(&s, req.uri(), req.headers()).await {
+    let path = req.uri().path();
+    // The theme's files are the same for every host and person: no brand,
+    // no session to look up.
+    let theme_file = path
+        .strip_prefix("/assets/")
+        .is_some_and(|name| pbx_branding::ASSETS.iter().any(|a| a.name == name));
+    if theme_file {
+        return secure(next.run(req).await, false);
+    }
+    let brand_file = matches!(
+        path,
+        "/brand/theme.css" | "/brand/logo" | "/brand/favicon" | "/favicon.ico"
+    );
+    let personal = !(brand_file && matches!(*req.method(), Method::GET | Method::HEAD));
+    let visit = match Visit::resolve(&s, req.uri(), req.headers(), personal).await {
         Ok(visit) => visit,
         Err(e) => {
             // Without the database there is no brand to show: a bare page

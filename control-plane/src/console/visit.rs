@@ -67,14 +67,21 @@ const FLASHES: &[&str] = &[
 ];
 
 impl Visit {
-    pub async fn resolve(s: &AppState, uri: &Uri, headers: &HeaderMap) -> pbx_store::Result<Visit> {
+    /// The context of a request; `with_session` false for what is the same
+    /// for everyone on a host (the brand's stylesheet and images).
+    pub async fn resolve(
+        s: &AppState,
+        uri: &Uri,
+        headers: &HeaderMap,
+        with_session: bool,
+    ) -> pbx_store::Result<Visit> {
         let authority = look::request_authority(uri, headers);
         let host = authority.as_deref().and_then(look::host_of);
         let look = look::for_host(&s.store, host.as_deref()).await?;
         let cookie = crate::api::session::cookie(headers);
         let session = match cookie {
-            Some(id) => s.store.sessions().resume(id).await?,
-            None => None,
+            Some(id) if with_session => s.store.sessions().resume(id).await?,
+            _ => None,
         }
         .filter(|session| belongs(look.owner, &session.login));
         let query: Vec<(String, String)> = uri
