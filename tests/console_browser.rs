@@ -187,6 +187,14 @@ fn each_role_signs_in_and_a_phone_shows_up_live_on_the_dashboard() {
         "SIPp registered with the console's credentials: {}",
         outcome.log
     );
+    // What the phone saw on the wire names no operator either (realm = the
+    // customer's domain, no product in Server).
+    assert!(!outcome.log.contains(operator) && !outcome.log.contains("Ostwind"));
+    assert!(
+        outcome.log.contains(&format!("realm=\"{}\"", phone.domain)),
+        "{}",
+        outcome.log
+    );
     let after = browser.wait_for_text(
         "[data-testid='registered-count']",
         Duration::from_secs(20),
