@@ -43,6 +43,8 @@ templates!(
     "ring_groups",
     "ring_group",
     "ring_group_fields",
+    "plans",
+    "plan",
 );
 
 /// The console's texts per language: (language code, TOML table of texts).

@@ -1268,6 +1268,124 @@ async fn customer_admin_runs_ring_groups(db: TestDb) {
     );
 }
 
+async fn resellers_and_the_operator_keep_their_price_plans(db: TestDb) {
+    let api = setup(db).await;
+    let mut x = Browser::new(&api, HOST_X);
+    x.sign_in("x@reseller-x.test").await;
+    let token = x.token("/plans").await;
+    let bad = x
+        .post(
+            "/plans",
+            &[
+                ("csrf", &token),
+                ("name", "Office"),
+                ("currency", "EUR"),
+                ("extension_month", "4.99.1"),
+            ],
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let created = x
+        .post(
+            "/plans",
+            &[
+                ("csrf", &token),
+                ("name", "Office"),
+                ("currency", "EUR"),
+                ("extension_month", "4,99"),
+                ("number_month", "1.5"),
+                ("internal_calls_free", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::SEE_OTHER, "{}", created.body);
+    let plan_path = created
+        .location()
+        .split('?')
+        .next()
+        .unwrap_or("")
+        .to_owned();
+    let plan = x.get(&plan_path).await;
+    assert!(
+        plan.body.contains("4.99") && plan.body.contains("1.50"),
+        "{}",
+        plan.body
+    );
+    let rates = "49; Deutschland; 0.019; 0; 60; 60; 0\n; Standard; 0.25; 0; 1; 1; 0";
+    let wrong = x
+        .post(
+            &format!("{plan_path}/rates"),
+            &[("csrf", &token), ("rates", "49; only three; 1")],
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(wrong.body.contains("only three"), "the typed text is kept");
+    let saved = x
+        .post(
+            &format!("{plan_path}/rates"),
+            &[("csrf", &token), ("rates", rates)],
+        )
+        .await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
+    let plans = api
+        .db
+        .store
+        .price_plans()
+        .list(&api.t.reseller_x_admin)
+        .await
+        .expect("plans");
+    let office = plans.iter().find(|p| p.name == "Office").expect("created");
+    assert_eq!(office.extension_month_micros, 4_990_000);
+    let stored = api
+        .db
+        .store
+        .price_plans()
+        .rates(&api.t.reseller_x_admin, office.id)
+        .await
+        .expect("rates");
+    assert_eq!(stored.len(), 2);
+    assert!(stored
+        .iter()
+        .any(|r| r.prefix == "49" && r.minute_micros == 19_000));
+    // Reseller Y and customers do not reach it.
+    let mut y = Browser::new(&api, HOST_Y);
+    y.sign_in("y@reseller-y.test").await;
+    assert_eq!(y.get(&plan_path).await.status, StatusCode::NOT_FOUND);
+    let y_token = y.token("/plans").await;
+    let foreign = y
+        .post(
+            &format!("{plan_path}/rates"),
+            &[("csrf", &y_token), ("rates", "")],
+        )
+        .await;
+    assert_eq!(foreign.status, StatusCode::NOT_FOUND);
+    let mut admin = Browser::new(&api, HOST_X);
+    admin.sign_in("admin@acme.test").await;
+    assert_eq!(admin.get("/plans").await.status, StatusCode::NOT_FOUND);
+    // The operator keeps wholesale plans, on its own host.
+    let mut ops = Browser::new(&api, OPERATOR_HOST);
+    ops.sign_in("root@ostwind.test").await;
+    let token = ops.token("/plans").await;
+    let wholesale = ops
+        .post(
+            "/plans",
+            &[
+                ("csrf", &token),
+                ("name", "Wholesale 2027"),
+                ("currency", "EUR"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        wholesale.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        wholesale.body
+    );
+    let listed = ops.get("/plans").await;
+    assert!(listed.body.contains("Wholesale 2027") && !listed.body.contains("Office"));
+}
+
 async fn pages_speak_the_users_language(db: TestDb) {
     let api = setup(db).await;
     // Reseller X's default language is German; the browser asks for English.
@@ -1359,6 +1477,7 @@ pbx_store::both_engines!(
     a_forgotten_password_is_reset_by_a_branded_mail,
     admins_can_add_a_second_factor,
     customer_admin_runs_ring_groups,
+    resellers_and_the_operator_keep_their_price_plans,
     pages_speak_the_users_language,
     dashboard_shows_registrations_heard_live,
 );

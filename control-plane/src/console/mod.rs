@@ -15,6 +15,7 @@ pub mod look;
 mod operator;
 mod pages;
 mod password;
+mod plans;
 mod reseller;
 mod sign_in;
 mod visit;
@@ -104,6 +105,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(operator::routes())
         .merge(account::routes())
         .merge(groups::routes())
+        .merge(plans::routes())
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_FORM_BODY))
         .layer(axum::middleware::from_fn_with_state(state.clone(), prepare))

@@ -64,6 +64,7 @@ const FLASHES: &[&str] = &[
     "second_factor_disabled",
     "ring_group_created",
     "ring_group_deleted",
+    "plan_created",
 ];
 
 impl Visit {
@@ -282,11 +283,13 @@ impl Visit {
             ],
             Scope::Reseller { .. } => vec![
                 ("/customers".to_owned(), "customers"),
+                ("/plans".to_owned(), "price_plans"),
                 ("/brand".to_owned(), "branding"),
                 ("/account".to_owned(), "security"),
             ],
             Scope::Operator => vec![
                 ("/resellers".to_owned(), "resellers"),
+                ("/plans".to_owned(), "price_plans"),
                 ("/health".to_owned(), "platform_health"),
                 ("/account".to_owned(), "security"),
             ],
