@@ -1347,10 +1347,42 @@ async fn resellers_and_the_operator_keep_their_price_plans(db: TestDb) {
     assert!(stored
         .iter()
         .any(|r| r.prefix == "49" && r.minute_micros == 19_000));
+    // The reseller puts its customer on the plan.
+    let a = api.t.customer_a.id;
+    let office_id = office.id.to_string();
+    let assigned = x
+        .post(
+            &format!("/customers/{a}/plan"),
+            &[("csrf", &token), ("plan", &office_id)],
+        )
+        .await;
+    assert_eq!(assigned.status, StatusCode::SEE_OTHER, "{}", assigned.body);
+    let on_plan = api
+        .db
+        .store
+        .customers()
+        .get(&api.t.reseller_x_admin, a)
+        .await
+        .expect("customer");
+    assert_eq!(on_plan.retail_plan_id, Some(office.id));
     // Reseller Y and customers do not reach it.
     let mut y = Browser::new(&api, HOST_Y);
     y.sign_in("y@reseller-y.test").await;
     assert_eq!(y.get(&plan_path).await.status, StatusCode::NOT_FOUND);
+    let b = api.t.customer_b.id;
+    let y_token_plan = y.token("/plans").await;
+    let borrowed = y
+        .post(
+            &format!("/customers/{b}/plan"),
+            &[("csrf", &y_token_plan), ("plan", &office_id)],
+        )
+        .await;
+    assert_eq!(
+        borrowed.status,
+        StatusCode::NOT_FOUND,
+        "another reseller's plan cannot be used: {}",
+        borrowed.body
+    );
     let y_token = y.token("/plans").await;
     let foreign = y
         .post(
@@ -1410,6 +1442,24 @@ async fn pages_speak_the_users_language(db: TestDb) {
         String::from_utf8_lossy(&body).contains("<html lang=\"de\">"),
         "the reseller's default"
     );
+    // A signed-in person's choice is saved with the login and beats the browser.
+    let mut user = Browser::new(&api, HOST_X);
+    user.sign_in("user@acme.test").await;
+    let home = user.get("/").await.location().to_owned();
+    let token = user.token(&home).await;
+    let saved = user
+        .post("/account/language", &[("csrf", &token), ("language", "de")])
+        .await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER);
+    let page = user.get(&home).await;
+    assert!(
+        page.body.contains("<html lang=\"de\">"),
+        "saved language over Accept-Language: en"
+    );
+    let refused = user
+        .post("/account/language", &[("csrf", &token), ("language", "xx")])
+        .await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
 }
 
 async fn dashboard_shows_registrations_heard_live(db: TestDb) {

@@ -304,6 +304,25 @@ impl Logins<'_> {
         tx.commit().await
     }
 
+    /// Saves the console language a signed-in person chose for themselves
+    /// (None: follow the browser).
+    pub async fn set_language(&self, by: &Principal, language: Option<&str>) -> Result<()> {
+        let Actor::Login { id, .. } = &by.actor else {
+            return Err(StoreError::Forbidden(
+                "only a signed-in person has a language",
+            ));
+        };
+        if language.is_some_and(|l| !matches!(l, "en" | "de")) {
+            return Err(StoreError::invalid("language", "must be en or de"));
+        }
+        sqlx::query("UPDATE logins SET language = $1, version = version + 1 WHERE id = $2")
+            .bind(language)
+            .bind(id.0)
+            .execute(self.0.pool())
+            .await?;
+        Ok(())
+    }
+
     /// Finds a login by e-mail within the caller's scope.
     pub async fn find_by_email(&self, by: &Principal, email: &str) -> Result<Login> {
         let row = sqlx::query(&format!("SELECT {COLUMNS} {SCOPED} AND email = $4"))

@@ -20,6 +20,7 @@ pub fn routes() -> Router<AppState> {
         .route("/account", get(account))
         .route("/account/totp", post(enable))
         .route("/account/totp/off", post(disable))
+        .route("/account/language", post(set_language))
 }
 
 /// Reseller and operator admins only, acting as themselves.
@@ -144,4 +145,38 @@ async fn disable(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+#[derive(Deserialize)]
+struct Language {
+    #[serde(default)]
+    language: String,
+}
+
+/// Any signed-in person saves the language they picked at the page foot.
+async fn set_language(
+    State(s): State<AppState>,
+    visit: Visit,
+    headers: HeaderMap,
+    Form(form): Form<Language>,
+) -> Result<Response, Failure> {
+    let session = visit.signed_in()?;
+    let own = session.login.principal().ok_or(Failure::Forbidden)?;
+    let language = s
+        .console
+        .catalog
+        .languages()
+        .find(|t| t.code == form.language)
+        .map(|t| t.code)
+        .ok_or(Failure::BadRequest)?;
+    s.store.logins().set_language(&own, Some(language)).await?;
+    // Back where the person was, if that was a page of this console.
+    let back = headers
+        .get(axum::http::header::REFERER)
+        .and_then(|r| r.to_str().ok())
+        .and_then(|r| r.parse::<axum::http::Uri>().ok())
+        .filter(|u| u.authority().map(|a| a.as_str()) == visit.authority.as_deref())
+        .map(|u| u.path().to_owned())
+        .unwrap_or_else(|| "/".to_owned());
+    Ok(Redirect::to(&back).into_response())
 }

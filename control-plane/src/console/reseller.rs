@@ -22,6 +22,7 @@ pub fn routes() -> Router<AppState> {
         .route("/customers", get(customers).post(create_customer))
         .route("/customers/{id}/status", post(set_status))
         .route("/customers/{id}/usage", get(usage))
+        .route("/customers/{id}/plan", post(set_plan))
         .route("/customers/{id}/impersonate", post(impersonate))
         .route("/impersonation/end", post(end_impersonation))
         .route("/brand", get(brand).post(save_brand))
@@ -213,12 +214,22 @@ async fn usage(
             })
         })
         .collect();
+    let plans: Vec<Value> = s
+        .store
+        .price_plans()
+        .list(by)
+        .await?
+        .into_iter()
+        .filter(|p| p.reseller_id == Some(reseller))
+        .map(|p| json!({ "id": p.id, "name": p.name, "selected": Some(p.id) == customer.retail_plan_id }))
+        .collect();
     let texts = visit.texts(&s);
     visit.page(
         &s,
         "usage",
         texts.get("usage"),
         json!({
+            "plans": plans,
             "customer": { "id": customer.id, "name": customer.name },
             "month": format!("{year:04}-{month:02}"),
             "lines": lines,
@@ -228,6 +239,49 @@ async fn usage(
             "gross": f.money(statement.gross_micros, &statement.currency),
         }),
     )
+}
+
+#[derive(Deserialize)]
+struct PlanChoice {
+    #[serde(default)]
+    plan: String,
+}
+
+/// Puts a customer on one of the reseller's retail plans (or none).
+async fn set_plan(
+    State(s): State<AppState>,
+    visit: Visit,
+    Path(id): Path<i64>,
+    Form(form): Form<PlanChoice>,
+) -> Result<Response, Failure> {
+    let reseller = reseller_of(&visit)?;
+    let by = visit.principal()?;
+    let plan = match form.plan.trim() {
+        "" => None,
+        text => {
+            let id = pbx_store::PlanId(text.parse().map_err(|_| Failure::BadRequest)?);
+            // Only the reseller's own retail plans (it also sees its wholesale one).
+            let plan = s.store.price_plans().get(by, id).await?;
+            if plan.reseller_id != Some(reseller) {
+                return Err(Failure::NotFound);
+            }
+            Some(plan.id)
+        }
+    };
+    let c = s.store.customers().get(by, CustomerId(id)).await?;
+    let settings = pbx_store::customers::CustomerSettings {
+        name: c.name,
+        sip_domain: c.sip_domain,
+        country: c.country,
+        time_zone: c.time_zone,
+        language: c.language,
+        retail_plan_id: plan,
+    };
+    s.store
+        .customers()
+        .update(by, c.id, Some(c.version), &settings)
+        .await?;
+    Ok(Redirect::to(&format!("/customers/{}/usage?done=saved", c.id)).into_response())
 }
 
 pub(super) fn parse_month(text: &str) -> Option<(i32, u32)> {
