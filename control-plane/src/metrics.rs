@@ -129,7 +129,26 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/metrics", get(metrics))
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+/// Platform-wide counters: not on a reseller's console host, where anyone
+/// on the internet could read them under the reseller's name.
+async fn metrics(
+    State(state): State<AppState>,
+    uri: axum::http::Uri,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let host = crate::console::look::request_host(&uri, &headers);
+    if let Some(host) = host {
+        match state.store.console_host_owner(&host).await {
+            Ok(Some(pbx_store::operator::HostOwner::Reseller(_))) => {
+                return axum::http::StatusCode::NOT_FOUND.into_response();
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "metrics: console hosts unavailable");
+                return axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response();
+            }
+        }
+    }
     (
         [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
         state.metrics.render(),

@@ -190,6 +190,10 @@ async fn sign_in_follows_the_host(db: TestDb) {
         StatusCode::NOT_FOUND
     );
     assert_eq!(x.get("/assets/nope.js").await.status, StatusCode::NOT_FOUND);
+    // Platform counters are not served under a reseller's name.
+    assert_eq!(x.get("/metrics").await.status, StatusCode::NOT_FOUND);
+    let mut ops = Browser::new(&api, OPERATOR_HOST);
+    assert_eq!(ops.get("/metrics").await.status, StatusCode::OK);
     let login = x.get("/login").await;
     assert_eq!(login.status, StatusCode::OK);
     assert!(login.body.contains("Reseller X Phone"), "{}", login.body);

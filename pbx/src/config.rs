@@ -27,6 +27,8 @@ pub struct Config {
     pub node_id: String,
     pub http_listen: Vec<SocketAddr>,
     pub operator_hosts: Vec<String>,
+    /// Proxies whose X-Forwarded-For is believed (sign-in throttles per client).
+    pub http_trusted_proxies: Vec<pbx_control_plane::client::Block>,
     pub sip_udp: Vec<SocketAddr>,
     pub sip_tcp: Vec<SocketAddr>,
     pub sip_advertise: Option<String>,
@@ -161,6 +163,20 @@ impl Config {
         let http_listen = addresses("http_listen", settings.http_listen, &["0.0.0.0:8080"])?;
         let sip_udp = addresses("sip_udp", settings.sip_udp, &["0.0.0.0:5060"])?;
         let sip_tcp = addresses("sip_tcp", settings.sip_tcp, &["0.0.0.0:5060"])?;
+        let mut http_trusted_proxies = Vec::new();
+        for text in settings.http_trusted_proxies.iter().flatten() {
+            if text.trim().is_empty() {
+                continue;
+            }
+            let block = pbx_control_plane::client::Block::parse(text).ok_or_else(|| {
+                invalid(
+                    "http_trusted_proxies",
+                    text,
+                    "must be addresses or blocks such as 10.0.0.0/8",
+                )
+            })?;
+            http_trusted_proxies.push(block);
+        }
         let operator_hosts: Vec<String> = settings
             .operator_hosts
             .unwrap_or_else(|| vec!["localhost".into(), "127.0.0.1".into()])
@@ -312,6 +328,7 @@ impl Config {
             node_id,
             http_listen,
             operator_hosts,
+            http_trusted_proxies,
             sip_udp,
             sip_tcp,
             sip_advertise: settings.sip_advertise,

@@ -146,10 +146,13 @@ pub async fn run(config: Config, mode: Mode) -> Result<()> {
             store: store.clone(),
             metrics: metrics.clone(),
             node_id: config.node_id.as_str().into(),
-            api: Arc::new(ApiState::new(
-                RateLimit::new(config.api_rate_limit, config.api_rate_burst),
-                hub,
-            )),
+            api: Arc::new(
+                ApiState::new(
+                    RateLimit::new(config.api_rate_limit, config.api_rate_burst),
+                    hub,
+                )
+                .with_trusted_proxies(config.http_trusted_proxies.clone()),
+            ),
             console: Arc::new(
                 pbx_control_plane::console::Console::new(
                     phone_proxy(&config, sip.as_deref()),

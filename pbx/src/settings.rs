@@ -173,6 +173,16 @@ pub struct Settings {
     )]
     pub operator_hosts: Option<Vec<String>>,
 
+    /// Reverse proxies (addresses or blocks like 10.0.0.0/8) whose X-Forwarded-For names the client [default: none]
+    #[arg(
+        long,
+        env = "PBX_HTTP_TRUSTED_PROXIES",
+        global = true,
+        value_name = "BLOCK",
+        value_delimiter = ','
+    )]
+    pub http_trusted_proxies: Option<Vec<String>>,
+
     /// SIP over UDP listen addresses, comma-separated; empty for none [default: 0.0.0.0:5060]
     #[arg(
         long,
@@ -326,6 +336,7 @@ impl Settings {
             node_id: self.node_id.or(lower.node_id),
             http_listen: self.http_listen.or(lower.http_listen),
             operator_hosts: self.operator_hosts.or(lower.operator_hosts),
+            http_trusted_proxies: self.http_trusted_proxies.or(lower.http_trusted_proxies),
             sip_udp: self.sip_udp.or(lower.sip_udp),
             sip_tcp: self.sip_tcp.or(lower.sip_tcp),
             sip_advertise: self.sip_advertise.or(lower.sip_advertise),

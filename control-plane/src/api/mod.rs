@@ -53,6 +53,8 @@ pub struct ApiState {
     /// Password checks running at once (argon2 is slow on purpose).
     pub login_gate: tokio::sync::Semaphore,
     pub events: Arc<EventHub>,
+    /// Reverse proxies whose X-Forwarded-For names the client.
+    pub trusted_proxies: Vec<crate::client::Block>,
 }
 
 impl ApiState {
@@ -64,6 +66,27 @@ impl ApiState {
             source_limit: RateLimit::per_minute(30, 30),
             login_gate: tokio::sync::Semaphore::new(2),
             events,
+            trusted_proxies: Vec::new(),
+        }
+    }
+
+    /// Takes the client's address from X-Forwarded-For when a request comes
+    /// through one of these proxies.
+    pub fn with_trusted_proxies(mut self, proxies: Vec<crate::client::Block>) -> ApiState {
+        self.trusted_proxies = proxies;
+        self
+    }
+
+    /// Counts a sign-in (or reset) attempt against the client's address;
+    /// Err with the seconds to wait when there were too many.
+    pub fn admit_source(
+        &self,
+        peer: Option<std::net::SocketAddr>,
+        headers: &axum::http::HeaderMap,
+    ) -> Result<(), u64> {
+        match crate::client::address(peer, headers, &self.trusted_proxies) {
+            Some(ip) => self.source_limit.admit(&ip.to_string()),
+            None => Ok(()),
         }
     }
 }

@@ -52,15 +52,15 @@ pub struct SessionInfo {
 async fn sign_in(
     State(s): State<AppState>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
     Json(form): Json<SignIn>,
 ) -> ApiResult<Response> {
     let email = pbx_store::logins::normalize_email(&form.email);
     // Per address tried and per source, so that neither guessing one
     // password nor spraying many addresses goes fast.
-    if let Some(Extension(ConnectInfo(addr))) = peer {
-        if let Err(retry_after_s) = s.api.source_limit.admit(&addr.ip().to_string()) {
-            return Err(Problem::too_many_requests(retry_after_s));
-        }
+    let peer = peer.map(|Extension(ConnectInfo(addr))| addr);
+    if let Err(retry_after_s) = s.api.admit_source(peer, &headers) {
+        return Err(Problem::too_many_requests(retry_after_s));
     }
     if let Err(retry_after_s) = s.api.login_limit.admit(&format!("login:{email}")) {
         return Err(Problem::too_many_requests(retry_after_s));

@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Extension;
 use serde::Deserialize;
@@ -36,15 +36,16 @@ pub struct Forgot {
 pub async fn forgot(
     State(s): State<AppState>,
     visit: Visit,
+    headers: HeaderMap,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     form: Result<axum::Form<Forgot>, axum::extract::rejection::FormRejection>,
 ) -> Result<Response, Failure> {
     mailer(&s)?;
     let axum::Form(form) = form.map_err(|_| Failure::BadRequest)?;
     let email = pbx_store::logins::normalize_email(&form.email);
-    let throttled = peer
-        .map(|Extension(ConnectInfo(addr))| s.api.source_limit.admit(&addr.ip().to_string()))
-        .unwrap_or(Ok(()))
+    let throttled = s
+        .api
+        .admit_source(peer.map(|Extension(ConnectInfo(addr))| addr), &headers)
         .and_then(|()| s.api.login_limit.admit(&format!("reset:{email}")));
     let texts = visit.texts(&s);
     if throttled.is_err() {

@@ -70,6 +70,7 @@ pub struct Credentials {
 pub async fn submit(
     State(s): State<AppState>,
     visit: Visit,
+    headers: HeaderMap,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     form: Result<axum::Form<Credentials>, axum::extract::rejection::FormRejection>,
 ) -> Result<Response, Failure> {
@@ -85,9 +86,9 @@ pub async fn submit(
             "",
         );
     }
-    let throttled = peer
-        .map(|Extension(ConnectInfo(addr))| s.api.source_limit.admit(&addr.ip().to_string()))
-        .unwrap_or(Ok(()))
+    let throttled = s
+        .api
+        .admit_source(peer.map(|Extension(ConnectInfo(addr))| addr), &headers)
         .and_then(|()| s.api.login_limit.admit(&format!("login:{email}")));
     if throttled.is_err() {
         return show(
