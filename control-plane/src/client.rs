@@ -25,7 +25,18 @@ impl Block {
             }
         };
         let max = if addr.is_ipv4() { 32 } else { 128 };
-        (prefix <= max).then_some(Block { addr, prefix })
+        if prefix > max {
+            return None;
+        }
+        // An IPv4-mapped block is the IPv4 block it carries.
+        match (addr, canonical(addr)) {
+            (IpAddr::V6(_), IpAddr::V4(v4)) if prefix >= 96 => Some(Block {
+                addr: IpAddr::V4(v4),
+                prefix: prefix - 96,
+            }),
+            (IpAddr::V6(_), IpAddr::V4(_)) => None,
+            _ => Some(Block { addr, prefix }),
+        }
     }
 
     pub fn contains(&self, ip: IpAddr) -> bool {
@@ -58,26 +69,52 @@ fn canonical(ip: IpAddr) -> IpAddr {
 
 /// The client's address: the peer's, unless the peer is a trusted proxy,
 /// then the right-most address of `X-Forwarded-For` that is not itself a
-/// trusted proxy (the ones to its left could be made up by the client).
+/// trusted proxy (the ones to its left could be made up by the client). An
+/// entry that cannot be read stops the walk at the last trusted hop, so a
+/// proxy writing `ip:port` or `unknown` cannot make a client-written entry
+/// count.
 pub fn address(peer: Option<SocketAddr>, headers: &HeaderMap, trusted: &[Block]) -> Option<IpAddr> {
     let mut client = canonical(peer?.ip());
     if !trusted.iter().any(|b| b.contains(client)) {
         return Some(client);
     }
-    let forwarded: Vec<IpAddr> = headers
+    let entries: Vec<&str> = headers
         .get_all("x-forwarded-for")
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|a| a.trim().parse::<IpAddr>().ok())
+        .map(str::trim)
         .collect();
-    for hop in forwarded.into_iter().rev() {
+    for entry in entries.into_iter().rev() {
+        let Some(hop) = hop_address(entry) else {
+            break;
+        };
         client = canonical(hop);
         if !trusted.iter().any(|b| b.contains(client)) {
             break;
         }
     }
     Some(client)
+}
+
+/// `ip`, `ip:port` or `[v6]:port`.
+fn hop_address(entry: &str) -> Option<IpAddr> {
+    if let Ok(ip) = entry.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    entry.parse::<SocketAddr>().ok().map(|a| a.ip())
+}
+
+/// The key a client is throttled by: its IPv4 address, or its IPv6 /64
+/// (one subscriber's whole block, which it can rotate through freely).
+pub fn throttle_key(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+    }
 }
 
 #[cfg(test)]
@@ -125,6 +162,33 @@ mod tests {
         assert_eq!(
             address(Some(proxy), &headers, &[]),
             Some("127.0.0.1".parse().expect("ip"))
+        );
+        // An entry the proxy wrote as ip:port still counts; an unreadable
+        // one stops at the proxy instead of believing what lies left of it.
+        headers.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("6.6.6.6, 203.0.113.7:5555"),
+        );
+        assert_eq!(
+            address(Some(proxy), &headers, &trusted),
+            Some("203.0.113.7".parse().expect("ip"))
+        );
+        headers.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("6.6.6.6, unknown"),
+        );
+        assert_eq!(
+            address(Some(proxy), &headers, &trusted),
+            Some("127.0.0.1".parse().expect("ip"))
+        );
+        assert_eq!(
+            throttle_key("2001:db8:1:2:3:4:5:6".parse().expect("ip")),
+            "2001:db8:1:2::/64"
+        );
+        assert_eq!(
+            Block::parse("::ffff:10.0.0.0/104"),
+            Block::parse("10.0.0.0/8"),
+            "mapped blocks are IPv4 blocks"
         );
         // A proxy with no header: itself.
         assert_eq!(

@@ -143,10 +143,8 @@ async fn metrics(
                 return axum::http::StatusCode::NOT_FOUND.into_response();
             }
             Ok(_) => {}
-            Err(e) => {
-                tracing::warn!(error = %e, "metrics: console hosts unavailable");
-                return axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response();
-            }
+            // Monitoring matters most while the database is away.
+            Err(e) => tracing::warn!(error = %e, "metrics: console hosts unavailable"),
         }
     }
     (

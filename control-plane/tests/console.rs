@@ -1464,6 +1464,39 @@ async fn pages_speak_the_users_language(db: TestDb) {
         .post("/account/language", &[("csrf", &token), ("language", "xx")])
         .await;
     assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    // Back to the page the choice was made on, never to another site.
+    for (referer, back) in [
+        (
+            format!("https://{HOST_X}/customers/1/calls?x=1"),
+            "/customers/1/calls",
+        ),
+        (format!("https://{HOST_X}//evil.example/"), "/"),
+        (format!("https://{HOST_X}/\\evil.example/"), "/"),
+        ("https://evil.example/customers".to_owned(), "/"),
+    ] {
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri("/account/language")
+            .header(header::HOST, HOST_X)
+            .header(header::REFERER, referer.as_str())
+            .header(
+                header::COOKIE,
+                format!("__Host-session={}", user.cookie.clone().unwrap_or_default()),
+            )
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(format!("csrf={token}&language=en")))
+            .expect("request");
+        let answer = api.router.clone().oneshot(req).await.expect("answer");
+        assert_eq!(answer.status(), StatusCode::SEE_OTHER, "{referer}");
+        assert_eq!(
+            answer
+                .headers()
+                .get(header::LOCATION)
+                .and_then(|v| v.to_str().ok()),
+            Some(back),
+            "{referer}"
+        );
+    }
 }
 
 async fn dashboard_shows_registrations_heard_live(db: TestDb) {

@@ -162,69 +162,59 @@ impl Totp<'_> {
     }
 
     /// Checks a code for a login; a step's code is accepted only once, and
-    /// after ten wrong codes in a row none is accepted for fifteen minutes.
+    /// at most ten codes are tried per quarter hour: each attempt is claimed
+    /// (counted, and the lock set at the tenth) before the code is looked
+    /// at, so parallel guesses cannot slip past the limit.
     pub async fn verify(&self, login: LoginId, given: &str) -> Result<bool> {
-        let row =
-            sqlx::query("SELECT totp_secret_enc, totp_locked_until FROM logins WHERE id = $1")
-                .bind(login.0)
-                .fetch_optional(self.0.pool())
-                .await?
-                .ok_or(StoreError::NotFound)?;
+        let now = crate::now_ms();
+        let claimed = sqlx::query(
+            "UPDATE logins SET \
+             totp_failures = CASE WHEN totp_failures + 1 >= $2 THEN 0 ELSE totp_failures + 1 END, \
+             totp_locked_until = CASE WHEN totp_failures + 1 >= $2 THEN $3 ELSE totp_locked_until END \
+             WHERE id = $1 AND totp_secret_enc IS NOT NULL \
+             AND (totp_locked_until IS NULL OR totp_locked_until <= $4)",
+        )
+        .bind(login.0)
+        .bind(MAX_FAILURES)
+        .bind(now + LOCK_MS)
+        .bind(now)
+        .execute(self.0.pool())
+        .await?
+        .rows_affected();
+        if claimed != 1 {
+            return Ok(false);
+        }
+        let row = sqlx::query("SELECT totp_secret_enc FROM logins WHERE id = $1")
+            .bind(login.0)
+            .fetch_optional(self.0.pool())
+            .await?
+            .ok_or(StoreError::NotFound)?;
         let Some(sealed) = row.try_get::<Option<String>, _>("totp_secret_enc")? else {
             return Ok(false);
         };
-        let now = crate::now_ms();
-        if row
-            .try_get::<Option<i64>, _>("totp_locked_until")?
-            .is_some_and(|until| until > now)
-        {
-            return Ok(false);
-        }
         // A secret that does not decode fails closed (an empty key's codes
         // would be anyone's to compute).
         let secret = from_base32(&self.0.secrets().decrypt(&sealed)?)
             .filter(|b| b.len() >= 16)
             .ok_or(StoreError::Crypto)?;
         let Some(step) = matching_step(&secret, given, now) else {
-            self.failed(login, now).await?;
             return Ok(false);
         };
-        // Claimed atomically: the same code (or an older one) cannot pass twice.
-        let claimed = sqlx::query(
-            "UPDATE logins SET totp_last_step = $1, totp_failures = 0 WHERE id = $2 \
-             AND (totp_last_step IS NULL OR totp_last_step < $1)",
+        // The step is claimed too: the same code (or an older one) cannot
+        // pass twice. A right code clears the count of wrong ones.
+        let accepted = sqlx::query(
+            "UPDATE logins SET totp_last_step = $1, totp_failures = 0, totp_locked_until = NULL \
+             WHERE id = $2 AND (totp_last_step IS NULL OR totp_last_step < $1)",
         )
         .bind(step)
         .bind(login.0)
         .execute(self.0.pool())
         .await?
         .rows_affected();
-        if claimed != 1 {
-            self.failed(login, now).await?;
+        if accepted == 1 {
+            return Ok(true);
         }
-        Ok(claimed == 1)
-    }
-
-    /// Counts a wrong code; the tenth in a row locks codes out for a while.
-    async fn failed(&self, login: LoginId, now: i64) -> Result<()> {
-        sqlx::query("UPDATE logins SET totp_failures = totp_failures + 1 WHERE id = $1")
-            .bind(login.0)
-            .execute(self.0.pool())
-            .await?;
-        let locked = sqlx::query(
-            "UPDATE logins SET totp_failures = 0, totp_locked_until = $1 \
-             WHERE id = $2 AND totp_failures >= $3",
-        )
-        .bind(now + LOCK_MS)
-        .bind(login.0)
-        .bind(MAX_FAILURES)
-        .execute(self.0.pool())
-        .await?
-        .rows_affected();
-        if locked > 0 {
-            tracing::warn!(login = %login, "second-factor codes locked after repeated wrong codes");
-        }
-        Ok(())
+        Ok(false)
     }
 
     /// The caller's own login, if it is a reseller or operator admin: the

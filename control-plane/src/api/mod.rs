@@ -85,7 +85,7 @@ impl ApiState {
         headers: &axum::http::HeaderMap,
     ) -> Result<(), u64> {
         match crate::client::address(peer, headers, &self.trusted_proxies) {
-            Some(ip) => self.source_limit.admit(&ip.to_string()),
+            Some(ip) => self.source_limit.admit(&crate::client::throttle_key(ip)),
             None => Ok(()),
         }
     }

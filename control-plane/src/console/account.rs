@@ -177,6 +177,8 @@ async fn set_language(
         .and_then(|r| r.parse::<axum::http::Uri>().ok())
         .filter(|u| u.authority().map(|a| a.as_str()) == visit.authority.as_deref())
         .map(|u| u.path().to_owned())
+        // Only a path of this site: `//host` or `/\host` would leave it.
+        .filter(|p| p.starts_with('/') && !p[1..].starts_with(['/', '\\']))
         .unwrap_or_else(|| "/".to_owned());
     Ok(Redirect::to(&back).into_response())
 }

@@ -200,11 +200,9 @@ async fn prepare(State(s): State<AppState>, mut req: Request, next: Next) -> Res
     if let Some(failure) = response.extensions_mut().remove::<Failure>() {
         response = visit.failure_page(&s, failure);
     }
-    let html = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"text/html"));
-    let mut response = secure(response, html);
+    // Everything made for a person (pages, fragments, exports, redirects)
+    // stays out of caches; only the brand's files are shared.
+    let mut response = secure(response, personal);
     // A language picked from the switcher is remembered by the browser.
     if let Some(lang) = visit.remember_language {
         if let Ok(v) = HeaderValue::from_str(&format!(

@@ -70,10 +70,18 @@ fn send_link(s: &AppState, visit: &Visit, email: String) {
     let Some(authority) = visit.authority.clone() else {
         return;
     };
-    let host = authority.split(':').next().unwrap_or("").to_owned();
+    let Some(host) = super::look::host_of(&authority) else {
+        return;
+    };
     let local = host == "localhost" || host.ends_with(".localhost");
-    // Local names have no certificates; everything else is served over TLS.
-    let scheme = if local { "http" } else { "https" };
+    // Local names have no certificates and keep their port (development);
+    // everything else is linked as served to the public: TLS on its usual
+    // port, whatever port this request reached the node on.
+    let (scheme, authority) = if local {
+        ("http", authority)
+    } else {
+        ("https", host.clone())
+    };
     let look = visit.look.clone();
     let state = s.clone();
     tokio::spawn(async move {

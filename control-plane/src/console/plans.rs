@@ -69,6 +69,8 @@ pub(super) fn parse_decimal(text: &str) -> Option<i64> {
         None => (false, text),
     };
     let (whole, fraction) = match digits.split_once(['.', ',']) {
+        // "1,500" is 1.5 in German and 1500 in English: refused, not guessed.
+        Some((_, f)) if digits.contains(',') && f.len() == 3 => return None,
         Some((w, f)) => (w, f),
         None => (digits, ""),
     };
@@ -261,7 +263,14 @@ fn parse_rates(text: &str) -> Result<Vec<RateRule>, Vec<String>> {
             continue;
         }
         let fields: Vec<&str> = line.split(';').map(str::trim).collect();
-        let money = |i: usize| fields.get(i).and_then(|f| parse_decimal(f));
+        // Every price of a rate is written out: an empty one is a mistake,
+        // not a free destination.
+        let money = |i: usize| {
+            fields
+                .get(i)
+                .filter(|f| !f.is_empty())
+                .and_then(|f| parse_decimal(f))
+        };
         let seconds = |i: usize| fields.get(i).and_then(|f| f.parse::<i64>().ok());
         match (
             fields.len() == 7,
@@ -341,6 +350,8 @@ mod tests {
         assert_eq!(parse_decimal("1.2.3"), None);
         assert_eq!(parse_decimal("9999999999"), None);
         assert_eq!(parse_decimal("-0.5"), Some(-500_000));
+        assert_eq!(parse_decimal("1,500"), None, "ambiguous");
+        assert_eq!(parse_decimal("1,50"), Some(1_500_000));
         assert_eq!(decimal(19_000), "0.019");
         assert_eq!(decimal(2_500_000), "2.50");
         assert_eq!(decimal(0), "0.00");
@@ -359,8 +370,10 @@ mod tests {
         assert_eq!(rates[0].minute_micros, 19_000);
         assert_eq!(rates[1].prefix, "");
         assert_eq!(rates[1].minimum_micros, 20_000);
-        let errors = parse_rates("49; Germany; 0.019\n1; US; x; 0; 1; 1; 0").expect_err("invalid");
-        assert_eq!(errors.len(), 2);
+        let errors =
+            parse_rates("49; Germany; 0.019\n1; US; x; 0; 1; 1; 0\n2; Free?; ; ; 60; 60; ")
+                .expect_err("invalid");
+        assert_eq!(errors.len(), 3);
         assert!(errors[0].starts_with("1:") && errors[1].starts_with("2:"));
     }
 }
