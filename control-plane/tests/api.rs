@@ -131,6 +131,20 @@ async fn authorisation_matrix(db: TestDb) {
         )
         .await
         .unwrap();
+    let trunk = api
+        .db
+        .store
+        .trunks()
+        .create(
+            &sys,
+            Some(x),
+            &serde_json::from_value(
+                json!({"name": "X carrier", "host": "127.0.0.1", "auth_mode": "ip"}),
+            )
+            .unwrap(),
+        )
+        .await
+        .unwrap();
     let (reseller_hook, _) = api
         .db
         .store
@@ -376,6 +390,45 @@ async fn authorisation_matrix(db: TestDb) {
                 json!({"number": "600", "name": "Support", "strategy": "sequential", "members": [ext]}),
             ),
             ok,
+        ),
+        // Trunks: the operator's and each reseller's own; customers none.
+        row(
+            M::GET,
+            "/api/v1/trunks".into(),
+            None,
+            [200, 200, 200, 403, 403],
+        ),
+        row(
+            M::POST,
+            format!("/api/v1/trunks?reseller_id={x}"),
+            Some(json!({"name": "Carrier {who}", "host": "127.0.0.1", "auth_mode": "ip"})),
+            [201, 201, 404, 404, 404],
+        ),
+        row(
+            M::GET,
+            format!("/api/v1/trunks/{}", trunk.id),
+            None,
+            [200, 200, 404, 403, 403],
+        ),
+        row(
+            M::PUT,
+            format!("/api/v1/trunks/{}", trunk.id),
+            Some(
+                json!({"name": "X carrier", "host": "127.0.0.2", "auth_mode": "ip", "priority": 5}),
+            ),
+            [200, 200, 404, 403, 403],
+        ),
+        row(
+            M::PUT,
+            format!("/api/v1/trunks/{}/routes", trunk.id),
+            Some(json!([{"prefix": "49"}, {"prefix": "", "priority": 200}])),
+            [200, 200, 404, 403, 403],
+        ),
+        row(
+            M::GET,
+            format!("/api/v1/trunks/{}/routes", trunk.id),
+            None,
+            [200, 200, 404, 403, 403],
         ),
         // Scope-filtered read views: everyone gets an answer of their own.
         row(

@@ -142,6 +142,20 @@ async fn every_documented_route_answers_as_documented(db: TestDb) {
         .await
         .unwrap();
     let token = api.db.store.api_tokens().list(&sys).await.unwrap()[0].id;
+    let trunk = api
+        .db
+        .store
+        .trunks()
+        .create(
+            &sys,
+            None,
+            &serde_json::from_value(
+                json!({"name": "Carrier", "host": "127.0.0.1", "auth_mode": "ip"}),
+            )
+            .unwrap(),
+        )
+        .await
+        .unwrap();
 
     let served = api.get(Who::Anonymous, "/api/v1/openapi.json").await;
     assert_eq!(served.status, 200);
@@ -171,6 +185,7 @@ async fn every_documented_route_answers_as_documented(db: TestDb) {
             "tokens" => token.0,
             "webhooks" => webhook.id,
             "ring-groups" => group.id.0,
+            "trunks" => trunk.id.0,
             other => panic!("no id known for /{other}"),
         }
     };

@@ -228,6 +228,9 @@ impl Store {
     pub fn password_resets(&self) -> crate::password_resets::PasswordResets<'_> {
         crate::password_resets::PasswordResets(self)
     }
+    pub fn trunks(&self) -> crate::trunks::Trunks<'_> {
+        crate::trunks::Trunks(self)
+    }
     pub fn totp(&self) -> crate::totp::Totp<'_> {
         crate::totp::Totp(self)
     }

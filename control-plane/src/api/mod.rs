@@ -25,6 +25,7 @@ pub mod phones;
 pub mod problem;
 pub mod session;
 pub mod tenants;
+pub mod trunks;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -103,7 +104,7 @@ impl ApiState {
     security(("bearer" = [])),
     tags(
         (name = "resellers"), (name = "customers"), (name = "extensions"), (name = "devices"), (name = "ring-groups"),
-        (name = "numbers"), (name = "price-plans"), (name = "logins"), (name = "tokens"),
+        (name = "numbers"), (name = "trunks"), (name = "price-plans"), (name = "logins"), (name = "tokens"),
         (name = "live"), (name = "call-records"), (name = "statements"), (name = "webhooks"), (name = "session"),
     )
 )]
@@ -195,6 +196,7 @@ fn documented() -> OpenApiRouter<AppState> {
         .merge(tenants::routes())
         .merge(phones::routes())
         .merge(groups::routes())
+        .merge(trunks::routes())
         .merge(numbers::routes())
         .merge(billing::routes())
         .merge(access::routes())
