@@ -45,6 +45,9 @@ templates!(
     "ring_group_fields",
     "plans",
     "plan",
+    "trunks",
+    "trunk",
+    "trunk_fields",
 );
 
 /// The console's texts per language: (language code, TOML table of texts).

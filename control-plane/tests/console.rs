@@ -1422,6 +1422,104 @@ async fn resellers_and_the_operator_keep_their_price_plans(db: TestDb) {
     assert!(listed.body.contains("Wholesale 2027") && !listed.body.contains("Office"));
 }
 
+async fn trunks_are_kept_by_their_owner_and_never_show_their_secret(db: TestDb) {
+    let api = setup(db).await;
+    let mut x = Browser::new(&api, HOST_X);
+    x.sign_in("x@reseller-x.test").await;
+    let token = x.token("/trunks").await;
+    let base = [
+        ("csrf", token.as_str()),
+        ("name", "Carrier X"),
+        ("host", "127.0.0.1"),
+        ("port", "5080"),
+        ("transport", "udp"),
+        ("number_format", "national"),
+        ("priority", "10"),
+        ("enabled", "1"),
+        ("inbound_sources", "127.0.0.0/8"),
+    ];
+    let mut without_secret = base.to_vec();
+    without_secret.extend([("auth_mode", "register"), ("username", "pbx")]);
+    let refused = x.post("/trunks", &without_secret).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        refused.body
+    );
+    let mut with_secret = without_secret.clone();
+    with_secret.push(("secret", "carrier-secret-123"));
+    let created = x.post("/trunks", &with_secret).await;
+    assert_eq!(created.status, StatusCode::SEE_OTHER, "{}", created.body);
+    let path = created
+        .location()
+        .split('?')
+        .next()
+        .unwrap_or("")
+        .to_owned();
+    let page = x.get(&path).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        !page.body.contains("carrier-secret-123"),
+        "the secret is never shown"
+    );
+    let routes = x
+        .post(
+            &format!("{path}/routes"),
+            &[("csrf", &token), ("routes", "+49; 10\n*; 500")],
+        )
+        .await;
+    assert_eq!(routes.status, StatusCode::SEE_OTHER, "{}", routes.body);
+    let trunks = api
+        .db
+        .store
+        .trunks()
+        .list(&api.t.reseller_x_admin)
+        .await
+        .expect("trunks");
+    assert_eq!(trunks.len(), 1);
+    assert_eq!(trunks[0].reseller_id, Some(api.t.reseller_x.id));
+    let stored = api
+        .db
+        .store
+        .trunks()
+        .routes(&api.t.reseller_x_admin, trunks[0].id)
+        .await
+        .expect("routes");
+    assert_eq!(stored.len(), 2);
+    // Saved again without a secret: the secret stays.
+    let mut again = base.to_vec();
+    let version = trunks[0].version.to_string();
+    again.extend([
+        ("auth_mode", "register"),
+        ("username", "pbx"),
+        ("version", version.as_str()),
+    ]);
+    let saved = x.post(&path, &again).await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
+    // Nobody else reaches it.
+    let mut y = Browser::new(&api, HOST_Y);
+    y.sign_in("y@reseller-y.test").await;
+    assert_eq!(y.get(&path).await.status, StatusCode::NOT_FOUND);
+    let mut admin = Browser::new(&api, HOST_X);
+    admin.sign_in("admin@acme.test").await;
+    assert_eq!(admin.get("/trunks").await.status, StatusCode::NOT_FOUND);
+    let mut ops = Browser::new(&api, OPERATOR_HOST);
+    ops.sign_in("root@ostwind.test").await;
+    assert!(
+        ops.get("/trunks").await.body.contains("Carrier X"),
+        "the operator sees all"
+    );
+    let deleted = x
+        .post(
+            &format!("{path}/delete"),
+            &[("csrf", &token), ("confirm", "1")],
+        )
+        .await;
+    assert_eq!(deleted.status, StatusCode::SEE_OTHER);
+    assert_eq!(x.get(&path).await.status, StatusCode::NOT_FOUND);
+}
+
 async fn pages_speak_the_users_language(db: TestDb) {
     let api = setup(db).await;
     // Reseller X's default language is German; the browser asks for English.
@@ -1565,6 +1663,7 @@ pbx_store::both_engines!(
     admins_can_add_a_second_factor,
     customer_admin_runs_ring_groups,
     resellers_and_the_operator_keep_their_price_plans,
+    trunks_are_kept_by_their_owner_and_never_show_their_secret,
     pages_speak_the_users_language,
     dashboard_shows_registrations_heard_live,
 );

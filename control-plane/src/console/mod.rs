@@ -18,6 +18,7 @@ mod password;
 mod plans;
 mod reseller;
 mod sign_in;
+mod trunks;
 mod visit;
 
 use axum::extract::{Request, State};
@@ -106,6 +107,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(account::routes())
         .merge(groups::routes())
         .merge(plans::routes())
+        .merge(trunks::routes())
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_FORM_BODY))
         .layer(axum::middleware::from_fn_with_state(state.clone(), prepare))

@@ -65,6 +65,8 @@ const FLASHES: &[&str] = &[
     "ring_group_created",
     "ring_group_deleted",
     "plan_created",
+    "trunk_created",
+    "trunk_deleted",
 ];
 
 impl Visit {
@@ -284,12 +286,14 @@ impl Visit {
             Scope::Reseller { .. } => vec![
                 ("/customers".to_owned(), "customers"),
                 ("/plans".to_owned(), "price_plans"),
+                ("/trunks".to_owned(), "trunks"),
                 ("/brand".to_owned(), "branding"),
                 ("/account".to_owned(), "security"),
             ],
             Scope::Operator => vec![
                 ("/resellers".to_owned(), "resellers"),
                 ("/plans".to_owned(), "price_plans"),
+                ("/trunks".to_owned(), "trunks"),
                 ("/health".to_owned(), "platform_health"),
                 ("/account".to_owned(), "security"),
             ],
