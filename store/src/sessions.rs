@@ -303,12 +303,14 @@ impl Sessions<'_> {
 
     /// Lets a reseller admin's session act as one of its customers (Some),
     /// or return to its own scope (None). Both are written to the audit log.
+    /// The session continues under a new id (returned: the cookie's new
+    /// value), as at every change of what a session may do.
     pub async fn act_as(
         &self,
         id: &str,
         by: &Principal,
         customer: Option<CustomerId>,
-    ) -> Result<()> {
+    ) -> Result<String> {
         let Scope::Reseller { reseller } = by.scope else {
             return Err(crate::StoreError::Forbidden(
                 "only a reseller admin can open a customer's console",
@@ -331,11 +333,15 @@ impl Sessions<'_> {
                 .await?
                 .ok_or(crate::StoreError::NotFound)?
                 .try_get("acting_customer_id")?;
-        sqlx::query("UPDATE sessions SET acting_customer_id = $1 WHERE id_sha256 = $2")
-            .bind(target.map(|c| c.0))
-            .bind(sha256_hex(id))
-            .execute(tx.conn())
-            .await?;
+        let fresh = random_token(32);
+        sqlx::query(
+            "UPDATE sessions SET acting_customer_id = $1, id_sha256 = $2 WHERE id_sha256 = $3",
+        )
+        .bind(target.map(|c| c.0))
+        .bind(sha256_hex(&fresh))
+        .bind(sha256_hex(id))
+        .execute(tx.conn())
+        .await?;
         let logged = target.or(before.map(CustomerId));
         audit::record(
             &mut tx,
@@ -350,7 +356,8 @@ impl Sessions<'_> {
             },
         )
         .await?;
-        tx.commit().await
+        tx.commit().await?;
+        Ok(fresh)
     }
 
     /// Drops sessions that can no longer be resumed.
@@ -475,11 +482,15 @@ mod tests {
             matches!(refused, Err(crate::StoreError::NotFound)),
             "{refused:?}"
         );
-        sessions
+        let id = sessions
             .act_as(&s.id, &own.principal, Some(t.customer_a.id))
             .await
             .unwrap();
-        let acting = sessions.resume(&s.id).await.unwrap().unwrap();
+        assert!(
+            sessions.resume(&s.id).await.unwrap().is_none(),
+            "the id before is worth nothing"
+        );
+        let acting = sessions.resume(&id).await.unwrap().unwrap();
         assert_eq!(acting.acting_as, Some(t.customer_a.id));
         assert_eq!(acting.principal.scope, t.customer_a_admin.scope);
         assert_eq!(acting.principal.actor.label(), own.principal.actor.label());
@@ -501,10 +512,10 @@ mod tests {
             .set_status(&sys, t.customer_a.id, crate::resellers::Status::Suspended)
             .await
             .unwrap();
-        let back = sessions.resume(&s.id).await.unwrap().unwrap();
+        let back = sessions.resume(&id).await.unwrap().unwrap();
         assert_eq!(back.acting_as, None);
         assert_eq!(back.principal.scope, own.principal.scope);
-        sessions.act_as(&s.id, &own.principal, None).await.unwrap();
+        let id = sessions.act_as(&id, &own.principal, None).await.unwrap();
         let logged = db
             .count(&format!(
                 "SELECT COUNT(*) AS n FROM audit_log WHERE action IN ('impersonate', 'impersonate_end') \
@@ -519,7 +530,7 @@ mod tests {
             .set_status(&sys, t.customer_a.id, crate::resellers::Status::Active)
             .await
             .unwrap();
-        let after = sessions.resume(&s.id).await.unwrap().unwrap();
+        let after = sessions.resume(&id).await.unwrap().unwrap();
         assert_eq!(after.acting_as, None);
     }
 

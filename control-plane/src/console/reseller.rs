@@ -152,12 +152,15 @@ async fn impersonate(
     let by = visit.principal()?;
     let cookie = crate::api::session::cookie(&headers).ok_or(Failure::SignIn)?;
     let customer = CustomerId(id);
-    s.store
+    let fresh = s
+        .store
         .sessions()
         .act_as(cookie, by, Some(customer))
         .await?;
     tracing::info!(customer = %customer, "reseller admin opened a customer's console");
-    Ok(Redirect::to(&format!("/customers/{customer}")).into_response())
+    let mut response = Redirect::to(&format!("/customers/{customer}")).into_response();
+    super::sign_in::set_session_cookie(&mut response, &fresh);
+    Ok(response)
 }
 
 async fn end_impersonation(
@@ -169,8 +172,10 @@ async fn end_impersonation(
     let session = visit.signed_in()?;
     let own = session.login.principal().ok_or(Failure::Forbidden)?;
     let cookie = crate::api::session::cookie(&headers).ok_or(Failure::SignIn)?;
-    s.store.sessions().act_as(cookie, &own, None).await?;
-    Ok(Redirect::to("/customers").into_response())
+    let fresh = s.store.sessions().act_as(cookie, &own, None).await?;
+    let mut response = Redirect::to("/customers").into_response();
+    super::sign_in::set_session_cookie(&mut response, &fresh);
+    Ok(response)
 }
 
 #[derive(Deserialize)]

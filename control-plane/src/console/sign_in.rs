@@ -147,7 +147,7 @@ pub async fn submit(
     Ok(response)
 }
 
-fn set_session_cookie(response: &mut Response, id: &str) {
+pub(super) fn set_session_cookie(response: &mut Response, id: &str) {
     let cookie = format!(
         "{COOKIE}={id}; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age={}",
         pbx_store::sessions::ABSOLUTE_MS / 1000
