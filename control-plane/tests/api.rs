@@ -131,6 +131,21 @@ async fn authorisation_matrix(db: TestDb) {
         )
         .await
         .unwrap();
+    let rule = api
+        .db
+        .store
+        .business_hours()
+        .create(
+            &sys,
+            a,
+            &serde_json::from_value(
+                json!({"name": "Office", "weekly": [{"day": 1, "open": "08:00", "close": "17:00"}],
+                "open_destination": {"kind": "extension", "id": ext}}),
+            )
+            .unwrap(),
+        )
+        .await
+        .unwrap();
     let trunk = api
         .db
         .store
@@ -389,6 +404,38 @@ async fn authorisation_matrix(db: TestDb) {
             Some(
                 json!({"number": "600", "name": "Support", "strategy": "sequential", "members": [ext]}),
             ),
+            ok,
+        ),
+        row(
+            M::GET,
+            format!("/api/v1/customers/{a}/business-hours"),
+            None,
+            ok,
+        ),
+        row(
+            M::POST,
+            format!("/api/v1/customers/{a}/business-hours"),
+            Some(json!({"name": "Hours {who}", "holidays": [{"date": "2026-12-24"}]})),
+            [201, 201, 404, 201, 404],
+        ),
+        row(
+            M::GET,
+            format!("/api/v1/business-hours/{}", rule.id),
+            None,
+            ok,
+        ),
+        row(
+            M::PUT,
+            format!("/api/v1/business-hours/{}", rule.id),
+            Some(
+                json!({"name": "Office", "weekly": [{"day": 2, "open": "09:00", "close": "18:00"}]}),
+            ),
+            ok,
+        ),
+        row(
+            M::GET,
+            format!("/api/v1/business-hours/{}/state?at=1795000000000", rule.id),
+            None,
             ok,
         ),
         // Trunks: the operator's and each reseller's own; customers none.

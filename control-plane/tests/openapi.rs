@@ -142,6 +142,17 @@ async fn every_documented_route_answers_as_documented(db: TestDb) {
         .await
         .unwrap();
     let token = api.db.store.api_tokens().list(&sys).await.unwrap()[0].id;
+    let rule = api
+        .db
+        .store
+        .business_hours()
+        .create(
+            &sys,
+            t.customer_a.id,
+            &serde_json::from_value(json!({"name": "Office"})).unwrap(),
+        )
+        .await
+        .unwrap();
     let trunk = api
         .db
         .store
@@ -186,6 +197,7 @@ async fn every_documented_route_answers_as_documented(db: TestDb) {
             "webhooks" => webhook.id,
             "ring-groups" => group.id.0,
             "trunks" => trunk.id.0,
+            "business-hours" => rule.id.0,
             other => panic!("no id known for /{other}"),
         }
     };

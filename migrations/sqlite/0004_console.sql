@@ -25,3 +25,28 @@ CREATE TABLE password_resets (
 );
 CREATE INDEX password_resets_login ON password_resets (login_id);
 CREATE INDEX password_resets_expiry ON password_resets (expires_at);
+
+-- Business hours of a customer: when its calls go to the open destination
+-- and when to the closed one (weekly intervals and holidays, as JSON, in the
+-- customer's time zone). Destinations are the customer's own.
+CREATE TABLE business_hours (
+    id                   INTEGER PRIMARY KEY,
+    customer_id          BIGINT  NOT NULL REFERENCES customers (id) ON DELETE RESTRICT,
+    name                 TEXT    NOT NULL CHECK (length(name) BETWEEN 1 AND 100),
+    weekly               TEXT    NOT NULL DEFAULT '[]',
+    holidays             TEXT    NOT NULL DEFAULT '[]',
+    open_extension_id    BIGINT,
+    open_ring_group_id   BIGINT,
+    closed_extension_id  BIGINT,
+    closed_ring_group_id BIGINT,
+    created_at           BIGINT  NOT NULL,
+    deleted_at           BIGINT,
+    version              BIGINT  NOT NULL DEFAULT 1,
+    CHECK (open_extension_id IS NULL OR open_ring_group_id IS NULL),
+    CHECK (closed_extension_id IS NULL OR closed_ring_group_id IS NULL),
+    FOREIGN KEY (open_extension_id, customer_id) REFERENCES extensions (id, customer_id),
+    FOREIGN KEY (open_ring_group_id, customer_id) REFERENCES ring_groups (id, customer_id),
+    FOREIGN KEY (closed_extension_id, customer_id) REFERENCES extensions (id, customer_id),
+    FOREIGN KEY (closed_ring_group_id, customer_id) REFERENCES ring_groups (id, customer_id)
+);
+CREATE INDEX business_hours_customer ON business_hours (customer_id);

@@ -31,4 +31,5 @@ id_type!(
     PlanId,
     TrunkId,
     RingGroupId,
+    BusinessHoursId,
 );

@@ -25,6 +25,7 @@
 
 pub mod api_tokens;
 pub mod audit;
+pub mod business_hours;
 pub mod call_records;
 pub mod changes;
 pub mod customers;

@@ -17,6 +17,7 @@ pub mod billing;
 pub mod etag;
 pub mod events;
 pub mod groups;
+pub mod hours;
 pub mod idempotency;
 pub mod input;
 pub mod numbers;
@@ -103,7 +104,7 @@ impl ApiState {
     components(schemas(Problem, problem::ProblemField)),
     security(("bearer" = [])),
     tags(
-        (name = "resellers"), (name = "customers"), (name = "extensions"), (name = "devices"), (name = "ring-groups"),
+        (name = "resellers"), (name = "customers"), (name = "extensions"), (name = "devices"), (name = "ring-groups"), (name = "business-hours"),
         (name = "numbers"), (name = "trunks"), (name = "price-plans"), (name = "logins"), (name = "tokens"),
         (name = "live"), (name = "call-records"), (name = "statements"), (name = "webhooks"), (name = "session"),
     )
@@ -197,6 +198,7 @@ fn documented() -> OpenApiRouter<AppState> {
         .merge(phones::routes())
         .merge(groups::routes())
         .merge(trunks::routes())
+        .merge(hours::routes())
         .merge(numbers::routes())
         .merge(billing::routes())
         .merge(access::routes())
