@@ -50,3 +50,6 @@ CREATE TABLE business_hours (
     FOREIGN KEY (closed_ring_group_id, customer_id) REFERENCES ring_groups (id, customer_id)
 );
 CREATE INDEX business_hours_customer ON business_hours (customer_id);
+
+-- A phone number may also route to a business-hours rule of its customer.
+ALTER TABLE phone_numbers ADD COLUMN dest_business_hours_id BIGINT REFERENCES business_hours (id);

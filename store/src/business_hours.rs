@@ -150,7 +150,8 @@ impl BusinessHoursSettings {
         match d {
             Some(Destination::Extension(e)) => (Some(e.0), None),
             Some(Destination::RingGroup(g)) => (None, Some(g.0)),
-            None => (None, None),
+            // Refused by check_destinations before anything is written.
+            Some(Destination::BusinessHours(_)) | None => (None, None),
         }
     }
 }
@@ -272,6 +273,8 @@ impl BusinessHoursRules<'_> {
                     Err(StoreError::NotFound) => false,
                     Err(e) => return Err(e),
                 },
+                // A rule does not lead to another rule.
+                Some(Destination::BusinessHours(_)) => false,
             };
             if !ok {
                 return Err(StoreError::invalid(
@@ -370,10 +373,18 @@ impl BusinessHoursRules<'_> {
         self.get(by, id).await
     }
 
+    /// Removes a rule; numbers routed to it lose their destination.
     pub async fn delete(&self, by: &Principal, id: BusinessHoursId) -> Result<()> {
         by.may_write(Level::Customer)?;
         let current = self.get(by, id).await?;
         let mut tx = self.0.begin().await?;
+        sqlx::query(
+            "UPDATE phone_numbers SET dest_business_hours_id = NULL, version = version + 1 \
+             WHERE dest_business_hours_id = $1",
+        )
+        .bind(id.0)
+        .execute(tx.conn())
+        .await?;
         sqlx::query(
             "UPDATE business_hours SET deleted_at = $1, version = version + 1 WHERE id = $2",
         )
@@ -620,11 +631,72 @@ mod tests {
             )
             .await;
         assert!(matches!(stale, Err(StoreError::VersionMismatch)));
+        // A number of the customer routes to the rule; not another customer's.
+        let sys = Principal::system();
+        let number = db
+            .store
+            .numbers()
+            .create(&sys, "+4930555000", Some(t.reseller_x.id))
+            .await
+            .unwrap();
+        db.store
+            .numbers()
+            .assign(&sys, number.id, t.customer_a.id)
+            .await
+            .unwrap();
+        let routed = db
+            .store
+            .numbers()
+            .set_destination(
+                &t.customer_a_admin,
+                number.id,
+                Some(Destination::BusinessHours(rule.id)),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            routed.destination,
+            Some(Destination::BusinessHours(rule.id))
+        );
+        let b_rule = rules
+            .create(
+                &t.customer_b_admin,
+                t.customer_b.id,
+                &BusinessHoursSettings {
+                    name: "B".into(),
+                    weekly: Vec::new(),
+                    holidays: Vec::new(),
+                    open_destination: None,
+                    closed_destination: None,
+                },
+            )
+            .await
+            .unwrap();
+        assert!(db
+            .store
+            .numbers()
+            .set_destination(&sys, number.id, Some(Destination::BusinessHours(b_rule.id)))
+            .await
+            .is_err());
+        // A rule does not lead to a rule.
+        let mut chained = settings.clone();
+        chained.closed_destination = Some(Destination::BusinessHours(rule.id));
+        assert!(matches!(
+            rules
+                .create(&t.customer_a_admin, t.customer_a.id, &chained)
+                .await,
+            Err(StoreError::Invalid(_))
+        ));
         rules.delete(&t.customer_a_admin, rule.id).await.unwrap();
         assert!(matches!(
             rules.get(&t.customer_a_admin, rule.id).await,
             Err(StoreError::NotFound)
         ));
+        let after = db.store.numbers().get(&sys, number.id).await.unwrap();
+        assert_eq!(
+            after.destination, None,
+            "a deleted rule's numbers lose their destination"
+        );
     }
 
     crate::both_engines!(rules_are_the_customers_and_point_at_its_own_destinations);

@@ -323,7 +323,8 @@ impl Customers<'_> {
                 .await?;
             sqlx::query(
                 "UPDATE phone_numbers SET customer_id = NULL, dest_extension_id = NULL, \
-                 dest_ring_group_id = NULL, version = version + 1 WHERE customer_id = $1",
+                 dest_ring_group_id = NULL, dest_business_hours_id = NULL, version = version + 1 \
+                 WHERE customer_id = $1",
             )
             .bind(id.0)
             .execute(tx.conn())

@@ -24,6 +24,8 @@ use crate::{
 pub enum Destination {
     Extension(ExtensionId),
     RingGroup(RingGroupId),
+    /// Open or closed, the rule's own destination (numbers only).
+    BusinessHours(crate::BusinessHoursId),
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -40,7 +42,7 @@ pub struct PhoneNumber {
 
 const COLUMNS: &str =
     "n.id, n.e164, n.reseller_id, n.customer_id, n.dest_extension_id, n.dest_ring_group_id, \
-    n.created_at, n.version";
+    n.dest_business_hours_id, n.created_at, n.version";
 /// A reseller sees the numbers it holds; a customer the ones assigned to it.
 const SCOPED: &str = "FROM phone_numbers n \
     WHERE ($1 IS NULL OR n.reseller_id = $1) AND ($2 IS NULL OR n.customer_id = $2)";
@@ -48,6 +50,7 @@ const SCOPED: &str = "FROM phone_numbers n \
 fn from_row(row: &AnyRow) -> Result<PhoneNumber, sqlx::Error> {
     let extension = row.try_get::<Option<i64>, _>("dest_extension_id")?;
     let ring_group = row.try_get::<Option<i64>, _>("dest_ring_group_id")?;
+    let hours = row.try_get::<Option<i64>, _>("dest_business_hours_id")?;
     Ok(PhoneNumber {
         id: NumberId(row.try_get("id")?),
         e164: row.try_get("e164")?,
@@ -57,10 +60,11 @@ fn from_row(row: &AnyRow) -> Result<PhoneNumber, sqlx::Error> {
         customer_id: row
             .try_get::<Option<i64>, _>("customer_id")?
             .map(CustomerId),
-        destination: match (extension, ring_group) {
-            (Some(e), _) => Some(Destination::Extension(ExtensionId(e))),
-            (None, Some(g)) => Some(Destination::RingGroup(RingGroupId(g))),
-            (None, None) => None,
+        destination: match (extension, ring_group, hours) {
+            (Some(e), _, _) => Some(Destination::Extension(ExtensionId(e))),
+            (None, Some(g), _) => Some(Destination::RingGroup(RingGroupId(g))),
+            (None, None, Some(h)) => Some(Destination::BusinessHours(crate::BusinessHoursId(h))),
+            (None, None, None) => None,
         },
         created_at: row.try_get("created_at")?,
         version: row.try_get("version")?,
@@ -262,18 +266,31 @@ impl Numbers<'_> {
                 ));
             }
         }
-        let (extension, ring_group) = match destination {
-            Some(Destination::Extension(e)) => (Some(e.0), None),
-            Some(Destination::RingGroup(g)) => (None, Some(g.0)),
-            None => (None, None),
+        if let Some(Destination::BusinessHours(h)) = destination {
+            // The rule must be this customer's (the store's scope and check).
+            let rule = self.0.business_hours().get(by, h).await?;
+            if rule.customer_id != customer {
+                return Err(StoreError::invalid(
+                    "destination",
+                    "the business-hours rule does not exist in this customer",
+                ));
+            }
+        }
+        let (extension, ring_group, hours) = match destination {
+            Some(Destination::Extension(e)) => (Some(e.0), None, None),
+            Some(Destination::RingGroup(g)) => (None, Some(g.0), None),
+            Some(Destination::BusinessHours(h)) => (None, None, Some(h.0)),
+            None => (None, None, None),
         };
         let mut tx = self.0.begin().await?;
         // The composite foreign keys refuse a destination of another customer.
         sqlx::query(
-            "UPDATE phone_numbers SET dest_extension_id = $1, dest_ring_group_id = $2, version = version + 1 WHERE id = $3",
+            "UPDATE phone_numbers SET dest_extension_id = $1, dest_ring_group_id = $2, \
+             dest_business_hours_id = $3, version = version + 1 WHERE id = $4",
         )
         .bind(extension)
         .bind(ring_group)
+        .bind(hours)
         .bind(id.0)
         .execute(tx.conn())
         .await

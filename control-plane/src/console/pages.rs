@@ -632,6 +632,14 @@ async fn numbers(
         .into_iter()
         .map(|g| (g.id, format!("{} {}", g.number, g.name)))
         .collect();
+    let rules: HashMap<pbx_store::BusinessHoursId, String> = s
+        .store
+        .business_hours()
+        .list(by, customer.id)
+        .await?
+        .into_iter()
+        .map(|r| (r.id, r.name))
+        .collect();
     let list: Vec<Value> = s
         .store
         .numbers()
@@ -643,6 +651,7 @@ async fn numbers(
             let destination = match n.destination {
                 Some(Destination::Extension(e)) => extensions.get(&e).cloned(),
                 Some(Destination::RingGroup(g)) => groups.get(&g).cloned(),
+                Some(Destination::BusinessHours(h)) => rules.get(&h).cloned(),
                 None => None,
             };
             json!({ "number": n.e164, "destination": destination.unwrap_or_else(|| "–".into()) })
