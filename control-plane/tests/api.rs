@@ -438,6 +438,26 @@ async fn authorisation_matrix(db: TestDb) {
             None,
             ok,
         ),
+        // Limits: set from above only.
+        row(M::GET, format!("/api/v1/customers/{a}/limits"), None, ok),
+        row(
+            M::PUT,
+            format!("/api/v1/customers/{a}/limits"),
+            Some(json!({"max_concurrent_outbound": 5, "allow_international": true})),
+            [200, 200, 404, 403, 404],
+        ),
+        row(
+            M::GET,
+            format!("/api/v1/resellers/{x}/limits"),
+            None,
+            [200, 200, 404, 403, 404],
+        ),
+        row(
+            M::PUT,
+            format!("/api/v1/resellers/{x}/limits"),
+            Some(json!({"max_spend_per_day_micros": 100000000})),
+            [200, 403, 403, 403, 403],
+        ),
         // Trunks: the operator's and each reseller's own; customers none.
         row(
             M::GET,

@@ -53,3 +53,18 @@ CREATE INDEX business_hours_customer ON business_hours (customer_id);
 
 -- A phone number may also route to a business-hours rule of its customer.
 ALTER TABLE phone_numbers ADD COLUMN dest_business_hours_id BIGINT REFERENCES business_hours (id);
+
+-- Fraud and cost limits of a reseller or of a customer (one row each, none:
+-- no limits and international/premium off).
+CREATE TABLE call_limits (
+    id                       INTEGER PRIMARY KEY,
+    reseller_id              BIGINT  UNIQUE REFERENCES resellers (id) ON DELETE CASCADE,
+    customer_id              BIGINT  UNIQUE REFERENCES customers (id) ON DELETE CASCADE,
+    max_concurrent_outbound  BIGINT  CHECK (max_concurrent_outbound IS NULL OR max_concurrent_outbound >= 0),
+    max_attempts_per_minute  BIGINT  CHECK (max_attempts_per_minute IS NULL OR max_attempts_per_minute >= 0),
+    max_spend_per_day_micros BIGINT  CHECK (max_spend_per_day_micros IS NULL OR max_spend_per_day_micros >= 0),
+    allow_international      BIGINT  NOT NULL DEFAULT 0 CHECK (allow_international IN (0, 1)),
+    allow_premium            BIGINT  NOT NULL DEFAULT 0 CHECK (allow_premium IN (0, 1)),
+    version                  BIGINT  NOT NULL DEFAULT 1,
+    CHECK ((reseller_id IS NULL) <> (customer_id IS NULL))
+);

@@ -228,6 +228,9 @@ impl Store {
     pub fn password_resets(&self) -> crate::password_resets::PasswordResets<'_> {
         crate::password_resets::PasswordResets(self)
     }
+    pub fn call_limits(&self) -> crate::limits::CallLimits<'_> {
+        crate::limits::CallLimits(self)
+    }
     pub fn business_hours(&self) -> crate::business_hours::BusinessHoursRules<'_> {
         crate::business_hours::BusinessHoursRules(self)
     }

@@ -37,6 +37,7 @@ pub mod extensions;
 pub mod forwards;
 pub mod idempotency;
 mod ids;
+pub mod limits;
 pub mod logins;
 pub mod numbering;
 pub mod numbers;

@@ -20,6 +20,7 @@ pub mod groups;
 pub mod hours;
 pub mod idempotency;
 pub mod input;
+pub mod limits;
 pub mod numbers;
 pub mod page;
 pub mod phones;
@@ -199,6 +200,7 @@ fn documented() -> OpenApiRouter<AppState> {
         .merge(groups::routes())
         .merge(trunks::routes())
         .merge(hours::routes())
+        .merge(limits::routes())
         .merge(numbers::routes())
         .merge(billing::routes())
         .merge(access::routes())
