@@ -48,6 +48,9 @@ templates!(
     "trunks",
     "trunk",
     "trunk_fields",
+    "hours",
+    "hours_rule",
+    "hours_fields",
 );
 
 /// The console's texts per language: (language code, TOML table of texts).

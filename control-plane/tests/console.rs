@@ -1520,6 +1520,86 @@ async fn trunks_are_kept_by_their_owner_and_never_show_their_secret(db: TestDb) 
     assert_eq!(x.get(&path).await.status, StatusCode::NOT_FOUND);
 }
 
+async fn customer_admin_keeps_business_hours(db: TestDb) {
+    let api = setup(db).await;
+    let a = api.t.customer_a.id;
+    let mut x = Browser::new(&api, HOST_X);
+    x.sign_in("admin@acme.test").await;
+    let list = format!("/customers/{a}/business-hours");
+    let token = x.token(&list).await;
+    let unknown = x
+        .post(
+            &list,
+            &[
+                ("csrf", &token),
+                ("name", "Office"),
+                ("weekly", "Mo-Fr 08:00-17:00"),
+                ("open_to", "999"),
+            ],
+        )
+        .await;
+    assert_eq!(unknown.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let created = x
+        .post(
+            &list,
+            &[
+                ("csrf", &token),
+                ("name", "Office"),
+                ("weekly", "Mo-Fr 08:00-17:30\nSa 09:00-12:00"),
+                ("holidays", "2026-12-24 Heiligabend"),
+                ("open_to", "101"),
+            ],
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::SEE_OTHER, "{}", created.body);
+    let rules = api
+        .db
+        .store
+        .business_hours()
+        .list(&api.t.customer_a_admin, a)
+        .await
+        .expect("rules");
+    assert_eq!(rules.len(), 1);
+    assert_eq!(rules[0].weekly.len(), 6);
+    assert_eq!(rules[0].holidays[0].name, "Heiligabend");
+    assert_eq!(
+        rules[0].open_destination,
+        Some(pbx_store::numbers::Destination::Extension(
+            api.t.extension_a.id
+        ))
+    );
+    let page = x.get(created.location()).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("Mo 08:00-17:30"), "{}", page.body);
+    let mut y = Browser::new(&api, HOST_Y);
+    y.sign_in("admin@bolt.test").await;
+    let path = created
+        .location()
+        .split('?')
+        .next()
+        .unwrap_or("")
+        .to_owned();
+    assert_eq!(y.get(&path).await.status, StatusCode::NOT_FOUND);
+    let bad_day = x
+        .post(
+            &path,
+            &[
+                ("csrf", &token),
+                ("name", "Office"),
+                ("weekly", "Xy 08:00-09:00"),
+            ],
+        )
+        .await;
+    assert_eq!(bad_day.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let deleted = x
+        .post(
+            &format!("{path}/delete"),
+            &[("csrf", &token), ("confirm", "1")],
+        )
+        .await;
+    assert_eq!(deleted.status, StatusCode::SEE_OTHER);
+}
+
 async fn pages_speak_the_users_language(db: TestDb) {
     let api = setup(db).await;
     // Reseller X's default language is German; the browser asks for English.
@@ -1664,6 +1744,7 @@ pbx_store::both_engines!(
     customer_admin_runs_ring_groups,
     resellers_and_the_operator_keep_their_price_plans,
     trunks_are_kept_by_their_owner_and_never_show_their_secret,
+    customer_admin_keeps_business_hours,
     pages_speak_the_users_language,
     dashboard_shows_registrations_heard_live,
 );

@@ -10,6 +10,7 @@
 
 mod account;
 mod groups;
+mod hours;
 pub mod i18n;
 pub mod look;
 mod operator;
@@ -106,6 +107,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(operator::routes())
         .merge(account::routes())
         .merge(groups::routes())
+        .merge(hours::routes())
         .merge(plans::routes())
         .merge(trunks::routes())
         .fallback(not_found)

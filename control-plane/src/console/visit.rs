@@ -67,6 +67,8 @@ const FLASHES: &[&str] = &[
     "plan_created",
     "trunk_created",
     "trunk_deleted",
+    "business_hours_created",
+    "business_hours_deleted",
 ];
 
 impl Visit {
@@ -272,6 +274,7 @@ impl Visit {
                 (format!("/customers/{c}"), "dashboard"),
                 (format!("/customers/{c}/extensions"), "extensions"),
                 (format!("/customers/{c}/ring-groups"), "ring_groups"),
+                (format!("/customers/{c}/business-hours"), "business_hours"),
                 (format!("/customers/{c}/numbers"), "phone_numbers"),
                 (format!("/customers/{c}/calls"), "call_history"),
             ],
