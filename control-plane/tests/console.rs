@@ -1369,12 +1369,53 @@ async fn resellers_and_the_operator_keep_their_price_plans(db: TestDb) {
         .await
         .expect("customer");
     assert_eq!(on_plan.retail_plan_id, Some(office.id));
+    // And sets the customer's limits.
+    let limited = x
+        .post(
+            &format!("/customers/{a}/limits"),
+            &[
+                ("csrf", &token),
+                ("max_concurrent_outbound", "3"),
+                ("max_attempts_per_minute", ""),
+                ("max_spend_per_day", "25.50"),
+                ("allow_international", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(limited.status, StatusCode::SEE_OTHER, "{}", limited.body);
+    let limits = api
+        .db
+        .store
+        .call_limits()
+        .for_customer(&api.t.customer_a_admin, a)
+        .await
+        .expect("limits");
+    assert_eq!(limits.max_concurrent_outbound, Some(3));
+    assert_eq!(limits.max_attempts_per_minute, None);
+    assert_eq!(limits.max_spend_per_day_micros, Some(25_500_000));
+    assert!(limits.allow_international && !limits.allow_premium);
+    let usage = x.get(&format!("/customers/{a}/usage")).await;
+    assert!(
+        usage.body.contains("value=\"25.50\""),
+        "the form shows what is set"
+    );
     // Reseller Y and customers do not reach it.
     let mut y = Browser::new(&api, HOST_Y);
     y.sign_in("y@reseller-y.test").await;
     assert_eq!(y.get(&plan_path).await.status, StatusCode::NOT_FOUND);
     let b = api.t.customer_b.id;
     let y_token_plan = y.token("/plans").await;
+    let foreign_limits = y
+        .post(
+            &format!("/customers/{a}/limits"),
+            &[("csrf", &y_token_plan), ("max_concurrent_outbound", "999")],
+        )
+        .await;
+    assert_eq!(
+        foreign_limits.status,
+        StatusCode::NOT_FOUND,
+        "another reseller's customer"
+    );
     let borrowed = y
         .post(
             &format!("/customers/{b}/plan"),

@@ -23,6 +23,7 @@ pub fn routes() -> Router<AppState> {
         .route("/customers/{id}/status", post(set_status))
         .route("/customers/{id}/usage", get(usage))
         .route("/customers/{id}/plan", post(set_plan))
+        .route("/customers/{id}/limits", post(set_limits))
         .route("/customers/{id}/impersonate", post(impersonate))
         .route("/impersonation/end", post(end_impersonation))
         .route("/brand", get(brand).post(save_brand))
@@ -228,12 +229,20 @@ async fn usage(
         .filter(|p| p.reseller_id == Some(reseller))
         .map(|p| json!({ "id": p.id, "name": p.name, "selected": Some(p.id) == customer.retail_plan_id }))
         .collect();
+    let limits = s.store.call_limits().for_customer(by, customer.id).await?;
     let texts = visit.texts(&s);
     visit.page(
         &s,
         "usage",
         texts.get("usage"),
         json!({
+            "limits": {
+                "max_concurrent_outbound": limits.max_concurrent_outbound,
+                "max_attempts_per_minute": limits.max_attempts_per_minute,
+                "spend": limits.max_spend_per_day_micros.map(super::plans::decimal),
+                "allow_international": limits.allow_international,
+                "allow_premium": limits.allow_premium,
+            },
             "plans": plans,
             "customer": { "id": customer.id, "name": customer.name },
             "month": format!("{year:04}-{month:02}"),
@@ -287,6 +296,51 @@ async fn set_plan(
         .update(by, c.id, Some(c.version), &settings)
         .await?;
     Ok(Redirect::to(&format!("/customers/{}/usage?done=saved", c.id)).into_response())
+}
+
+#[derive(Deserialize)]
+struct LimitsForm {
+    #[serde(default)]
+    max_concurrent_outbound: String,
+    #[serde(default)]
+    max_attempts_per_minute: String,
+    #[serde(default)]
+    max_spend_per_day: String,
+    allow_international: Option<String>,
+    allow_premium: Option<String>,
+}
+
+/// Sets a customer's fraud and cost limits (empty fields: no limit).
+async fn set_limits(
+    State(s): State<AppState>,
+    visit: Visit,
+    Path(id): Path<i64>,
+    Form(form): Form<LimitsForm>,
+) -> Result<Response, Failure> {
+    reseller_of(&visit)?;
+    let by = visit.principal()?;
+    let count = |text: &str| -> Result<Option<u32>, Failure> {
+        match text.trim() {
+            "" => Ok(None),
+            t => t.parse().map(Some).map_err(|_| Failure::BadRequest),
+        }
+    };
+    let spend = match form.max_spend_per_day.trim() {
+        "" => None,
+        t => Some(super::plans::parse_decimal(t).ok_or(Failure::BadRequest)?),
+    };
+    let limits = pbx_store::limits::Limits {
+        max_concurrent_outbound: count(&form.max_concurrent_outbound)?,
+        max_attempts_per_minute: count(&form.max_attempts_per_minute)?,
+        max_spend_per_day_micros: spend,
+        allow_international: form.allow_international.is_some(),
+        allow_premium: form.allow_premium.is_some(),
+    };
+    s.store
+        .call_limits()
+        .set_for_customer(by, CustomerId(id), &limits)
+        .await?;
+    Ok(Redirect::to(&format!("/customers/{id}/usage?done=saved")).into_response())
 }
 
 pub(super) fn parse_month(text: &str) -> Option<(i32, u32)> {
