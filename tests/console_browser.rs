@@ -260,6 +260,14 @@ fn each_role_signs_in_and_a_phone_shows_up_live_on_the_dashboard() {
     let source = browser.source();
     assert!(!source.contains("Nordlicht") && !source.contains(operator));
     browser.screenshot(&shots, "suedwind-dashboard");
+    // The language picked at the page foot is saved with the login: German.
+    browser.click("form[action='/account/language'] button[value='de']");
+    let german = browser.wait_for_text("main h2", Duration::from_secs(10), |t| {
+        t.starts_with("Angemeldete Geräte")
+    });
+    assert!(german.starts_with("Angemeldete Geräte"), "{german}");
+    assert!(browser.source().contains("<html lang=\"de\""));
+    browser.screenshot(&shots, "suedwind-dashboard-de");
     sign_out(&browser);
     drop(browser);
     node.stop();
