@@ -1641,6 +1641,39 @@ async fn customer_admin_keeps_business_hours(db: TestDb) {
     assert_eq!(deleted.status, StatusCode::SEE_OTHER);
 }
 
+async fn a_brand_changed_elsewhere_shows_without_waiting_for_the_cache(db: TestDb) {
+    let api = setup(db).await;
+    tokio::spawn(pbx_control_plane::console::look::follow_changes(
+        api.db.store.clone(),
+        api.state.console.clone(),
+    ));
+    let mut x = Browser::new(&api, HOST_X);
+    assert!(x.get("/login").await.body.contains("Reseller X Phone"));
+    // Renamed through the store (as the API or another node would): the
+    // change feed drops the cached look.
+    let sys = Principal::system();
+    let mut settings = pbx_store::testing::reseller_settings("Reseller X");
+    settings.brand.product_name = "Renamed Phone".into();
+    api.db
+        .store
+        .resellers()
+        .update(&sys, api.t.reseller_x.id, None, &settings)
+        .await
+        .expect("renamed");
+    let mut shown = false;
+    for _ in 0..100 {
+        if x.get("/login").await.body.contains("Renamed Phone") {
+            shown = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(
+        shown,
+        "the new name shows within two seconds, not after the cache's 30"
+    );
+}
+
 async fn pages_speak_the_users_language(db: TestDb) {
     let api = setup(db).await;
     // Reseller X's default language is German; the browser asks for English.
@@ -1786,6 +1819,7 @@ pbx_store::both_engines!(
     resellers_and_the_operator_keep_their_price_plans,
     trunks_are_kept_by_their_owner_and_never_show_their_secret,
     customer_admin_keeps_business_hours,
+    a_brand_changed_elsewhere_shows_without_waiting_for_the_cache,
     pages_speak_the_users_language,
     dashboard_shows_registrations_heard_live,
 );

@@ -142,6 +142,17 @@ pub async fn run(config: Config, mode: Mode) -> Result<()> {
         if let Some(sip) = &sip {
             tokio::spawn(crate::live::relay(sip.events().subscribe(), hub.clone()));
         }
+        let console = Arc::new(
+            pbx_control_plane::console::Console::new(
+                phone_proxy(&config, sip.as_deref()),
+                config.mail.as_ref(),
+            )
+            .map_err(|e| anyhow::anyhow!("the console's theme: {e}"))?,
+        );
+        tokio::spawn(pbx_control_plane::console::look::follow_changes(
+            store.clone(),
+            console.clone(),
+        ));
         let state = AppState {
             store: store.clone(),
             metrics: metrics.clone(),
@@ -153,13 +164,7 @@ pub async fn run(config: Config, mode: Mode) -> Result<()> {
                 )
                 .with_trusted_proxies(config.http_trusted_proxies.clone()),
             ),
-            console: Arc::new(
-                pbx_control_plane::console::Console::new(
-                    phone_proxy(&config, sip.as_deref()),
-                    config.mail.as_ref(),
-                )
-                .map_err(|e| anyhow::anyhow!("the console's theme: {e}"))?,
-            ),
+            console,
         };
         for addr in &config.http_listen {
             let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {

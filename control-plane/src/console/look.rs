@@ -138,6 +138,67 @@ pub async fn for_host(store: &Store, host: Option<&str>) -> pbx_store::Result<Lo
     }
 }
 
+/// Looks by host name, so that a page does not ask the database whose host
+/// it is on every request. Entries live [`LOOK_TTL`] at most and are dropped
+/// at once when a brand or console host changes ([`follow_changes`], and the
+/// brand editor itself on this node).
+#[derive(Debug, Default)]
+pub struct LookCache {
+    entries: std::sync::Mutex<std::collections::HashMap<String, (Arc<Look>, std::time::Instant)>>,
+}
+
+/// How long a look is kept without a change being heard of (the bound for
+/// a node that missed one).
+pub const LOOK_TTL: std::time::Duration = std::time::Duration::from_secs(30);
+/// Hosts remembered at most (every request may name a host of its own).
+const MAX_LOOKS: usize = 10_000;
+
+impl LookCache {
+    pub async fn get(&self, store: &Store, host: Option<&str>) -> pbx_store::Result<Arc<Look>> {
+        let key = host.unwrap_or("").to_owned();
+        if let Some((look, at)) = self.lock().get(&key) {
+            if at.elapsed() < LOOK_TTL {
+                return Ok(look.clone());
+            }
+        }
+        let look = Arc::new(for_host(store, host).await?);
+        let mut entries = self.lock();
+        if entries.len() >= MAX_LOOKS {
+            entries.clear();
+        }
+        entries.insert(key, (look.clone(), std::time::Instant::now()));
+        Ok(look)
+    }
+
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, (Arc<Look>, std::time::Instant)>>
+    {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Drops cached looks whenever a reseller (brand, console hosts) or the
+/// operator changes, on this node or another. Runs until the feed closes.
+pub async fn follow_changes(store: Store, console: Arc<super::Console>) {
+    use pbx_store::changes::Change;
+    use tokio::sync::broadcast::error::RecvError;
+    let mut changes = store.changes().subscribe();
+    loop {
+        match changes.recv().await {
+            Ok(Change::Reseller { .. } | Change::Resync) | Err(RecvError::Lagged(_)) => {
+                console.looks.clear()
+            }
+            Ok(_) => {}
+            Err(RecvError::Closed) => return,
+        }
+    }
+}
+
 /// The brand's colours as CSS custom properties. Colours are validated as
 /// `#rrggbb` when stored, so nothing else can end up in the stylesheet.
 pub async fn theme_css(Extension(look): Extension<Arc<Look>>) -> Response {

@@ -42,6 +42,7 @@ pub struct Console {
     pub phone_proxy: Option<String>,
     /// Sends password-reset mail; None when no SMTP relay is configured.
     pub mailer: Option<crate::mail::Mailer>,
+    pub looks: look::LookCache,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +71,7 @@ impl Console {
             catalog: i18n::Catalog::load(pbx_branding::LOCALES)?,
             phone_proxy,
             mailer: mail.map(crate::mail::Mailer::new),
+            looks: look::LookCache::default(),
         })
     }
 

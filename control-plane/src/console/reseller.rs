@@ -445,7 +445,11 @@ async fn save_brand(
         .update(by, reseller, form.version, &settings)
         .await
     {
-        Ok(_) => Ok(Redirect::to("/brand?done=saved").into_response()),
+        Ok(_) => {
+            // This node shows the new brand at once; others when they hear of it.
+            s.console.looks.clear();
+            Ok(Redirect::to("/brand?done=saved").into_response())
+        }
         Err(e) => {
             let errors = super::pages::field_messages(e)?;
             brand_page(&s, &visit, &brand, &hosts, current.version, errors)
@@ -506,7 +510,10 @@ async fn upload_image(
         .set_asset(&session.principal, reseller, kind, &image)
         .await
     {
-        Ok(()) => Ok(Redirect::to("/brand?done=logo_saved").into_response()),
+        Ok(()) => {
+            s.console.looks.clear();
+            Ok(Redirect::to("/brand?done=logo_saved").into_response())
+        }
         Err(e) => {
             let errors = super::pages::field_messages(e)?;
             let r = s

@@ -82,7 +82,7 @@ impl Visit {
     ) -> pbx_store::Result<Visit> {
         let authority = look::request_authority(uri, headers);
         let host = authority.as_deref().and_then(look::host_of);
-        let look = look::for_host(&s.store, host.as_deref()).await?;
+        let look = s.console.looks.get(&s.store, host.as_deref()).await?;
         let cookie = crate::api::session::cookie(headers);
         let session = match cookie {
             Some(id) if with_session => s.store.sessions().resume(id).await?,
@@ -123,7 +123,7 @@ impl Visit {
             None => None,
         };
         Ok(Visit(Arc::new(Inner {
-            look: Arc::new(look),
+            look,
             session,
             lang,
             remember_language: picked,
