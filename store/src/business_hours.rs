@@ -678,6 +678,71 @@ mod tests {
             .set_destination(&sys, number.id, Some(Destination::BusinessHours(b_rule.id)))
             .await
             .is_err());
+        // Released, the number forgets the rule (its next customer must not
+        // reach this one's).
+        db.store.numbers().release(&sys, number.id).await.unwrap();
+        assert_eq!(
+            db.store
+                .numbers()
+                .get(&sys, number.id)
+                .await
+                .unwrap()
+                .destination,
+            None
+        );
+        db.store
+            .numbers()
+            .assign(&sys, number.id, t.customer_a.id)
+            .await
+            .unwrap();
+        db.store
+            .numbers()
+            .set_destination(
+                &t.customer_a_admin,
+                number.id,
+                Some(Destination::BusinessHours(rule.id)),
+            )
+            .await
+            .unwrap();
+        // A deleted extension is no rule's destination any more.
+        let spare = db
+            .store
+            .extensions()
+            .create(
+                &t.customer_a_admin,
+                t.customer_a.id,
+                &crate::extensions::NewExtension {
+                    number: "150".into(),
+                    display_name: String::new(),
+                },
+            )
+            .await
+            .unwrap();
+        let mut with_spare = settings.clone();
+        with_spare.closed_destination = Some(Destination::Extension(spare.id));
+        let current = rules.get(&t.customer_a_admin, rule.id).await.unwrap();
+        rules
+            .update(
+                &t.customer_a_admin,
+                rule.id,
+                Some(current.version),
+                &with_spare,
+            )
+            .await
+            .unwrap();
+        db.store
+            .extensions()
+            .delete(&t.customer_a_admin, spare.id)
+            .await
+            .unwrap();
+        assert_eq!(
+            rules
+                .get(&t.customer_a_admin, rule.id)
+                .await
+                .unwrap()
+                .closed_destination,
+            None
+        );
         // A rule does not lead to a rule.
         let mut chained = settings.clone();
         chained.closed_destination = Some(Destination::BusinessHours(rule.id));

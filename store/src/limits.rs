@@ -28,6 +28,9 @@ use crate::{CustomerId, Millis, Principal, ResellerId, Result, Store};
 
 /// Minutes of its rate each call in progress holds against the daily limit.
 pub const RESERVED_MINUTES: i64 = 10;
+/// Highest per-minute rate counted (a thousand in the currency): bounds the
+/// arithmetic whatever a rate table says.
+const MAX_RATE_MICROS: i64 = 1_000_000_000;
 const MINUTE_MS: Millis = 60_000;
 
 /// What a customer or reseller may do; None: no limit.
@@ -98,17 +101,11 @@ impl Ledger {
                 counted: false,
             });
         }
-        match class {
-            Class::International if !limits.allow_international => {
-                return Err(Refusal::International)
-            }
-            Class::Premium if !limits.allow_premium => return Err(Refusal::Premium),
-            _ => {}
-        }
         if day != self.day {
+            // A new day: nothing spent yet, but calls still running keep
+            // their reservations (they are paid when they end).
             self.day = day;
             self.spent_micros = 0;
-            self.reserved_micros = 0;
         }
         while self.attempts.front().is_some_and(|t| *t <= now - MINUTE_MS) {
             self.attempts.pop_front();
@@ -119,24 +116,33 @@ impl Ledger {
         {
             return Err(Refusal::Attempts);
         }
-        // An attempt counts even when a later limit refuses it.
+        // An attempt counts even when a later limit refuses it (probing
+        // forbidden destinations is rate-limited too).
         self.attempts.push_back(now);
+        match class {
+            Class::International if !limits.allow_international => {
+                return Err(Refusal::International)
+            }
+            Class::Premium if !limits.allow_premium => return Err(Refusal::Premium),
+            _ => {}
+        }
         if limits
             .max_concurrent_outbound
             .is_some_and(|max| self.active >= max)
         {
             return Err(Refusal::Concurrent);
         }
-        let reserve = minute_micros.max(0).saturating_mul(RESERVED_MINUTES);
+        let minute = minute_micros.clamp(0, MAX_RATE_MICROS);
+        let reserve = minute * RESERVED_MINUTES;
         if let Some(max) = limits.max_spend_per_day_micros {
-            let committed = self.spent_micros + self.reserved_micros;
+            let committed = self.spent_micros.saturating_add(self.reserved_micros);
             // A call must fit at least its first minute beside what is held.
-            if committed.saturating_add(minute_micros.max(0)) > max {
+            if committed.saturating_add(minute) > max {
                 return Err(Refusal::Spend);
             }
         }
         self.active += 1;
-        self.reserved_micros += reserve;
+        self.reserved_micros = self.reserved_micros.saturating_add(reserve);
         Ok(Hold {
             reserved_micros: reserve,
             day,
@@ -151,10 +157,9 @@ impl Ledger {
             return;
         }
         self.active = self.active.saturating_sub(1);
-        if hold.day == self.day {
-            self.reserved_micros = (self.reserved_micros - hold.reserved_micros).max(0);
-            self.spent_micros += cost_micros.max(0);
-        }
+        self.reserved_micros = (self.reserved_micros - hold.reserved_micros).max(0);
+        // Paid on the day the call ends (a call across midnight counts there).
+        self.spent_micros = self.spent_micros.saturating_add(cost_micros.max(0));
     }
 
     pub fn active(&self) -> u32 {
@@ -411,11 +416,19 @@ mod tests {
         assert!(ledger
             .admit(&limits, Class::National, 5 * CENT, 50, 7)
             .is_ok());
-        // A new day starts with nothing spent.
+        // A new day starts with nothing spent, but calls still running
+        // across midnight keep their reservations and are paid on the day
+        // they end.
+        assert_eq!(
+            ledger.admit(&limits, Class::National, 5 * CENT, 60, 8),
+            Err(Refusal::Spend)
+        );
+        ledger.release(admitted[1], 30 * CENT);
+        assert_eq!(ledger.committed_micros(), 80 * CENT);
         assert!(ledger
-            .admit(&limits, Class::National, 5 * CENT, 60, 8)
+            .admit(&limits, Class::National, 5 * CENT, 61, 8)
             .is_ok());
-        assert_eq!(ledger.committed_micros(), 50 * CENT);
+        assert_eq!(ledger.committed_micros(), 130 * CENT);
         // Emergency calls pass even now.
         let full = Limits {
             max_spend_per_day_micros: Some(0),

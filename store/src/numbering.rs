@@ -97,9 +97,12 @@ pub enum Class {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Destination {
     /// Digits of the E.164 number without `+` (for emergency calls: the
-    /// country code and the short number, e.g. `49112`).
+    /// country code and the short number, e.g. `49112`, for records).
     pub e164: String,
     pub class: Class,
+    /// For emergency calls, the short number as dialled: what a carrier is
+    /// sent, whatever its number format.
+    pub emergency_code: Option<String>,
 }
 
 /// Why a dialled string is not a number we can route.
@@ -127,7 +130,9 @@ const MAX_E164: usize = 15;
 /// (space, `-`, `.`, `/`, parentheses) are ignored.
 pub fn read_dialled(dialled: &str, country: &str) -> Result<Destination, NumberError> {
     let home = plan(country);
+    // "+49 (0)30 …" is how numbers are printed: the (0) is not dialled.
     let cleaned: String = dialled
+        .replace("(0)", "")
         .chars()
         .filter(|c| !matches!(c, ' ' | '-' | '.' | '/' | '(' | ')'))
         .collect();
@@ -146,6 +151,7 @@ pub fn read_dialled(dialled: &str, country: &str) -> Result<Destination, NumberE
             return Ok(Destination {
                 e164: format!("{cc}{digits}"),
                 class: Class::Emergency,
+                emergency_code: Some(digits.to_owned()),
             });
         }
     }
@@ -173,9 +179,16 @@ pub fn read_dialled(dialled: &str, country: &str) -> Result<Destination, NumberE
     if e164.len() < MIN_E164 || e164.starts_with('0') {
         return Err(NumberError::Incomplete);
     }
+    // A trunk prefix right after a country code ("+49 030…") is a mistake
+    // that a national-format trunk would turn into another country's number.
+    let known = PLANS.iter().find(|p| e164.starts_with(p.calling_code));
+    if known.is_some_and(|p| e164[p.calling_code.len()..].starts_with(p.trunk_prefix)) {
+        return Err(NumberError::NotANumber);
+    }
     Ok(Destination {
         class: classify(&e164, home),
         e164,
+        emergency_code: None,
     })
 }
 
@@ -223,19 +236,13 @@ impl NumberFormat {
     }
 }
 
-/// Writes a destination as a trunk in `trunk_country` wants it.
-/// Emergency calls go as the short number itself in the national format
-/// (carriers route them by the caller's location), else with the country
-/// code as E.164 formats need.
+/// Writes a destination as a trunk in `trunk_country` wants it. Emergency
+/// calls go as the short number itself in every format: carriers route them
+/// by the caller's location, and `+49112` is no number.
 pub fn for_trunk(destination: &Destination, format: NumberFormat, trunk_country: &str) -> String {
     let home = plan(trunk_country);
-    if destination.class == Class::Emergency && format == NumberFormat::National {
-        let cc = home.map_or("", |p| p.calling_code);
-        return destination
-            .e164
-            .strip_prefix(cc)
-            .unwrap_or(&destination.e164)
-            .to_owned();
+    if let Some(code) = &destination.emergency_code {
+        return code.clone();
     }
     match format {
         NumberFormat::E164Plus => format!("+{}", destination.e164),
@@ -302,6 +309,16 @@ mod tests {
             read("+49 (30) 1234567"),
             Ok(("49301234567".into(), Class::National))
         );
+        assert_eq!(
+            read("+49 (0)30 1234567"),
+            Ok(("49301234567".into(), Class::National))
+        );
+        assert_eq!(
+            read("0049 (0)30 1234567"),
+            Ok(("49301234567".into(), Class::National))
+        );
+        // A trunk prefix after the country code would become Greece (+30).
+        assert_eq!(read("+49 030 1234567"), Err(NumberError::NotANumber));
         assert_eq!(
             read("004930123456"),
             Ok(("4930123456".into(), Class::National))
@@ -378,10 +395,9 @@ mod tests {
             "00442079460000"
         );
         assert_eq!(for_trunk(&emergency, NumberFormat::National, "DE"), "112");
-        assert_eq!(
-            for_trunk(&emergency, NumberFormat::E164Plus, "DE"),
-            "+49112"
-        );
+        assert_eq!(for_trunk(&emergency, NumberFormat::E164Plus, "DE"), "112");
+        let austrian = read_dialled("133", "AT").expect("number");
+        assert_eq!(for_trunk(&austrian, NumberFormat::National, "DE"), "133");
         for format in [
             NumberFormat::E164Plus,
             NumberFormat::E164,

@@ -218,7 +218,7 @@ impl Numbers<'_> {
             .await?;
         sqlx::query(
             "UPDATE phone_numbers SET customer_id = NULL, dest_extension_id = NULL, dest_ring_group_id = NULL, \
-             version = version + 1 WHERE id = $1",
+             dest_business_hours_id = NULL, version = version + 1 WHERE id = $1",
         )
         .bind(id.0)
         .execute(tx.conn())
@@ -284,14 +284,16 @@ impl Numbers<'_> {
         };
         let mut tx = self.0.begin().await?;
         // The composite foreign keys refuse a destination of another customer.
-        sqlx::query(
+        let done = sqlx::query(
             "UPDATE phone_numbers SET dest_extension_id = $1, dest_ring_group_id = $2, \
-             dest_business_hours_id = $3, version = version + 1 WHERE id = $4",
+             dest_business_hours_id = $3, version = version + 1 WHERE id = $4 AND ($3 IS NULL OR EXISTS \
+             (SELECT 1 FROM business_hours WHERE id = $3 AND customer_id = $5 AND deleted_at IS NULL))",
         )
         .bind(extension)
         .bind(ring_group)
         .bind(hours)
         .bind(id.0)
+        .bind(customer.0)
         .execute(tx.conn())
         .await
         .map_err(|e| {
@@ -301,6 +303,12 @@ impl Numbers<'_> {
             }
             .map(e)
         })?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::invalid(
+                "destination",
+                "the business-hours rule does not exist in this customer",
+            ));
+        }
         audit::record(
             &mut tx,
             by,

@@ -93,6 +93,8 @@ impl Operators<'_> {
             },
         )
         .await?;
+        // Every node's console shows the operator's name and hosts from a cache.
+        tx.changed(crate::changes::Change::Resync);
         tx.commit().await
     }
 }

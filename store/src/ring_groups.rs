@@ -309,6 +309,14 @@ impl RingGroups<'_> {
         .bind(id.0)
         .execute(tx.conn())
         .await?;
+        for column in ["open_ring_group_id", "closed_ring_group_id"] {
+            sqlx::query(&format!(
+                "UPDATE business_hours SET {column} = NULL, version = version + 1 WHERE {column} = $1"
+            ))
+            .bind(id.0)
+            .execute(tx.conn())
+            .await?;
+        }
         sqlx::query("DELETE FROM ring_group_members WHERE ring_group_id = $1")
             .bind(id.0)
             .execute(tx.conn())

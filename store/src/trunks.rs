@@ -171,6 +171,13 @@ impl TrunkSettings {
             )
             .optional_text("username", self.username.as_deref(), 100)
             .optional_text("realm", self.realm.as_deref(), 253);
+        check.check(
+            self.secret
+                .as_deref()
+                .is_none_or(|s| !s.is_empty() && s.len() <= 200),
+            "secret",
+            "must be 1 to 200 characters",
+        );
         if self.auth_mode == AuthMode::Register {
             check.check(
                 self.username.as_deref().is_some_and(|u| !u.is_empty()),

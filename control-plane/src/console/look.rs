@@ -145,6 +145,8 @@ pub async fn for_host(store: &Store, host: Option<&str>) -> pbx_store::Result<Lo
 #[derive(Debug, Default)]
 pub struct LookCache {
     entries: std::sync::Mutex<std::collections::HashMap<String, (Arc<Look>, std::time::Instant)>>,
+    /// Bumped by every clear: a look read before a clear is not kept after it.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 /// How long a look is kept without a change being heard of (the bound for
@@ -155,23 +157,34 @@ const MAX_LOOKS: usize = 10_000;
 
 impl LookCache {
     pub async fn get(&self, store: &Store, host: Option<&str>) -> pbx_store::Result<Arc<Look>> {
+        use std::sync::atomic::Ordering;
         let key = host.unwrap_or("").to_owned();
         if let Some((look, at)) = self.lock().get(&key) {
             if at.elapsed() < LOOK_TTL {
                 return Ok(look.clone());
             }
         }
+        let generation = self.generation.load(Ordering::SeqCst);
         let look = Arc::new(for_host(store, host).await?);
-        let mut entries = self.lock();
-        if entries.len() >= MAX_LOOKS {
-            entries.clear();
+        // Hosts nobody owns are not kept: made-up names must not crowd out
+        // the real ones.
+        if look.owner != Owner::Nobody {
+            let mut entries = self.lock();
+            if self.generation.load(Ordering::SeqCst) == generation {
+                if entries.len() >= MAX_LOOKS {
+                    entries.clear();
+                }
+                entries.insert(key, (look.clone(), std::time::Instant::now()));
+            }
         }
-        entries.insert(key, (look.clone(), std::time::Instant::now()));
         Ok(look)
     }
 
     pub fn clear(&self) {
-        self.lock().clear();
+        let mut entries = self.lock();
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        entries.clear();
     }
 
     fn lock(

@@ -119,7 +119,8 @@ impl TrunkForm {
     }
 
     /// The settings asked for, or the fields that are not numbers or choices.
-    fn settings(&self) -> Result<TrunkSettings, Vec<String>> {
+    /// What the form does not show (the registration interval) is kept.
+    fn settings(&self, register_expires_s: i64) -> Result<TrunkSettings, Vec<String>> {
         let mut errors = Vec::new();
         let mut number = |field: &str, text: &str, default: Option<i64>| -> Option<i64> {
             match text.trim() {
@@ -157,7 +158,7 @@ impl TrunkForm {
             username: optional(&self.username),
             secret: optional(&self.secret),
             realm: optional(&self.realm),
-            register_expires_s: 600,
+            register_expires_s,
             inbound_sources: self
                 .inbound_sources
                 .split([',', ' ', '\n'])
@@ -222,7 +223,7 @@ async fn create_trunk(
 ) -> Result<Response, Failure> {
     let owner = owner(&visit)?;
     let by = visit.principal()?;
-    let settings = match form.settings() {
+    let settings = match form.settings(600) {
         Ok(settings) => settings,
         Err(errors) => return trunks_page(&s, &visit, &form, errors).await,
     };
@@ -297,7 +298,7 @@ async fn update_trunk(
     owner(&visit)?;
     let by = visit.principal()?;
     let t = s.store.trunks().get(by, TrunkId(id)).await?;
-    let settings = match form.settings() {
+    let settings = match form.settings(t.register_expires_s) {
         Ok(settings) => settings,
         Err(errors) => return trunk_page(&s, &visit, &t, &form, None, errors).await,
     };
