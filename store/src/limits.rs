@@ -78,7 +78,6 @@ pub struct Ledger {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Hold {
     pub reserved_micros: i64,
-    pub day: i64,
     pub counted: bool,
 }
 
@@ -97,7 +96,6 @@ impl Ledger {
         if class == Class::Emergency {
             return Ok(Hold {
                 reserved_micros: 0,
-                day,
                 counted: false,
             });
         }
@@ -145,7 +143,6 @@ impl Ledger {
         self.reserved_micros = self.reserved_micros.saturating_add(reserve);
         Ok(Hold {
             reserved_micros: reserve,
-            day,
             counted: true,
         })
     }

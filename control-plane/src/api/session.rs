@@ -99,22 +99,16 @@ async fn sign_in(
             )
             .detail("this login needs the current code of its authenticator app in `code`")
         })?;
-    let cookie = format!(
-        "{COOKIE}={}; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age={}",
-        session.id,
-        pbx_store::sessions::ABSOLUTE_MS / 1000
-    );
     let body = SessionInfo {
         login,
         csrf_token: session.csrf_token,
         expires_at: Some(session.expires_at),
     };
     let mut response = (StatusCode::CREATED, JsonOut(body)).into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if let Ok(v) = HeaderValue::from_str(&cookie) {
-        headers.insert(header::SET_COOKIE, v);
-    }
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    set_cookie(&mut response, &session.id);
     Ok(response)
 }
 
@@ -158,23 +152,44 @@ async fn sign_out(
         s.store.sessions().end(id).await?;
     }
     let mut response = StatusCode::NO_CONTENT.into_response();
+    clear_cookie(&mut response);
+    Ok(response)
+}
+
+/// Gives the browser a session cookie (the API's sign-in and the console's).
+pub fn set_cookie(response: &mut Response, id: &str) {
+    let cookie = format!(
+        "{COOKIE}={id}; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age={}",
+        pbx_store::sessions::ABSOLUTE_MS / 1000
+    );
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, v);
+    }
+}
+
+/// Makes the browser forget its session cookie.
+pub fn clear_cookie(response: &mut Response) {
     response.headers_mut().insert(
         header::SET_COOKIE,
         HeaderValue::from_static(
             "__Host-session=; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age=0",
         ),
     );
-    Ok(response)
 }
 
 /// The session id in the request's cookies, if any.
 pub fn cookie(headers: &HeaderMap) -> Option<&str> {
+    named_cookie(headers, COOKIE)
+}
+
+/// The value of one cookie in the request's Cookie headers.
+pub fn named_cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
+        .find(|(n, _)| *n == name)
         .map(|(_, value)| value)
 }

@@ -256,18 +256,6 @@ fn group(n: i64, german: bool) -> String {
     out
 }
 
-/// The value of one cookie in a Cookie header.
-pub fn cookie<'h>(headers: &'h axum::http::HeaderMap, name: &str) -> Option<&'h str> {
-    headers
-        .get_all(axum::http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(n, _)| *n == name)
-        .map(|(_, v)| v)
-}
-
 /// Language names for the switcher, with the current one marked.
 pub fn switcher(catalog: &Catalog, current: &str) -> Vec<HashMap<&'static str, Value>> {
     catalog

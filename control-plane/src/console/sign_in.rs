@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Extension;
 use pbx_store::sessions::Proof;
@@ -15,7 +15,6 @@ use serde_json::json;
 
 use super::look::Owner;
 use super::visit::{self, belongs, Failure, Form, Visit};
-use crate::api::session::COOKIE;
 use crate::AppState;
 
 #[derive(Deserialize)]
@@ -148,13 +147,7 @@ pub async fn submit(
 }
 
 pub(super) fn set_session_cookie(response: &mut Response, id: &str) {
-    let cookie = format!(
-        "{COOKIE}={id}; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age={}",
-        pbx_store::sessions::ABSOLUTE_MS / 1000
-    );
-    if let Ok(v) = HeaderValue::from_str(&cookie) {
-        response.headers_mut().insert(header::SET_COOKIE, v);
-    }
+    crate::api::session::set_cookie(response, id);
 }
 
 pub async fn code_form(
@@ -257,11 +250,6 @@ pub async fn sign_out(
         s.store.sessions().end(id).await?;
     }
     let mut response = Redirect::to("/login").into_response();
-    response.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_static(
-            "__Host-session=; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age=0",
-        ),
-    );
+    crate::api::session::clear_cookie(&mut response);
     Ok(response)
 }

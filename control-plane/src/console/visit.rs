@@ -105,7 +105,7 @@ impl Visit {
         // A language picked on this request beats the saved setting.
         let lang = catalog.choose(
             picked.or(session.as_ref().and_then(|s| s.login.language.as_deref())),
-            i18n::cookie(headers, "lang"),
+            crate::api::session::named_cookie(headers, "lang"),
             headers
                 .get(header::ACCEPT_LANGUAGE)
                 .and_then(|v| v.to_str().ok()),
