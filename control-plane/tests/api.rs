@@ -497,6 +497,13 @@ async fn authorisation_matrix(db: TestDb) {
             None,
             [200, 200, 404, 403, 403],
         ),
+        // Calls for numbers nobody holds: the operator's alone.
+        row(
+            M::GET,
+            "/api/v1/unrouted-calls?limit=5".into(),
+            None,
+            [200, 403, 403, 403, 403],
+        ),
         // Scope-filtered read views: everyone gets an answer of their own.
         row(
             M::GET,

@@ -1475,6 +1475,7 @@ async fn trunks_are_kept_by_their_owner_and_never_show_their_secret(db: TestDb) 
         ("port", "5080"),
         ("transport", "udp"),
         ("number_format", "national"),
+        ("country", "DE"),
         ("priority", "10"),
         ("enabled", "1"),
         ("inbound_sources", "127.0.0.0/8"),

@@ -119,7 +119,15 @@ fn forward(hub: &EventHub, event: SipEvent) {
             customer,
             at,
             ..
+        }
+        | SipEvent::LimitReached {
+            reseller,
+            customer,
+            at,
+            ..
         } => (Tenant::customer(*reseller, *customer), *at),
+        // The operator's own: a carrier's call for no customer.
+        SipEvent::CallUnrouted { at, .. } => (Tenant::default(), *at),
     };
     // Once, and outside the hub's lock: the event as it is (its own `type`
     // included) becomes the stream event's `data`.

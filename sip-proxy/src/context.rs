@@ -42,6 +42,8 @@ pub struct Branch {
     pub ack: Option<AckBytes>,
     pub extension: Option<ExtensionId>,
     pub device: Option<DeviceId>,
+    /// The carrier trunk the branch went to (calls to the public network).
+    pub trunk: Option<pbx_store::TrunkId>,
 }
 
 /// Who rings next when the phones ringing now do not answer: a ring
@@ -97,6 +99,8 @@ pub struct Context {
     pub no_answer_at: Option<tokio::time::Instant>,
     /// The steps left of a ring group's plan.
     pub plan: std::collections::VecDeque<Step>,
+    /// Set for calls to the public network: the trunks left to try.
+    pub carrier: Option<crate::carrier::CarrierLeg>,
 }
 
 impl Context {

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use bytes::Bytes;
 use pbx_sip_message::{Header, HeaderName, Host, Message, Method, NameAddr, ParseError, Uri, Via};
 
+use crate::admission::Admission;
 use crate::config::SipConfig;
 use crate::context::{Context, TimerTarget};
 use crate::dialogs::Dialogs;
@@ -42,6 +43,8 @@ pub struct Core {
     pub auth: DigestAuth,
     pub dialogs: Dialogs,
     pub events: EventBus,
+    /// Outbound calls' limits and trunk channels on this node.
+    pub admission: Arc<Admission>,
     pub stats: Arc<Stats>,
     pub registrar: Registrar,
     pub server_txns: ShardedMap<ServerKey, Arc<Mutex<Context>>>,
@@ -76,7 +79,10 @@ impl Core {
             pbx_store::secrets::hex(&config.secret)
         ));
         let auth = DigestAuth::new(&config.secret, config.digest.clone());
+        let admission = Arc::new(Admission::default());
+        let events = events.with_admission(admission.clone());
         Core {
+            admission,
             auth,
             transports,
             directory,
@@ -375,6 +381,7 @@ impl Core {
             no_answer: false,
             no_answer_at: None,
             plan: std::collections::VecDeque::new(),
+            carrier: None,
         }));
         self.server_txns.insert_new(key, ctx.clone()).then_some(ctx)
     }

@@ -1,15 +1,23 @@
 //! The proxy's in-memory copy of who exists: each customer's SIP domain,
-//! extensions and device credentials (digest HA1s only). The SIP path reads it
+//! extensions and device credentials (digest HA1s only), numbering country,
+//! time zones, business hours, limits and retail rates; and the platform's
+//! carrier trunks and phone numbers ([`Carriers`]). The SIP path reads it
 //! without ever waiting for the database; [`Directory::follow`] keeps it in
 //! step with the store's change feed, one customer at a time.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+use chrono_tz::Tz;
+use pbx_store::business_hours::BusinessHours;
 use pbx_store::changes::Change;
-use pbx_store::directory::CustomerDirectory;
+use pbx_store::directory::{CarrierTrunk, CustomerDirectory, RoutedNumber};
 pub use pbx_store::forwards::{Forward, ForwardCondition};
-use pbx_store::{CustomerId, DeviceId, ExtensionId, Principal, ResellerId, Store};
+use pbx_store::limits::Limits;
+use pbx_store::rating::RateRule;
+use pbx_store::{
+    BusinessHoursId, CustomerId, DeviceId, ExtensionId, Principal, ResellerId, Store, TrunkId,
+};
 
 #[derive(Debug)]
 pub struct Device {
@@ -66,10 +74,25 @@ pub struct Tenant {
     extensions: HashMap<String, Arc<Extension>>,
     extensions_by_id: HashMap<ExtensionId, Arc<Extension>>,
     ring_groups: HashMap<String, Arc<RingGroup>>,
+    /// Whose numbering plan the phones dial in (ISO 3166).
+    pub country: String,
+    /// The customer's time zone (business hours).
+    pub time_zone: Tz,
+    /// The reseller's (billing days, so spend limits).
+    pub reseller_time_zone: Tz,
+    pub limits: Limits,
+    pub reseller_limits: Limits,
+    pub retail_rates: Arc<Vec<RateRule>>,
+    business_hours: HashMap<BusinessHoursId, BusinessHours>,
+}
+
+/// A stored time zone; an unreadable one (never written by the store) is UTC.
+fn zone(name: &str) -> Tz {
+    name.parse().unwrap_or(Tz::UTC)
 }
 
 impl Tenant {
-    fn from_store(d: CustomerDirectory) -> Tenant {
+    pub fn from_store(d: CustomerDirectory) -> Tenant {
         let extensions: Vec<Arc<Extension>> = d
             .extensions
             .into_iter()
@@ -84,6 +107,13 @@ impl Tenant {
             })
             .collect();
         Tenant {
+            country: d.country,
+            time_zone: zone(&d.time_zone),
+            reseller_time_zone: zone(&d.reseller_time_zone),
+            limits: d.limits,
+            reseller_limits: d.reseller_limits,
+            retail_rates: d.retail_rates,
+            business_hours: d.business_hours.into_iter().map(|b| (b.id, b)).collect(),
             customer: d.customer_id,
             reseller: d.reseller_id,
             domain: d.sip_domain.to_ascii_lowercase(),
@@ -150,6 +180,14 @@ impl Tenant {
         self.extensions_by_id.get(&id)
     }
 
+    pub fn ring_group_by_id(&self, id: pbx_store::RingGroupId) -> Option<&Arc<RingGroup>> {
+        self.ring_groups.values().find(|g| g.id == id)
+    }
+
+    pub fn business_hours(&self, id: BusinessHoursId) -> Option<&BusinessHours> {
+        self.business_hours.get(&id)
+    }
+
     /// The devices of one extension.
     pub fn devices_of(&self, extension: ExtensionId) -> impl Iterator<Item = &Arc<Device>> {
         self.devices
@@ -158,10 +196,104 @@ impl Tenant {
     }
 }
 
+/// The platform's side towards the public network: carrier trunks and the
+/// phone numbers customers hold.
+#[derive(Debug, Default)]
+pub struct Carriers {
+    /// Every trunk with its routes (disabled ones too: inbound is matched by source).
+    pub trunks: Vec<(pbx_store::trunks::Trunk, Vec<pbx_store::trunks::Route>)>,
+    secrets: HashMap<TrunkId, String>,
+    /// By E.164 digits (no `+`).
+    numbers: HashMap<String, RoutedNumber>,
+    /// The number routed straight to each extension: its caller ID.
+    extension_numbers: HashMap<ExtensionId, String>,
+    /// Each customer's first number: the caller ID of extensions without one.
+    main_numbers: HashMap<CustomerId, String>,
+}
+
+impl Carriers {
+    fn new(trunks: Vec<CarrierTrunk>, numbers: Vec<RoutedNumber>) -> Carriers {
+        let mut out = Carriers::default();
+        for t in trunks {
+            if let Some(secret) = t.secret {
+                out.secrets.insert(t.trunk.id, secret);
+            }
+            out.trunks.push((t.trunk, t.routes));
+        }
+        for n in numbers {
+            if let Some(pbx_store::numbers::Destination::Extension(e)) = n.destination {
+                out.extension_numbers
+                    .entry(e)
+                    .or_insert_with(|| n.e164.clone());
+            }
+            let main = out
+                .main_numbers
+                .entry(n.customer)
+                .or_insert_with(|| n.e164.clone());
+            if n.e164 < *main {
+                *main = n.e164.clone();
+            }
+            out.numbers.insert(n.e164.clone(), n);
+        }
+        out
+    }
+
+    /// The number a call arriving from a carrier is for.
+    pub fn number(&self, e164: &str) -> Option<&RoutedNumber> {
+        self.numbers.get(e164)
+    }
+
+    /// The caller ID (E.164 digits) of an extension: its own number, else
+    /// its customer's first.
+    pub fn caller_id(&self, customer: CustomerId, extension: Option<ExtensionId>) -> Option<&str> {
+        extension
+            .and_then(|e| self.extension_numbers.get(&e))
+            .or_else(|| self.main_numbers.get(&customer))
+            .map(String::as_str)
+    }
+
+    /// A registering trunk's secret.
+    pub fn secret(&self, trunk: TrunkId) -> Option<&str> {
+        self.secrets.get(&trunk).map(String::as_str)
+    }
+
+    /// The trunk whose carrier sends from `ip`: an address block it lists,
+    /// or its host when that is an address.
+    pub fn trunk_from(&self, ip: std::net::IpAddr) -> Option<&pbx_store::trunks::Trunk> {
+        self.trunks.iter().map(|(t, _)| t).find(|t| {
+            t.host.parse::<std::net::IpAddr>().is_ok_and(|h| h == ip)
+                || t.inbound_sources.iter().any(|b| in_block(ip, b))
+        })
+    }
+}
+
+/// Whether `ip` is in `block` (`192.0.2.0/24`, or one address).
+fn in_block(ip: std::net::IpAddr, block: &str) -> bool {
+    use std::net::IpAddr;
+    let (addr, bits) = match block.split_once('/') {
+        Some((a, b)) => (a, b.parse::<u32>().ok()),
+        None => (block, None),
+    };
+    match (addr.parse::<IpAddr>(), ip) {
+        (Ok(IpAddr::V4(net)), IpAddr::V4(ip)) => {
+            let bits = bits.unwrap_or(32).min(32);
+            let mask = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
+            u32::from(net) & mask == u32::from(ip) & mask
+        }
+        (Ok(IpAddr::V6(net)), IpAddr::V6(ip)) => {
+            let bits = bits.unwrap_or(128).min(128);
+            let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
+            u128::from(net) & mask == u128::from(ip) & mask
+        }
+        _ => false,
+    }
+}
+
 #[derive(Default)]
 struct Snapshot {
     by_domain: HashMap<String, Arc<Tenant>>,
     by_customer: HashMap<CustomerId, Arc<Tenant>>,
+    carriers: Arc<Carriers>,
 }
 
 /// All tenants, replaced copy-on-write so readers never wait for a reload.
@@ -197,10 +329,18 @@ impl Directory {
         self.current().by_customer.len()
     }
 
+    pub fn carriers(&self) -> Arc<Carriers> {
+        self.current().carriers.clone()
+    }
+
     /// Replaces everything with what the store holds now.
     pub async fn load_all(&self, store: &Store) -> Result<(), pbx_store::StoreError> {
         let all = store.directory().all(&Principal::system()).await?;
-        let mut snapshot = Snapshot::default();
+        let carriers = load_carriers(store).await?;
+        let mut snapshot = Snapshot {
+            carriers: Arc::new(carriers),
+            ..Snapshot::default()
+        };
         for d in all {
             let tenant = Arc::new(Tenant::from_store(d));
             snapshot
@@ -247,6 +387,20 @@ impl Directory {
         *guard = Arc::new(Snapshot {
             by_domain,
             by_customer,
+            carriers: old.carriers.clone(),
+        });
+    }
+
+    /// Installs a new set of trunks and numbers.
+    pub fn replace_carriers(&self, carriers: Carriers) {
+        let Ok(mut guard) = self.snapshot.write() else {
+            return;
+        };
+        let old = guard.clone();
+        *guard = Arc::new(Snapshot {
+            by_domain: old.by_domain.clone(),
+            by_customer: old.by_customer.clone(),
+            carriers: Arc::new(carriers),
         });
     }
 
@@ -257,13 +411,21 @@ impl Directory {
             let change = changes.recv().await;
             let result = match change {
                 Ok(Change::Customer { customer }) => self.reload(&store, customer).await,
-                // A reseller's status and SIP header show in all its customers.
+                Ok(Change::Trunks) | Ok(Change::Numbers) => match load_carriers(&store).await {
+                    Ok(carriers) => {
+                        self.replace_carriers(carriers);
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                },
+                // A reseller's status and SIP header show in all its
+                // customers; price plans in the rates each customer holds.
                 Ok(Change::Reseller { .. })
+                | Ok(Change::PricePlans)
                 | Ok(Change::Resync)
                 | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                     self.load_all(&store).await
                 }
-                Ok(_) => Ok(()),
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
             };
             if let Err(e) = result {
@@ -274,6 +436,15 @@ impl Directory {
     }
 }
 
+async fn load_carriers(store: &Store) -> Result<Carriers, pbx_store::StoreError> {
+    let sys = Principal::system();
+    let directory = store.directory();
+    Ok(Carriers::new(
+        directory.trunks(&sys).await?,
+        directory.numbers(&sys).await?,
+    ))
+}
+
 impl Tenant {
     /// A tenant built by hand (tests, tools): `extensions` are (number, [(sip_user, password)]).
     pub fn build(
@@ -282,16 +453,7 @@ impl Tenant {
         domain: &str,
         extensions: &[(&str, &[(&str, &str)])],
     ) -> Tenant {
-        let mut dir = CustomerDirectory {
-            customer_id: customer,
-            reseller_id: reseller,
-            sip_domain: domain.to_owned(),
-            active: true,
-            server_header: None,
-            extensions: Vec::new(),
-            devices: Vec::new(),
-            ring_groups: Vec::new(),
-        };
+        let mut dir = CustomerDirectory::empty(customer, reseller, domain);
         for (i, (number, devices)) in extensions.iter().enumerate() {
             let ext = ExtensionId(customer.0 * 1000 + i as i64);
             dir.extensions
@@ -326,11 +488,6 @@ pub(crate) mod tests {
     pub fn tenant(customer: i64, domain: &str) -> Tenant {
         let ha1 = pbx_store::secrets::DigestHa1::compute("101", domain, "secret");
         Tenant::from_store(CustomerDirectory {
-            customer_id: CustomerId(customer),
-            reseller_id: ResellerId(1),
-            sip_domain: domain.to_owned(),
-            active: true,
-            server_header: None,
             extensions: vec![pbx_store::directory::DirectoryExtension {
                 id: ExtensionId(customer * 100 + 1),
                 number: "101".into(),
@@ -338,7 +495,6 @@ pub(crate) mod tests {
                 dnd: false,
                 forwards: Vec::new(),
             }],
-            ring_groups: Vec::new(),
             devices: vec![pbx_store::directory::DirectoryDevice {
                 id: DeviceId(customer * 100 + 1),
                 extension_id: ExtensionId(customer * 100 + 1),
@@ -347,6 +503,7 @@ pub(crate) mod tests {
                 ha1_md5: ha1.md5,
                 ha1_sha256: ha1.sha256,
             }],
+            ..CustomerDirectory::empty(CustomerId(customer), ResellerId(1), domain)
         })
     }
 

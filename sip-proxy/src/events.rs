@@ -4,10 +4,14 @@
 //! missed (broadcast lag) and must resynchronise.
 
 use pbx_store::call_records::{CallDirection, Disposition};
-use pbx_store::{CustomerId, DeviceId, ExtensionId, Millis, ResellerId};
+use pbx_store::limits::Refusal;
+use pbx_store::{CustomerId, DeviceId, ExtensionId, Millis, ResellerId, TrunkId};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
+use std::sync::Arc;
+
+use crate::admission::Admission;
 use crate::recorder::RecorderHandle;
 
 /// How a call ended.
@@ -74,6 +78,8 @@ pub enum SipEvent {
         callee_device: Option<DeviceId>,
         /// The extension whose device answered.
         callee_extension: Option<ExtensionId>,
+        /// The carrier trunk the call went out on, for calls to the public network.
+        trunk: Option<TrunkId>,
         at: Millis,
     },
     CallEnded {
@@ -87,7 +93,32 @@ pub enum SipEvent {
         /// Why the proxy ended the call when no BYE did (`session_expired`,
         /// `max_duration`).
         reason: Option<&'static str>,
+        /// The trunk a call to the public network was last tried on (None:
+        /// none, or as the answer said).
+        trunk: Option<TrunkId>,
         /// When it ended: for calls the proxy ends, the last sign of life.
+        at: Millis,
+    },
+    /// A carrier delivered a call for a number no customer holds (SIP 404).
+    CallUnrouted {
+        trunk: TrunkId,
+        call_id: String,
+        caller: String,
+        /// The number as the carrier sent it.
+        called: String,
+        /// Where the carrier sent from.
+        source: String,
+        at: Millis,
+    },
+    /// A call was refused by a fraud or cost limit (SIP 403): an alert.
+    LimitReached {
+        reseller: ResellerId,
+        customer: CustomerId,
+        call_id: String,
+        /// Which limit: `concurrent`, `attempts`, `spend`, `international`, `premium`.
+        limit: Refusal,
+        /// The E.164 number dialled (without '+').
+        destination: String,
         at: Millis,
     },
     /// A call's record was stored and priced (look it up by `record_uid`).
@@ -113,6 +144,8 @@ impl SipEvent {
             SipEvent::CallAnswered { .. } => "call_answered",
             SipEvent::CallEnded { .. } => "call_ended",
             SipEvent::RecordRated { .. } => "record_rated",
+            SipEvent::LimitReached { .. } => "limit_reached",
+            SipEvent::CallUnrouted { .. } => "call_unrouted",
         }
     }
 }
@@ -128,6 +161,7 @@ mod kind_tests {
             caller_tag: "t".into(),
             callee_device: None,
             callee_extension: None,
+            trunk: None,
             at: 0,
         };
         let v = serde_json::to_value(&e).unwrap();
@@ -141,6 +175,7 @@ mod kind_tests {
 pub struct EventBus {
     sender: broadcast::Sender<SipEvent>,
     recorder: Option<RecorderHandle>,
+    admission: Option<Arc<Admission>>,
 }
 
 impl Default for EventBus {
@@ -148,6 +183,7 @@ impl Default for EventBus {
         EventBus {
             sender: broadcast::channel(65_536).0,
             recorder: None,
+            admission: None,
         }
     }
 }
@@ -162,7 +198,33 @@ impl EventBus {
         }
     }
 
+    /// The same bus, also telling `admission` when outbound calls are
+    /// answered and end (so every end gives back what the call held).
+    pub fn with_admission(self, admission: Arc<Admission>) -> EventBus {
+        EventBus {
+            admission: Some(admission),
+            ..self
+        }
+    }
+
     pub fn publish(&self, event: SipEvent) {
+        if let Some(admission) = &self.admission {
+            match &event {
+                SipEvent::CallAnswered {
+                    call_id,
+                    caller_tag,
+                    at,
+                    ..
+                } => admission.answered(&(call_id.clone(), caller_tag.clone()), *at),
+                SipEvent::CallEnded {
+                    call_id,
+                    caller_tag,
+                    at,
+                    ..
+                } => admission.ended(&(call_id.clone(), caller_tag.clone()), *at),
+                _ => {}
+            }
+        }
         if let Some(recorder) = &self.recorder {
             if matches!(
                 event,

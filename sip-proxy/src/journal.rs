@@ -41,6 +41,9 @@ pub enum Entry {
         /// target); absent in journals written before it was recorded.
         #[serde(default)]
         callee_extension: Option<i64>,
+        /// The carrier trunk that answered (calls to the public network).
+        #[serde(default)]
+        trunk: Option<i64>,
     },
     /// It is finished: the complete record.
     End { record: NewCallRecord },
@@ -73,11 +76,15 @@ impl Recovered {
                 at,
                 callee_device,
                 callee_extension,
+                trunk,
             } => {
                 self.alive(at);
                 if let Some(r) = self.open.get_mut(&uid) {
                     r.answer_at = Some(at);
                     r.callee_device_id = callee_device.map(pbx_store::DeviceId);
+                    if let Some(t) = trunk {
+                        r.trunk_id = Some(pbx_store::TrunkId(t));
+                    }
                     if let Some(e) = callee_extension {
                         r.callee_extension_id = Some(pbx_store::ExtensionId(e));
                     }
@@ -330,6 +337,7 @@ mod tests {
                     at: 2_000,
                     callee_device: Some(7),
                     callee_extension: None,
+                    trunk: None,
                 },
                 Entry::End { record: ended },
                 Entry::End {

@@ -14,6 +14,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod admission;
+mod carrier;
 pub mod config;
 mod context;
 pub mod core;
@@ -57,6 +59,54 @@ pub struct SipProxy {
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
+/// Keeps the calls carriers sent for numbers nobody holds, for the
+/// operator. Best effort: while the database is away they are only logged.
+async fn log_unrouted(
+    mut events: tokio::sync::broadcast::Receiver<SipEvent>,
+    store: Store,
+    node_id: String,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        let event = match events.recv().await {
+            Ok(e) => e,
+            Err(RecvError::Lagged(missed)) => {
+                tracing::warn!(missed, "unrouted-call log fell behind");
+                continue;
+            }
+            Err(RecvError::Closed) => return,
+        };
+        let SipEvent::CallUnrouted {
+            trunk,
+            call_id,
+            caller,
+            called,
+            source,
+            at,
+        } = event
+        else {
+            continue;
+        };
+        let call = pbx_store::unrouted::UnroutedCall {
+            trunk_id: Some(trunk),
+            call_id,
+            caller,
+            called,
+            source,
+            sip_status: 404,
+            node_id: node_id.clone(),
+            at,
+        };
+        if let Err(e) = store
+            .unrouted_calls()
+            .record(&Principal::system(), &call)
+            .await
+        {
+            tracing::warn!(error = %e, call_id = %call.call_id, "unrouted call not stored");
+        }
+    }
+}
+
 impl SipProxy {
     /// Binds the sockets, loads the directory and this node's stored
     /// registrations, and starts serving. Errors name what failed.
@@ -93,6 +143,11 @@ impl SipProxy {
         )
         .await?;
         proxy.tasks.extend(recorder_tasks);
+        proxy.tasks.push(tokio::spawn(log_unrouted(
+            proxy.core.events.subscribe(),
+            store.clone(),
+            proxy.core.config.node_id.clone(),
+        )));
         proxy.tasks.push(tokio::spawn(directory.follow(store)));
         Ok(proxy)
     }
@@ -295,6 +350,7 @@ async fn housekeeping(core: Arc<Core>, store: Option<Store>) {
                         sip_status: 200,
                         hangup: Some(HangupSide::System),
                         reason: Some(why.as_str()),
+                        trunk: None,
                         at: ended_at,
                     });
                 }

@@ -15,15 +15,21 @@ use pbx_sip_message::{
     Header, HeaderName, Host, Message, Method, NameAddr, StartLine, StatusLine, Uri,
 };
 
-use pbx_store::call_records::CallDirection;
-use pbx_store::ExtensionId;
+use std::collections::VecDeque;
 
+use pbx_store::call_records::CallDirection;
+use pbx_store::trunks::Trunk;
+use pbx_store::{DeviceId, ExtensionId};
+
+use crate::admission::Admitted;
+use crate::carrier::{self, CarrierLeg, Inbound};
 use crate::context::{Branch, CallSetup, Context, Step, TimerTarget};
 use crate::core::{lock, Core};
 use crate::dialogs::{CallInfo, Dialog, DialogKind, Direction, Peer};
 use crate::digest::{Ha1, Verdict};
-use crate::directory::{Device, Tenant};
+use crate::directory::{Carriers, Device, Extension, RingGroup, Tenant};
 use crate::events::{CallOutcome, HangupSide, SipEvent};
+use crate::location::Binding;
 use crate::stats::Stats;
 use crate::transaction::{ClientKey, ClientTransaction, TimerKind};
 use crate::transport::{Flow, Protocol};
@@ -44,79 +50,331 @@ pub fn initial(core: &Core, req: Message, flow: Flow) {
         let resp = core.local_response(&req, 416, "Unsupported URI Scheme", None);
         return core.reply_stateless(&req, flow, resp);
     }
+    let carriers = core.directory.carriers();
+    if let Some(trunk) = carriers.trunk_from(flow.remote.ip()) {
+        return from_carrier(core, req, flow, trunk, &carriers);
+    }
     let (tenant, device) = match authenticate(core, &req, flow) {
         Ok(found) => found,
         Err(resp) => return core.reply_stateless(&req, flow, *resp),
     };
-    let server = tenant.server_header.clone();
-    // A call refused here still gets its record (a retransmission of the
-    // INVITE, refused again, is recognised by the recorder).
-    let refuse = |code: u16, reason: &str, callee: Option<&crate::directory::Extension>| {
-        if method == Method::Invite {
-            record_refused(core, &req, &tenant, &device, callee, code);
-        }
-        core.reply_stateless(
+    let caller = Caller {
+        extension: Some(device.extension),
+        device: Some(device.id),
+        direction: CallDirection::Internal,
+    };
+    let refuse = |code: u16, reason: &str, callee: Option<&Extension>| {
+        refuse_call(
+            core,
             &req,
             flow,
-            core.local_response(&req, code, reason, server.as_deref()),
+            &tenant,
+            &caller,
+            Refused::internal(callee),
+            code,
+            reason,
         )
     };
-    let target = match target_extension(core, &req, &tenant) {
-        Ok(e) => Target::Extension(e),
-        Err((404, reason)) => {
-            match ring_group_of(&req, &tenant).filter(|_| method == Method::Invite) {
-                Some(group) => Target::Group(group),
-                None => return refuse(404, reason, None),
+    let dialled = carrier::dialled_user(&req).unwrap_or_default();
+    // Emergency numbers go out first, whatever an extension is numbered.
+    let emergency = method == Method::Invite && carrier::is_emergency(&dialled, &tenant);
+    let target = if emergency {
+        Target::Public
+    } else {
+        match target_extension(core, &req, &tenant) {
+            Ok(e) => Target::Extension(e),
+            Err((404, reason)) => {
+                match ring_group_of(&req, &tenant).filter(|_| method == Method::Invite) {
+                    Some(group) => Target::Group(group),
+                    None if method == Method::Invite => Target::Public,
+                    None => return refuse(404, reason, None),
+                }
             }
+            Err((code, reason)) => return refuse(code, reason, None),
         }
-        Err((code, reason)) => return refuse(code, reason, None),
     };
     let now = pbx_store::now_ms();
-    let mut passed = Vec::new();
-    let mut plan = std::collections::VecDeque::new();
-    let (callee, extension, bindings, ring_s) = match target {
-        Target::Extension(dialled) => {
-            let (extension, bindings) = if method == Method::Invite {
-                match follow_forwards(core, &tenant, dialled.clone(), &mut passed, now) {
-                    Ok(found) => found,
-                    Err((code, reason, at)) => return refuse(code, reason, Some(&at)),
-                }
-            } else {
-                let bindings = core.location.of_extension(dialled.id, now);
-                (dialled.clone(), bindings)
-            };
-            if bindings.is_empty() {
-                return refuse(480, "Temporarily Unavailable", Some(&extension));
+    let ringing = match target {
+        Target::Extension(dialled) if method == Method::Invite => {
+            match ring_extension(core, &tenant, dialled, now) {
+                Ok(ringing) => ringing,
+                Err((code, reason, at)) => return refuse(code, reason, Some(&at)),
             }
-            if extension.id != dialled.id {
-                tracing::debug!(customer = %tenant.customer, from = %dialled.number, to = %extension.number, "call forwarded");
-            }
-            let ring_s = no_answer_seconds(&extension);
-            (extension.number.clone(), Some(extension), bindings, ring_s)
         }
-        Target::Group(group) => {
-            plan = group_plan(&group);
-            match next_step(core, &tenant, &mut plan, now) {
-                Some((bindings, ring_s)) => (group.number.clone(), None, bindings, ring_s),
+        Target::Extension(dialled) => {
+            // Other dialog-creating requests (SUBSCRIBE, REFER) reach the
+            // extension's phones as they are: forwarding is for calls.
+            let bindings = core.location.of_extension(dialled.id, now);
+            if bindings.is_empty() {
+                return refuse(480, "Temporarily Unavailable", Some(&dialled));
+            }
+            Ringing::phones(dialled.number.clone(), Some(dialled), bindings)
+        }
+        Target::Group(group) => match ring_group(core, &tenant, &group, now) {
+            Some(ringing) => ringing,
+            None => return refuse(480, "Temporarily Unavailable", None),
+        },
+        Target::Public => match call_out(core, &carriers, &tenant, &caller, &req, &dialled, now) {
+            Ok(ringing) => ringing,
+            Err((code, reason, destination)) => {
+                let refused = Refused {
+                    callee: None,
+                    destination: destination.as_deref(),
+                    direction: CallDirection::Outbound,
+                };
+                return refuse_call(core, &req, flow, &tenant, &caller, refused, code, reason);
+            }
+        },
+    };
+    start(core, req, flow, &tenant, caller, ringing);
+}
+
+/// Who places a call: a device of the customer, or a carrier (inbound).
+struct Caller {
+    extension: Option<ExtensionId>,
+    device: Option<DeviceId>,
+    direction: CallDirection,
+}
+
+/// Where an initial request goes, once decided.
+enum Ringing {
+    /// Phones: an extension's (after its forwards), or a ring group's first
+    /// step's, with the steps after it.
+    Phones {
+        callee: String,
+        extension: Option<Arc<Extension>>,
+        bindings: Vec<Binding>,
+        ring_s: Option<u64>,
+        plan: VecDeque<Step>,
+        passed: Vec<ExtensionId>,
+    },
+    /// A carrier trunk, then the next ones on failure.
+    Out {
+        callee: String,
+        leg: CarrierLeg,
+        admitted: Admitted,
+    },
+}
+
+impl Ringing {
+    fn phones(callee: String, extension: Option<Arc<Extension>>, bindings: Vec<Binding>) -> Self {
+        Ringing::Phones {
+            callee,
+            extension,
+            bindings,
+            ring_s: None,
+            plan: VecDeque::new(),
+            passed: Vec::new(),
+        }
+    }
+}
+
+/// An extension rung for a call, after the forwards that apply before
+/// ringing; or why not, and at which extension.
+fn ring_extension(
+    core: &Core,
+    tenant: &Tenant,
+    dialled: Arc<Extension>,
+    now: pbx_store::Millis,
+) -> Result<Ringing, Refusal> {
+    let mut passed = Vec::new();
+    let (extension, bindings) = follow_forwards(core, tenant, dialled.clone(), &mut passed, now)?;
+    if bindings.is_empty() {
+        return Err((480, "Temporarily Unavailable", extension));
+    }
+    if extension.id != dialled.id {
+        tracing::debug!(customer = %tenant.customer, from = %dialled.number, to = %extension.number, "call forwarded");
+    }
+    Ok(Ringing::Phones {
+        callee: extension.number.clone(),
+        ring_s: no_answer_seconds(&extension),
+        extension: Some(extension),
+        bindings,
+        plan: VecDeque::new(),
+        passed,
+    })
+}
+
+/// A ring group's first members with phones to ring, and the steps after.
+fn ring_group(
+    core: &Core,
+    tenant: &Tenant,
+    group: &RingGroup,
+    now: pbx_store::Millis,
+) -> Option<Ringing> {
+    let mut plan = group_plan(group);
+    let (bindings, ring_s) = next_step(core, tenant, &mut plan, now)?;
+    Some(Ringing::Phones {
+        callee: group.number.clone(),
+        extension: None,
+        bindings,
+        ring_s,
+        plan,
+        passed: Vec::new(),
+    })
+}
+
+/// A call to the public network: the number read by the customer's plan,
+/// the trunks that carry it, and the limits that admit it. A refusal names
+/// the number when it was one.
+fn call_out(
+    core: &Core,
+    carriers: &Carriers,
+    tenant: &Tenant,
+    caller: &Caller,
+    req: &Message,
+    dialled: &str,
+    now: pbx_store::Millis,
+) -> Result<Ringing, (u16, &'static str, Option<String>)> {
+    let destination = match carrier::read_dialled(dialled, tenant) {
+        None => return Err((404, "Not Found", None)),
+        Some(Err((code, reason))) => return Err((code, reason, None)),
+        Some(Ok(d)) => d,
+    };
+    let hops = carrier::hops(carriers, tenant, &destination);
+    if hops.is_empty() {
+        return Err((404, "No Route", Some(destination.e164)));
+    }
+    let admitted = match core
+        .admission
+        .admit(tenant, destination.class, &destination.e164, now)
+    {
+        Ok(admitted) => admitted,
+        Err(limit) => {
+            tracing::warn!(customer = %tenant.customer, destination = %destination.e164,
+                limit = %limit, "outbound call refused by a limit");
+            Stats::inc(&core.stats.limit_refusals);
+            core.events.publish(SipEvent::LimitReached {
+                reseller: tenant.reseller,
+                customer: tenant.customer,
+                call_id: req.call_id().to_owned(),
+                limit,
+                destination: destination.e164.clone(),
+                at: now,
+            });
+            return Err((403, "Forbidden", Some(destination.e164)));
+        }
+    };
+    let caller_id = carriers
+        .caller_id(tenant.customer, caller.extension)
+        .map(str::to_owned);
+    Ok(Ringing::Out {
+        callee: dialled.to_owned(),
+        leg: CarrierLeg {
+            destination,
+            caller_id,
+            realm: tenant.domain.clone(),
+            hops: hops.into(),
+        },
+        admitted,
+    })
+}
+
+/// A request from a carrier's address: a call for one of the customers'
+/// numbers (no digest: the carrier is known by where it sends from).
+fn from_carrier(core: &Core, req: Message, flow: Flow, trunk: &Trunk, carriers: &Carriers) {
+    let method = req.method().cloned().unwrap_or(Method::Options);
+    let reply = |code: u16, reason: &str| {
+        core.reply_stateless(&req, flow, core.local_response(&req, code, reason, None))
+    };
+    match method {
+        Method::Invite => {}
+        // Carriers ask whether we are up.
+        Method::Options => return reply(200, "OK"),
+        Method::Ack => return,
+        _ => return reply(405, "Method Not Allowed"),
+    }
+    let called = carrier::called_number(&req, trunk);
+    let routed = called.as_deref().and_then(|n| carriers.number(n));
+    let tenant = routed.and_then(|r| core.directory.by_customer(r.customer));
+    let (Some(called), Some(routed), Some(tenant)) = (called, routed, tenant) else {
+        unrouted(core, &req, flow, trunk);
+        return reply(404, "Not Found");
+    };
+    let caller = Caller {
+        extension: None,
+        device: None,
+        direction: CallDirection::Inbound,
+    };
+    let refuse = |code: u16, reason: &str, callee: Option<&Extension>| {
+        let refused = Refused {
+            callee,
+            destination: Some(&called),
+            direction: CallDirection::Inbound,
+        };
+        refuse_call(core, &req, flow, &tenant, &caller, refused, code, reason)
+    };
+    if !trunk.enabled || !tenant.active {
+        return refuse(480, "Temporarily Unavailable", None);
+    }
+    let now = pbx_store::now_ms();
+    let ringing = match carrier::inbound_destination(routed.destination, &tenant, now) {
+        Inbound::Extension(id) => {
+            let Some(extension) = tenant.extension_by_id(id).cloned() else {
+                return refuse(480, "Temporarily Unavailable", None);
+            };
+            match ring_extension(core, &tenant, extension, now) {
+                Ok(ringing) => ringing,
+                Err((code, reason, at)) => return refuse(code, reason, Some(&at)),
+            }
+        }
+        Inbound::Group(id) => {
+            let ringing = tenant
+                .ring_group_by_id(id)
+                .and_then(|g| ring_group(core, &tenant, g, now));
+            match ringing {
+                Some(ringing) => ringing,
                 None => return refuse(480, "Temporarily Unavailable", None),
             }
         }
+        Inbound::Nowhere => return refuse(480, "Temporarily Unavailable", None),
     };
-    let callee_extension = extension.as_ref().map(|e| e.id);
-    let caller = req
-        .from()
-        .uri
-        .as_sip()
-        .and_then(|u| u.user_unescaped())
-        .unwrap_or_default();
-    let caller_contact = req
-        .contacts()
-        .ok()
-        .and_then(|c| match c.into_iter().next() {
-            Some(pbx_sip_message::Contact::Addr(a)) => Some(a.uri),
-            _ => None,
-        });
+    let ringing = match ringing {
+        Ringing::Phones {
+            extension,
+            bindings,
+            ring_s,
+            plan,
+            passed,
+            ..
+        } => Ringing::Phones {
+            callee: format!("+{called}"),
+            extension,
+            bindings,
+            ring_s,
+            plan,
+            passed,
+        },
+        out => out,
+    };
+    start(core, req, flow, &tenant, caller, ringing);
+}
+
+/// Notes a call a carrier sent for a number nobody holds (answered 404).
+fn unrouted(core: &Core, req: &Message, flow: Flow, trunk: &Trunk) {
+    Stats::inc(&core.stats.unrouted_calls);
+    tracing::info!(trunk = %trunk.id, call_id = %req.call_id(), called = ?carrier::dialled_user(req),
+        "call from a carrier for a number nobody holds");
+    core.events.publish(SipEvent::CallUnrouted {
+        trunk: trunk.id,
+        call_id: req.call_id().to_owned(),
+        caller: from_user(req),
+        called: carrier::dialled_user(req).unwrap_or_default(),
+        source: flow.remote.to_string(),
+        at: pbx_store::now_ms(),
+    });
+}
+
+/// Sets up the call (or other dialog) decided on: the context, its record
+/// and the first branches.
+fn start(core: &Core, req: Message, flow: Flow, tenant: &Tenant, caller: Caller, ringing: Ringing) {
+    let method = req.method().cloned().unwrap_or(Method::Options);
+    let caller_name = from_user(&req);
+    let caller_contact = first_contact(&req);
     let Some(ctx) = core.new_context(req, flow) else {
+        if let Ringing::Out { admitted, .. } = ringing {
+            core.admission.abandon(admitted);
+        }
         return;
     };
     let mut c = lock(&ctx);
@@ -129,28 +387,52 @@ pub fn initial(core: &Core, req: Message, flow: Flow) {
             core.send_response(&ctx, &mut c, &trying);
         }
     }
-    let info = CallInfo {
-        reseller: tenant.reseller,
-        customer: tenant.customer,
-        caller_extension: Some(device.extension),
-        callee_extension,
-        caller_device: Some(device.id),
-        callee_device: None,
+    let (callee, callee_extension, direction, destination) = match &ringing {
+        Ringing::Phones {
+            callee, extension, ..
+        } => {
+            let destination = match caller.direction {
+                CallDirection::Inbound => Some(callee.trim_start_matches('+').to_owned()),
+                _ => None,
+            };
+            (
+                callee.clone(),
+                extension.as_ref().map(|e| e.id),
+                caller.direction,
+                destination,
+            )
+        }
+        Ringing::Out { callee, leg, .. } => (
+            callee.clone(),
+            None,
+            CallDirection::Outbound,
+            Some(leg.destination.e164.clone()),
+        ),
     };
+    let caller_tag = c
+        .request
+        .as_ref()
+        .and_then(|r| r.from().tag())
+        .unwrap_or_default();
     if creates_dialog(&method) {
         c.call = Some(CallSetup {
-            info: info.clone(),
-            caller: caller.clone(),
+            info: CallInfo {
+                reseller: tenant.reseller,
+                customer: tenant.customer,
+                caller_extension: caller.extension,
+                callee_extension,
+                caller_device: caller.device,
+                callee_device: None,
+            },
+            caller: caller_name.clone(),
             callee: callee.clone(),
             caller_contact,
-            started_at: now,
-            passed,
+            started_at: pbx_store::now_ms(),
+            passed: match &ringing {
+                Ringing::Phones { passed, .. } => passed.clone(),
+                Ringing::Out { .. } => Vec::new(),
+            },
         });
-    }
-    c.plan = plan;
-    fork(core, &ctx, &mut c, &tenant, &bindings);
-    if method == Method::Invite {
-        arm_ring_time(core, &ctx, &mut c, ring_s);
     }
     if method == Method::Invite {
         Stats::inc(&core.stats.calls_started);
@@ -158,22 +440,137 @@ pub fn initial(core: &Core, req: Message, flow: Flow) {
             reseller: tenant.reseller,
             customer: tenant.customer,
             call_id: c.key_call_id(),
-            caller_tag: c
-                .request
-                .as_ref()
-                .and_then(|r| r.from().tag())
-                .unwrap_or_default(),
-            caller,
+            caller_tag: caller_tag.clone(),
+            caller: caller_name,
             callee,
-            caller_extension: Some(device.extension),
+            caller_extension: caller.extension,
             callee_extension,
-            caller_device: Some(device.id),
-            direction: CallDirection::Internal,
-            destination: None,
-            at: now,
+            caller_device: caller.device,
+            direction,
+            destination,
+            at: pbx_store::now_ms(),
         });
     }
+    match ringing {
+        Ringing::Phones {
+            bindings,
+            ring_s,
+            plan,
+            ..
+        } => {
+            c.plan = plan;
+            fork(core, &ctx, &mut c, tenant, &bindings);
+            if method == Method::Invite {
+                arm_ring_time(core, &ctx, &mut c, ring_s);
+            }
+        }
+        Ringing::Out { leg, admitted, .. } => {
+            core.admission.open((c.key_call_id(), caller_tag), admitted);
+            c.carrier = Some(leg);
+            if !next_trunk(core, &ctx, &mut c) {
+                // Every trunk is at its channel limit.
+                if let Some(busy) = c
+                    .request
+                    .as_ref()
+                    .map(|r| core.local_response(r, 480, "All Trunks Busy", None))
+                {
+                    keep_best(&mut c, busy);
+                }
+                finish_if_all_final(core, &ctx, &mut c);
+            }
+        }
+    }
     tracing::debug!(customer = %tenant.customer, branches = c.branches.len(), "request forked");
+}
+
+/// Sends the call on to the next trunk that has a channel free. False
+/// when none is left.
+fn next_trunk(core: &Core, ctx: &Arc<Mutex<Context>>, c: &mut Context) -> bool {
+    let key = (
+        c.key_call_id(),
+        c.request
+            .as_ref()
+            .and_then(|r| r.from().tag())
+            .unwrap_or_default(),
+    );
+    loop {
+        let Some(leg) = c.carrier.as_mut() else {
+            return false;
+        };
+        let Some(hop) = leg.hops.pop_front() else {
+            return false;
+        };
+        // Emergency calls are not held back by a trunk's channel count.
+        let emergency = leg.destination.class == pbx_store::numbering::Class::Emergency;
+        let max = if emergency { None } else { hop.max_channels };
+        let caller_id = leg.caller_id.clone();
+        let realm = leg.realm.clone();
+        if !core.admission.use_trunk(&key, hop.trunk, max) {
+            tracing::debug!(trunk = %hop.trunk, "trunk full: next one");
+            continue;
+        }
+        let Some(out_flow) = core.transports.flow_to(hop.protocol, hop.addr) else {
+            continue;
+        };
+        let Some(mut fwd) = c.request.clone() else {
+            return false;
+        };
+        fwd.remove_all(&HeaderName::Route);
+        remove_own_credentials(&mut fwd, &realm);
+        fwd.decrement_max_forwards();
+        carrier::dress(&mut fwd, &hop, caller_id.as_deref());
+        for rr in core.record_route(&c.inbound, &out_flow).into_iter().rev() {
+            fwd.insert_before(
+                &HeaderName::RecordRoute,
+                Header::new(HeaderName::RecordRoute, rr),
+            );
+        }
+        add_branch(core, ctx, c, fwd, out_flow, None, None);
+        if let Some(b) = c.branches.last_mut() {
+            b.trunk = Some(hop.trunk);
+        }
+        tracing::debug!(trunk = %hop.trunk, "call sent to a carrier");
+        return true;
+    }
+}
+
+/// What a refused call is recorded as.
+struct Refused<'a> {
+    callee: Option<&'a Extension>,
+    /// The number, for calls to or from the public network.
+    destination: Option<&'a str>,
+    direction: CallDirection,
+}
+
+impl<'a> Refused<'a> {
+    fn internal(callee: Option<&'a Extension>) -> Self {
+        Refused {
+            callee,
+            destination: None,
+            direction: CallDirection::Internal,
+        }
+    }
+}
+
+/// Answers a request the proxy will not route; a refused call still gets
+/// its record (a retransmission of the INVITE, refused again, is
+/// recognised by the recorder).
+#[allow(clippy::too_many_arguments)]
+fn refuse_call(
+    core: &Core,
+    req: &Message,
+    flow: Flow,
+    tenant: &Tenant,
+    caller: &Caller,
+    refused: Refused<'_>,
+    code: u16,
+    reason: &str,
+) {
+    if req.method() == Some(&Method::Invite) {
+        record_refused(core, req, tenant, caller, &refused, code);
+    }
+    let resp = core.local_response(req, code, reason, tenant.server_header.as_deref());
+    core.reply_stateless(req, flow, resp);
 }
 
 /// Reports a call the proxy refused before ringing anyone: a start and, at
@@ -181,35 +578,26 @@ pub fn initial(core: &Core, req: Message, flow: Flow) {
 fn record_refused(
     core: &Core,
     req: &Message,
-    tenant: &crate::directory::Tenant,
-    device: &crate::directory::Device,
-    callee: Option<&crate::directory::Extension>,
+    tenant: &Tenant,
+    caller: &Caller,
+    refused: &Refused<'_>,
     code: u16,
 ) {
     let now = pbx_store::now_ms();
     let caller_tag = req.from().tag().unwrap_or_default();
-    let dialled = req
-        .request_line()
-        .and_then(|r| r.uri.as_sip())
-        .and_then(|u| u.user_unescaped())
-        .unwrap_or_default();
+    let dialled = carrier::dialled_user(req).unwrap_or_default();
     core.events.publish(SipEvent::CallStarted {
         reseller: tenant.reseller,
         customer: tenant.customer,
         call_id: req.call_id().to_owned(),
         caller_tag: caller_tag.clone(),
-        caller: req
-            .from()
-            .uri
-            .as_sip()
-            .and_then(|u| u.user_unescaped())
-            .unwrap_or_default(),
-        callee: callee.map(|e| e.number.clone()).unwrap_or(dialled),
-        caller_extension: Some(device.extension),
-        callee_extension: callee.map(|e| e.id),
-        caller_device: Some(device.id),
-        direction: CallDirection::Internal,
-        destination: None,
+        caller: from_user(req),
+        callee: refused.callee.map(|e| e.number.clone()).unwrap_or(dialled),
+        caller_extension: caller.extension,
+        callee_extension: refused.callee.map(|e| e.id),
+        caller_device: caller.device,
+        direction: refused.direction,
+        destination: refused.destination.map(str::to_owned),
         at: now,
     });
     core.events.publish(SipEvent::CallEnded {
@@ -221,6 +609,7 @@ fn record_refused(
         sip_status: code,
         hangup: None,
         reason: None,
+        trunk: None,
         at: now,
     });
 }
@@ -372,10 +761,12 @@ fn arm_ring_time(core: &Core, ctx: &Arc<Mutex<Context>>, c: &mut Context, second
     }
 }
 
-/// What a call dialled at: an extension or a ring group.
+/// What a call dialled at: an extension, a ring group, or a number on the
+/// public network.
 enum Target {
-    Extension(Arc<crate::directory::Extension>),
-    Group(Arc<crate::directory::RingGroup>),
+    Extension(Arc<Extension>),
+    Group(Arc<RingGroup>),
+    Public,
 }
 
 /// The ring group the Request-URI's user names, if any (the domain was
@@ -476,6 +867,21 @@ fn forward_on_failure(core: &Core, ctx: &Arc<Mutex<Context>>, c: &mut Context) -
     let Some(call) = c.call.as_ref() else {
         return false;
     };
+    if c.carrier.is_some() {
+        // A trunk that timed out or failed: the next one. A callee that is
+        // busy, unknown or declines is the answer, whatever trunk asks.
+        let code = c.best.as_ref().and_then(|b| b.status()).unwrap_or(0);
+        if code != 408 && !(500..600).contains(&code) {
+            return false;
+        }
+        if !next_trunk(core, ctx, c) {
+            return false;
+        }
+        Stats::inc(&core.stats.trunk_failovers);
+        tracing::info!(status = code, "trunk failed: trying the next one");
+        c.best = None;
+        return c.pending_branches() > 0;
+    }
     if !c.plan.is_empty() {
         // A ring group: whatever the failure, the next members' turn.
         let Some(tenant) = core.directory.by_customer(call.info.customer) else {
@@ -549,7 +955,7 @@ const MAX_FORWARDS: usize = 5;
 
 type Refusal = (u16, &'static str, Arc<crate::directory::Extension>);
 /// The extension that rings, and where its phones are.
-type Ringing = (
+type Reached = (
     Arc<crate::directory::Extension>,
     Vec<crate::location::Binding>,
 );
@@ -566,7 +972,7 @@ fn follow_forwards(
     dialled: Arc<crate::directory::Extension>,
     passed: &mut Vec<ExtensionId>,
     now: pbx_store::Millis,
-) -> Result<Ringing, Refusal> {
+) -> Result<Reached, Refusal> {
     use crate::directory::ForwardCondition;
     let mut current = dialled;
     if !passed.contains(&current.id) {
@@ -610,6 +1016,8 @@ fn target_extension(
 ) -> Result<Arc<crate::directory::Extension>, (u16, &'static str)> {
     let uri = match req.request_line().map(|r| &r.uri) {
         Some(Uri::Sip(u)) => u,
+        // A telephone number: for a carrier, if anything.
+        Some(Uri::Tel(_)) => return Err((404, "Not Found")),
         _ => return Err((416, "Unsupported URI Scheme")),
     };
     let ours = uri.host.is_name(&tenant.domain) || core.is_us(&uri.host, uri.port, None);
@@ -685,6 +1093,7 @@ fn add_branch(
         ack: None,
         extension,
         device,
+        trunk: None,
     });
     if let Some(bytes) = out.send {
         core.send(&out_flow, bytes);
@@ -794,13 +1203,7 @@ pub fn in_dialog(core: &Core, mut req: Message, flow: Flow) {
         Direction::Upstream => &dialog.caller,
     };
     let out_flow = reach(core, &peer.flow, peer.contact.as_ref());
-    let sender_contact = req
-        .contacts()
-        .ok()
-        .and_then(|c| match c.into_iter().next() {
-            Some(pbx_sip_message::Contact::Addr(a)) => Some(a.uri),
-            _ => None,
-        });
+    let sender_contact = first_contact(&req);
     core.dialogs.touch(
         req.call_id(),
         &from_tag,
@@ -1092,13 +1495,7 @@ fn new_dialog(
     method: &Method,
 ) -> Dialog {
     let now = pbx_store::now_ms();
-    let contact = resp
-        .contacts()
-        .ok()
-        .and_then(|c| match c.into_iter().next() {
-            Some(pbx_sip_message::Contact::Addr(a)) => Some(a.uri),
-            _ => None,
-        });
+    let contact = first_contact(resp);
     Dialog {
         call_id: resp.call_id().to_owned(),
         caller: Peer {
@@ -1151,6 +1548,7 @@ fn branch_final(
     let branch_flow = b.flow;
     let device = b.device;
     let answering_extension = b.extension;
+    let trunk = b.trunk;
     if (200..300).contains(&status) {
         b.request = None;
         if let (Some(call), Some(tag)) = (c.call.clone(), resp.to().tag()) {
@@ -1170,6 +1568,7 @@ fn branch_final(
                     caller_tag: resp.from().tag().unwrap_or_default(),
                     callee_device: device,
                     callee_extension: answering_extension,
+                    trunk,
                     at: answered_at,
                 });
             }
@@ -1178,13 +1577,7 @@ fn branch_final(
             if c.method == Method::Bye {
                 end_dialog(core, resp.call_id(), &from_tag, &to_tag);
             } else {
-                let contact = resp
-                    .contacts()
-                    .ok()
-                    .and_then(|cs| match cs.into_iter().next() {
-                        Some(pbx_sip_message::Contact::Addr(a)) => Some(a.uri),
-                        _ => None,
-                    });
+                let contact = first_contact(&resp);
                 // The responder refreshes its target: it is the request's To party.
                 core.dialogs.touch(
                     resp.call_id(),
@@ -1414,6 +1807,7 @@ fn finish_if_all_final(core: &Core, ctx: &Arc<Mutex<Context>>, c: &mut Context) 
             sip_status: code,
             hangup: None,
             reason: None,
+            trunk: c.branches.last().and_then(|b| b.trunk),
             at: pbx_store::now_ms(),
         });
     }
@@ -1454,7 +1848,25 @@ fn end_dialog(core: &Core, call_id: &str, from_tag: &str, to_tag: &str) {
             sip_status: 200,
             hangup: Some(hangup),
             reason: None,
+            trunk: None,
             at: pbx_store::now_ms(),
         });
+    }
+}
+
+/// The user part of a request's From URI (a phone's user name, a carrier's number).
+fn from_user(req: &Message) -> String {
+    req.from()
+        .uri
+        .as_sip()
+        .and_then(|u| u.user_unescaped())
+        .unwrap_or_default()
+}
+
+/// The URI of a message's first Contact, if it has one.
+fn first_contact(m: &Message) -> Option<Uri> {
+    match m.contacts().ok()?.into_iter().next() {
+        Some(pbx_sip_message::Contact::Addr(a)) => Some(a.uri),
+        _ => None,
     }
 }

@@ -273,6 +273,7 @@ impl State {
                 caller_tag,
                 callee_device,
                 callee_extension,
+                trunk,
                 at,
                 ..
             } => {
@@ -280,6 +281,9 @@ impl State {
                     if r.answer_at.is_none() {
                         r.answer_at = Some(at.max(r.invite_at));
                         r.callee_device_id = callee_device;
+                        if trunk.is_some() {
+                            r.trunk_id = trunk;
+                        }
                         // Who answered: a ring group's member, a forward's target.
                         if callee_extension.is_some() {
                             r.callee_extension_id = callee_extension;
@@ -289,6 +293,7 @@ impl State {
                             at: at.max(r.invite_at),
                             callee_device: callee_device.map(|d| d.0),
                             callee_extension: callee_extension.map(|e| e.0),
+                            trunk: trunk.map(|t| t.0),
                         });
                     }
                 }
@@ -300,6 +305,7 @@ impl State {
                 sip_status,
                 hangup: side,
                 reason,
+                trunk,
                 at,
                 ..
             } => {
@@ -318,6 +324,10 @@ impl State {
                 r.sip_status = Some(sip_status);
                 r.hangup_side = side.map(hangup);
                 r.end_reason = reason.map(str::to_owned);
+                if trunk.is_some() {
+                    // Failover: the trunk finally used.
+                    r.trunk_id = trunk;
+                }
                 self.finish(key, r, at, journal, finished);
             }
             _ => {}

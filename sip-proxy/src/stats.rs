@@ -32,6 +32,9 @@ counters! {
     registrations: "Successful REGISTER requests.",
     calls_started: "INVITEs forwarded to at least one device.",
     calls_answered: "Calls answered (2xx to the initial INVITE).",
+    limit_refusals: "Outbound calls refused by a fraud or cost limit (403).",
+    trunk_failovers: "Calls moved to the next trunk after a timeout or 5xx.",
+    unrouted_calls: "Calls from carriers for numbers nobody holds (404).",
 }
 
 impl Stats {

@@ -65,7 +65,8 @@ async fn other_versions_get_505_and_unroutable_schemes_416() {
     let head = options(&caller, &format!("sip:{ACME}"), 70).replacen("SIP/2.0", "SIP/3.0", 1);
     caller.send(&head, "").await;
     assert_eq!(caller.recv().await.status(), Some(505));
-    // An authenticated call to a tel: URI cannot be routed (no carrier trunk yet).
+    // An authenticated call to a tel: URI is a number for a carrier: this
+    // node has no trunk, so there is no route (404).
     let uri = "tel:+4930123456";
     let head = |cseq: u32, auth: &str| {
         format!(
@@ -82,6 +83,17 @@ async fn other_versions_get_505_and_unroutable_schemes_416() {
             &head(2, &format!("Proxy-Authorization: {auth}\n")),
             support::SDP,
         )
+        .await;
+    let refused = caller.final_or_provisional().await;
+    assert_eq!(refused.status(), Some(404));
+    assert!(
+        matches!(&refused.start, pbx_sip_message::StartLine::Response(s) if s.reason == "No Route"),
+        "{refused:?}"
+    );
+    // A scheme nothing here can route: 416 before anything else.
+    let im = "INVITE im:alice@example.net SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKim1\nMax-Forwards: 70\nFrom: <sip:101@acme>;tag=t2\nTo: <im:alice@example.net>\nCall-ID: im-1\nCSeq: 1 INVITE\n";
+    caller
+        .send(&im.replace("127.0.0.1:9", &caller.local.to_string()), "")
         .await;
     assert_eq!(caller.final_or_provisional().await.status(), Some(416));
 }

@@ -39,7 +39,7 @@ pub struct Holiday {
     pub name: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BusinessHours {
     pub id: BusinessHoursId,
@@ -156,7 +156,8 @@ impl BusinessHoursSettings {
     }
 }
 
-const COLUMNS: &str = "b.id, b.customer_id, c.reseller_id, b.name, b.weekly, b.holidays, \
+pub(crate) const COLUMNS: &str =
+    "b.id, b.customer_id, c.reseller_id, b.name, b.weekly, b.holidays, \
     b.open_extension_id, b.open_ring_group_id, b.closed_extension_id, b.closed_ring_group_id, \
     b.created_at, b.version";
 /// $1 reseller scope, $2 customer scope; a customer's users see none (as ring groups).
@@ -181,7 +182,7 @@ fn destination(
     )
 }
 
-fn from_row(row: &AnyRow) -> Result<BusinessHours, sqlx::Error> {
+pub(crate) fn from_row(row: &AnyRow) -> Result<BusinessHours, sqlx::Error> {
     let weekly: String = row.try_get("weekly")?;
     let holidays: String = row.try_get("holidays")?;
     Ok(BusinessHours {

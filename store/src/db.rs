@@ -76,6 +76,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0004_console.sql"),
         include_str!("../../migrations/postgres/0004_console.sql"),
     ),
+    (
+        5,
+        "carriers",
+        include_str!("../../migrations/sqlite/0005_carriers.sql"),
+        include_str!("../../migrations/postgres/0005_carriers.sql"),
+    ),
 ];
 
 fn migrator(engine: Engine) -> Migrator {
@@ -236,6 +242,9 @@ impl Store {
     }
     pub fn trunks(&self) -> crate::trunks::Trunks<'_> {
         crate::trunks::Trunks(self)
+    }
+    pub fn unrouted_calls(&self) -> crate::unrouted::UnroutedCalls<'_> {
+        crate::unrouted::UnroutedCalls(self)
     }
     pub fn totp(&self) -> crate::totp::Totp<'_> {
         crate::totp::Totp(self)

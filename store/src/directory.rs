@@ -1,14 +1,29 @@
 //! What the SIP proxy holds in memory: every customer's SIP domain, live
-//! extensions and device credentials (HA1s only). Loaded whole at start and
-//! per customer when [`crate::changes::Change::Customer`] says it changed.
+//! extensions and device credentials (HA1s only), its numbering country and
+//! time zone, business-hours rules, call limits and retail rates; and,
+//! platform-wide, the carrier trunks with their routes and the phone numbers
+//! with their destinations. Loaded whole at start and per customer when
+//! [`crate::changes::Change::Customer`] says it changed (trunks and numbers
+//! on their own changes).
+
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde::Serialize;
 use sqlx::Row;
 
+use crate::business_hours::BusinessHours;
+use crate::limits::Limits;
+use crate::numbers::Destination;
+use crate::rating::RateRule;
+use crate::trunks::{Route, Trunk};
+
 use crate::principal::Level;
 use crate::resellers::Status;
 use crate::rows::{enum_col, flag};
-use crate::{CustomerId, DeviceId, ExtensionId, Principal, ResellerId, Result, Store};
+use crate::{
+    CustomerId, DeviceId, ExtensionId, NumberId, PlanId, Principal, ResellerId, Result, Store,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CustomerDirectory {
@@ -22,6 +37,64 @@ pub struct CustomerDirectory {
     pub extensions: Vec<DirectoryExtension>,
     pub devices: Vec<DirectoryDevice>,
     pub ring_groups: Vec<DirectoryRingGroup>,
+    /// ISO 3166 country whose numbering plan the customer's phones dial in.
+    pub country: String,
+    /// The customer's time zone (business hours).
+    pub time_zone: String,
+    /// The reseller's time zone (its billing days, for spend limits).
+    pub reseller_time_zone: String,
+    pub limits: Limits,
+    /// The reseller's limits, over all its customers.
+    pub reseller_limits: Limits,
+    pub business_hours: Vec<BusinessHours>,
+    /// The customer's retail rates (empty without a retail plan); shared
+    /// between the customers of one plan.
+    #[serde(skip)]
+    pub retail_rates: Arc<Vec<RateRule>>,
+}
+
+impl CustomerDirectory {
+    /// A customer with nothing in it yet: German numbering, Berlin time,
+    /// default limits, no retail rates (tests and tools fill in the rest).
+    pub fn empty(customer_id: CustomerId, reseller_id: ResellerId, sip_domain: &str) -> Self {
+        CustomerDirectory {
+            customer_id,
+            reseller_id,
+            sip_domain: sip_domain.to_owned(),
+            active: true,
+            server_header: None,
+            extensions: Vec::new(),
+            devices: Vec::new(),
+            ring_groups: Vec::new(),
+            country: "DE".into(),
+            time_zone: "Europe/Berlin".into(),
+            reseller_time_zone: "Europe/Berlin".into(),
+            limits: Limits::default(),
+            reseller_limits: Limits::unlimited(),
+            business_hours: Vec::new(),
+            retail_rates: Arc::default(),
+        }
+    }
+}
+
+/// A carrier trunk as the proxy uses it.
+#[derive(Debug, Clone)]
+pub struct CarrierTrunk {
+    pub trunk: Trunk,
+    pub routes: Vec<Route>,
+    /// The registration secret, decrypted (registering trunks only).
+    pub secret: Option<String>,
+}
+
+/// A phone number assigned to a customer, and where its calls go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoutedNumber {
+    pub id: NumberId,
+    /// Digits without `+`.
+    pub e164: String,
+    pub customer: CustomerId,
+    /// None: assigned but not routed yet (calls get 480).
+    pub destination: Option<Destination>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -82,18 +155,37 @@ impl Directory<'_> {
         let only = only.map(|c| c.0);
         let pool = self.0.pool();
         let customers = sqlx::query(
-            "SELECT c.id, c.reseller_id, c.sip_domain, c.status, r.status AS reseller_status, r.sip_server_header \
+            "SELECT c.id, c.reseller_id, c.sip_domain, c.status, c.country, c.time_zone, c.retail_plan_id, \
+             r.status AS reseller_status, r.sip_server_header, r.time_zone AS reseller_time_zone \
              FROM customers c JOIN resellers r ON r.id = c.reseller_id \
              WHERE ($1 IS NULL OR c.id = $1) ORDER BY c.id",
         )
         .bind(only)
         .fetch_all(pool)
         .await?;
+        let rates = self.retail_rates(only).await?;
+        let limits = self.limits().await?;
         let mut out = Vec::with_capacity(customers.len());
         for row in &customers {
             let status = enum_col(row, "status", Status::parse)?;
             let reseller_status = enum_col(row, "reseller_status", Status::parse)?;
+            let id = CustomerId(row.try_get("id")?);
+            let reseller = ResellerId(row.try_get("reseller_id")?);
+            let plan = row.try_get::<Option<i64>, _>("retail_plan_id")?.map(PlanId);
             out.push(CustomerDirectory {
+                country: row.try_get("country")?,
+                time_zone: row.try_get("time_zone")?,
+                reseller_time_zone: row.try_get("reseller_time_zone")?,
+                limits: limits.customers.get(&id).cloned().unwrap_or_default(),
+                reseller_limits: limits
+                    .resellers
+                    .get(&reseller)
+                    .cloned()
+                    .unwrap_or_else(Limits::unlimited),
+                business_hours: Vec::new(),
+                retail_rates: plan
+                    .and_then(|p| rates.get(&p).cloned())
+                    .unwrap_or_default(),
                 customer_id: CustomerId(row.try_get("id")?),
                 reseller_id: ResellerId(row.try_get("reseller_id")?),
                 sip_domain: row.try_get("sip_domain")?,
@@ -191,6 +283,20 @@ impl Directory<'_> {
                 });
             }
         }
+        let rules = sqlx::query(&format!(
+            "SELECT {} FROM business_hours b JOIN customers c ON c.id = b.customer_id \
+             WHERE b.deleted_at IS NULL AND ($1 IS NULL OR b.customer_id = $1) ORDER BY b.id",
+            crate::business_hours::COLUMNS
+        ))
+        .bind(only)
+        .fetch_all(pool)
+        .await?;
+        for row in &rules {
+            let rule = crate::business_hours::from_row(row)?;
+            if let Some(i) = index(&out, rule.customer_id.0) {
+                out[i].business_hours.push(rule);
+            }
+        }
         let devices = sqlx::query(
             "SELECT d.id, d.customer_id, d.extension_id, d.sip_user, d.ha1_realm, d.ha1_md5, d.ha1_sha256 \
              FROM devices d JOIN extensions e ON e.id = d.extension_id \
@@ -213,4 +319,87 @@ impl Directory<'_> {
         }
         Ok(out)
     }
+
+    /// The retail plans' rates of every customer (or of one), by plan.
+    async fn retail_rates(&self, only: Option<i64>) -> Result<HashMap<PlanId, Arc<Vec<RateRule>>>> {
+        let rows = sqlx::query(
+            "SELECT plan_id, prefix, description, minute_micros, connection_micros, first_increment_s, \
+             next_increment_s, minimum_micros FROM rates WHERE plan_id IN \
+             (SELECT retail_plan_id FROM customers WHERE $1 IS NULL OR id = $1) ORDER BY plan_id, prefix",
+        )
+        .bind(only)
+        .fetch_all(self.0.pool())
+        .await?;
+        let mut plans: HashMap<PlanId, Vec<RateRule>> = HashMap::new();
+        for row in &rows {
+            plans
+                .entry(PlanId(row.try_get("plan_id")?))
+                .or_default()
+                .push(crate::price_plans::rate_from_row(row)?);
+        }
+        Ok(plans.into_iter().map(|(k, v)| (k, Arc::new(v))).collect())
+    }
+
+    async fn limits(&self) -> Result<SetLimits> {
+        let rows = sqlx::query(&format!(
+            "SELECT customer_id, reseller_id, {} FROM call_limits",
+            crate::limits::COLUMNS
+        ))
+        .fetch_all(self.0.pool())
+        .await?;
+        let mut out = SetLimits::default();
+        for row in &rows {
+            let limits = crate::limits::from_row(row)?;
+            if let Some(c) = row.try_get::<Option<i64>, _>("customer_id")? {
+                out.customers.insert(CustomerId(c), limits);
+            } else if let Some(r) = row.try_get::<Option<i64>, _>("reseller_id")? {
+                out.resellers.insert(ResellerId(r), limits);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every trunk with its routes (platform-internal: operator scope only).
+    pub async fn trunks(&self, by: &Principal) -> Result<Vec<CarrierTrunk>> {
+        by.may_read(Level::Operator)?;
+        let trunks = self.0.trunks().list(by).await?;
+        let mut out = Vec::with_capacity(trunks.len());
+        for trunk in trunks {
+            let routes = self.0.trunks().routes(by, trunk.id).await?;
+            let secret = self.0.trunks().secret(by, trunk.id).await?;
+            out.push(CarrierTrunk {
+                trunk,
+                routes,
+                secret,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Every phone number assigned to a customer (operator scope only).
+    pub async fn numbers(&self, by: &Principal) -> Result<Vec<RoutedNumber>> {
+        by.may_read(Level::Operator)?;
+        Ok(self
+            .0
+            .numbers()
+            .list(by)
+            .await?
+            .into_iter()
+            .filter_map(|n| {
+                Some(RoutedNumber {
+                    id: n.id,
+                    e164: n.e164.trim_start_matches('+').to_owned(),
+                    customer: n.customer_id?,
+                    destination: n.destination,
+                })
+            })
+            .collect())
+    }
+}
+
+/// The limits set, by owner.
+#[derive(Default)]
+struct SetLimits {
+    customers: HashMap<CustomerId, Limits>,
+    resellers: HashMap<ResellerId, Limits>,
 }

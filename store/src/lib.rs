@@ -58,6 +58,7 @@ pub mod testing;
 mod time;
 pub mod totp;
 pub mod trunks;
+pub mod unrouted;
 mod usage;
 mod validate;
 pub mod webhooks;

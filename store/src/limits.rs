@@ -193,6 +193,38 @@ impl Limits {
     }
 }
 
+/// The columns [`from_row`] reads.
+pub(crate) const COLUMNS: &str = "max_concurrent_outbound, max_attempts_per_minute, \
+    max_spend_per_day_micros, allow_international, allow_premium";
+
+pub(crate) fn from_row(row: &sqlx::any::AnyRow) -> Result<Limits, sqlx::Error> {
+    let count = |name: &str| -> Result<Option<u32>, sqlx::Error> {
+        Ok(row
+            .try_get::<Option<i64>, _>(name)?
+            .map(|v| u32::try_from(v).unwrap_or(u32::MAX)))
+    };
+    Ok(Limits {
+        max_concurrent_outbound: count("max_concurrent_outbound")?,
+        max_attempts_per_minute: count("max_attempts_per_minute")?,
+        max_spend_per_day_micros: row.try_get("max_spend_per_day_micros")?,
+        allow_international: flag(row, "allow_international")?,
+        allow_premium: flag(row, "allow_premium")?,
+    })
+}
+
+impl Limits {
+    /// No limit at all: what a reseller the operator set nothing for has
+    /// (a customer without a setting has [`Limits::default`]: international
+    /// and premium-rate destinations off).
+    pub fn unlimited() -> Limits {
+        Limits {
+            allow_international: true,
+            allow_premium: true,
+            ..Limits::default()
+        }
+    }
+}
+
 /// Whose limits: a reseller's (for all its customers together) or a customer's.
 #[derive(Debug, Clone, Copy)]
 enum Owner {
@@ -201,6 +233,15 @@ enum Owner {
 }
 
 impl Owner {
+    /// What applies while nothing was set: a reseller is not limited, a
+    /// customer may not call abroad or premium-rate numbers.
+    fn default_limits(self) -> Limits {
+        match self {
+            Owner::Reseller(_) => Limits::unlimited(),
+            Owner::Customer(_) => Limits::default(),
+        }
+    }
+
     fn column(self) -> (&'static str, i64) {
         match self {
             Owner::Reseller(r) => ("reseller_id", r.0),
@@ -256,27 +297,15 @@ impl CallLimits<'_> {
     async fn read(&self, owner: Owner) -> Result<Limits> {
         let (column, id) = owner.column();
         let row = sqlx::query(&format!(
-            "SELECT max_concurrent_outbound, max_attempts_per_minute, max_spend_per_day_micros, \
-             allow_international, allow_premium FROM call_limits WHERE {column} = $1"
+            "SELECT {COLUMNS} FROM call_limits WHERE {column} = $1"
         ))
         .bind(id)
         .fetch_optional(self.0.pool())
         .await?;
-        let Some(row) = row else {
-            return Ok(Limits::default());
-        };
-        let count = |name: &str| -> Result<Option<u32>, sqlx::Error> {
-            Ok(row
-                .try_get::<Option<i64>, _>(name)?
-                .map(|v| u32::try_from(v).unwrap_or(u32::MAX)))
-        };
-        Ok(Limits {
-            max_concurrent_outbound: count("max_concurrent_outbound")?,
-            max_attempts_per_minute: count("max_attempts_per_minute")?,
-            max_spend_per_day_micros: row.try_get("max_spend_per_day_micros")?,
-            allow_international: flag(&row, "allow_international")?,
-            allow_premium: flag(&row, "allow_premium")?,
-        })
+        match row {
+            Some(row) => Ok(from_row(&row)?),
+            None => Ok(owner.default_limits()),
+        }
     }
 
     async fn write(
@@ -495,6 +524,14 @@ mod tests {
                 .unwrap(),
             Limits::default(),
             "B's are its own"
+        );
+        assert_eq!(
+            limits
+                .for_reseller(&t.reseller_x_admin, t.reseller_x.id)
+                .await
+                .unwrap(),
+            Limits::unlimited(),
+            "none set for a reseller: nothing limited at its level"
         );
         // Resellers' own limits are the operator's to set.
         assert!(limits

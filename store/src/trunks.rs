@@ -50,6 +50,8 @@ pub struct Trunk {
     /// Address blocks inbound calls from this carrier come from.
     pub inbound_sources: Vec<String>,
     pub number_format: NumberFormat,
+    /// The carrier's country (ISO 3166): what `national` numbers are national to.
+    pub country: String,
     /// Calls at once on this trunk; None: no limit.
     pub max_channels: Option<i64>,
     /// Lower first among trunks of equal route.
@@ -83,6 +85,9 @@ pub struct TrunkSettings {
     pub inbound_sources: Vec<String>,
     #[serde(default = "default_format")]
     pub number_format: NumberFormat,
+    /// ISO 3166 country of the carrier; Germany if not given.
+    #[serde(default = "default_country")]
+    pub country: String,
     #[serde(default)]
     pub max_channels: Option<i64>,
     #[serde(default = "default_priority")]
@@ -102,6 +107,9 @@ fn default_expires() -> i64 {
 }
 fn default_format() -> NumberFormat {
     NumberFormat::E164Plus
+}
+fn default_country() -> String {
+    "DE".into()
 }
 fn default_priority() -> i64 {
     100
@@ -169,6 +177,11 @@ impl TrunkSettings {
                 "inbound_sources",
                 "must be up to 50 addresses or blocks such as 192.0.2.0/24",
             )
+            .check(
+                validate::is_country(&self.country),
+                "country",
+                "must be an ISO 3166 country code such as DE",
+            )
             .optional_text("username", self.username.as_deref(), 100)
             .optional_text("realm", self.realm.as_deref(), 253);
         check.check(
@@ -199,7 +212,7 @@ impl TrunkSettings {
 }
 
 const COLUMNS: &str = "id, reseller_id, name, host, port, transport, auth_mode, username, realm, \
-    register_expires_s, inbound_sources, number_format, max_channels, priority, enabled, created_at, version";
+    register_expires_s, inbound_sources, number_format, country, max_channels, priority, enabled, created_at, version";
 /// $1 reseller scope: a reseller sees its own trunks only.
 const SCOPED: &str = "FROM trunks WHERE ($1 IS NULL OR reseller_id = $1)";
 
@@ -224,6 +237,7 @@ fn from_row(row: &AnyRow) -> Result<Trunk, sqlx::Error> {
             .map(str::to_owned)
             .collect(),
         number_format: enum_col(row, "number_format", NumberFormat::parse)?,
+        country: row.try_get("country")?,
         max_channels: row.try_get("max_channels")?,
         priority: row.try_get("priority")?,
         enabled: flag(row, "enabled")?,
@@ -232,7 +246,7 @@ fn from_row(row: &AnyRow) -> Result<Trunk, sqlx::Error> {
     })
 }
 
-/// Binds a trunk's settings as $1…$14, in the order both the insert and
+/// Binds a trunk's settings as $1…$15, in the order both the insert and
 /// the update name them.
 fn bind_settings<'q>(
     query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
@@ -254,6 +268,7 @@ fn bind_settings<'q>(
         .bind(s.max_channels)
         .bind(s.priority)
         .bind(flag_value(s.enabled))
+        .bind(&s.country)
 }
 
 /// Who may write trunks of `owner`: the operator for all, a reseller for its own.
@@ -312,8 +327,8 @@ impl Trunks<'_> {
             sqlx::query(
                 "INSERT INTO trunks (name, host, port, transport, auth_mode, username, secret_enc, realm, \
                  register_expires_s, inbound_sources, number_format, max_channels, priority, enabled, \
-                 reseller_id, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) RETURNING id",
+                 country, reseller_id, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) RETURNING id",
             ),
             s,
             secret,
@@ -336,6 +351,19 @@ impl Trunks<'_> {
         tx.changed(Change::Trunks);
         tx.commit().await?;
         self.get(by, id).await
+    }
+
+    /// A registering trunk's secret, decrypted: for the SIP side, which
+    /// registers with it (operator scope only; never shown in any view).
+    pub async fn secret(&self, by: &Principal, id: TrunkId) -> Result<Option<String>> {
+        by.may_read(Level::Operator)?;
+        let row = sqlx::query("SELECT secret_enc FROM trunks WHERE id = $1")
+            .bind(id.0)
+            .fetch_optional(self.0.pool())
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        let stored: Option<String> = row.try_get("secret_enc")?;
+        stored.map(|s| self.0.secrets().decrypt(&s)).transpose()
     }
 
     /// Replaces a trunk's settings (its secret only when one is given).
@@ -370,7 +398,7 @@ impl Trunks<'_> {
                 "UPDATE trunks SET name = $1, host = $2, port = $3, transport = $4, auth_mode = $5, \
                  username = $6, secret_enc = $7, realm = $8, register_expires_s = $9, inbound_sources = $10, \
                  number_format = $11, max_channels = $12, priority = $13, enabled = $14, \
-                 version = version + 1 WHERE id = $15 AND version = $16",
+                 country = $15, version = version + 1 WHERE id = $16 AND version = $17",
             ),
             s,
             secret,
@@ -589,6 +617,7 @@ mod tests {
             register_expires_s: 600,
             inbound_sources: vec!["192.0.2.0/24".into()],
             number_format: NumberFormat::E164Plus,
+            country: "DE".into(),
             max_channels: Some(30),
             priority,
             enabled: true,

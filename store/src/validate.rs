@@ -161,6 +161,14 @@ pub(crate) fn slug(name: &str) -> String {
     }
 }
 
+/// At most `max` characters of `text` (foreign text kept for the record).
+pub(crate) fn clip(text: &str, max: usize) -> &str {
+    match text.char_indices().nth(max) {
+        Some((end, _)) => &text[..end],
+        None => text,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

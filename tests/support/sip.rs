@@ -346,6 +346,14 @@ impl Sipp {
         self
     }
 
+    /// Listens and sends from `ip` (a loopback address) instead of 127.0.0.1.
+    pub fn local_ip(mut self, ip: &str) -> Sipp {
+        if let Some(i) = self.args.iter().position(|a| a == "-i") {
+            self.args[i + 1] = ip.into();
+        }
+        self
+    }
+
     pub fn arg(mut self, a: &str) -> Sipp {
         self.args.push(a.into());
         self
@@ -494,4 +502,177 @@ pub fn register(node: &Node, phone: &Phone, contact_port: u16, transport: &str) 
         .arg("-t")
         .arg(transport)
         .run(&format!("127.0.0.1:{}", node.sip_port))
+}
+
+/// The carrier side of a test: SIPp on another loopback address, so that
+/// the node tells it from the phones (all on 127.0.0.1) by where it sends from.
+pub const CARRIER_IP: &str = "127.0.0.2";
+
+/// One carrier trunk for customer A's reseller's platform: SIPp listening at
+/// `port` on [`CARRIER_IP`], carrying `prefixes` (E.164 digits).
+pub struct TestTrunk<'a> {
+    pub name: &'a str,
+    pub port: u16,
+    pub priority: i64,
+    pub prefixes: &'a [&'a str],
+    pub max_channels: Option<i64>,
+}
+
+/// What a carrier test sets up before the node starts: trunks, customer A's
+/// number +49 30 1234567 routed to `number_destination`, A's limits, and a
+/// retail plan for A at 6 ct a minute to Germany (per second).
+pub struct CarrierWorld {
+    pub trunks: Vec<pbx_store::TrunkId>,
+    pub number: pbx_store::NumberId,
+}
+
+pub fn carriers_a(
+    data_dir: &Path,
+    trunks: &[TestTrunk<'_>],
+    limits: &pbx_store::limits::Limits,
+) -> CarrierWorld {
+    use pbx_store::numbering::NumberFormat;
+    use pbx_store::trunks::{AuthMode, Route, Transport, TrunkSettings};
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let store = open_seeded(data_dir).await;
+        let sys = Principal::system();
+        let acme = customer_a(&store).await;
+        let customer = store.customers().get(&sys, acme).await.expect("A");
+        let mut ids = Vec::new();
+        for t in trunks {
+            let trunk = store
+                .trunks()
+                .create(
+                    &sys,
+                    None,
+                    &TrunkSettings {
+                        name: t.name.into(),
+                        host: CARRIER_IP.into(),
+                        port: i64::from(t.port),
+                        transport: Transport::Udp,
+                        auth_mode: AuthMode::Ip,
+                        username: None,
+                        secret: None,
+                        realm: None,
+                        register_expires_s: 600,
+                        inbound_sources: vec![format!("{CARRIER_IP}/32")],
+                        number_format: NumberFormat::E164Plus,
+                        country: "DE".into(),
+                        max_channels: t.max_channels,
+                        priority: t.priority,
+                        enabled: true,
+                    },
+                )
+                .await
+                .expect("trunk");
+            let routes: Vec<Route> = t
+                .prefixes
+                .iter()
+                .map(|p| Route {
+                    prefix: (*p).into(),
+                    priority: 100,
+                })
+                .collect();
+            store
+                .trunks()
+                .set_routes(&sys, trunk.id, &routes)
+                .await
+                .expect("routes");
+            ids.push(trunk.id);
+        }
+        let number = store
+            .numbers()
+            .create(&sys, "+49301234567", Some(customer.reseller_id))
+            .await
+            .expect("number");
+        store
+            .numbers()
+            .assign(&sys, number.id, acme)
+            .await
+            .expect("assign");
+        store
+            .call_limits()
+            .set_for_customer(&sys, acme, limits)
+            .await
+            .expect("limits");
+        let plan = store
+            .price_plans()
+            .create(
+                &sys,
+                Some(customer.reseller_id),
+                &pbx_store::price_plans::PlanSettings {
+                    name: "Retail".into(),
+                    currency: "EUR".into(),
+                    extension_month_micros: 0,
+                    number_month_micros: 0,
+                    internal_calls_free: true,
+                },
+            )
+            .await
+            .expect("plan");
+        store
+            .price_plans()
+            .set_rates(
+                &sys,
+                plan.id,
+                &[pbx_store::rating::RateRule {
+                    prefix: "49".into(),
+                    description: "Germany".into(),
+                    minute_micros: 60_000,
+                    connection_micros: 0,
+                    first_increment_s: 1,
+                    next_increment_s: 1,
+                    minimum_micros: 0,
+                }],
+            )
+            .await
+            .expect("rates");
+        let settings = pbx_store::customers::CustomerSettings {
+            name: customer.name.clone(),
+            sip_domain: customer.sip_domain.clone(),
+            country: customer.country.clone(),
+            time_zone: customer.time_zone.clone(),
+            language: customer.language.clone(),
+            retail_plan_id: Some(plan.id),
+        };
+        store
+            .customers()
+            .update(&sys, acme, None, &settings)
+            .await
+            .expect("retail plan");
+        store.close().await;
+        CarrierWorld {
+            trunks: ids,
+            number: number.id,
+        }
+    })
+}
+
+/// Routes customer A's number (before the node starts).
+pub fn route_number_a(data_dir: &Path, world: &CarrierWorld, to: pbx_store::numbers::Destination) {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let store = open_seeded(data_dir).await;
+        store
+            .numbers()
+            .set_destination(&Principal::system(), world.number, Some(to))
+            .await
+            .expect("destination");
+        store.close().await;
+    });
+}
+
+/// Customer A's extension `number`'s id.
+pub async fn extension_a(store: &Store, number: &str) -> pbx_store::ExtensionId {
+    let acme = customer_a(store).await;
+    store
+        .extensions()
+        .list(&Principal::system(), acme)
+        .await
+        .expect("extensions")
+        .into_iter()
+        .find(|e| e.number == number)
+        .unwrap_or_else(|| panic!("extension {number}"))
+        .id
 }

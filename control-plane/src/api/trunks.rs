@@ -23,6 +23,31 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(list_trunks, create_trunk))
         .routes(routes!(get_trunk, update_trunk, delete_trunk))
         .routes(routes!(get_routes, set_routes))
+        .routes(routes!(unrouted_calls))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct UnroutedQuery {
+    /// Most calls returned (1 to 1000; 100 if absent).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<i64>,
+}
+
+/// Calls carriers delivered for numbers nobody holds (answered 404), the
+/// latest first: the operator's only (they are no customer's), kept 90 days.
+#[utoipa::path(get, path = "/api/v1/unrouted-calls", tag = "trunks", params(UnroutedQuery),
+    responses((status = 200, body = Vec<pbx_store::unrouted::UnroutedCall>)))]
+async fn unrouted_calls(
+    State(s): State<AppState>,
+    Caller(by): Caller,
+    Query(q): Query<UnroutedQuery>,
+) -> ApiResult<JsonOut<Vec<pbx_store::unrouted::UnroutedCall>>> {
+    Ok(JsonOut(
+        s.store
+            .unrouted_calls()
+            .list(&by, q.limit.unwrap_or(100))
+            .await?,
+    ))
 }
 
 #[utoipa::path(get, path = "/api/v1/trunks", tag = "trunks", params(PageQuery),

@@ -45,7 +45,7 @@ fn form_of(t: &TrunkForm, texts: &Texts, secret_kept: bool) -> Value {
     json!({
         "name": t.name, "host": t.host, "port": t.port, "username": t.username, "realm": t.realm,
         "max_channels": t.max_channels, "priority": t.priority, "enabled": t.enabled.is_some(),
-        "inbound_sources": t.inbound_sources,
+        "inbound_sources": t.inbound_sources, "country": t.country,
         "secret_hint": if secret_kept { texts.get("trunk_secret_keep") } else { "" },
         "transports": options(&[("udp", "udp"), ("tcp", "tcp"), ("tls", "tls")], &t.transport),
         "auth_modes": options(&[("ip", "trunk_auth_ip"), ("register", "trunk_auth_register")], &t.auth_mode),
@@ -77,6 +77,8 @@ struct TrunkForm {
     #[serde(default)]
     number_format: String,
     #[serde(default)]
+    country: String,
+    #[serde(default)]
     max_channels: String,
     #[serde(default)]
     priority: String,
@@ -98,6 +100,7 @@ impl TrunkForm {
             secret: String::new(),
             realm: t.realm.clone().unwrap_or_default(),
             number_format: t.number_format.as_str().into(),
+            country: t.country.clone(),
             max_channels: t.max_channels.map(|m| m.to_string()).unwrap_or_default(),
             priority: t.priority.to_string(),
             enabled: t.enabled.then(|| "1".into()),
@@ -112,6 +115,7 @@ impl TrunkForm {
             transport: "udp".into(),
             auth_mode: "ip".into(),
             number_format: "e164_plus".into(),
+            country: "DE".into(),
             priority: "100".into(),
             enabled: Some("1".into()),
             ..TrunkForm::default()
@@ -167,6 +171,7 @@ impl TrunkForm {
                 .map(str::to_owned)
                 .collect(),
             number_format,
+            country: self.country.trim().to_ascii_uppercase(),
             max_channels,
             priority,
             enabled: self.enabled.is_some(),

@@ -1,0 +1,283 @@
+//! Calls to and from the public network, as decisions: what a phone dialled
+//! (read by its customer's numbering plan), which trunks may carry it and in
+//! what order, how the request is dressed for a carrier (its number format,
+//! the caller's number as P-Asserted-Identity, privacy); and for calls a
+//! carrier delivers, which customer's number they are for and where that
+//! number sends them now (business hours in the customer's time zone).
+//! The proxy does the sending.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+
+use pbx_sip_message::{Header, HeaderName, Host, Message, SipUri, Uri};
+use pbx_store::business_hours;
+use pbx_store::numbering::{self, Class, Destination, NumberError};
+use pbx_store::numbers::Destination as NumberDestination;
+use pbx_store::trunks::{Transport, Trunk};
+use pbx_store::{Millis, TrunkId};
+
+use crate::directory::{Carriers, Tenant};
+use crate::transport::Protocol;
+
+/// One trunk to try for a call.
+#[derive(Debug, Clone)]
+pub struct Hop {
+    pub trunk: TrunkId,
+    pub max_channels: Option<i64>,
+    pub addr: SocketAddr,
+    pub protocol: Protocol,
+    /// The Request-URI: the number as the carrier wants it, at the carrier.
+    pub uri: Uri,
+    /// The carrier's host, for the caller's identity.
+    host: String,
+    format: numbering::NumberFormat,
+    country: String,
+}
+
+/// A call leaving through trunks: what was dialled, who calls, and the
+/// trunks left to try (failover order).
+#[derive(Debug)]
+pub struct CarrierLeg {
+    pub destination: Destination,
+    /// The caller's number (E.164 digits), if the customer has one.
+    pub caller_id: Option<String>,
+    /// The customer's SIP domain: its phones' credentials are not passed on.
+    pub realm: String,
+    pub hops: VecDeque<Hop>,
+}
+
+/// The user part of a Request-URI: a `sip:` user or a `tel:` number.
+pub fn dialled_user(req: &Message) -> Option<String> {
+    match req.request_line().map(|r| &r.uri) {
+        Some(Uri::Sip(u)) => u.user_unescaped(),
+        Some(Uri::Tel(t)) => Some(t.number.clone()),
+        _ => None,
+    }
+}
+
+/// What `dialled` means as a public-network number for `tenant`: None when
+/// it is not one (letters, or a short number without area code: most
+/// likely an extension that does not exist, 404), else the destination or
+/// the refusal (484 for numbers cut short).
+pub fn read_dialled(
+    dialled: &str,
+    tenant: &Tenant,
+) -> Option<Result<Destination, (u16, &'static str)>> {
+    match numbering::read_dialled(dialled, &tenant.country) {
+        Ok(d) => Some(Ok(d)),
+        Err(NumberError::NotANumber) | Err(NumberError::NeedsAreaCode) => None,
+        Err(NumberError::Incomplete) => Some(Err((484, "Address Incomplete"))),
+        Err(NumberError::TooLong) => Some(Err((404, "Not Found"))),
+    }
+}
+
+/// Whether `dialled` is an emergency number where `tenant` is: those go
+/// out before anything else, whatever extension might share the number.
+pub fn is_emergency(dialled: &str, tenant: &Tenant) -> bool {
+    numbering::read_dialled(dialled, &tenant.country).is_ok_and(|d| d.class == Class::Emergency)
+}
+
+/// The trunks that may carry `destination` for `tenant` (the operator's and
+/// its reseller's own), in failover order, with where to send.
+pub fn hops(carriers: &Carriers, tenant: &Tenant, destination: &Destination) -> Vec<Hop> {
+    let usable: Vec<(Trunk, Vec<pbx_store::trunks::Route>)> = carriers
+        .trunks
+        .iter()
+        .filter(|(t, _)| t.reseller_id.is_none_or(|r| r == tenant.reseller))
+        .cloned()
+        .collect();
+    pbx_store::trunks::candidates(&usable, &destination.e164)
+        .into_iter()
+        .filter_map(|t| hop(t, destination))
+        .collect()
+}
+
+fn hop(trunk: &Trunk, destination: &Destination) -> Option<Hop> {
+    let protocol = match trunk.transport {
+        Transport::Udp => Protocol::Udp,
+        Transport::Tcp => Protocol::Tcp,
+        Transport::Tls => {
+            tracing::warn!(trunk = %trunk.id, "TLS trunks are not supported yet: skipped");
+            return None;
+        }
+    };
+    // Carriers are reached at an address; names would need RFC 3263
+    // resolution, which this node does not do yet.
+    let Ok(ip) = trunk.host.parse::<std::net::IpAddr>() else {
+        tracing::warn!(trunk = %trunk.id, host = %trunk.host, "trunk host is not an IP address: skipped");
+        return None;
+    };
+    let port = u16::try_from(trunk.port).ok()?;
+    let number = numbering::for_trunk(destination, trunk.number_format, &trunk.country);
+    let mut uri = SipUri::new(Some(&number), Host::from(ip), Some(port));
+    if protocol == Protocol::Tcp {
+        uri.set_param("transport", Some("tcp"));
+    }
+    Some(Hop {
+        trunk: trunk.id,
+        max_channels: trunk.max_channels,
+        addr: SocketAddr::new(ip, port),
+        protocol,
+        uri: Uri::Sip(uri),
+        host: trunk.host.clone(),
+        format: trunk.number_format,
+        country: trunk.country.clone(),
+    })
+}
+
+/// Dresses a request for `hop`: its Request-URI, and the caller's number as
+/// a P-Asserted-Identity the carrier trusts (RFC 3325). What the phone said
+/// about its identity is not passed on; a `Privacy` header the phone sent
+/// (RFC 3323) is, so the carrier withholds the number from the callee.
+pub fn dress(req: &mut Message, hop: &Hop, caller_id: Option<&str>) {
+    req.set_request_uri(hop.uri.clone());
+    req.remove_all(&HeaderName::PAssertedIdentity);
+    req.remove_all(&HeaderName::PPreferredIdentity);
+    if let Some(number) = caller_id {
+        let shown = numbering::for_trunk(
+            &Destination {
+                e164: number.to_owned(),
+                class: Class::National,
+                emergency_code: None,
+            },
+            hop.format,
+            &hop.country,
+        );
+        req.push(Header::new(
+            HeaderName::PAssertedIdentity,
+            format!("<sip:{shown}@{};user=phone>", hop.host),
+        ));
+    }
+}
+
+/// Where a call to a customer's number goes at `now`.
+pub enum Inbound {
+    Extension(pbx_store::ExtensionId),
+    Group(pbx_store::RingGroupId),
+    /// Nowhere (no destination set, or the rule's is empty): 480.
+    Nowhere,
+}
+
+/// Follows a number's destination (through its business-hours rule, if it
+/// has one, evaluated in the customer's time zone at `now`).
+pub fn inbound_destination(
+    destination: Option<NumberDestination>,
+    tenant: &Tenant,
+    now: Millis,
+) -> Inbound {
+    let direct = |d: Option<NumberDestination>| match d {
+        Some(NumberDestination::Extension(e)) => Inbound::Extension(e),
+        Some(NumberDestination::RingGroup(g)) => Inbound::Group(g),
+        // A rule never leads to a rule (the store refuses it).
+        Some(NumberDestination::BusinessHours(_)) | None => Inbound::Nowhere,
+    };
+    match destination {
+        Some(NumberDestination::BusinessHours(id)) => match tenant.business_hours(id) {
+            Some(rule) => {
+                let open =
+                    business_hours::is_open(&rule.weekly, &rule.holidays, tenant.time_zone, now);
+                direct(if open {
+                    rule.open_destination
+                } else {
+                    rule.closed_destination
+                })
+            }
+            None => Inbound::Nowhere,
+        },
+        other => direct(other),
+    }
+}
+
+/// The number a carrier delivered a call for, as E.164 digits.
+pub fn called_number(req: &Message, trunk: &Trunk) -> Option<String> {
+    let user = dialled_user(req)?;
+    numbering::read_from_trunk(&user, trunk.number_format, &trunk.country)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pbx_store::business_hours::{Holiday, Interval};
+    use pbx_store::{CustomerId, ResellerId};
+
+    fn tenant() -> Tenant {
+        Tenant::build(
+            CustomerId(1),
+            ResellerId(1),
+            "a.example",
+            &[("110", &[("110", "pw")])],
+        )
+    }
+
+    #[test]
+    fn dialled_strings_read_by_the_customers_country() {
+        let t = tenant();
+        assert!(
+            read_dialled("999", &t).is_none(),
+            "an extension, if anything"
+        );
+        assert!(read_dialled("alice", &t).is_none());
+        let d = read_dialled("030 1234567", &t).unwrap().unwrap();
+        assert_eq!(d.e164, "49301234567");
+        assert_eq!(
+            read_dialled("0301", &t).unwrap().err(),
+            Some((484, "Address Incomplete"))
+        );
+        assert!(is_emergency("110", &t), "even with an extension 110");
+        assert!(!is_emergency("0301234567", &t));
+    }
+
+    #[test]
+    fn a_business_hours_number_follows_the_rule_in_the_customers_zone() {
+        use pbx_store::business_hours::BusinessHours;
+        let mut dir = pbx_store::directory::CustomerDirectory::empty(
+            CustomerId(1),
+            ResellerId(1),
+            "a.example",
+        );
+        // Open Mondays 08:00-17:00 Berlin time, closed on 2026-11-30.
+        dir.business_hours.push(BusinessHours {
+            id: pbx_store::BusinessHoursId(5),
+            customer_id: CustomerId(1),
+            reseller_id: ResellerId(1),
+            name: "Office".into(),
+            weekly: vec![Interval {
+                day: 1,
+                open: "08:00".into(),
+                close: "17:00".into(),
+            }],
+            holidays: vec![Holiday {
+                date: "2026-11-30".into(),
+                name: String::new(),
+            }],
+            open_destination: Some(NumberDestination::Extension(pbx_store::ExtensionId(7))),
+            closed_destination: Some(NumberDestination::RingGroup(pbx_store::RingGroupId(9))),
+            created_at: 0,
+            version: 1,
+        });
+        let t = crate::directory::Tenant::from_store(dir);
+        let rule = Some(NumberDestination::BusinessHours(
+            pbx_store::BusinessHoursId(5),
+        ));
+        // Monday 2026-11-23 09:00 CET = 08:00 UTC: open.
+        let monday_nine = 1_795_420_800_000;
+        assert!(matches!(
+            inbound_destination(rule, &t, monday_nine),
+            Inbound::Extension(pbx_store::ExtensionId(7))
+        ));
+        // 07:30 CET: closed.
+        assert!(matches!(
+            inbound_destination(rule, &t, monday_nine - 90 * 60_000),
+            Inbound::Group(pbx_store::RingGroupId(9))
+        ));
+        // The holiday a week later, at nine: closed.
+        assert!(matches!(
+            inbound_destination(rule, &t, monday_nine + 7 * 86_400_000),
+            Inbound::Group(_)
+        ));
+        assert!(matches!(
+            inbound_destination(None, &t, monday_nine),
+            Inbound::Nowhere
+        ));
+    }
+}

@@ -1,0 +1,446 @@
+//! Calls to and from the public network: SIPp plays the carriers (a UAS for
+//! outbound calls, a UAC for inbound ones) on 127.0.0.2, and the phones on
+//! 127.0.0.1, against the real `pbx`. Trunks, numbers, limits and business
+//! hours are configured in the store before the node starts.
+
+mod support;
+
+use std::time::Duration;
+
+use pbx_store::call_records::{CallDirection, CallRecord, RecordFilter};
+use pbx_store::limits::Limits;
+use pbx_store::numbers::Destination;
+use support::sip::{
+    carriers_a, extension_a, open_seeded, register, route_number_a, seed, sipp_available,
+    start_node, CarrierWorld, Phone, Seeded, Sipp, SippProcess, TestTrunk, CARRIER_IP,
+};
+use support::{Node, TempDir};
+
+fn target(node: &Node) -> String {
+    format!("127.0.0.1:{}", node.sip_port)
+}
+
+/// Everything allowed: limits are not what most tests look at.
+fn open_limits() -> Limits {
+    Limits {
+        allow_international: true,
+        allow_premium: true,
+        ..Limits::default()
+    }
+}
+
+/// A carrier answering on a free port of 127.0.0.2 with `scenario`.
+fn carrier(scenario: &str) -> Sipp {
+    Sipp::new(scenario).local_ip(CARRIER_IP)
+}
+
+struct World {
+    dir: TempDir,
+    node: Node,
+    seeded: Seeded,
+    carriers: CarrierWorld,
+}
+
+/// Seeds the tenants, configures `trunks`, A's number (routed by `route`)
+/// and A's `limits`, then starts a node.
+fn world(
+    tag: &str,
+    trunks: &[TestTrunk<'_>],
+    limits: &Limits,
+    route: impl FnOnce(&TempDir) -> Option<Destination>,
+) -> World {
+    let dir = TempDir::new(tag);
+    let seeded = seed(dir.path());
+    let carriers = carriers_a(dir.path(), trunks, limits);
+    if let Some(destination) = route(&dir) {
+        route_number_a(dir.path(), &carriers, destination);
+    }
+    let node = start_node(&dir, "MD5");
+    World {
+        dir,
+        node,
+        seeded,
+        carriers,
+    }
+}
+
+fn to_extension(number: &'static str) -> impl FnOnce(&TempDir) -> Option<Destination> {
+    move |dir| {
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        rt.block_on(async {
+            let store = open_seeded(dir.path()).await;
+            let id = extension_a(&store, number).await;
+            store.close().await;
+            Some(Destination::Extension(id))
+        })
+    }
+}
+
+fn trunk<'a>(name: &'a str, port: u16, priority: i64) -> TestTrunk<'a> {
+    TestTrunk {
+        name,
+        port,
+        priority,
+        prefixes: &[""],
+        max_channels: None,
+    }
+}
+
+fn call(node: &Node, caller: &Phone, dialled: &str, pause_ms: u32) -> support::sip::SippOutcome {
+    Sipp::new("uac_call.xml")
+        .phone(caller, &format!("{dialled}@{}", caller.domain))
+        .key("callee", dialled)
+        .key("callee_domain", &caller.domain)
+        .arg("-d")
+        .arg(&pause_ms.to_string())
+        .run(&target(node))
+}
+
+fn expect_final(node: &Node, caller: &Phone, dialled: &str, code: u16) {
+    let out = Sipp::new("uac_final.xml.in")
+        .fill(&code.to_string())
+        .phone(caller, &format!("{dialled}@{}", caller.domain))
+        .key("callee", dialled)
+        .key("callee_domain", &caller.domain)
+        .run(&target(node));
+    assert!(
+        out.success,
+        "expected {code} dialling {dialled}:\n{}",
+        out.log
+    );
+}
+
+/// The call records the node stored (it must have been stopped).
+fn records(dir: &TempDir) -> Vec<CallRecord> {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let store = open_seeded(dir.path()).await;
+        let filter = RecordFilter {
+            limit: 50,
+            ..Default::default()
+        };
+        let mut out = store
+            .call_records()
+            .list(&pbx_store::Principal::system(), &filter)
+            .await
+            .expect("records");
+        store.close().await;
+        out.sort_by_key(|r| r.call.invite_at);
+        out
+    })
+}
+
+fn finished(process: SippProcess, what: &str) -> String {
+    let out = process.finish(Duration::from_secs(15));
+    assert!(out.success, "{what}:\n{}", out.log);
+    out.log
+}
+
+#[test]
+fn a_call_to_a_german_number_leaves_through_the_trunk_with_the_callers_number() {
+    if !sipp_available() {
+        return;
+    }
+    let uas = carrier("uas_answer.xml").arg("-m").arg("1");
+    let w = world(
+        "out",
+        &[trunk("Carrier", uas.port, 10)],
+        &open_limits(),
+        to_extension("101"),
+    );
+    let uas = uas.spawn(&target(&w.node));
+    let out = call(&w.node, &w.seeded.a101, "0307654321", 300);
+    assert!(out.success, "{}", out.log);
+    let carrier_log = finished(uas, "the carrier");
+    // Dialled nationally, sent as E.164 with '+', the extension's own
+    // number as its identity; the phone's credentials stay with us.
+    assert!(
+        carrier_log.contains("INVITE sip:+49307654321@127.0.0.2:"),
+        "{carrier_log}"
+    );
+    assert!(
+        carrier_log.contains("P-Asserted-Identity: <sip:+49301234567@127.0.0.2;user=phone>"),
+        "{carrier_log}"
+    );
+    assert!(
+        !carrier_log.contains("Proxy-Authorization"),
+        "{carrier_log}"
+    );
+    assert!(w.node.stop().success());
+    let records = records(&w.dir);
+    assert_eq!(records.len(), 1, "{records:#?}");
+    let r = &records[0];
+    assert_eq!(r.call.direction, CallDirection::Outbound);
+    assert_eq!(r.call.destination.as_deref(), Some("49307654321"));
+    assert_eq!(r.call.trunk_id, Some(w.carriers.trunks[0]));
+    assert!(r.call.answer_at.is_some());
+    // Rated at A's retail plan: 6 ct a minute, per second.
+    let retail = r.retail.as_ref().expect("rated");
+    assert_eq!(retail.prefix.as_deref(), Some("49"));
+    let seconds = (r.billable_ms + 999) / 1000;
+    assert_eq!(retail.micros, Some(seconds * 1_000));
+}
+
+/// Two trunks for every number: the first (priority 10) answers `first`
+/// (such as "503 Service Unavailable"), the second (priority 20) answers.
+fn two_trunks(tag: &str, first: &str) -> (World, SippProcess, SippProcess) {
+    let one = carrier("uas_final.xml.in").fill(first).arg("-m").arg("1");
+    let two = carrier("uas_answer.xml").arg("-m").arg("1");
+    let w = world(
+        tag,
+        &[trunk("First", one.port, 10), trunk("Second", two.port, 20)],
+        &open_limits(),
+        |_| None,
+    );
+    let one = one.spawn(&target(&w.node));
+    let two = two.spawn(&target(&w.node));
+    (w, one, two)
+}
+
+#[test]
+fn a_failing_trunk_hands_the_call_to_the_next_but_a_busy_callee_does_not() {
+    if !sipp_available() {
+        return;
+    }
+    for failure in ["503 Service Unavailable", "408 Request Timeout"] {
+        let (w, first, second) = two_trunks("failover", failure);
+        let out = call(&w.node, &w.seeded.a101, "+49891234567", 200);
+        assert!(out.success, "after {failure}:\n{}", out.log);
+        finished(first, "the first trunk");
+        finished(second, "the second trunk");
+        assert!(w.node.stop().success());
+        let records = records(&w.dir);
+        assert_eq!(records.len(), 1, "{records:#?}");
+        assert_eq!(
+            records[0].call.trunk_id,
+            Some(w.carriers.trunks[1]),
+            "the trunk finally used"
+        );
+    }
+    for answer in ["486 Busy Here", "603 Decline", "404 Not Found"] {
+        let (w, first, second) = two_trunks("no-failover", answer);
+        let code: u16 = answer[..3].parse().expect("code");
+        expect_final(&w.node, &w.seeded.a101, "+49891234567", code);
+        finished(first, "the first trunk");
+        drop(w.node);
+        let untouched = second.finish(Duration::from_millis(500));
+        assert!(
+            !untouched.log.contains("INVITE sip:"),
+            "{answer} must not go to the next trunk:\n{}",
+            untouched.log
+        );
+    }
+}
+
+#[test]
+fn limits_refuse_the_call_beyond_them_and_never_an_emergency_call() {
+    if !sipp_available() {
+        return;
+    }
+    let uas = carrier("uas_answer.xml").arg("-m").arg("2");
+    let limits = Limits {
+        max_concurrent_outbound: Some(1),
+        ..Limits::default()
+    };
+    let w = world("limits", &[trunk("Carrier", uas.port, 10)], &limits, |_| {
+        None
+    });
+    let uas = uas.spawn(&target(&w.node));
+    // One call in progress (talking for four seconds)…
+    let talking = Sipp::new("uac_call.xml")
+        .phone(
+            &w.seeded.a101,
+            &format!("030111222@{}", w.seeded.a101.domain),
+        )
+        .key("callee", "030111222")
+        .key("callee_domain", &w.seeded.a101.domain)
+        .arg("-d")
+        .arg("4000")
+        .arg("-m")
+        .arg("1")
+        .spawn(&target(&w.node));
+    std::thread::sleep(Duration::from_millis(1500));
+    // …so the next one is refused, from another phone of the customer too;
+    for phone in [&w.seeded.a102, &w.seeded.a101] {
+        expect_final(&w.node, phone, "030333444", 403);
+    }
+    // calls abroad are off until the reseller allows them;
+    expect_final(&w.node, &w.seeded.a103, "00442079460000", 403);
+    // the emergency number still goes through.
+    let out = call(&w.node, &w.seeded.a103, "112", 200);
+    assert!(out.success, "emergency call:\n{}", out.log);
+    assert!(talking.finish(Duration::from_secs(15)).success);
+    let carrier_log = finished(uas, "the carrier");
+    assert!(
+        carrier_log.contains("INVITE sip:112@127.0.0.2:"),
+        "{carrier_log}"
+    );
+    let metrics = support::http_get(w.node.http, "localhost", "/metrics")
+        .expect("metrics")
+        .text();
+    assert!(
+        metrics.contains("pbx_sip_limit_refusals_total 3"),
+        "{metrics}"
+    );
+    assert!(w.node.stop().success());
+    let records = records(&w.dir);
+    let refused: Vec<_> = records
+        .iter()
+        .filter(|r| r.call.sip_status == Some(403))
+        .collect();
+    assert_eq!(refused.len(), 3, "{records:#?}");
+    assert!(refused
+        .iter()
+        .all(|r| r.call.direction == CallDirection::Outbound));
+}
+
+#[test]
+fn a_carrier_call_to_a_number_rings_its_extension_and_an_unknown_number_gets_404() {
+    if !sipp_available() {
+        return;
+    }
+    let idle = carrier("uas_answer.xml");
+    let w = world(
+        "inbound",
+        &[trunk("Carrier", idle.port, 10)],
+        &open_limits(),
+        to_extension("102"),
+    );
+    let desk = Sipp::new("uas_answer.xml")
+        .arg("-m")
+        .arg("1")
+        .spawn(&target(&w.node));
+    assert!(register(&w.node, &w.seeded.a102, desk.port(), "u1").success);
+    let out = carrier("carrier_call.xml")
+        .key("callee", "+49301234567")
+        .run(&target(&w.node));
+    assert!(out.success, "{}", out.log);
+    assert!(desk.finish(Duration::from_secs(10)).success);
+    let out = carrier("carrier_final.xml.in")
+        .fill("404")
+        .key("callee", "+49309999999")
+        .run(&target(&w.node));
+    assert!(out.success, "{}", out.log);
+    assert!(w.node.stop().success());
+    let records = records(&w.dir);
+    assert_eq!(records.len(), 1, "{records:#?}");
+    let r = &records[0];
+    assert_eq!(r.call.direction, CallDirection::Inbound);
+    assert_eq!(r.call.callee, "+49301234567");
+    assert!(r.call.answer_at.is_some());
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let store = open_seeded(w.dir.path()).await;
+        assert_eq!(
+            r.call.callee_extension_id,
+            Some(extension_a(&store, "102").await)
+        );
+        let unrouted = store
+            .unrouted_calls()
+            .list(&pbx_store::Principal::system(), 10)
+            .await
+            .expect("unrouted");
+        assert_eq!(unrouted.len(), 1, "{unrouted:#?}");
+        assert_eq!(unrouted[0].called, "+49309999999");
+        assert_eq!(unrouted[0].trunk_id, Some(w.carriers.trunks[0]));
+        store.close().await;
+    });
+}
+
+/// Routes A's number to a business-hours rule: 102 while open, 103 while
+/// closed; `closed_today` makes today (and tomorrow, in case the test runs
+/// across midnight) holidays, else the rule is open around the clock.
+fn business_hours_rule(closed_today: bool) -> impl FnOnce(&TempDir) -> Option<Destination> {
+    move |dir| {
+        use pbx_store::business_hours::{BusinessHoursSettings, Holiday, Interval};
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        rt.block_on(async {
+            let store = open_seeded(dir.path()).await;
+            let sys = pbx_store::Principal::system();
+            let acme = support::sip::customer_a(&store).await;
+            let customer = store.customers().get(&sys, acme).await.expect("A");
+            let tz: chrono_tz::Tz = customer.time_zone.parse().expect("zone");
+            let today = pbx_store::rating::local_day(pbx_store::now_ms(), tz);
+            let holidays = if closed_today {
+                [today, today.succ_opt().expect("tomorrow")]
+                    .iter()
+                    .map(|d| Holiday {
+                        date: d.format("%Y-%m-%d").to_string(),
+                        name: "Test".into(),
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let rule = store
+                .business_hours()
+                .create(
+                    &sys,
+                    acme,
+                    &BusinessHoursSettings {
+                        name: "Office".into(),
+                        weekly: (1..=7)
+                            .map(|day| Interval {
+                                day,
+                                open: "00:00".into(),
+                                close: "24:00".into(),
+                            })
+                            .collect(),
+                        holidays,
+                        open_destination: Some(Destination::Extension(
+                            extension_a(&store, "102").await,
+                        )),
+                        closed_destination: Some(Destination::Extension(
+                            extension_a(&store, "103").await,
+                        )),
+                    },
+                )
+                .await
+                .expect("rule");
+            store.close().await;
+            Some(Destination::BusinessHours(rule.id))
+        })
+    }
+}
+
+#[test]
+fn a_number_with_business_hours_rings_the_open_or_the_closed_destination() {
+    if !sipp_available() {
+        return;
+    }
+    for closed in [false, true] {
+        let idle = carrier("uas_answer.xml");
+        let w = world(
+            "hours",
+            &[trunk("Carrier", idle.port, 10)],
+            &open_limits(),
+            business_hours_rule(closed),
+        );
+        let (answering, silent) = if closed {
+            (&w.seeded.a103, &w.seeded.a102)
+        } else {
+            (&w.seeded.a102, &w.seeded.a103)
+        };
+        let phone = Sipp::new("uas_answer.xml")
+            .arg("-m")
+            .arg("1")
+            .spawn(&target(&w.node));
+        assert!(register(&w.node, answering, phone.port(), "u1").success);
+        let other = Sipp::new("uas_answer.xml")
+            .arg("-m")
+            .arg("1")
+            .spawn(&target(&w.node));
+        assert!(register(&w.node, silent, other.port(), "u2").success);
+        let out = carrier("carrier_call.xml")
+            .key("callee", "+49301234567")
+            .run(&target(&w.node));
+        assert!(out.success, "closed={closed}:\n{}", out.log);
+        assert!(phone.finish(Duration::from_secs(10)).success);
+        let untouched = other.finish(Duration::from_millis(300));
+        assert!(
+            !untouched.log.contains("INVITE sip:"),
+            "closed={closed}: the other destination rang:\n{}",
+            untouched.log
+        );
+    }
+}
