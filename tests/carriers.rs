@@ -10,6 +10,7 @@ use std::time::Duration;
 use pbx_store::call_records::{CallDirection, CallRecord, RecordFilter};
 use pbx_store::limits::Limits;
 use pbx_store::numbers::Destination;
+use pbx_store::trunks::RegistrationState;
 use support::sip::{
     carriers_a, extension_a, open_seeded, register, route_number_a, seed, sipp_available,
     start_node, CarrierWorld, Phone, Seeded, Sipp, SippProcess, TestTrunk, CARRIER_IP,
@@ -83,6 +84,7 @@ fn trunk<'a>(name: &'a str, port: u16, priority: i64) -> TestTrunk<'a> {
         priority,
         prefixes: &[""],
         max_channels: None,
+        register: None,
     }
 }
 
@@ -442,5 +444,68 @@ fn a_number_with_business_hours_rings_the_open_or_the_closed_destination() {
             "closed={closed}: the other destination rang:\n{}",
             untouched.log
         );
+    }
+}
+
+#[test]
+fn a_registering_trunk_registers_with_digest_and_reports_how_it_stands() {
+    if !sipp_available() {
+        return;
+    }
+    for (password, expected) in [
+        ("carrier-secret", RegistrationState::Registered),
+        ("another-secret", RegistrationState::Failed),
+    ] {
+        let registrar = carrier("carrier_registrar.xml.in")
+            .fill(password)
+            .arg("-m")
+            .arg("1");
+        let mut t = trunk("Registering carrier", registrar.port, 10);
+        t.register = Some(("pbx-trunk", "carrier-secret"));
+        let w = world("register", &[t], &open_limits(), |_| None);
+        let registrar = registrar.spawn(&target(&w.node));
+        let log = finished(registrar, "the carrier's registrar");
+        assert!(log.contains("REGISTER sip:127.0.0.2:"), "{log}");
+        assert!(
+            log.contains(r#"Authorization: Digest username="pbx-trunk", realm="carrier.test""#),
+            "{log}"
+        );
+        // The state reaches the store (and so the API and console).
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        let registration = rt.block_on(async {
+            let store = open_seeded(w.dir.path()).await;
+            let mut seen = None;
+            for _ in 0..50 {
+                let trunk = store
+                    .trunks()
+                    .get(&pbx_store::Principal::system(), w.carriers.trunks[0])
+                    .await
+                    .expect("trunk");
+                if trunk.registration.is_some() {
+                    seen = trunk.registration;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            store.close().await;
+            seen.expect("a registration state")
+        });
+        assert_eq!(registration.state, expected, "{registration:?}");
+        match expected {
+            RegistrationState::Registered => {
+                assert_eq!(registration.status, Some(200));
+                let until = registration.registered_until.expect("until");
+                assert!(until > registration.at + 100_000, "{registration:?}");
+            }
+            RegistrationState::Failed => assert_eq!(registration.status, Some(403)),
+        }
+        let metrics = support::http_get(w.node.http, "localhost", "/metrics")
+            .expect("metrics")
+            .text();
+        let counter = match expected {
+            RegistrationState::Registered => "pbx_sip_trunk_registrations_total 1",
+            RegistrationState::Failed => "pbx_sip_trunk_registration_failures_total 1",
+        };
+        assert!(metrics.contains(counter), "{metrics}");
     }
 }

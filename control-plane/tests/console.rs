@@ -1478,7 +1478,7 @@ async fn trunks_are_kept_by_their_owner_and_never_show_their_secret(db: TestDb) 
         ("country", "DE"),
         ("priority", "10"),
         ("enabled", "1"),
-        ("inbound_sources", "127.0.0.0/8"),
+        ("inbound_sources", "127.0.0.2/32"),
     ];
     let mut without_secret = base.to_vec();
     without_secret.extend([("auth_mode", "register"), ("username", "pbx")]);

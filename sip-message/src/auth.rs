@@ -97,6 +97,42 @@ impl Challenge<'_> {
     }
 }
 
+/// Digest credentials this side sends as a client (RFC 7616 §3.4), e.g.
+/// when the platform registers with a carrier.
+#[derive(Debug, Clone)]
+pub struct Credentials<'a> {
+    pub username: &'a str,
+    pub realm: &'a str,
+    pub nonce: &'a str,
+    pub uri: &'a str,
+    pub response: &'a str,
+    pub algorithm: &'a str,
+    pub opaque: Option<&'a str>,
+    /// `qop=auth` with its nonce count (8 hex digits) and client nonce.
+    pub qop_auth: Option<(&'a str, &'a str)>,
+}
+
+impl Credentials<'_> {
+    pub fn to_header_value(&self) -> String {
+        let mut out = format!(
+            "Digest username={}, realm={}, nonce={}, uri={}, response={}, algorithm={}",
+            quote(self.username),
+            quote(self.realm),
+            quote(self.nonce),
+            quote(self.uri),
+            quote(self.response),
+            self.algorithm
+        );
+        if let Some((nc, cnonce)) = self.qop_auth {
+            let _ = write!(out, ", qop=auth, nc={nc}, cnonce={}", quote(cnonce));
+        }
+        if let Some(o) = self.opaque {
+            let _ = write!(out, ", opaque={}", quote(o));
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,6 +18,7 @@ use pbx_store::{Millis, TrunkId};
 
 use crate::directory::{Carriers, Tenant};
 use crate::transport::Protocol;
+use pbx_store::directory::RoutedNumber;
 
 /// One trunk to try for a call.
 #[derive(Debug, Clone)]
@@ -188,10 +189,24 @@ pub fn inbound_destination(
     }
 }
 
-/// The number a carrier delivered a call for, as E.164 digits.
-pub fn called_number(req: &Message, trunk: &Trunk) -> Option<String> {
-    let user = dialled_user(req)?;
-    numbering::read_from_trunk(&user, trunk.number_format, &trunk.country)
+/// The number a carrier delivered a call for (E.164 digits) and who holds
+/// it: the Request-URI's user, or, when that is not one of the platform's
+/// numbers (registering trunks send calls to the registered contact), the
+/// To header's. A reseller's own trunk reaches only that reseller's numbers.
+pub fn called_number<'c>(
+    req: &Message,
+    trunk: &Trunk,
+    carriers: &'c Carriers,
+) -> Option<(String, &'c RoutedNumber)> {
+    let to_user = req.to().uri.as_sip().and_then(|u| u.user_unescaped());
+    [dialled_user(req), to_user]
+        .into_iter()
+        .flatten()
+        .filter_map(|user| numbering::read_from_trunk(&user, trunk.number_format, &trunk.country))
+        .find_map(|e164| {
+            let routed = carriers.number(&e164)?;
+            Some((e164, routed))
+        })
 }
 
 #[cfg(test)]

@@ -27,6 +27,7 @@ use crate::stats::Stats;
 use crate::timer::TimerQueue;
 use crate::transaction::{ClientKey, ServerKey, ServerTransaction, TimerKind};
 use crate::transport::{Flow, Inbound, Protocol, Transports};
+use crate::trunk_registration::TrunkRegistrations;
 
 /// A timer of a context.
 pub struct TimerItem {
@@ -45,6 +46,8 @@ pub struct Core {
     pub events: EventBus,
     /// Outbound calls' limits and trunk channels on this node.
     pub admission: Arc<Admission>,
+    /// This node's registrations with carriers.
+    pub trunk_registrations: TrunkRegistrations,
     pub stats: Arc<Stats>,
     pub registrar: Registrar,
     pub server_txns: ShardedMap<ServerKey, Arc<Mutex<Context>>>,
@@ -83,6 +86,7 @@ impl Core {
         let events = events.with_admission(admission.clone());
         Core {
             admission,
+            trunk_registrations: TrunkRegistrations::default(),
             auth,
             transports,
             directory,
@@ -228,6 +232,7 @@ impl Core {
             .and_then(|(w, i)| w.upgrade().map(|c| (c, i)))
         {
             Some((ctx, idx)) => crate::proxy::on_branch_response(self, &ctx, idx, resp, flow),
+            None if self.trunk_registrations.on_response(self, &resp) => {}
             None => crate::proxy::on_stray_response(self, resp),
         }
     }

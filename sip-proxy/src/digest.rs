@@ -329,6 +329,46 @@ impl DigestAuth {
     }
 }
 
+/// Answers a challenge with `user`'s `password` (this platform as a
+/// client: registering with a carrier): the `Authorization` value for
+/// `method` on `uri`, or None for a challenge that cannot be answered (no
+/// realm or nonce, an unknown algorithm, or `auth-int` only).
+pub fn answer_challenge(
+    challenge: &DigestParams,
+    method: &str,
+    uri: &str,
+    (user, password): (&str, &str),
+    (nc, cnonce): (u32, &str),
+) -> Option<String> {
+    let realm = challenge.get("realm")?;
+    let nonce = challenge.get("nonce")?;
+    let algorithm = Algorithm::parse(challenge.get("algorithm"))?;
+    let qop_auth = match challenge.get("qop") {
+        None => false,
+        Some(q) if q.split(',').any(|x| x.trim().eq_ignore_ascii_case("auth")) => true,
+        Some(_) => return None,
+    };
+    let ha1 = algorithm.hash_hex(format!("{user}:{realm}:{password}").as_bytes());
+    let ha2 = algorithm.hash_hex(format!("{method}:{uri}").as_bytes());
+    let nc = format!("{nc:08x}");
+    let response = if qop_auth {
+        algorithm.hash_hex(format!("{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}").as_bytes())
+    } else {
+        algorithm.hash_hex(format!("{ha1}:{nonce}:{ha2}").as_bytes())
+    };
+    let credentials = pbx_sip_message::auth::Credentials {
+        username: user,
+        realm,
+        nonce,
+        uri,
+        response: &response,
+        algorithm: algorithm.name(),
+        opaque: challenge.get("opaque"),
+        qop_auth: qop_auth.then_some((nc.as_str(), cnonce)),
+    };
+    Some(credentials.to_header_value())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -346,17 +386,34 @@ mod tests {
         nc: u32,
     ) -> DigestParams {
         let c = DigestParams::parse(challenge).expect("challenge");
-        let realm = c.get("realm").expect("realm");
-        let nonce = c.get("nonce").expect("nonce");
-        let ha1 = algorithm.hash_hex(format!("{user}:{realm}:{password}").as_bytes());
-        let ha2 = algorithm.hash_hex(format!("REGISTER:{uri}").as_bytes());
-        let nc = format!("{nc:08x}");
-        let response = algorithm.hash_hex(format!("{ha1}:{nonce}:{nc}:abc:auth:{ha2}").as_bytes());
-        DigestParams::parse(&format!(
-            r#"Digest username="{user}", realm="{realm}", nonce="{nonce}", uri="{uri}", response="{response}", algorithm={}, qop=auth, nc={nc}, cnonce="abc""#,
-            algorithm.name()
-        ))
-        .expect("credentials")
+        assert_eq!(Algorithm::parse(c.get("algorithm")), Some(algorithm));
+        let value = answer_challenge(&c, "REGISTER", uri, (user, password), (nc, "abc"))
+            .expect("answerable");
+        DigestParams::parse(&value).expect("credentials")
+    }
+
+    #[test]
+    fn answers_a_challenge_as_rfc_2617_computes_it() {
+        // RFC 2617 §3.5 (HTTP: method GET, a path as uri).
+        let c = DigestParams::parse(
+            r#"Digest realm="testrealm@host.com", qop="auth,auth-int", nonce="dcd98b7102dd2f0e8b11d0f600bfb0c093", opaque="5ccc069c403ebaf9f0171e9517f40e41""#,
+        )
+        .expect("challenge");
+        let value = answer_challenge(
+            &c,
+            "GET",
+            "/dir/index.html",
+            ("Mufasa", "Circle Of Life"),
+            (1, "0a4f113b"),
+        )
+        .expect("answerable");
+        let p = DigestParams::parse(&value).expect("credentials");
+        assert_eq!(p.get("response"), Some("6629fae49393a05397450978507c4ef1"));
+        assert_eq!(p.get("nc"), Some("00000001"));
+        assert_eq!(p.get("opaque"), Some("5ccc069c403ebaf9f0171e9517f40e41"));
+        let int_only = DigestParams::parse(r#"Digest realm="r", nonce="n", qop="auth-int""#)
+            .expect("challenge");
+        assert!(answer_challenge(&int_only, "GET", "/", ("u", "p"), (1, "c")).is_none());
     }
 
     fn store_ha1(user: &str, realm: &str, password: &str) -> (String, String) {

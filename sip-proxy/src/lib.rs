@@ -33,6 +33,7 @@ pub mod stats;
 pub mod timer;
 pub mod transaction;
 pub mod transport;
+mod trunk_registration;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -304,6 +305,27 @@ async fn housekeeping(core: Arc<Core>, store: Option<Store>) {
     loop {
         tick.tick().await;
         n += 1;
+        let now = pbx_store::now_ms();
+        if n.is_multiple_of(4) {
+            core.trunk_registrations
+                .sync(&core.directory.carriers(), now);
+        }
+        core.trunk_registrations.tick(&core, now);
+        let reports = core.trunk_registrations.take_reports();
+        if let (Some(store), false) = (&store, reports.is_empty()) {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for (trunk, registration) in reports {
+                    if let Err(e) = store
+                        .trunks()
+                        .set_registration(&Principal::system(), trunk, &registration)
+                        .await
+                    {
+                        tracing::warn!(error = %e, trunk = %trunk, "trunk registration state not stored");
+                    }
+                }
+            });
+        }
         if n.is_multiple_of(4) {
             let now = pbx_store::now_ms();
             for b in core.location.sweep(now) {

@@ -284,10 +284,13 @@ fn from_carrier(core: &Core, req: Message, flow: Flow, trunk: &Trunk, carriers: 
         Method::Ack => return,
         _ => return reply(405, "Method Not Allowed"),
     }
-    let called = carrier::called_number(&req, trunk);
-    let routed = called.as_deref().and_then(|n| carriers.number(n));
-    let tenant = routed.and_then(|r| core.directory.by_customer(r.customer));
-    let (Some(called), Some(routed), Some(tenant)) = (called, routed, tenant) else {
+    let found = carrier::called_number(&req, trunk, carriers).and_then(|(called, routed)| {
+        let tenant = core.directory.by_customer(routed.customer)?;
+        // A reseller's own trunk carries calls for its own customers only.
+        let allowed = trunk.reseller_id.is_none_or(|r| r == tenant.reseller);
+        allowed.then_some((called, routed, tenant))
+    });
+    let Some((called, routed, tenant)) = found else {
         unrouted(core, &req, flow, trunk);
         return reply(404, "Not Found");
     };

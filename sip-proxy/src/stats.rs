@@ -35,6 +35,8 @@ counters! {
     limit_refusals: "Outbound calls refused by a fraud or cost limit (403).",
     trunk_failovers: "Calls moved to the next trunk after a timeout or 5xx.",
     unrouted_calls: "Calls from carriers for numbers nobody holds (404).",
+    trunk_registrations: "Registrations with carriers accepted (200), refreshes included.",
+    trunk_registration_failures: "Registrations with carriers refused or unanswered.",
 }
 
 impl Stats {

@@ -57,8 +57,29 @@ pub struct Trunk {
     /// Lower first among trunks of equal route.
     pub priority: i64,
     pub enabled: bool,
+    /// How the SIP side's registration with the carrier stands (registering
+    /// trunks only; None until a node tried).
+    pub registration: Option<Registration>,
     pub created_at: Millis,
     pub version: i64,
+}
+
+text_enum!(
+    /// Whether the carrier accepted the platform's registration.
+    RegistrationState { Registered = "registered", Failed = "failed" }
+);
+
+/// A registering trunk's registration, as a SIP node last saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Registration {
+    pub state: RegistrationState,
+    /// The carrier's last answer (e.g. 200, 403), or 408 when it gave none.
+    pub status: Option<i64>,
+    /// Until when a registration holds.
+    pub registered_until: Option<Millis>,
+    /// When the node last tried.
+    pub at: Millis,
 }
 
 /// A trunk as created or replaced.
@@ -128,7 +149,10 @@ pub struct Route {
     pub priority: i64,
 }
 
-/// Whether `text` is an address or an address block (`10.0.0.0/8`).
+/// Whether `text` is an address or a block of a carrier's size
+/// (`192.0.2.0/24`): at most a /16 (IPv4) or a /32 (IPv6). Whatever comes
+/// from these addresses is taken for the carrier's, without a password, so
+/// a wider block would take phones for carriers.
 fn is_block(text: &str) -> bool {
     let (addr, prefix) = match text.split_once('/') {
         Some((a, p)) => (a, Some(p)),
@@ -137,8 +161,8 @@ fn is_block(text: &str) -> bool {
     let Ok(ip) = addr.parse::<std::net::IpAddr>() else {
         return false;
     };
-    let max = if ip.is_ipv4() { 32 } else { 128 };
-    prefix.is_none_or(|p| p.parse::<u8>().is_ok_and(|p| p <= max))
+    let (min, max) = if ip.is_ipv4() { (16, 32) } else { (32, 128) };
+    prefix.is_none_or(|p| p.parse::<u8>().is_ok_and(|p| (min..=max).contains(&p)))
 }
 
 impl TrunkSettings {
@@ -175,7 +199,7 @@ impl TrunkSettings {
                 self.inbound_sources.len() <= 50
                     && self.inbound_sources.iter().all(|b| is_block(b)),
                 "inbound_sources",
-                "must be up to 50 addresses or blocks such as 192.0.2.0/24",
+                "must be up to 50 addresses or blocks such as 192.0.2.0/24 (at most /16, IPv6 /32)",
             )
             .check(
                 validate::is_country(&self.country),
@@ -212,7 +236,8 @@ impl TrunkSettings {
 }
 
 const COLUMNS: &str = "id, reseller_id, name, host, port, transport, auth_mode, username, realm, \
-    register_expires_s, inbound_sources, number_format, country, max_channels, priority, enabled, created_at, version";
+    register_expires_s, inbound_sources, number_format, country, max_channels, priority, enabled, \
+    registration_state, registration_status, registered_until, registration_at, created_at, version";
 /// $1 reseller scope: a reseller sees its own trunks only.
 const SCOPED: &str = "FROM trunks WHERE ($1 IS NULL OR reseller_id = $1)";
 
@@ -241,6 +266,17 @@ fn from_row(row: &AnyRow) -> Result<Trunk, sqlx::Error> {
         max_channels: row.try_get("max_channels")?,
         priority: row.try_get("priority")?,
         enabled: flag(row, "enabled")?,
+        registration: match row.try_get::<Option<String>, _>("registration_state")? {
+            Some(state) => Some(Registration {
+                state: RegistrationState::parse(&state).unwrap_or(RegistrationState::Failed),
+                status: row.try_get("registration_status")?,
+                registered_until: row.try_get("registered_until")?,
+                at: row
+                    .try_get::<Option<i64>, _>("registration_at")?
+                    .unwrap_or(0),
+            }),
+            None => None,
+        },
         created_at: row.try_get("created_at")?,
         version: row.try_get("version")?,
     })
@@ -364,6 +400,29 @@ impl Trunks<'_> {
             .ok_or(StoreError::NotFound)?;
         let stored: Option<String> = row.try_get("secret_enc")?;
         stored.map(|s| self.0.secrets().decrypt(&s)).transpose()
+    }
+
+    /// Notes how the registration with the carrier stands (the SIP side, as
+    /// the system). Not a change of settings: no version, no change event.
+    pub async fn set_registration(
+        &self,
+        by: &Principal,
+        id: TrunkId,
+        registration: &Registration,
+    ) -> Result<()> {
+        by.may_write(Level::Operator)?;
+        sqlx::query(
+            "UPDATE trunks SET registration_state = $1, registration_status = $2, registered_until = $3, \
+             registration_at = $4 WHERE id = $5",
+        )
+        .bind(registration.state.as_str())
+        .bind(registration.status)
+        .bind(registration.registered_until)
+        .bind(registration.at)
+        .bind(id.0)
+        .execute(self.0.pool())
+        .await?;
+        Ok(())
     }
 
     /// Replaces a trunk's settings (its secret only when one is given).
@@ -726,6 +785,19 @@ mod tests {
         let names: Vec<&str> = fields.iter().map(|f| f.field.as_str()).collect();
         for field in ["name", "host", "port", "inbound_sources"] {
             assert!(names.contains(&field), "{names:?}");
+        }
+
+        // A block so wide that phones would pass for the carrier.
+        for wide in ["0.0.0.0/0", "10.0.0.0/8", "2001:db8::/16"] {
+            let mut open = settings("Wide", "127.0.0.1", 1);
+            open.inbound_sources = vec![wide.into()];
+            assert!(
+                matches!(
+                    trunks.create(&sys, None, &open).await,
+                    Err(StoreError::Invalid(_))
+                ),
+                "{wide}"
+            );
         }
 
         // Routes, and the order failover walks.

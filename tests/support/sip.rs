@@ -516,6 +516,9 @@ pub struct TestTrunk<'a> {
     pub priority: i64,
     pub prefixes: &'a [&'a str],
     pub max_channels: Option<i64>,
+    /// Registers with the carrier as this user and secret (realm
+    /// `carrier.test`) instead of being known by address.
+    pub register: Option<(&'a str, &'a str)>,
 }
 
 /// What a carrier test sets up before the node starts: trunks, customer A's
@@ -551,11 +554,15 @@ pub fn carriers_a(
                         host: CARRIER_IP.into(),
                         port: i64::from(t.port),
                         transport: Transport::Udp,
-                        auth_mode: AuthMode::Ip,
-                        username: None,
-                        secret: None,
-                        realm: None,
-                        register_expires_s: 600,
+                        auth_mode: if t.register.is_some() {
+                            AuthMode::Register
+                        } else {
+                            AuthMode::Ip
+                        },
+                        username: t.register.map(|r| r.0.into()),
+                        secret: t.register.map(|r| r.1.into()),
+                        realm: t.register.map(|_| "carrier.test".into()),
+                        register_expires_s: 120,
                         inbound_sources: vec![format!("{CARRIER_IP}/32")],
                         number_format: NumberFormat::E164Plus,
                         country: "DE".into(),
