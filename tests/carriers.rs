@@ -509,3 +509,95 @@ fn a_registering_trunk_registers_with_digest_and_reports_how_it_stands() {
         assert!(metrics.contains(counter), "{metrics}");
     }
 }
+
+/// Customer A's records of one call, leg by leg.
+fn legs(records: &[CallRecord]) -> (Vec<&CallRecord>, Vec<&CallRecord>) {
+    records.iter().partition(|r| r.call.leg == 0)
+}
+
+#[test]
+fn forwards_to_a_number_outside_leave_through_the_trunk_billed_to_the_forwarding_customer() {
+    if !sipp_available() {
+        return;
+    }
+    use pbx_store::forwards::ForwardCondition::{Always, Busy};
+    // Before ringing (always), after ringing (busy), and a carrier's call
+    // to the customer's number that the extension forwards back out.
+    for case in ["always", "busy", "inbound"] {
+        let uas = carrier("uas_answer.xml").arg("-m").arg("1");
+        let condition = if case == "busy" { Busy } else { Always };
+        let w = world(
+            "fwd-out",
+            &[trunk("Carrier", uas.port, 10)],
+            &open_limits(),
+            move |dir| {
+                support::sip::configure_a(dir.path(), &[("102", condition, "01711234567")], &[]);
+                to_extension("102")(dir)
+            },
+        );
+        let uas = uas.spawn(&target(&w.node));
+        let busy = (case == "busy").then(|| {
+            let phone = Sipp::new("uas_busy.xml")
+                .arg("-m")
+                .arg("1")
+                .spawn(&target(&w.node));
+            assert!(register(&w.node, &w.seeded.a102, phone.port(), "u1").success);
+            phone
+        });
+        let out = if case == "inbound" {
+            carrier("carrier_call.xml")
+                .key("callee", "+49301234567")
+                .run(&target(&w.node))
+        } else {
+            call(&w.node, &w.seeded.a101, "102", 300)
+        };
+        assert!(out.success, "{case}:\n{}", out.log);
+        if let Some(phone) = busy {
+            finished(phone, "102's busy phone");
+        }
+        let carrier_log = finished(uas, "the carrier");
+        assert!(
+            carrier_log.contains("INVITE sip:+491711234567@127.0.0.2:"),
+            "{case}:\n{carrier_log}"
+        );
+        // 102 has no number of its own: the customer's goes out.
+        assert!(
+            carrier_log.contains("P-Asserted-Identity: <sip:+49301234567@127.0.0.2;user=phone>"),
+            "{case}:\n{carrier_log}"
+        );
+        assert!(w.node.stop().success());
+        let records = records(&w.dir);
+        let (calls, out_legs) = legs(&records);
+        assert_eq!(
+            (calls.len(), out_legs.len()),
+            (1, 1),
+            "{case}: {records:#?}"
+        );
+        let (call, leg) = (calls[0], out_legs[0]);
+        assert_eq!(call.call.call_id, leg.call.call_id);
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        let e102 = rt.block_on(async {
+            let store = open_seeded(w.dir.path()).await;
+            let id = extension_a(&store, "102").await;
+            store.close().await;
+            id
+        });
+        let expected = if case == "inbound" {
+            CallDirection::Inbound
+        } else {
+            CallDirection::Internal
+        };
+        assert_eq!(call.call.direction, expected, "{case}");
+        assert_eq!(call.call.callee_extension_id, Some(e102));
+        assert_eq!(call.call.trunk_id, None);
+        assert_eq!(leg.call.direction, CallDirection::Outbound);
+        assert_eq!(leg.call.caller_extension_id, Some(e102), "who forwarded");
+        assert_eq!(leg.call.destination.as_deref(), Some("491711234567"));
+        assert_eq!(leg.call.trunk_id, Some(w.carriers.trunks[0]));
+        assert!(leg.call.answer_at.is_some() && call.call.answer_at.is_some());
+        // The outbound leg is billed to A at its retail rate.
+        let retail = leg.retail.as_ref().expect("rated");
+        assert_eq!(retail.prefix.as_deref(), Some("49"));
+        assert_eq!(retail.micros, Some((leg.billable_ms + 999) / 1000 * 1_000));
+    }
+}

@@ -330,7 +330,7 @@ fn forwarding_loops_and_dead_ends_are_refused() {
         &[],
     );
     expect_final(&node, &s.a103, "102", 482);
-    // An external target needs a carrier trunk: none yet, so unavailable.
+    // An external target needs a carrier trunk: none here, so unavailable.
     expect_final(&node, &s.a102, "101", 480);
 }
 

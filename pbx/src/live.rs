@@ -125,6 +125,12 @@ fn forward(hub: &EventHub, event: SipEvent) {
             customer,
             at,
             ..
+        }
+        | SipEvent::CallForwardedOut {
+            reseller,
+            customer,
+            at,
+            ..
         } => (Tenant::customer(*reseller, *customer), *at),
         // The operator's own: a carrier's call for no customer.
         SipEvent::CallUnrouted { at, .. } => (Tenant::default(), *at),

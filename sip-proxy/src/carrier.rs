@@ -39,6 +39,8 @@ pub struct Hop {
 /// trunks left to try (failover order).
 #[derive(Debug)]
 pub struct CarrierLeg {
+    /// What was dialled (or a forward's target as configured).
+    pub dialled: String,
     pub destination: Destination,
     /// The caller's number (E.164 digits), if the customer has one.
     pub caller_id: Option<String>,

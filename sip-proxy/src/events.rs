@@ -99,6 +99,21 @@ pub enum SipEvent {
         /// When it ended: for calls the proxy ends, the last sign of life.
         at: Millis,
     },
+    /// A forward of `by_extension` sends the call to a number outside: its
+    /// outbound leg, billed to the customer, starts (its answer and end are
+    /// the call's).
+    CallForwardedOut {
+        reseller: ResellerId,
+        customer: CustomerId,
+        call_id: String,
+        caller_tag: String,
+        by_extension: ExtensionId,
+        /// The forward's target as configured.
+        callee: String,
+        /// The E.164 number (without '+').
+        destination: String,
+        at: Millis,
+    },
     /// A carrier delivered a call for a number no customer holds (SIP 404).
     CallUnrouted {
         trunk: TrunkId,
@@ -146,6 +161,7 @@ impl SipEvent {
             SipEvent::RecordRated { .. } => "record_rated",
             SipEvent::LimitReached { .. } => "limit_reached",
             SipEvent::CallUnrouted { .. } => "call_unrouted",
+            SipEvent::CallForwardedOut { .. } => "call_forwarded_out",
         }
     }
 }
@@ -229,6 +245,7 @@ impl EventBus {
             if matches!(
                 event,
                 SipEvent::CallStarted { .. }
+                    | SipEvent::CallForwardedOut { .. }
                     | SipEvent::CallAnswered { .. }
                     | SipEvent::CallEnded { .. }
             ) {

@@ -96,7 +96,7 @@ pub fn initial(core: &Core, req: Message, flow: Flow) {
     let now = pbx_store::now_ms();
     let ringing = match target {
         Target::Extension(dialled) if method == Method::Invite => {
-            match ring_extension(core, &tenant, dialled, now) {
+            match ring_extension(core, &tenant, dialled, req.call_id(), now) {
                 Ok(ringing) => ringing,
                 Err((code, reason, at)) => return refuse(code, reason, Some(&at)),
             }
@@ -114,7 +114,15 @@ pub fn initial(core: &Core, req: Message, flow: Flow) {
             Some(ringing) => ringing,
             None => return refuse(480, "Temporarily Unavailable", None),
         },
-        Target::Public => match call_out(core, &carriers, &tenant, &caller, &req, &dialled, now) {
+        Target::Public => match call_out(
+            core,
+            &carriers,
+            &tenant,
+            caller.extension,
+            req.call_id(),
+            &dialled,
+            now,
+        ) {
             Ok(ringing) => ringing,
             Err((code, reason, destination)) => {
                 let refused = Refused {
@@ -151,8 +159,11 @@ enum Ringing {
     /// A carrier trunk, then the next ones on failure.
     Out {
         callee: String,
-        leg: CarrierLeg,
+        leg: Box<CarrierLeg>,
         admitted: Admitted,
+        /// The extension whose forward sends the call out (the call's own
+        /// record stays with it; the outbound leg is recorded apart).
+        forwarded_by: Option<Arc<Extension>>,
     },
 }
 
@@ -175,10 +186,28 @@ fn ring_extension(
     core: &Core,
     tenant: &Tenant,
     dialled: Arc<Extension>,
+    call_id: &str,
     now: pbx_store::Millis,
 ) -> Result<Ringing, Refusal> {
     let mut passed = Vec::new();
-    let (extension, bindings) = follow_forwards(core, tenant, dialled.clone(), &mut passed, now)?;
+    let (extension, bindings) =
+        match follow_forwards(core, tenant, dialled.clone(), &mut passed, now)? {
+            Reached::Phones(extension, bindings) => (extension, bindings),
+            Reached::Out { by, target } => {
+                let carriers = core.directory.carriers();
+                return match call_out(core, &carriers, tenant, Some(by.id), call_id, &target, now) {
+                    Ok(Ringing::Out { leg, admitted, .. }) => Ok(Ringing::Out {
+                        callee: by.number.clone(),
+                        leg,
+                        admitted,
+                        forwarded_by: Some(by),
+                    }),
+                    // No route, or a limit: to the caller, the extension
+                    // is not reachable now.
+                    _ => Err((480, "Temporarily Unavailable", by)),
+                };
+            }
+        };
     if bindings.is_empty() {
         return Err((480, "Temporarily Unavailable", extension));
     }
@@ -221,8 +250,8 @@ fn call_out(
     core: &Core,
     carriers: &Carriers,
     tenant: &Tenant,
-    caller: &Caller,
-    req: &Message,
+    caller_extension: Option<ExtensionId>,
+    call_id: &str,
     dialled: &str,
     now: pbx_store::Millis,
 ) -> Result<Ringing, (u16, &'static str, Option<String>)> {
@@ -247,7 +276,7 @@ fn call_out(
             core.events.publish(SipEvent::LimitReached {
                 reseller: tenant.reseller,
                 customer: tenant.customer,
-                call_id: req.call_id().to_owned(),
+                call_id: call_id.to_owned(),
                 limit,
                 destination: destination.e164.clone(),
                 at: now,
@@ -256,17 +285,19 @@ fn call_out(
         }
     };
     let caller_id = carriers
-        .caller_id(tenant.customer, caller.extension)
+        .caller_id(tenant.customer, caller_extension)
         .map(str::to_owned);
     Ok(Ringing::Out {
         callee: dialled.to_owned(),
-        leg: CarrierLeg {
+        leg: Box::new(CarrierLeg {
+            dialled: dialled.to_owned(),
             destination,
             caller_id,
             realm: tenant.domain.clone(),
             hops: hops.into(),
-        },
+        }),
         admitted,
+        forwarded_by: None,
     })
 }
 
@@ -316,7 +347,7 @@ fn from_carrier(core: &Core, req: Message, flow: Flow, trunk: &Trunk, carriers: 
             let Some(extension) = tenant.extension_by_id(id).cloned() else {
                 return refuse(480, "Temporarily Unavailable", None);
             };
-            match ring_extension(core, &tenant, extension, now) {
+            match ring_extension(core, &tenant, extension, req.call_id(), now) {
                 Ok(ringing) => ringing,
                 Err((code, reason, at)) => return refuse(code, reason, Some(&at)),
             }
@@ -405,12 +436,24 @@ fn start(core: &Core, req: Message, flow: Flow, tenant: &Tenant, caller: Caller,
                 destination,
             )
         }
-        Ringing::Out { callee, leg, .. } => (
+        Ringing::Out {
+            callee,
+            leg,
+            forwarded_by: None,
+            ..
+        } => (
             callee.clone(),
             None,
             CallDirection::Outbound,
             Some(leg.destination.e164.clone()),
         ),
+        // Forwarded out: the call's own record is the one to the extension
+        // that forwards; its outbound leg is announced after it.
+        Ringing::Out {
+            callee,
+            forwarded_by: Some(by),
+            ..
+        } => (callee.clone(), Some(by.id), caller.direction, None),
     };
     let caller_tag = c
         .request
@@ -467,9 +510,26 @@ fn start(core: &Core, req: Message, flow: Flow, tenant: &Tenant, caller: Caller,
                 arm_ring_time(core, &ctx, &mut c, ring_s);
             }
         }
-        Ringing::Out { leg, admitted, .. } => {
+        Ringing::Out {
+            leg,
+            admitted,
+            forwarded_by,
+            ..
+        } => {
+            if let Some(by) = &forwarded_by {
+                core.events.publish(SipEvent::CallForwardedOut {
+                    reseller: tenant.reseller,
+                    customer: tenant.customer,
+                    call_id: c.key_call_id(),
+                    caller_tag: caller_tag.clone(),
+                    by_extension: by.id,
+                    callee: leg.dialled.clone(),
+                    destination: leg.destination.e164.clone(),
+                    at: pbx_store::now_ms(),
+                });
+            }
             core.admission.open((c.key_call_id(), caller_tag), admitted);
-            c.carrier = Some(leg);
+            c.carrier = Some(*leg);
             if !next_trunk(core, &ctx, &mut c) {
                 // Every trunk is at its channel limit.
                 if let Some(busy) = c
@@ -921,24 +981,29 @@ fn forward_on_failure(core: &Core, ctx: &Arc<Mutex<Context>>, c: &mut Context) -
     else {
         return false;
     };
-    let Some(next) = current
-        .forward(condition)
-        .and_then(|f| tenant.extension(&f.target))
-        .cloned()
-    else {
+    let Some(forward) = current.forward(condition) else {
         return false;
+    };
+    let now = pbx_store::now_ms();
+    let next = match forward_target(&tenant, &core.directory.carriers(), &forward.target) {
+        ForwardTarget::Extension(next) => next,
+        ForwardTarget::Number => {
+            let target = forward.target.clone();
+            return forward_out_after_ringing(core, ctx, c, &tenant, &current, &target, now);
+        }
+        ForwardTarget::DeadEnd(..) => return false,
     };
     let mut passed = call.passed.clone();
     if passed.contains(&next.id) || passed.len() > MAX_FORWARDS {
         return false;
     }
-    let now = pbx_store::now_ms();
-    let Ok((extension, bindings)) = follow_forwards(core, &tenant, next, &mut passed, now) else {
-        return false;
+    let (extension, bindings) = match follow_forwards(core, &tenant, next, &mut passed, now) {
+        Ok(Reached::Phones(extension, bindings)) if !bindings.is_empty() => (extension, bindings),
+        Ok(Reached::Out { by, target }) => {
+            return forward_out_after_ringing(core, ctx, c, &tenant, &by, &target, now);
+        }
+        _ => return false,
     };
-    if bindings.is_empty() {
-        return false;
-    }
     tracing::debug!(customer = %tenant.customer, from = %current.number, to = %extension.number,
         condition = condition.as_str(), "call forwarded after ringing");
     if let Some(call) = c.call.as_mut() {
@@ -953,22 +1018,102 @@ fn forward_on_failure(core: &Core, ctx: &Arc<Mutex<Context>>, c: &mut Context) -
     c.pending_branches() > 0
 }
 
+/// After ringing, `by`'s forward sends the call to a number outside: the
+/// call becomes one to the public network (admitted against the customer's
+/// limits, its outbound leg recorded apart). False when it cannot go: the
+/// failure so far goes to the caller.
+fn forward_out_after_ringing(
+    core: &Core,
+    ctx: &Arc<Mutex<Context>>,
+    c: &mut Context,
+    tenant: &Tenant,
+    by: &Arc<Extension>,
+    target: &str,
+    now: pbx_store::Millis,
+) -> bool {
+    let call_id = c.key_call_id();
+    let carriers = core.directory.carriers();
+    let Ok(Ringing::Out { leg, admitted, .. }) =
+        call_out(core, &carriers, tenant, Some(by.id), &call_id, target, now)
+    else {
+        return false;
+    };
+    let caller_tag = c
+        .request
+        .as_ref()
+        .and_then(|r| r.from().tag())
+        .unwrap_or_default();
+    core.admission
+        .open((call_id.clone(), caller_tag.clone()), admitted);
+    core.events.publish(SipEvent::CallForwardedOut {
+        reseller: tenant.reseller,
+        customer: tenant.customer,
+        call_id,
+        caller_tag,
+        by_extension: by.id,
+        callee: target.to_owned(),
+        destination: leg.destination.e164.clone(),
+        at: now,
+    });
+    c.carrier = Some(*leg);
+    if !next_trunk(core, ctx, c) {
+        return false;
+    }
+    tracing::debug!(customer = %tenant.customer, from = %by.number, "call forwarded out after ringing");
+    c.best = None;
+    c.no_answer = false;
+    c.no_answer_at = None;
+    c.pending_branches() > 0
+}
+
 /// Most forwards followed for one call before it counts as a loop.
 const MAX_FORWARDS: usize = 5;
 
 type Refusal = (u16, &'static str, Arc<crate::directory::Extension>);
-/// The extension that rings, and where its phones are.
-type Reached = (
-    Arc<crate::directory::Extension>,
-    Vec<crate::location::Binding>,
-);
+/// Where forwards lead before ringing.
+enum Reached {
+    /// The extension that rings, and where its phones are.
+    Phones(Arc<Extension>, Vec<Binding>),
+    /// A number outside, which `by` forwards to.
+    Out { by: Arc<Extension>, target: String },
+}
+
+/// What a forward's target is: another extension of the customer, a number
+/// on the public network, or neither (a dead end: 480; a loop: 482).
+enum ForwardTarget {
+    Extension(Arc<Extension>),
+    Number,
+    DeadEnd(u16, &'static str),
+}
+
+fn forward_target(tenant: &Tenant, carriers: &Carriers, target: &str) -> ForwardTarget {
+    if let Some(next) = tenant.extension(target) {
+        return ForwardTarget::Extension(next.clone());
+    }
+    match carrier::read_dialled(target, tenant) {
+        // Emergency services are called, not forwarded to.
+        Some(Ok(d)) if d.class == pbx_store::numbering::Class::Emergency => {
+            ForwardTarget::DeadEnd(480, "Temporarily Unavailable")
+        }
+        // One of the customer's own numbers would come back in through the
+        // carrier, and again: a loop that costs on every turn.
+        Some(Ok(d))
+            if carriers
+                .number(&d.e164)
+                .is_some_and(|n| n.customer == tenant.customer) =>
+        {
+            ForwardTarget::DeadEnd(482, "Loop Detected")
+        }
+        Some(Ok(_)) => ForwardTarget::Number,
+        _ => ForwardTarget::DeadEnd(480, "Temporarily Unavailable"),
+    }
+}
 
 /// Follows the dialled extension's forwards that can be decided before
 /// ringing: always, busy (do-not-disturb), and unavailable (no phone
-/// registered). Returns the extension to ring and its bindings, or why the
-/// call is refused. A target that leads back to an extension already passed
-/// is a loop (482); a target outside the customer's extensions needs a
-/// carrier trunk, which this node does not route yet (480).
+/// registered). Returns the extension to ring and its bindings, the number
+/// outside the call is forwarded to, or why the call is refused. A target
+/// that leads back to an extension already passed is a loop (482).
 fn follow_forwards(
     core: &Core,
     tenant: &Tenant,
@@ -999,10 +1144,17 @@ fn follow_forwards(
             None
         };
         let Some(forward) = forward else {
-            return Ok((current, bindings));
+            return Ok(Reached::Phones(current, bindings));
         };
-        let Some(next) = tenant.extension(&forward.target).cloned() else {
-            return Err((480, "Temporarily Unavailable", current));
+        let next = match forward_target(tenant, &core.directory.carriers(), &forward.target) {
+            ForwardTarget::Extension(next) => next,
+            ForwardTarget::Number => {
+                return Ok(Reached::Out {
+                    target: forward.target.clone(),
+                    by: current,
+                })
+            }
+            ForwardTarget::DeadEnd(code, reason) => return Err((code, reason, current)),
         };
         if passed.contains(&next.id) || passed.len() > MAX_FORWARDS {
             return Err((482, "Loop Detected", current));

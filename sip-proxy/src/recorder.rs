@@ -15,7 +15,9 @@ use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use pbx_store::call_records::{Disposition, HangupSide as StoredHangup, NewCallRecord};
+use pbx_store::call_records::{
+    CallDirection, Disposition, HangupSide as StoredHangup, NewCallRecord,
+};
 use pbx_store::{Millis, Principal, Store};
 use tokio::sync::{mpsc, oneshot};
 
@@ -125,6 +127,7 @@ pub fn start(
         boot: pbx_store::secrets::random_token(6),
         seq: 0,
         open: HashMap::new(),
+        legs: HashMap::new(),
         recent: HashMap::new(),
         pending,
         flush_waiters: Vec::new(),
@@ -176,6 +179,8 @@ struct State {
     boot: String,
     seq: u64,
     open: HashMap<CallKey, NewCallRecord>,
+    /// Outbound legs of open calls forwarded to a number outside.
+    legs: HashMap<CallKey, NewCallRecord>,
     /// Calls ended lately: a retransmitted request refused statelessly must
     /// not open a second record.
     recent: HashMap<CallKey, Millis>,
@@ -198,6 +203,63 @@ fn hangup(side: HangupSide) -> StoredHangup {
         HangupSide::Caller => StoredHangup::Caller,
         HangupSide::Callee => StoredHangup::Callee,
         HangupSide::System => StoredHangup::System,
+    }
+}
+
+/// How a call ended, as its `call_ended` event says.
+struct Ending {
+    outcome: CallOutcome,
+    sip_status: u16,
+    side: Option<HangupSide>,
+    reason: Option<&'static str>,
+    at: Millis,
+}
+
+/// Notes the answer on an open record (once).
+fn answer(
+    r: &mut NewCallRecord,
+    at: Millis,
+    callee_device: Option<pbx_store::DeviceId>,
+    callee_extension: Option<pbx_store::ExtensionId>,
+    trunk: Option<pbx_store::TrunkId>,
+    journal: &mut Vec<Entry>,
+) {
+    if r.answer_at.is_some() {
+        return;
+    }
+    r.answer_at = Some(at.max(r.invite_at));
+    r.callee_device_id = callee_device;
+    if trunk.is_some() {
+        r.trunk_id = trunk;
+    }
+    // Who answered: a ring group's member, a forward's target.
+    if callee_extension.is_some() {
+        r.callee_extension_id = callee_extension;
+    }
+    journal.push(Entry::Answer {
+        uid: r.record_uid.clone(),
+        at: at.max(r.invite_at),
+        callee_device: callee_device.map(|d| d.0),
+        callee_extension: callee_extension.map(|e| e.0),
+        trunk: trunk.map(|t| t.0),
+    });
+}
+
+/// Completes an open record as `end` says; `trunk` is the one finally used.
+fn close(r: &mut NewCallRecord, end: &Ending, trunk: Option<pbx_store::TrunkId>) {
+    r.end_at = end.at.max(r.answer_at.unwrap_or(r.invite_at));
+    r.disposition = disposition(end.outcome);
+    if r.disposition == Disposition::Answered && r.answer_at.is_none() {
+        r.answer_at = Some(r.end_at);
+    }
+    if r.disposition != Disposition::Answered {
+        r.answer_at = None;
+    }
+    r.sip_status = Some(end.sip_status);
+    r.hangup_side = end.side.map(hangup);
+    r.end_reason = end.reason.map(str::to_owned);
+    if trunk.is_some() {
+        r.trunk_id = trunk;
     }
 }
 
@@ -268,6 +330,45 @@ impl State {
                 });
                 self.open.insert(key, record);
             }
+            SipEvent::CallForwardedOut {
+                call_id,
+                caller_tag,
+                by_extension,
+                callee,
+                destination,
+                at,
+                ..
+            } => {
+                let key = (call_id, caller_tag);
+                let Some(base) = self.open.get(&key) else {
+                    return;
+                };
+                if self.legs.contains_key(&key) {
+                    return;
+                }
+                self.seq += 1;
+                // The outbound leg: placed by the extension that forwards,
+                // billed to its customer like a call it dialled.
+                let leg = NewCallRecord {
+                    record_uid: format!("{}-{}-{}", self.config.node_id, self.boot, self.seq),
+                    leg: 1,
+                    direction: CallDirection::Outbound,
+                    callee,
+                    caller_extension_id: Some(by_extension),
+                    callee_extension_id: None,
+                    caller_device_id: None,
+                    callee_device_id: None,
+                    destination: Some(destination),
+                    trunk_id: None,
+                    invite_at: at.max(base.invite_at),
+                    end_at: at.max(base.invite_at),
+                    ..base.clone()
+                };
+                journal.push(Entry::Open {
+                    record: leg.clone(),
+                });
+                self.legs.insert(key, leg);
+            }
             SipEvent::CallAnswered {
                 call_id,
                 caller_tag,
@@ -277,25 +378,15 @@ impl State {
                 at,
                 ..
             } => {
-                if let Some(r) = self.open.get_mut(&(call_id, caller_tag)) {
-                    if r.answer_at.is_none() {
-                        r.answer_at = Some(at.max(r.invite_at));
-                        r.callee_device_id = callee_device;
-                        if trunk.is_some() {
-                            r.trunk_id = trunk;
-                        }
-                        // Who answered: a ring group's member, a forward's target.
-                        if callee_extension.is_some() {
-                            r.callee_extension_id = callee_extension;
-                        }
-                        journal.push(Entry::Answer {
-                            uid: r.record_uid.clone(),
-                            at: at.max(r.invite_at),
-                            callee_device: callee_device.map(|d| d.0),
-                            callee_extension: callee_extension.map(|e| e.0),
-                            trunk: trunk.map(|t| t.0),
-                        });
-                    }
+                let key = (call_id, caller_tag);
+                let forwarded = self.legs.contains_key(&key);
+                if let Some(r) = self.open.get_mut(&key) {
+                    // A forwarded call's trunk is its outbound leg's.
+                    let trunk = if forwarded { None } else { trunk };
+                    answer(r, at, callee_device, callee_extension, trunk, journal);
+                }
+                if let Some(leg) = self.legs.get_mut(&key) {
+                    answer(leg, at, None, None, trunk, journal);
                 }
             }
             SipEvent::CallEnded {
@@ -310,25 +401,23 @@ impl State {
                 ..
             } => {
                 let key = (call_id, caller_tag);
+                let leg = self.legs.remove(&key);
                 let Some(mut r) = self.open.remove(&key) else {
                     return;
                 };
-                r.end_at = at.max(r.answer_at.unwrap_or(r.invite_at));
-                r.disposition = disposition(outcome);
-                if r.disposition == Disposition::Answered && r.answer_at.is_none() {
-                    r.answer_at = Some(r.end_at);
+                let end = Ending {
+                    outcome,
+                    sip_status,
+                    side,
+                    reason,
+                    at,
+                };
+                close(&mut r, &end, if leg.is_some() { None } else { trunk });
+                self.finish(key.clone(), r, at, journal, finished);
+                if let Some(mut leg) = leg {
+                    close(&mut leg, &end, trunk);
+                    self.finish(key, leg, at, journal, finished);
                 }
-                if r.disposition != Disposition::Answered {
-                    r.answer_at = None;
-                }
-                r.sip_status = Some(sip_status);
-                r.hangup_side = side.map(hangup);
-                r.end_reason = reason.map(str::to_owned);
-                if trunk.is_some() {
-                    // Failover: the trunk finally used.
-                    r.trunk_id = trunk;
-                }
-                self.finish(key, r, at, journal, finished);
             }
             _ => {}
         }
@@ -371,22 +460,30 @@ impl State {
             })
             .map(|(k, _)| k.clone())
             .collect();
-        for key in lost {
-            if let Some(mut r) = self.open.remove(&key) {
-                match r.answer_at {
-                    Some(answer) => {
-                        r.end_at = answer.saturating_add(max);
-                        r.disposition = Disposition::Answered;
-                        r.end_reason = Some("max_duration".into());
-                    }
-                    None => {
-                        r.end_at = now;
-                        r.end_reason = Some("setup_timeout".into());
-                    }
+        let give_up = |r: &mut NewCallRecord| {
+            match r.answer_at {
+                Some(answer) => {
+                    r.end_at = answer.saturating_add(max).max(r.invite_at);
+                    r.disposition = Disposition::Answered;
+                    r.end_reason = Some("max_duration".into());
                 }
-                r.hangup_side = Some(StoredHangup::System);
+                None => {
+                    r.end_at = now;
+                    r.end_reason = Some("setup_timeout".into());
+                }
+            }
+            r.hangup_side = Some(StoredHangup::System);
+        };
+        for key in lost {
+            let leg = self.legs.remove(&key);
+            if let Some(mut r) = self.open.remove(&key) {
+                give_up(&mut r);
                 tracing::warn!(call_id = %r.call_id, customer = %r.customer_id, "call closed by the recorder's safety net");
-                self.finish(key, r, now, journal, finished);
+                self.finish(key.clone(), r, now, journal, finished);
+            }
+            if let Some(mut leg) = leg {
+                give_up(&mut leg);
+                self.finish(key, leg, now, journal, finished);
             }
         }
         if !self.open.is_empty() {
@@ -411,6 +508,7 @@ impl State {
         let open = self
             .open
             .values()
+            .chain(self.legs.values())
             .map(|r| Entry::Open { record: r.clone() });
         let pending = self
             .pending

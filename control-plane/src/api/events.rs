@@ -370,7 +370,9 @@ pub struct EventsQuery {
 /// The live event stream (WebSocket). Each text message is one event:
 /// `{"seq":N,"type":"call_started","at":ms,"data":{…}}`. Types:
 /// device_registered, device_unregistered, call_started, call_answered,
-/// call_ended, record_rated, limit_reached (an outbound call refused by a
+/// call_forwarded_out (a forward sends a call to a number outside: its
+/// outbound leg starts), call_ended, record_rated, limit_reached (an
+/// outbound call refused by a
 /// fraud or cost limit), call_unrouted (operator only: a carrier's call for
 /// a number nobody holds), config_changed. The first message is
 /// `{"type":"hello","seq":<latest>}`; `{"type":"gap","oldest":N}` says that
