@@ -186,7 +186,12 @@ fn a_call_to_a_german_number_leaves_through_the_trunk_with_the_callers_number() 
 /// Two trunks for every number: the first (priority 10) answers `first`
 /// (such as "503 Service Unavailable"), the second (priority 20) answers.
 fn two_trunks(tag: &str, first: &str) -> (World, SippProcess, SippProcess) {
-    let one = carrier("uas_final.xml.in").fill(first).arg("-m").arg("1");
+    two_trunks_with("uas_final.xml.in", tag, first)
+}
+
+/// As [`two_trunks`], the first trunk playing `scenario` (a template).
+fn two_trunks_with(scenario: &str, tag: &str, first: &str) -> (World, SippProcess, SippProcess) {
+    let one = carrier(scenario).fill(first).arg("-m").arg("1");
     let two = carrier("uas_answer.xml").arg("-m").arg("1");
     let w = world(
         tag,
@@ -219,9 +224,17 @@ fn a_failing_trunk_hands_the_call_to_the_next_but_a_busy_callee_does_not() {
             "the trunk finally used"
         );
     }
-    for answer in ["486 Busy Here", "603 Decline", "404 Not Found"] {
-        let (w, first, second) = two_trunks("no-failover", answer);
+    for (scenario, answer) in [
+        ("uas_final.xml.in", "486 Busy Here"),
+        ("uas_final.xml.in", "603 Decline"),
+        ("uas_final.xml.in", "404 Not Found"),
+        // Once the callee rang, another trunk would ring it again.
+        ("uas_ring_final.xml.in", "503 Service Unavailable"),
+    ] {
+        let (w, first, second) = two_trunks_with(scenario, "no-failover", answer);
         let code: u16 = answer[..3].parse().expect("code");
+        // A 503 from downstream reaches the caller as 500 (RFC 3261 §16.7).
+        let code = if code == 503 { 500 } else { code };
         expect_final(&w.node, &w.seeded.a101, "+49891234567", code);
         finished(first, "the first trunk");
         drop(w.node);

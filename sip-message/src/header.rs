@@ -56,10 +56,12 @@ header_names! {
     ContentType => "Content-Type", "c";
     CSeq => "CSeq";
     Date => "Date";
+    Diversion => "Diversion";
     ErrorInfo => "Error-Info";
     Event => "Event", "o";
     Expires => "Expires";
     From => "From", "f";
+    HistoryInfo => "History-Info";
     Identity => "Identity", "y";
     InReplyTo => "In-Reply-To";
     MaxForwards => "Max-Forwards";
@@ -68,6 +70,7 @@ header_names! {
     MimeVersion => "MIME-Version";
     Organization => "Organization";
     PAssertedIdentity => "P-Asserted-Identity";
+    PChargeInfo => "P-Charge-Info";
     PPreferredIdentity => "P-Preferred-Identity";
     Path => "Path";
     Priority => "Priority";
@@ -77,6 +80,7 @@ header_names! {
     ProxyRequire => "Proxy-Require";
     RAck => "RAck";
     Reason => "Reason";
+    RemotePartyId => "Remote-Party-ID";
     RecordRoute => "Record-Route";
     ReferTo => "Refer-To", "r";
     ReferredBy => "Referred-By", "b";

@@ -33,7 +33,6 @@ struct Outbound {
     /// The customer's retail rate for the destination (its cost at the end).
     rate: Option<RateRule>,
     trunk: Option<TrunkId>,
-    answered_at: Option<Millis>,
 }
 
 /// A call admitted at setup, not yet opened (see [`Admission::open`]).
@@ -43,13 +42,26 @@ pub struct Admitted {
     outbound: Outbound,
 }
 
+/// A call this node set up and has not seen end.
+#[derive(Debug)]
+struct Call {
+    began_at: Millis,
+    answered_at: Option<Millis>,
+    /// Set once the call goes to the public network.
+    outbound: Option<Outbound>,
+}
+
 #[derive(Default)]
 pub struct Admission {
     customers: Mutex<HashMap<CustomerId, Ledger>>,
     resellers: Mutex<HashMap<ResellerId, Ledger>>,
     channels: Mutex<HashMap<TrunkId, u32>>,
-    calls: Mutex<HashMap<CallKey, Outbound>>,
+    calls: Mutex<HashMap<CallKey, Call>>,
 }
+
+/// Calls never answered are given up after this long (a safety net: their
+/// end event comes first).
+const STUCK_SETUP_MS: Millis = 10 * 60_000;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -72,6 +84,13 @@ impl Admission {
         now: Millis,
     ) -> Result<Admitted, Refusal> {
         let rate = rating::best_rate(&tenant.retail_rates, e164).cloned();
+        let spend_limited = tenant.limits.max_spend_per_day_micros.is_some()
+            || tenant.reseller_limits.max_spend_per_day_micros.is_some();
+        if rate.is_none() && spend_limited && class != Class::Emergency {
+            // A destination without a price cannot be held against a
+            // spending limit: it would cost nothing, without end.
+            return Err(Refusal::Spend);
+        }
         let minute = rate.as_ref().map_or(0, |r| r.minute_micros);
         let day = day_index(now, tenant.reseller_time_zone);
         let customer_hold = lock(&self.customers)
@@ -99,17 +118,43 @@ impl Admission {
                 reseller_hold,
                 rate,
                 trunk: None,
-                answered_at: None,
             },
         })
     }
 
-    /// The admitted call is set up as `key`: from now on its events end it.
+    /// A call `key` begins on this node; false if one with that key is in
+    /// progress already (the new request must not touch it).
+    pub fn begin(&self, key: &CallKey) -> bool {
+        let mut calls = lock(&self.calls);
+        if calls.contains_key(key) {
+            return false;
+        }
+        calls.insert(
+            key.clone(),
+            Call {
+                began_at: pbx_store::now_ms(),
+                answered_at: None,
+                outbound: None,
+            },
+        );
+        true
+    }
+
+    /// Call `key` goes to the public network with what `admitted` holds:
+    /// from now on its end gives that back.
     pub fn open(&self, key: CallKey, admitted: Admitted) {
-        let previous = lock(&self.calls).insert(key, admitted.outbound);
-        if let Some(old) = previous {
-            // The same call admitted twice (cannot happen: one context per
-            // call); the first one's holds are given back.
+        let old = {
+            let mut calls = lock(&self.calls);
+            let call = calls.entry(key).or_insert_with(|| Call {
+                began_at: pbx_store::now_ms(),
+                answered_at: None,
+                outbound: None,
+            });
+            call.outbound.replace(admitted.outbound)
+        };
+        if let Some(old) = old {
+            // Sent out a second time (cannot happen: once in carrier mode a
+            // call stays there); the first holds are given back.
             self.give_back(old, 0);
         }
     }
@@ -124,7 +169,7 @@ impl Admission {
     /// trunk is full or the call is unknown.
     pub fn use_trunk(&self, key: &CallKey, trunk: TrunkId, max: Option<i64>) -> bool {
         let mut calls = lock(&self.calls);
-        let Some(call) = calls.get_mut(key) else {
+        let Some(call) = calls.get_mut(key).and_then(|c| c.outbound.as_mut()) else {
             return false;
         };
         if call.trunk == Some(trunk) {
@@ -144,7 +189,10 @@ impl Admission {
 
     /// The trunk call `key` is on, if any.
     pub fn trunk_of(&self, key: &CallKey) -> Option<TrunkId> {
-        lock(&self.calls).get(key).and_then(|c| c.trunk)
+        lock(&self.calls)
+            .get(key)
+            .and_then(|c| c.outbound.as_ref())
+            .and_then(|o| o.trunk)
     }
 
     pub fn answered(&self, key: &CallKey, at: Millis) {
@@ -159,11 +207,47 @@ impl Admission {
         let Some(call) = lock(&self.calls).remove(key) else {
             return;
         };
-        let cost = match (&call.rate, call.answered_at) {
+        self.close(call, at);
+    }
+
+    fn close(&self, call: Call, at: Millis) {
+        let Some(outbound) = call.outbound else {
+            return;
+        };
+        let cost = match (&outbound.rate, call.answered_at) {
             (Some(rate), Some(answer)) => rating::call_price(rate, at - answer),
             _ => 0,
         };
-        self.give_back(call, cost);
+        self.give_back(outbound, cost);
+    }
+
+    /// Gives up calls whose end never came (a response the proxy could not
+    /// use, a lost event): unanswered after ten minutes, answered beyond
+    /// `max_call_ms` and a minute. Returns how many.
+    pub fn sweep(&self, now: Millis, max_call_ms: Millis) -> usize {
+        let stale: Vec<(CallKey, Call)> = {
+            let mut calls = lock(&self.calls);
+            let keys: Vec<CallKey> = calls
+                .iter()
+                .filter(|(_, c)| match c.answered_at {
+                    Some(answer) => now - answer > max_call_ms.saturating_add(60_000),
+                    None => now - c.began_at > STUCK_SETUP_MS,
+                })
+                .map(|(k, _)| k.clone())
+                .collect();
+            keys.into_iter()
+                .filter_map(|k| calls.remove(&k).map(|c| (k, c)))
+                .collect()
+        };
+        let n = stale.len();
+        for (key, call) in stale {
+            tracing::warn!(call_id = %key.0, "call given up by admission's safety net");
+            let end = call
+                .answered_at
+                .map_or(now, |a| a.saturating_add(max_call_ms));
+            self.close(call, end);
+        }
+        n
     }
 
     fn give_back(&self, call: Outbound, cost: i64) {
@@ -253,6 +337,51 @@ mod tests {
         let admitted = a.admit(&t, Class::National, "4930123", 3_000).unwrap();
         a.abandon(admitted);
         assert_eq!(a.active(t.customer), 1);
+    }
+
+    #[test]
+    fn a_second_call_with_the_same_key_is_refused_and_unpriced_numbers_are_not_limited_for_free() {
+        let a = Admission::default();
+        let t = tenant(Limits {
+            max_spend_per_day_micros: Some(1_000_000),
+            allow_international: true,
+            ..Limits::default()
+        });
+        assert!(a.begin(&key(1)));
+        assert!(!a.begin(&key(1)), "merged request");
+        a.ended(&key(1), 5);
+        assert!(a.begin(&key(1)), "free again once it ended");
+        // No rate for +44 in the plan: with a spending limit, refused.
+        assert_eq!(
+            a.admit(&t, Class::International, "442079460000", 0).err(),
+            Some(Refusal::Spend)
+        );
+        assert!(a.admit(&t, Class::Emergency, "49112", 0).is_ok());
+        let unlimited = tenant(Limits {
+            allow_international: true,
+            ..Limits::default()
+        });
+        let admitted = a.admit(&unlimited, Class::International, "442079460000", 0);
+        assert!(admitted.is_ok(), "no spending limit: nothing to hold");
+        if let Ok(admitted) = admitted {
+            a.abandon(admitted);
+        }
+    }
+
+    #[test]
+    fn a_call_whose_end_never_comes_is_given_up() {
+        let a = Admission::default();
+        let t = tenant(Limits {
+            max_concurrent_outbound: Some(1),
+            ..Limits::default()
+        });
+        assert!(a.begin(&key(1)));
+        a.open(key(1), a.admit(&t, Class::National, "4930", 0).unwrap());
+        assert!(a.admit(&t, Class::National, "4930", 0).is_err());
+        let began = pbx_store::now_ms();
+        assert_eq!(a.sweep(began + 60_000, 3_600_000), 0, "still setting up");
+        assert_eq!(a.sweep(began + 11 * 60_000, 3_600_000), 1);
+        assert_eq!(a.active(t.customer), 0);
     }
 
     #[test]

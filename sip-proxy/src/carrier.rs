@@ -44,8 +44,6 @@ pub struct CarrierLeg {
     pub destination: Destination,
     /// The caller's number (E.164 digits), if the customer has one.
     pub caller_id: Option<String>,
-    /// The customer's SIP domain: its phones' credentials are not passed on.
-    pub realm: String,
     pub hops: VecDeque<Hop>,
 }
 
@@ -128,14 +126,30 @@ fn hop(trunk: &Trunk, destination: &Destination) -> Option<Hop> {
     })
 }
 
-/// Dresses a request for `hop`: its Request-URI, and the caller's number as
+/// Headers carriers read identity or charging from: a phone's are never
+/// passed on (it could claim any number or account).
+const IDENTITY_HEADERS: [HeaderName; 7] = [
+    HeaderName::PAssertedIdentity,
+    HeaderName::PPreferredIdentity,
+    HeaderName::RemotePartyId,
+    HeaderName::Diversion,
+    HeaderName::HistoryInfo,
+    HeaderName::PChargeInfo,
+    HeaderName::Identity,
+];
+
+/// Dresses a request for `hop`: its Request-URI, no credentials of ours
+/// (a carrier must never see a phone's digest), and the caller's number as
 /// a P-Asserted-Identity the carrier trusts (RFC 3325). What the phone said
 /// about its identity is not passed on; a `Privacy` header the phone sent
 /// (RFC 3323) is, so the carrier withholds the number from the callee.
 pub fn dress(req: &mut Message, hop: &Hop, caller_id: Option<&str>) {
     req.set_request_uri(hop.uri.clone());
-    req.remove_all(&HeaderName::PAssertedIdentity);
-    req.remove_all(&HeaderName::PPreferredIdentity);
+    req.remove_all(&HeaderName::ProxyAuthorization);
+    req.remove_all(&HeaderName::Authorization);
+    for name in &IDENTITY_HEADERS {
+        req.remove_all(name);
+    }
     if let Some(number) = caller_id {
         let shown = numbering::for_trunk(
             &Destination {
@@ -150,6 +164,28 @@ pub fn dress(req: &mut Message, hop: &Hop, caller_id: Option<&str>) {
             HeaderName::PAssertedIdentity,
             format!("<sip:{shown}@{};user=phone>", hop.host),
         ));
+    }
+}
+
+/// Removes identity assertions from a request going to phones: a phone's
+/// own are never believed, and a carrier's are kept only when the caller
+/// did not ask for privacy (RFC 3325 §5, RFC 3323).
+pub fn screen_identity(req: &mut Message, from_carrier: bool) {
+    let private = req
+        .values(&HeaderName::Privacy)
+        .filter_map(|h| h.text())
+        .any(|t| {
+            t.split(';').any(|p| {
+                matches!(
+                    p.trim().to_ascii_lowercase().as_str(),
+                    "id" | "header" | "user"
+                )
+            })
+        });
+    if !from_carrier || private {
+        for name in &IDENTITY_HEADERS {
+            req.remove_all(name);
+        }
     }
 }
 
@@ -200,6 +236,9 @@ pub fn called_number<'c>(
     trunk: &Trunk,
     carriers: &'c Carriers,
 ) -> Option<(String, &'c RoutedNumber)> {
+    if !trunk.enabled {
+        return None;
+    }
     let to_user = req.to().uri.as_sip().and_then(|u| u.user_unescaped());
     [dialled_user(req), to_user]
         .into_iter()
@@ -242,6 +281,81 @@ mod tests {
         );
         assert!(is_emergency("110", &t), "even with an extension 110");
         assert!(!is_emergency("0301234567", &t));
+    }
+
+    fn invite(extra: &str) -> Message {
+        let text = format!(
+            "INVITE sip:0301234567@a.example SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKx\r\n\
+             From: <sip:101@a.example>;tag=a\r\nTo: <sip:0301234567@a.example>\r\nCall-ID: c\r\n\
+             CSeq: 2 INVITE\r\nMax-Forwards: 70\r\n{extra}Content-Length: 0\r\n\r\n"
+        );
+        Message::parse_datagram(
+            bytes::Bytes::from(text),
+            &pbx_sip_message::Limits::default(),
+        )
+        .expect("parses")
+    }
+
+    #[test]
+    fn a_carrier_gets_no_credentials_and_only_our_identity() {
+        let t = tenant();
+        let d = read_dialled("0301234567", &t).unwrap().unwrap();
+        let trunk = Trunk {
+            id: TrunkId(1),
+            reseller_id: None,
+            name: "C".into(),
+            host: "127.0.0.2".into(),
+            port: 5060,
+            transport: Transport::Udp,
+            auth_mode: pbx_store::trunks::AuthMode::Ip,
+            username: None,
+            realm: None,
+            register_expires_s: 600,
+            inbound_sources: Vec::new(),
+            number_format: numbering::NumberFormat::National,
+            country: "DE".into(),
+            max_channels: None,
+            priority: 1,
+            enabled: true,
+            registration: None,
+            created_at: 0,
+            version: 1,
+        };
+        let hop = hop(&trunk, &d).expect("a hop");
+        let mut req = invite(
+            "Proxy-Authorization: Digest username=\"101\", realm=\"carrier\"\r\n\
+             P-Asserted-Identity: <sip:+4989999@x>\r\nRemote-Party-ID: <sip:+4989999@x>\r\n\
+             Diversion: <sip:+4989999@x>\r\nP-Charge-Info: <sip:+4989999@x>\r\nPrivacy: id\r\n",
+        );
+        dress(&mut req, &hop, Some("49301111111"));
+        let text = String::from_utf8_lossy(&req.to_bytes()).into_owned();
+        assert!(
+            text.starts_with("INVITE sip:0301234567@127.0.0.2:5060 SIP/2.0"),
+            "{text}"
+        );
+        assert!(!text.contains("4989999"), "{text}");
+        assert!(!text.contains("Proxy-Authorization"), "{text}");
+        assert!(
+            text.contains("P-Asserted-Identity: <sip:0301111111@127.0.0.2;user=phone>"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Privacy: id"),
+            "the caller's wish goes on: {text}"
+        );
+        // Towards phones: a carrier's assertion stays unless privacy is asked.
+        let mut shown = invite("P-Asserted-Identity: <sip:+4989123@c>\r\n");
+        screen_identity(&mut shown, true);
+        assert!(shown.has(&HeaderName::PAssertedIdentity));
+        let mut hidden = invite("P-Asserted-Identity: <sip:+4989123@c>\r\nPrivacy: id\r\n");
+        screen_identity(&mut hidden, true);
+        assert!(!hidden.has(&HeaderName::PAssertedIdentity));
+        let mut phone = invite("P-Asserted-Identity: <sip:+4989123@c>\r\n");
+        screen_identity(&mut phone, false);
+        assert!(
+            !phone.has(&HeaderName::PAssertedIdentity),
+            "a phone asserts nothing"
+        );
     }
 
     #[test]

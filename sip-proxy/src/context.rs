@@ -44,6 +44,8 @@ pub struct Branch {
     pub device: Option<DeviceId>,
     /// The carrier trunk the branch went to (calls to the public network).
     pub trunk: Option<pbx_store::TrunkId>,
+    /// A provisional response beyond 100 came: the callee was reached.
+    pub reached: bool,
 }
 
 /// Who rings next when the phones ringing now do not answer: a ring
@@ -66,6 +68,9 @@ pub struct CallSetup {
     pub started_at: pbx_store::Millis,
     /// Extensions the call was forwarded through so far (loop detection).
     pub passed: Vec<ExtensionId>,
+    /// The caller's From tag as the INVITE had it: with the Call-ID, the
+    /// call's key in events (never taken from a response, which may differ).
+    pub caller_tag: String,
 }
 
 #[derive(Debug)]

@@ -232,7 +232,9 @@ impl Core {
             .and_then(|(w, i)| w.upgrade().map(|c| (c, i)))
         {
             Some((ctx, idx)) => crate::proxy::on_branch_response(self, &ctx, idx, resp, flow),
-            None if self.trunk_registrations.on_response(self, &resp) => {}
+            None if self
+                .trunk_registrations
+                .on_response(self, &resp, flow.remote) => {}
             None => crate::proxy::on_stray_response(self, resp),
         }
     }

@@ -257,13 +257,21 @@ impl Carriers {
         self.secrets.get(&trunk).map(String::as_str)
     }
 
-    /// The trunk whose carrier sends from `ip`: an address block it lists,
-    /// or its host when that is an address.
-    pub fn trunk_from(&self, ip: std::net::IpAddr) -> Option<&pbx_store::trunks::Trunk> {
-        self.trunks.iter().map(|(t, _)| t).find(|t| {
-            t.host.parse::<std::net::IpAddr>().is_ok_and(|h| h == ip)
-                || t.inbound_sources.iter().any(|b| in_block(ip, b))
-        })
+    /// The trunks whose carrier sends from `ip` (an address block it lists,
+    /// or its host when that is an address): the operator's first, so that
+    /// no reseller's trunk can stand in front of them.
+    pub fn trunks_from(&self, ip: std::net::IpAddr) -> Vec<&pbx_store::trunks::Trunk> {
+        let mut found: Vec<&pbx_store::trunks::Trunk> = self
+            .trunks
+            .iter()
+            .map(|(t, _)| t)
+            .filter(|t| {
+                t.host.parse::<std::net::IpAddr>().is_ok_and(|h| h == ip)
+                    || t.inbound_sources.iter().any(|b| in_block(ip, b))
+            })
+            .collect();
+        found.sort_by_key(|t| (t.reseller_id.is_some(), t.id));
+        found
     }
 }
 

@@ -61,13 +61,20 @@ pub struct SipProxy {
 }
 
 /// Keeps the calls carriers sent for numbers nobody holds, for the
-/// operator. Best effort: while the database is away they are only logged.
+/// operator. Best effort: while the database is away they are only logged;
+/// a Call-ID is kept once (retransmissions), and at most twenty a second
+/// (a flood from a carrier's address, or one spoofing it, is counted in
+/// /metrics but not written).
 async fn log_unrouted(
     mut events: tokio::sync::broadcast::Receiver<SipEvent>,
     store: Store,
     node_id: String,
 ) {
     use tokio::sync::broadcast::error::RecvError;
+    const PER_SECOND: u32 = 20;
+    let mut seen: std::collections::HashMap<String, pbx_store::Millis> = Default::default();
+    let mut second = 0;
+    let mut written_this_second = 0;
     loop {
         let event = match events.recv().await {
             Ok(e) => e,
@@ -88,6 +95,18 @@ async fn log_unrouted(
         else {
             continue;
         };
+        seen.retain(|_, t| at - *t < 64_000);
+        if seen.len() >= 10_000 || seen.insert(call_id.clone(), at).is_some() {
+            continue;
+        }
+        if at / 1000 != second {
+            second = at / 1000;
+            written_this_second = 0;
+        }
+        written_this_second += 1;
+        if written_this_second > PER_SECOND {
+            continue;
+        }
         let call = pbx_store::unrouted::UnroutedCall {
             trunk_id: Some(trunk),
             call_id,
@@ -309,6 +328,9 @@ async fn housekeeping(core: Arc<Core>, store: Option<Store>) {
         if n.is_multiple_of(4) {
             core.trunk_registrations
                 .sync(&core.directory.carriers(), now);
+            let max_call =
+                i64::try_from(core.config.max_call_duration.as_millis()).unwrap_or(i64::MAX);
+            core.admission.sweep(now, max_call);
         }
         core.trunk_registrations.tick(&core, now);
         let reports = core.trunk_registrations.take_reports();

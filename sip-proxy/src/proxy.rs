@@ -51,8 +51,17 @@ pub fn initial(core: &Core, req: Message, flow: Flow) {
         return core.reply_stateless(&req, flow, resp);
     }
     let carriers = core.directory.carriers();
-    if let Some(trunk) = carriers.trunk_from(flow.remote.ip()) {
-        return from_carrier(core, req, flow, trunk, &carriers);
+    // A request naming one of our customers' domains is a phone's, wherever
+    // it comes from: it authenticates like any other.
+    let from_customer = match req.from().uri.as_sip().map(|u| &u.host) {
+        Some(Host::Name(name)) => core.directory.by_domain(name).is_some(),
+        _ => false,
+    };
+    if !from_customer {
+        let trunks = carriers.trunks_from(flow.remote.ip());
+        if !trunks.is_empty() {
+            return from_carrier(core, req, flow, &trunks, &carriers);
+        }
     }
     let (tenant, device) = match authenticate(core, &req, flow) {
         Ok(found) => found,
@@ -293,7 +302,6 @@ fn call_out(
             dialled: dialled.to_owned(),
             destination,
             caller_id,
-            realm: tenant.domain.clone(),
             hops: hops.into(),
         }),
         admitted,
@@ -303,7 +311,7 @@ fn call_out(
 
 /// A request from a carrier's address: a call for one of the customers'
 /// numbers (no digest: the carrier is known by where it sends from).
-fn from_carrier(core: &Core, req: Message, flow: Flow, trunk: &Trunk, carriers: &Carriers) {
+fn from_carrier(core: &Core, req: Message, flow: Flow, trunks: &[&Trunk], carriers: &Carriers) {
     let method = req.method().cloned().unwrap_or(Method::Options);
     let reply = |code: u16, reason: &str| {
         core.reply_stateless(&req, flow, core.local_response(&req, code, reason, None))
@@ -315,14 +323,17 @@ fn from_carrier(core: &Core, req: Message, flow: Flow, trunk: &Trunk, carriers: 
         Method::Ack => return,
         _ => return reply(405, "Method Not Allowed"),
     }
-    let found = carrier::called_number(&req, trunk, carriers).and_then(|(called, routed)| {
+    let found = trunks.iter().find_map(|trunk| {
+        let (called, routed) = carrier::called_number(&req, trunk, carriers)?;
         let tenant = core.directory.by_customer(routed.customer)?;
         // A reseller's own trunk carries calls for its own customers only.
         let allowed = trunk.reseller_id.is_none_or(|r| r == tenant.reseller);
         allowed.then_some((called, routed, tenant))
     });
     let Some((called, routed, tenant)) = found else {
-        unrouted(core, &req, flow, trunk);
+        if let Some(trunk) = trunks.first() {
+            unrouted(core, &req, flow, trunk);
+        }
         return reply(404, "Not Found");
     };
     let caller = Caller {
@@ -338,7 +349,7 @@ fn from_carrier(core: &Core, req: Message, flow: Flow, trunk: &Trunk, carriers: 
         };
         refuse_call(core, &req, flow, &tenant, &caller, refused, code, reason)
     };
-    if !trunk.enabled || !tenant.active {
+    if !tenant.active {
         return refuse(480, "Temporarily Unavailable", None);
     }
     let now = pbx_store::now_ms();
@@ -405,9 +416,25 @@ fn start(core: &Core, req: Message, flow: Flow, tenant: &Tenant, caller: Caller,
     let method = req.method().cloned().unwrap_or(Method::Options);
     let caller_name = from_user(&req);
     let caller_contact = first_contact(&req);
+    let key = (
+        req.call_id().to_owned(),
+        req.from().tag().unwrap_or_default(),
+    );
+    if method == Method::Invite && !core.admission.begin(&key) {
+        // Another INVITE of a call in progress, on another branch: a merged
+        // request (RFC 3261 §8.2.2.2); it must not touch that call.
+        if let Ringing::Out { admitted, .. } = ringing {
+            core.admission.abandon(admitted);
+        }
+        let resp = core.local_response(&req, 482, "Loop Detected", None);
+        return core.reply_stateless(&req, flow, resp);
+    }
     let Some(ctx) = core.new_context(req, flow) else {
         if let Ringing::Out { admitted, .. } = ringing {
             core.admission.abandon(admitted);
+        }
+        if method == Method::Invite {
+            core.admission.ended(&key, pbx_store::now_ms());
         }
         return;
     };
@@ -473,6 +500,7 @@ fn start(core: &Core, req: Message, flow: Flow, tenant: &Tenant, caller: Caller,
             caller: caller_name.clone(),
             callee: callee.clone(),
             caller_contact,
+            caller_tag: caller_tag.clone(),
             started_at: pbx_store::now_ms(),
             passed: match &ringing {
                 Ringing::Phones { passed, .. } => passed.clone(),
@@ -567,7 +595,6 @@ fn next_trunk(core: &Core, ctx: &Arc<Mutex<Context>>, c: &mut Context) -> bool {
         let emergency = leg.destination.class == pbx_store::numbering::Class::Emergency;
         let max = if emergency { None } else { hop.max_channels };
         let caller_id = leg.caller_id.clone();
-        let realm = leg.realm.clone();
         if !core.admission.use_trunk(&key, hop.trunk, max) {
             tracing::debug!(trunk = %hop.trunk, "trunk full: next one");
             continue;
@@ -579,7 +606,6 @@ fn next_trunk(core: &Core, ctx: &Arc<Mutex<Context>>, c: &mut Context) -> bool {
             return false;
         };
         fwd.remove_all(&HeaderName::Route);
-        remove_own_credentials(&mut fwd, &realm);
         fwd.decrement_max_forwards();
         carrier::dress(&mut fwd, &hop, caller_id.as_deref());
         for rr in core.record_route(&c.inbound, &out_flow).into_iter().rev() {
@@ -647,7 +673,14 @@ fn record_refused(
     code: u16,
 ) {
     let now = pbx_store::now_ms();
-    let caller_tag = req.from().tag().unwrap_or_default();
+    // Its own key (tag and branch): a refused request must never end a call
+    // in progress that shares its Call-ID and From tag; its retransmissions
+    // keep the branch, so they are still known as the same.
+    let caller_tag = format!(
+        "{};{}",
+        req.from().tag().unwrap_or_default(),
+        req.top_via().branch().unwrap_or_default()
+    );
     let dialled = carrier::dialled_user(req).unwrap_or_default();
     core.events.publish(SipEvent::CallStarted {
         reseller: tenant.reseller,
@@ -776,6 +809,11 @@ fn fork(
     // customer's configuration says, nowhere else.
     template.remove_all(&HeaderName::Route);
     remove_own_credentials(&mut template, &tenant.domain);
+    let from_carrier = c
+        .call
+        .as_ref()
+        .is_some_and(|call| call.info.caller_device.is_none());
+    carrier::screen_identity(&mut template, from_carrier);
     template.decrement_max_forwards();
     for binding in bindings.iter().take(MAX_BRANCHES) {
         let out_flow = binding_flow(core, binding);
@@ -934,7 +972,9 @@ fn forward_on_failure(core: &Core, ctx: &Arc<Mutex<Context>>, c: &mut Context) -
         // A trunk that timed out or failed: the next one. A callee that is
         // busy, unknown or declines is the answer, whatever trunk asks.
         let code = c.best.as_ref().and_then(|b| b.status()).unwrap_or(0);
-        if code != 408 && !(500..600).contains(&code) {
+        // Once the callee rang, another trunk would ring it again.
+        let reached = c.branches.last().is_some_and(|b| b.reached);
+        if reached || (code != 408 && !(500..600).contains(&code)) {
             return false;
         }
         if !next_trunk(core, ctx, c) {
@@ -1249,6 +1289,7 @@ fn add_branch(
         extension,
         device,
         trunk: None,
+        reached: false,
     });
     if let Some(bytes) = out.send {
         core.send(&out_flow, bytes);
@@ -1357,6 +1398,19 @@ pub fn in_dialog(core: &Core, mut req: Message, flow: Flow) {
         Direction::Downstream => &dialog.callee,
         Direction::Upstream => &dialog.caller,
     };
+    let peer_device = match direction {
+        Direction::Downstream => dialog.call.callee_device,
+        Direction::Upstream => dialog.call.caller_device,
+    };
+    if method == Method::Refer && peer_device.is_none() {
+        // A transfer asked of a carrier would place a call nobody admits
+        // or records.
+        return core.reply_stateless(
+            &req,
+            flow,
+            core.local_response(&req, 403, "Forbidden", None),
+        );
+    }
     let out_flow = reach(core, &peer.flow, peer.contact.as_ref());
     let sender_contact = first_contact(&req);
     core.dialogs.touch(
@@ -1625,6 +1679,7 @@ fn on_provisional(
     if status == 100 {
         return;
     }
+    c.branches[idx].reached = true;
     let flow = c.branches[idx].flow;
     if let (Some(call), Some(tag)) = (&c.call, resp.to().tag()) {
         if !c.early.contains(&tag) {
@@ -1693,10 +1748,19 @@ fn branch_final(
     idx: usize,
     resp: Message,
 ) {
-    let status = resp.status().unwrap_or(500);
+    let mut resp = resp;
+    let mut status = resp.status().unwrap_or(500);
     let Some(b) = c.branches.get_mut(idx) else {
         return;
     };
+    if b.trunk.is_some() && matches!(status, 401 | 407) {
+        // A carrier that challenges calls: never passed to the phone (whose
+        // answer would hand the carrier its password); the trunk failed.
+        if let Some(req) = b.request.as_ref() {
+            resp = Message::response(req, 503, "Carrier Challenged The Call", None);
+            status = 503;
+        }
+    }
     let already_final = b.final_status.is_some();
     b.final_status = Some(status);
     b.timer_c = None;
@@ -1720,7 +1784,7 @@ fn branch_final(
                     reseller: call.info.reseller,
                     customer: call.info.customer,
                     call_id: resp.call_id().to_owned(),
-                    caller_tag: resp.from().tag().unwrap_or_default(),
+                    caller_tag: call.caller_tag.clone(),
                     callee_device: device,
                     callee_extension: answering_extension,
                     trunk,
@@ -1949,7 +2013,7 @@ fn finish_if_all_final(core: &Core, ctx: &Arc<Mutex<Context>>, c: &mut Context) 
     let code = best.status().unwrap_or(500);
     core.send_response(ctx, c, &best);
     if let Some(call) = c.call.take() {
-        let caller_tag = best.from().tag().unwrap_or_default();
+        let caller_tag = call.caller_tag.clone();
         for tag in std::mem::take(&mut c.early) {
             core.dialogs.remove(best.call_id(), &caller_tag, &tag);
         }

@@ -100,6 +100,17 @@ struct Reg {
     challenge: Option<Kept>,
     pending: Option<Pending>,
     next_at: Millis,
+    /// The carrier's Min-Expires after a 423, if above what was configured.
+    min_expires_s: i64,
+    /// Challenges answered since the last final outcome (bounded: a carrier
+    /// that challenges without end is a failure, not a loop).
+    rounds: u32,
+}
+
+impl Reg {
+    fn expires_s(&self) -> i64 {
+        self.account.expires_s.max(self.min_expires_s)
+    }
 }
 
 /// This node's registrations, one per registering trunk.
@@ -135,6 +146,8 @@ impl TrunkRegistrations {
                 challenge: None,
                 pending: None,
                 next_at: now,
+                min_expires_s: 0,
+                rounds: 0,
             });
         }
     }
@@ -146,8 +159,14 @@ impl TrunkRegistrations {
         for (id, reg) in regs.iter_mut() {
             if let Some(p) = reg.pending.as_mut() {
                 let reliable = reg.account.protocol.is_reliable();
-                let wait = T1_MS << p.sends.saturating_sub(1).min(6);
-                if now - p.last_sent < wait && !(reliable && now - p.last_sent < 32_000) {
+                let elapsed = now - p.last_sent;
+                // UDP: resent at 0.5 s, 1 s, 2 s…; TCP: sent once, given 32 s.
+                let wait = if reliable {
+                    32_000
+                } else {
+                    T1_MS << p.sends.saturating_sub(1).min(6)
+                };
+                if elapsed < wait {
                     continue;
                 }
                 if reliable || p.sends >= MAX_SENDS {
@@ -165,14 +184,16 @@ impl TrunkRegistrations {
                 continue;
             }
             if now >= reg.next_at {
+                reg.rounds = 0;
                 let auth = reg.challenge.clone();
                 register(core, reg, auth.as_ref(), now);
             }
         }
     }
 
-    /// A response that may answer one of our REGISTERs; false if it does not.
-    pub fn on_response(&self, core: &Core, resp: &Message) -> bool {
+    /// A response that may answer one of our REGISTERs (from the carrier's
+    /// address); false if it does not.
+    pub fn on_response(&self, core: &Core, resp: &Message, from: SocketAddr) -> bool {
         if resp.cseq().method != Method::Register {
             return false;
         }
@@ -180,10 +201,10 @@ impl TrunkRegistrations {
             return false;
         };
         let mut regs = lock(&self.regs);
-        let Some((id, reg)) = regs
-            .iter_mut()
-            .find(|(_, r)| r.pending.as_ref().is_some_and(|p| p.branch == branch))
-        else {
+        let Some((id, reg)) = regs.iter_mut().find(|(_, r)| {
+            r.pending.as_ref().is_some_and(|p| p.branch == branch)
+                && r.account.addr.ip() == from.ip()
+        }) else {
             return false;
         };
         let id = *id;
@@ -195,10 +216,12 @@ impl TrunkRegistrations {
         let now = pbx_store::now_ms();
         match status {
             200..=299 => {
-                let granted = granted_seconds(resp, &reg.account).max(1);
+                let granted = granted_seconds(resp, &reg.account.username, reg.expires_s()).max(1);
                 let until = now + granted * 1000;
-                // Refresh halfway: time enough for a lost answer or two.
-                reg.next_at = now + granted * 500;
+                // Refresh halfway (time enough for a lost answer or two), but
+                // never more often than every half minute.
+                reg.next_at = now + (granted * 500).max(30_000);
+                reg.rounds = 0;
                 Stats::inc(&core.stats.trunk_registrations);
                 tracing::info!(trunk = %id, expires_s = granted, "registered with the carrier");
                 self.report(
@@ -226,15 +249,23 @@ impl TrunkRegistrations {
                     .as_ref()
                     .and_then(|c| c.get("stale"))
                     .is_some_and(|s| s.eq_ignore_ascii_case("true"));
+                reg.rounds += 1;
                 match challenge {
                     // Credentials refused (not merely a fresh nonce): wrong
-                    // user name or secret; tried again later.
-                    Some(_) if authorised && !stale => self.fail(core, id, reg, status, now),
+                    // user name or secret; tried again later. So are
+                    // challenges without end.
+                    Some(_) if (authorised && !stale) || reg.rounds > 3 => {
+                        self.fail(core, id, reg, status, now)
+                    }
                     Some(params) => {
                         reg.nc = 0;
                         let kept = Kept { params, proxy };
                         reg.challenge = Some(kept.clone());
-                        register(core, reg, Some(&kept), now);
+                        if !register(core, reg, Some(&kept), now) {
+                            // A challenge we cannot answer (algorithm, qop).
+                            reg.pending = None;
+                            self.fail(core, id, reg, status, now);
+                        }
                     }
                     None => self.fail(core, id, reg, status, now),
                 }
@@ -246,8 +277,8 @@ impl TrunkRegistrations {
                     .and_then(|t| t.trim().parse::<i64>().ok())
                     .filter(|m| (1..=86_400).contains(m));
                 match min {
-                    Some(m) if m > reg.account.expires_s => {
-                        reg.account.expires_s = m;
+                    Some(m) if m > reg.expires_s() => {
+                        reg.min_expires_s = m;
                         let auth = reg.challenge.clone();
                         register(core, reg, auth.as_ref(), now);
                     }
@@ -287,7 +318,7 @@ fn failed(status: Option<u16>, now: Millis) -> Registration {
 
 /// The seconds the carrier granted: our Contact's `expires`, else the
 /// Expires header, else what was asked.
-fn granted_seconds(resp: &Message, account: &Account) -> i64 {
+fn granted_seconds(resp: &Message, username: &str, asked_s: i64) -> i64 {
     let from_contact = resp.contacts().ok().and_then(|cs| {
         cs.into_iter().find_map(|c| match c {
             Contact::Addr(a) => {
@@ -295,7 +326,7 @@ fn granted_seconds(resp: &Message, account: &Account) -> i64 {
                     .uri
                     .as_sip()
                     .and_then(|u| u.user_unescaped())
-                    .is_some_and(|u| u == account.username);
+                    .is_some_and(|u| u == username);
                 ours.then(|| a.params.get("expires").and_then(|v| v.parse::<i64>().ok()))
                     .flatten()
             }
@@ -304,17 +335,18 @@ fn granted_seconds(resp: &Message, account: &Account) -> i64 {
     });
     from_contact
         .or_else(|| resp.expires().and_then(Result::ok).map(i64::from))
-        .unwrap_or(account.expires_s)
-        .min(account.expires_s.max(60))
+        .unwrap_or(asked_s)
+        .min(asked_s.max(60))
 }
 
 /// Sends a (new) REGISTER, with credentials when a challenge is known.
-fn register(core: &Core, reg: &mut Reg, challenge: Option<&Kept>, now: Millis) {
+/// False when a challenge was given that cannot be answered.
+fn register(core: &Core, reg: &mut Reg, challenge: Option<&Kept>, now: Millis) -> bool {
     let Some(flow) = core
         .transports
         .flow_to(reg.account.protocol, reg.account.addr)
     else {
-        return;
+        return true;
     };
     reg.cseq += 1;
     let branch = core.new_branch();
@@ -344,7 +376,7 @@ fn register(core: &Core, reg: &mut Reg, challenge: Option<&Kept>, now: Millis) {
     req.push(Header::new(HeaderName::Contact, format!("<{contact}>")));
     req.push(Header::new(
         HeaderName::Expires,
-        reg.account.expires_s.to_string(),
+        reg.expires_s().to_string(),
     ));
     let authorised = match challenge {
         Some(c) => {
@@ -367,7 +399,7 @@ fn register(core: &Core, reg: &mut Reg, challenge: Option<&Kept>, now: Millis) {
                     req.push(Header::new(name, v));
                     true
                 }
-                None => false,
+                None => return false,
             }
         }
         None => false,
@@ -381,6 +413,7 @@ fn register(core: &Core, reg: &mut Reg, challenge: Option<&Kept>, now: Millis) {
         authorised,
     });
     send(core, &reg.account, bytes);
+    true
 }
 
 fn send(core: &Core, account: &Account, bytes: bytes::Bytes) {
