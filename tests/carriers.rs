@@ -257,9 +257,37 @@ fn limits_refuse_the_call_beyond_them_and_never_an_emergency_call() {
         max_concurrent_outbound: Some(1),
         ..Limits::default()
     };
-    let w = world("limits", &[trunk("Carrier", uas.port, 10)], &limits, |_| {
-        None
-    });
+    // The customer's endpoint asked to hear of limits (a private address:
+    // the node refuses to call it, the deliveries are only queued).
+    let hook = std::rc::Rc::new(std::cell::Cell::new(0));
+    let hook_id = hook.clone();
+    let w = world(
+        "limits",
+        &[trunk("Carrier", uas.port, 10)],
+        &limits,
+        move |dir| {
+            let rt = tokio::runtime::Runtime::new().expect("runtime");
+            rt.block_on(async {
+                let store = open_seeded(dir.path()).await;
+                let acme = support::sip::customer_a(&store).await;
+                let new: pbx_store::webhooks::NewWebhook =
+                    serde_json::from_value(serde_json::json!({
+                        "url": "https://127.0.0.1:9/alerts",
+                        "events": ["limit_reached"],
+                        "customer_id": acme,
+                    }))
+                    .expect("webhook");
+                let (created, _) = store
+                    .webhooks()
+                    .create(&pbx_store::Principal::system(), &new)
+                    .await
+                    .expect("webhook");
+                hook_id.set(created.id);
+                store.close().await;
+            });
+            None
+        },
+    );
     let uas = uas.spawn(&target(&w.node));
     // One call in progress (talking for four seconds)…
     let talking = Sipp::new("uac_call.xml")
@@ -307,6 +335,24 @@ fn limits_refuse_the_call_beyond_them_and_never_an_emergency_call() {
     assert!(refused
         .iter()
         .all(|r| r.call.direction == CallDirection::Outbound));
+    // One alert per limit (and minute): concurrent calls, international.
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let kinds = rt.block_on(async {
+        let store = open_seeded(w.dir.path()).await;
+        let deliveries = store
+            .webhooks()
+            .deliveries(&pbx_store::Principal::system(), hook.get(), None, 10)
+            .await
+            .expect("deliveries");
+        store.close().await;
+        let mut kinds: Vec<String> = deliveries
+            .iter()
+            .map(|d| d.event_key.split(':').nth(1).unwrap_or("").to_owned())
+            .collect();
+        kinds.sort();
+        kinds
+    });
+    assert_eq!(kinds, ["concurrent", "international"]);
 }
 
 #[test]
@@ -613,4 +659,47 @@ fn forwards_to_a_number_outside_leave_through_the_trunk_billed_to_the_forwarding
         assert_eq!(retail.prefix.as_deref(), Some("49"));
         assert_eq!(retail.micros, Some((leg.billable_ms + 999) / 1000 * 1_000));
     }
+}
+
+#[test]
+fn attempts_spend_and_premium_numbers_are_limited_too() {
+    if !sipp_available() {
+        return;
+    }
+    // Two attempts a minute: the third is refused.
+    let uas = carrier("uas_answer.xml").arg("-m").arg("2");
+    let attempts = Limits {
+        max_attempts_per_minute: Some(2),
+        ..Limits::default()
+    };
+    let w = world(
+        "attempts",
+        &[trunk("Carrier", uas.port, 10)],
+        &attempts,
+        |_| None,
+    );
+    let uas = uas.spawn(&target(&w.node));
+    for _ in 0..2 {
+        let out = call(&w.node, &w.seeded.a101, "0307654321", 100);
+        assert!(out.success, "{}", out.log);
+    }
+    expect_final(&w.node, &w.seeded.a101, "0307654321", 403);
+    finished(uas, "the carrier");
+    drop(w);
+
+    // Five cents a day at six cents a minute: not even the first minute
+    // fits; premium-rate numbers are off until allowed; 112 goes through.
+    let uas = carrier("uas_answer.xml").arg("-m").arg("1");
+    let spend = Limits {
+        max_spend_per_day_micros: Some(50_000),
+        ..Limits::default()
+    };
+    let w = world("spend", &[trunk("Carrier", uas.port, 10)], &spend, |_| None);
+    let uas = uas.spawn(&target(&w.node));
+    expect_final(&w.node, &w.seeded.a101, "0307654321", 403);
+    expect_final(&w.node, &w.seeded.a102, "09001234567", 403);
+    let out = call(&w.node, &w.seeded.a101, "112", 100);
+    assert!(out.success, "{}", out.log);
+    let log = finished(uas, "the carrier");
+    assert!(!log.contains("INVITE sip:+49"), "{log}");
 }

@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admission;
+mod alerts;
 mod carrier;
 pub mod config;
 mod context;
@@ -60,73 +61,6 @@ pub struct SipProxy {
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
-/// Keeps the calls carriers sent for numbers nobody holds, for the
-/// operator. Best effort: while the database is away they are only logged;
-/// a Call-ID is kept once (retransmissions), and at most twenty a second
-/// (a flood from a carrier's address, or one spoofing it, is counted in
-/// /metrics but not written).
-async fn log_unrouted(
-    mut events: tokio::sync::broadcast::Receiver<SipEvent>,
-    store: Store,
-    node_id: String,
-) {
-    use tokio::sync::broadcast::error::RecvError;
-    const PER_SECOND: u32 = 20;
-    let mut seen: std::collections::HashMap<String, pbx_store::Millis> = Default::default();
-    let mut second = 0;
-    let mut written_this_second = 0;
-    loop {
-        let event = match events.recv().await {
-            Ok(e) => e,
-            Err(RecvError::Lagged(missed)) => {
-                tracing::warn!(missed, "unrouted-call log fell behind");
-                continue;
-            }
-            Err(RecvError::Closed) => return,
-        };
-        let SipEvent::CallUnrouted {
-            trunk,
-            call_id,
-            caller,
-            called,
-            source,
-            at,
-        } = event
-        else {
-            continue;
-        };
-        seen.retain(|_, t| at - *t < 64_000);
-        if seen.len() >= 10_000 || seen.insert(call_id.clone(), at).is_some() {
-            continue;
-        }
-        if at / 1000 != second {
-            second = at / 1000;
-            written_this_second = 0;
-        }
-        written_this_second += 1;
-        if written_this_second > PER_SECOND {
-            continue;
-        }
-        let call = pbx_store::unrouted::UnroutedCall {
-            trunk_id: Some(trunk),
-            call_id,
-            caller,
-            called,
-            source,
-            sip_status: 404,
-            node_id: node_id.clone(),
-            at,
-        };
-        if let Err(e) = store
-            .unrouted_calls()
-            .record(&Principal::system(), &call)
-            .await
-        {
-            tracing::warn!(error = %e, call_id = %call.call_id, "unrouted call not stored");
-        }
-    }
-}
-
 impl SipProxy {
     /// Binds the sockets, loads the directory and this node's stored
     /// registrations, and starts serving. Errors name what failed.
@@ -163,7 +97,7 @@ impl SipProxy {
         )
         .await?;
         proxy.tasks.extend(recorder_tasks);
-        proxy.tasks.push(tokio::spawn(log_unrouted(
+        proxy.tasks.push(tokio::spawn(alerts::keep(
             proxy.core.events.subscribe(),
             store.clone(),
             proxy.core.config.node_id.clone(),

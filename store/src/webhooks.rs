@@ -20,7 +20,11 @@ use crate::{CustomerId, Millis, Principal, ResellerId, Result, Scope, Store, Sto
 
 text_enum!(
     /// What a webhook can be told of.
-    WebhookEvent { CallEnded = "call_ended", StatementReady = "statement_ready" }
+    WebhookEvent {
+        CallEnded = "call_ended",
+        StatementReady = "statement_ready",
+        LimitReached = "limit_reached"
+    }
 );
 text_enum!(
     /// Where a delivery stands.

@@ -1,0 +1,150 @@
+//! What the SIP side tells the operator and the tenants beyond call records:
+//! calls carriers sent for numbers nobody holds (kept for the operator) and
+//! outbound calls refused by a fraud or cost limit (a `limit_reached`
+//! webhook to the reseller's and the customer's endpoints that asked for
+//! it). Best effort: while the database is away they are only logged.
+//!
+//! Both are bounded: an unrouted Call-ID is kept once (retransmissions) and
+//! at most twenty a second (a flood from a carrier's address, or one
+//! spoofing it, shows in `/metrics` but is not written); a limit alerts once
+//! per customer, limit and minute.
+
+use std::collections::HashMap;
+
+use pbx_store::webhooks::WebhookEvent;
+use pbx_store::{Millis, Principal, Store};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::Receiver;
+
+use crate::SipEvent;
+
+const UNROUTED_PER_SECOND: u32 = 20;
+/// Call-IDs remembered (and alerts keys) at most.
+const REMEMBERED: usize = 10_000;
+
+pub async fn keep(mut events: Receiver<SipEvent>, store: Store, node_id: String) {
+    let mut unrouted = Unrouted::default();
+    let mut alerted: HashMap<String, Millis> = HashMap::new();
+    loop {
+        let event = match events.recv().await {
+            Ok(e) => e,
+            Err(RecvError::Lagged(missed)) => {
+                tracing::warn!(missed, "alerts fell behind the SIP events");
+                continue;
+            }
+            Err(RecvError::Closed) => return,
+        };
+        match event {
+            SipEvent::CallUnrouted {
+                trunk,
+                call_id,
+                caller,
+                called,
+                source,
+                at,
+            } => {
+                if !unrouted.admit(&call_id, at) {
+                    continue;
+                }
+                let call = pbx_store::unrouted::UnroutedCall {
+                    trunk_id: Some(trunk),
+                    call_id,
+                    caller,
+                    called,
+                    source,
+                    sip_status: 404,
+                    node_id: node_id.clone(),
+                    at,
+                };
+                if let Err(e) = store
+                    .unrouted_calls()
+                    .record(&Principal::system(), &call)
+                    .await
+                {
+                    tracing::warn!(error = %e, call_id = %call.call_id, "unrouted call not stored");
+                }
+            }
+            SipEvent::LimitReached {
+                reseller,
+                customer,
+                call_id,
+                limit,
+                destination,
+                at,
+            } => {
+                let limit_name = serde_json::to_value(limit)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                let key = format!("{customer}:{limit_name}:{}", at / 60_000);
+                alerted.retain(|_, t| at - *t < 120_000);
+                if alerted.len() >= REMEMBERED || alerted.insert(key.clone(), at).is_some() {
+                    continue;
+                }
+                let payload = serde_json::json!({
+                    "type": "limit_reached",
+                    "reseller_id": reseller,
+                    "customer_id": customer,
+                    "limit": limit_name,
+                    "destination": destination,
+                    "call_id": call_id,
+                    "at": at,
+                });
+                if let Err(e) = store
+                    .webhooks()
+                    .enqueue(
+                        &Principal::system(),
+                        WebhookEvent::LimitReached,
+                        reseller,
+                        Some(customer),
+                        &key,
+                        &payload,
+                    )
+                    .await
+                {
+                    tracing::warn!(error = %e, customer = %customer, "limit alert not queued");
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Which unrouted calls are written.
+#[derive(Default)]
+struct Unrouted {
+    seen: HashMap<String, Millis>,
+    second: Millis,
+    this_second: u32,
+}
+
+impl Unrouted {
+    fn admit(&mut self, call_id: &str, at: Millis) -> bool {
+        self.seen.retain(|_, t| at - *t < 64_000);
+        if self.seen.len() >= REMEMBERED || self.seen.insert(call_id.to_owned(), at).is_some() {
+            return false;
+        }
+        if at / 1000 != self.second {
+            self.second = at / 1000;
+            self.this_second = 0;
+        }
+        self.this_second += 1;
+        self.this_second <= UNROUTED_PER_SECOND
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unrouted_calls_are_kept_once_and_at_most_twenty_a_second() {
+        let mut u = Unrouted::default();
+        assert!(u.admit("a", 1_000));
+        assert!(!u.admit("a", 1_500), "a retransmission");
+        let kept = (0..50).filter(|n| u.admit(&format!("c{n}"), 2_000)).count();
+        assert_eq!(kept, 20);
+        assert!(u.admit("later", 3_000), "the next second");
+        assert!(u.admit("a", 70_000), "forgotten after a minute");
+    }
+}
