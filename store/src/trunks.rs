@@ -170,10 +170,18 @@ impl TrunkSettings {
         let mut check = Checker::new();
         check
             .text("name", &self.name, 100)
+            // The SIP side reaches carriers at an address: DNS names
+            // (RFC 3263) are not resolved yet, and are refused rather than
+            // kept and silently never used.
             .check(
-                validate::is_domain(&self.host) || self.host.parse::<std::net::IpAddr>().is_ok(),
+                self.host.parse::<std::net::IpAddr>().is_ok(),
                 "host",
-                "must be an IP address or a lower-case DNS name",
+                "must be an IP address (carriers' DNS names are not resolved yet)",
+            )
+            .check(
+                self.transport != Transport::Tls,
+                "transport",
+                "tls is not supported yet: use udp or tcp",
             )
             .check(
                 (1..=65_535).contains(&self.port),
@@ -702,7 +710,7 @@ mod tests {
             .create(
                 &t.reseller_x_admin,
                 Some(t.reseller_x.id),
-                &settings("X's carrier", "carrier.example.net", 20),
+                &settings("X's carrier", "192.0.2.20", 20),
             )
             .await
             .unwrap();

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use pbx_store::numbering::NumberFormat;
-use pbx_store::trunks::{AuthMode, Route, Transport, Trunk, TrunkSettings};
+use pbx_store::trunks::{AuthMode, RegistrationState, Route, Transport, Trunk, TrunkSettings};
 use pbx_store::{ResellerId, Scope, TrunkId};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -47,7 +47,7 @@ fn form_of(t: &TrunkForm, texts: &Texts, secret_kept: bool) -> Value {
         "max_channels": t.max_channels, "priority": t.priority, "enabled": t.enabled.is_some(),
         "inbound_sources": t.inbound_sources, "country": t.country,
         "secret_hint": if secret_kept { texts.get("trunk_secret_keep") } else { "" },
-        "transports": options(&[("udp", "udp"), ("tcp", "tcp"), ("tls", "tls")], &t.transport),
+        "transports": options(&[("udp", "udp"), ("tcp", "tcp")], &t.transport),
         "auth_modes": options(&[("ip", "trunk_auth_ip"), ("register", "trunk_auth_register")], &t.auth_mode),
         "formats": options(
             &[("e164_plus", "trunk_format_e164_plus"), ("e164", "trunk_format_e164"), ("national", "trunk_format_national")],
@@ -210,6 +210,14 @@ async fn trunks_page(
             "address": format!("{}:{} ({})", t.host, t.port, t.transport.as_str()),
             "auth": texts.get(&format!("trunk_auth_{}", t.auth_mode.as_str())),
             "routes": shown.join(", "), "priority": t.priority, "enabled": t.enabled,
+            "registration": t.registration.as_ref().map(|r| match (r.state, r.status) {
+                (RegistrationState::Registered, _) => texts.get("trunk_registered").to_owned(),
+                (RegistrationState::Failed, Some(code)) => {
+                    format!("{} ({code})", texts.get("trunk_registration_failed"))
+                }
+                (RegistrationState::Failed, None) => texts.get("trunk_registration_failed").to_owned(),
+            }),
+            "registered": t.registration.as_ref().is_some_and(|r| r.state == RegistrationState::Registered),
         }));
     }
     visit.form_page(
