@@ -504,6 +504,12 @@ async fn authorisation_matrix(db: TestDb) {
             None,
             [200, 403, 403, 403, 403],
         ),
+        row(
+            M::GET,
+            "/api/v1/unrouted-calls?limit=0".into(),
+            None,
+            [422, 422, 422, 422, 422],
+        ),
         // Scope-filtered read views: everyone gets an answer of their own.
         row(
             M::GET,

@@ -27,6 +27,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct UnroutedQuery {
     /// Most calls returned (1 to 1000; 100 if absent).
     #[param(minimum = 1, maximum = 1000)]
@@ -42,6 +43,9 @@ async fn unrouted_calls(
     Caller(by): Caller,
     Query(q): Query<UnroutedQuery>,
 ) -> ApiResult<JsonOut<Vec<pbx_store::unrouted::UnroutedCall>>> {
+    if q.limit.is_some_and(|l| !(1..=1000).contains(&l)) {
+        return Err(pbx_store::StoreError::invalid("limit", "must be 1 to 1000").into());
+    }
     Ok(JsonOut(
         s.store
             .unrouted_calls()
