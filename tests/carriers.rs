@@ -85,6 +85,7 @@ fn trunk<'a>(name: &'a str, port: u16, priority: i64) -> TestTrunk<'a> {
         prefixes: &[""],
         max_channels: None,
         register: None,
+        credentials: None,
     }
 }
 
@@ -702,4 +703,37 @@ fn attempts_spend_and_premium_numbers_are_limited_too() {
     assert!(out.success, "{}", out.log);
     let log = finished(uas, "the carrier");
     assert!(!log.contains("INVITE sip:+49"), "{log}");
+}
+
+#[test]
+fn a_carrier_that_challenges_calls_gets_the_trunks_credentials_never_the_phones() {
+    if !sipp_available() {
+        return;
+    }
+    for (password, outcome) in [("carrier-secret", 200), ("another-secret", 403)] {
+        let uas = carrier("carrier_challenge.xml.in")
+            .fill(password)
+            .arg("-m")
+            .arg("1");
+        let mut t = trunk("Challenging carrier", uas.port, 10);
+        t.credentials = Some(("pbx-trunk", "carrier-secret"));
+        let w = world("challenge", &[t], &open_limits(), |_| None);
+        let uas = uas.spawn(&target(&w.node));
+        if outcome == 200 {
+            let out = call(&w.node, &w.seeded.a101, "0307654321", 100);
+            assert!(out.success, "{}", out.log);
+            // The phone saw its own 407 only (from us), never the carrier's.
+            assert!(!out.log.contains("carrier.test"), "{}", out.log);
+        } else {
+            // The carrier's refusal of our answer reaches the caller.
+            expect_final(&w.node, &w.seeded.a101, "0307654321", 403);
+        }
+        let log = finished(uas, "the challenging carrier");
+        assert!(
+            log.contains(r#"Authorization: Digest username="pbx-trunk", realm="carrier.test""#),
+            "{log}"
+        );
+        let phone_realm = format!("realm=\"{}\"", w.seeded.a101.domain);
+        assert!(!log.contains(&phone_realm), "no phone credentials: {log}");
+    }
 }

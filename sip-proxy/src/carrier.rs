@@ -31,6 +31,8 @@ pub struct Hop {
     pub uri: Uri,
     /// The carrier's host, for the caller's identity.
     host: String,
+    /// The trunk's user name and secret, answering a carrier that challenges calls.
+    pub credentials: Option<(String, String)>,
     format: numbering::NumberFormat,
     country: String,
 }
@@ -45,6 +47,10 @@ pub struct CarrierLeg {
     /// The caller's number (E.164 digits), if the customer has one.
     pub caller_id: Option<String>,
     pub hops: VecDeque<Hop>,
+    /// The trunk tried now.
+    pub current: Option<Hop>,
+    /// Whether the current trunk's challenge was answered already.
+    pub challenge_answered: bool,
 }
 
 /// The user part of a Request-URI: a `sip:` user or a `tel:` number.
@@ -89,7 +95,14 @@ pub fn hops(carriers: &Carriers, tenant: &Tenant, destination: &Destination) -> 
         .collect();
     pbx_store::trunks::candidates(&usable, &destination.e164)
         .into_iter()
-        .filter_map(|t| hop(t, destination))
+        .filter_map(|t| {
+            let mut h = hop(t, destination)?;
+            h.credentials = t
+                .username
+                .clone()
+                .zip(carriers.secret(t.id).map(str::to_owned));
+            Some(h)
+        })
         .collect()
 }
 
@@ -121,6 +134,7 @@ fn hop(trunk: &Trunk, destination: &Destination) -> Option<Hop> {
         protocol,
         uri: Uri::Sip(uri),
         host: trunk.host.clone(),
+        credentials: None,
         format: trunk.number_format,
         country: trunk.country.clone(),
     })

@@ -303,6 +303,8 @@ fn call_out(
             destination,
             caller_id,
             hops: hops.into(),
+            current: None,
+            challenge_answered: false,
         }),
         admitted,
         forwarded_by: None,
@@ -599,28 +601,109 @@ fn next_trunk(core: &Core, ctx: &Arc<Mutex<Context>>, c: &mut Context) -> bool {
             tracing::debug!(trunk = %hop.trunk, "trunk full: next one");
             continue;
         }
-        let Some(out_flow) = core.transports.flow_to(hop.protocol, hop.addr) else {
+        if !send_to_hop(core, ctx, c, &hop, caller_id.as_deref(), None) {
             continue;
-        };
-        let Some(mut fwd) = c.request.clone() else {
-            return false;
-        };
-        fwd.remove_all(&HeaderName::Route);
-        fwd.decrement_max_forwards();
-        carrier::dress(&mut fwd, &hop, caller_id.as_deref());
-        for rr in core.record_route(&c.inbound, &out_flow).into_iter().rev() {
-            fwd.insert_before(
-                &HeaderName::RecordRoute,
-                Header::new(HeaderName::RecordRoute, rr),
-            );
         }
-        add_branch(core, ctx, c, fwd, out_flow, None, None);
-        if let Some(b) = c.branches.last_mut() {
-            b.trunk = Some(hop.trunk);
+        if let Some(leg) = c.carrier.as_mut() {
+            leg.current = Some(hop);
+            leg.challenge_answered = false;
         }
-        tracing::debug!(trunk = %hop.trunk, "call sent to a carrier");
         return true;
     }
+}
+
+/// Sends the context's request to a trunk as a new branch, with
+/// `credentials` (header and value) when answering the carrier's challenge.
+fn send_to_hop(
+    core: &Core,
+    ctx: &Arc<Mutex<Context>>,
+    c: &mut Context,
+    hop: &carrier::Hop,
+    caller_id: Option<&str>,
+    credentials: Option<(HeaderName, String)>,
+) -> bool {
+    let Some(out_flow) = core.transports.flow_to(hop.protocol, hop.addr) else {
+        return false;
+    };
+    let Some(mut fwd) = c.request.clone() else {
+        return false;
+    };
+    fwd.remove_all(&HeaderName::Route);
+    fwd.decrement_max_forwards();
+    carrier::dress(&mut fwd, hop, caller_id);
+    if let Some((name, value)) = credentials {
+        fwd.push(Header::new(name, value));
+    }
+    for rr in core.record_route(&c.inbound, &out_flow).into_iter().rev() {
+        fwd.insert_before(
+            &HeaderName::RecordRoute,
+            Header::new(HeaderName::RecordRoute, rr),
+        );
+    }
+    add_branch(core, ctx, c, fwd, out_flow, None, None);
+    if let Some(b) = c.branches.last_mut() {
+        b.trunk = Some(hop.trunk);
+    }
+    tracing::debug!(trunk = %hop.trunk, "call sent to a carrier");
+    true
+}
+
+/// A carrier challenged the call (401/407): answered once per trunk with
+/// the trunk's own user name and secret, in a new branch with the same
+/// CSeq (RFC 3261 §8.1.3.5 asks for a higher one, which a proxy cannot give
+/// without rewriting the caller's dialog; carriers match by branch). False
+/// when the trunk has no credentials or already had its answer.
+fn answer_trunk_challenge(
+    core: &Core,
+    ctx: &Arc<Mutex<Context>>,
+    c: &mut Context,
+    resp: &Message,
+) -> bool {
+    let Some(leg) = c.carrier.as_mut() else {
+        return false;
+    };
+    let Some(hop) = leg.current.clone().filter(|_| !leg.challenge_answered) else {
+        return false;
+    };
+    let Some((user, secret)) = hop.credentials.clone() else {
+        return false;
+    };
+    let proxy = resp.status() == Some(407);
+    let (asked, answer) = if proxy {
+        (
+            HeaderName::ProxyAuthenticate,
+            HeaderName::ProxyAuthorization,
+        )
+    } else {
+        (HeaderName::WwwAuthenticate, HeaderName::Authorization)
+    };
+    let Some(challenge) = resp
+        .values(&asked)
+        .filter_map(|h| h.text().and_then(|t| DigestParams::parse(&t).ok()))
+        .find(|c| c.is_digest())
+    else {
+        return false;
+    };
+    let cnonce = pbx_store::secrets::random_token(8);
+    let Some(value) = crate::digest::answer_challenge(
+        &challenge,
+        "INVITE",
+        &hop.uri.to_string(),
+        (&user, &secret),
+        (1, &cnonce),
+    ) else {
+        return false;
+    };
+    leg.challenge_answered = true;
+    let caller_id = leg.caller_id.clone();
+    send_to_hop(
+        core,
+        ctx,
+        c,
+        &hop,
+        caller_id.as_deref(),
+        Some((answer, value)),
+    )
 }
 
 /// What a refused call is recorded as.
@@ -1750,17 +1833,29 @@ fn branch_final(
 ) {
     let mut resp = resp;
     let mut status = resp.status().unwrap_or(500);
-    let Some(b) = c.branches.get_mut(idx) else {
-        return;
-    };
-    if b.trunk.is_some() && matches!(status, 401 | 407) {
-        // A carrier that challenges calls: never passed to the phone (whose
-        // answer would hand the carrier its password); the trunk failed.
-        if let Some(req) = b.request.as_ref() {
+    let challenged = matches!(status, 401 | 407)
+        && c.branches
+            .get(idx)
+            .is_some_and(|b| b.trunk.is_some() && b.final_status.is_none());
+    if challenged {
+        // A carrier that challenges calls gets the trunk's credentials; its
+        // challenge never reaches the phone (whose answer would hand the
+        // carrier the phone's password). Unanswerable: the trunk failed.
+        if answer_trunk_challenge(core, ctx, c, &resp) {
+            if let Some(b) = c.branches.get_mut(idx) {
+                b.final_status = Some(status);
+                b.timer_c = None;
+            }
+            return;
+        }
+        if let Some(req) = c.branches.get(idx).and_then(|b| b.request.as_ref()) {
             resp = Message::response(req, 503, "Carrier Challenged The Call", None);
             status = 503;
         }
     }
+    let Some(b) = c.branches.get_mut(idx) else {
+        return;
+    };
     let already_final = b.final_status.is_some();
     b.final_status = Some(status);
     b.timer_c = None;

@@ -519,6 +519,9 @@ pub struct TestTrunk<'a> {
     /// Registers with the carrier as this user and secret (realm
     /// `carrier.test`) instead of being known by address.
     pub register: Option<(&'a str, &'a str)>,
+    /// Known by address, but with this user and secret for a carrier that
+    /// challenges calls.
+    pub credentials: Option<(&'a str, &'a str)>,
 }
 
 /// What a carrier test sets up before the node starts: trunks, customer A's
@@ -559,9 +562,9 @@ pub fn carriers_a(
                         } else {
                             AuthMode::Ip
                         },
-                        username: t.register.map(|r| r.0.into()),
-                        secret: t.register.map(|r| r.1.into()),
-                        realm: t.register.map(|_| "carrier.test".into()),
+                        username: t.register.or(t.credentials).map(|r| r.0.into()),
+                        secret: t.register.or(t.credentials).map(|r| r.1.into()),
+                        realm: t.register.or(t.credentials).map(|_| "carrier.test".into()),
                         register_expires_s: 120,
                         inbound_sources: vec![format!("{CARRIER_IP}/32")],
                         number_format: NumberFormat::E164Plus,
