@@ -210,7 +210,13 @@ fn a_failing_trunk_hands_the_call_to_the_next_but_a_busy_callee_does_not() {
     if !sipp_available() {
         return;
     }
-    for failure in ["503 Service Unavailable", "408 Request Timeout"] {
+    // A carrier's challenge the trunk cannot answer (no credentials) is a
+    // failure of that trunk, never passed to the phone.
+    for failure in [
+        "503 Service Unavailable",
+        "408 Request Timeout",
+        "401 Unauthorized",
+    ] {
         let (w, first, second) = two_trunks("failover", failure);
         let out = call(&w.node, &w.seeded.a101, "+49891234567", 200);
         assert!(out.success, "after {failure}:\n{}", out.log);

@@ -159,6 +159,17 @@ impl Admission {
         }
     }
 
+    /// Call `key` does not go out after all (no trunk took it): what it
+    /// held is given back now, the call itself stays known until it ends.
+    pub fn drop_outbound(&self, key: &CallKey) {
+        let outbound = lock(&self.calls)
+            .get_mut(key)
+            .and_then(|c| c.outbound.take());
+        if let Some(outbound) = outbound {
+            self.give_back(outbound, 0);
+        }
+    }
+
     /// Gives back a call admitted but never opened.
     pub fn abandon(&self, admitted: Admitted) {
         self.give_back(admitted.outbound, 0);

@@ -68,6 +68,9 @@ pub enum SipEvent {
         direction: CallDirection,
         /// The E.164 number called (without '+') when the call leaves the platform.
         destination: Option<String>,
+        /// Refused without a transaction: the request's retransmissions are
+        /// refused again and must not open a second record.
+        stateless: bool,
         at: Millis,
     },
     CallAnswered {

@@ -392,7 +392,17 @@ fn from_carrier(core: &Core, req: Message, flow: Flow, trunks: &[&Trunk], carrie
             plan,
             passed,
         },
-        out => out,
+        Ringing::Out {
+            leg,
+            admitted,
+            forwarded_by,
+            ..
+        } => Ringing::Out {
+            callee: format!("+{called}"),
+            leg,
+            admitted,
+            forwarded_by,
+        },
     };
     start(core, req, flow, &tenant, caller, ringing);
 }
@@ -482,7 +492,13 @@ fn start(core: &Core, req: Message, flow: Flow, tenant: &Tenant, caller: Caller,
             callee,
             forwarded_by: Some(by),
             ..
-        } => (callee.clone(), Some(by.id), caller.direction, None),
+        } => {
+            let destination = match caller.direction {
+                CallDirection::Inbound => Some(callee.trim_start_matches('+').to_owned()),
+                _ => None,
+            };
+            (callee.clone(), Some(by.id), caller.direction, destination)
+        }
     };
     let caller_tag = c
         .request
@@ -524,6 +540,7 @@ fn start(core: &Core, req: Message, flow: Flow, tenant: &Tenant, caller: Caller,
             caller_device: caller.device,
             direction,
             destination,
+            stateless: false,
             at: pbx_store::now_ms(),
         });
     }
@@ -659,6 +676,9 @@ fn answer_trunk_challenge(
     c: &mut Context,
     resp: &Message,
 ) -> bool {
+    if c.cancelled || c.answered || !c.server.awaiting_final() {
+        return false;
+    }
     let Some(leg) = c.carrier.as_mut() else {
         return false;
     };
@@ -777,6 +797,7 @@ fn record_refused(
         caller_device: caller.device,
         direction: refused.direction,
         destination: refused.destination.map(str::to_owned),
+        stateless: true,
         at: now,
     });
     core.events.publish(SipEvent::CallEnded {
@@ -1057,7 +1078,11 @@ fn forward_on_failure(core: &Core, ctx: &Arc<Mutex<Context>>, c: &mut Context) -
         let code = c.best.as_ref().and_then(|b| b.status()).unwrap_or(0);
         // Once the callee rang, another trunk would ring it again.
         let reached = c.branches.last().is_some_and(|b| b.reached);
-        if reached || (code != 408 && !(500..600).contains(&code)) {
+        // A carrier that takes our answer to its challenge (sent with the
+        // same CSeq) for a merged request failed too.
+        let answered_challenge =
+            c.carrier.as_ref().is_some_and(|l| l.challenge_answered) && matches!(code, 400 | 482);
+        if reached || (code != 408 && !(500..600).contains(&code) && !answered_challenge) {
             return false;
         }
         if !next_trunk(core, ctx, c) {
@@ -1166,8 +1191,16 @@ fn forward_out_after_ringing(
         .as_ref()
         .and_then(|r| r.from().tag())
         .unwrap_or_default();
-    core.admission
-        .open((call_id.clone(), caller_tag.clone()), admitted);
+    let key = (call_id.clone(), caller_tag.clone());
+    core.admission.open(key.clone(), admitted);
+    let destination = leg.destination.e164.clone();
+    c.carrier = Some(*leg);
+    if !next_trunk(core, ctx, c) {
+        // Every trunk full: the call ends with what the phones said.
+        c.carrier = None;
+        core.admission.drop_outbound(&key);
+        return false;
+    }
     core.events.publish(SipEvent::CallForwardedOut {
         reseller: tenant.reseller,
         customer: tenant.customer,
@@ -1175,13 +1208,9 @@ fn forward_out_after_ringing(
         caller_tag,
         by_extension: by.id,
         callee: target.to_owned(),
-        destination: leg.destination.e164.clone(),
+        destination,
         at: now,
     });
-    c.carrier = Some(*leg);
-    if !next_trunk(core, ctx, c) {
-        return false;
-    }
     tracing::debug!(customer = %tenant.customer, from = %by.number, "call forwarded out after ringing");
     c.best = None;
     c.no_answer = false;
@@ -1218,13 +1247,10 @@ fn forward_target(tenant: &Tenant, carriers: &Carriers, target: &str) -> Forward
         Some(Ok(d)) if d.class == pbx_store::numbering::Class::Emergency => {
             ForwardTarget::DeadEnd(480, "Temporarily Unavailable")
         }
-        // One of the customer's own numbers would come back in through the
-        // carrier, and again: a loop that costs on every turn.
-        Some(Ok(d))
-            if carriers
-                .number(&d.e164)
-                .is_some_and(|n| n.customer == tenant.customer) =>
-        {
+        // A number on this platform would come back in through the carrier
+        // and might be forwarded back out again: a loop that costs on every
+        // turn, which no header survives carriers to stop.
+        Some(Ok(d)) if carriers.number(&d.e164).is_some() => {
             ForwardTarget::DeadEnd(482, "Loop Detected")
         }
         Some(Ok(_)) => ForwardTarget::Number,
@@ -1762,7 +1788,11 @@ fn on_provisional(
     if status == 100 {
         return;
     }
-    c.branches[idx].reached = true;
+    // Ringing (180), forwarded (181), queued (182): the callee was reached.
+    // A 183 (early media, often the carrier's own announcement) is not.
+    if (180..=182).contains(&status) {
+        c.branches[idx].reached = true;
+    }
     let flow = c.branches[idx].flow;
     if let (Some(call), Some(tag)) = (&c.call, resp.to().tag()) {
         if !c.early.contains(&tag) {
@@ -1848,10 +1878,13 @@ fn branch_final(
             }
             return;
         }
-        if let Some(req) = c.branches.get(idx).and_then(|b| b.request.as_ref()) {
-            resp = Message::response(req, 503, "Carrier Challenged The Call", None);
-            status = 503;
-        }
+        resp.start = StartLine::Response(StatusLine {
+            code: 503,
+            reason: "Carrier Challenged The Call".into(),
+        });
+        resp.remove_all(&HeaderName::WwwAuthenticate);
+        resp.remove_all(&HeaderName::ProxyAuthenticate);
+        status = 503;
     }
     let Some(b) = c.branches.get_mut(idx) else {
         return;

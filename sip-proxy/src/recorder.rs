@@ -293,10 +293,13 @@ impl State {
                 caller_device,
                 direction,
                 destination,
+                stateless,
                 at,
             } => {
                 let key = (call_id, caller_tag);
-                if self.open.contains_key(&key) || self.recent.contains_key(&key) {
+                // A call set up statefully may reuse the key of one ended a
+                // moment ago (a new INVITE after a CANCEL): it is a new call.
+                if self.open.contains_key(&key) || (stateless && self.recent.contains_key(&key)) {
                     return;
                 }
                 self.seq += 1;
@@ -777,5 +780,147 @@ mod tests {
             .insert("long".into(), open_call("long", 0, Some(1_000)));
         let closed = close_recovered(&config, &old, 10_000_000);
         assert_eq!(closed[0].end_at, 1_000 + 3_600_000);
+    }
+}
+
+#[cfg(test)]
+mod event_tests {
+    use super::*;
+    use pbx_store::call_records::CallDirection;
+    use pbx_store::{CustomerId, ExtensionId, ResellerId, TrunkId};
+
+    fn state() -> State {
+        State {
+            config: RecorderConfig::new(PathBuf::from("/nonexistent"), "n"),
+            boot: "b".into(),
+            seq: 0,
+            open: HashMap::new(),
+            legs: HashMap::new(),
+            recent: HashMap::new(),
+            pending: HashMap::new(),
+            flush_waiters: Vec::new(),
+        }
+    }
+
+    fn started(tag: &str, stateless: bool, at: Millis) -> SipEvent {
+        SipEvent::CallStarted {
+            reseller: ResellerId(1),
+            customer: CustomerId(1),
+            call_id: "c".into(),
+            caller_tag: tag.into(),
+            caller: "101".into(),
+            callee: "102".into(),
+            caller_extension: None,
+            callee_extension: Some(ExtensionId(2)),
+            caller_device: None,
+            direction: CallDirection::Internal,
+            destination: None,
+            stateless,
+            at,
+        }
+    }
+
+    fn ended(tag: &str, outcome: CallOutcome, trunk: Option<TrunkId>, at: Millis) -> SipEvent {
+        SipEvent::CallEnded {
+            reseller: ResellerId(1),
+            customer: CustomerId(1),
+            call_id: "c".into(),
+            caller_tag: tag.into(),
+            outcome,
+            sip_status: if outcome == CallOutcome::Answered {
+                200
+            } else {
+                487
+            },
+            hangup: None,
+            reason: None,
+            trunk,
+            at,
+        }
+    }
+
+    #[test]
+    fn a_new_call_reusing_an_ended_calls_key_gets_its_own_record_but_a_refusal_once() {
+        let mut s = state();
+        let (mut j, mut done) = (Vec::new(), Vec::new());
+        s.on_event(started("t", false, 1), &mut j, &mut done);
+        s.on_event(
+            ended("t", CallOutcome::Cancelled, None, 2),
+            &mut j,
+            &mut done,
+        );
+        // A new INVITE after the CANCEL, same Call-ID and tag: a new call.
+        s.on_event(started("t", false, 3), &mut j, &mut done);
+        s.on_event(
+            ended("t", CallOutcome::Cancelled, None, 4),
+            &mut j,
+            &mut done,
+        );
+        assert_eq!(done.len(), 2);
+        // A refused request's retransmission is refused again: one record.
+        for at in [5, 6] {
+            s.on_event(started("t;z9hG4bKr", true, at), &mut j, &mut done);
+            s.on_event(
+                ended("t;z9hG4bKr", CallOutcome::Failed, None, at),
+                &mut j,
+                &mut done,
+            );
+        }
+        assert_eq!(done.len(), 3);
+    }
+
+    #[test]
+    fn a_call_forwarded_out_ends_with_two_legs_and_the_trunk_on_the_outbound_one() {
+        let mut s = state();
+        let (mut j, mut done) = (Vec::new(), Vec::new());
+        s.on_event(started("t", false, 1_000), &mut j, &mut done);
+        s.on_event(
+            SipEvent::CallForwardedOut {
+                reseller: ResellerId(1),
+                customer: CustomerId(1),
+                call_id: "c".into(),
+                caller_tag: "t".into(),
+                by_extension: ExtensionId(2),
+                callee: "01711234567".into(),
+                destination: "491711234567".into(),
+                at: 2_000,
+            },
+            &mut j,
+            &mut done,
+        );
+        s.on_event(
+            SipEvent::CallAnswered {
+                reseller: ResellerId(1),
+                customer: CustomerId(1),
+                call_id: "c".into(),
+                caller_tag: "t".into(),
+                callee_device: None,
+                callee_extension: None,
+                trunk: Some(TrunkId(7)),
+                at: 3_000,
+            },
+            &mut j,
+            &mut done,
+        );
+        s.on_event(
+            ended("t", CallOutcome::Answered, Some(TrunkId(7)), 63_000),
+            &mut j,
+            &mut done,
+        );
+        assert_eq!(done.len(), 2);
+        let (call, leg) = (&done[0], &done[1]);
+        assert_eq!((call.leg, leg.leg), (0, 1));
+        assert_ne!(call.record_uid, leg.record_uid);
+        assert_eq!(call.trunk_id, None);
+        assert_eq!(call.callee_extension_id, Some(ExtensionId(2)));
+        assert_eq!(leg.trunk_id, Some(TrunkId(7)));
+        assert_eq!(leg.direction, CallDirection::Outbound);
+        assert_eq!(leg.caller_extension_id, Some(ExtensionId(2)));
+        assert_eq!(leg.destination.as_deref(), Some("491711234567"));
+        assert_eq!(
+            (leg.invite_at, leg.answer_at, leg.end_at),
+            (2_000, Some(3_000), 63_000)
+        );
+        assert!(s.open.is_empty() && s.legs.is_empty());
     }
 }

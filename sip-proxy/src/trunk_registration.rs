@@ -171,6 +171,7 @@ impl TrunkRegistrations {
                 }
                 if reliable || p.sends >= MAX_SENDS {
                     reg.pending = None;
+                    reg.challenge = None;
                     reg.next_at = now + RETRY_MS;
                     self.report(*id, failed(Some(408), now));
                     Stats::inc(&core.stats.trunk_registration_failures);
@@ -186,7 +187,11 @@ impl TrunkRegistrations {
             if now >= reg.next_at {
                 reg.rounds = 0;
                 let auth = reg.challenge.clone();
-                register(core, reg, auth.as_ref(), now);
+                if !register(core, reg, auth.as_ref(), now) {
+                    // The kept challenge cannot be answered: ask afresh.
+                    reg.challenge = None;
+                    register(core, reg, None, now);
+                }
             }
         }
     }
@@ -280,7 +285,9 @@ impl TrunkRegistrations {
                     Some(m) if m > reg.expires_s() => {
                         reg.min_expires_s = m;
                         let auth = reg.challenge.clone();
-                        register(core, reg, auth.as_ref(), now);
+                        if !register(core, reg, auth.as_ref(), now) {
+                            self.fail(core, id, reg, status, now);
+                        }
                     }
                     _ => self.fail(core, id, reg, status, now),
                 }
@@ -292,6 +299,9 @@ impl TrunkRegistrations {
 
     fn fail(&self, core: &Core, id: TrunkId, reg: &mut Reg, status: u16, now: Millis) {
         reg.next_at = now + RETRY_MS;
+        // The next try starts afresh: an old nonce would only fail again.
+        reg.challenge = None;
+        reg.pending = None;
         Stats::inc(&core.stats.trunk_registration_failures);
         tracing::warn!(trunk = %id, status, "carrier refused the registration");
         self.report(id, failed(Some(status), now));
