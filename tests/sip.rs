@@ -315,6 +315,49 @@ fn a_sequential_ring_group_moves_on_and_skips_do_not_disturb() {
 }
 
 #[test]
+fn a_ring_group_passes_over_a_member_who_is_in_a_call() {
+    if !sipp_available() {
+        return;
+    }
+    let dir = TempDir::new("group-busy");
+    let s = seed(dir.path());
+    ring_group_a(dir.path(), "204", "simultaneous", &["102", "103"], None);
+    let node = start_node(&dir, "MD5");
+    // 102's desk phone is talking to 101 (four seconds)…
+    let far_end = answering_phone(&node, &s.a101, "uas_answer.xml");
+    let talking = Sipp::new("uac_call.xml")
+        .phone(&s.a102, &format!("101@{}", s.a102.domain))
+        .key("callee", "101")
+        .key("callee_domain", &s.a102.domain)
+        .arg("-d")
+        .arg("4000")
+        .arg("-m")
+        .arg("1")
+        .spawn(&target(&node));
+    // …so its mobile is not rung by the group; 103 answers. (101, talking
+    // to 102, calls the group from another phone.)
+    let mobile = answering_phone(&node, &s.a102b, "uas_answer.xml");
+    let desk = answering_phone(&node, &s.a103, "uas_answer.xml");
+    std::thread::sleep(Duration::from_millis(1000));
+    let started = std::time::Instant::now();
+    let out = call(&node, &s.a101, "204", "uac_call.xml");
+    assert!(out.success, "{}", out.log);
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "103 rang at once"
+    );
+    assert!(desk.finish(Duration::from_secs(10)).success);
+    let untouched = mobile.finish(Duration::from_millis(300));
+    assert!(
+        !untouched.log.contains("INVITE sip:"),
+        "the busy member rang:\n{}",
+        untouched.log
+    );
+    assert!(talking.finish(Duration::from_secs(15)).success);
+    assert!(far_end.finish(Duration::from_secs(10)).success);
+}
+
+#[test]
 fn forwarding_loops_and_dead_ends_are_refused() {
     if !sipp_available() {
         return;

@@ -7,6 +7,9 @@
 //! given back and its real cost, at the customer's retail rate, is counted
 //! against the day.
 //!
+//! It also knows which extensions are in a call on this node (calling, or
+//! answered): ring groups pass busy members over.
+//!
 //! Everything here is per node: a platform of several proxy nodes limits
 //! each node on its own.
 
@@ -16,7 +19,7 @@ use std::sync::{Mutex, MutexGuard};
 use pbx_store::limits::{Hold, Ledger, Refusal};
 use pbx_store::numbering::Class;
 use pbx_store::rating::{self, RateRule};
-use pbx_store::{CustomerId, Millis, ResellerId, TrunkId};
+use pbx_store::{CustomerId, ExtensionId, Millis, ResellerId, TrunkId};
 
 use crate::directory::Tenant;
 
@@ -47,6 +50,8 @@ pub struct Admitted {
 struct Call {
     began_at: Millis,
     answered_at: Option<Millis>,
+    /// The extensions in it (the caller's, the one that answered).
+    extensions: Vec<ExtensionId>,
     /// Set once the call goes to the public network.
     outbound: Option<Outbound>,
 }
@@ -57,6 +62,8 @@ pub struct Admission {
     resellers: Mutex<HashMap<ResellerId, Ledger>>,
     channels: Mutex<HashMap<TrunkId, u32>>,
     calls: Mutex<HashMap<CallKey, Call>>,
+    /// Calls each extension is in.
+    busy: Mutex<HashMap<ExtensionId, u32>>,
 }
 
 /// Calls never answered are given up after this long (a safety net: their
@@ -134,10 +141,28 @@ impl Admission {
             Call {
                 began_at: pbx_store::now_ms(),
                 answered_at: None,
+                extensions: Vec::new(),
                 outbound: None,
             },
         );
         true
+    }
+
+    /// `extension` takes part in call `key` (places it, or answered it).
+    pub fn joined(&self, key: &CallKey, extension: ExtensionId) {
+        let mut calls = lock(&self.calls);
+        let Some(call) = calls.get_mut(key) else {
+            return;
+        };
+        if !call.extensions.contains(&extension) {
+            call.extensions.push(extension);
+            *lock(&self.busy).entry(extension).or_default() += 1;
+        }
+    }
+
+    /// Whether `extension` is in a call on this node.
+    pub fn in_call(&self, extension: ExtensionId) -> bool {
+        lock(&self.busy).contains_key(&extension)
     }
 
     /// Call `key` goes to the public network with what `admitted` holds:
@@ -148,6 +173,7 @@ impl Admission {
             let call = calls.entry(key).or_insert_with(|| Call {
                 began_at: pbx_store::now_ms(),
                 answered_at: None,
+                extensions: Vec::new(),
                 outbound: None,
             });
             call.outbound.replace(admitted.outbound)
@@ -222,6 +248,17 @@ impl Admission {
     }
 
     fn close(&self, call: Call, at: Millis) {
+        {
+            let mut busy = lock(&self.busy);
+            for e in &call.extensions {
+                if let Some(n) = busy.get_mut(e) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        busy.remove(e);
+                    }
+                }
+            }
+        }
         let Some(outbound) = call.outbound else {
             return;
         };
@@ -377,6 +414,26 @@ mod tests {
         if let Ok(admitted) = admitted {
             a.abandon(admitted);
         }
+    }
+
+    #[test]
+    fn extensions_in_a_call_are_busy_until_it_ends() {
+        let a = Admission::default();
+        let (caller, callee) = (ExtensionId(1), ExtensionId(2));
+        assert!(a.begin(&key(1)));
+        a.joined(&key(1), caller);
+        a.joined(&key(1), caller);
+        assert!(a.in_call(caller) && !a.in_call(callee));
+        a.joined(&key(1), callee);
+        assert!(a.begin(&key(2)));
+        a.joined(&key(2), callee);
+        a.ended(&key(1), 10);
+        assert!(!a.in_call(caller));
+        assert!(a.in_call(callee), "still in its second call");
+        a.ended(&key(2), 10);
+        assert!(!a.in_call(callee));
+        a.joined(&key(3), caller);
+        assert!(!a.in_call(caller), "no such call");
     }
 
     #[test]

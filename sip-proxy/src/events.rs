@@ -229,12 +229,26 @@ impl EventBus {
     pub fn publish(&self, event: SipEvent) {
         if let Some(admission) = &self.admission {
             match &event {
+                SipEvent::CallStarted {
+                    call_id,
+                    caller_tag,
+                    caller_extension: Some(extension),
+                    stateless: false,
+                    ..
+                } => admission.joined(&(call_id.clone(), caller_tag.clone()), *extension),
                 SipEvent::CallAnswered {
                     call_id,
                     caller_tag,
+                    callee_extension,
                     at,
                     ..
-                } => admission.answered(&(call_id.clone(), caller_tag.clone()), *at),
+                } => {
+                    let key = (call_id.clone(), caller_tag.clone());
+                    admission.answered(&key, *at);
+                    if let Some(extension) = callee_extension {
+                        admission.joined(&key, *extension);
+                    }
+                }
                 SipEvent::CallEnded {
                     call_id,
                     caller_tag,

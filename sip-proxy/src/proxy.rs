@@ -1014,7 +1014,8 @@ fn group_plan(group: &crate::directory::RingGroup) -> std::collections::VecDeque
 }
 
 /// Takes steps off `plan` until one has phones to ring (members on
-/// do-not-disturb or with nothing registered are passed over).
+/// do-not-disturb, in a call already, or with nothing registered are passed
+/// over).
 fn next_step(
     core: &Core,
     tenant: &Tenant,
@@ -1026,7 +1027,7 @@ fn next_step(
             .members
             .iter()
             .filter_map(|id| tenant.extension_by_id(*id))
-            .filter(|e| !e.dnd)
+            .filter(|e| !e.dnd && !core.admission.in_call(e.id))
             .flat_map(|e| core.location.of_extension(e.id, now))
             .collect();
         if !bindings.is_empty() {
