@@ -10,6 +10,10 @@
 #   cpu       fixed rates (REG_CPU_RATE, CALL_CPU_RATE) for 20 s: CPU per operation
 #   max       highest rate with < 0.1 % failures (find_max.sh), REGISTER and calls
 #   memory    resident memory after all 10,000 users registered once
+#   trunk     pbx only (not in the default): calls to a number that leaves
+#             through a carrier trunk (a SIPp carrier on 127.0.0.2:5190)
+#             against calls between extensions, CALL_CPU_RATE for 20 s each:
+#             CPU per call
 #
 # Environment: SERVERS="pbx kamailio", OUT (results folder), PBX_BIN,
 #   REG_CPU_RATE=5000, CALL_CPU_RATE=1000, REG_START=8000, CALL_START=1500,
@@ -110,6 +114,60 @@ pss_kb() {
 
 record() { echo "$1 $2" | tee -a "$RESULTS" >&2; }
 
+# CPU ticks (user + system) of a process and its children.
+ticks() {
+	local total=0 p
+	for p in $1 $(pgrep -P "$1" 2>/dev/null || true); do
+		local v
+		v=$(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)
+		total=$((total + ${v:-0}))
+	done
+	echo "$total"
+}
+
+# The trunk phase: a carrier trunk to SIPp on 127.0.0.2:5190 (through the
+# API, with an operator token), then every caller of the harness dials a
+# German number that leaves through it. Prints a RESULT-like line.
+trunk_calls() {
+	local pid=$1 dir=$OUT/runs/pbx-trunk api=http://127.0.0.1:18088/api/v1
+	mkdir -p "$dir"
+	local token
+	token=$(PBX_SECRET_KEY="$(cat "$OUT/key")" PBX_DATA_DIR="$OUT/pbx-data" \
+		"$PBX_BIN" admin create-token --name bench-trunk)
+	local trunk
+	trunk=$(curl -sf -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
+		-d '{"name":"Bench carrier","host":"127.0.0.2","port":5190,"auth_mode":"ip"}' "$api/trunks" |
+		python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+	curl -sf -X PUT -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
+		-d '[{"prefix":""}]' "$api/trunks/$trunk/routes" >/dev/null
+	sleep 1
+	{ echo SEQUENTIAL; tail -n +2 "$DATA/users.csv" | awk -F';' '{print $1 ";" $2 ";0301234567"}'; } \
+		>"$dir/calls.csv"
+	local n=$((CALL_CPU_RATE * 20))
+	(cd "$dir" && exec sipp -sf "$HARNESS/sipp/uas.xml" -i 127.0.0.2 -p 5190 -nostdin \
+		>uas.stdout 2>&1) &
+	local carrier=$!
+	sleep 1
+	local t0 s0 t1 s1 rc=0
+	t0=$(ticks "$pid"); s0=$(date +%s.%N)
+	(cd "$dir" && sipp -sf "$HARNESS/sipp/uac_call.xml" -inf calls.csv -key domain "$DOMAIN" \
+		-i 127.0.0.1 -p 5150 -d 1000 -r "$CALL_CPU_RATE" -rp 1000 -m "$n" -l $((CALL_CPU_RATE * 12)) \
+		-nostdin -recv_timeout 10000 -timeout 90 -trace_stat -stf stat.csv "127.0.0.1:$PBX_PORT" \
+		>uac.stdout 2>&1) || rc=$?
+	t1=$(ticks "$pid"); s1=$(date +%s.%N)
+	kill "$carrier" 2>/dev/null || true
+	wait "$carrier" 2>/dev/null || true
+	local ok failed
+	column() { awk -F';' -v name="$1" 'NR == 1 {for (i = 1; i <= NF; i++) if ($i == name) c = i} END {print (c ? $c : "?")}' "$dir"/*stat.csv; }
+	ok=$(column 'SuccessfulCall(C)')
+	failed=$(column 'FailedCall(C)')
+	awk -v t0="$t0" -v t1="$t1" -v s0="$s0" -v s1="$s1" -v hz="$(getconf CLK_TCK)" \
+		-v rate="$CALL_CPU_RATE" -v n="$n" -v rc="$rc" -v ok="$ok" -v failed="$failed" \
+		'BEGIN {cpu = (t1 - t0) / hz / (s1 - s0) * 100;
+			printf "RESULT pbx trunk scen=call-out rate=%d calls=%d ok=%s failed=%s sipp_rc=%d server_cpu%%=%.1f\n",
+			rate, n, ok, failed, rc, cpu}'
+}
+
 for server in $SERVERS; do
 	pid=$(start_server "$server")
 	log "$server started (pid $pid)"
@@ -141,6 +199,15 @@ for server in $SERVERS; do
 			SERVER_PID=$pid START=$CALL_START "$HARNESS/find_max.sh" call "$t" $DOMAIN "$DATA/users.csv" \
 				>"$OUT/$server-max-call.txt" 2>&1 || true
 			record "$server max-call" "$(grep '^MAX' "$OUT/$server-max-call.txt" | tail -1)"
+			;;
+		trunk)
+			[ "$server" = pbx ] || continue
+			line=$(SERVER_PID=$pid TAG="$server trunk" OUT_DIR=$OUT/runs/$server-call-internal \
+				"$HARNESS/run.sh" call "$t" $DOMAIN "$DATA/users.csv" "$CALL_CPU_RATE" 20 | grep '^RESULT')
+			record "$server trunk-internal" "$line"
+			sleep 8
+			record "$server trunk-out" "$(trunk_calls "$pid")"
+			sleep 8
 			;;
 		memory)
 			# A fresh server with no registrations (Kamailio's usrloc starts
