@@ -224,14 +224,6 @@ impl Admission {
         true
     }
 
-    /// The trunk call `key` is on, if any.
-    pub fn trunk_of(&self, key: &CallKey) -> Option<TrunkId> {
-        lock(&self.calls)
-            .get(key)
-            .and_then(|c| c.outbound.as_ref())
-            .and_then(|o| o.trunk)
-    }
-
     pub fn answered(&self, key: &CallKey, at: Millis) {
         if let Some(call) = lock(&self.calls).get_mut(key) {
             call.answered_at.get_or_insert(at);

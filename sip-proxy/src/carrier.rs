@@ -87,13 +87,11 @@ pub fn is_emergency(dialled: &str, tenant: &Tenant) -> bool {
 /// The trunks that may carry `destination` for `tenant` (the operator's and
 /// its reseller's own), in failover order, with where to send.
 pub fn hops(carriers: &Carriers, tenant: &Tenant, destination: &Destination) -> Vec<Hop> {
-    let usable: Vec<(Trunk, Vec<pbx_store::trunks::Route>)> = carriers
+    let usable = carriers
         .trunks
         .iter()
-        .filter(|(t, _)| t.reseller_id.is_none_or(|r| r == tenant.reseller))
-        .cloned()
-        .collect();
-    pbx_store::trunks::candidates(&usable, &destination.e164)
+        .filter(|(t, _)| t.reseller_id.is_none_or(|r| r == tenant.reseller));
+    pbx_store::trunks::candidates(usable, &destination.e164)
         .into_iter()
         .filter_map(|t| {
             let mut h = hop(t, destination)?;

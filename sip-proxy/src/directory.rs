@@ -209,6 +209,10 @@ pub struct Carriers {
     extension_numbers: HashMap<ExtensionId, String>,
     /// Each customer's first number: the caller ID of extensions without one.
     main_numbers: HashMap<CustomerId, String>,
+    /// Where carriers send from (each trunk's host and source blocks, read
+    /// once here, not on every request), with the trunk's index in `trunks`;
+    /// the operator's trunks first.
+    sources: Vec<(Block, usize)>,
 }
 
 impl Carriers {
@@ -220,6 +224,17 @@ impl Carriers {
             }
             out.trunks.push((t.trunk, t.routes));
         }
+        for (i, (t, _)) in out.trunks.iter().enumerate() {
+            let host = t.host.parse::<std::net::IpAddr>().ok().map(Block::single);
+            let blocks = t.inbound_sources.iter().filter_map(|b| Block::parse(b));
+            out.sources
+                .extend(host.into_iter().chain(blocks).map(|b| (b, i)));
+        }
+        let trunks = &out.trunks;
+        out.sources.sort_by_key(|(_, i)| {
+            let t = &trunks[*i].0;
+            (t.reseller_id.is_some(), t.id)
+        });
         for n in numbers {
             if let Some(pbx_store::numbers::Destination::Extension(e)) = n.destination {
                 out.extension_numbers
@@ -261,39 +276,60 @@ impl Carriers {
     /// or its host when that is an address): the operator's first, so that
     /// no reseller's trunk can stand in front of them.
     pub fn trunks_from(&self, ip: std::net::IpAddr) -> Vec<&pbx_store::trunks::Trunk> {
-        let mut found: Vec<&pbx_store::trunks::Trunk> = self
-            .trunks
-            .iter()
-            .map(|(t, _)| t)
-            .filter(|t| {
-                t.host.parse::<std::net::IpAddr>().is_ok_and(|h| h == ip)
-                    || t.inbound_sources.iter().any(|b| in_block(ip, b))
-            })
-            .collect();
-        found.sort_by_key(|t| (t.reseller_id.is_some(), t.id));
+        let mut found: Vec<&pbx_store::trunks::Trunk> = Vec::new();
+        for (block, i) in &self.sources {
+            if block.contains(ip) {
+                if let Some((t, _)) = self.trunks.get(*i) {
+                    if !found.iter().any(|f| f.id == t.id) {
+                        found.push(t);
+                    }
+                }
+            }
+        }
         found
     }
 }
 
-/// Whether `ip` is in `block` (`192.0.2.0/24`, or one address).
-fn in_block(ip: std::net::IpAddr, block: &str) -> bool {
-    use std::net::IpAddr;
-    let (addr, bits) = match block.split_once('/') {
-        Some((a, b)) => (a, b.parse::<u32>().ok()),
-        None => (block, None),
-    };
-    match (addr.parse::<IpAddr>(), ip) {
-        (Ok(IpAddr::V4(net)), IpAddr::V4(ip)) => {
-            let bits = bits.unwrap_or(32).min(32);
-            let mask = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
-            u32::from(net) & mask == u32::from(ip) & mask
+/// An address block (`192.0.2.0/24`, or one address).
+#[derive(Debug, Clone, Copy)]
+struct Block {
+    net: std::net::IpAddr,
+    bits: u32,
+}
+
+impl Block {
+    fn single(ip: std::net::IpAddr) -> Block {
+        Block {
+            net: ip,
+            bits: if ip.is_ipv4() { 32 } else { 128 },
         }
-        (Ok(IpAddr::V6(net)), IpAddr::V6(ip)) => {
-            let bits = bits.unwrap_or(128).min(128);
-            let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
-            u128::from(net) & mask == u128::from(ip) & mask
+    }
+
+    fn parse(text: &str) -> Option<Block> {
+        let (addr, bits) = match text.split_once('/') {
+            Some((a, b)) => (a, Some(b.parse::<u32>().ok()?)),
+            None => (text, None),
+        };
+        let single = Block::single(addr.parse().ok()?);
+        Some(Block {
+            bits: bits.unwrap_or(single.bits).min(single.bits),
+            ..single
+        })
+    }
+
+    fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        match (self.net, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX.checked_shl(32 - self.bits).unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX.checked_shl(128 - self.bits).unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
         }
-        _ => false,
     }
 }
 
@@ -513,6 +549,58 @@ pub(crate) mod tests {
             }],
             ..CustomerDirectory::empty(CustomerId(customer), ResellerId(1), domain)
         })
+    }
+
+    #[test]
+    fn carriers_are_found_by_source_address_the_operators_first() {
+        let trunk = |id: i64, reseller: Option<i64>, host: &str, sources: &[&str]| CarrierTrunk {
+            trunk: pbx_store::trunks::Trunk {
+                id: TrunkId(id),
+                reseller_id: reseller.map(ResellerId),
+                name: format!("T{id}"),
+                host: host.into(),
+                port: 5060,
+                transport: pbx_store::trunks::Transport::Udp,
+                auth_mode: pbx_store::trunks::AuthMode::Ip,
+                username: None,
+                realm: None,
+                register_expires_s: 600,
+                inbound_sources: sources.iter().map(|s| (*s).to_owned()).collect(),
+                number_format: pbx_store::numbering::NumberFormat::E164Plus,
+                country: "DE".into(),
+                max_channels: None,
+                priority: 1,
+                enabled: true,
+                registration: None,
+                created_at: 0,
+                version: 1,
+            },
+            routes: Vec::new(),
+            secret: None,
+        };
+        let carriers = Carriers::new(
+            vec![
+                // A reseller's trunk claiming the operator's carrier's block.
+                trunk(1, Some(7), "192.0.2.9", &["198.51.100.0/24"]),
+                trunk(2, None, "192.0.2.10", &["198.51.100.0/24", "2001:db8::/32"]),
+            ],
+            Vec::new(),
+        );
+        let ids = |ip: &str| -> Vec<i64> {
+            carriers
+                .trunks_from(ip.parse().unwrap())
+                .iter()
+                .map(|t| t.id.0)
+                .collect()
+        };
+        assert_eq!(ids("198.51.100.77"), vec![2, 1]);
+        assert_eq!(ids("192.0.2.9"), vec![1]);
+        assert_eq!(ids("2001:db8:1::5"), vec![2]);
+        assert!(ids("203.0.113.1").is_empty());
+        assert!(
+            ids("::ffff:198.51.100.77").is_empty(),
+            "no mixing of families"
+        );
     }
 
     #[test]

@@ -187,6 +187,12 @@ impl Ringing {
             passed: Vec::new(),
         }
     }
+
+    fn set_callee(&mut self, to: String) {
+        match self {
+            Ringing::Phones { callee, .. } | Ringing::Out { callee, .. } => *callee = to,
+        }
+    }
 }
 
 /// An extension rung for a call, after the forwards that apply before
@@ -355,7 +361,7 @@ fn from_carrier(core: &Core, req: Message, flow: Flow, trunks: &[&Trunk], carrie
         return refuse(480, "Temporarily Unavailable", None);
     }
     let now = pbx_store::now_ms();
-    let ringing = match carrier::inbound_destination(routed.destination, &tenant, now) {
+    let mut ringing = match carrier::inbound_destination(routed.destination, &tenant, now) {
         Inbound::Extension(id) => {
             let Some(extension) = tenant.extension_by_id(id).cloned() else {
                 return refuse(480, "Temporarily Unavailable", None);
@@ -376,34 +382,8 @@ fn from_carrier(core: &Core, req: Message, flow: Flow, trunks: &[&Trunk], carrie
         }
         Inbound::Nowhere => return refuse(480, "Temporarily Unavailable", None),
     };
-    let ringing = match ringing {
-        Ringing::Phones {
-            extension,
-            bindings,
-            ring_s,
-            plan,
-            passed,
-            ..
-        } => Ringing::Phones {
-            callee: format!("+{called}"),
-            extension,
-            bindings,
-            ring_s,
-            plan,
-            passed,
-        },
-        Ringing::Out {
-            leg,
-            admitted,
-            forwarded_by,
-            ..
-        } => Ringing::Out {
-            callee: format!("+{called}"),
-            leg,
-            admitted,
-            forwarded_by,
-        },
-    };
+    // The call's record names the number called, not the extension.
+    ringing.set_callee(format!("+{called}"));
     start(core, req, flow, &tenant, caller, ringing);
 }
 
@@ -596,13 +576,7 @@ fn start(core: &Core, req: Message, flow: Flow, tenant: &Tenant, caller: Caller,
 /// Sends the call on to the next trunk that has a channel free. False
 /// when none is left.
 fn next_trunk(core: &Core, ctx: &Arc<Mutex<Context>>, c: &mut Context) -> bool {
-    let key = (
-        c.key_call_id(),
-        c.request
-            .as_ref()
-            .and_then(|r| r.from().tag())
-            .unwrap_or_default(),
-    );
+    let key = c.call_key();
     loop {
         let Some(leg) = c.carrier.as_mut() else {
             return false;
@@ -1180,19 +1154,13 @@ fn forward_out_after_ringing(
     target: &str,
     now: pbx_store::Millis,
 ) -> bool {
-    let call_id = c.key_call_id();
+    let key = c.call_key();
     let carriers = core.directory.carriers();
     let Ok(Ringing::Out { leg, admitted, .. }) =
-        call_out(core, &carriers, tenant, Some(by.id), &call_id, target, now)
+        call_out(core, &carriers, tenant, Some(by.id), &key.0, target, now)
     else {
         return false;
     };
-    let caller_tag = c
-        .request
-        .as_ref()
-        .and_then(|r| r.from().tag())
-        .unwrap_or_default();
-    let key = (call_id.clone(), caller_tag.clone());
     core.admission.open(key.clone(), admitted);
     let destination = leg.destination.e164.clone();
     c.carrier = Some(*leg);
@@ -1205,8 +1173,8 @@ fn forward_out_after_ringing(
     core.events.publish(SipEvent::CallForwardedOut {
         reseller: tenant.reseller,
         customer: tenant.customer,
-        call_id,
-        caller_tag,
+        call_id: key.0,
+        caller_tag: key.1,
         by_extension: by.id,
         callee: target.to_owned(),
         destination,
@@ -1356,6 +1324,20 @@ impl Context {
             .as_ref()
             .map(|r| r.call_id().to_owned())
             .unwrap_or_default()
+    }
+
+    /// The call's key in events and admission: its Call-ID and the caller's
+    /// From tag as the INVITE had it.
+    fn call_key(&self) -> crate::admission::CallKey {
+        let tag = match &self.call {
+            Some(call) => call.caller_tag.clone(),
+            None => self
+                .request
+                .as_ref()
+                .and_then(|r| r.from().tag())
+                .unwrap_or_default(),
+        };
+        (self.key_call_id(), tag)
     }
 }
 

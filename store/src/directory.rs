@@ -164,7 +164,7 @@ impl Directory<'_> {
         .fetch_all(pool)
         .await?;
         let rates = self.retail_rates(only).await?;
-        let limits = self.limits().await?;
+        let limits = self.limits(only).await?;
         let mut out = Vec::with_capacity(customers.len());
         for row in &customers {
             let status = enum_col(row, "status", Status::parse)?;
@@ -340,11 +340,15 @@ impl Directory<'_> {
         Ok(plans.into_iter().map(|(k, v)| (k, Arc::new(v))).collect())
     }
 
-    async fn limits(&self) -> Result<SetLimits> {
+    /// The limits set for every customer and reseller (or for one customer
+    /// and its reseller).
+    async fn limits(&self, only: Option<i64>) -> Result<SetLimits> {
         let rows = sqlx::query(&format!(
-            "SELECT customer_id, reseller_id, {} FROM call_limits",
+            "SELECT customer_id, reseller_id, {} FROM call_limits WHERE $1 IS NULL OR customer_id = $1 \
+             OR reseller_id = (SELECT reseller_id FROM customers WHERE id = $1)",
             crate::limits::COLUMNS
         ))
+        .bind(only)
         .fetch_all(self.0.pool())
         .await?;
         let mut out = SetLimits::default();
@@ -402,4 +406,67 @@ impl Directory<'_> {
 struct SetLimits {
     customers: HashMap<CustomerId, Limits>,
     resellers: HashMap<ResellerId, Limits>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{TestDb, TwoTenants};
+
+    async fn one_customer_reads_with_its_own_and_its_resellers_limits(db: TestDb) {
+        let t = TwoTenants::create(&db.store).await;
+        let sys = Principal::system();
+        let customer = Limits {
+            max_concurrent_outbound: Some(3),
+            ..Limits::default()
+        };
+        let reseller = Limits {
+            max_spend_per_day_micros: Some(5_000_000),
+            ..Limits::unlimited()
+        };
+        let limits = db.store.call_limits();
+        limits
+            .set_for_customer(&sys, t.customer_a.id, &customer)
+            .await
+            .unwrap();
+        limits
+            .set_for_reseller(&sys, t.reseller_x.id, &reseller)
+            .await
+            .unwrap();
+        let a = db
+            .store
+            .directory()
+            .customer(&sys, t.customer_a.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((a.limits, a.reseller_limits), (customer, reseller));
+        // B (another reseller's) has none set: the defaults.
+        let b = db
+            .store
+            .directory()
+            .customer(&sys, t.customer_b.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (b.limits, b.reseller_limits),
+            (Limits::default(), Limits::unlimited())
+        );
+        // The whole load agrees.
+        let all = db.store.directory().all(&sys).await.unwrap();
+        let a_again = all
+            .iter()
+            .find(|c| c.customer_id == t.customer_a.id)
+            .unwrap();
+        assert_eq!(a_again.limits.max_concurrent_outbound, Some(3));
+        assert!(db
+            .store
+            .directory()
+            .customer(&t.reseller_x_admin, t.customer_a.id)
+            .await
+            .is_err());
+    }
+
+    crate::both_engines!(one_customer_reads_with_its_own_and_its_resellers_limits);
 }

@@ -638,9 +638,12 @@ impl Trunks<'_> {
 /// The trunks to try for an E.164 number, in order: routes with the longest
 /// matching prefix first, then by route priority, then by trunk priority;
 /// each trunk once, disabled ones left out. Failover walks this list.
-pub fn candidates<'t>(trunks: &'t [(Trunk, Vec<Route>)], e164: &str) -> Vec<&'t Trunk> {
+pub fn candidates<'t>(
+    trunks: impl IntoIterator<Item = &'t (Trunk, Vec<Route>)>,
+    e164: &str,
+) -> Vec<&'t Trunk> {
     let mut matches: Vec<(usize, i64, i64, &Trunk)> = trunks
-        .iter()
+        .into_iter()
         .filter(|(t, _)| t.enabled)
         .flat_map(|(t, routes)| {
             routes
