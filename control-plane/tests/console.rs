@@ -1642,6 +1642,89 @@ async fn customer_admin_keeps_business_hours(db: TestDb) {
     assert_eq!(deleted.status, StatusCode::SEE_OTHER);
 }
 
+async fn customer_admin_routes_its_numbers(db: TestDb) {
+    let api = setup(db).await;
+    let sys = Principal::system();
+    let (a, store) = (api.t.customer_a.id, &api.db.store);
+    let number = store
+        .numbers()
+        .create(&sys, "+49301234567", Some(api.t.reseller_x.id))
+        .await
+        .expect("number");
+    store
+        .numbers()
+        .assign(&sys, number.id, a)
+        .await
+        .expect("assigned");
+    let mut x = Browser::new(&api, HOST_X);
+    x.sign_in("admin@acme.test").await;
+    let list = format!("/customers/{a}/numbers");
+    let page = x.get(&list).await;
+    assert!(page.body.contains("+49301234567"), "{}", page.body);
+    let token = x.token(&list).await;
+    let path = format!("/numbers/{}/destination", number.id.0);
+    let to_a = format!("extension:{}", api.t.extension_a.id.0);
+    // Forged: refused, nothing routed.
+    let forged = x
+        .post(&path, &[("csrf", "forged"), ("destination", &to_a)])
+        .await;
+    assert_ne!(forged.status, StatusCode::SEE_OTHER);
+    let routed = x
+        .post(&path, &[("csrf", &token), ("destination", &to_a)])
+        .await;
+    assert_eq!(routed.status, StatusCode::SEE_OTHER, "{}", routed.body);
+    let stored = || async {
+        store
+            .numbers()
+            .get(&sys, number.id)
+            .await
+            .expect("number")
+            .destination
+    };
+    assert_eq!(
+        stored().await,
+        Some(pbx_store::numbers::Destination::Extension(
+            api.t.extension_a.id
+        ))
+    );
+    let page = x.get(&list).await;
+    assert!(
+        page.body.contains(&format!("value=\"{to_a}\" selected")),
+        "{}",
+        page.body
+    );
+    // Another customer's extension, or nonsense: refused, unchanged.
+    let to_b = format!("extension:{}", api.t.extension_b.id.0);
+    for bad in [to_b.as_str(), "extension:x", "voicemail:1"] {
+        let refused = x
+            .post(&path, &[("csrf", &token), ("destination", bad)])
+            .await;
+        assert_ne!(refused.status, StatusCode::SEE_OTHER, "{bad}");
+    }
+    assert_eq!(
+        stored().await,
+        Some(pbx_store::numbers::Destination::Extension(
+            api.t.extension_a.id
+        ))
+    );
+    // Another reseller's customer cannot touch it; A's user has no such page.
+    let mut y = Browser::new(&api, HOST_Y);
+    y.sign_in("admin@bolt.test").await;
+    let y_token = y
+        .token(&format!("/customers/{}/numbers", api.t.customer_b.id))
+        .await;
+    let theirs = y
+        .post(&path, &[("csrf", &y_token), ("destination", "")])
+        .await;
+    assert_eq!(theirs.status, StatusCode::NOT_FOUND);
+    // Unrouting.
+    let cleared = x
+        .post(&path, &[("csrf", &token), ("destination", "")])
+        .await;
+    assert_eq!(cleared.status, StatusCode::SEE_OTHER);
+    assert_eq!(stored().await, None);
+}
+
 async fn a_brand_changed_elsewhere_shows_without_waiting_for_the_cache(db: TestDb) {
     let api = setup(db).await;
     tokio::spawn(pbx_control_plane::console::look::follow_changes(
@@ -1820,6 +1903,7 @@ pbx_store::both_engines!(
     resellers_and_the_operator_keep_their_price_plans,
     trunks_are_kept_by_their_owner_and_never_show_their_secret,
     customer_admin_keeps_business_hours,
+    customer_admin_routes_its_numbers,
     a_brand_changed_elsewhere_shows_without_waiting_for_the_cache,
     pages_speak_the_users_language,
     dashboard_shows_registrations_heard_live,

@@ -32,6 +32,7 @@ pub fn routes() -> Router<AppState> {
             get(extensions).post(create_extension),
         )
         .route("/customers/{id}/numbers", get(numbers))
+        .route("/numbers/{id}/destination", post(route_number))
         .route("/customers/{id}/calls", get(calls))
         .route("/extensions/{id}", get(extension).post(update_extension))
         .route("/extensions/{id}/delete", post(delete_extension))
@@ -640,6 +641,27 @@ async fn numbers(
         .into_iter()
         .map(|r| (r.id, r.name))
         .collect();
+    // Every place a number can ring, as `kind:id` choices.
+    let mut choices: Vec<(String, String)> = Vec::new();
+    let mut sorted = |kind: &str, named: Vec<(i64, &String)>| {
+        let mut named = named;
+        named.sort_by(|a, b| a.1.cmp(b.1));
+        choices.extend(
+            named
+                .into_iter()
+                .map(|(id, label)| (format!("{kind}:{id}"), label.clone())),
+        );
+    };
+    sorted(
+        "extension",
+        extensions.iter().map(|(k, v)| (k.0, v)).collect(),
+    );
+    sorted("ring_group", groups.iter().map(|(k, v)| (k.0, v)).collect());
+    sorted(
+        "business_hours",
+        rules.iter().map(|(k, v)| (k.0, v)).collect(),
+    );
+    let texts = visit.texts(&s);
     let list: Vec<Value> = s
         .store
         .numbers()
@@ -648,22 +670,69 @@ async fn numbers(
         .into_iter()
         .filter(|n| n.customer_id == Some(customer.id))
         .map(|n| {
-            let destination = match n.destination {
-                Some(Destination::Extension(e)) => extensions.get(&e).cloned(),
-                Some(Destination::RingGroup(g)) => groups.get(&g).cloned(),
-                Some(Destination::BusinessHours(h)) => rules.get(&h).cloned(),
-                None => None,
-            };
-            json!({ "number": n.e164, "destination": destination.unwrap_or_else(|| "–".into()) })
+            let current = n.destination.map(destination_value).unwrap_or_default();
+            let options: Vec<Value> = std::iter::once((String::new(), texts.get("not_routed").to_owned()))
+                .chain(choices.iter().cloned())
+                .map(|(value, label)| json!({ "value": value, "label": label, "selected": value == current }))
+                .collect();
+            json!({ "id": n.id, "number": n.e164, "options": options })
         })
         .collect();
-    let texts = visit.texts(&s);
     visit.page(
         &s,
         "numbers",
         texts.get("phone_numbers"),
         json!({ "numbers": list }),
     )
+}
+
+/// A destination as the numbers form writes it: `extension:5`.
+fn destination_value(d: Destination) -> String {
+    match d {
+        Destination::Extension(e) => format!("extension:{}", e.0),
+        Destination::RingGroup(g) => format!("ring_group:{}", g.0),
+        Destination::BusinessHours(h) => format!("business_hours:{}", h.0),
+    }
+}
+
+#[derive(Deserialize)]
+struct RoutingForm {
+    #[serde(default)]
+    destination: String,
+}
+
+/// Routes one of the customer's numbers (its admins; the store checks that
+/// the number and the destination are the customer's).
+async fn route_number(
+    State(s): State<AppState>,
+    visit: Visit,
+    Path(id): Path<i64>,
+    Form(form): Form<RoutingForm>,
+) -> Result<Response, Failure> {
+    if !is_admin(&visit) {
+        return Err(Failure::Forbidden);
+    }
+    let by = visit.principal()?;
+    let destination = match form.destination.split_once(':') {
+        None if form.destination.is_empty() => None,
+        Some((kind, id)) => {
+            let id: i64 = id.parse().map_err(|_| Failure::BadRequest)?;
+            Some(match kind {
+                "extension" => Destination::Extension(ExtensionId(id)),
+                "ring_group" => Destination::RingGroup(pbx_store::RingGroupId(id)),
+                "business_hours" => Destination::BusinessHours(pbx_store::BusinessHoursId(id)),
+                _ => return Err(Failure::BadRequest),
+            })
+        }
+        None => return Err(Failure::BadRequest),
+    };
+    let number = s
+        .store
+        .numbers()
+        .set_destination(by, pbx_store::NumberId(id), destination)
+        .await?;
+    let customer = number.customer_id.ok_or(Failure::NotFound)?;
+    Ok(Redirect::to(&format!("/customers/{}/numbers?done=saved", customer.0)).into_response())
 }
 
 #[derive(Deserialize)]
