@@ -7,65 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use axum::http::HeaderMap;
 
-/// An address block, e.g. `10.0.0.0/8` or `::1/128`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Block {
-    addr: IpAddr,
-    prefix: u8,
-}
-
-impl Block {
-    /// Parses `ADDR` or `ADDR/PREFIX`; None if it is neither.
-    pub fn parse(text: &str) -> Option<Block> {
-        let (addr, prefix) = match text.trim().split_once('/') {
-            Some((a, p)) => (a.parse::<IpAddr>().ok()?, p.parse::<u8>().ok()?),
-            None => {
-                let addr = text.trim().parse::<IpAddr>().ok()?;
-                (addr, if addr.is_ipv4() { 32 } else { 128 })
-            }
-        };
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        if prefix > max {
-            return None;
-        }
-        // An IPv4-mapped block is the IPv4 block it carries.
-        match (addr, canonical(addr)) {
-            (IpAddr::V6(_), IpAddr::V4(v4)) if prefix >= 96 => Some(Block {
-                addr: IpAddr::V4(v4),
-                prefix: prefix - 96,
-            }),
-            (IpAddr::V6(_), IpAddr::V4(_)) => None,
-            _ => Some(Block { addr, prefix }),
-        }
-    }
-
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = canonical(ip);
-        match (self.addr, ip) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u32::from(net) & mask == u32::from(ip) & mask
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u128::from(net) & mask == u128::from(ip) & mask
-            }
-            _ => false,
-        }
-    }
-}
-
-/// IPv4-mapped IPv6 addresses compare as the IPv4 address they carry.
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    }
-}
+pub use pbx_store::net::{canonical, Block};
 
 /// The client's address: the peer's, unless the peer is a trusted proxy,
 /// then the right-most address of `X-Forwarded-For` that is not itself a
@@ -108,35 +50,13 @@ fn hop_address(entry: &str) -> Option<IpAddr> {
 /// The key a client is throttled by: its IPv4 address, or its IPv6 /64
 /// (one subscriber's whole block, which it can rotate through freely).
 pub fn throttle_key(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => {
-            let s = v6.segments();
-            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-        }
-    }
+    pbx_store::net::Source::of(ip).to_string()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use axum::http::HeaderValue;
-
-    #[test]
-    fn blocks_parse_and_match() {
-        let net = Block::parse("10.1.0.0/16").expect("block");
-        assert!(net.contains("10.1.200.3".parse().expect("ip")));
-        assert!(!net.contains("10.2.0.1".parse().expect("ip")));
-        assert!(net.contains("::ffff:10.1.0.9".parse().expect("ip")));
-        assert!(Block::parse("::1")
-            .expect("block")
-            .contains("::1".parse().expect("ip")));
-        assert!(Block::parse("0.0.0.0/0")
-            .expect("block")
-            .contains("8.8.8.8".parse().expect("ip")));
-        assert_eq!(Block::parse("10.0.0.0/33"), None);
-        assert_eq!(Block::parse("example.net"), None);
-    }
 
     #[test]
     fn forwarded_for_counts_only_behind_a_trusted_proxy() {

@@ -14,6 +14,7 @@ use pbx_store::changes::Change;
 use pbx_store::directory::{CarrierTrunk, CustomerDirectory, RoutedNumber};
 pub use pbx_store::forwards::{Forward, ForwardCondition};
 use pbx_store::limits::Limits;
+use pbx_store::net::Block;
 use pbx_store::rating::RateRule;
 use pbx_store::{
     BusinessHoursId, CustomerId, DeviceId, ExtensionId, Principal, ResellerId, Store, TrunkId,
@@ -287,49 +288,6 @@ impl Carriers {
             }
         }
         found
-    }
-}
-
-/// An address block (`192.0.2.0/24`, or one address).
-#[derive(Debug, Clone, Copy)]
-struct Block {
-    net: std::net::IpAddr,
-    bits: u32,
-}
-
-impl Block {
-    fn single(ip: std::net::IpAddr) -> Block {
-        Block {
-            net: ip,
-            bits: if ip.is_ipv4() { 32 } else { 128 },
-        }
-    }
-
-    fn parse(text: &str) -> Option<Block> {
-        let (addr, bits) = match text.split_once('/') {
-            Some((a, b)) => (a, Some(b.parse::<u32>().ok()?)),
-            None => (text, None),
-        };
-        let single = Block::single(addr.parse().ok()?);
-        Some(Block {
-            bits: bits.unwrap_or(single.bits).min(single.bits),
-            ..single
-        })
-    }
-
-    fn contains(&self, ip: std::net::IpAddr) -> bool {
-        use std::net::IpAddr;
-        match (self.net, ip) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX.checked_shl(32 - self.bits).unwrap_or(0);
-                u32::from(net) & mask == u32::from(ip) & mask
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX.checked_shl(128 - self.bits).unwrap_or(0);
-                u128::from(net) & mask == u128::from(ip) & mask
-            }
-            _ => false,
-        }
     }
 }
 

@@ -39,6 +39,7 @@ pub mod idempotency;
 mod ids;
 pub mod limits;
 pub mod logins;
+pub mod net;
 pub mod numbering;
 pub mod numbers;
 pub mod operator;

@@ -154,15 +154,7 @@ pub struct Route {
 /// from these addresses is taken for the carrier's, without a password, so
 /// a wider block would take phones for carriers.
 fn is_block(text: &str) -> bool {
-    let (addr, prefix) = match text.split_once('/') {
-        Some((a, p)) => (a, Some(p)),
-        None => (text, None),
-    };
-    let Ok(ip) = addr.parse::<std::net::IpAddr>() else {
-        return false;
-    };
-    let (min, max) = if ip.is_ipv4() { (16, 32) } else { (32, 128) };
-    prefix.is_none_or(|p| p.parse::<u8>().is_ok_and(|p| (min..=max).contains(&p)))
+    crate::net::Block::parse(text).is_some_and(|b| b.prefix() >= if b.is_ipv4() { 16 } else { 32 })
 }
 
 impl TrunkSettings {
