@@ -39,6 +39,7 @@ pub struct Config {
     pub sip_max_expires: u32,
     pub sip_max_transactions: usize,
     pub sip_max_call_duration: std::time::Duration,
+    pub sip_guard: pbx_sip_proxy::guard::GuardConfig,
     pub api_rate_limit: u32,
     pub api_rate_burst: u32,
     pub api_event_retention: std::time::Duration,
@@ -107,6 +108,7 @@ pub fn read_file(path: &Path) -> Result<Settings> {
 
 impl Config {
     pub fn resolve(settings: Settings) -> Result<Config> {
+        let sip_guard = guard_config(&settings)?;
         let settings = match &settings.config {
             Some(path) => {
                 let file = read_file(path)?;
@@ -345,6 +347,7 @@ impl Config {
             sip_max_expires,
             sip_max_transactions,
             sip_max_call_duration: std::time::Duration::from_secs(max_call),
+            sip_guard,
             api_rate_limit,
             api_rate_burst,
             api_event_retention: std::time::Duration::from_secs(api_event_retention),
@@ -355,6 +358,76 @@ impl Config {
             log_format,
         })
     }
+}
+
+/// The abuse guard's settings, each checked against bounds that keep it useful.
+fn guard_config(settings: &Settings) -> Result<pbx_sip_proxy::guard::GuardConfig> {
+    let mut g = pbx_sip_proxy::guard::GuardConfig::default();
+    let within = |key: &str, value: u64, range: std::ops::RangeInclusive<u64>| {
+        if range.contains(&value) {
+            Ok(value)
+        } else {
+            Err(invalid(
+                key,
+                &value.to_string(),
+                &format!("must be {} to {}", range.start(), range.end()),
+            ))
+        }
+    };
+    let secs = |s: u64| i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX);
+    g.enabled = settings.sip_guard.unwrap_or(true);
+    if let Some(n) = settings.sip_guard_auth_failures {
+        g.auth_failures = within("sip_guard_auth_failures", n.into(), 2..=1000)? as u32;
+    }
+    if let Some(s) = settings.sip_guard_failure_window {
+        g.failure_window = secs(within("sip_guard_failure_window", s, 10..=86_400)?);
+    }
+    if let Some(times) = &settings.sip_guard_ban_times {
+        if times.is_empty() || times.len() > 10 {
+            return Err(invalid(
+                "sip_guard_ban_times",
+                &format!("{times:?}"),
+                "must be 1 to 10 durations",
+            ));
+        }
+        g.ban_steps = times
+            .iter()
+            .map(|t| within("sip_guard_ban_times", *t, 10..=30 * 86_400).map(secs))
+            .collect::<Result<_>>()?;
+    }
+    if let Some(n) = settings.sip_guard_account_failures {
+        g.account_failures = within("sip_guard_account_failures", n.into(), 2..=100_000)? as u32;
+    }
+    if let Some(s) = settings.sip_guard_protection {
+        g.protection = secs(within("sip_guard_protection", s, 60..=7 * 86_400)?);
+    }
+    if let Some(n) = settings.sip_guard_request_rate {
+        g.budget.rate = within("sip_guard_request_rate", n.into(), 1..=10_000_000)? as u32;
+    }
+    if let Some(n) = settings.sip_guard_request_burst {
+        g.budget.burst = within("sip_guard_request_burst", n.into(), 1..=10_000_000)? as u32;
+    }
+    for text in settings.sip_guard_allow.iter().flatten() {
+        if text.trim().is_empty() {
+            continue;
+        }
+        g.allow
+            .push(pbx_store::net::Block::parse(text).ok_or_else(|| {
+                invalid(
+                    "sip_guard_allow",
+                    text,
+                    "must be addresses or blocks such as 192.0.2.0/24",
+                )
+            })?);
+    }
+    if let Some(fragments) = &settings.sip_scanner_user_agents {
+        g.scanners = fragments
+            .iter()
+            .map(|f| f.trim().to_ascii_lowercase())
+            .filter(|f| !f.is_empty())
+            .collect();
+    }
+    Ok(g)
 }
 
 fn default_node_id() -> String {

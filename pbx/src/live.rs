@@ -132,8 +132,28 @@ fn forward(hub: &EventHub, event: SipEvent) {
             at,
             ..
         } => (Tenant::customer(*reseller, *customer), *at),
+        SipEvent::AccountProtected {
+            reseller,
+            customer,
+            at,
+            ..
+        } => (Tenant::customer(*reseller, *customer), *at),
         // The operator's own: a carrier's call for no customer.
         SipEvent::CallUnrouted { at, .. } => (Tenant::default(), *at),
+        // The operator's, and the tenant's whose accounts were guessed at.
+        SipEvent::SourceBanned {
+            reseller,
+            customer,
+            at,
+            ..
+        } => (
+            Tenant {
+                reseller: *reseller,
+                customer: *customer,
+                everyone: false,
+            },
+            *at,
+        ),
     };
     // Once, and outside the hub's lock: the event as it is (its own `type`
     // included) becomes the stream event's `data`.

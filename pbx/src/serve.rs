@@ -82,6 +82,7 @@ fn sip_config(config: &Config, secret: [u8; 32]) -> SipConfig {
     sip.registration.default_expires = config.sip_max_expires.min(3600).max(config.sip_min_expires);
     sip.max_transactions = config.sip_max_transactions;
     sip.max_call_duration = config.sip_max_call_duration;
+    sip.guard = config.sip_guard.clone();
     sip.spool_dir = config.data_dir.join("spool");
     sip
 }

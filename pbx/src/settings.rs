@@ -275,6 +275,100 @@ pub struct Settings {
     )]
     pub sip_max_call_duration: Option<u64>,
 
+    /// The SIP abuse guard: bans for password guessers, scanners and floods, account
+    /// protection; off only for benchmarks and lab set-ups [default: true]
+    #[arg(long, env = "PBX_SIP_GUARD", global = true, value_name = "BOOL")]
+    pub sip_guard: Option<bool>,
+
+    /// Wrong passwords from one address within the failure window before it is banned [default: 5]
+    #[arg(
+        long,
+        env = "PBX_SIP_GUARD_AUTH_FAILURES",
+        global = true,
+        value_name = "N"
+    )]
+    pub sip_guard_auth_failures: Option<u32>,
+
+    /// The window wrong passwords are counted in, in seconds [default: 600]
+    #[arg(
+        long,
+        env = "PBX_SIP_GUARD_FAILURE_WINDOW",
+        global = true,
+        value_name = "SECONDS"
+    )]
+    pub sip_guard_failure_window: Option<u64>,
+
+    /// How long the first, second, third ban of an address lasts within a week, in seconds,
+    /// comma-separated (the last repeats) [default: 900,3600,86400]
+    #[arg(
+        long,
+        env = "PBX_SIP_GUARD_BAN_TIMES",
+        global = true,
+        value_name = "SECONDS",
+        value_delimiter = ','
+    )]
+    pub sip_guard_ban_times: Option<Vec<u64>>,
+
+    /// Wrong passwords for one account, from any addresses within an hour, before the
+    /// account is protected [default: 10]
+    #[arg(
+        long,
+        env = "PBX_SIP_GUARD_ACCOUNT_FAILURES",
+        global = true,
+        value_name = "N"
+    )]
+    pub sip_guard_account_failures: Option<u32>,
+
+    /// How long a protected account accepts only addresses it registered from, in seconds [default: 3600]
+    #[arg(
+        long,
+        env = "PBX_SIP_GUARD_PROTECTION",
+        global = true,
+        value_name = "SECONDS"
+    )]
+    pub sip_guard_protection: Option<u64>,
+
+    /// New SIP requests (outside dialogs) an address may send per second on average
+    /// before it is banned (throttled if phones registered from it) [default: 200]
+    #[arg(
+        long,
+        env = "PBX_SIP_GUARD_REQUEST_RATE",
+        global = true,
+        value_name = "N"
+    )]
+    pub sip_guard_request_rate: Option<u32>,
+
+    /// New SIP requests an address may send at once above that average [default: 2000]
+    #[arg(
+        long,
+        env = "PBX_SIP_GUARD_REQUEST_BURST",
+        global = true,
+        value_name = "N"
+    )]
+    pub sip_guard_request_burst: Option<u32>,
+
+    /// Addresses or blocks never banned nor limited (monitoring), comma-separated,
+    /// beside the operator's allow list in the API [default: none]
+    #[arg(
+        long,
+        env = "PBX_SIP_GUARD_ALLOW",
+        global = true,
+        value_name = "BLOCK",
+        value_delimiter = ','
+    )]
+    pub sip_guard_allow: Option<Vec<String>>,
+
+    /// User-Agent fragments of SIP scanners, dropped unanswered and banned, comma-separated;
+    /// empty for none [default: friendly-scanner,sipvicious,sipcli,vaxsipuseragent,sundayddr,iwar,sipscan,sip-scan,smap,sivus]
+    #[arg(
+        long,
+        env = "PBX_SIP_SCANNER_USER_AGENTS",
+        global = true,
+        value_name = "FRAGMENT",
+        value_delimiter = ','
+    )]
+    pub sip_scanner_user_agents: Option<Vec<String>>,
+
     /// API requests per second each token may make on average (more get 429) [default: 20]
     #[arg(long, env = "PBX_API_RATE_LIMIT", global = true, value_name = "N")]
     pub api_rate_limit: Option<u32>,
@@ -349,6 +443,26 @@ impl Settings {
             sip_max_expires: self.sip_max_expires.or(lower.sip_max_expires),
             sip_max_transactions: self.sip_max_transactions.or(lower.sip_max_transactions),
             sip_max_call_duration: self.sip_max_call_duration.or(lower.sip_max_call_duration),
+            sip_guard: self.sip_guard.or(lower.sip_guard),
+            sip_guard_auth_failures: self
+                .sip_guard_auth_failures
+                .or(lower.sip_guard_auth_failures),
+            sip_guard_failure_window: self
+                .sip_guard_failure_window
+                .or(lower.sip_guard_failure_window),
+            sip_guard_ban_times: self.sip_guard_ban_times.or(lower.sip_guard_ban_times),
+            sip_guard_account_failures: self
+                .sip_guard_account_failures
+                .or(lower.sip_guard_account_failures),
+            sip_guard_protection: self.sip_guard_protection.or(lower.sip_guard_protection),
+            sip_guard_request_rate: self.sip_guard_request_rate.or(lower.sip_guard_request_rate),
+            sip_guard_request_burst: self
+                .sip_guard_request_burst
+                .or(lower.sip_guard_request_burst),
+            sip_guard_allow: self.sip_guard_allow.or(lower.sip_guard_allow),
+            sip_scanner_user_agents: self
+                .sip_scanner_user_agents
+                .or(lower.sip_scanner_user_agents),
             api_rate_limit: self.api_rate_limit.or(lower.api_rate_limit),
             api_rate_burst: self.api_rate_burst.or(lower.api_rate_burst),
             api_event_retention: self.api_event_retention.or(lower.api_event_retention),

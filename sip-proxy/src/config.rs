@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::digest::DigestConfig;
+use crate::guard::GuardConfig;
 use crate::transaction::TimerConfig;
 use crate::transport::TransportConfig;
 
@@ -44,6 +45,8 @@ pub struct SipConfig {
     pub timers: TimerConfig,
     pub digest: DigestConfig,
     pub registration: RegistrationPolicy,
+    /// The abuse guard: password guessers, scanners, floods.
+    pub guard: GuardConfig,
     /// Server transactions held at most; beyond, new requests get 503.
     pub max_transactions: usize,
     /// Answered calls are ended (and billed) at this length at the latest.
@@ -82,6 +85,7 @@ impl SipConfig {
             timers: TimerConfig::default(),
             digest: DigestConfig::default(),
             registration: RegistrationPolicy::default(),
+            guard: GuardConfig::default(),
             max_transactions: 200_000,
             max_call_duration: Duration::from_secs(4 * 3600),
             spool_dir: std::path::PathBuf::from("pbx-data/spool"),

@@ -20,6 +20,7 @@ use crate::dialogs::Dialogs;
 use crate::digest::DigestAuth;
 use crate::directory::Directory;
 use crate::events::EventBus;
+use crate::guard::{Guard, Screen};
 use crate::location::Location;
 use crate::registrar::Registrar;
 use crate::sharded::ShardedMap;
@@ -42,6 +43,8 @@ pub struct Core {
     pub directory: Arc<Directory>,
     pub location: Arc<Location>,
     pub auth: DigestAuth,
+    /// Password guessers, scanners and floods.
+    pub guard: Guard,
     pub dialogs: Dialogs,
     pub events: EventBus,
     /// Outbound calls' limits and trunk channels on this node.
@@ -84,7 +87,9 @@ impl Core {
         let auth = DigestAuth::new(&config.secret, config.digest.clone());
         let admission = Arc::new(Admission::default());
         let events = events.with_admission(admission.clone());
+        let guard = Guard::new(config.guard.clone(), stats.clone());
         Core {
+            guard,
             admission,
             trunk_registrations: TrunkRegistrations::default(),
             auth,
@@ -154,6 +159,21 @@ impl Core {
         };
         let _span =
             tracing::debug_span!("request", call_id = %req.call_id(), method = %method).entered();
+        // Outside any dialog, a request costs its source's budget; ACK and
+        // CANCEL belong to a transaction already paid for.
+        let new_request =
+            req.to().tag().is_none() && !matches!(method, Method::Ack | Method::Cancel);
+        let user_agent = req.value_text(&HeaderName::UserAgent);
+        let screened = self.guard.screen(
+            flow.remote.ip(),
+            user_agent.as_deref(),
+            new_request,
+            pbx_store::now_ms(),
+            || self.customer_named(&req),
+        );
+        if screened == Screen::Drop {
+            return;
+        }
         match method {
             Method::Ack => return self.on_ack(req, flow),
             Method::Cancel => return crate::proxy::on_cancel(self, req, flow),
@@ -591,6 +611,20 @@ impl Core {
         })
     }
 
+    /// The customer a request names: a REGISTER's To domain, any other's
+    /// From domain (the caller's).
+    pub fn customer_named(&self, req: &Message) -> Option<pbx_store::CustomerId> {
+        let uri = if req.method() == Some(&Method::Register) {
+            &req.to().uri
+        } else {
+            &req.from().uri
+        };
+        match uri.as_sip().map(|u| &u.host) {
+            Some(Host::Name(name)) => self.directory.by_domain(name).map(|t| t.customer),
+            _ => None,
+        }
+    }
+
     /// The tenant a request is for, from its Request-URI or (when that names
     /// this node by address) its To domain.
     pub fn tenant_of_request(&self, req: &Message) -> Option<Arc<crate::directory::Tenant>> {
@@ -609,6 +643,10 @@ impl Core {
 }
 
 impl Inbound for Core {
+    fn admits(&self, remote: IpAddr) -> bool {
+        !self.guard.drops(remote, pbx_store::now_ms())
+    }
+
     fn on_datagram(&self, data: Bytes, flow: Flow) {
         self.on_bytes(data, flow, false);
     }

@@ -5,7 +5,12 @@
 //!
 //! Nonces are stateless to issue and check: `issued time | counter | MAC`,
 //! the MAC (HMAC-SHA-256 under a key derived from the platform secret) binding
-//! them to the realm. Replays are stopped by nonce-count tracking in a fixed
+//! them to the realm and to the source they were sent to (an IPv4 address or
+//! IPv6 /64). A wrong response to a nonce of this source is a guess that
+//! could have succeeded ([`Verdict::Wrong`]), which the abuse guard counts;
+//! anything else that fails ([`Verdict::Invalid`]) could never have
+//! succeeded, so a forger spoofing someone else's address cannot get it
+//! counted against them. Replays are stopped by nonce-count tracking in a fixed
 //! table of slots (the counter picks the slot), so memory does not grow with
 //! traffic: a slot reused before a nonce expires only makes that nonce stale.
 
@@ -17,6 +22,7 @@ use base64::Engine as _;
 use md5::Md5;
 use pbx_sip_message::auth::{Challenge, DigestParams};
 use pbx_sip_message::Uri;
+use pbx_store::net::Source;
 use sha2::{Digest, Sha256};
 
 /// A digest algorithm (RFC 8760 names).
@@ -66,8 +72,13 @@ pub enum Verdict {
     /// Right response but the nonce is too old (or its slot reused): challenge
     /// again with stale=true so the phone retries without asking its user.
     Stale,
-    /// Anything else: unknown user, wrong password, replay, malformed. All the
-    /// same to the caller, so nothing tells them whether the user exists.
+    /// A response to a nonce issued to this source that is wrong, or for a
+    /// user who does not exist: a password (or user name) guess. Answered
+    /// like [`Verdict::Invalid`], so nothing tells whether the user exists.
+    Wrong,
+    /// Anything else: malformed, a nonce that is not ours (or was issued to
+    /// another source, or for another realm), a digest uri other than the
+    /// Request-URI, a replay.
     Invalid,
 }
 
@@ -159,13 +170,16 @@ impl DigestAuth {
         ((counter % n) as usize, (counter / n) as u32)
     }
 
-    fn mint(&self, realm: &str) -> String {
+    fn mint(&self, realm: &str, source: Source) -> String {
         let counter = self.counter.fetch_add(1, Ordering::Relaxed);
         let (slot, generation) = self.slot_of(counter);
         self.slots[slot].store(u64::from(generation) << 32, Ordering::Relaxed);
         let issued = unix_secs().to_be_bytes();
         let count = counter.to_be_bytes();
-        let mac = hmac_sha256(&self.key, &[&issued, &count, realm.as_bytes()]);
+        let mac = hmac_sha256(
+            &self.key,
+            &[&issued, &count, realm.as_bytes(), &source_bytes(source)],
+        );
         let mut raw = [0u8; NONCE_LEN];
         raw[..8].copy_from_slice(&issued);
         raw[8..16].copy_from_slice(&count);
@@ -173,11 +187,17 @@ impl DigestAuth {
         URL_SAFE_NO_PAD.encode(raw)
     }
 
-    /// Header values for a challenge, one per offered algorithm, sharing one
-    /// nonce, in the configured order; MD5 alone for a `user_agent` known to
-    /// fail on any other.
-    pub fn challenge(&self, realm: &str, stale: bool, user_agent: Option<&str>) -> Vec<String> {
-        let nonce = self.mint(realm);
+    /// Header values for a challenge to `source`, one per offered algorithm,
+    /// sharing one nonce, in the configured order; MD5 alone for a
+    /// `user_agent` known to fail on any other.
+    pub fn challenge(
+        &self,
+        realm: &str,
+        stale: bool,
+        user_agent: Option<&str>,
+        source: Source,
+    ) -> Vec<String> {
+        let nonce = self.mint(realm, source);
         let md5_only = user_agent.map(str::to_ascii_lowercase).is_some_and(|ua| {
             self.config
                 .md5_only_user_agents
@@ -204,15 +224,15 @@ impl DigestAuth {
             .collect()
     }
 
-    /// Checks `creds` for a request with `method` and `request_uri` in `realm`.
-    /// `ha1` looks up the username's HA1s; None (unknown user) costs the same
-    /// work as a wrong password.
+    /// Checks `creds` for a request with `method` and `request_uri` in
+    /// `realm`, sent from `source`. `ha1` looks up the username's HA1s; None
+    /// (unknown user) costs the same work as a wrong password.
     pub fn verify<'a>(
         &self,
         creds: &DigestParams,
-        method: &str,
-        request_uri: &Uri,
+        (method, request_uri): (&str, &Uri),
         realm: &str,
+        source: Source,
         ha1: impl FnOnce(&str) -> Option<Ha1<'a>>,
     ) -> Verdict {
         let fields = (
@@ -241,7 +261,7 @@ impl DigestAuth {
         if self.config.check_uri && Uri::parse(uri).ok().as_ref() != Some(request_uri) {
             return Verdict::Invalid;
         }
-        let Some((issued, counter)) = self.open_nonce(nonce, realm) else {
+        let Some((issued, counter)) = self.open_nonce(nonce, realm, source) else {
             return Verdict::Invalid;
         };
         let qop = creds.get("qop");
@@ -281,7 +301,7 @@ impl DigestAuth {
                 response.to_ascii_lowercase().as_bytes(),
             )
         {
-            return Verdict::Invalid;
+            return Verdict::Wrong;
         }
         if unix_secs().saturating_sub(issued) > self.config.nonce_ttl.as_secs() {
             return Verdict::Stale;
@@ -289,13 +309,22 @@ impl DigestAuth {
         self.use_nonce(counter, nc.map(|(n, _)| n), algorithm)
     }
 
-    /// The nonce's issue time and counter, if its MAC is ours for this realm.
-    fn open_nonce(&self, nonce: &str, realm: &str) -> Option<(u64, u64)> {
+    /// The nonce's issue time and counter, if its MAC is ours for this realm
+    /// and source.
+    fn open_nonce(&self, nonce: &str, realm: &str, source: Source) -> Option<(u64, u64)> {
         let raw = URL_SAFE_NO_PAD.decode(nonce).ok()?;
         if raw.len() != NONCE_LEN {
             return None;
         }
-        let mac = hmac_sha256(&self.key, &[&raw[..8], &raw[8..16], realm.as_bytes()]);
+        let mac = hmac_sha256(
+            &self.key,
+            &[
+                &raw[..8],
+                &raw[8..16],
+                realm.as_bytes(),
+                &source_bytes(source),
+            ],
+        );
         if !constant_time_eq(&mac[..MAC_LEN], &raw[16..]) {
             return None;
         }
@@ -327,6 +356,22 @@ impl DigestAuth {
             }
         }
     }
+}
+
+/// A source as the nonce MAC covers it.
+fn source_bytes(source: Source) -> [u8; 9] {
+    let mut out = [0u8; 9];
+    match source {
+        Source::V4(v4) => {
+            out[0] = 4;
+            out[1..5].copy_from_slice(&v4.to_be_bytes());
+        }
+        Source::V6(net) => {
+            out[0] = 6;
+            out[1..].copy_from_slice(&net.to_be_bytes());
+        }
+    }
+    out
 }
 
 /// Answers a challenge with `user`'s `password` (this platform as a
@@ -376,6 +421,9 @@ mod tests {
     fn auth() -> DigestAuth {
         DigestAuth::new(b"secret", DigestConfig::default())
     }
+
+    /// The phone's address in these tests.
+    const HERE: Source = Source::V4(0x7f00_0001);
 
     fn respond(
         challenge: &str,
@@ -438,9 +486,14 @@ mod tests {
     #[test]
     fn phones_that_fail_on_unknown_algorithms_get_md5_only() {
         let a = auth();
-        let normal = a.challenge("acme.example", false, Some("Yealink SIP-T46U"));
+        let normal = a.challenge("acme.example", false, Some("Yealink SIP-T46U"), HERE);
         assert!(normal[0].contains("SHA-256") && normal[1].contains("MD5"));
-        let libre = a.challenge("acme.example", false, Some("baresip v1.0.0 (x86_64/linux)"));
+        let libre = a.challenge(
+            "acme.example",
+            false,
+            Some("baresip v1.0.0 (x86_64/linux)"),
+            HERE,
+        );
         assert_eq!(libre.len(), 1, "{libre:?}");
         assert!(libre[0].contains("MD5"), "{libre:?}");
     }
@@ -451,7 +504,7 @@ mod tests {
         let uri = Uri::parse("sip:acme.example").expect("uri");
         let (md5, sha) = store_ha1("101", "acme.example", "pw");
         for (i, algorithm) in [Algorithm::Sha256, Algorithm::Md5].into_iter().enumerate() {
-            let challenges = a.challenge("acme.example", false, None);
+            let challenges = a.challenge("acme.example", false, None, HERE);
             assert_eq!(challenges.len(), 2);
             assert!(
                 challenges[0].contains("algorithm=SHA-256"),
@@ -472,12 +525,24 @@ mod tests {
                 })
             };
             assert_eq!(
-                a.verify(&creds, "REGISTER", &uri, "acme.example", |_| lookup()),
+                a.verify(
+                    &creds,
+                    ("REGISTER", &uri),
+                    "acme.example",
+                    HERE,
+                    |_| lookup()
+                ),
                 Verdict::Valid(algorithm)
             );
             // The same nc again is a replay.
             assert_eq!(
-                a.verify(&creds, "REGISTER", &uri, "acme.example", |_| lookup()),
+                a.verify(
+                    &creds,
+                    ("REGISTER", &uri),
+                    "acme.example",
+                    HERE,
+                    |_| lookup()
+                ),
                 Verdict::Invalid
             );
             let next = respond(
@@ -489,18 +554,19 @@ mod tests {
                 2,
             );
             assert_eq!(
-                a.verify(&next, "REGISTER", &uri, "acme.example", |_| lookup()),
+                a.verify(&next, ("REGISTER", &uri), "acme.example", HERE, |_| lookup(
+                )),
                 Verdict::Valid(algorithm)
             );
         }
     }
 
     #[test]
-    fn wrong_password_unknown_user_other_realm_and_forged_nonce_all_fail_alike() {
+    fn guesses_are_wrong_and_what_could_never_succeed_is_invalid() {
         let a = auth();
         let uri = Uri::parse("sip:acme.example").expect("uri");
         let (md5, sha) = store_ha1("101", "acme.example", "pw");
-        let ch = a.challenge("acme.example", false, None);
+        let ch = a.challenge("acme.example", false, None, HERE);
         let wrong = respond(
             &ch[0],
             Algorithm::Sha256,
@@ -510,10 +576,36 @@ mod tests {
             1,
         );
         assert_eq!(
-            a.verify(&wrong, "REGISTER", &uri, "acme.example", |_| Some(Ha1 {
-                md5: &md5,
-                sha256: &sha
-            })),
+            a.verify(&wrong, ("REGISTER", &uri), "acme.example", HERE, |_| Some(
+                Ha1 {
+                    md5: &md5,
+                    sha256: &sha
+                }
+            )),
+            Verdict::Wrong
+        );
+        // The right answer to a nonce sent to another address (a forger
+        // spoofing that address, or a nonce passed around) never counts.
+        let right = respond(
+            &ch[0],
+            Algorithm::Sha256,
+            "101",
+            "pw",
+            "sip:acme.example",
+            1,
+        );
+        let elsewhere_source = Source::V4(0xc000_0201);
+        assert_eq!(
+            a.verify(
+                &right,
+                ("REGISTER", &uri),
+                "acme.example",
+                elsewhere_source,
+                |_| Some(Ha1 {
+                    md5: &md5,
+                    sha256: &sha
+                })
+            ),
             Verdict::Invalid
         );
         let unknown = respond(
@@ -525,11 +617,11 @@ mod tests {
             1,
         );
         assert_eq!(
-            a.verify(&unknown, "REGISTER", &uri, "acme.example", |_| None),
-            Verdict::Invalid
+            a.verify(&unknown, ("REGISTER", &uri), "acme.example", HERE, |_| None),
+            Verdict::Wrong
         );
         // A nonce minted for another realm does not open here.
-        let other = a.challenge("other.example", false, None);
+        let other = a.challenge("other.example", false, None, HERE);
         let creds = respond(
             &other[0],
             Algorithm::Sha256,
@@ -545,16 +637,18 @@ mod tests {
         );
         let moved = DigestParams::parse(&text).expect("creds");
         assert_eq!(
-            a.verify(&moved, "REGISTER", &uri, "acme.example", |_| Some(Ha1 {
-                md5: &md5,
-                sha256: &sha
-            })),
+            a.verify(&moved, ("REGISTER", &uri), "acme.example", HERE, |_| Some(
+                Ha1 {
+                    md5: &md5,
+                    sha256: &sha
+                }
+            )),
             Verdict::Invalid
         );
         // A nonce from another key is refused.
         let b = DigestAuth::new(b"other secret", DigestConfig::default());
         let foreign = respond(
-            &b.challenge("acme.example", false, None)[0],
+            &b.challenge("acme.example", false, None, HERE)[0],
             Algorithm::Sha256,
             "101",
             "pw",
@@ -562,10 +656,16 @@ mod tests {
             1,
         );
         assert_eq!(
-            a.verify(&foreign, "REGISTER", &uri, "acme.example", |_| Some(Ha1 {
-                md5: &md5,
-                sha256: &sha
-            })),
+            a.verify(
+                &foreign,
+                ("REGISTER", &uri),
+                "acme.example",
+                HERE,
+                |_| Some(Ha1 {
+                    md5: &md5,
+                    sha256: &sha
+                })
+            ),
             Verdict::Invalid
         );
         // The digest uri must be the Request-URI.
@@ -578,12 +678,12 @@ mod tests {
             1,
         );
         assert_eq!(
-            a.verify(&elsewhere, "REGISTER", &uri, "acme.example", |_| Some(
-                Ha1 {
+            a.verify(&elsewhere, ("REGISTER", &uri), "acme.example", HERE, |_| {
+                Some(Ha1 {
                     md5: &md5,
-                    sha256: &sha
-                }
-            )),
+                    sha256: &sha,
+                })
+            }),
             Verdict::Invalid
         );
     }
@@ -600,7 +700,7 @@ mod tests {
         );
         let uri = Uri::parse("sip:acme.example").expect("uri");
         let (md5, sha) = store_ha1("101", "acme.example", "pw");
-        let ch = a.challenge("acme.example", false, None);
+        let ch = a.challenge("acme.example", false, None, HERE);
         std::thread::sleep(Duration::from_millis(1100));
         let creds = respond(
             &ch[0],
@@ -611,10 +711,12 @@ mod tests {
             1,
         );
         assert_eq!(
-            a.verify(&creds, "REGISTER", &uri, "acme.example", |_| Some(Ha1 {
-                md5: &md5,
-                sha256: &sha
-            })),
+            a.verify(&creds, ("REGISTER", &uri), "acme.example", HERE, |_| Some(
+                Ha1 {
+                    md5: &md5,
+                    sha256: &sha
+                }
+            )),
             Verdict::Stale
         );
 
@@ -625,9 +727,9 @@ mod tests {
                 ..DigestConfig::default()
             },
         );
-        let ch = a.challenge("acme.example", false, None);
+        let ch = a.challenge("acme.example", false, None, HERE);
         for _ in 0..1024 {
-            a.challenge("acme.example", false, None);
+            a.challenge("acme.example", false, None, HERE);
         }
         let creds = respond(
             &ch[0],
@@ -638,10 +740,12 @@ mod tests {
             1,
         );
         assert_eq!(
-            a.verify(&creds, "REGISTER", &uri, "acme.example", |_| Some(Ha1 {
-                md5: &md5,
-                sha256: &sha
-            })),
+            a.verify(&creds, ("REGISTER", &uri), "acme.example", HERE, |_| Some(
+                Ha1 {
+                    md5: &md5,
+                    sha256: &sha
+                }
+            )),
             Verdict::Stale
         );
     }

@@ -83,6 +83,8 @@ pub struct Tenant {
     pub reseller_time_zone: Tz,
     pub limits: Limits,
     pub reseller_limits: Limits,
+    /// The reseller's abuse thresholds.
+    pub guard_settings: pbx_store::abuse::GuardSettings,
     pub retail_rates: Arc<Vec<RateRule>>,
     business_hours: HashMap<BusinessHoursId, BusinessHours>,
 }
@@ -113,6 +115,7 @@ impl Tenant {
             reseller_time_zone: zone(&d.reseller_time_zone),
             limits: d.limits,
             reseller_limits: d.reseller_limits,
+            guard_settings: d.guard_settings,
             retail_rates: d.retail_rates,
             business_hours: d.business_hours.into_iter().map(|b| (b.id, b)).collect(),
             customer: d.customer_id,
@@ -413,6 +416,8 @@ impl Directory {
             let change = changes.recv().await;
             let result = match change {
                 Ok(Change::Customer { customer }) => self.reload(&store, customer).await,
+                // The abuse guard follows its own changes.
+                Ok(Change::Guard) => Ok(()),
                 Ok(Change::Trunks) | Ok(Change::Numbers) => match load_carriers(&store).await {
                     Ok(carriers) => {
                         self.replace_carriers(carriers);
@@ -555,9 +560,14 @@ pub(crate) mod tests {
         assert_eq!(ids("192.0.2.9"), vec![1]);
         assert_eq!(ids("2001:db8:1::5"), vec![2]);
         assert!(ids("203.0.113.1").is_empty());
+        assert_eq!(
+            ids("::ffff:198.51.100.77"),
+            vec![2, 1],
+            "an IPv4-mapped address is the IPv4 address"
+        );
         assert!(
-            ids("::ffff:198.51.100.77").is_empty(),
-            "no mixing of families"
+            ids("64:ff9b::c633:644d").is_empty(),
+            "no other mixing of families"
         );
     }
 

@@ -139,6 +139,32 @@ pub enum SipEvent {
         destination: String,
         at: Millis,
     },
+    /// The abuse guard banned a source (operator's stream; the customer's
+    /// too when its accounts were guessed at).
+    SourceBanned {
+        /// An IPv4 address or an IPv6 /64.
+        source: String,
+        reason: pbx_store::abuse::BanReason,
+        level: u32,
+        failures: u32,
+        reseller: Option<ResellerId>,
+        customer: Option<CustomerId>,
+        until: Millis,
+        at: Millis,
+    },
+    /// An account came under a password guess from many sources and is
+    /// protected: until `until` it authenticates only from sources it
+    /// registered from before.
+    AccountProtected {
+        reseller: ResellerId,
+        customer: CustomerId,
+        device: DeviceId,
+        sip_user: String,
+        failures: u32,
+        sources: u32,
+        until: Millis,
+        at: Millis,
+    },
     /// A call's record was stored and priced (look it up by `record_uid`).
     RecordRated {
         reseller: ResellerId,
@@ -165,6 +191,8 @@ impl SipEvent {
             SipEvent::LimitReached { .. } => "limit_reached",
             SipEvent::CallUnrouted { .. } => "call_unrouted",
             SipEvent::CallForwardedOut { .. } => "call_forwarded_out",
+            SipEvent::SourceBanned { .. } => "source_banned",
+            SipEvent::AccountProtected { .. } => "account_protected",
         }
     }
 }

@@ -20,10 +20,12 @@ mod carrier;
 pub mod config;
 mod context;
 pub mod core;
+mod credentials;
 pub mod dialogs;
 pub mod digest;
 pub mod directory;
 pub mod events;
+pub mod guard;
 pub mod journal;
 pub mod location;
 mod proxy;
@@ -76,6 +78,16 @@ impl SipProxy {
             .load_for_node(&Principal::system(), &config.node_id, pbx_store::now_ms())
             .await
             .map_err(|e| format!("cannot load stored registrations: {e}"))?;
+        // Where the restored phones registered from: known, trusted sources.
+        let registered_from: Vec<(pbx_store::DeviceId, std::net::IpAddr)> = stored
+            .iter()
+            .filter_map(|s| {
+                s.source
+                    .parse::<SocketAddr>()
+                    .ok()
+                    .map(|a| (s.device_id, a.ip()))
+            })
+            .collect();
         if !stored.is_empty() {
             location.restore(stored, |customer| {
                 directory.by_customer(customer).map(|t| t.reseller)
@@ -97,6 +109,17 @@ impl SipProxy {
         )
         .await?;
         proxy.tasks.extend(recorder_tasks);
+        let now = pbx_store::now_ms();
+        for (device, ip) in registered_from {
+            proxy.core.guard.restored(device, ip, now);
+        }
+        guard::sync::load(&proxy.core, &store)
+            .await
+            .map_err(|e| format!("cannot load the SIP bans and allow list: {e}"))?;
+        proxy.tasks.push(tokio::spawn(guard::sync::follow(
+            proxy.core.clone(),
+            store.clone(),
+        )));
         proxy.tasks.push(tokio::spawn(alerts::keep(
             proxy.core.events.subscribe(),
             store.clone(),
@@ -206,6 +229,21 @@ impl SipProxy {
                 self.core.transports.tcp.open_connections(),
             ),
             ("pbx_sip_timers", "Timers waiting.", self.core.timers.len()),
+            (
+                "pbx_sip_banned_sources",
+                "Sources this node drops (banned).",
+                self.core.guard.banned(),
+            ),
+            (
+                "pbx_sip_protected_accounts",
+                "Accounts protected against a distributed password guess.",
+                self.core.guard.protected(),
+            ),
+            (
+                "pbx_sip_guard_sources",
+                "Sources the abuse guard keeps a record of.",
+                self.core.guard.tracked(),
+            ),
         ];
         out.extend(
             gauges
@@ -265,8 +303,10 @@ async fn housekeeping(core: Arc<Core>, store: Option<Store>) {
             let max_call =
                 i64::try_from(core.config.max_call_duration.as_millis()).unwrap_or(i64::MAX);
             core.admission.sweep(now, max_call);
+            core.guard.sweep(now);
         }
         core.trunk_registrations.tick(&core, now);
+        guard::sync::publish(&core, store.as_ref());
         let reports = core.trunk_registrations.take_reports();
         if let (Some(store), false) = (&store, reports.is_empty()) {
             let store = store.clone();

@@ -25,8 +25,8 @@ use crate::admission::Admitted;
 use crate::carrier::{self, CarrierLeg, Inbound};
 use crate::context::{Branch, CallSetup, Context, Step, TimerTarget};
 use crate::core::{lock, Core};
+use crate::credentials::{self, Asker, Checked};
 use crate::dialogs::{CallInfo, Dialog, DialogKind, Direction, Peer};
-use crate::digest::{Ha1, Verdict};
 use crate::directory::{Carriers, Device, Extension, RingGroup, Tenant};
 use crate::events::{CallOutcome, HangupSide, SipEvent};
 use crate::location::Binding;
@@ -65,7 +65,8 @@ pub fn initial(core: &Core, req: Message, flow: Flow) {
     }
     let (tenant, device) = match authenticate(core, &req, flow) {
         Ok(found) => found,
-        Err(resp) => return core.reply_stateless(&req, flow, *resp),
+        Err(Some(resp)) => return core.reply_stateless(&req, flow, *resp),
+        Err(None) => return,
     };
     let caller = Caller {
         extension: Some(device.extension),
@@ -788,14 +789,18 @@ fn record_refused(
     });
 }
 
-/// The caller's customer and device, or the response refusing the request.
+/// An authentication's refusal: the response, or None to say nothing (the
+/// abuse guard dropped the request).
+type Unauthenticated = Option<Box<Message>>;
+
+/// The caller's customer and device, or why not.
 fn authenticate(
     core: &Core,
     req: &Message,
     flow: Flow,
-) -> Result<(Arc<Tenant>, Arc<Device>), Box<Message>> {
+) -> Result<(Arc<Tenant>, Arc<Device>), Unauthenticated> {
     let forbidden =
-        |server: Option<&str>| Box::new(core.local_response(req, 403, "Forbidden", server));
+        |server: Option<&str>| Some(Box::new(core.local_response(req, 403, "Forbidden", server)));
     let Some(from) = req.from().uri.as_sip() else {
         return Err(forbidden(None));
     };
@@ -811,56 +816,19 @@ fn authenticate(
     if !tenant.active {
         return Err(forbidden(server));
     }
-    let creds = req
-        .values(&HeaderName::ProxyAuthorization)
-        .filter_map(|h| h.text().and_then(|t| DigestParams::parse(&t).ok()))
-        .find(|c| c.is_digest() && c.get("realm") == Some(tenant.domain.as_str()));
-    let challenge = |stale: bool| {
-        Stats::inc(&core.stats.challenges);
-        let mut resp = core.local_response(req, 407, "Proxy Authentication Required", server);
-        for value in core.auth.challenge(
-            &tenant.domain,
-            stale,
-            req.value_text(&HeaderName::UserAgent).as_deref(),
-        ) {
-            resp.push(Header::new(HeaderName::ProxyAuthenticate, value));
+    let device = match credentials::check(core, req, flow, &tenant, Asker::Proxy) {
+        Checked::Device(device) => device,
+        Checked::Challenge { stale } => {
+            return Err(Some(Box::new(credentials::challenge(
+                core,
+                req,
+                flow,
+                &tenant,
+                Asker::Proxy,
+                stale,
+            ))))
         }
-        Box::new(resp)
-    };
-    let Some(creds) = creds else {
-        return Err(challenge(false));
-    };
-    let method = req.cseq().method.as_str().to_owned();
-    let request_uri = req
-        .request_line()
-        .map(|r| r.uri.clone())
-        .unwrap_or_else(|| req.to().uri.clone());
-    let verdict = core
-        .auth
-        .verify(&creds, &method, &request_uri, &tenant.domain, |user| {
-            tenant
-                .device(user)
-                .filter(|d| d.realm_current)
-                .map(|d| Ha1 {
-                    md5: &d.ha1_md5,
-                    sha256: &d.ha1_sha256,
-                })
-        });
-    match verdict {
-        Verdict::Valid(algorithm) => core.stats.count_auth(algorithm),
-        Verdict::Stale => return Err(challenge(true)),
-        Verdict::Invalid => {
-            Stats::inc(&core.stats.auth_failures);
-            tracing::info!(customer = %tenant.customer, remote = %flow.remote, "request with credentials that do not verify");
-            return Err(challenge(false));
-        }
-    }
-    let Some(device) = creds
-        .get("username")
-        .and_then(|u| tenant.device(u))
-        .cloned()
-    else {
-        return Err(challenge(false));
+        Checked::Silence => return Err(None),
     };
     // A device calls as itself.
     if from.user_unescaped().as_deref() != Some(device.sip_user.as_str()) {

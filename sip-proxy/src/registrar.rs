@@ -10,13 +10,12 @@
 //! 200 again. That keeps memory proportional to devices, not to traffic.
 
 use bytes::Bytes;
-use pbx_sip_message::auth::DigestParams;
 use pbx_sip_message::{Contact, Header, HeaderName, Message};
 use pbx_store::{CustomerId, Millis};
 use rand::Rng;
 
 use crate::core::Core;
-use crate::digest::{Ha1, Verdict};
+use crate::credentials::{self, Asker, Checked};
 use crate::directory::Tenant;
 use crate::events::SipEvent;
 use crate::location::Binding;
@@ -90,40 +89,19 @@ impl Registrar {
         }
 
         // Authentication in the customer's realm.
-        let creds = req
-            .values(&HeaderName::Authorization)
-            .filter_map(|h| h.text().and_then(|t| DigestParams::parse(&t).ok()))
-            .find(|c| c.is_digest() && c.get("realm") == Some(tenant.domain.as_str()));
-        let Some(creds) = creds else {
-            return reply(challenge(core, &req, &tenant, false));
-        };
-        let method = req.cseq().method.as_str().to_owned();
-        let request_uri = req
-            .request_line()
-            .map(|r| r.uri.clone())
-            .unwrap_or_else(|| req.to().uri.clone());
-        let verdict = core
-            .auth
-            .verify(&creds, &method, &request_uri, &tenant.domain, |user| {
-                tenant
-                    .device(user)
-                    .filter(|d| d.realm_current)
-                    .map(|d| Ha1 {
-                        md5: &d.ha1_md5,
-                        sha256: &d.ha1_sha256,
-                    })
-            });
-        match verdict {
-            Verdict::Valid(algorithm) => core.stats.count_auth(algorithm),
-            Verdict::Stale => return reply(challenge(core, &req, &tenant, true)),
-            Verdict::Invalid => {
-                Stats::inc(&core.stats.auth_failures);
-                tracing::info!(customer = %tenant.customer, remote = %flow.remote, "REGISTER with credentials that do not verify");
-                return reply(challenge(core, &req, &tenant, false));
+        let device = match credentials::check(core, &req, flow, &tenant, Asker::Registrar) {
+            Checked::Device(device) => device,
+            Checked::Challenge { stale } => {
+                return reply(credentials::challenge(
+                    core,
+                    &req,
+                    flow,
+                    &tenant,
+                    Asker::Registrar,
+                    stale,
+                ))
             }
-        }
-        let Some(device) = creds.get("username").and_then(|u| tenant.device(u)) else {
-            return reply(challenge(core, &req, &tenant, false));
+            Checked::Silence => return,
         };
         // A device registers its own address of record, nobody else's.
         if aor_user != device.sip_user {
@@ -178,19 +156,6 @@ impl Registrar {
         let target = crate::core::response_flow(req.top_via(), flow);
         core.send(&target, bytes);
     }
-}
-
-fn challenge(core: &Core, req: &Message, tenant: &Tenant, stale: bool) -> Message {
-    Stats::inc(&core.stats.challenges);
-    let mut resp = core.local_response(req, 401, "Unauthorized", tenant.server_header.as_deref());
-    for value in core.auth.challenge(
-        &tenant.domain,
-        stale,
-        req.value_text(&HeaderName::UserAgent).as_deref(),
-    ) {
-        resp.push(Header::new(HeaderName::WwwAuthenticate, value));
-    }
-    resp
 }
 
 /// What a REGISTER changes: the device's bindings before, and after (None

@@ -59,6 +59,28 @@ impl<K: Hash + Eq, V: Clone> ShardedMap<K, V> {
         removed
     }
 
+    /// Applies `f` to the value of `key` under its shard's lock, making it
+    /// with `make` when absent, unless the map holds `cap` entries already:
+    /// then nothing is added and None is returned.
+    pub fn upsert<R>(
+        &self,
+        key: K,
+        cap: usize,
+        make: impl FnOnce() -> V,
+        f: impl FnOnce(&mut V) -> R,
+    ) -> Option<R> {
+        let mut shard = self.shard(&key);
+        if let Some(v) = shard.get_mut(&key) {
+            return Some(f(v));
+        }
+        if self.len.load(Ordering::Relaxed) >= cap {
+            return None;
+        }
+        let v = shard.entry(key).or_insert_with(make);
+        self.len.fetch_add(1, Ordering::Relaxed);
+        Some(f(v))
+    }
+
     /// Applies `f` to the value under its shard's lock.
     pub fn update<R>(&self, key: &K, f: impl FnOnce(&mut V) -> R) -> Option<R> {
         self.shard(key).get_mut(key).map(f)

@@ -34,6 +34,8 @@ pub enum Change {
     Trunks,
     /// Price plans and rates.
     PricePlans,
+    /// SIP bans, the allow list or account protections (the abuse guard).
+    Guard,
     /// Something may have been missed: reload everything.
     Resync,
 }

@@ -82,6 +82,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0005_carriers.sql"),
         include_str!("../../migrations/postgres/0005_carriers.sql"),
     ),
+    (
+        6,
+        "abuse",
+        include_str!("../../migrations/sqlite/0006_abuse.sql"),
+        include_str!("../../migrations/postgres/0006_abuse.sql"),
+    ),
 ];
 
 fn migrator(engine: Engine) -> Migrator {

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use sqlx::Row;
 
+use crate::abuse::GuardSettings;
 use crate::business_hours::BusinessHours;
 use crate::limits::Limits;
 use crate::numbers::Destination;
@@ -46,6 +47,8 @@ pub struct CustomerDirectory {
     pub limits: Limits,
     /// The reseller's limits, over all its customers.
     pub reseller_limits: Limits,
+    /// The reseller's abuse thresholds (None: the SIP nodes' defaults).
+    pub guard_settings: GuardSettings,
     pub business_hours: Vec<BusinessHours>,
     /// The customer's retail rates (empty without a retail plan); shared
     /// between the customers of one plan.
@@ -71,6 +74,7 @@ impl CustomerDirectory {
             reseller_time_zone: "Europe/Berlin".into(),
             limits: Limits::default(),
             reseller_limits: Limits::unlimited(),
+            guard_settings: GuardSettings::default(),
             business_hours: Vec::new(),
             retail_rates: Arc::default(),
         }
@@ -165,6 +169,7 @@ impl Directory<'_> {
         .await?;
         let rates = self.retail_rates(only).await?;
         let limits = self.limits(only).await?;
+        let guard_settings = self.0.guard_settings().all().await?;
         let mut out = Vec::with_capacity(customers.len());
         for row in &customers {
             let status = enum_col(row, "status", Status::parse)?;
@@ -182,6 +187,7 @@ impl Directory<'_> {
                     .get(&reseller)
                     .cloned()
                     .unwrap_or_else(Limits::unlimited),
+                guard_settings: guard_settings.get(&reseller).copied().unwrap_or_default(),
                 business_hours: Vec::new(),
                 retail_rates: plan
                     .and_then(|p| rates.get(&p).cloned())

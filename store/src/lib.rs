@@ -23,6 +23,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod abuse;
 pub mod api_tokens;
 pub mod audit;
 pub mod business_hours;

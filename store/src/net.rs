@@ -72,6 +72,11 @@ impl Block {
         }
     }
 
+    /// The block's first address.
+    pub fn network(&self) -> IpAddr {
+        self.addr
+    }
+
     pub fn is_ipv4(&self) -> bool {
         self.addr.is_ipv4()
     }

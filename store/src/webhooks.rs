@@ -23,7 +23,9 @@ text_enum!(
     WebhookEvent {
         CallEnded = "call_ended",
         StatementReady = "statement_ready",
-        LimitReached = "limit_reached"
+        LimitReached = "limit_reached",
+        AccountProtected = "account_protected",
+        TollFraud = "toll_fraud"
     }
 );
 text_enum!(

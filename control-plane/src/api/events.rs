@@ -335,7 +335,9 @@ pub async fn follow_changes(store: pbx_store::Store, hub: Arc<EventHub>) {
             },
             // Anything may have changed: every client should reload.
             Change::Resync => Tenant::everyone(),
-            Change::Numbers | Change::Trunks | Change::PricePlans => Tenant::default(),
+            Change::Numbers | Change::Trunks | Change::PricePlans | Change::Guard => {
+                Tenant::default()
+            }
         };
         let data = serde_json::to_value(&change).unwrap_or_default();
         hub.publish(tenant, "config_changed", pbx_store::now_ms(), data);

@@ -64,6 +64,9 @@ pub struct Flow {
 
 /// Where received messages go. The SIP core implements it.
 pub trait Inbound: Send + Sync + 'static {
+    /// Whether anything from `remote` is read at all (false: a banned
+    /// source, dropped before parsing; its TCP connections are closed).
+    fn admits(&self, remote: std::net::IpAddr) -> bool;
     /// A UDP datagram.
     fn on_datagram(&self, data: Bytes, flow: Flow);
     /// One complete message framed from a stream.

@@ -88,6 +88,9 @@ impl TcpConnections {
                 loop {
                     match listener.accept().await {
                         Ok((stream, remote)) => {
+                            if !inbound.admits(remote.ip()) {
+                                continue;
+                            }
                             if this.open.load(Ordering::Relaxed) >= this.config.max_tcp_connections
                             {
                                 tracing::warn!(%remote, "tcp connection refused: connection limit reached");
@@ -249,6 +252,9 @@ impl TcpConnections {
                     match read {
                         Ok(Ok(n)) if n > 0 => {}
                         _ => break 'conn,
+                    }
+                    if !inbound.admits(remote.ip()) {
+                        break 'conn;
                     }
                     loop {
                         match framer.next_frame() {

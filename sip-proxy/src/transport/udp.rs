@@ -59,6 +59,9 @@ impl UdpTransport {
                 loop {
                     match socket.recv_from(&mut buf).await {
                         Ok((n, remote)) => {
+                            if !inbound.admits(remote.ip()) {
+                                continue;
+                            }
                             let flow = Flow {
                                 protocol: Protocol::Udp,
                                 local,

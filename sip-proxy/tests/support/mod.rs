@@ -113,12 +113,26 @@ pub fn hash(algorithm: Algorithm, text: &str) -> String {
 
 impl Ua {
     pub async fn new(target: SocketAddr, user: &str, password: &str, domain: &str) -> Ua {
-        let bind = if target.is_ipv6() {
-            "[::1]:0"
+        let from: std::net::IpAddr = if target.is_ipv6() {
+            std::net::Ipv6Addr::LOCALHOST.into()
         } else {
-            "127.0.0.1:0"
+            std::net::Ipv4Addr::LOCALHOST.into()
         };
-        let sock = UdpSocket::bind(bind).await.expect("bind ua");
+        Ua::new_from(from, target, user, password, domain).await
+    }
+
+    /// A phone sending from `from` (any 127.0.0.0/8 address is this
+    /// machine's: each phone its own source, as behind its own NAT).
+    pub async fn new_from(
+        from: std::net::IpAddr,
+        target: SocketAddr,
+        user: &str,
+        password: &str,
+        domain: &str,
+    ) -> Ua {
+        let sock = UdpSocket::bind(SocketAddr::new(from, 0))
+            .await
+            .expect("bind ua");
         Ua {
             local: sock.local_addr().expect("addr"),
             sock,
