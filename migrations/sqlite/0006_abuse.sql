@@ -6,7 +6,7 @@
 CREATE TABLE sip_bans (
     id           INTEGER PRIMARY KEY,
     source       TEXT    NOT NULL CHECK (length(source) BETWEEN 3 AND 60),
-    reason       TEXT    NOT NULL CHECK (reason IN ('auth_failures', 'scanner', 'flood')),
+    reason       TEXT    NOT NULL CHECK (reason IN ('auth_failures', 'scanner', 'enumeration', 'flood')),
     level        BIGINT  NOT NULL CHECK (level >= 1),
     failures     BIGINT  NOT NULL DEFAULT 0,
     -- Whose accounts were guessed at, if anyone's (scanners and floods: nobody's).

@@ -407,6 +407,9 @@ fn guard_config(settings: &Settings) -> Result<pbx_sip_proxy::guard::GuardConfig
     if let Some(n) = settings.sip_guard_request_burst {
         g.budget.burst = within("sip_guard_request_burst", n.into(), 1..=10_000_000)? as u32;
     }
+    if let Some(n) = settings.sip_guard_challenges {
+        g.challenges = within("sip_guard_challenges", n.into(), 1..=10_000_000)? as u32;
+    }
     for text in settings.sip_guard_allow.iter().flatten() {
         if text.trim().is_empty() {
             continue;

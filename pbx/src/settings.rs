@@ -347,6 +347,17 @@ pub struct Settings {
     )]
     pub sip_guard_request_burst: Option<u32>,
 
+    /// Challenges an address may get for requests without (right) credentials before it
+    /// has authenticated once, within the failure window, before it is banned as an
+    /// extension scanner [default: 100]
+    #[arg(
+        long,
+        env = "PBX_SIP_GUARD_CHALLENGES",
+        global = true,
+        value_name = "N"
+    )]
+    pub sip_guard_challenges: Option<u32>,
+
     /// Addresses or blocks never banned nor limited (monitoring), comma-separated,
     /// beside the operator's allow list in the API [default: none]
     #[arg(
@@ -459,6 +470,7 @@ impl Settings {
             sip_guard_request_burst: self
                 .sip_guard_request_burst
                 .or(lower.sip_guard_request_burst),
+            sip_guard_challenges: self.sip_guard_challenges.or(lower.sip_guard_challenges),
             sip_guard_allow: self.sip_guard_allow.or(lower.sip_guard_allow),
             sip_scanner_user_agents: self
                 .sip_scanner_user_agents

@@ -1,8 +1,10 @@
 //! What the SIP side tells the operator and the tenants beyond call records:
-//! calls carriers sent for numbers nobody holds (kept for the operator) and
+//! calls carriers sent for numbers nobody holds (kept for the operator),
 //! outbound calls refused by a fraud or cost limit (a `limit_reached`
 //! webhook to the reseller's and the customer's endpoints that asked for
-//! it). Best effort: while the database is away they are only logged.
+//! it), and accounts protected against a distributed password guess (an
+//! `account_protected` webhook). Best effort: while the database is away
+//! they are only logged.
 //!
 //! Both are bounded: an unrouted Call-ID is kept once (retransmissions) and
 //! at most twenty a second (a flood from a carrier's address, or one
@@ -90,23 +92,75 @@ pub async fn keep(mut events: Receiver<SipEvent>, store: Store, node_id: String)
                     "call_id": call_id,
                     "at": at,
                 });
-                if let Err(e) = store
-                    .webhooks()
-                    .enqueue(
-                        &Principal::system(),
-                        WebhookEvent::LimitReached,
-                        reseller,
-                        Some(customer),
-                        &key,
-                        &payload,
-                    )
-                    .await
-                {
-                    tracing::warn!(error = %e, customer = %customer, "limit alert not queued");
-                }
+                notify(
+                    &store,
+                    WebhookEvent::LimitReached,
+                    reseller,
+                    customer,
+                    &key,
+                    &payload,
+                )
+                .await;
+            }
+            SipEvent::AccountProtected {
+                reseller,
+                customer,
+                device,
+                sip_user,
+                failures,
+                sources,
+                until,
+                at,
+            } => {
+                let payload = serde_json::json!({
+                    "type": "account_protected",
+                    "reseller_id": reseller,
+                    "customer_id": customer,
+                    "device_id": device,
+                    "sip_user": sip_user,
+                    "failures": failures,
+                    "sources": sources,
+                    "until": until,
+                    "at": at,
+                });
+                let key = format!("{device}:{at}");
+                notify(
+                    &store,
+                    WebhookEvent::AccountProtected,
+                    reseller,
+                    customer,
+                    &key,
+                    &payload,
+                )
+                .await;
             }
             _ => {}
         }
+    }
+}
+
+/// Queues `payload` for the reseller's and the customer's webhooks of `event`.
+async fn notify(
+    store: &Store,
+    event: WebhookEvent,
+    reseller: pbx_store::ResellerId,
+    customer: pbx_store::CustomerId,
+    key: &str,
+    payload: &serde_json::Value,
+) {
+    if let Err(e) = store
+        .webhooks()
+        .enqueue(
+            &Principal::system(),
+            event,
+            reseller,
+            Some(customer),
+            key,
+            payload,
+        )
+        .await
+    {
+        tracing::warn!(error = %e, customer = %customer, event = %event, "alert not queued");
     }
 }
 

@@ -52,11 +52,14 @@ pub fn check(core: &Core, req: &Message, flow: Flow, tenant: &Tenant, asker: Ask
         .values(&asker.credentials_header())
         .filter_map(|h| h.text().and_then(|t| DigestParams::parse(&t).ok()))
         .find(|c| c.is_digest() && c.get("realm") == Some(tenant.domain.as_str()));
-    let Some(creds) = creds else {
-        return Checked::Challenge { stale: false };
-    };
     let ip = flow.remote.ip();
     let now = pbx_store::now_ms();
+    let Some(creds) = creds else {
+        return match core.guard.challenging(ip, tenant, now) {
+            Screen::Pass => Checked::Challenge { stale: false },
+            Screen::Drop => Checked::Silence,
+        };
+    };
     let user = creds.get("username").unwrap_or_default();
     if !core.guard.may_try(ip, tenant, user, now) {
         return Checked::Silence;
@@ -111,7 +114,11 @@ pub fn check(core: &Core, req: &Message, flow: Flow, tenant: &Tenant, asker: Ask
             Stats::inc(&core.stats.auth_failures);
             tracing::info!(customer = %tenant.customer, remote = %flow.remote,
                 method = %method, "digest credentials that cannot verify");
-            Checked::Challenge { stale: false }
+            // Could never have succeeded: like no credentials at all.
+            match core.guard.challenging(ip, tenant, now) {
+                Screen::Pass => Checked::Challenge { stale: false },
+                Screen::Drop => Checked::Silence,
+            }
         }
     }
 }

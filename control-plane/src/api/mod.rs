@@ -17,6 +17,7 @@ pub mod billing;
 pub mod etag;
 pub mod events;
 pub mod groups;
+pub mod guard;
 pub mod hours;
 pub mod idempotency;
 pub mod input;
@@ -107,7 +108,7 @@ impl ApiState {
     tags(
         (name = "resellers"), (name = "customers"), (name = "extensions"), (name = "devices"), (name = "ring-groups"), (name = "business-hours"),
         (name = "numbers"), (name = "trunks"), (name = "price-plans"), (name = "logins"), (name = "tokens"),
-        (name = "live"), (name = "call-records"), (name = "statements"), (name = "webhooks"), (name = "session"),
+        (name = "live"), (name = "call-records"), (name = "statements"), (name = "webhooks"), (name = "session"), (name = "sip-security"),
     )
 )]
 struct ApiDoc;
@@ -201,6 +202,7 @@ fn documented() -> OpenApiRouter<AppState> {
         .merge(trunks::routes())
         .merge(hours::routes())
         .merge(limits::routes())
+        .merge(guard::routes())
         .merge(numbers::routes())
         .merge(billing::routes())
         .merge(access::routes())

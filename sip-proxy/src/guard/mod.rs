@@ -13,8 +13,10 @@
 //! - **A distributed guess** (many sources, one account) **protects** the
 //!   account: for an hour it authenticates only from sources it registered
 //!   from before, so its phones keep working and the guessers get nothing.
-//! - **Scanners** (by User-Agent) are dropped unanswered and banned; **new
-//!   requests** beyond a source's budget (a token bucket) ban it. Trusted
+//! - **Scanners** (by User-Agent) are dropped unanswered and banned, and so
+//!   is a stranger that collects challenges without ever answering one
+//!   rightly (enumerating extensions); **new requests** beyond a source's
+//!   budget (a token bucket) ban it. Trusted
 //!   sources are throttled, never banned, by either, since both can be
 //!   forged with a spoofed address.
 //! - The **allow list**: the operator's blocks are exempt from everything;
@@ -71,6 +73,10 @@ pub struct GuardConfig {
     pub protection: Millis,
     /// New requests a source may send.
     pub budget: Budget,
+    /// Challenges to requests without credentials a stranger (a source no
+    /// device authenticated from) may get within `failure_window` before it
+    /// is banned: what enumerating extensions looks like.
+    pub challenges: u32,
     /// A source a device authenticated from is trusted this long.
     pub trust: Millis,
     /// A device's known sources are remembered this long.
@@ -112,6 +118,7 @@ impl Default for GuardConfig {
                 rate: 200,
                 burst: 2000,
             },
+            challenges: 100,
             trust: DAY,
             known_memory: 30 * DAY,
             scanners: SCANNERS.iter().map(|s| (*s).to_owned()).collect(),
@@ -309,6 +316,30 @@ impl Guard {
             Stats::inc(&self.stats.guard_dropped);
         }
         !locked
+    }
+
+    /// A request from `ip` for `tenant` without credentials is about to be
+    /// challenged: Drop (and a ban) when a stranger has had too many
+    /// challenges it never answered with a right password.
+    pub fn challenging(&self, ip: IpAddr, tenant: &Tenant, now: Millis) -> Screen {
+        if !self.config.enabled {
+            return Screen::Pass;
+        }
+        let allow = self.allow_lists();
+        if allow.exempt(ip) || allow.allows(tenant.customer, ip) {
+            return Screen::Pass;
+        }
+        let source = Source::of(ip);
+        match self
+            .sources
+            .challenged(source, now, self.config.failure_window, self.config.budget)
+        {
+            Some((count, false)) if count > self.config.challenges => {
+                self.ban(source, BanReason::Enumeration, 0, Some(tenant), now);
+                Screen::Drop
+            }
+            _ => Screen::Pass,
+        }
     }
 
     /// A wrong digest from `ip` for `user` of `tenant` (`device` if such a
@@ -934,6 +965,30 @@ mod tests {
             4,
             "counting starts afresh"
         );
+    }
+
+    #[test]
+    fn a_stranger_collecting_challenges_is_banned_an_office_is_not() {
+        let g = guard(GuardConfig {
+            challenges: 20,
+            ..GuardConfig::default()
+        });
+        let t = tenant(1, "acme.example");
+        let scanner = ip("192.0.2.5");
+        let answered = (0..100)
+            .take_while(|i| g.challenging(scanner, &t, *i) == Screen::Pass)
+            .count();
+        assert_eq!(answered, 20);
+        assert_eq!(
+            banned_reasons(&g),
+            vec![("192.0.2.5".into(), BanReason::Enumeration, 1)]
+        );
+        let office = ip("198.51.100.10");
+        g.right_digest(office, &t, DeviceId(101), true, 0);
+        assert!((0..100).all(|i| g.challenging(office, &t, i) == Screen::Pass));
+        // Spread over more than the window, a stranger's challenges are fine.
+        let slow = ip("192.0.2.6");
+        assert!((0..100).all(|i| g.challenging(slow, &t, i * 30_000) == Screen::Pass));
     }
 
     #[test]

@@ -30,6 +30,9 @@ pub struct Record {
     refilled_at: Millis,
     /// Accounts this (trusted) source may not try any more, and until when.
     locks: Vec<(u64, Millis)>,
+    /// Challenges sent to requests without credentials since `challenged_since`.
+    challenges: u32,
+    challenged_since: Millis,
 }
 
 /// A request budget: `rate` new requests a second, `burst` at once.
@@ -53,6 +56,8 @@ impl Record {
             tokens: budget.full(),
             refilled_at: now,
             locks: Vec::new(),
+            challenges: 0,
+            challenged_since: now,
         }
     }
 
@@ -75,6 +80,7 @@ impl Record {
             && refilled >= budget.full()
             && self.failures.back().is_none_or(|(t, _)| now - *t >= window)
             && self.locks.iter().all(|(_, until)| *until <= now)
+            && (self.challenges == 0 || now - self.challenged_since >= window)
     }
 }
 
@@ -167,6 +173,31 @@ impl Sources {
         )
     }
 
+    /// Counts a challenge to a request without credentials from `source`:
+    /// how many within the window, and whether the source is trusted. None
+    /// when the source cannot be tracked.
+    pub fn challenged(
+        &self,
+        source: Source,
+        now: Millis,
+        window: Millis,
+        budget: Budget,
+    ) -> Option<(u32, bool)> {
+        self.map.upsert(
+            source,
+            MAX_SOURCES,
+            || Record::new(now, budget),
+            |r| {
+                if now - r.challenged_since >= window {
+                    r.challenges = 0;
+                    r.challenged_since = now;
+                }
+                r.challenges = r.challenges.saturating_add(1);
+                (r.challenges, r.trusted_until > now)
+            },
+        )
+    }
+
     /// Locks `account` from `source` until `until`; its wrong digests for
     /// that account are forgotten (they led to the lock).
     pub fn lock(&self, source: Source, account: u64, until: Millis) {
@@ -208,6 +239,7 @@ impl Sources {
         self.map.update(&source, |r| {
             r.failures.clear();
             r.locks.clear();
+            r.challenges = 0;
         });
     }
 

@@ -167,6 +167,29 @@ impl AllowList<'_> {
         .fetch_one(tx.conn())
         .await?;
         let id: i64 = row.try_get("id")?;
+        // Bans of addresses now allowed end with it (a customer's entry ends
+        // the bans about that customer's accounts).
+        let now = crate::now_ms();
+        let active = sqlx::query(
+            "SELECT id, source FROM sip_bans WHERE lifted_at IS NULL AND until > $1              AND ($2 IS NULL OR customer_id = $2)",
+        )
+        .bind(now)
+        .bind(customer.map(|c| c.0))
+        .fetch_all(tx.conn())
+        .await?;
+        for ban in &active {
+            let source: String = ban.try_get("source")?;
+            let covered = crate::net::Source::parse(&source)
+                .is_some_and(|s| block.contains(s.block().network()));
+            if covered {
+                sqlx::query("UPDATE sip_bans SET lifted_at = $1, lifted_by = $2 WHERE id = $3")
+                    .bind(now)
+                    .bind(by.actor.label())
+                    .bind(ban.try_get::<i64, _>("id")?)
+                    .execute(tx.conn())
+                    .await?;
+            }
+        }
         audit::record(
             &mut tx,
             by,

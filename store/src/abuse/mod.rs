@@ -29,6 +29,7 @@ text_enum!(
     BanReason {
         AuthFailures = "auth_failures",
         Scanner = "scanner",
+        Enumeration = "enumeration",
         Flood = "flood"
     }
 );
@@ -435,12 +436,42 @@ mod tests {
                 (Some(t.customer_a.id), Block::parse("198.51.100.7").unwrap())
             ]
         );
+        // Allowing an address ends its bans about that customer.
+        let now = crate::now_ms();
+        let banned = db
+            .store
+            .sip_bans()
+            .record(
+                &sys,
+                &NewBan {
+                    source: Source::parse("198.51.100.9").unwrap(),
+                    reason: BanReason::AuthFailures,
+                    level: 1,
+                    failures: 5,
+                    reseller: Some(t.reseller_x.id),
+                    customer: Some(t.customer_a.id),
+                    node_id: "n1".into(),
+                    banned_at: now,
+                    until: now + HOUR,
+                },
+            )
+            .await
+            .unwrap();
+        db.store
+            .sip_allow_list()
+            .add(
+                &t.customer_a_admin,
+                &entry("198.51.100.0/24", Some(t.customer_a.id)),
+            )
+            .await
+            .unwrap();
+        assert!(!db.store.sip_bans().get(&sys, banned).await.unwrap().active);
         db.store
             .sip_allow_list()
             .remove(&t.reseller_x_admin, office.id)
             .await
             .unwrap();
-        assert_eq!(db.store.sip_allow_list().list(&sys).await.unwrap().len(), 1);
+        assert_eq!(db.store.sip_allow_list().list(&sys).await.unwrap().len(), 2);
     }
 
     async fn protections_are_told_once_and_lifted_by_the_customer(db: TestDb) {
