@@ -51,6 +51,7 @@ templates!(
     "hours",
     "hours_rule",
     "hours_fields",
+    "security",
 );
 
 /// The console's texts per language: (language code, TOML table of texts).

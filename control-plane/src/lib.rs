@@ -14,6 +14,7 @@ pub mod console;
 pub mod health;
 pub mod mail;
 pub mod metrics;
+pub mod notices;
 pub mod webhooks;
 
 use std::future::Future;

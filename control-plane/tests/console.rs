@@ -1890,7 +1890,211 @@ async fn dashboard_shows_registrations_heard_live(db: TestDb) {
     assert!(gone.body.contains("data-testid=\"registered-count\">0<"));
 }
 
+async fn sip_security_page_shows_protections_bans_and_the_allow_list(db: TestDb) {
+    use pbx_store::abuse::{BanReason, NewBan, NewProtection};
+    let api = setup(db).await;
+    let sys = Principal::system();
+    let now = pbx_store::now_ms();
+    let protection = api
+        .db
+        .store
+        .account_protections()
+        .record(
+            &sys,
+            &NewProtection {
+                reseller: api.t.reseller_x.id,
+                customer: api.t.customer_a.id,
+                device: api.t.device_a.id,
+                sip_user: api.t.device_a.sip_user.clone(),
+                failures: 12,
+                sources: 11,
+                node_id: "n1".into(),
+                since: now,
+                until: now + 3_600_000,
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let ban = api
+        .db
+        .store
+        .sip_bans()
+        .record(
+            &sys,
+            &NewBan {
+                source: pbx_store::net::Source::parse("192.0.2.66").unwrap(),
+                reason: BanReason::AuthFailures,
+                level: 2,
+                failures: 5,
+                reseller: Some(api.t.reseller_x.id),
+                customer: Some(api.t.customer_a.id),
+                node_id: "n1".into(),
+                banned_at: now,
+                until: now + 3_600_000,
+            },
+        )
+        .await
+        .unwrap();
+    let a = api.t.customer_a.id;
+    // Customer A's admin: a banner on every page, the page with both.
+    let mut x = Browser::new(&api, HOST_X);
+    x.sign_in("admin@acme.test").await;
+    let dashboard = x.get(&format!("/customers/{a}")).await;
+    assert!(
+        dashboard.body.contains("role=\"alert\""),
+        "{}",
+        dashboard.body
+    );
+    let page = x.get("/security").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains(&api.t.device_a.sip_user));
+    assert!(page.body.contains("192.0.2.66"));
+    assert!(page.body.contains("Wrong passwords"));
+    // Reseller Y's admin sees none of it and cannot lift it by a forged form.
+    let mut y = Browser::new(&api, HOST_Y);
+    y.sign_in("y@reseller-y.test").await;
+    let theirs = y.get("/security").await;
+    assert!(!theirs.body.contains("192.0.2.66") && !theirs.body.contains("role=\"alert\""));
+    let csrf = y.token("/security").await;
+    for path in [
+        format!("/security/bans/{ban}/lift"),
+        format!("/security/protections/{protection}/lift"),
+    ] {
+        assert_eq!(
+            y.post(&path, &[("csrf", &csrf)]).await.status,
+            StatusCode::NOT_FOUND,
+            "{path}"
+        );
+    }
+    let forged = y
+        .post(
+            "/security/allow",
+            &[
+                ("csrf", &csrf),
+                ("block", "203.0.113.9"),
+                ("customer", &a.0.to_string()),
+            ],
+        )
+        .await;
+    assert_eq!(forged.status, StatusCode::NOT_FOUND);
+    // A customer user has no such page.
+    let mut user = Browser::new(&api, HOST_X);
+    user.sign_in("user@acme.test").await;
+    assert_eq!(user.get("/security").await.status, StatusCode::NOT_FOUND);
+    // Without the CSRF token nothing happens.
+    assert_eq!(
+        x.post(&format!("/security/bans/{ban}/lift"), &[])
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    // The customer admin puts its office on the allow list (which ends the
+    // ban of that address) and lifts the protection.
+    let csrf = x.token("/security").await;
+    let bad = x
+        .post(
+            "/security/allow",
+            &[("csrf", &csrf), ("block", "10.0.0.0/8")],
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let added = x
+        .post(
+            "/security/allow",
+            &[("csrf", &csrf), ("block", "192.0.2.66"), ("note", "Office")],
+        )
+        .await;
+    assert_eq!(added.location(), "/security?done=address_allowed");
+    assert!(!api.db.store.sip_bans().get(&sys, ban).await.unwrap().active);
+    let lifted = x
+        .post(
+            &format!("/security/protections/{protection}/lift"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(lifted.location(), "/security?done=protection_lifted");
+    let after = x.get("/security?done=protection_lifted").await;
+    assert!(after.body.contains("Protection lifted."));
+    assert!(!after.body.contains("role=\"alert\""));
+    assert!(after.body.contains("192.0.2.66/32"));
+}
+
+async fn a_protected_account_is_told_by_mail_once_in_the_resellers_brand(db: TestDb) {
+    use pbx_control_plane::console::Console;
+    use pbx_control_plane::mail::MailConfig;
+    let api = setup(db).await;
+    let sink = smtp_sink().await;
+    let mail = MailConfig {
+        relay_host: sink.addr.ip().to_string(),
+        relay_port: sink.addr.port(),
+        from_address: None,
+    };
+    let console = Console::new(None, Some(&mail)).expect("console");
+    let now = pbx_store::now_ms();
+    api.db
+        .store
+        .account_protections()
+        .record(
+            &Principal::system(),
+            &pbx_store::abuse::NewProtection {
+                reseller: api.t.reseller_x.id,
+                customer: api.t.customer_a.id,
+                device: api.t.device_a.id,
+                sip_user: api.t.device_a.sip_user.clone(),
+                failures: 12,
+                sources: 11,
+                node_id: "n1".into(),
+                since: now,
+                until: now + 3_600_000,
+            },
+        )
+        .await
+        .unwrap();
+    let sent = pbx_control_plane::notices::send_due(&api.db.store, &console, now)
+        .await
+        .expect("sent");
+    // The customer's administrator and the reseller's.
+    assert_eq!(sent, 2);
+    let mails: Vec<String> = sink.wait_for(2).await.iter().map(|m| unquote(m)).collect();
+    let to_customer = mails
+        .iter()
+        .find(|m| m.contains("admin@acme.test"))
+        .expect("to A's admin");
+    assert!(
+        mails.iter().any(|m| m.contains("x@reseller-x.test")),
+        "{mails:?}"
+    );
+    assert!(!mails
+        .iter()
+        .any(|m| m.contains("bolt") || m.contains("reseller-y")));
+    for m in &mails {
+        assert!(m.contains("Reseller X Phone"), "{m}");
+        assert!(m.contains("no-reply@console.reseller-x.test"), "{m}");
+        assert!(
+            m.contains("https://console.reseller-x.test/security"),
+            "{m}"
+        );
+        assert!(!m.contains(OPERATOR_NAME) && !m.contains(OPERATOR_HOST));
+    }
+    // German, the reseller's language; what to do is in it.
+    assert!(
+        to_customer.contains(&api.t.device_a.sip_user),
+        "{to_customer}"
+    );
+    assert!(to_customer.contains("Passwort"), "{to_customer}");
+    // Once only.
+    assert_eq!(
+        pbx_control_plane::notices::send_due(&api.db.store, &console, now + 1000)
+            .await
+            .expect("sent"),
+        0
+    );
+}
+
 pbx_store::both_engines!(
+    a_protected_account_is_told_by_mail_once_in_the_resellers_brand,
+    sip_security_page_shows_protections_bans_and_the_allow_list,
     sign_in_follows_the_host,
     customer_admin_creates_an_extension_and_sees_its_password_once,
     other_tenants_pages_are_not_found_for_every_role,

@@ -167,6 +167,58 @@ async fn every_documented_route_answers_as_documented(db: TestDb) {
         )
         .await
         .unwrap();
+    let now = pbx_store::now_ms();
+    let ban = api
+        .db
+        .store
+        .sip_bans()
+        .record(
+            &sys,
+            &pbx_store::abuse::NewBan {
+                source: pbx_store::net::Source::parse("192.0.2.66").unwrap(),
+                reason: pbx_store::abuse::BanReason::AuthFailures,
+                level: 1,
+                failures: 5,
+                reseller: Some(t.reseller_x.id),
+                customer: Some(t.customer_a.id),
+                node_id: "n1".into(),
+                banned_at: now,
+                until: now + 3_600_000,
+            },
+        )
+        .await
+        .unwrap();
+    let allowed = api
+        .db
+        .store
+        .sip_allow_list()
+        .add(
+            &sys,
+            &serde_json::from_value(json!({"block": "192.0.2.0/28"})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let protection = api
+        .db
+        .store
+        .account_protections()
+        .record(
+            &sys,
+            &pbx_store::abuse::NewProtection {
+                reseller: t.reseller_x.id,
+                customer: t.customer_a.id,
+                device: t.device_a.id,
+                sip_user: t.device_a.sip_user.clone(),
+                failures: 10,
+                sources: 10,
+                node_id: "n1".into(),
+                since: now,
+                until: now + 3_600_000,
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
 
     let served = api.get(Who::Anonymous, "/api/v1/openapi.json").await;
     assert_eq!(served.status, 200);
@@ -198,6 +250,9 @@ async fn every_documented_route_answers_as_documented(db: TestDb) {
             "ring-groups" => group.id.0,
             "trunks" => trunk.id.0,
             "business-hours" => rule.id.0,
+            "sip-bans" => ban,
+            "sip-allow-list" => allowed.id,
+            "account-protections" => protection,
             other => panic!("no id known for /{other}"),
         }
     };

@@ -154,6 +154,11 @@ pub async fn run(config: Config, mode: Mode) -> Result<()> {
             store.clone(),
             console.clone(),
         ));
+        tokio::spawn(pbx_control_plane::notices::run(
+            store.clone(),
+            console.clone(),
+            stop_rx.clone(),
+        ));
         let state = AppState {
             store: store.clone(),
             metrics: metrics.clone(),

@@ -18,6 +18,7 @@ mod pages;
 mod password;
 mod plans;
 mod reseller;
+mod security;
 mod sign_in;
 mod trunks;
 mod visit;
@@ -112,6 +113,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(hours::routes())
         .merge(plans::routes())
         .merge(trunks::routes())
+        .merge(security::routes())
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_FORM_BODY))
         .layer(axum::middleware::from_fn_with_state(state.clone(), prepare))

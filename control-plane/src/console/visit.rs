@@ -40,6 +40,9 @@ pub struct Inner {
     pub impersonating: Option<String>,
     /// `host[:port]` the brand was chosen by: links and the Origin check use it.
     pub authority: Option<String>,
+    /// Accounts the signed-in administrator sees protected against a
+    /// password guess right now (every page shows a banner while there are).
+    pub protected_accounts: i64,
 }
 
 impl Deref for Visit {
@@ -69,6 +72,10 @@ const FLASHES: &[&str] = &[
     "trunk_deleted",
     "business_hours_created",
     "business_hours_deleted",
+    "ban_lifted",
+    "protection_lifted",
+    "address_allowed",
+    "address_removed",
 ];
 
 impl Visit {
@@ -122,7 +129,14 @@ impl Visit {
             ),
             None => None,
         };
+        let protected_accounts = match session.as_ref().map(|s| &s.principal) {
+            Some(p) if !matches!(p.scope, Scope::Extension { .. }) => {
+                s.store.account_protections().count_active(p).await?
+            }
+            _ => 0,
+        };
         Ok(Visit(Arc::new(Inner {
+            protected_accounts,
             look,
             session,
             lang,
@@ -260,6 +274,7 @@ impl Visit {
             "flash": self.flash.map(|f| texts.get(f)),
             "languages": i18n::switcher(&s.console.catalog, self.lang),
             "impersonating": self.impersonating,
+            "protected_accounts": self.protected_accounts,
         })
     }
 
@@ -277,6 +292,7 @@ impl Visit {
                 (format!("/customers/{c}/business-hours"), "business_hours"),
                 (format!("/customers/{c}/numbers"), "phone_numbers"),
                 (format!("/customers/{c}/calls"), "call_history"),
+                ("/security".to_owned(), "sip_security"),
             ],
             Scope::Extension {
                 customer: c,
@@ -291,6 +307,7 @@ impl Visit {
                 ("/plans".to_owned(), "price_plans"),
                 ("/trunks".to_owned(), "trunks"),
                 ("/brand".to_owned(), "branding"),
+                ("/security".to_owned(), "sip_security"),
                 ("/account".to_owned(), "security"),
             ],
             Scope::Operator => vec![
@@ -298,6 +315,7 @@ impl Visit {
                 ("/plans".to_owned(), "price_plans"),
                 ("/trunks".to_owned(), "trunks"),
                 ("/health".to_owned(), "platform_health"),
+                ("/security".to_owned(), "sip_security"),
                 ("/account".to_owned(), "security"),
             ],
         };

@@ -123,8 +123,10 @@ impl AllowList<'_> {
                     || block.is_none_or(|b| b.prefix() >= if b.is_ipv4() { 24 } else { 48 }),
                 "block",
                 "a customer's entry is at most a /24 (IPv4) or a /48 (IPv6)",
-            )
-            .text("note", &new.note, 200);
+            );
+        if !new.note.trim().is_empty() {
+            check.text("note", new.note.trim(), 200);
+        }
         check.finish()?;
         let Some(block) = block else {
             return Err(StoreError::invalid(

@@ -174,6 +174,22 @@ impl AccountProtections<'_> {
             .map_err(Into::into)
     }
 
+    /// How many protections in force the caller sees (the console's banner).
+    pub async fn count_active(&self, by: &Principal) -> Result<i64> {
+        by.may_read(Level::Customer)?;
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM sip_account_protections \
+             WHERE ($1 IS NULL OR reseller_id = $1) AND ($2 IS NULL OR customer_id = $2) \
+               AND lifted_at IS NULL AND until > $3",
+        )
+        .bind(by.scope.reseller_param())
+        .bind(by.scope.customer_param())
+        .bind(crate::now_ms())
+        .fetch_one(self.0.pool())
+        .await?;
+        Ok(row.try_get("n")?)
+    }
+
     pub async fn get(&self, by: &Principal, id: i64) -> Result<AccountProtection> {
         by.may_read(Level::Customer)?;
         let row = sqlx::query(&format!(
