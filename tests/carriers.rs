@@ -743,3 +743,112 @@ fn a_carrier_that_challenges_calls_gets_the_trunks_credentials_never_the_phones(
         assert!(!log.contains(&phone_realm), "no phone credentials: {log}");
     }
 }
+
+#[test]
+fn toll_fraud_alarms_warn_learn_and_block() {
+    if !sipp_available() {
+        return;
+    }
+    let uas = carrier("uas_answer.xml").arg("-m").arg("3");
+    // A new country only warns (and is learnt); a third call within a
+    // minute from one device is refused. Toll-fraud alerts go to the
+    // customer's endpoint (a private address: only queued).
+    let hook = std::rc::Rc::new(std::cell::Cell::new(0));
+    let hook_id = hook.clone();
+    let w = world(
+        "fraud",
+        &[trunk("Carrier", uas.port, 10)],
+        &open_limits(),
+        move |dir| {
+            let rt = tokio::runtime::Runtime::new().expect("runtime");
+            rt.block_on(async {
+                let store = open_seeded(dir.path()).await;
+                let sys = pbx_store::Principal::system();
+                let acme = support::sip::customer_a(&store).await;
+                let alarms = pbx_store::fraud_alarms::FraudAlarms {
+                    burst: pbx_store::fraud_alarms::AlarmMode::Block,
+                    burst_calls: 3,
+                    burst_window_s: 60,
+                    ..Default::default()
+                };
+                store
+                    .fraud_alarms()
+                    .set(&sys, acme, &alarms)
+                    .await
+                    .expect("alarms");
+                let new: pbx_store::webhooks::NewWebhook =
+                    serde_json::from_value(serde_json::json!({
+                        "url": "https://127.0.0.1:9/alerts",
+                        "events": ["toll_fraud"],
+                        "customer_id": acme,
+                    }))
+                    .expect("webhook");
+                let (created, _) = store.webhooks().create(&sys, &new).await.expect("webhook");
+                hook_id.set(created.id);
+                store.close().await;
+            });
+            None
+        },
+    );
+    let uas = uas.spawn(&target(&w.node));
+    // London twice: the first call warns, the second is a known country.
+    for _ in 0..2 {
+        let out = call(&w.node, &w.seeded.a101, "00442079460000", 100);
+        assert!(out.success, "{}", out.log);
+    }
+    // The third call of the minute is refused, another phone's goes on.
+    expect_final(&w.node, &w.seeded.a101, "0307654321", 403);
+    let out = call(&w.node, &w.seeded.a102, "0307654321", 100);
+    assert!(out.success, "{}", out.log);
+    finished(uas, "the carrier");
+    let metrics = support::http_get(w.node.http, "localhost", "/metrics")
+        .expect("metrics")
+        .text();
+    assert!(
+        metrics.contains("pbx_sip_fraud_alarms_total 2"),
+        "{metrics}"
+    );
+    assert!(w.node.stop().success());
+
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let (kinds, known) = rt.block_on(async {
+        let store = open_seeded(w.dir.path()).await;
+        let sys = pbx_store::Principal::system();
+        let deliveries = store
+            .webhooks()
+            .deliveries(&sys, hook.get(), None, 10)
+            .await
+            .expect("deliveries");
+        let acme = support::sip::customer_a(&store).await;
+        let device = store
+            .devices()
+            .list_for_customer(&sys, acme)
+            .await
+            .expect("devices")
+            .into_iter()
+            .find(|d| d.sip_user == w.seeded.a101.user)
+            .expect("101's device");
+        let known = store
+            .fraud_alarms()
+            .known(&sys, device.id)
+            .await
+            .expect("known");
+        store.close().await;
+        let mut kinds: Vec<String> = deliveries
+            .iter()
+            .map(|d| d.event_key.split(':').nth(2).unwrap_or("").to_owned())
+            .collect();
+        kinds.sort();
+        (kinds, known)
+    });
+    assert_eq!(kinds, ["burst", "new_destination"]);
+    assert_eq!(known.len(), 1, "{known:?}");
+    assert_eq!(known[0].destination, "44");
+    assert_eq!(known[0].approved_by, None);
+    // The refused call has its record.
+    let refused = records(&w.dir)
+        .into_iter()
+        .filter(|r| r.call.sip_status == Some(403))
+        .count();
+    assert_eq!(refused, 1);
+}

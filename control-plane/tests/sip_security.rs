@@ -337,7 +337,63 @@ async fn resellers_tune_their_thresholds(db: TestDb) {
     );
 }
 
+async fn resellers_set_toll_fraud_alarms_and_admins_approve_destinations(db: TestDb) {
+    let api = Api::new(db).await;
+    let a = api.t.customer_a.id.0;
+    let uri = format!("/api/v1/customers/{a}/fraud-alarms");
+    let defaults = api.get(Who::CustomerA, &uri).await;
+    assert_eq!(defaults.status, 200, "{}", defaults.text());
+    assert_eq!(defaults.json()["new_destination"], "warn");
+    assert_eq!(defaults.json()["burst_calls"], 10);
+    let strict = json!({
+        "new_destination": "block", "burst": "block", "burst_calls": 5,
+        "burst_window_s": 60, "after_hours": "off", "after_hours_rule_id": null
+    });
+    // The customer whose phones might be taken over cannot loosen them;
+    // other tenants do not see the customer at all.
+    assert_eq!(api.put(Who::CustomerA, &uri, &strict).await.status, 403);
+    for who in [Who::ResellerY, Who::CustomerB] {
+        assert_eq!(api.get(who, &uri).await.status, 404, "{who:?}");
+        assert_eq!(api.put(who, &uri, &strict).await.status, 404, "{who:?}");
+    }
+    let set = api.put(Who::ResellerX, &uri, &strict).await;
+    assert_eq!(set.status, 200, "{}", set.text());
+    assert_eq!(api.get(Who::CustomerA, &uri).await.json(), strict);
+    let mut bad = strict.clone();
+    bad["after_hours"] = json!("block");
+    let refused = api.put(Who::Operator, &uri, &bad).await;
+    assert_eq!(refused.status, 422);
+    assert_eq!(refused.json()["errors"][0]["field"], "after_hours_rule_id");
+    bad["after_hours"] = json!("sometimes");
+    assert_eq!(api.put(Who::Operator, &uri, &bad).await.status, 422);
+
+    let device = api.t.device_a.id.0;
+    let known = format!("/api/v1/devices/{device}/known-destinations");
+    assert_eq!(api.get(Who::CustomerA, &known).await.json(), json!([]));
+    let approved = api
+        .post(Who::CustomerA, &known, &json!({"destination": "44"}))
+        .await;
+    assert_eq!(approved.status, 200, "{}", approved.text());
+    assert_eq!(approved.json()[0]["destination"], "44");
+    assert!(approved.json()[0]["approved_by"].is_string());
+    let nonsense = api
+        .post(Who::CustomerA, &known, &json!({"destination": "+44 20"}))
+        .await;
+    assert_eq!(nonsense.status, 422);
+    for who in [Who::ResellerY, Who::CustomerB] {
+        assert_eq!(api.get(who, &known).await.status, 404, "{who:?}");
+        assert_eq!(
+            api.post(who, &known, &json!({"destination": "882"}))
+                .await
+                .status,
+            404,
+            "{who:?}"
+        );
+    }
+}
+
 pbx_store::both_engines!(
+    resellers_set_toll_fraud_alarms_and_admins_approve_destinations,
     bans_are_listed_and_lifted_by_whom_they_concern,
     the_allow_list_is_the_operators_and_each_customers_own,
     protections_are_shown_to_the_customer_and_lifted,

@@ -137,6 +137,18 @@ fn forward(hub: &EventHub, event: SipEvent) {
             customer,
             at,
             ..
+        }
+        | SipEvent::TollFraudSuspected {
+            reseller,
+            customer,
+            at,
+            ..
+        }
+        | SipEvent::DestinationLearned {
+            reseller,
+            customer,
+            at,
+            ..
         } => (Tenant::customer(*reseller, *customer), *at),
         // The operator's own: a carrier's call for no customer.
         SipEvent::CallUnrouted { at, .. } => (Tenant::default(), *at),

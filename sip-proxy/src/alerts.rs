@@ -2,8 +2,11 @@
 //! calls carriers sent for numbers nobody holds (kept for the operator),
 //! outbound calls refused by a fraud or cost limit (a `limit_reached`
 //! webhook to the reseller's and the customer's endpoints that asked for
-//! it), and accounts protected against a distributed password guess (an
-//! `account_protected` webhook). Best effort: while the database is away
+//! it), accounts protected against a distributed password guess (an
+//! `account_protected` webhook), calls that look like toll fraud (a
+//! `toll_fraud` webhook, once per device, alarm and minute) and the
+//! destinations devices call for the first time (stored, so that every node
+//! knows them). Best effort: while the database is away
 //! they are only logged.
 //!
 //! Both are bounded: an unrouted Call-ID is kept once (retransmissions) and
@@ -133,6 +136,71 @@ pub async fn keep(mut events: Receiver<SipEvent>, store: Store, node_id: String)
                     &payload,
                 )
                 .await;
+            }
+            SipEvent::TollFraudSuspected {
+                reseller,
+                customer,
+                extension,
+                device,
+                source,
+                call_id,
+                alarm,
+                blocked,
+                destination,
+                at,
+            } => {
+                let key = format!("{customer}:{device}:{}:{}", alarm.as_str(), at / 60_000);
+                alerted.retain(|_, t| at - *t < 120_000);
+                if alerted.len() >= REMEMBERED || alerted.insert(key.clone(), at).is_some() {
+                    continue;
+                }
+                tracing::warn!(
+                    reseller = reseller.0,
+                    customer = customer.0,
+                    device = device.0,
+                    call_id = %call_id,
+                    alarm = alarm.as_str(),
+                    blocked,
+                    %destination,
+                    "toll fraud suspected"
+                );
+                let payload = serde_json::json!({
+                    "type": "toll_fraud",
+                    "reseller_id": reseller,
+                    "customer_id": customer,
+                    "extension_id": extension,
+                    "device_id": device,
+                    "source": source,
+                    "alarm": alarm.as_str(),
+                    "blocked": blocked,
+                    "destination": destination,
+                    "call_id": call_id,
+                    "at": at,
+                });
+                notify(
+                    &store,
+                    WebhookEvent::TollFraud,
+                    reseller,
+                    customer,
+                    &key,
+                    &payload,
+                )
+                .await;
+            }
+            SipEvent::DestinationLearned {
+                customer,
+                device,
+                destination,
+                at,
+                ..
+            } => {
+                if let Err(e) = store
+                    .fraud_alarms()
+                    .learn(&Principal::system(), customer, device, &destination, at)
+                    .await
+                {
+                    tracing::warn!(error = %e, customer = customer.0, device = device.0, "known destination not stored");
+                }
             }
             _ => {}
         }

@@ -10,7 +10,6 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 
 use pbx_sip_message::{Header, HeaderName, Host, Message, SipUri, Uri};
-use pbx_store::business_hours;
 use pbx_store::numbering::{self, Class, Destination, NumberError};
 use pbx_store::numbers::Destination as NumberDestination;
 use pbx_store::trunks::{Transport, Trunk};
@@ -223,18 +222,16 @@ pub fn inbound_destination(
         Some(NumberDestination::BusinessHours(_)) | None => Inbound::Nowhere,
     };
     match destination {
-        Some(NumberDestination::BusinessHours(id)) => match tenant.business_hours(id) {
-            Some(rule) => {
-                let open =
-                    business_hours::is_open(&rule.weekly, &rule.holidays, tenant.time_zone, now);
-                direct(if open {
+        Some(NumberDestination::BusinessHours(id)) => {
+            match (tenant.business_hours(id), tenant.is_open(id, now)) {
+                (Some(rule), Some(open)) => direct(if open {
                     rule.open_destination
                 } else {
                     rule.closed_destination
-                })
+                }),
+                _ => Inbound::Nowhere,
             }
-            None => Inbound::Nowhere,
-        },
+        }
         other => direct(other),
     }
 }

@@ -45,6 +45,8 @@ pub struct Core {
     pub auth: DigestAuth,
     /// Password guessers, scanners and floods.
     pub guard: Guard,
+    /// Toll-fraud alarms of calls to the public network.
+    pub fraud: crate::fraud::FraudWatch,
     pub dialogs: Dialogs,
     pub events: EventBus,
     /// Outbound calls' limits and trunk channels on this node.
@@ -90,6 +92,7 @@ impl Core {
         let guard = Guard::new(config.guard.clone(), stats.clone());
         Core {
             guard,
+            fraud: crate::fraud::FraudWatch::default(),
             admission,
             trunk_registrations: TrunkRegistrations::default(),
             auth,

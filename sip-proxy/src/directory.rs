@@ -85,6 +85,10 @@ pub struct Tenant {
     pub reseller_limits: Limits,
     /// The reseller's abuse thresholds.
     pub guard_settings: pbx_store::abuse::GuardSettings,
+    /// The customer's toll-fraud alarms.
+    pub fraud_alarms: pbx_store::fraud_alarms::FraudAlarms,
+    /// What each device is known to call abroad or at premium rates.
+    known_destinations: HashMap<DeviceId, Vec<String>>,
     pub retail_rates: Arc<Vec<RateRule>>,
     business_hours: HashMap<BusinessHoursId, BusinessHours>,
 }
@@ -116,6 +120,8 @@ impl Tenant {
             limits: d.limits,
             reseller_limits: d.reseller_limits,
             guard_settings: d.guard_settings,
+            fraud_alarms: d.fraud_alarms,
+            known_destinations: d.known_destinations,
             retail_rates: d.retail_rates,
             business_hours: d.business_hours.into_iter().map(|b| (b.id, b)).collect(),
             customer: d.customer_id,
@@ -190,6 +196,30 @@ impl Tenant {
 
     pub fn business_hours(&self, id: BusinessHoursId) -> Option<&BusinessHours> {
         self.business_hours.get(&id)
+    }
+
+    /// Whether business-hours rule `id` says open at `now` (None: no such rule).
+    pub fn is_open(&self, id: BusinessHoursId, now: pbx_store::Millis) -> Option<bool> {
+        let rule = self.business_hours.get(&id)?;
+        Some(pbx_store::business_hours::is_open(
+            &rule.weekly,
+            &rule.holidays,
+            self.time_zone,
+            now,
+        ))
+    }
+
+    /// Whether `device` is known to call `destination` (a calling code or a
+    /// premium-rate number).
+    pub fn knows_destination(&self, device: DeviceId, destination: &str) -> bool {
+        self.known_destinations
+            .get(&device)
+            .is_some_and(|d| d.iter().any(|k| k == destination))
+    }
+
+    /// Sets what `device` is known to call (tests, tools).
+    pub fn set_known_destinations(&mut self, device: DeviceId, destinations: Vec<String>) {
+        self.known_destinations.insert(device, destinations);
     }
 
     /// The devices of one extension.

@@ -165,6 +165,31 @@ pub enum SipEvent {
         until: Millis,
         at: Millis,
     },
+    /// A call to the public network set off a toll-fraud alarm; `blocked`:
+    /// it was refused (403), else it went on.
+    TollFraudSuspected {
+        reseller: ResellerId,
+        customer: CustomerId,
+        extension: Option<ExtensionId>,
+        device: DeviceId,
+        /// Where the device's INVITE came from (address and port).
+        source: String,
+        call_id: String,
+        alarm: crate::fraud::Alarm,
+        blocked: bool,
+        /// The E.164 number dialled (without '+').
+        destination: String,
+        at: Millis,
+    },
+    /// A device called a country (a calling code) or premium-rate number
+    /// for the first time: it is known from now on.
+    DestinationLearned {
+        reseller: ResellerId,
+        customer: CustomerId,
+        device: DeviceId,
+        destination: String,
+        at: Millis,
+    },
     /// A call's record was stored and priced (look it up by `record_uid`).
     RecordRated {
         reseller: ResellerId,
@@ -193,6 +218,8 @@ impl SipEvent {
             SipEvent::CallForwardedOut { .. } => "call_forwarded_out",
             SipEvent::SourceBanned { .. } => "source_banned",
             SipEvent::AccountProtected { .. } => "account_protected",
+            SipEvent::TollFraudSuspected { .. } => "toll_fraud_suspected",
+            SipEvent::DestinationLearned { .. } => "destination_learned",
         }
     }
 }

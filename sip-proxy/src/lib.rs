@@ -25,6 +25,7 @@ pub mod dialogs;
 pub mod digest;
 pub mod directory;
 pub mod events;
+pub mod fraud;
 pub mod guard;
 pub mod journal;
 pub mod location;
@@ -304,6 +305,7 @@ async fn housekeeping(core: Arc<Core>, store: Option<Store>) {
                 i64::try_from(core.config.max_call_duration.as_millis()).unwrap_or(i64::MAX);
             core.admission.sweep(now, max_call);
             core.guard.sweep(now);
+            core.fraud.sweep(now);
         }
         core.trunk_registrations.tick(&core, now);
         guard::sync::publish(&core, store.as_ref());

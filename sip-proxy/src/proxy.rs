@@ -128,7 +128,10 @@ pub fn initial(core: &Core, req: Message, flow: Flow) {
             core,
             &carriers,
             &tenant,
-            caller.extension,
+            &Placer {
+                extension: caller.extension,
+                device: caller.device.map(|d| (d, flow.remote)),
+            },
             req.call_id(),
             &dialled,
             now,
@@ -211,7 +214,15 @@ fn ring_extension(
             Reached::Phones(extension, bindings) => (extension, bindings),
             Reached::Out { by, target } => {
                 let carriers = core.directory.carriers();
-                return match call_out(core, &carriers, tenant, Some(by.id), call_id, &target, now) {
+                return match call_out(
+                    core,
+                    &carriers,
+                    tenant,
+                    &Placer::forward(by.id),
+                    call_id,
+                    &target,
+                    now,
+                ) {
                     Ok(Ringing::Out { leg, admitted, .. }) => Ok(Ringing::Out {
                         callee: by.number.clone(),
                         leg,
@@ -259,14 +270,31 @@ fn ring_group(
     })
 }
 
+/// Who places a call to the public network.
+struct Placer {
+    extension: Option<ExtensionId>,
+    /// The device dialling, and where its request came from; None for a
+    /// forward (no device dials it, so no toll-fraud alarm looks at it).
+    device: Option<(DeviceId, std::net::SocketAddr)>,
+}
+
+impl Placer {
+    fn forward(by: ExtensionId) -> Placer {
+        Placer {
+            extension: Some(by),
+            device: None,
+        }
+    }
+}
+
 /// A call to the public network: the number read by the customer's plan,
-/// the trunks that carry it, and the limits that admit it. A refusal names
-/// the number when it was one.
+/// the trunks that carry it, the limits that admit it and the toll-fraud
+/// alarms it may set off. A refusal names the number when it was one.
 fn call_out(
     core: &Core,
     carriers: &Carriers,
     tenant: &Tenant,
-    caller_extension: Option<ExtensionId>,
+    placer: &Placer,
     call_id: &str,
     dialled: &str,
     now: pbx_store::Millis,
@@ -300,8 +328,42 @@ fn call_out(
             return Err((403, "Forbidden", Some(destination.e164)));
         }
     };
+    if let Some((device, source)) = placer.device {
+        let verdict = core.fraud.check(tenant, device, &destination, now);
+        for alarm in &verdict.alarms {
+            tracing::warn!(customer = %tenant.customer, device = %device, %source,
+                destination = %destination.e164, alarm = alarm.as_str(), blocked = verdict.block,
+                "toll-fraud alarm");
+            Stats::inc(&core.stats.fraud_alarms);
+            core.events.publish(SipEvent::TollFraudSuspected {
+                reseller: tenant.reseller,
+                customer: tenant.customer,
+                extension: placer.extension,
+                device,
+                source: source.to_string(),
+                call_id: call_id.to_owned(),
+                alarm: *alarm,
+                blocked: verdict.block,
+                destination: destination.e164.clone(),
+                at: now,
+            });
+        }
+        if verdict.block {
+            core.admission.abandon(admitted);
+            return Err((403, "Forbidden", Some(destination.e164)));
+        }
+        if let Some(key) = verdict.learn {
+            core.events.publish(SipEvent::DestinationLearned {
+                reseller: tenant.reseller,
+                customer: tenant.customer,
+                device,
+                destination: key,
+                at: now,
+            });
+        }
+    }
     let caller_id = carriers
-        .caller_id(tenant.customer, caller_extension)
+        .caller_id(tenant.customer, placer.extension)
         .map(str::to_owned);
     Ok(Ringing::Out {
         callee: dialled.to_owned(),
@@ -1124,9 +1186,15 @@ fn forward_out_after_ringing(
 ) -> bool {
     let key = c.call_key();
     let carriers = core.directory.carriers();
-    let Ok(Ringing::Out { leg, admitted, .. }) =
-        call_out(core, &carriers, tenant, Some(by.id), &key.0, target, now)
-    else {
+    let Ok(Ringing::Out { leg, admitted, .. }) = call_out(
+        core,
+        &carriers,
+        tenant,
+        &Placer::forward(by.id),
+        &key.0,
+        target,
+        now,
+    ) else {
         return false;
     };
     core.admission.open(key.clone(), admitted);

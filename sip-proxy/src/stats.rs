@@ -41,6 +41,7 @@ counters! {
     calls_started: "INVITEs forwarded to at least one device.",
     calls_answered: "Calls answered (2xx to the initial INVITE).",
     limit_refusals: "Outbound calls refused by a fraud or cost limit (403).",
+    fraud_alarms: "Toll-fraud alarms raised (new destination, burst, after hours), blocking or not.",
     trunk_failovers: "Calls moved to the next trunk after a timeout or 5xx.",
     unrouted_calls: "Calls from carriers for numbers nobody holds (404).",
     trunk_registrations: "Registrations with carriers accepted (200), refreshes included.",

@@ -14,6 +14,7 @@ use sqlx::Row;
 
 use crate::abuse::GuardSettings;
 use crate::business_hours::BusinessHours;
+use crate::fraud_alarms::FraudAlarms;
 use crate::limits::Limits;
 use crate::numbers::Destination;
 use crate::rating::RateRule;
@@ -49,6 +50,10 @@ pub struct CustomerDirectory {
     pub reseller_limits: Limits,
     /// The reseller's abuse thresholds (None: the SIP nodes' defaults).
     pub guard_settings: GuardSettings,
+    /// The customer's toll-fraud alarms.
+    pub fraud_alarms: FraudAlarms,
+    /// What each of its devices is known to call abroad or at premium rates.
+    pub known_destinations: HashMap<DeviceId, Vec<String>>,
     pub business_hours: Vec<BusinessHours>,
     /// The customer's retail rates (empty without a retail plan); shared
     /// between the customers of one plan.
@@ -75,6 +80,8 @@ impl CustomerDirectory {
             limits: Limits::default(),
             reseller_limits: Limits::unlimited(),
             guard_settings: GuardSettings::default(),
+            fraud_alarms: FraudAlarms::default(),
+            known_destinations: HashMap::new(),
             business_hours: Vec::new(),
             retail_rates: Arc::default(),
         }
@@ -170,6 +177,7 @@ impl Directory<'_> {
         let rates = self.retail_rates(only).await?;
         let limits = self.limits(only).await?;
         let guard_settings = self.0.guard_settings().all().await?;
+        let (mut alarms, mut known) = self.0.fraud_alarms().for_directory(only).await?;
         let mut out = Vec::with_capacity(customers.len());
         for row in &customers {
             let status = enum_col(row, "status", Status::parse)?;
@@ -188,6 +196,8 @@ impl Directory<'_> {
                     .cloned()
                     .unwrap_or_else(Limits::unlimited),
                 guard_settings: guard_settings.get(&reseller).copied().unwrap_or_default(),
+                fraud_alarms: alarms.remove(&id).unwrap_or_default(),
+                known_destinations: HashMap::new(),
                 business_hours: Vec::new(),
                 retail_rates: plan
                     .and_then(|p| rates.get(&p).cloned())
@@ -321,6 +331,10 @@ impl Directory<'_> {
                     ha1_md5: row.try_get("ha1_md5")?,
                     ha1_sha256: row.try_get("ha1_sha256")?,
                 });
+                let device = DeviceId(row.try_get("id")?);
+                if let Some(destinations) = known.remove(&device) {
+                    out[i].known_destinations.insert(device, destinations);
+                }
             }
         }
         Ok(out)

@@ -36,6 +36,7 @@ pub mod directory;
 mod error;
 pub mod extensions;
 pub mod forwards;
+pub mod fraud_alarms;
 pub mod idempotency;
 mod ids;
 pub mod limits;

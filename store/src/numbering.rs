@@ -192,6 +192,28 @@ pub fn read_dialled(dialled: &str, country: &str) -> Result<Destination, NumberE
     })
 }
 
+/// The country calling code an E.164 number (digits, no `+`) starts with
+/// (ITU-T E.164 assignments: 1 and 7 are one digit, the two-digit codes are
+/// listed, all others have three), or None for too short a number.
+pub fn calling_code(e164: &str) -> Option<&str> {
+    const TWO: &[&str] = &[
+        "20", "27", "30", "31", "32", "33", "34", "36", "39", "40", "41", "43", "44", "45", "46",
+        "47", "48", "49", "51", "52", "53", "54", "55", "56", "57", "58", "60", "61", "62", "63",
+        "64", "65", "66", "81", "82", "84", "86", "90", "91", "92", "93", "94", "95", "98",
+    ];
+    if !e164.bytes().all(|b| b.is_ascii_digit()) || e164.len() < 4 || e164.starts_with('0') {
+        return None;
+    }
+    let len = if e164.starts_with('1') || e164.starts_with('7') {
+        1
+    } else if TWO.contains(&&e164[..2]) {
+        2
+    } else {
+        3
+    };
+    e164.get(..len)
+}
+
 /// The class of an E.164 number (digits, no `+`) for a customer at `home`.
 pub fn classify(e164: &str, home: Option<&Plan>) -> Class {
     let Some(home) = home else {
@@ -290,6 +312,24 @@ pub fn read_from_trunk(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn calling_codes_are_one_two_or_three_digits() {
+        assert_eq!(calling_code("12125550100"), Some("1"));
+        assert_eq!(calling_code("74951234567"), Some("7"));
+        assert_eq!(calling_code("442071234567"), Some("44"));
+        assert_eq!(calling_code("4930123456"), Some("49"));
+        assert_eq!(calling_code("8801712345678"), Some("880"));
+        assert_eq!(calling_code("3531234567"), Some("353"), "Ireland, not 35");
+        assert_eq!(
+            calling_code("88216123456"),
+            Some("882"),
+            "international networks"
+        );
+        assert_eq!(calling_code("49"), None);
+        assert_eq!(calling_code("0301234"), None);
+        assert_eq!(calling_code("44x"), None);
+    }
 
     fn read(dialled: &str) -> Result<(String, Class), NumberError> {
         read_dialled(dialled, "DE").map(|d| (d.e164, d.class))
