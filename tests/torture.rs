@@ -13,49 +13,10 @@ mod support;
 use std::io::{Read, Write};
 use std::net::{TcpStream, UdpSocket};
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 use support::sip::{register, seed, sipp_available, start_node, Sipp};
-use support::TempDir;
-
-const IN_NETNS: &str = "PBX_TEST_IN_NETNS";
-
-/// Runs `test` in a fresh network namespace; true if this process is the one inside.
-fn in_private_netns(test: &str) -> bool {
-    if std::env::var(IN_NETNS).is_ok() {
-        return true;
-    }
-    let exe = std::env::current_exe().expect("test binary path");
-    let probe = Command::new("unshare").args(["--net", "true"]).status();
-    if !probe.is_ok_and(|s| s.success()) {
-        if std::env::var("PBX_TEST_REQUIRE_NETNS").as_deref() == Ok("1") {
-            panic!(
-                "cannot create a network namespace (unshare --net needs root or user namespaces)"
-            );
-        }
-        eprintln!("SKIPPED: cannot create a private network namespace for foreign messages");
-        return false;
-    }
-    let status = Command::new("unshare")
-        .args([
-            "--net",
-            "--",
-            "sh",
-            "-c",
-            "ip link set lo up && exec \"$0\" \"$@\"",
-        ])
-        .arg(&exe)
-        .args([test, "--exact", "--nocapture", "--test-threads=1"])
-        .env(IN_NETNS, "1")
-        .status()
-        .expect("run unshare");
-    assert!(
-        status.success(),
-        "the test failed inside its network namespace"
-    );
-    false
-}
+use support::{in_private_netns, TempDir};
 
 fn corpus() -> Vec<(String, Vec<u8>)> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../sip-message/tests/torture");

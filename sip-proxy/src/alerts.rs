@@ -216,7 +216,7 @@ async fn notify(
     key: &str,
     payload: &serde_json::Value,
 ) {
-    if let Err(e) = store
+    match store
         .webhooks()
         .enqueue(
             &Principal::system(),
@@ -228,7 +228,10 @@ async fn notify(
         )
         .await
     {
-        tracing::warn!(error = %e, customer = %customer, event = %event, "alert not queued");
+        Ok(queued) => tracing::debug!(customer = %customer, event = %event, queued, "alert queued"),
+        Err(e) => {
+            tracing::warn!(error = %e, customer = %customer, event = %event, "alert not queued")
+        }
     }
 }
 

@@ -264,6 +264,7 @@ impl SipProxy {
                 tracing::warn!("call records not all written at shutdown; they stay spooled for the next start");
             }
         }
+        guard::sync::flush(&self.core, store).await;
         for attempt in 0..3 {
             match self
                 .core

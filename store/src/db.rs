@@ -269,8 +269,16 @@ impl Store {
     }
 
     pub(crate) async fn begin(&self) -> Result<Tx<'_>> {
+        // SQLite: take the write lock at BEGIN. A deferred transaction that
+        // reads, then writes after another connection committed, fails at
+        // once with SQLITE_BUSY_SNAPSHOT (busy_timeout cannot wait for it);
+        // IMMEDIATE ones queue behind each other instead.
+        let inner = match self.engine {
+            Engine::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Engine::Postgres => self.pool.begin().await?,
+        };
         Ok(Tx {
-            inner: self.pool.begin().await?,
+            inner,
             store: self,
             changes: Vec::new(),
         })

@@ -353,3 +353,44 @@ pub fn postgres_url() -> Option<String> {
     }
     url
 }
+
+const IN_NETNS: &str = "PBX_TEST_IN_NETNS";
+
+/// Runs the test named `test` of this test binary again inside a fresh
+/// network namespace with only loopback up (`unshare --net`), so that
+/// messages naming foreign hosts cannot make anything leave the machine;
+/// true in the process inside, which then runs the test's body.
+pub fn in_private_netns(test: &str) -> bool {
+    if std::env::var(IN_NETNS).is_ok() {
+        return true;
+    }
+    let exe = std::env::current_exe().expect("test binary path");
+    let probe = Command::new("unshare").args(["--net", "true"]).status();
+    if !probe.is_ok_and(|s| s.success()) {
+        if std::env::var("PBX_TEST_REQUIRE_NETNS").as_deref() == Ok("1") {
+            panic!(
+                "cannot create a network namespace (unshare --net needs root or user namespaces)"
+            );
+        }
+        eprintln!("SKIPPED: cannot create a private network namespace for foreign messages");
+        return false;
+    }
+    let status = Command::new("unshare")
+        .args([
+            "--net",
+            "--",
+            "sh",
+            "-c",
+            "ip link set lo up && exec \"$0\" \"$@\"",
+        ])
+        .arg(&exe)
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(IN_NETNS, "1")
+        .status()
+        .expect("run unshare");
+    assert!(
+        status.success(),
+        "the test failed inside its network namespace"
+    );
+    false
+}

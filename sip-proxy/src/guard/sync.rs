@@ -81,6 +81,21 @@ pub fn publish(core: &Arc<Core>, store: Option<&Store>) {
     });
 }
 
+/// Writes the decisions not stored yet, waiting for them (at shutdown: a
+/// ban or protection decided just before must hold on the other nodes).
+pub async fn flush(core: &Arc<Core>, store: &Store) {
+    let mut reports = core.guard.take_reports();
+    for report in &reports {
+        core.events.publish(event(report));
+    }
+    reports.extend(core.guard.take_retries());
+    for report in reports {
+        if let Err(e) = write(core, store, &report).await {
+            tracing::warn!(error = %e, "abuse guard decision not stored at shutdown");
+        }
+    }
+}
+
 fn event(report: &Report) -> SipEvent {
     match report {
         Report::Banned {
