@@ -3,9 +3,10 @@
 //! svmap scanning, a password guess spread over many addresses, and a flood
 //! of INVITEs. Each attacker gets a handful of answers at most, is banned
 //! (or the account protected), and the phones of the customer go on working.
+//! On PostgreSQL, a ban one node decides holds on another within a second.
 //!
-//! The tools write foreign names into their messages, so each test runs in
-//! a private network namespace (only loopback up). svcrack and svwar bind
+//! The tools write foreign names into their messages, so each test with
+//! them runs in a private network namespace (only loopback up). svcrack and svwar bind
 //! to every address, so a [`Relay`] gives each attacker its own source
 //! address on 127/8 and counts what the node answered.
 
@@ -227,6 +228,32 @@ fn shape(data: &[u8]) -> String {
         .join("\n")
 }
 
+/// A REGISTER without credentials for `user` of `domain`, sent from `local`.
+fn unauthenticated_register(user: &str, domain: &str, local: SocketAddr) -> String {
+    format!(
+        "REGISTER sip:{domain} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {local};branch=z9hG4bKreg{user}{n};rport\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:{user}@{domain}>;tag=r{user}\r\n\
+         To: <sip:{user}@{domain}>\r\n\
+         Call-ID: reg-{user}-{n}@{local}\r\n\
+         CSeq: 1 REGISTER\r\n\
+         Contact: <sip:{user}@{local}>\r\n\
+         Content-Length: 0\r\n\r\n",
+        n = pbx_store::now_ms()
+    )
+}
+
+/// Whether the node at `port` answers a REGISTER sent from `socket`.
+fn answers_from(socket: &UdpSocket, port: u16, user: &str, domain: &str) -> bool {
+    let local = socket.local_addr().expect("addr");
+    let register = unauthenticated_register(user, domain, local);
+    let _ = socket.send_to(register.as_bytes(), ("127.0.0.1", port));
+    let _ = socket.set_read_timeout(Some(Duration::from_millis(500)));
+    let mut buf = [0u8; 4096];
+    socket.recv(&mut buf).is_ok()
+}
+
 fn ban_of<'a>(bans: &'a [SipBan], source: &str) -> Option<&'a SipBan> {
     bans.iter().find(|b| b.source == source)
 }
@@ -301,6 +328,13 @@ fn svcrack_gets_five_wrong_guesses_then_silence_and_a_ban() {
     let ban = ban_of(&bans, "127.0.0.66").expect("the guesser is banned");
     assert_eq!(ban.reason, BanReason::AuthFailures);
     assert_eq!(ban.customer_id, Some(banned_customer(&dir)));
+    // The reseller whose customer was guessed at sees the ban in the API.
+    let token = support::create_token(&dir, &["--reseller", "1", "--name", "noc"]);
+    let listed = support::http_get_bearer(node.http, "/api/v1/sip-bans", &token).expect("bans");
+    assert_eq!(listed.status, 200, "{}", listed.text());
+    let listed: serde_json::Value = serde_json::from_str(&listed.text()).expect("json");
+    assert_eq!(listed[0]["source"], "127.0.0.66", "{listed}");
+    assert_eq!(listed[0]["reason"], "auth_failures");
     let m = metrics(&node);
     assert_eq!(metric(&m, "pbx_sip_banned_sources"), 1, "{m}");
     assert!(metric(&m, "pbx_sip_guard_dropped_total") >= 10, "{m}");
@@ -343,8 +377,42 @@ fn svmap_and_svwar_learn_nothing_and_are_banned() {
         ban_of(&bans(&dir), "127.0.0.67").is_some_and(|b| b.reason == BanReason::Scanner)
     });
 
+    // Monitoring's OPTIONS to the node itself is answered, naming no
+    // product or version.
+    let monitor = UdpSocket::bind("127.0.0.75:0").expect("bind");
+    monitor
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
+    let local = monitor.local_addr().expect("addr");
+    let ping = format!(
+        "OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {local};branch=z9hG4bKping;rport\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:monitor@127.0.0.75>;tag=m1\r\n\
+         To: <sip:127.0.0.1:{port}>\r\n\
+         Call-ID: ping@127.0.0.75\r\n\
+         CSeq: 1 OPTIONS\r\n\
+         User-Agent: Nagios check_sip\r\n\
+         Content-Length: 0\r\n\r\n",
+        port = node.sip_port
+    );
+    monitor
+        .send_to(ping.as_bytes(), ("127.0.0.1", node.sip_port))
+        .expect("send");
+    let mut buf = [0u8; 4096];
+    let n = monitor.recv(&mut buf).expect("OPTIONS answered");
+    let pong = String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase();
+    assert!(pong.starts_with("sip/2.0 200"), "{pong}");
+    for telling in ["\nserver:", "\nuser-agent:", "pbx", "rust"] {
+        assert!(!pong.contains(telling), "{telling} in {pong}");
+    }
+
     // svwar: every method answers the same nothing.
-    for (from, method) in [("127.0.0.68", "REGISTER"), ("127.0.0.69", "INVITE")] {
+    for (from, method) in [
+        ("127.0.0.68", "REGISTER"),
+        ("127.0.0.69", "INVITE"),
+        ("127.0.0.72", "OPTIONS"),
+    ] {
         let relay = Relay::start(from, &node);
         let port = relay.port.to_string();
         let out = sipvicious(
@@ -381,27 +449,39 @@ fn svmap_and_svwar_learn_nothing_and_are_banned() {
     // an extension that exists and one that does not, and gives up.
     drop(node);
     let node = start(&dir, &[("PBX_SIP_SCANNER_USER_AGENTS", "")]);
-    let relay = Relay::start("127.0.0.70", &node);
-    let port = relay.port.to_string();
-    let out = sipvicious(
-        "svwar",
-        &[
-            "-e100-130",
-            "-m",
-            "REGISTER",
-            "--force",
-            "--domain",
-            &domain,
-            "-p",
-            &port,
-            "--maximumtime",
-            "3",
-            "127.0.0.1",
-        ],
-    );
-    assert!(!out.contains("| 101"), "svwar found an extension:\n{out}");
-    assert!(relay.answers().iter().all(|a| a.code == 401), "{out}");
-    drop(relay);
+    for (from, method) in [
+        ("127.0.0.70", "REGISTER"),
+        ("127.0.0.73", "INVITE"),
+        ("127.0.0.74", "OPTIONS"),
+    ] {
+        let relay = Relay::start(from, &node);
+        let port = relay.port.to_string();
+        let out = sipvicious(
+            "svwar",
+            &[
+                "-e100-130",
+                "-m",
+                method,
+                "--force",
+                "--domain",
+                &domain,
+                "-p",
+                &port,
+                "--maximumtime",
+                "3",
+                "127.0.0.1",
+            ],
+        );
+        let answers = relay.answers();
+        // Its made-up extension gets the same challenge as the first real
+        // looking one, so it finds nothing.
+        assert!(answers.len() >= 2, "{method}: {answers:?}");
+        assert!(
+            answers.iter().all(|a| a.code == answers[0].code),
+            "{method}: {answers:?}"
+        );
+        assert!(out.contains("found nothing"), "{method}:\n{out}");
+    }
 
     // A patient enumerator (a few lines of any language) asking for 300
     // extensions one by one: the same 401 whether the extension exists or
@@ -421,17 +501,7 @@ fn svmap_and_svwar_learn_nothing_and_are_banned() {
         if silent == 20 {
             break;
         }
-        let register = format!(
-            "REGISTER sip:{domain} SIP/2.0\r\n\
-             Via: SIP/2.0/UDP {local};branch=z9hG4bKenum{user};rport\r\n\
-             Max-Forwards: 70\r\n\
-             From: <sip:{user}@{domain}>;tag=e{user}\r\n\
-             To: <sip:{user}@{domain}>\r\n\
-             Call-ID: enum-{user}@{local}\r\n\
-             CSeq: 1 REGISTER\r\n\
-             Contact: <sip:{user}@{local}>\r\n\
-             Content-Length: 0\r\n\r\n"
-        );
+        let register = unauthenticated_register(&user.to_string(), &domain, local);
         let _ = enumerator.send(register.as_bytes());
         let mut buf = [0u8; 4096];
         match enumerator.recv(&mut buf) {
@@ -638,4 +708,84 @@ fn rss_kib(pid: u32) -> u64 {
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         })
         .unwrap_or(0)
+}
+
+#[test]
+fn a_ban_on_one_node_holds_on_the_other_within_seconds() {
+    // Only our own messages, naming only loopback addresses: no namespace
+    // needed, and PostgreSQL stays reachable.
+    if !sipp_available() {
+        return;
+    }
+    let Some(_) = support::postgres_url() else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let Some(db) = rt.block_on(pbx_store::testing::TestDb::postgres()) else {
+        return;
+    };
+    let seeded = rt.block_on(support::sip::seed_store(&db.store));
+    let (dir_a, dir_b) = (TempDir::new("ban-a"), TempDir::new("ban-b"));
+    let node_a = start(
+        &dir_a,
+        &[
+            ("PBX_DATABASE_URL", db.url.as_str()),
+            ("PBX_NODE_ID", "sip-a"),
+        ],
+    );
+    let node_b = start(
+        &dir_b,
+        &[
+            ("PBX_DATABASE_URL", db.url.as_str()),
+            ("PBX_NODE_ID", "sip-b"),
+        ],
+    );
+    let victim = &seeded.a103;
+    let guesser = UdpSocket::bind("127.0.0.76:0").expect("bind");
+    assert!(answers_from(
+        &guesser,
+        node_b.sip_port,
+        &victim.user,
+        &victim.domain
+    ));
+    // Five wrong passwords at node A…
+    let wrong = Phone {
+        password: "not-the-password".into(),
+        ..victim.clone()
+    };
+    for _ in 0..5 {
+        let out = Sipp::new("register.xml")
+            .local_ip("127.0.0.76")
+            .phone(&wrong, &wrong.domain)
+            .key("contact_port", "5060")
+            .key("expires", "60")
+            // The fifth is not answered at all.
+            .arg("-timeout")
+            .arg("3")
+            .run(&format!("127.0.0.1:{}", node_a.sip_port));
+        assert!(!out.success);
+    }
+    // …and node B stops answering that address within seconds, while it
+    // answers everyone else.
+    let banned_at = Instant::now();
+    wait_for("node B to drop the banned address", || {
+        !answers_from(&guesser, node_b.sip_port, &victim.user, &victim.domain)
+    });
+    eprintln!("ban held on the other node after {:?}", banned_at.elapsed());
+    let other = UdpSocket::bind("127.0.0.77:0").expect("bind");
+    assert!(answers_from(
+        &other,
+        node_b.sip_port,
+        &victim.user,
+        &victim.domain
+    ));
+    let m = metrics(&node_b);
+    assert_eq!(metric(&m, "pbx_sip_banned_sources"), 1, "{m}");
+    let bans = rt
+        .block_on(db.store.sip_bans().list(&Principal::system(), true, 10))
+        .expect("bans");
+    assert_eq!(bans.len(), 1, "{bans:?}");
+    assert_eq!(bans[0].node_id, "sip-a");
+    assert!(node_a.stop().success());
+    assert!(node_b.stop().success());
 }

@@ -12,26 +12,12 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use serde_json::Value;
 use support::sip::{register, seed, sipp_available, start_node, Sipp};
-use support::{run_pbx, TempDir};
+use support::TempDir;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-fn create_token(dir: &TempDir, scope: &[&str]) -> String {
-    let data_dir = dir.path().display().to_string();
-    let key = support::sip::secret_key_base64();
-    let mut args = vec!["admin", "--data-dir", data_dir.as_str(), "create-token"];
-    args.extend_from_slice(scope);
-    let out = run_pbx(&args, &[("PBX_SECRET_KEY", key.as_str())]);
-    assert!(
-        out.status.success(),
-        "create-token: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
 
 async fn connect(node: &support::Node, token: &str, since: Option<u64>) -> Socket {
     let query = since.map(|s| format!("?since={s}")).unwrap_or_default();
@@ -82,8 +68,8 @@ fn a_resellers_event_stream_follows_a_real_call_and_resumes() {
     let dir = TempDir::new("api-events");
     let s = seed(dir.path());
     // The fixture's first reseller (X) and the other reseller's customer (B).
-    let reseller_x = create_token(&dir, &["--reseller", "1", "--name", "crm"]);
-    let customer_b = create_token(&dir, &["--customer", "2", "--read-only"]);
+    let reseller_x = support::create_token(&dir, &["--reseller", "1", "--name", "crm"]);
+    let customer_b = support::create_token(&dir, &["--customer", "2", "--read-only"]);
     let node = start_node(&dir, "MD5");
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let mut x = rt.block_on(connect(&node, &reseller_x, None));

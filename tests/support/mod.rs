@@ -258,12 +258,28 @@ pub fn http_request(
     path: &str,
     json: Option<&str>,
 ) -> Option<HttpResponse> {
+    http_exchange(addr, method, host, path, json, None)
+}
+
+/// A GET with an API token.
+pub fn http_get_bearer(addr: SocketAddr, path: &str, token: &str) -> Option<HttpResponse> {
+    http_exchange(addr, "GET", "localhost", path, None, Some(token))
+}
+
+fn http_exchange(
+    addr: SocketAddr,
+    method: &str,
+    host: &str,
+    path: &str,
+    json: Option<&str>,
+    bearer: Option<&str>,
+) -> Option<HttpResponse> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
     stream
         .set_read_timeout(Some(Duration::from_secs(60)))
         .ok()?;
     let body = json.unwrap_or("");
-    let head = if json.is_some() {
+    let mut head = if json.is_some() {
         format!(
             "Content-Type: application/json\r\nContent-Length: {}\r\n",
             body.len()
@@ -271,6 +287,9 @@ pub fn http_request(
     } else {
         String::new()
     };
+    if let Some(token) = bearer {
+        head.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    }
     write!(
         stream,
         "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n{head}\r\n{body}"
@@ -393,4 +412,19 @@ pub fn in_private_netns(test: &str) -> bool {
         "the test failed inside its network namespace"
     );
     false
+}
+
+/// An API token from `pbx admin create-token SCOPE…`, as an operator makes one.
+pub fn create_token(dir: &TempDir, scope: &[&str]) -> String {
+    let data_dir = dir.path().display().to_string();
+    let key = sip::secret_key_base64();
+    let mut args = vec!["admin", "--data-dir", data_dir.as_str(), "create-token"];
+    args.extend_from_slice(scope);
+    let out = run_pbx(&args, &[("PBX_SECRET_KEY", key.as_str())]);
+    assert!(
+        out.status.success(),
+        "create-token: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
