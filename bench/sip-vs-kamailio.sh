@@ -14,7 +14,14 @@
 #             through a carrier trunk (a SIPp carrier on 127.0.0.2:5190)
 #             against calls between extensions, CALL_CPU_RATE for 20 s each:
 #             CPU per call
+#   banned    pbx only (not in the default): a source on 127.0.0.78 banned as
+#             a scanner, then flooding OPTIONS for 10 s: packets dropped per
+#             second and per CPU-second of the server
 #
+# Servers: pbx (the abuse guard on, its per-source request budget raised,
+#   since all 10,000 harness phones send from 127.0.0.1), pbx-unguarded (the
+#   guard off: SERVERS="pbx pbx-unguarded kamailio" gives its cost in one
+#   run), kamailio.
 # Environment: SERVERS="pbx kamailio", OUT (results folder), PBX_BIN,
 #   REG_CPU_RATE=5000, CALL_CPU_RATE=1000, REG_START=8000, CALL_START=1500,
 #   STEP_DURATION=12, KAMAILIO_CHILDREN=4.
@@ -52,7 +59,7 @@ if [ ! -s "$DATA/users.csv" ]; then
 fi
 
 start_pbx() {
-	local dir=$OUT/pbx-data
+	local guard=$1 dir=$OUT/pbx-data
 	if [ ! -s "$dir/pbx.db" ]; then
 		mkdir -p "$dir"
 		(cd "$ROOT" && cargo build --release -q -p pbx --example bench_seed)
@@ -60,7 +67,7 @@ start_pbx() {
 			"$ROOT/target/release/examples/bench_seed" "sqlite://$dir/pbx.db?mode=rwc" "$DATA/users.csv" "$DOMAIN" >&2
 	fi
 	# shellcheck disable=SC2086 # PBX_ENV: extra NAME=value words for the server
-	env ${PBX_ENV:-} PBX_SECRET_KEY="$(cat "$OUT/key")" PBX_DATA_DIR="$dir" PBX_LOG=warn \
+	env ${PBX_ENV:-} $guard PBX_SECRET_KEY="$(cat "$OUT/key")" PBX_DATA_DIR="$dir" PBX_LOG=warn \
 		PBX_HTTP_LISTEN=127.0.0.1:18088 PBX_SIP_UDP=127.0.0.1:$PBX_PORT PBX_SIP_TCP= \
 		PBX_SIP_DIGEST_ALGORITHMS=MD5 PBX_SIP_DIGEST_CHECK_URI=false PBX_NODE_ID=bench \
 		"$PBX_BIN" serve >"$OUT/pbx.out" 2>"$OUT/pbx.err" &
@@ -84,7 +91,8 @@ stop_pbx() {
 
 start_server() {
 	case $1 in
-	pbx) start_pbx ;;
+	pbx) start_pbx "PBX_SIP_GUARD_REQUEST_RATE=1000000 PBX_SIP_GUARD_REQUEST_BURST=1000000" ;;
+	pbx-unguarded) start_pbx PBX_SIP_GUARD=false ;;
 	kamailio)
 		DATA_DIR=$DATA RUN_DIR=$OUT/kamailio "$HARNESS/kamailio/start.sh" -n "$KAMAILIO_CHILDREN" >&2
 		cat "$OUT/kamailio/main.pid"
@@ -94,12 +102,12 @@ start_server() {
 
 stop_server() {
 	case $1 in
-	pbx) stop_pbx "$2" ;;
+	pbx | pbx-unguarded) stop_pbx "$2" ;;
 	kamailio) RUN_DIR=$OUT/kamailio "$HARNESS/kamailio/stop.sh" >&2 || true ;;
 	esac
 }
 
-target() { [ "$1" = pbx ] && echo "127.0.0.1:$PBX_PORT" || echo "127.0.0.1:$KAM_PORT"; }
+target() { [ "$1" = kamailio ] && echo "127.0.0.1:$KAM_PORT" || echo "127.0.0.1:$PBX_PORT"; }
 
 # Resident memory of a process and its children, in kB (PSS: shared pages split).
 pss_kb() {
@@ -168,6 +176,56 @@ trunk_calls() {
 			rate, n, ok, failed, rc, cpu}'
 }
 
+# A counter of the pbx's /metrics.
+pbx_metric() {
+	curl -sf http://127.0.0.1:18088/metrics | awk -v name="$1" '$1 == name {print $2}'
+}
+
+# The banned phase: one OPTIONS as "friendly-scanner" bans 127.0.0.78, then
+# a Python sender floods from it for 10 s. Prints a RESULT-like line.
+banned_flood() {
+	local pid=$1 sent d0 d1 t0 t1 s0 s1
+	python3 - "$PBX_PORT" <<-'EOF' >/dev/null
+		import socket, sys
+		s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+		s.bind(("127.0.0.78", 0))
+		s.sendto(b"OPTIONS sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.78:5070;branch=z9hG4bKscan\r\n"
+		         b"From: <sip:100@127.0.0.78>;tag=1\r\nTo: <sip:100@127.0.0.1>\r\nCall-ID: scan\r\n"
+		         b"CSeq: 1 OPTIONS\r\nUser-Agent: friendly-scanner\r\nContent-Length: 0\r\n\r\n",
+		         ("127.0.0.1", int(sys.argv[1])))
+	EOF
+	sleep 1
+	d0=$(pbx_metric pbx_sip_guard_dropped_total)
+	t0=$(ticks "$pid"); s0=$(date +%s.%N)
+	sent=$(python3 - "$PBX_PORT" <<-'EOF'
+		import socket, sys, time
+		s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+		s.bind(("127.0.0.78", 0))
+		target = ("127.0.0.1", int(sys.argv[1]))
+		packet = (b"INVITE sip:100@bench.example SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.78:5070;branch=z9hG4bKflood\r\n"
+		          b"From: <sip:100@bench.example>;tag=1\r\nTo: <sip:101@bench.example>\r\nCall-ID: flood\r\n"
+		          b"CSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n")
+		sent, end = 0, time.monotonic() + 10
+		while time.monotonic() < end:
+		    for _ in range(1000):
+		        try:
+		            s.sendto(packet, target)
+		            sent += 1
+		        except OSError:
+		            pass
+		print(sent)
+	EOF
+	)
+	sleep 1
+	t1=$(ticks "$pid"); s1=$(date +%s.%N)
+	d1=$(pbx_metric pbx_sip_guard_dropped_total)
+	awk -v t0="$t0" -v t1="$t1" -v s0="$s0" -v s1="$s1" -v hz="$(getconf CLK_TCK)" \
+		-v d0="$d0" -v d1="$d1" -v sent="$sent" \
+		'BEGIN {cpu_s = (t1 - t0) / hz; dropped = d1 - d0;
+			printf "RESULT pbx banned sent=%d dropped=%d dropped_per_s=%.0f server_cpu%%=%.1f dropped_per_cpu_s=%.0f\n",
+			sent, dropped, dropped / 10, cpu_s / (s1 - s0) * 100, (cpu_s > 0 ? dropped / cpu_s : 0)}'
+}
+
 for server in $SERVERS; do
 	pid=$(start_server "$server")
 	log "$server started (pid $pid)"
@@ -200,6 +258,10 @@ for server in $SERVERS; do
 				>"$OUT/$server-max-call.txt" 2>&1 || true
 			record "$server max-call" "$(grep '^MAX' "$OUT/$server-max-call.txt" | tail -1)"
 			;;
+		banned)
+			[ "$server" = pbx ] || continue
+			record "$server banned" "$(banned_flood "$pid")"
+			;;
 		trunk)
 			[ "$server" = pbx ] || continue
 			line=$(SERVER_PID=$pid TAG="$server trunk" OUT_DIR=$OUT/runs/$server-call-internal \
@@ -214,7 +276,7 @@ for server in $SERVERS; do
 			# empty too), then every user registered once.
 			stop_server "$server" "$pid"
 			sleep 2
-			if [ "$server" = pbx ]; then
+			if [ "$server" != kamailio ]; then
 				sqlite3 "$OUT/pbx-data/pbx.db" "DELETE FROM registrations;"
 			fi
 			pid=$(start_server "$server")

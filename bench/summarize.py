@@ -77,6 +77,27 @@ def main(path):
     print("| --- | --- | --- | --- |")
     print("\n".join(rows))
 
+    # The abuse guard's cost: pbx with it on against off, same run.
+    if "pbx-unguarded" in data:
+        print()
+        print("| CPU per operation | guard on | guard off | ratio on/off |")
+        print("| --- | --- | --- | --- |")
+        for metric, label in [("cpu-reg", "registration"), ("cpu-call", "call")]:
+            def per_op(server):
+                cpu = num(g(server, metric, "server_cpu%"))
+                rate = num(g(server, metric, "achieved"))
+                return None if not cpu or not rate else cpu / 100.0 * 1e6 / rate
+            on, off = per_op("pbx"), per_op("pbx-unguarded")
+            r = "n/a" if not on or not off else f"{on / off:.2f}x"
+            f = lambda x: "n/a" if x is None else f"{x:,.1f} us"
+            print(f"| {label} at {g('pbx', metric, 'rate')}/s | {f(on)} | {f(off)} | {r} |")
+    if g("pbx", "banned", "dropped") is not None:
+        b = lambda k: g("pbx", "banned", k)
+        print()
+        print(f"Banned source flooding for 10 s: {b('sent')} packets sent, {b('dropped')} dropped "
+              f"({b('dropped_per_s')}/s) at {b('server_cpu%')} % server CPU: "
+              f"{b('dropped_per_cpu_s')} packets per CPU-second.")
+
 
 if __name__ == "__main__":
     main(sys.argv[1])

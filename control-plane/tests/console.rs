@@ -1399,6 +1399,54 @@ async fn resellers_and_the_operator_keep_their_price_plans(db: TestDb) {
         usage.body.contains("value=\"25.50\""),
         "the form shows what is set"
     );
+    // And its toll-fraud alarms: new destinations blocked, bursts of 5.
+    let alarmed = x
+        .post(
+            &format!("/customers/{a}/fraud-alarms"),
+            &[
+                ("csrf", &token),
+                ("new_destination", "block"),
+                ("burst", "warn"),
+                ("burst_calls", "5"),
+                ("burst_window_s", "60"),
+                ("after_hours", "off"),
+                ("after_hours_rule", ""),
+            ],
+        )
+        .await;
+    assert_eq!(alarmed.status, StatusCode::SEE_OTHER, "{}", alarmed.body);
+    let alarms = api
+        .db
+        .store
+        .fraud_alarms()
+        .get(&api.t.customer_a_admin, a)
+        .await
+        .expect("alarms");
+    assert_eq!(
+        alarms.new_destination,
+        pbx_store::fraud_alarms::AlarmMode::Block
+    );
+    assert_eq!((alarms.burst_calls, alarms.burst_window_s), (5, 60));
+    let usage = x.get(&format!("/customers/{a}/usage")).await;
+    assert!(
+        usage.body.contains("<option value=\"block\" selected>"),
+        "the alarms form shows what is set"
+    );
+    // Nonsense is refused, and nothing changes.
+    let nonsense = x
+        .post(
+            &format!("/customers/{a}/fraud-alarms"),
+            &[
+                ("csrf", &token),
+                ("new_destination", "sometimes"),
+                ("burst", "warn"),
+                ("burst_calls", "5"),
+                ("burst_window_s", "60"),
+                ("after_hours", "off"),
+            ],
+        )
+        .await;
+    assert_eq!(nonsense.status, StatusCode::BAD_REQUEST);
     // Reseller Y and customers do not reach it.
     let mut y = Browser::new(&api, HOST_Y);
     y.sign_in("y@reseller-y.test").await;
@@ -1416,6 +1464,20 @@ async fn resellers_and_the_operator_keep_their_price_plans(db: TestDb) {
         StatusCode::NOT_FOUND,
         "another reseller's customer"
     );
+    let foreign_alarms = y
+        .post(
+            &format!("/customers/{a}/fraud-alarms"),
+            &[
+                ("csrf", &y_token_plan),
+                ("new_destination", "off"),
+                ("burst", "off"),
+                ("burst_calls", "10"),
+                ("burst_window_s", "120"),
+                ("after_hours", "off"),
+            ],
+        )
+        .await;
+    assert_eq!(foreign_alarms.status, StatusCode::NOT_FOUND);
     let borrowed = y
         .post(
             &format!("/customers/{b}/plan"),

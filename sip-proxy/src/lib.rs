@@ -8,7 +8,12 @@
 //! `digest` (authentication mechanics), `dialogs` (calls in progress) and
 //! `events` (what happened, for call records and live views) beside them;
 //! `recorder` turns call events into call records, exactly once, through the
-//! node's durable `journal`.
+//! node's durable `journal`. Abuse: `guard` (wrong-password accounting, bans
+//! dropped before parsing, account protection, scanner and flood defence,
+//! shared with the other nodes through the store), `credentials` (the one
+//! digest check the registrar and the proxy share), `admission` (hard fraud
+//! and cost limits) and `fraud` (toll-fraud alarms at call setup); `alerts`
+//! stores and sends what they report.
 //! The SIP path never waits for the database: the directory follows the
 //! store's change feed, and registrations are written behind, in batches.
 

@@ -19,7 +19,10 @@
 //! `statements` (per customer and per reseller, with CSV and JSON export).
 //! API support: `idempotency` (Idempotency-Key answers), `webhooks`
 //! (endpoints and their delivery queue and log), `sessions` (console
-//! sign-ins).
+//! sign-ins). Abuse: `abuse` (SIP bans, the allow list, account
+//! protections, resellers' thresholds), `limits` (fraud and cost limits),
+//! `fraud_alarms` (toll-fraud alarms and devices' known destinations);
+//! `net` (address blocks and the sources bans are kept by).
 
 #![forbid(unsafe_code)]
 

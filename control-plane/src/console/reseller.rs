@@ -1,12 +1,13 @@
 //! The reseller admin's pages: its customers (create, suspend, reactivate,
-//! close), each customer's usage and statement, and the brand editor with a
-//! live preview and logo upload.
+//! close), each customer's usage and statement, limits and toll-fraud
+//! alarms, and the brand editor with a live preview and logo upload.
 
 use axum::extract::{Multipart, Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use pbx_store::customers::NewCustomer;
+use pbx_store::fraud_alarms::{AlarmMode, FraudAlarms};
 use pbx_store::resellers::{AssetKind, Brand, ResellerSettings, Status};
 use pbx_store::statements::Period;
 use pbx_store::{CustomerId, ResellerId, Scope};
@@ -24,6 +25,7 @@ pub fn routes() -> Router<AppState> {
         .route("/customers/{id}/usage", get(usage))
         .route("/customers/{id}/plan", post(set_plan))
         .route("/customers/{id}/limits", post(set_limits))
+        .route("/customers/{id}/fraud-alarms", post(set_fraud_alarms))
         .route("/customers/{id}/impersonate", post(impersonate))
         .route("/impersonation/end", post(end_impersonation))
         .route("/brand", get(brand).post(save_brand))
@@ -230,7 +232,28 @@ async fn usage(
         .map(|p| json!({ "id": p.id, "name": p.name, "selected": Some(p.id) == customer.retail_plan_id }))
         .collect();
     let limits = s.store.call_limits().for_customer(by, customer.id).await?;
+    let alarms = s.store.fraud_alarms().get(by, customer.id).await?;
+    let rules: Vec<Value> = s
+        .store
+        .business_hours()
+        .list(by, customer.id)
+        .await?
+        .into_iter()
+        .map(|r| json!({ "id": r.id, "name": r.name, "selected": Some(r.id) == alarms.after_hours_rule_id }))
+        .collect();
     let texts = visit.texts(&s);
+    let modes = |chosen: AlarmMode| -> Vec<Value> {
+        AlarmMode::ALL
+            .iter()
+            .map(|m| {
+                json!({
+                    "value": m.as_str(),
+                    "label": texts.get(&format!("alarm_{}", m.as_str())),
+                    "selected": *m == chosen,
+                })
+            })
+            .collect()
+    };
     visit.page(
         &s,
         "usage",
@@ -242,6 +265,14 @@ async fn usage(
                 "spend": limits.max_spend_per_day_micros.map(super::plans::decimal),
                 "allow_international": limits.allow_international,
                 "allow_premium": limits.allow_premium,
+            },
+            "alarms": {
+                "new_destination": modes(alarms.new_destination),
+                "burst": modes(alarms.burst),
+                "burst_calls": alarms.burst_calls,
+                "burst_window_s": alarms.burst_window_s,
+                "after_hours": modes(alarms.after_hours),
+                "rules": rules,
             },
             "plans": plans,
             "customer": { "id": customer.id, "name": customer.name },
@@ -339,6 +370,49 @@ async fn set_limits(
     s.store
         .call_limits()
         .set_for_customer(by, CustomerId(id), &limits)
+        .await?;
+    Ok(Redirect::to(&format!("/customers/{id}/usage?done=saved")).into_response())
+}
+
+#[derive(Deserialize)]
+struct AlarmsForm {
+    new_destination: String,
+    burst: String,
+    burst_calls: String,
+    burst_window_s: String,
+    after_hours: String,
+    #[serde(default)]
+    after_hours_rule: String,
+}
+
+/// Sets a customer's toll-fraud alarms.
+async fn set_fraud_alarms(
+    State(s): State<AppState>,
+    visit: Visit,
+    Path(id): Path<i64>,
+    Form(form): Form<AlarmsForm>,
+) -> Result<Response, Failure> {
+    reseller_of(&visit)?;
+    let by = visit.principal()?;
+    let mode = |text: &str| AlarmMode::parse(text.trim()).ok_or(Failure::BadRequest);
+    let number = |text: &str| text.trim().parse::<u32>().map_err(|_| Failure::BadRequest);
+    let rule = match form.after_hours_rule.trim() {
+        "" => None,
+        t => Some(pbx_store::BusinessHoursId(
+            t.parse().map_err(|_| Failure::BadRequest)?,
+        )),
+    };
+    let alarms = FraudAlarms {
+        new_destination: mode(&form.new_destination)?,
+        burst: mode(&form.burst)?,
+        burst_calls: number(&form.burst_calls)?,
+        burst_window_s: number(&form.burst_window_s)?,
+        after_hours: mode(&form.after_hours)?,
+        after_hours_rule_id: rule,
+    };
+    s.store
+        .fraud_alarms()
+        .set(by, CustomerId(id), &alarms)
         .await?;
     Ok(Redirect::to(&format!("/customers/{id}/usage?done=saved")).into_response())
 }

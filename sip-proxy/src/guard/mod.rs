@@ -199,17 +199,35 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Whether `user_agent` contains one of `fragments` (lower case), in any case.
+/// Whether `user_agent` contains one of `fragments` (lower case, as
+/// [`Guard::new`] keeps them), in any case.
 fn is_scanner(user_agent: &str, fragments: &[String]) -> bool {
-    let ua = user_agent.as_bytes();
-    fragments.iter().any(|f| {
-        let f = f.as_bytes();
-        !f.is_empty() && ua.windows(f.len()).any(|w| w.eq_ignore_ascii_case(f))
-    })
+    if fragments.is_empty() {
+        return false;
+    }
+    // Every request is asked: lower-case the User-Agent once, on the stack,
+    // and search with `str::contains`. Tools name themselves at the start;
+    // a fingerprint hidden behind 256 bytes of padding is a tool that could
+    // as well send any other name.
+    let mut buf = [0u8; 256];
+    let n = user_agent.len().min(buf.len());
+    buf[..n].copy_from_slice(&user_agent.as_bytes()[..n]);
+    buf[..n].make_ascii_lowercase();
+    let text = match std::str::from_utf8(&buf[..n]) {
+        Ok(text) => text,
+        // Cut inside a character: the whole characters before it.
+        Err(e) => std::str::from_utf8(&buf[..e.valid_up_to()]).unwrap_or_default(),
+    };
+    fragments
+        .iter()
+        .any(|f| !f.is_empty() && text.contains(f.as_str()))
 }
 
 impl Guard {
-    pub fn new(config: GuardConfig, stats: Arc<Stats>) -> Guard {
+    pub fn new(mut config: GuardConfig, stats: Arc<Stats>) -> Guard {
+        for fragment in &mut config.scanners {
+            fragment.make_ascii_lowercase();
+        }
         let allow = AllowLists {
             everyone: config.allow.clone(),
             customers: HashMap::new(),
@@ -649,6 +667,29 @@ impl Guard {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scanners_are_known_by_name_in_any_case_and_any_bytes_do() {
+        let fragments: Vec<String> = SCANNERS.iter().map(|s| (*s).to_owned()).collect();
+        for ua in [
+            "friendly-scanner",
+            "VaxSIPUserAgent/3.1",
+            "Mozilla SIPVicious 0.3",
+            "x sIpScAn",
+        ] {
+            assert!(is_scanner(ua, &fragments), "{ua}");
+        }
+        for ua in ["Yealink SIP-T54W 96.86.0.70", "", "Ünïcödé Telefon ✆"] {
+            assert!(!is_scanner(ua, &fragments), "{ua}");
+        }
+        // Cut at 256 bytes inside a character: no panic, the start still counts.
+        let long = format!("sipcli {}", "é".repeat(200));
+        assert!(is_scanner(&long, &fragments));
+        assert!(!is_scanner(
+            &format!("{}friendly-scanner", "x".repeat(300)),
+            &fragments
+        ));
+    }
     use crate::directory::tests::tenant;
     use pbx_store::abuse::BanInForce as KnownBan;
 
