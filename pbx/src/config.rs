@@ -377,7 +377,11 @@ fn guard_config(settings: &Settings) -> Result<pbx_sip_proxy::guard::GuardConfig
     let secs = |s: u64| i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX);
     g.enabled = settings.sip_guard.unwrap_or(true);
     if let Some(n) = settings.sip_guard_auth_failures {
-        g.auth_failures = within("sip_guard_auth_failures", n.into(), 2..=1000)? as u32;
+        g.auth_failures = within(
+            "sip_guard_auth_failures",
+            n.into(),
+            2..=u64::from(pbx_store::abuse::MAX_AUTH_FAILURES),
+        )? as u32;
     }
     if let Some(s) = settings.sip_guard_failure_window {
         g.failure_window = secs(within("sip_guard_failure_window", s, 10..=86_400)?);
@@ -396,7 +400,11 @@ fn guard_config(settings: &Settings) -> Result<pbx_sip_proxy::guard::GuardConfig
             .collect::<Result<_>>()?;
     }
     if let Some(n) = settings.sip_guard_account_failures {
-        g.account_failures = within("sip_guard_account_failures", n.into(), 2..=100_000)? as u32;
+        g.account_failures = within(
+            "sip_guard_account_failures",
+            n.into(),
+            2..=u64::from(pbx_store::abuse::MAX_ACCOUNT_FAILURES),
+        )? as u32;
     }
     if let Some(s) = settings.sip_guard_protection {
         g.protection = secs(within("sip_guard_protection", s, 60..=7 * 86_400)?);

@@ -280,7 +280,7 @@ pub struct Settings {
     #[arg(long, env = "PBX_SIP_GUARD", global = true, value_name = "BOOL")]
     pub sip_guard: Option<bool>,
 
-    /// Wrong passwords from one address within the failure window before it is banned [default: 5]
+    /// Wrong passwords from one address within the failure window before it is banned, 2 to 20 [default: 5]
     #[arg(
         long,
         env = "PBX_SIP_GUARD_AUTH_FAILURES",
@@ -309,8 +309,8 @@ pub struct Settings {
     )]
     pub sip_guard_ban_times: Option<Vec<u64>>,
 
-    /// Wrong passwords for one account, from any addresses within an hour, before the
-    /// account is protected [default: 10]
+    /// Wrong passwords for one account within an hour, from at least three addresses,
+    /// before the account is protected, 2 to 250 [default: 10]
     #[arg(
         long,
         env = "PBX_SIP_GUARD_ACCOUNT_FAILURES",

@@ -50,13 +50,20 @@ fn main() {
     let ua = Some("Yealink SIP-T54W 96.86.0.70");
 
     measure("packet from an address not banned (pre-parse)", n, |i| {
-        black_box(guard.drops(phone(i), now));
+        black_box(guard.drops(phone(i), now, || false));
     });
     measure("request outside a dialog (User-Agent, budget)", n, |i| {
-        black_box(guard.screen(phone(i), ua, true, now + i64::from(i / 1000), || None));
+        black_box(guard.screen(
+            phone(i),
+            ua,
+            true,
+            now + i64::from(i / 1000),
+            || None,
+            || false,
+        ));
     });
     measure("request inside a dialog", n, |i| {
-        black_box(guard.screen(phone(i), ua, false, now, || None));
+        black_box(guard.screen(phone(i), ua, false, now, || None, || false));
     });
     measure("challenge for a request without credentials", n, |i| {
         black_box(guard.challenging(phone(i), &tenant, now));
@@ -73,9 +80,16 @@ fn main() {
 
     // A scanner bans itself; each of its packets is then dropped.
     let scanner = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 66));
-    guard.screen(scanner, Some("friendly-scanner"), true, now, || None);
-    assert!(guard.drops(scanner, now), "the scanner is banned");
+    guard.screen(
+        scanner,
+        Some("friendly-scanner"),
+        true,
+        now,
+        || None,
+        || false,
+    );
+    assert!(guard.drops(scanner, now, || false), "the scanner is banned");
     measure("packet from a banned address (pre-parse)", n, |_| {
-        black_box(guard.drops(scanner, now));
+        black_box(guard.drops(scanner, now, || false));
     });
 }

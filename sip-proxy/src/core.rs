@@ -163,9 +163,10 @@ impl Core {
         let _span =
             tracing::debug_span!("request", call_id = %req.call_id(), method = %method).entered();
         // Outside any dialog, a request costs its source's budget; ACK and
-        // CANCEL belong to a transaction already paid for.
-        let new_request =
-            req.to().tag().is_none() && !matches!(method, Method::Ack | Method::Cancel);
+        // CANCEL belong to a transaction already paid for. A REGISTER is
+        // never in a dialog, whatever its To header says.
+        let new_request = method == Method::Register
+            || (req.to().tag().is_none() && !matches!(method, Method::Ack | Method::Cancel));
         let user_agent = req.value_text(&HeaderName::UserAgent);
         let screened = self.guard.screen(
             flow.remote.ip(),
@@ -173,6 +174,7 @@ impl Core {
             new_request,
             pbx_store::now_ms(),
             || self.customer_named(&req),
+            || self.directory.carriers().is_carrier(flow.remote.ip()),
         );
         if screened == Screen::Drop {
             return;
@@ -647,7 +649,9 @@ impl Core {
 
 impl Inbound for Core {
     fn admits(&self, remote: IpAddr) -> bool {
-        !self.guard.drops(remote, pbx_store::now_ms())
+        !self.guard.drops(remote, pbx_store::now_ms(), || {
+            self.directory.carriers().is_carrier(remote)
+        })
     }
 
     fn on_datagram(&self, data: Bytes, flow: Flow) {

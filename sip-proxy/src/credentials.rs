@@ -85,30 +85,33 @@ pub fn check(core: &Core, req: &Message, flow: Flow, tenant: &Tenant, asker: Ask
         },
     );
     match verdict {
-        Verdict::Valid(algorithm) => {
+        Verdict::Valid(_) | Verdict::Stale => {
             let Some(device) = tenant.device(user).cloned() else {
                 return Checked::Challenge { stale: false };
             };
-            let registering = asker == Asker::Registrar;
-            if !core
-                .guard
-                .right_digest(ip, tenant, device.id, registering, now)
-            {
-                return Checked::Challenge { stale: false };
+            let accepted = match verdict {
+                Verdict::Valid(_) => {
+                    let registering = asker == Asker::Registrar;
+                    core.guard
+                        .right_digest(ip, tenant, device.id, registering, now)
+                }
+                _ => !core.guard.refuses(ip, tenant, device.id, now),
+            };
+            if !accepted {
+                // Answered and counted like a wrong password.
+                return wrong(core, flow, tenant, user, &method, Some(device.id), now);
             }
-            core.stats.count_auth(algorithm);
-            Checked::Device(device)
+            match verdict {
+                Verdict::Valid(algorithm) => {
+                    core.stats.count_auth(algorithm);
+                    Checked::Device(device)
+                }
+                _ => Checked::Challenge { stale: true },
+            }
         }
-        Verdict::Stale => Checked::Challenge { stale: true },
         Verdict::Wrong => {
-            Stats::inc(&core.stats.auth_failures);
-            tracing::info!(customer = %tenant.customer, remote = %flow.remote, user,
-                method = %method, "wrong digest credentials");
             let device = tenant.device(user).map(|d| d.id);
-            match core.guard.wrong_digest(ip, tenant, user, device, now) {
-                Screen::Pass => Checked::Challenge { stale: false },
-                Screen::Drop => Checked::Silence,
-            }
+            wrong(core, flow, tenant, user, &method, device, now)
         }
         Verdict::Invalid => {
             Stats::inc(&core.stats.auth_failures);
@@ -153,4 +156,27 @@ pub fn challenge(
         resp.push(Header::new(header.clone(), value));
     }
     resp
+}
+
+/// A wrong digest (or a right one refused): counted, then challenged again
+/// or, once the guard has had enough of the source, not answered at all.
+fn wrong(
+    core: &Core,
+    flow: Flow,
+    tenant: &Tenant,
+    user: &str,
+    method: &str,
+    device: Option<pbx_store::DeviceId>,
+    now: pbx_store::Millis,
+) -> Checked {
+    Stats::inc(&core.stats.auth_failures);
+    tracing::info!(customer = %tenant.customer, remote = %flow.remote, user,
+        method = %method, "wrong digest credentials");
+    match core
+        .guard
+        .wrong_digest(flow.remote.ip(), tenant, user, device, now)
+    {
+        Screen::Pass => Checked::Challenge { stale: false },
+        Screen::Drop => Checked::Silence,
+    }
 }

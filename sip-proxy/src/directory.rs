@@ -306,6 +306,11 @@ impl Carriers {
         self.secrets.get(&trunk).map(String::as_str)
     }
 
+    /// Whether a carrier sends from `ip`.
+    pub fn is_carrier(&self, ip: std::net::IpAddr) -> bool {
+        self.sources.iter().any(|(block, _)| block.contains(ip))
+    }
+
     /// The trunks whose carrier sends from `ip` (an address block it lists,
     /// or its host when that is an address): the operator's first, so that
     /// no reseller's trunk can stand in front of them.

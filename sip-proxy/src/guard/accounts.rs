@@ -16,8 +16,8 @@ use crate::sharded::ShardedMap;
 
 /// Accounts whose wrong digests are counted at once, at most.
 const MAX_ACCOUNTS: usize = 100_000;
-/// Wrong digests remembered per account.
-const FAILURES_KEPT: usize = 256;
+/// Wrong digests remembered per account: enough for the highest threshold.
+const FAILURES_KEPT: usize = pbx_store::abuse::MAX_ACCOUNT_FAILURES as usize;
 /// Sources remembered per device (the most recent).
 const KNOWN_PER_DEVICE: usize = 4;
 

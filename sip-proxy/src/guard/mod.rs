@@ -52,6 +52,11 @@ const HOUR: Millis = 60 * MINUTE;
 const DAY: Millis = 24 * HOUR;
 /// Accounts a trusted source may get locked out of before it is banned.
 const TRUSTED_LOCKS_BEFORE_BAN: u32 = 3;
+/// Addresses a wrong-password run for one account must come from before it
+/// counts as a distributed guess.
+const PROTECT_AFTER_SOURCES: u32 = 3;
+/// Bans held at most (spoofed sources must not exhaust memory or the store).
+const MAX_BANS: usize = 100_000;
 
 /// The node's settings (`--sip-guard-…`).
 #[derive(Debug, Clone)]
@@ -175,6 +180,12 @@ impl AllowLists {
         !self.everyone.is_empty() && self.everyone.iter().any(|b| b.contains(ip))
     }
 
+    fn allowed_anywhere(&self, ip: IpAddr) -> bool {
+        self.customers
+            .values()
+            .any(|blocks| blocks.iter().any(|b| b.contains(ip)))
+    }
+
     fn allows(&self, customer: CustomerId, ip: IpAddr) -> bool {
         self.customers
             .get(&customer)
@@ -262,11 +273,13 @@ impl Guard {
 
     /// Before parsing: whether a packet from `ip` is dropped (a ban; an
     /// allowed address inside a banned IPv6 /64 still passes).
-    pub fn drops(&self, ip: IpAddr, now: Millis) -> bool {
-        if !self.config.enabled
-            || !self.bans.holds(Source::of(ip), now)
-            || self.allow_lists().exempt(ip)
-        {
+    pub fn drops(&self, ip: IpAddr, now: Millis, carrier: impl FnOnce() -> bool) -> bool {
+        if !self.config.enabled || !self.bans.holds(Source::of(ip), now) {
+            return false;
+        }
+        // Asked only of banned sources: a carrier (whose address a spoofer
+        // may have got banned) still passes.
+        if self.allow_lists().exempt(ip) || carrier() {
             return false;
         }
         Stats::inc(&self.stats.guard_dropped);
@@ -275,7 +288,9 @@ impl Guard {
 
     /// A parsed request from `ip`: dropped if it is a scanner's, or a new
     /// request (outside any dialog) beyond the source's budget. `customer`
-    /// names the customer the request is for, asked only when a limit is hit.
+    /// names the customer the request is for and `carrier` says whether
+    /// `ip` is a carrier's, both asked only when a limit is hit: a carrier
+    /// is never banned (a spoofer could cut its calls off) nor throttled.
     pub fn screen(
         &self,
         ip: IpAddr,
@@ -283,6 +298,7 @@ impl Guard {
         new_request: bool,
         now: Millis,
         customer: impl FnOnce() -> Option<CustomerId>,
+        carrier: impl FnOnce() -> bool,
     ) -> Screen {
         if !self.config.enabled {
             return Screen::Pass;
@@ -292,12 +308,18 @@ impl Guard {
             return Screen::Pass;
         }
         let source = Source::of(ip);
+        // Scanner names and floods need no answer, so a spoofer can send
+        // them in anyone's name: they never ban a trusted source, and never
+        // an office on any customer's allow list (whichever customer the
+        // request names); they only drop the request.
         let forgiven = |customer: Option<CustomerId>| {
-            self.sources.trusted(source, now) || customer.is_some_and(|c| allow.allows(c, ip))
+            self.sources.trusted(source, now)
+                || customer.is_some_and(|c| allow.allows(c, ip))
+                || allow.allowed_anywhere(ip)
         };
         if user_agent.is_some_and(|ua| is_scanner(ua, &self.config.scanners)) {
             Stats::inc(&self.stats.guard_scanners);
-            if !forgiven(customer()) {
+            if !forgiven(customer()) && !carrier() {
                 self.ban(source, BanReason::Scanner, 0, None, now);
             }
             return Screen::Drop;
@@ -311,9 +333,10 @@ impl Guard {
                 Stats::inc(&self.stats.guard_untracked);
                 Screen::Pass
             }
+            sources::Taken::Spent { .. } if carrier() => Screen::Pass,
             sources::Taken::Spent { trusted } => {
                 Stats::inc(&self.stats.guard_throttled);
-                if !trusted && !customer().is_some_and(|c| allow.allows(c, ip)) {
+                if !trusted && !forgiven(customer()) {
                     self.ban(source, BanReason::Flood, 0, None, now);
                 }
                 Screen::Drop
@@ -344,7 +367,7 @@ impl Guard {
             return Screen::Pass;
         }
         let allow = self.allow_lists();
-        if allow.exempt(ip) || allow.allows(tenant.customer, ip) {
+        if allow.exempt(ip) || allow.allows(tenant.customer, ip) || allow.allowed_anywhere(ip) {
             return Screen::Pass;
         }
         let source = Source::of(ip);
@@ -381,7 +404,9 @@ impl Guard {
         let source = Source::of(ip);
         let allowed = allow.allows(tenant.customer, ip);
         let settings = tenant.guard_settings;
-        if !allowed {
+        // Accounts that exist only: a guess at a made-up user protects
+        // nobody, and must not cost an entry.
+        if let (false, Some(device)) = (allowed, device) {
             let counted = self.accounts.fail(
                 tenant.customer,
                 user,
@@ -392,7 +417,9 @@ impl Guard {
             let threshold = settings
                 .account_failures
                 .unwrap_or(self.config.account_failures);
-            if let (Some(device), true) = (device, counted.failures >= threshold) {
+            // One misconfigured phone is not a distributed guess: its own
+            // address is banned or locked instead.
+            if counted.failures >= threshold && counted.sources >= PROTECT_AFTER_SOURCES {
                 self.protect(tenant, device, user, counted, now);
             }
         }
@@ -409,6 +436,17 @@ impl Guard {
         };
         let threshold = settings.auth_failures.unwrap_or(self.config.auth_failures);
         if failures.trusted || allowed {
+            // Trust is no licence to spray a few guesses at every account.
+            if !allowed && failures.total >= threshold * TRUSTED_LOCKS_BEFORE_BAN {
+                self.ban(
+                    source,
+                    BanReason::AuthFailures,
+                    failures.total,
+                    Some(tenant),
+                    now,
+                );
+                return Screen::Drop;
+            }
             if failures.for_account < threshold {
                 return Screen::Pass;
             }
@@ -447,10 +485,34 @@ impl Guard {
         Screen::Pass
     }
 
-    /// Credentials of `device` verified from `ip`: false when its account is
-    /// protected and `ip` is not a source it registered from (the request
-    /// is then refused like a wrong password, and not counted). Remembers a
-    /// registering device's source and trusts the source.
+    /// Whether the right password of `device` from `ip` is refused: its
+    /// account is protected and `ip` is not a source it registered from.
+    /// The caller then answers and counts it as a wrong one, so that a
+    /// guesser cannot tell (not even by a stale nonce).
+    pub fn refuses(&self, ip: IpAddr, tenant: &Tenant, device: DeviceId, now: Millis) -> bool {
+        if !self.config.enabled {
+            return false;
+        }
+        let source = Source::of(ip);
+        if !self.accounts.is_protected(device, now)
+            || self
+                .accounts
+                .knows(device, source, now, self.config.known_memory)
+        {
+            return false;
+        }
+        let allow = self.allow_lists();
+        if allow.exempt(ip) || allow.allows(tenant.customer, ip) {
+            return false;
+        }
+        Stats::inc(&self.stats.guard_protected_refusals);
+        tracing::info!(customer = %tenant.customer, device = %device, %source,
+            "right password for a protected account from a new source: refused");
+        true
+    }
+
+    /// Credentials of `device` verified from `ip`: false when [`Guard::refuses`]
+    /// them. Remembers a registering device's source and trusts the source.
     pub fn right_digest(
         &self,
         ip: IpAddr,
@@ -462,20 +524,10 @@ impl Guard {
         if !self.config.enabled {
             return true;
         }
-        let source = Source::of(ip);
-        if self.accounts.is_protected(device, now)
-            && !self
-                .accounts
-                .knows(device, source, now, self.config.known_memory)
-        {
-            let allow = self.allow_lists();
-            if !allow.exempt(ip) && !allow.allows(tenant.customer, ip) {
-                Stats::inc(&self.stats.guard_protected_refusals);
-                tracing::info!(customer = %tenant.customer, device = %device, %source,
-                    "right password for a protected account from a new source: refused");
-                return false;
-            }
+        if self.refuses(ip, tenant, device, now) {
+            return false;
         }
+        let source = Source::of(ip);
         if registering {
             self.accounts.remember(device, source, now);
         }
@@ -509,6 +561,11 @@ impl Guard {
         now: Millis,
     ) {
         if self.bans.holds(source, now) {
+            return;
+        }
+        if self.bans.len() >= MAX_BANS {
+            // Its requests are still dropped one by one by the caller.
+            tracing::debug!(%source, "SIP ban not recorded: too many bans in force");
             return;
         }
         let ban = self.bans.ban(
@@ -729,24 +786,27 @@ mod tests {
         let t = tenant(1, "acme.example");
         let attacker = ip("192.0.2.66");
         assert_eq!(guesses_answered(&g, &t, attacker, 0), 4, "the fifth bans");
-        assert!(g.drops(attacker, 1_000));
-        assert!(!g.drops(ip("192.0.2.67"), 1_000), "only that source");
+        assert!(g.drops(attacker, 1_000, || false));
+        assert!(
+            !g.drops(ip("192.0.2.67"), 1_000, || false),
+            "only that source"
+        );
         assert_eq!(
             banned_reasons(&g),
             vec![("192.0.2.66".into(), BanReason::AuthFailures, 1)]
         );
         // 15 minutes from the fifth guess (at 4 ms), then it may try again;
         // the next ban lasts an hour.
-        assert!(g.drops(attacker, 15 * MINUTE + 3));
-        assert!(!g.drops(attacker, 15 * MINUTE + 4));
+        assert!(g.drops(attacker, 15 * MINUTE + 3, || false));
+        assert!(!g.drops(attacker, 15 * MINUTE + 4, || false));
         g.sweep(15 * MINUTE);
         assert_eq!(guesses_answered(&g, &t, attacker, 16 * MINUTE), 4);
-        assert!(g.drops(attacker, 16 * MINUTE + HOUR - 1));
-        assert!(!g.drops(attacker, 16 * MINUTE + HOUR + 10));
+        assert!(g.drops(attacker, 16 * MINUTE + HOUR - 1, || false));
+        assert!(!g.drops(attacker, 16 * MINUTE + HOUR + 10, || false));
         g.sweep(17 * MINUTE + HOUR);
         assert_eq!(guesses_answered(&g, &t, attacker, 2 * HOUR), 4);
         assert!(
-            g.drops(attacker, 2 * HOUR + DAY - 1),
+            g.drops(attacker, 2 * HOUR + DAY - 1, || false),
             "the third lasts a day"
         );
         assert_eq!(
@@ -766,7 +826,7 @@ mod tests {
                 Screen::Pass
             );
         }
-        assert!(!g.drops(who, HOUR));
+        assert!(!g.drops(who, HOUR, || false));
     }
 
     #[test]
@@ -781,8 +841,8 @@ mod tests {
             g.wrong_digest(ip("2001:db8:1:2:ffff::9"), &t, "101", None, 9),
             Screen::Drop
         );
-        assert!(g.drops(ip("2001:db8:1:2::abcd"), 10));
-        assert!(!g.drops(ip("2001:db8:1:3::1"), 10));
+        assert!(g.drops(ip("2001:db8:1:2::abcd"), 10, || false));
+        assert!(!g.drops(ip("2001:db8:1:3::1"), 10, || false));
     }
 
     #[test]
@@ -791,6 +851,101 @@ mod tests {
         let mut t = tenant(1, "acme.example");
         t.guard_settings.auth_failures = Some(3);
         assert_eq!(guesses_answered(&g, &t, ip("192.0.2.66"), 0), 2);
+    }
+
+    #[test]
+    fn a_trusted_source_spraying_a_few_guesses_at_every_account_is_banned() {
+        let g = guard(GuardConfig::default());
+        let t = tenant(1, "acme.example");
+        let sprayer = ip("198.51.100.20");
+        // It owns one account and registered it: trusted.
+        assert!(g.right_digest(sprayer, &t, DeviceId(101), true, 0));
+        // Four guesses each (one short of a lock) at account after account:
+        // the fifteenth guess in all bans it.
+        let mut answered = 0;
+        'spray: for account in 0..20 {
+            for guess in 0..4 {
+                let at = 1_000 + account * 10 + guess;
+                let user = format!("2{account:02}");
+                if g.wrong_digest(sprayer, &t, &user, None, at) == Screen::Drop {
+                    break 'spray;
+                }
+                answered += 1;
+            }
+        }
+        assert_eq!(answered, 14);
+        assert!(g.drops(sprayer, 2_000, || false));
+    }
+
+    #[test]
+    fn one_address_failing_on_an_account_does_not_protect_it() {
+        let g = guard(GuardConfig::default());
+        let t = tenant(1, "acme.example");
+        // Two trusted offices with a stale password saved (locked after
+        // five each): ten failures, but from two addresses only.
+        for office in ["198.51.100.1", "198.51.100.2"] {
+            assert!(g.right_digest(ip(office), &t, DeviceId(1), true, 0));
+            for i in 0..5 {
+                g.wrong_digest(ip(office), &t, "101", Some(DeviceId(101)), 10 + i);
+            }
+        }
+        assert_eq!(g.protected(), 0);
+        // A third address makes it a distributed guess.
+        g.wrong_digest(ip("203.0.113.3"), &t, "101", Some(DeviceId(101)), 20);
+        assert_eq!(g.protected(), 1);
+    }
+
+    #[test]
+    fn spoofable_evidence_never_bans_a_carrier_or_an_allowed_office() {
+        let g = guard(GuardConfig::default());
+        let a = tenant(1, "acme.example");
+        let office = ip("198.51.100.10");
+        g.load(
+            GuardState {
+                allowed: vec![(
+                    Some(a.customer),
+                    Block::parse("198.51.100.0/24").expect("block"),
+                )],
+                ..GuardState::default()
+            },
+            0,
+        );
+        let carrier = ip("192.0.2.50");
+        // A scanner's name in a carrier's or the office's name, the office's
+        // request naming another customer: dropped, nobody banned.
+        for (who, is_carrier) in [(carrier, true), (office, false)] {
+            assert_eq!(
+                g.screen(
+                    who,
+                    Some("friendly-scanner"),
+                    true,
+                    0,
+                    || Some(CustomerId(2)),
+                    || is_carrier
+                ),
+                Screen::Drop
+            );
+        }
+        assert!(banned_reasons(&g).is_empty());
+        // A flood in the carrier's name is not even throttled.
+        for i in 0..3_000 {
+            assert_eq!(
+                g.screen(carrier, None, true, 0, || None, || true),
+                Screen::Pass,
+                "{i}"
+            );
+        }
+        // A carrier banned before it was configured still gets through.
+        g.screen(
+            ip("192.0.2.51"),
+            Some("sipvicious"),
+            true,
+            0,
+            || None,
+            || false,
+        );
+        assert!(g.drops(ip("192.0.2.51"), 1, || false));
+        assert!(!g.drops(ip("192.0.2.51"), 1, || true));
     }
 
     #[test]
@@ -803,7 +958,10 @@ mod tests {
         // Another phone there has a wrong password: its account is locked
         // from the office after five, nothing else.
         assert_eq!(guesses_answered(&g, &t, office, 1_000), 4);
-        assert!(!g.drops(office, 2_000), "the office is not banned");
+        assert!(
+            !g.drops(office, 2_000, || false),
+            "the office is not banned"
+        );
         assert!(
             !g.may_try(office, &t, "101", 2_000),
             "that account is locked from there"
@@ -827,7 +985,7 @@ mod tests {
                 g.wrong_digest(office, &t, user, None, 3_000 + i);
             }
         }
-        assert!(g.drops(office, 4_000));
+        assert!(g.drops(office, 4_000, || false));
     }
 
     #[test]
@@ -865,20 +1023,41 @@ mod tests {
         let g = guard(GuardConfig::default());
         let scanner = ip("192.0.2.99");
         assert_eq!(
-            g.screen(scanner, Some("friendly-scanner"), true, 0, || None),
+            g.screen(
+                scanner,
+                Some("friendly-scanner"),
+                true,
+                0,
+                || None,
+                || false
+            ),
             Screen::Drop
         );
-        assert!(g.drops(scanner, 1));
+        assert!(g.drops(scanner, 1, || false));
         assert_eq!(
             banned_reasons(&g),
             vec![("192.0.2.99".into(), BanReason::Scanner, 1)]
         );
         assert_eq!(
-            g.screen(ip("192.0.2.98"), Some("SIPVicious 0.3.3"), true, 0, || None),
+            g.screen(
+                ip("192.0.2.98"),
+                Some("SIPVicious 0.3.3"),
+                true,
+                0,
+                || None,
+                || false
+            ),
             Screen::Drop
         );
         assert_eq!(
-            g.screen(ip("192.0.2.97"), Some("Yealink SIP-T46U"), true, 0, || None),
+            g.screen(
+                ip("192.0.2.97"),
+                Some("Yealink SIP-T46U"),
+                true,
+                0,
+                || None,
+                || false
+            ),
             Screen::Pass
         );
         // From an office, a scanner's User-Agent is dropped but bans nobody
@@ -888,10 +1067,10 @@ mod tests {
         g.right_digest(office, &t, DeviceId(101), true, 0);
         g.take_reports();
         assert_eq!(
-            g.screen(office, Some("sipcli/v1.8"), true, 1, || None),
+            g.screen(office, Some("sipcli/v1.8"), true, 1, || None, || false),
             Screen::Drop
         );
-        assert!(!g.drops(office, 2));
+        assert!(!g.drops(office, 2, || false));
         assert!(banned_reasons(&g).is_empty());
     }
 
@@ -907,27 +1086,29 @@ mod tests {
         let g = guard(config);
         let flood = ip("192.0.2.1");
         let passed = (0..1000)
-            .filter(|_| g.screen(flood, None, true, 0, || None) == Screen::Pass)
+            .filter(|_| g.screen(flood, None, true, 0, || None, || false) == Screen::Pass)
             .count();
         assert_eq!(passed, 50);
-        assert!(g.drops(flood, 1));
+        assert!(g.drops(flood, 1, || false));
         assert_eq!(
             banned_reasons(&g),
             vec![("192.0.2.1".into(), BanReason::Flood, 1)]
         );
         // In-dialog requests do not count.
         let other = ip("192.0.2.2");
-        assert!((0..1000).all(|_| g.screen(other, None, false, 0, || None) == Screen::Pass));
+        assert!(
+            (0..1000).all(|_| g.screen(other, None, false, 0, || None, || false) == Screen::Pass)
+        );
         let t = tenant(1, "acme.example");
         let office = ip("198.51.100.10");
         g.right_digest(office, &t, DeviceId(101), true, 0);
         let passed = (0..100)
-            .filter(|_| g.screen(office, None, true, 0, || None) == Screen::Pass)
+            .filter(|_| g.screen(office, None, true, 0, || None, || false) == Screen::Pass)
             .count();
         assert_eq!(passed, 50, "throttled");
-        assert!(!g.drops(office, 1), "not banned");
+        assert!(!g.drops(office, 1, || false), "not banned");
         assert_eq!(
-            g.screen(office, None, true, 1_000, || None),
+            g.screen(office, None, true, 1_000, || None, || false),
             Screen::Pass,
             "refilled"
         );
@@ -953,21 +1134,21 @@ mod tests {
             0,
         );
         assert_eq!(
-            g.screen(monitoring, Some("sipvicious"), true, 0, || None),
+            g.screen(monitoring, Some("sipvicious"), true, 0, || None, || false),
             Screen::Pass
         );
         assert_eq!(guesses_answered(&g, &t, monitoring, 0), 100);
         // The office is never banned for guessing at its own customer's
         // accounts, though a wrong account is locked from there.
         assert_eq!(guesses_answered(&g, &t, office, 0), 4);
-        assert!(!g.drops(office, 10));
+        assert!(!g.drops(office, 10, || false));
         let other = tenant(2, "other.example");
         assert_eq!(
             guesses_answered(&g, &other, office, 100),
             4,
             "another customer's: banned"
         );
-        assert!(g.drops(office, 200));
+        assert!(g.drops(office, 200, || false));
     }
 
     #[test]
@@ -988,17 +1169,17 @@ mod tests {
             0,
         );
         assert!(
-            g.drops(ip("192.0.2.1"), 10),
+            g.drops(ip("192.0.2.1"), 10, || false),
             "another node's ban holds here"
         );
         // This node's own ban, stored, then lifted by an administrator.
         let mine = ip("192.0.2.2");
         guesses_answered(&g, &t, mine, 0);
-        assert!(g.drops(mine, 10));
+        assert!(g.drops(mine, 10, || false));
         g.ban_stored(Source::of(mine));
         g.load(GuardState::default(), 20);
         assert!(
-            !g.drops(mine, 30) && !g.drops(ip("192.0.2.1"), 30),
+            !g.drops(mine, 30, || false) && !g.drops(ip("192.0.2.1"), 30, || false),
             "lifted everywhere"
         );
         assert_eq!(
@@ -1041,7 +1222,14 @@ mod tests {
         let t = tenant(1, "acme.example");
         assert_eq!(guesses_answered(&g, &t, ip("192.0.2.1"), 0), 100);
         assert_eq!(
-            g.screen(ip("192.0.2.1"), Some("friendly-scanner"), true, 0, || None),
+            g.screen(
+                ip("192.0.2.1"),
+                Some("friendly-scanner"),
+                true,
+                0,
+                || None,
+                || false
+            ),
             Screen::Pass
         );
         assert!(g.take_reports().is_empty());

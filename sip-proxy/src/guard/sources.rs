@@ -16,8 +16,9 @@ use crate::sharded::ShardedMap;
 
 /// Records kept at most.
 pub const MAX_SOURCES: usize = 200_000;
-/// Wrong digests remembered per source (more than any threshold allows).
-const FAILURES_KEPT: usize = 64;
+/// Wrong digests remembered per source: enough for the highest threshold
+/// from a trusted source (three times it).
+const FAILURES_KEPT: usize = 3 * pbx_store::abuse::MAX_AUTH_FAILURES as usize;
 
 #[derive(Debug, Clone)]
 pub struct Record {

@@ -39,12 +39,19 @@ text_enum!(
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GuardSettings {
     /// Wrong passwords from one address within the window before it is
-    /// banned (3 to 100; the nodes' default is 5 within 10 minutes).
+    /// banned (3 to 20; the nodes' default is 5 within 10 minutes).
     pub auth_failures: Option<u32>,
-    /// Wrong passwords for one account, from any addresses within the hour,
-    /// before the account is protected (5 to 1000; the default is 10).
+    /// Wrong passwords for one account, from at least three addresses within the hour,
+    /// before the account is protected (5 to 250; the default is 10).
     pub account_failures: Option<u32>,
 }
+
+/// The most wrong passwords from one address a node or reseller may allow
+/// before a ban (a node keeps three times this many per address).
+pub const MAX_AUTH_FAILURES: u32 = 20;
+/// The most wrong passwords for one account before it is protected (a node
+/// keeps this many per account).
+pub const MAX_ACCOUNT_FAILURES: u32 = 250;
 
 /// A ban as the SIP nodes need it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -598,20 +605,29 @@ mod tests {
                 .unwrap(),
             settings
         );
-        assert!(matches!(
-            db.store
-                .guard_settings()
-                .set(
-                    &t.reseller_x_admin,
-                    t.reseller_x.id,
-                    &GuardSettings {
-                        auth_failures: Some(1),
-                        account_failures: None
-                    }
-                )
-                .await,
-            Err(StoreError::Invalid(_))
-        ));
+        // Beyond what a node keeps, a threshold would never be reached.
+        for bad in [
+            GuardSettings {
+                auth_failures: Some(1),
+                account_failures: None,
+            },
+            GuardSettings {
+                auth_failures: Some(MAX_AUTH_FAILURES + 1),
+                account_failures: None,
+            },
+            GuardSettings {
+                auth_failures: None,
+                account_failures: Some(MAX_ACCOUNT_FAILURES + 1),
+            },
+        ] {
+            assert!(matches!(
+                db.store
+                    .guard_settings()
+                    .set(&t.reseller_x_admin, t.reseller_x.id, &bad)
+                    .await,
+                Err(StoreError::Invalid(_))
+            ));
+        }
         assert!(db
             .store
             .guard_settings()

@@ -17,15 +17,16 @@ impl GuardSettings {
         let mut check = Checker::new();
         check
             .check(
-                self.auth_failures.is_none_or(|n| (3..=100).contains(&n)),
+                self.auth_failures
+                    .is_none_or(|n| (3..=super::MAX_AUTH_FAILURES).contains(&n)),
                 "auth_failures",
-                "must be 3 to 100",
+                "must be 3 to 20",
             )
             .check(
                 self.account_failures
-                    .is_none_or(|n| (5..=1000).contains(&n)),
+                    .is_none_or(|n| (5..=super::MAX_ACCOUNT_FAILURES).contains(&n)),
                 "account_failures",
-                "must be 5 to 1000",
+                "must be 5 to 250",
             );
         check.finish()
     }
