@@ -435,16 +435,19 @@ impl Guard {
             return Screen::Pass;
         };
         let threshold = settings.auth_failures.unwrap_or(self.config.auth_failures);
+        let ban = || {
+            self.ban(
+                source,
+                BanReason::AuthFailures,
+                failures.total,
+                Some(tenant),
+                now,
+            )
+        };
         if failures.trusted || allowed {
             // Trust is no licence to spray a few guesses at every account.
             if !allowed && failures.total >= threshold * TRUSTED_LOCKS_BEFORE_BAN {
-                self.ban(
-                    source,
-                    BanReason::AuthFailures,
-                    failures.total,
-                    Some(tenant),
-                    now,
-                );
+                ban();
                 return Screen::Drop;
             }
             if failures.for_account < threshold {
@@ -462,24 +465,12 @@ impl Guard {
             tracing::warn!(customer = %tenant.customer, user, %source,
                 "SIP account locked from a trusted source after repeated wrong passwords");
             if !allowed && failures.locked_accounts + 1 >= TRUSTED_LOCKS_BEFORE_BAN {
-                self.ban(
-                    source,
-                    BanReason::AuthFailures,
-                    failures.total,
-                    Some(tenant),
-                    now,
-                );
+                ban();
             }
             return Screen::Drop;
         }
         if failures.total >= threshold {
-            self.ban(
-                source,
-                BanReason::AuthFailures,
-                failures.total,
-                Some(tenant),
-                now,
-            );
+            ban();
             return Screen::Drop;
         }
         Screen::Pass
