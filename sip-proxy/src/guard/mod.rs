@@ -327,13 +327,27 @@ impl Guard {
         if !new_request {
             return Screen::Pass;
         }
-        match self.sources.take(source, now, self.config.budget) {
+        let taken = self.sources.take(source, now, self.config.budget);
+        let spent = matches!(
+            taken,
+            sources::Taken::Spent { .. } | sources::Taken::Overflowing
+        );
+        if spent && carrier() {
+            return Screen::Pass;
+        }
+        match taken {
             sources::Taken::Granted => Screen::Pass,
             sources::Taken::Untracked => {
                 Stats::inc(&self.stats.guard_untracked);
                 Screen::Pass
             }
-            sources::Taken::Spent { .. } if carrier() => Screen::Pass,
+            // Untracked sources together beyond one source's budget: which
+            // of them floods is unknown, so nobody is banned.
+            sources::Taken::Overflowing => {
+                Stats::inc(&self.stats.guard_untracked);
+                Stats::inc(&self.stats.guard_throttled);
+                Screen::Drop
+            }
             sources::Taken::Spent { trusted } => {
                 Stats::inc(&self.stats.guard_throttled);
                 if !trusted && !forgiven(customer()) {

@@ -71,6 +71,16 @@ impl Record {
         self.refilled_at = now;
     }
 
+    /// Takes one request from the budget; false when it is spent.
+    fn spend(&mut self, now: Millis, budget: Budget) -> bool {
+        self.refill(now, budget);
+        if self.tokens < 1000 {
+            return false;
+        }
+        self.tokens -= 1000;
+        true
+    }
+
     fn idle(&self, now: Millis, window: Millis, budget: Budget) -> bool {
         let refilled = self.tokens.saturating_add(
             (now - self.refilled_at)
@@ -93,8 +103,11 @@ pub enum Taken {
     Spent {
         trusted: bool,
     },
-    /// No room to track the source.
+    /// No room to track the source; granted from the budget all untracked
+    /// sources share.
     Untracked,
+    /// No room to track the source, and the shared budget is spent.
+    Overflowing,
 }
 
 /// A wrong digest counted.
@@ -112,6 +125,10 @@ pub struct Failures {
 #[derive(Default)]
 pub struct Sources {
     map: ShardedMap<Source, Record>,
+    /// The one budget of every source the map has no room for: filling the
+    /// map with made-up sources (an IPv6 /48 holds 65,536 /64s) must not
+    /// buy them unlimited requests.
+    overflow: std::sync::Mutex<Option<Record>>,
 }
 
 impl Sources {
@@ -127,9 +144,7 @@ impl Sources {
                 MAX_SOURCES,
                 || Record::new(now, budget),
                 |r| {
-                    r.refill(now, budget);
-                    if r.tokens >= 1000 {
-                        r.tokens -= 1000;
+                    if r.spend(now, budget) {
                         Taken::Granted
                     } else {
                         Taken::Spent {
@@ -138,7 +153,15 @@ impl Sources {
                     }
                 },
             )
-            .unwrap_or(Taken::Untracked)
+            .unwrap_or_else(|| {
+                let mut overflow = self.overflow.lock().unwrap_or_else(|p| p.into_inner());
+                let shared = overflow.get_or_insert_with(|| Record::new(now, budget));
+                if shared.spend(now, budget) {
+                    Taken::Untracked
+                } else {
+                    Taken::Overflowing
+                }
+            })
     }
 
     /// Counts a wrong digest for `account` (a hash) from `source`; None when
@@ -259,6 +282,26 @@ mod tests {
         burst: 20,
     };
     const WINDOW: Millis = 600_000;
+
+    #[test]
+    fn sources_beyond_the_table_share_one_budget() {
+        let s = Sources::default();
+        let mut n = 0u32;
+        while s.len() < MAX_SOURCES {
+            assert_eq!(s.take(Source::V4(n), 0, BUDGET), Taken::Granted);
+            n += 1;
+        }
+        // Made-up sources after that: one burst among all of them, then
+        // dropped until the shared budget refills; the tracked ones go on.
+        let fresh = |i: u32| Source::V4(n + i);
+        let untracked = (0..100)
+            .filter(|i| s.take(fresh(*i), 0, BUDGET) == Taken::Untracked)
+            .count();
+        assert_eq!(untracked, 20);
+        assert_eq!(s.take(fresh(1_000), 0, BUDGET), Taken::Overflowing);
+        assert_eq!(s.take(fresh(1_001), 100, BUDGET), Taken::Untracked);
+        assert_eq!(s.take(Source::V4(0), 0, BUDGET), Taken::Granted);
+    }
 
     #[test]
     fn the_budget_refills_at_its_rate_up_to_the_burst() {
