@@ -26,19 +26,7 @@ use support::{in_private_netns, Node, TempDir};
 
 /// Whether SIPVicious is installed; with PBX_TEST_REQUIRE_SIPP=1 its absence is a failure.
 fn sipvicious_available() -> bool {
-    let found = Command::new("svcrack")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if !found {
-        if std::env::var("PBX_TEST_REQUIRE_SIPP").as_deref() == Ok("1") {
-            panic!("PBX_TEST_REQUIRE_SIPP=1 but sipvicious is not installed");
-        }
-        eprintln!("SKIPPED: sipvicious is not installed (apt-get install sipvicious)");
-    }
-    found
+    support::sip::tool_available("svcrack", "--version", "sipvicious")
 }
 
 fn start(dir: &TempDir, env: &[(&str, &str)]) -> Node {
@@ -184,6 +172,30 @@ impl Drop for Relay {
             let _ = t.join();
         }
     }
+}
+
+/// svwar looking for extensions 100 to 130 of `domain` with `method`,
+/// from its own address `from`; the relay (with the answers) and its output.
+fn svwar(node: &Node, from: &str, method: &str, domain: &str) -> (Relay, String) {
+    let relay = Relay::start(from, node);
+    let port = relay.port.to_string();
+    let out = sipvicious(
+        "svwar",
+        &[
+            "-e100-130",
+            "-m",
+            method,
+            "--force",
+            "--domain",
+            domain,
+            "-p",
+            &port,
+            "--maximumtime",
+            "3",
+            "127.0.0.1",
+        ],
+    );
+    (relay, out)
 }
 
 /// Runs a SIPVicious tool to its end (or kills it after a minute); its output.
@@ -413,24 +425,7 @@ fn svmap_and_svwar_learn_nothing_and_are_banned() {
         ("127.0.0.69", "INVITE"),
         ("127.0.0.72", "OPTIONS"),
     ] {
-        let relay = Relay::start(from, &node);
-        let port = relay.port.to_string();
-        let out = sipvicious(
-            "svwar",
-            &[
-                "-e100-130",
-                "-m",
-                method,
-                "--force",
-                "--domain",
-                &domain,
-                "-p",
-                &port,
-                "--maximumtime",
-                "3",
-                "127.0.0.1",
-            ],
-        );
+        let (relay, out) = svwar(&node, from, method, &domain);
         assert!(
             relay.answers().is_empty(),
             "{method}: {:?}",
@@ -454,24 +449,7 @@ fn svmap_and_svwar_learn_nothing_and_are_banned() {
         ("127.0.0.73", "INVITE"),
         ("127.0.0.74", "OPTIONS"),
     ] {
-        let relay = Relay::start(from, &node);
-        let port = relay.port.to_string();
-        let out = sipvicious(
-            "svwar",
-            &[
-                "-e100-130",
-                "-m",
-                method,
-                "--force",
-                "--domain",
-                &domain,
-                "-p",
-                &port,
-                "--maximumtime",
-                "3",
-                "127.0.0.1",
-            ],
-        );
+        let (relay, out) = svwar(&node, from, method, &domain);
         let answers = relay.answers();
         // Its made-up extension gets the same challenge as the first real
         // looking one, so it finds nothing.
@@ -543,20 +521,14 @@ fn a_guess_from_many_addresses_protects_the_account() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let hook = rt.block_on(async {
         let store = open_seeded(dir.path()).await;
-        let acme = support::sip::customer_a(&store).await;
-        let new: pbx_store::webhooks::NewWebhook = serde_json::from_value(serde_json::json!({
-            "url": "https://127.0.0.1:9/security",
-            "events": ["account_protected"],
-            "customer_id": acme,
-        }))
-        .expect("webhook");
-        let (created, _) = store
-            .webhooks()
-            .create(&Principal::system(), &new)
-            .await
-            .expect("webhook");
+        let id = support::sip::customer_a_webhook(
+            &store,
+            "https://127.0.0.1:9/security",
+            &["account_protected"],
+        )
+        .await;
         store.close().await;
-        created.id
+        id
     });
     let node = start(&dir, &[]);
     let target = format!("127.0.0.1:{}", node.sip_port);

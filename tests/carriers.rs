@@ -276,20 +276,13 @@ fn limits_refuse_the_call_beyond_them_and_never_an_emergency_call() {
             let rt = tokio::runtime::Runtime::new().expect("runtime");
             rt.block_on(async {
                 let store = open_seeded(dir.path()).await;
-                let acme = support::sip::customer_a(&store).await;
-                let new: pbx_store::webhooks::NewWebhook =
-                    serde_json::from_value(serde_json::json!({
-                        "url": "https://127.0.0.1:9/alerts",
-                        "events": ["limit_reached"],
-                        "customer_id": acme,
-                    }))
-                    .expect("webhook");
-                let (created, _) = store
-                    .webhooks()
-                    .create(&pbx_store::Principal::system(), &new)
-                    .await
-                    .expect("webhook");
-                hook_id.set(created.id);
+                let id = support::sip::customer_a_webhook(
+                    &store,
+                    "https://127.0.0.1:9/alerts",
+                    &["limit_reached"],
+                )
+                .await;
+                hook_id.set(id);
                 store.close().await;
             });
             None
@@ -776,15 +769,13 @@ fn toll_fraud_alarms_warn_learn_and_block() {
                     .set(&sys, acme, &alarms)
                     .await
                     .expect("alarms");
-                let new: pbx_store::webhooks::NewWebhook =
-                    serde_json::from_value(serde_json::json!({
-                        "url": "https://127.0.0.1:9/alerts",
-                        "events": ["toll_fraud"],
-                        "customer_id": acme,
-                    }))
-                    .expect("webhook");
-                let (created, _) = store.webhooks().create(&sys, &new).await.expect("webhook");
-                hook_id.set(created.id);
+                let id = support::sip::customer_a_webhook(
+                    &store,
+                    "https://127.0.0.1:9/alerts",
+                    &["toll_fraud"],
+                )
+                .await;
+                hook_id.set(id);
                 store.close().await;
             });
             None

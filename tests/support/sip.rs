@@ -34,19 +34,45 @@ pub struct Seeded {
 
 /// Whether SIPp can be used; with PBX_TEST_REQUIRE_SIPP=1 its absence is a failure.
 pub fn sipp_available() -> bool {
-    let found = Command::new("sipp")
-        .arg("-v")
+    tool_available("sipp", "-v", "sip-tester")
+}
+
+/// Whether `command` runs (asked with `arg`); with PBX_TEST_REQUIRE_SIPP=1
+/// (CI) its absence is a failure, else the test is skipped with a message
+/// naming the Debian `package`.
+pub fn tool_available(command: &str, arg: &str, package: &str) -> bool {
+    let found = Command::new(command)
+        .arg(arg)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
         .is_ok();
     if !found {
         if std::env::var("PBX_TEST_REQUIRE_SIPP").as_deref() == Ok("1") {
-            panic!("PBX_TEST_REQUIRE_SIPP=1 but sipp is not installed");
+            panic!("PBX_TEST_REQUIRE_SIPP=1 but {command} is not installed (apt-get install {package})");
         }
-        eprintln!("SKIPPED: sipp is not installed (apt-get install sip-tester)");
+        eprintln!("SKIPPED: {command} is not installed (apt-get install {package})");
     }
     found
+}
+
+/// A webhook of customer A for `events` at `url` (a private address: the
+/// node refuses to call it, so its deliveries are only queued, to be
+/// looked at); its id.
+pub async fn customer_a_webhook(store: &Store, url: &str, events: &[&str]) -> i64 {
+    let acme = customer_a(store).await;
+    let new: pbx_store::webhooks::NewWebhook = serde_json::from_value(serde_json::json!({
+        "url": url,
+        "events": events,
+        "customer_id": acme,
+    }))
+    .expect("webhook");
+    let (created, _) = store
+        .webhooks()
+        .create(&Principal::system(), &new)
+        .await
+        .expect("webhook");
+    created.id
 }
 
 pub fn secret_key_base64() -> String {
