@@ -104,8 +104,12 @@ impl FraudWatch {
             raise(Alarm::Burst, settings.burst);
         }
         let key = destination_key(&destination.e164, destination.class);
-        if let Some(key) = &key {
-            if !self.knows(tenant, device, key, now) {
+        let new = key
+            .as_deref()
+            .is_some_and(|k| !self.knows(tenant, device, k, now));
+        // Only calls abroad or at premium rates have a key.
+        if key.is_some() {
+            if new {
                 raise(Alarm::NewDestination, settings.new_destination);
             }
             let closed = settings
@@ -116,8 +120,8 @@ impl FraudWatch {
                 raise(Alarm::AfterHours, settings.after_hours);
             }
         }
-        if !verdict.block {
-            if let Some(key) = key.filter(|k| !self.knows(tenant, device, k, now)) {
+        if !verdict.block && new {
+            if let Some(key) = key {
                 let mut learnt = self.lock();
                 if learnt.len() >= MAX_LEARNT {
                     learnt.retain(|_, at| now - *at < LEARNT_FOR);
