@@ -2013,6 +2013,9 @@ async fn sip_security_page_shows_protections_bans_and_the_allow_list(db: TestDb)
     assert!(page.body.contains(&api.t.device_a.sip_user));
     assert!(page.body.contains("192.0.2.66"));
     assert!(page.body.contains("Wrong passwords"));
+    // The customer admin also sees its toll-fraud alarms (the defaults).
+    assert!(page.body.contains("Toll-fraud alarms"), "{}", page.body);
+    assert!(page.body.contains("(10 / 120 s)"), "{}", page.body);
     // Reseller Y's admin sees none of it and cannot lift it by a forged form.
     let mut y = Browser::new(&api, HOST_Y);
     y.sign_in("y@reseller-y.test").await;

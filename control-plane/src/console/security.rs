@@ -120,6 +120,24 @@ async fn page(
             })
         })
         .collect();
+    // A customer's admins see the toll-fraud alarms its reseller set (and
+    // whom to ask to change them).
+    let alarms = match by.scope {
+        Scope::Customer { customer, .. } => {
+            let a = s.store.fraud_alarms().get(by, customer).await?;
+            let mode = |m: pbx_store::fraud_alarms::AlarmMode| {
+                texts.get(&format!("alarm_{}", m.as_str())).to_owned()
+            };
+            json!({
+                "new_destination": mode(a.new_destination),
+                "burst": mode(a.burst),
+                "burst_calls": a.burst_calls,
+                "burst_window_s": a.burst_window_s,
+                "after_hours": mode(a.after_hours),
+            })
+        }
+        _ => Value::Null,
+    };
     // Who an entry may be for: the customer admin its own customer; a
     // reseller one of its customers; the operator also the platform.
     let choices: Vec<Value> = match by.scope {
@@ -137,6 +155,7 @@ async fn page(
             "protections": protections,
             "bans": bans,
             "allowed": allowed,
+            "alarms": alarms,
             "choices": choices,
             "operator": matches!(by.scope, Scope::Operator),
             "customer_admin": matches!(by.scope, Scope::Customer { .. }),
