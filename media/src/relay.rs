@@ -1,0 +1,667 @@
+//! The relay: sockets from a port range, one task per socket forwarding
+//! what `session` decides, and the narrow interface the proxy drives
+//! (`offer`, `answer`, `choose`, `delete`, like rtpengine's control
+//! protocol), so the relay can later run on a node of its own.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
+
+use tokio::net::UdpSocket;
+
+use crate::ports::PortPool;
+use crate::sdp::{Anchor, Sdp, SdpError};
+use crate::session::{CallMedia, Drop, Endpoint, Party, SideReport};
+
+/// Largest datagram relayed; larger ones are dropped (a datagram that big
+/// is no voice packet, and a buffer one byte larger tells it apart).
+pub const MAX_PACKET: usize = 2048;
+
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// Even first, odd last: RTP on even ports, RTCP on the next.
+    pub ports: (u16, u16),
+    /// Addresses sockets bind to, per family (unspecified: all).
+    pub bind_v4: Ipv4Addr,
+    pub bind_v6: Ipv6Addr,
+    /// What SDP names, per family, when the node is behind a 1:1 NAT; else
+    /// the address the proxy's signalling uses toward the party.
+    pub advertise_v4: Option<Ipv4Addr>,
+    pub advertise_v6: Option<Ipv6Addr>,
+    /// Silence in both directions that ends an answered call.
+    pub timeout: Duration,
+    pub hold_timeout: Duration,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        RelayConfig {
+            ports: (20000, 29999),
+            bind_v4: Ipv4Addr::UNSPECIFIED,
+            bind_v6: Ipv6Addr::UNSPECIFIED,
+            advertise_v4: None,
+            advertise_v6: None,
+            timeout: Duration::from_secs(60),
+            hold_timeout: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// Why the relay could not anchor.
+#[derive(Debug, thiserror::Error)]
+pub enum MediaError {
+    #[error(transparent)]
+    Sdp(#[from] SdpError),
+    #[error("no free media ports")]
+    PortsExhausted,
+}
+
+impl MediaError {
+    pub fn sip_status(&self) -> u16 {
+        match self {
+            MediaError::Sdp(e) => e.sip_status(),
+            MediaError::PortsExhausted => 503,
+        }
+    }
+}
+
+/// A call's key: its Call-ID and the caller's From tag.
+pub type CallKey = (String, String);
+
+/// Totals for `/metrics`.
+#[derive(Debug, Default)]
+pub struct RelayStats {
+    pub forwarded_packets: AtomicU64,
+    pub forwarded_bytes: AtomicU64,
+    pub dropped_garbage: AtomicU64,
+    pub dropped_stranger: AtomicU64,
+    pub dropped_no_route: AtomicU64,
+    pub dropped_oversize: AtomicU64,
+    pub send_errors: AtomicU64,
+    pub ports_exhausted: AtomicU64,
+    pub timeouts: AtomicU64,
+}
+
+/// The figures of a call's media when it ends, for its record.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct MediaReport {
+    pub caller: Option<SideReport>,
+    pub callee: Option<SideReport>,
+}
+
+/// A call whose media stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Idle {
+    pub call: CallKey,
+    /// Wall clock of the last packet (ms since the epoch): billing ends there.
+    pub last_packet_ms: i64,
+    pub on_hold: bool,
+}
+
+/// The sockets of one endpoint; dropping it stops their tasks and gives
+/// the ports back.
+#[derive(Debug)]
+pub struct Ports {
+    rtp: Arc<UdpSocket>,
+    rtcp: Arc<UdpSocket>,
+    port: u16,
+    address: IpAddr,
+    tasks: [tokio::task::AbortHandle; 2],
+    pool: Weak<Mutex<PortPool>>,
+}
+
+impl std::ops::Drop for Ports {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        if let Some(pool) = self.pool.upgrade() {
+            lock(&pool).give(self.port);
+        }
+    }
+}
+
+type Io = Arc<Ports>;
+type Call = Arc<Mutex<CallMedia<Io>>>;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+struct Inner {
+    config: RelayConfig,
+    pool: Arc<Mutex<PortPool>>,
+    calls: Mutex<HashMap<CallKey, Call>>,
+    stats: RelayStats,
+    epoch: Instant,
+    epoch_wall_ms: i64,
+}
+
+/// The media relay of a node. Cheap to clone.
+#[derive(Clone)]
+pub struct Relay {
+    inner: Arc<Inner>,
+}
+
+impl Relay {
+    pub fn new(config: RelayConfig) -> Relay {
+        let pool = PortPool::new(config.ports.0, config.ports.1);
+        let epoch_wall_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
+        Relay {
+            inner: Arc::new(Inner {
+                config,
+                pool: Arc::new(Mutex::new(pool)),
+                calls: Mutex::new(HashMap::new()),
+                stats: RelayStats::default(),
+                epoch: Instant::now(),
+                epoch_wall_ms,
+            }),
+        }
+    }
+
+    pub fn stats(&self) -> &RelayStats {
+        &self.inner.stats
+    }
+
+    pub fn active_calls(&self) -> usize {
+        lock(&self.inner.calls).len()
+    }
+
+    pub fn ports_in_use(&self) -> usize {
+        lock(&self.inner.pool).in_use() * 2
+    }
+
+    fn now_us(&self) -> u64 {
+        u64::try_from(self.inner.epoch.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+
+    /// An offer from `from`, on its way to `to`: learns where `from`
+    /// receives (its signalling comes from `source`) and returns the SDP
+    /// with the relay's ports for `to` to send to, on `to`'s side of the
+    /// network (`toward`: the address our signalling uses toward `to`).
+    pub fn offer(
+        &self,
+        call: &CallKey,
+        from: Party,
+        to: Party,
+        sdp: &[u8],
+        source: IpAddr,
+        toward: IpAddr,
+    ) -> Result<Vec<u8>, MediaError> {
+        self.exchange(call, from, to, sdp, source, toward)
+    }
+
+    /// An answer from `from` to `to`. A callee's answer (provisional or
+    /// final) makes its branch the one the caller hears.
+    pub fn answer(
+        &self,
+        call: &CallKey,
+        from: Party,
+        to: Party,
+        sdp: &[u8],
+        source: IpAddr,
+        toward: IpAddr,
+    ) -> Result<Vec<u8>, MediaError> {
+        self.exchange(call, from, to, sdp, source, toward)
+    }
+
+    fn exchange(
+        &self,
+        key: &CallKey,
+        from: Party,
+        to: Party,
+        body: &[u8],
+        source: IpAddr,
+        toward: IpAddr,
+    ) -> Result<Vec<u8>, MediaError> {
+        let sdp = Sdp::parse(body)?;
+        let now = self.now_us();
+        let call = {
+            let mut calls = lock(&self.inner.calls);
+            calls
+                .entry(key.clone())
+                .or_insert_with(|| Arc::new(Mutex::new(CallMedia::new(now))))
+                .clone()
+        };
+        let mut m = lock(&call);
+        m.learn(from, &sdp, source, now);
+        let family_v4 = toward.is_ipv4();
+        let mut anchors = Vec::with_capacity(sdp.streams.len());
+        for (i, s) in sdp.streams.iter().enumerate() {
+            if s.port == 0 || !s.relayable() {
+                anchors.push(None);
+                continue;
+            }
+            let side = m.side_mut(to);
+            while side.len() <= i {
+                side.push(Endpoint::default());
+            }
+            let wrong_family = side[i]
+                .io
+                .as_ref()
+                .is_some_and(|io| io.address.is_ipv4() != family_v4);
+            if side[i].io.is_none() || wrong_family {
+                let io = self.open(Arc::downgrade(&call), to, i, toward)?;
+                side[i].io = Some(io);
+            }
+            let Some(io) = side[i].io.as_ref() else {
+                anchors.push(None);
+                continue;
+            };
+            anchors.push(Some(Anchor {
+                address: io.address,
+                rtp_port: io.port,
+                rtcp_port: io.port.wrapping_add(1),
+            }));
+        }
+        Ok(sdp.rewrite(&anchors))
+    }
+
+    /// Binds a port pair for `party`'s stream and starts its two tasks.
+    fn open(
+        &self,
+        call: Weak<Mutex<CallMedia<Io>>>,
+        party: Party,
+        stream: usize,
+        toward: IpAddr,
+    ) -> Result<Io, MediaError> {
+        let cfg = &self.inner.config;
+        let (bind, advertise): (IpAddr, IpAddr) = match toward {
+            IpAddr::V4(t) => (cfg.bind_v4.into(), cfg.advertise_v4.unwrap_or(t).into()),
+            IpAddr::V6(t) => (cfg.bind_v6.into(), cfg.advertise_v6.unwrap_or(t).into()),
+        };
+        // A port someone else holds is skipped; a range of busy ports is
+        // tried a bounded number of times.
+        for _ in 0..16 {
+            let Some(port) = lock(&self.inner.pool).take() else {
+                break;
+            };
+            let bound = bind_pair(bind, port);
+            let Ok((rtp, rtcp)) = bound else {
+                // Someone else holds it: back in the ring, tried again last.
+                lock(&self.inner.pool).give(port);
+                continue;
+            };
+            let rtp = Arc::new(rtp);
+            let rtcp = Arc::new(rtcp);
+            let tasks = [
+                self.spawn(rtp.clone(), call.clone(), party, stream, false),
+                self.spawn(rtcp.clone(), call.clone(), party, stream, true),
+            ];
+            return Ok(Arc::new(Ports {
+                rtp,
+                rtcp,
+                port,
+                address: advertise,
+                tasks,
+                pool: Arc::downgrade(&self.inner.pool),
+            }));
+        }
+        self.inner
+            .stats
+            .ports_exhausted
+            .fetch_add(1, Ordering::Relaxed);
+        Err(MediaError::PortsExhausted)
+    }
+
+    fn spawn(
+        &self,
+        socket: Arc<UdpSocket>,
+        call: Weak<Mutex<CallMedia<Io>>>,
+        party: Party,
+        stream: usize,
+        rtcp: bool,
+    ) -> tokio::task::AbortHandle {
+        let relay = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; MAX_PACKET + 1];
+            loop {
+                let Ok((n, src)) = socket.recv_from(&mut buf).await else {
+                    // ICMP errors surface here on some systems; go on.
+                    continue;
+                };
+                let (Some(inner), Some(call)) = (relay.upgrade(), call.upgrade()) else {
+                    return;
+                };
+                forward(&inner, &call, party, stream, rtcp, src, &buf[..n]);
+            }
+        })
+        .abort_handle()
+    }
+
+    /// A branch answered (2xx): the other branches' ports are freed.
+    pub fn choose(&self, key: &CallKey, branch: u32) {
+        if let Some(call) = self.call(key) {
+            let freed = lock(&call).choose(branch);
+            drop(freed);
+        }
+    }
+
+    /// A branch failed or was cancelled: its ports are freed.
+    pub fn remove_branch(&self, key: &CallKey, branch: u32) {
+        if let Some(call) = self.call(key) {
+            let freed = lock(&call).remove_branch(branch);
+            drop(freed);
+        }
+    }
+
+    /// The call was answered: silence ends it from now on.
+    pub fn established(&self, key: &CallKey) {
+        if let Some(call) = self.call(key) {
+            let mut m = lock(&call);
+            m.established = true;
+            m.last_packet_us = m.last_packet_us.max(self.now_us());
+        }
+    }
+
+    /// Whether the relay anchors this call.
+    pub fn has(&self, key: &CallKey) -> bool {
+        lock(&self.inner.calls).contains_key(key)
+    }
+
+    fn call(&self, key: &CallKey) -> Option<Call> {
+        lock(&self.inner.calls).get(key).cloned()
+    }
+
+    /// The call ended: every port is freed; its figures are returned.
+    pub fn delete(&self, key: &CallKey) -> Option<MediaReport> {
+        let call = lock(&self.inner.calls).remove(key)?;
+        let mut m = lock(&call);
+        let (caller, callee) = m.report();
+        drop(m.take_all());
+        Some(MediaReport { caller, callee })
+    }
+
+    /// The figures so far, without ending anything.
+    pub fn report(&self, key: &CallKey) -> Option<MediaReport> {
+        let call = self.call(key)?;
+        let (caller, callee) = lock(&call).report();
+        Some(MediaReport { caller, callee })
+    }
+
+    /// Answered calls silent in both directions for longer than the
+    /// timeout (the hold timeout while held).
+    pub fn idle(&self) -> Vec<Idle> {
+        let now = self.now_us();
+        let cfg = &self.inner.config;
+        let calls: Vec<(CallKey, Call)> = lock(&self.inner.calls)
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let mut idle = Vec::new();
+        for (key, call) in calls {
+            let m = lock(&call);
+            if !m.established {
+                continue;
+            }
+            let limit = if m.hold {
+                cfg.hold_timeout
+            } else {
+                cfg.timeout
+            };
+            let silent = now.saturating_sub(m.last_packet_us);
+            if u128::from(silent) > limit.as_micros() {
+                self.inner.stats.timeouts.fetch_add(1, Ordering::Relaxed);
+                idle.push(Idle {
+                    call: key,
+                    last_packet_ms: self.inner.epoch_wall_ms
+                        + i64::try_from(m.last_packet_us / 1000).unwrap_or(0),
+                    on_hold: m.hold,
+                });
+            }
+        }
+        idle
+    }
+
+    /// Ends every call's media (node shutdown).
+    pub fn clear(&self) {
+        let calls: Vec<Call> = lock(&self.inner.calls).drain().map(|(_, c)| c).collect();
+        for c in calls {
+            drop(lock(&c).take_all());
+        }
+    }
+}
+
+fn forward(
+    inner: &Inner,
+    call: &Mutex<CallMedia<Io>>,
+    party: Party,
+    stream: usize,
+    rtcp: bool,
+    src: SocketAddr,
+    data: &[u8],
+) {
+    let s = &inner.stats;
+    if data.len() > MAX_PACKET {
+        s.dropped_oversize.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    let now = u64::try_from(inner.epoch.elapsed().as_micros()).unwrap_or(u64::MAX);
+    let decision = lock(call).route(party, stream, rtcp, src, data, now);
+    match decision {
+        Ok(f) => {
+            let socket = if f.rtcp_port { &f.io.rtcp } else { &f.io.rtp };
+            match socket.try_send_to(data, f.to) {
+                Ok(_) => {
+                    s.forwarded_packets.fetch_add(1, Ordering::Relaxed);
+                    s.forwarded_bytes
+                        .fetch_add(data.len() as u64, Ordering::Relaxed);
+                }
+                Err(_) => {
+                    s.send_errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        Err(Drop::Garbage) => {
+            s.dropped_garbage.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(Drop::Stranger) => {
+            s.dropped_stranger.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(Drop::NoRoute) => {
+            s.dropped_no_route.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+fn bind_pair(ip: IpAddr, port: u16) -> std::io::Result<(UdpSocket, UdpSocket)> {
+    let one = |port: u16| -> std::io::Result<UdpSocket> {
+        let domain = if ip.is_ipv4() {
+            socket2::Domain::IPV4
+        } else {
+            socket2::Domain::IPV6
+        };
+        let s = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+        if ip.is_ipv6() {
+            s.set_only_v6(true)?;
+        }
+        s.set_nonblocking(true)?;
+        s.bind(&SocketAddr::new(ip, port).into())?;
+        UdpSocket::from_std(s.into())
+    };
+    Ok((one(port)?, one(port.wrapping_add(1))?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sdp(ip: &str, port: u16) -> Vec<u8> {
+        format!("v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP 0\r\na=sendrecv\r\n")
+            .into_bytes()
+    }
+
+    fn rtp(seq: u16, fill: u8) -> Vec<u8> {
+        let mut p = vec![0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9];
+        p[2..4].copy_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&[fill; 160]);
+        p
+    }
+
+    fn port_of(body: &[u8]) -> SocketAddr {
+        let s = Sdp::parse(body).unwrap();
+        SocketAddr::new(s.streams[0].address.unwrap(), s.streams[0].port)
+    }
+
+    async fn recv(sock: &UdpSocket) -> Option<Vec<u8>> {
+        let mut buf = [0u8; 4096];
+        match tokio::time::timeout(Duration::from_secs(2), sock.recv_from(&mut buf)).await {
+            Ok(Ok((n, _))) => Some(buf[..n].to_vec()),
+            _ => None,
+        }
+    }
+
+    fn config(first: u16) -> RelayConfig {
+        RelayConfig {
+            ports: (first, first + 9),
+            bind_v4: Ipv4Addr::LOCALHOST,
+            ..RelayConfig::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn relays_both_ways_and_frees_ports() {
+        let relay = Relay::new(config(41000));
+        let a = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let lo: IpAddr = Ipv4Addr::LOCALHOST.into();
+        let key: CallKey = ("call-1".into(), "tag".into());
+        let a_port = a.local_addr().unwrap().port();
+        let b_port = b.local_addr().unwrap().port();
+        let offer = relay
+            .offer(
+                &key,
+                Party::Caller,
+                Party::Callee(0),
+                &sdp("127.0.0.1", a_port),
+                lo,
+                lo,
+            )
+            .unwrap();
+        let to_b = port_of(&offer);
+        assert!((41000..=41009).contains(&to_b.port()));
+        let answer = relay
+            .answer(
+                &key,
+                Party::Callee(0),
+                Party::Caller,
+                &sdp("127.0.0.1", b_port),
+                lo,
+                lo,
+            )
+            .unwrap();
+        let to_a = port_of(&answer);
+        relay.choose(&key, 0);
+        a.send_to(&rtp(1, 0xaa), to_a).await.unwrap();
+        assert_eq!(recv(&b).await.unwrap(), rtp(1, 0xaa));
+        b.send_to(&rtp(1, 0xbb), to_b).await.unwrap();
+        assert_eq!(recv(&a).await.unwrap(), rtp(1, 0xbb));
+        // Too big, and garbage: dropped and counted.
+        a.send_to(&vec![0x80; MAX_PACKET + 100], to_a)
+            .await
+            .unwrap();
+        a.send_to(b"hello", to_a).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(relay.stats().dropped_oversize.load(Ordering::Relaxed), 1);
+        assert_eq!(relay.stats().dropped_garbage.load(Ordering::Relaxed), 1);
+        assert_eq!(relay.ports_in_use(), 4);
+        let report = relay.delete(&key).unwrap();
+        assert_eq!(report.caller.unwrap().packets, 1);
+        assert_eq!(report.callee.unwrap().packets, 1);
+        assert_eq!(relay.ports_in_use(), 0);
+        assert_eq!(relay.active_calls(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_tiny_range_runs_out_cleanly() {
+        let relay = Relay::new(RelayConfig {
+            ports: (41100, 41103),
+            bind_v4: Ipv4Addr::LOCALHOST,
+            ..RelayConfig::default()
+        });
+        let lo: IpAddr = Ipv4Addr::LOCALHOST.into();
+        let one: CallKey = ("one".into(), "t".into());
+        let two: CallKey = ("two".into(), "t".into());
+        relay
+            .offer(
+                &one,
+                Party::Caller,
+                Party::Callee(0),
+                &sdp("127.0.0.1", 4000),
+                lo,
+                lo,
+            )
+            .unwrap();
+        relay
+            .answer(
+                &one,
+                Party::Callee(0),
+                Party::Caller,
+                &sdp("127.0.0.1", 4002),
+                lo,
+                lo,
+            )
+            .unwrap();
+        let err = relay
+            .offer(
+                &two,
+                Party::Caller,
+                Party::Callee(0),
+                &sdp("127.0.0.1", 4004),
+                lo,
+                lo,
+            )
+            .unwrap_err();
+        assert_eq!(err.sip_status(), 503);
+        assert_eq!(relay.stats().ports_exhausted.load(Ordering::Relaxed), 1);
+        relay.delete(&two);
+        relay.delete(&one);
+        // The sockets close when their tasks have stopped (the next turn of
+        // the runtime); with a two-pair range the same ports come back.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(relay
+            .offer(
+                &two,
+                Party::Caller,
+                Party::Callee(0),
+                &sdp("127.0.0.1", 4004),
+                lo,
+                lo
+            )
+            .is_ok());
+    }
+
+    #[tokio::test]
+    async fn silence_after_the_answer_is_idle() {
+        let relay = Relay::new(RelayConfig {
+            timeout: Duration::from_millis(50),
+            ..config(41200)
+        });
+        let lo: IpAddr = Ipv4Addr::LOCALHOST.into();
+        let key: CallKey = ("quiet".into(), "t".into());
+        relay
+            .offer(
+                &key,
+                Party::Caller,
+                Party::Callee(0),
+                &sdp("127.0.0.1", 4000),
+                lo,
+                lo,
+            )
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        assert!(relay.idle().is_empty(), "not answered yet");
+        relay.established(&key);
+        assert!(relay.idle().is_empty());
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        let idle = relay.idle();
+        assert_eq!(idle.len(), 1);
+        assert_eq!(idle[0].call, key);
+        assert!(!idle[0].on_hold);
+    }
+}

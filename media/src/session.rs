@@ -1,0 +1,637 @@
+//! The media of one call, without sockets: who may send to which relay
+//! port, where each packet goes, what each party sent. The relay (`relay`)
+//! owns the sockets and asks this module what to do with every datagram.
+//!
+//! Parties: the caller, and each callee branch the offer was forked to.
+//! Until one branch wins (its 2xx), the caller's media goes to the branch
+//! that last sent SDP (early media) and the other branches' media is
+//! dropped; after that only the winner's remains.
+
+use std::net::{IpAddr, SocketAddr};
+
+use crate::rtp::{self, Packet, Receiver, Report};
+use crate::sdp::{Sdp, Stream};
+
+/// A party of a call's media.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Party {
+    Caller,
+    /// A callee branch, numbered by the proxy.
+    Callee(u32),
+}
+
+/// How long after an offer or answer a party may move to a new source
+/// port (and, for its own address, a new address): phones behind NAT get a
+/// new mapping when they start sending.
+pub const LEARN_US: u64 = 5_000_000;
+
+/// Where one party receives and sends one stream, as learnt from its SDP
+/// and its packets (symmetric RTP: we answer where its packets come from).
+#[derive(Debug, Clone, Default)]
+pub struct Peer {
+    sdp_rtp: Option<SocketAddr>,
+    sdp_rtcp: Option<SocketAddr>,
+    mux: bool,
+    /// Addresses its media may come from: its signalling source and the
+    /// address its SDP names. Anything else is a stranger.
+    allowed: Vec<IpAddr>,
+    latched_rtp: Option<SocketAddr>,
+    latched_rtcp: Option<SocketAddr>,
+    learn_until_us: u64,
+    clock_rate: u32,
+}
+
+impl Peer {
+    fn learn(&mut self, s: &Stream, source: IpAddr, now_us: u64) {
+        self.sdp_rtp = s.address.map(|a| SocketAddr::new(a, s.port));
+        self.sdp_rtcp = s
+            .rtcp_address
+            .or(s.address)
+            .map(|a| SocketAddr::new(a, s.rtcp_port.unwrap_or(s.port.wrapping_add(1))));
+        self.mux = s.rtcp_mux;
+        self.allowed.clear();
+        self.allowed.push(source);
+        for a in [s.address, s.rtcp_address].into_iter().flatten() {
+            if !self.allowed.contains(&a) && !a.is_unspecified() {
+                self.allowed.push(a);
+            }
+        }
+        // A re-INVITE may come from a new network (Wi-Fi to mobile): the
+        // packets from there latch anew, within the learning window.
+        self.learn_until_us = now_us + LEARN_US;
+        self.clock_rate = s.clock_rate.max(1);
+    }
+
+    /// Whether a packet from `src` is this party's, latching to it if so.
+    fn admit(&mut self, src: SocketAddr, rtcp: bool, now_us: u64) -> bool {
+        if !self.allowed.contains(&src.ip()) {
+            return false;
+        }
+        let slot = if rtcp {
+            &mut self.latched_rtcp
+        } else {
+            &mut self.latched_rtp
+        };
+        match slot {
+            Some(at) if *at == src => true,
+            Some(_) if now_us >= self.learn_until_us => false,
+            _ => {
+                *slot = Some(src);
+                true
+            }
+        }
+    }
+
+    fn rtp_dest(&self) -> Option<SocketAddr> {
+        self.latched_rtp.or(self.sdp_rtp)
+    }
+
+    /// Where its RTCP goes, and whether on the RTP port (muxed).
+    fn rtcp_dest(&self) -> Option<(SocketAddr, bool)> {
+        if self.mux {
+            return self.rtp_dest().map(|a| (a, true));
+        }
+        self.latched_rtcp.or(self.sdp_rtcp).map(|a| (a, false))
+    }
+}
+
+/// What one party sent on one stream (the relay's view), and what it said
+/// about what it received (its RTCP).
+#[derive(Debug, Clone, Default)]
+pub struct Counters {
+    pub packets: u64,
+    pub bytes: u64,
+    pub rtcp_packets: u64,
+    pub receiver: Receiver,
+    pub report: Option<Report>,
+}
+
+/// One party's end of one stream: the relay ports it sends to (`io`, set
+/// once allocated) and what is known of it.
+#[derive(Debug)]
+pub struct Endpoint<S> {
+    pub io: Option<S>,
+    pub peer: Peer,
+    pub counters: Counters,
+    pub codec: Option<String>,
+}
+
+impl<S> Default for Endpoint<S> {
+    fn default() -> Self {
+        Endpoint {
+            io: None,
+            peer: Peer::default(),
+            counters: Counters::default(),
+            codec: None,
+        }
+    }
+}
+
+/// Why a datagram was not forwarded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drop {
+    /// Not RTP/RTCP.
+    Garbage,
+    /// From an address that is not the party's (a hijack attempt, a scanner).
+    Stranger,
+    /// Nobody to send it to yet (no answer, a losing branch, no address).
+    NoRoute,
+}
+
+/// Where a datagram goes: out of `io`'s RTP or RTCP port, to `to`.
+#[derive(Debug)]
+pub struct Forward<S> {
+    pub io: S,
+    pub rtcp_port: bool,
+    pub to: SocketAddr,
+}
+
+/// One party's streams, by `m=` line.
+type Side<S> = Vec<Endpoint<S>>;
+
+#[derive(Debug)]
+pub struct CallMedia<S> {
+    caller: Side<S>,
+    callees: Vec<(u32, Side<S>)>,
+    /// The branch the caller's media goes to.
+    active: Option<u32>,
+    /// A branch answered with 2xx: the others are gone.
+    chosen: bool,
+    /// Either party's last SDP holds the call.
+    pub hold: bool,
+    /// The call was answered: from now on, silence ends it.
+    pub established: bool,
+    /// When the last packet was forwarded (relay clock, µs).
+    pub last_packet_us: u64,
+}
+
+impl<S: Clone> CallMedia<S> {
+    pub fn new(now_us: u64) -> Self {
+        CallMedia {
+            caller: Vec::new(),
+            callees: Vec::new(),
+            active: None,
+            chosen: false,
+            hold: false,
+            established: false,
+            last_packet_us: now_us,
+        }
+    }
+
+    pub fn side_mut(&mut self, party: Party) -> &mut Side<S> {
+        match party {
+            Party::Caller => &mut self.caller,
+            Party::Callee(b) => {
+                let at = match self.callees.iter().position(|(n, _)| *n == b) {
+                    Some(at) => at,
+                    None => {
+                        self.callees.push((b, Vec::new()));
+                        self.callees.len() - 1
+                    }
+                };
+                &mut self.callees[at].1
+            }
+        }
+    }
+
+    pub fn side(&self, party: Party) -> Option<&Side<S>> {
+        match party {
+            Party::Caller => Some(&self.caller),
+            Party::Callee(b) => self.callees.iter().find(|(n, _)| *n == b).map(|(_, s)| s),
+        }
+    }
+
+    /// Remembers what `from`'s SDP says about where it receives, sent from
+    /// signalling address `source`. A callee's SDP makes its branch the
+    /// one the caller hears, until a branch has won.
+    pub fn learn(&mut self, from: Party, sdp: &Sdp, source: IpAddr, now_us: u64) {
+        let side = self.side_mut(from);
+        while side.len() < sdp.streams.len() {
+            side.push(Endpoint::default());
+        }
+        for (e, s) in side.iter_mut().zip(&sdp.streams) {
+            e.peer.learn(s, source, now_us);
+            e.codec = s.codec.clone();
+        }
+        if let Party::Callee(b) = from {
+            if !self.chosen {
+                self.active = Some(b);
+            }
+        }
+        self.hold = sdp.is_hold();
+    }
+
+    /// The branch answered the call: only its media remains. Returns the
+    /// endpoints of the other branches, whose ports are to be freed.
+    pub fn choose(&mut self, branch: u32) -> Vec<Endpoint<S>> {
+        self.chosen = true;
+        self.active = Some(branch);
+        let mut freed = Vec::new();
+        self.callees.retain_mut(|(n, side)| {
+            if *n == branch {
+                return true;
+            }
+            freed.append(side);
+            false
+        });
+        freed
+    }
+
+    /// A branch failed or was cancelled.
+    pub fn remove_branch(&mut self, branch: u32) -> Vec<Endpoint<S>> {
+        let Some(at) = self.callees.iter().position(|(n, _)| *n == branch) else {
+            return Vec::new();
+        };
+        let (_, side) = self.callees.remove(at);
+        if self.active == Some(branch) {
+            self.active = self.callees.last().map(|(n, _)| *n);
+        }
+        side
+    }
+
+    /// Decides what to do with a datagram from `src` that arrived on the
+    /// relay port of `party`'s stream `stream` (its RTP or RTCP port).
+    pub fn route(
+        &mut self,
+        party: Party,
+        stream: usize,
+        on_rtcp_port: bool,
+        src: SocketAddr,
+        data: &[u8],
+        now_us: u64,
+    ) -> Result<Forward<S>, Drop> {
+        let kind = rtp::classify(data);
+        let is_rtcp = match kind {
+            Packet::Garbage => return Err(Drop::Garbage),
+            Packet::Rtcp => true,
+            Packet::Rtp(_) if on_rtcp_port => return Err(Drop::Garbage),
+            Packet::Rtp(_) => false,
+        };
+        // Muxed RTCP latches with the RTP (same address and port).
+        let latch_rtcp = is_rtcp && on_rtcp_port;
+        let other = match party {
+            Party::Caller => Party::Callee(self.active.ok_or(Drop::NoRoute)?),
+            Party::Callee(b) if self.active == Some(b) => Party::Caller,
+            Party::Callee(_) => {
+                // A losing branch's early media; still its own, or a stranger.
+                return Err(Drop::NoRoute);
+            }
+        };
+        let from = self.side_mut(party).get_mut(stream).ok_or(Drop::NoRoute)?;
+        if !from.peer.admit(src, latch_rtcp, now_us) {
+            return Err(Drop::Stranger);
+        }
+        let clock = from.peer.clock_rate;
+        let c = &mut from.counters;
+        match kind {
+            Packet::Rtp(h) => {
+                c.packets += 1;
+                c.bytes += data.len() as u64;
+                c.receiver.on_packet(&h, now_us, clock);
+            }
+            _ => {
+                c.rtcp_packets += 1;
+                if let Some(r) = rtp::rtcp_report(data) {
+                    c.report = Some(r);
+                }
+            }
+        }
+        let to = self
+            .side(other)
+            .and_then(|s| s.get(stream))
+            .ok_or(Drop::NoRoute)?;
+        let io = to.io.clone().ok_or(Drop::NoRoute)?;
+        let (dest, rtcp_port) = if is_rtcp {
+            let (a, muxed) = to.peer.rtcp_dest().ok_or(Drop::NoRoute)?;
+            (a, !muxed)
+        } else {
+            (to.peer.rtp_dest().ok_or(Drop::NoRoute)?, false)
+        };
+        self.last_packet_us = now_us;
+        Ok(Forward {
+            io,
+            rtcp_port,
+            to: dest,
+        })
+    }
+
+    /// Every endpoint, for freeing them all.
+    pub fn take_all(&mut self) -> Vec<Endpoint<S>> {
+        let mut all: Vec<Endpoint<S>> = std::mem::take(&mut self.caller);
+        for (_, mut side) in std::mem::take(&mut self.callees) {
+            all.append(&mut side);
+        }
+        all
+    }
+
+    /// The figures of what each party sent: the caller's, and the
+    /// answering (or last active) branch's.
+    pub fn report(&self) -> (Option<SideReport>, Option<SideReport>) {
+        let callee = self.active.and_then(|b| self.side(Party::Callee(b)));
+        (
+            SideReport::of(&self.caller),
+            callee.and_then(|s| SideReport::of(s)),
+        )
+    }
+}
+
+/// What one party sent over the whole call, summed over its streams.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SideReport {
+    pub packets: u64,
+    pub bytes: u64,
+    /// Lost on the way to the relay, from sequence numbers.
+    pub lost: u64,
+    /// Interarrival jitter at the relay, in milliseconds.
+    pub jitter_ms: u64,
+    /// What this party's RTCP said it lost and jittered (receiving).
+    pub rtcp_lost: Option<i64>,
+    pub rtcp_jitter_ms: Option<u64>,
+    pub codec: Option<String>,
+    /// Where its media came from (the latched address).
+    pub address: Option<String>,
+}
+
+impl SideReport {
+    fn of<S>(side: &[Endpoint<S>]) -> Option<SideReport> {
+        let first = side.first()?;
+        let mut r = SideReport {
+            codec: first.codec.clone(),
+            address: first.peer.latched_rtp.map(|a| a.to_string()),
+            ..SideReport::default()
+        };
+        for e in side {
+            let c = &e.counters;
+            let rate = u64::from(e.peer.clock_rate.max(1));
+            r.packets += c.packets;
+            r.bytes += c.bytes;
+            r.lost += c.receiver.lost();
+            r.jitter_ms = r.jitter_ms.max(c.receiver.jitter() * 1000 / rate);
+            if let Some(rep) = c.report {
+                r.rtcp_lost = Some(r.rtcp_lost.unwrap_or(0) + i64::from(rep.cumulative_lost));
+                r.rtcp_jitter_ms = Some(u64::from(rep.jitter) * 1000 / rate);
+            }
+        }
+        Some(r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sdp(ip: &str, port: u16) -> Sdp {
+        let body = format!(
+            "v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP 0\r\n"
+        );
+        Sdp::parse(body.as_bytes()).unwrap()
+    }
+
+    fn rtp(seq: u16) -> Vec<u8> {
+        let mut p = vec![0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7];
+        p[2..4].copy_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&[0xd5; 160]);
+        p
+    }
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    /// A caller behind NAT (SDP says 192.168.1.10, packets come from the
+    /// router 10.0.0.11) and a callee behind another (192.168.2.20 / 10.0.0.12).
+    fn call() -> CallMedia<&'static str> {
+        let mut m = CallMedia::new(0);
+        m.learn(
+            Party::Caller,
+            &sdp("192.168.1.10", 4000),
+            "10.0.0.11".parse().unwrap(),
+            0,
+        );
+        m.side_mut(Party::Callee(0)).push(Endpoint::default());
+        m.side_mut(Party::Callee(0))[0].io = Some("toward-callee");
+        m.learn(
+            Party::Callee(0),
+            &sdp("192.168.2.20", 5000),
+            "10.0.0.12".parse().unwrap(),
+            0,
+        );
+        m.side_mut(Party::Caller)[0].io = Some("toward-caller");
+        m
+    }
+
+    #[test]
+    fn answers_where_packets_come_from_not_where_sdp_says() {
+        let mut m = call();
+        // Before the callee sent anything: its SDP address is all we know.
+        let f = m
+            .route(
+                Party::Caller,
+                0,
+                false,
+                addr("10.0.0.11:31000"),
+                &rtp(1),
+                10,
+            )
+            .unwrap();
+        assert_eq!(
+            (f.io, f.to, f.rtcp_port),
+            ("toward-callee", addr("192.168.2.20:5000"), false)
+        );
+        // The callee's packets latch it; the caller now hears from there.
+        let f = m
+            .route(
+                Party::Callee(0),
+                0,
+                false,
+                addr("10.0.0.12:40000"),
+                &rtp(1),
+                20,
+            )
+            .unwrap();
+        assert_eq!((f.io, f.to), ("toward-caller", addr("10.0.0.11:31000")));
+        let f = m
+            .route(
+                Party::Caller,
+                0,
+                false,
+                addr("10.0.0.11:31000"),
+                &rtp(2),
+                30,
+            )
+            .unwrap();
+        assert_eq!(f.to, addr("10.0.0.12:40000"));
+        assert_eq!(m.last_packet_us, 30);
+    }
+
+    #[test]
+    fn strangers_never_reach_the_phones() {
+        let mut m = call();
+        let stranger = addr("198.51.100.66:5004");
+        assert_eq!(
+            m.route(Party::Caller, 0, false, stranger, &rtp(1), 10)
+                .unwrap_err(),
+            Drop::Stranger
+        );
+        // The real phone latches; afterwards even its own router's other
+        // ports are refused once the learning window is over.
+        m.route(
+            Party::Caller,
+            0,
+            false,
+            addr("10.0.0.11:31000"),
+            &rtp(1),
+            10,
+        )
+        .unwrap();
+        let later = LEARN_US + 1;
+        assert_eq!(
+            m.route(
+                Party::Caller,
+                0,
+                false,
+                addr("10.0.0.11:31002"),
+                &rtp(2),
+                later
+            )
+            .unwrap_err(),
+            Drop::Stranger
+        );
+        assert_eq!(
+            m.route(
+                Party::Caller,
+                0,
+                false,
+                addr("10.0.0.11:31000"),
+                b"garbage!!!!!",
+                later
+            )
+            .unwrap_err(),
+            Drop::Garbage
+        );
+        // A re-INVITE opens the window again (the phone moved).
+        m.learn(
+            Party::Caller,
+            &sdp("192.168.1.10", 4000),
+            "10.0.0.11".parse().unwrap(),
+            later,
+        );
+        assert!(m
+            .route(
+                Party::Caller,
+                0,
+                false,
+                addr("10.0.0.11:31002"),
+                &rtp(3),
+                later + 1
+            )
+            .is_ok());
+        let (caller, _) = m.report();
+        let caller = caller.unwrap();
+        assert_eq!(caller.packets, 2);
+        assert_eq!(caller.codec.as_deref(), Some("PCMU"));
+    }
+
+    #[test]
+    fn forked_early_media_then_the_winner() {
+        let mut m = call();
+        m.side_mut(Party::Callee(1)).push(Endpoint::default());
+        m.side_mut(Party::Callee(1))[0].io = Some("toward-callee-1");
+        m.learn(
+            Party::Callee(1),
+            &sdp("10.0.0.13", 6000),
+            "10.0.0.13".parse().unwrap(),
+            0,
+        );
+        // The last branch with SDP is heard; the other's media is dropped.
+        assert_eq!(
+            m.route(
+                Party::Callee(0),
+                0,
+                false,
+                addr("10.0.0.12:40000"),
+                &rtp(1),
+                5
+            )
+            .unwrap_err(),
+            Drop::NoRoute
+        );
+        assert!(m
+            .route(
+                Party::Callee(1),
+                0,
+                false,
+                addr("10.0.0.13:6000"),
+                &rtp(1),
+                5
+            )
+            .is_ok());
+        // Branch 0 answers: branch 1's endpoints are freed, 0 is heard.
+        let freed = m.choose(0);
+        assert_eq!(freed.len(), 1);
+        assert!(m
+            .route(
+                Party::Callee(0),
+                0,
+                false,
+                addr("10.0.0.12:40000"),
+                &rtp(2),
+                6
+            )
+            .is_ok());
+        let f = m
+            .route(Party::Caller, 0, false, addr("10.0.0.11:31000"), &rtp(1), 7)
+            .unwrap();
+        assert_eq!(f.io, "toward-callee");
+        // A later SDP from a loser cannot steal the call.
+        m.learn(
+            Party::Callee(1),
+            &sdp("10.0.0.13", 6000),
+            "10.0.0.13".parse().unwrap(),
+            8,
+        );
+        assert_eq!(
+            m.route(Party::Caller, 0, false, addr("10.0.0.11:31000"), &rtp(2), 9)
+                .unwrap()
+                .io,
+            "toward-callee"
+        );
+        assert_eq!(m.take_all().len(), 3);
+    }
+
+    #[test]
+    fn rtcp_muxed_and_separate() {
+        let mut m = call();
+        let rr = [
+            0x81u8, 201, 0, 7, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 9, 0, 0, 0, 80, 0, 0,
+            0, 0, 0, 0, 0, 0,
+        ];
+        // Separate RTCP from the caller goes to the callee's RTCP port.
+        let f = m
+            .route(Party::Caller, 0, true, addr("10.0.0.11:31001"), &rr, 1)
+            .unwrap();
+        assert_eq!((f.to, f.rtcp_port), (addr("192.168.2.20:5001"), true));
+        // RTP on an RTCP port is garbage; RTCP on the RTP port is muxed RTCP.
+        assert_eq!(
+            m.route(Party::Caller, 0, true, addr("10.0.0.11:31001"), &rtp(1), 1)
+                .unwrap_err(),
+            Drop::Garbage
+        );
+        let body = "v=0\r\no=- 1 1 IN IP4 192.168.2.20\r\ns=-\r\nc=IN IP4 192.168.2.20\r\nt=0 0\r\nm=audio 5000 RTP/AVP 0\r\na=rtcp-mux\r\n";
+        m.learn(
+            Party::Callee(0),
+            &Sdp::parse(body.as_bytes()).unwrap(),
+            "10.0.0.12".parse().unwrap(),
+            2,
+        );
+        let f = m
+            .route(Party::Caller, 0, false, addr("10.0.0.11:31000"), &rr, 3)
+            .unwrap();
+        assert_eq!((f.to, f.rtcp_port), (addr("192.168.2.20:5000"), false));
+        let (caller, callee) = m.report();
+        let caller = caller.unwrap();
+        assert_eq!(caller.rtcp_lost, Some(3));
+        assert_eq!(caller.rtcp_jitter_ms, Some(10));
+        assert_eq!(callee.unwrap().packets, 0);
+    }
+}
