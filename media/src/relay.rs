@@ -221,38 +221,16 @@ impl Relay {
     ) -> Result<Vec<u8>, MediaError> {
         let sdp = Sdp::parse(body)?;
         let now = self.now_us();
-        let call = {
-            let mut calls = lock(&self.inner.calls);
-            calls
-                .entry(key.clone())
-                .or_insert_with(|| Arc::new(Mutex::new(CallMedia::new(now))))
-                .clone()
-        };
+        let call = self.call_or_new(key, now);
         let mut m = lock(&call);
         m.learn(from, &sdp, source, now);
-        let family_v4 = toward.is_ipv4();
         let mut anchors = Vec::with_capacity(sdp.streams.len());
         for (i, s) in sdp.streams.iter().enumerate() {
             if s.port == 0 || !s.relayable() {
                 anchors.push(None);
                 continue;
             }
-            let side = m.side_mut(to);
-            while side.len() <= i {
-                side.push(Endpoint::default());
-            }
-            let wrong_family = side[i]
-                .io
-                .as_ref()
-                .is_some_and(|io| io.address.is_ipv4() != family_v4);
-            if side[i].io.is_none() || wrong_family {
-                let io = self.open(Arc::downgrade(&call), to, i, toward)?;
-                side[i].io = Some(io);
-            }
-            let Some(io) = side[i].io.as_ref() else {
-                anchors.push(None);
-                continue;
-            };
+            let io = self.ensure(&call, &mut m, to, i, toward)?;
             anchors.push(Some(Anchor {
                 address: io.address,
                 rtp_port: io.port,
@@ -260,6 +238,38 @@ impl Relay {
             }));
         }
         Ok(sdp.rewrite(&anchors))
+    }
+
+    /// `party`'s relay ports for stream `i`, opened if it has none yet (or
+    /// has them in the other address family).
+    fn ensure(
+        &self,
+        call: &Call,
+        m: &mut CallMedia<Io>,
+        party: Party,
+        i: usize,
+        toward: IpAddr,
+    ) -> Result<Io, MediaError> {
+        let side = m.side_mut(party);
+        while side.len() <= i {
+            side.push(Endpoint::default());
+        }
+        match &side[i].io {
+            Some(io) if io.address.is_ipv4() == toward.is_ipv4() => Ok(io.clone()),
+            _ => {
+                let io = self.open(Arc::downgrade(call), party, i, toward)?;
+                side[i].io = Some(io.clone());
+                Ok(io)
+            }
+        }
+    }
+
+    /// Takes `party`'s ports for the first stream before any SDP needs
+    /// them, so a call the relay cannot carry is refused before it rings.
+    pub fn reserve(&self, key: &CallKey, party: Party, toward: IpAddr) -> Result<(), MediaError> {
+        let call = self.call_or_new(key, self.now_us());
+        let mut m = lock(&call);
+        self.ensure(&call, &mut m, party, 0, toward).map(|_| ())
     }
 
     /// Binds a port pair for `party`'s stream and starts its two tasks.
@@ -362,6 +372,13 @@ impl Relay {
     /// Whether the relay anchors this call.
     pub fn has(&self, key: &CallKey) -> bool {
         lock(&self.inner.calls).contains_key(key)
+    }
+
+    fn call_or_new(&self, key: &CallKey, now_us: u64) -> Call {
+        lock(&self.inner.calls)
+            .entry(key.clone())
+            .or_insert_with(|| Arc::new(Mutex::new(CallMedia::new(now_us))))
+            .clone()
     }
 
     fn call(&self, key: &CallKey) -> Option<Call> {

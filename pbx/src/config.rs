@@ -40,6 +40,7 @@ pub struct Config {
     pub sip_max_transactions: usize,
     pub sip_max_call_duration: std::time::Duration,
     pub sip_guard: pbx_sip_proxy::guard::GuardConfig,
+    pub media: pbx_sip_proxy::anchoring::MediaConfig,
     pub api_rate_limit: u32,
     pub api_rate_burst: u32,
     pub api_event_retention: std::time::Duration,
@@ -63,6 +64,78 @@ fn option_names(key: &str) -> String {
 
 fn invalid(key: &str, value: &str, why: &str) -> anyhow::Error {
     anyhow::anyhow!("invalid {}: {value:?} {why}", option_names(key))
+}
+
+/// `value` of option `key` if it lies in `range`.
+fn within(key: &str, value: u64, range: std::ops::RangeInclusive<u64>) -> Result<u64> {
+    if range.contains(&value) {
+        Ok(value)
+    } else {
+        Err(invalid(
+            key,
+            &value.to_string(),
+            &format!("must be {} to {}", range.start(), range.end()),
+        ))
+    }
+}
+
+/// The media relay's settings: policy, port range, addresses, timeouts.
+fn media_config(settings: &Settings) -> Result<pbx_sip_proxy::anchoring::MediaConfig> {
+    use std::net::IpAddr;
+    let mut m = pbx_sip_proxy::anchoring::MediaConfig::default();
+    if let Some(mode) = &settings.media_anchor {
+        m.anchor = pbx_store::media::AnchorMode::parse(mode)
+            .ok_or_else(|| invalid("media_anchor", mode, "must be always, nat or never"))?;
+    }
+    if let Some(range) = &settings.rtp_ports {
+        let parsed = range
+            .split_once('-')
+            .and_then(|(a, b)| Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?)));
+        match parsed {
+            Some((first, last)) if first >= 1024 && last > first => m.relay.ports = (first, last),
+            _ => {
+                return Err(invalid(
+                    "rtp_ports",
+                    range,
+                    "must be FIRST-LAST with 1024 <= FIRST < LAST <= 65535",
+                ))
+            }
+        }
+    }
+    let ips = |key: &str, values: &Option<Vec<String>>| -> Result<Vec<IpAddr>> {
+        let mut out: Vec<IpAddr> = Vec::new();
+        for v in values.iter().flatten() {
+            let ip: IpAddr = v
+                .trim()
+                .parse()
+                .map_err(|_| invalid(key, v, "must be IP addresses, at most one per family"))?;
+            if out.iter().any(|o| o.is_ipv4() == ip.is_ipv4()) {
+                return Err(invalid(key, v, "names a second address of one family"));
+            }
+            out.push(ip);
+        }
+        Ok(out)
+    };
+    for ip in ips("rtp_address", &settings.rtp_address)? {
+        match ip {
+            IpAddr::V4(a) => m.relay.bind_v4 = a,
+            IpAddr::V6(a) => m.relay.bind_v6 = a,
+        }
+    }
+    for ip in ips("rtp_advertised_address", &settings.rtp_advertised_address)? {
+        match ip {
+            IpAddr::V4(a) => m.relay.advertise_v4 = Some(a),
+            IpAddr::V6(a) => m.relay.advertise_v6 = Some(a),
+        }
+    }
+    if let Some(s) = settings.rtp_timeout {
+        m.relay.timeout = std::time::Duration::from_secs(within("rtp_timeout", s, 5..=86_400)?);
+    }
+    if let Some(s) = settings.rtp_hold_timeout {
+        m.relay.hold_timeout =
+            std::time::Duration::from_secs(within("rtp_hold_timeout", s, 5..=7 * 86_400)?);
+    }
+    Ok(m)
 }
 
 fn addresses(key: &str, values: Option<Vec<String>>, default: &[&str]) -> Result<Vec<SocketAddr>> {
@@ -109,6 +182,7 @@ pub fn read_file(path: &Path) -> Result<Settings> {
 impl Config {
     pub fn resolve(settings: Settings) -> Result<Config> {
         let sip_guard = guard_config(&settings)?;
+        let media = media_config(&settings)?;
         let settings = match &settings.config {
             Some(path) => {
                 let file = read_file(path)?;
@@ -348,6 +422,7 @@ impl Config {
             sip_max_transactions,
             sip_max_call_duration: std::time::Duration::from_secs(max_call),
             sip_guard,
+            media,
             api_rate_limit,
             api_rate_burst,
             api_event_retention: std::time::Duration::from_secs(api_event_retention),
@@ -363,17 +438,6 @@ impl Config {
 /// The abuse guard's settings, each checked against bounds that keep it useful.
 fn guard_config(settings: &Settings) -> Result<pbx_sip_proxy::guard::GuardConfig> {
     let mut g = pbx_sip_proxy::guard::GuardConfig::default();
-    let within = |key: &str, value: u64, range: std::ops::RangeInclusive<u64>| {
-        if range.contains(&value) {
-            Ok(value)
-        } else {
-            Err(invalid(
-                key,
-                &value.to_string(),
-                &format!("must be {} to {}", range.start(), range.end()),
-            ))
-        }
-    };
     let secs = |s: u64| i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX);
     g.enabled = settings.sip_guard.unwrap_or(true);
     if let Some(n) = settings.sip_guard_auth_failures {

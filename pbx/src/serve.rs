@@ -83,6 +83,7 @@ fn sip_config(config: &Config, secret: [u8; 32]) -> SipConfig {
     sip.max_transactions = config.sip_max_transactions;
     sip.max_call_duration = config.sip_max_call_duration;
     sip.guard = config.sip_guard.clone();
+    sip.media = config.media.clone();
     sip.spool_dir = config.data_dir.join("spool");
     sip
 }

@@ -209,6 +209,49 @@ pub struct Settings {
     #[arg(long, env = "PBX_SIP_ADVERTISE", global = true, value_name = "HOST")]
     pub sip_advertise: Option<String>,
 
+    /// When calls' media goes through this node's relay: always, nat (calls with a
+    /// carrier, and calls where a phone is behind NAT) or never; resellers and
+    /// customers may choose otherwise through the API [default: nat]
+    #[arg(long, env = "PBX_MEDIA_ANCHOR", global = true, value_name = "MODE")]
+    pub media_anchor: Option<String>,
+
+    /// UDP ports the media relay uses, FIRST-LAST (two per party and stream:
+    /// RTP on the even one, RTCP on the next) [default: 20000-29999]
+    #[arg(long, env = "PBX_RTP_PORTS", global = true, value_name = "FIRST-LAST")]
+    pub rtp_ports: Option<String>,
+
+    /// Addresses the relay's sockets bind to, one per family, comma-separated
+    /// [default: 0.0.0.0,::]
+    #[arg(
+        long,
+        env = "PBX_RTP_ADDRESS",
+        global = true,
+        value_name = "IP",
+        value_delimiter = ','
+    )]
+    pub rtp_address: Option<Vec<String>>,
+
+    /// Addresses the relay names in SDP, one per family, comma-separated: the
+    /// public address of a host behind a 1:1 NAT (a cloud VM) [default: the
+    /// address this node's SIP uses toward each phone or carrier]
+    #[arg(
+        long,
+        env = "PBX_RTP_ADVERTISED_ADDRESS",
+        global = true,
+        value_name = "IP",
+        value_delimiter = ','
+    )]
+    pub rtp_advertised_address: Option<Vec<String>>,
+
+    /// Seconds without media in either direction after which an answered
+    /// anchored call is ended and billed to its last packet [default: 60]
+    #[arg(long, env = "PBX_RTP_TIMEOUT", global = true, value_name = "SECONDS")]
+    pub rtp_timeout: Option<u64>,
+
+    /// The same while the call is on hold [default: 3600]
+    #[arg(long, env = "PBX_RTP_HOLD_TIMEOUT", global = true, value_name = "SECONDS")]
+    pub rtp_hold_timeout: Option<u64>,
+
     /// Digest algorithms offered to phones, in order, comma-separated [default: SHA-256,MD5]
     #[arg(
         long,
@@ -445,6 +488,12 @@ impl Settings {
             sip_udp: self.sip_udp.or(lower.sip_udp),
             sip_tcp: self.sip_tcp.or(lower.sip_tcp),
             sip_advertise: self.sip_advertise.or(lower.sip_advertise),
+            media_anchor: self.media_anchor.or(lower.media_anchor),
+            rtp_ports: self.rtp_ports.or(lower.rtp_ports),
+            rtp_address: self.rtp_address.or(lower.rtp_address),
+            rtp_advertised_address: self.rtp_advertised_address.or(lower.rtp_advertised_address),
+            rtp_timeout: self.rtp_timeout.or(lower.rtp_timeout),
+            rtp_hold_timeout: self.rtp_hold_timeout.or(lower.rtp_hold_timeout),
             sip_digest_algorithms: self.sip_digest_algorithms.or(lower.sip_digest_algorithms),
             sip_digest_md5_only_user_agents: self
                 .sip_digest_md5_only_user_agents

@@ -55,6 +55,8 @@ pub struct SipConfig {
     pub spool_dir: std::path::PathBuf,
     /// Default Server header for local responses (None: none).
     pub server_header: Option<String>,
+    /// Media anchoring: the policy and the relay's ports and addresses.
+    pub media: crate::anchoring::MediaConfig,
 }
 
 impl SipConfig {
@@ -90,6 +92,7 @@ impl SipConfig {
             max_call_duration: Duration::from_secs(4 * 3600),
             spool_dir: std::path::PathBuf::from("pbx-data/spool"),
             server_header: None,
+            media: crate::anchoring::MediaConfig::default(),
         }
     }
 }

@@ -106,6 +106,8 @@ pub struct Context {
     pub plan: std::collections::VecDeque<Step>,
     /// Set for calls to the public network: the trunks left to try.
     pub carrier: Option<crate::carrier::CarrierLeg>,
+    /// Set when the call's media is anchored: SDP passes through the relay.
+    pub media: Option<crate::anchoring::MediaLeg>,
 }
 
 impl Context {

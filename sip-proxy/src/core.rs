@@ -54,6 +54,8 @@ pub struct Core {
     /// This node's registrations with carriers.
     pub trunk_registrations: TrunkRegistrations,
     pub stats: Arc<Stats>,
+    /// The media relay calls are anchored on.
+    pub media: pbx_media::Relay,
     pub registrar: Registrar,
     pub server_txns: ShardedMap<ServerKey, Arc<Mutex<Context>>>,
     pub client_txns: ShardedMap<ClientKey, (Weak<Mutex<Context>>, usize)>,
@@ -102,6 +104,7 @@ impl Core {
             dialogs: Dialogs::default(),
             events,
             stats,
+            media: pbx_media::Relay::new(config.media.relay.clone()),
             registrar: Registrar::default(),
             server_txns: ShardedMap::default(),
             client_txns: ShardedMap::default(),
@@ -414,6 +417,7 @@ impl Core {
             no_answer_at: None,
             plan: std::collections::VecDeque::new(),
             carrier: None,
+            media: None,
         }));
         self.server_txns.insert_new(key, ctx.clone()).then_some(ctx)
     }
@@ -486,6 +490,16 @@ impl Core {
             flow.local.ip()
         };
         (Host::from(ip), listen_port)
+    }
+
+    /// Our own address on a flow (the kernel's choice toward its peer when
+    /// the socket listens on all addresses).
+    pub fn local_ip_for(&self, flow: &Flow) -> IpAddr {
+        if flow.local.ip().is_unspecified() {
+            self.local_ip_toward(flow.remote.ip())
+        } else {
+            flow.local.ip()
+        }
     }
 
     /// The local address the kernel uses toward `remote` (no packet is sent).

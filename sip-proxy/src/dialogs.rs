@@ -64,6 +64,9 @@ pub struct Dialog {
     pub last_activity: Millis,
     /// RFC 4028 session interval agreed in the last 2xx, if any.
     pub session_expires_ms: Option<Millis>,
+    /// The callee branch the relay anchors this call's media for (None:
+    /// not anchored).
+    pub media: Option<u32>,
 }
 
 /// Why the proxy ended a dialog.
@@ -201,6 +204,20 @@ impl Dialogs {
         self.map.remove(&DialogKey::new(call_id, tag_a, tag_b))
     }
 
+    /// Removes the answered call with this Call-ID and caller tag (whatever
+    /// the callee's tag). A scan: for the rare call the proxy ends itself.
+    pub fn remove_call(&self, call_id: &str, caller_tag: &str) -> Option<Dialog> {
+        self.map
+            .retain(|d| {
+                !(d.kind == DialogKind::Invite
+                    && d.confirmed
+                    && d.call_id == call_id
+                    && d.caller.tag == caller_tag)
+            })
+            .into_iter()
+            .next()
+    }
+
     /// Notes a session refresh answered with `session_expires_ms` (a 2xx to
     /// a re-INVITE or UPDATE carrying Session-Expires).
     pub fn refresh_session(
@@ -296,6 +313,7 @@ mod tests {
             confirmed_at: Some(confirmed_at),
             last_activity: confirmed_at,
             session_expires_ms: session,
+            media: None,
         }
     }
 

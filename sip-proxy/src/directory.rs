@@ -87,6 +87,8 @@ pub struct Tenant {
     pub guard_settings: pbx_store::abuse::GuardSettings,
     /// The customer's toll-fraud alarms.
     pub fraud_alarms: pbx_store::fraud_alarms::FraudAlarms,
+    /// Its media anchoring policy, if it or its reseller chose one.
+    pub media_anchor: Option<pbx_store::media::AnchorMode>,
     /// What each device is known to call abroad or at premium rates.
     known_destinations: HashMap<DeviceId, Vec<String>>,
     pub retail_rates: Arc<Vec<RateRule>>,
@@ -121,6 +123,7 @@ impl Tenant {
             reseller_limits: d.reseller_limits,
             guard_settings: d.guard_settings,
             fraud_alarms: d.fraud_alarms,
+            media_anchor: d.media_anchor,
             known_destinations: d.known_destinations,
             retail_rates: d.retail_rates,
             business_hours: d.business_hours.into_iter().map(|b| (b.id, b)).collect(),

@@ -310,6 +310,7 @@ mod tests {
             end_reason: None,
             recovered: false,
             node_id: "n1".into(),
+            media: None,
         }
     }
 

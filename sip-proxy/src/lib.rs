@@ -21,6 +21,7 @@
 
 pub mod admission;
 mod alerts;
+pub mod anchoring;
 mod carrier;
 pub mod config;
 mod context;
@@ -292,7 +293,33 @@ impl SipProxy {
         for task in &self.tasks {
             task.abort();
         }
+        // Every relay port is closed with the node (the calls' records are
+        // closed by crash recovery at the next start, as for a crash).
+        self.core.media.clear();
     }
+}
+
+/// Ends an answered call the proxy decided to end (no BYE came): a BYE
+/// to both parties when `hang_up`, and the end of its record at `ended_at`.
+fn end_call(core: &Core, d: dialogs::Dialog, ended_at: pbx_store::Millis, reason: &'static str, hang_up: bool) {
+    if hang_up {
+        proxy::hang_up(core, &d);
+    }
+    tracing::info!(call_id = %d.call_id, customer = %d.call.customer, reason, "call ended by the proxy");
+    let media = anchoring::end(core, &d.call_id, &d.caller.tag);
+    core.events.publish(SipEvent::CallEnded {
+        reseller: d.call.reseller,
+        customer: d.call.customer,
+        call_id: d.call_id,
+        caller_tag: d.caller.tag,
+        outcome: events::CallOutcome::Answered,
+        sip_status: 200,
+        hangup: Some(HangupSide::System),
+        reason: Some(reason),
+        trunk: None,
+        at: ended_at,
+        media,
+    });
 }
 
 /// Expiry of bindings and dialogs, removal of bindings whose device is gone,
@@ -362,23 +389,17 @@ async fn housekeeping(core: Arc<Core>, store: Option<Store>) {
                 i64::try_from(core.config.max_call_duration.as_millis()).unwrap_or(i64::MAX);
             for (d, ended_at, why) in core.dialogs.sweep(now, max_call) {
                 if d.kind == dialogs::DialogKind::Invite && d.confirmed {
-                    if why == dialogs::EndReason::MaxDuration {
-                        proxy::hang_up(&core, &d);
+                    let hang_up = why == dialogs::EndReason::MaxDuration;
+                    end_call(&core, d, ended_at, why.as_str(), hang_up);
+                }
+            }
+            // Calls whose media stopped: ended, and billed to the last packet.
+            for idle in core.media.idle() {
+                match core.dialogs.remove_call(&idle.call.0, &idle.call.1) {
+                    Some(d) => end_call(&core, d, idle.last_packet_ms, "media_timeout", true),
+                    None => {
+                        core.media.delete(&idle.call);
                     }
-                    tracing::info!(call_id = %d.call_id, customer = %d.call.customer, reason = why.as_str(),
-                        "call ended by the proxy");
-                    core.events.publish(SipEvent::CallEnded {
-                        reseller: d.call.reseller,
-                        customer: d.call.customer,
-                        call_id: d.call_id,
-                        caller_tag: d.caller.tag,
-                        outcome: events::CallOutcome::Answered,
-                        sip_status: 200,
-                        hangup: Some(HangupSide::System),
-                        reason: Some(why.as_str()),
-                        trunk: None,
-                        at: ended_at,
-                    });
                 }
             }
         }

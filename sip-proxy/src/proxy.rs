@@ -19,9 +19,11 @@ use std::collections::VecDeque;
 
 use pbx_store::call_records::CallDirection;
 use pbx_store::trunks::Trunk;
+use pbx_media::Party;
 use pbx_store::{DeviceId, ExtensionId};
 
 use crate::admission::Admitted;
+use crate::anchoring::{self, MediaLeg};
 use crate::carrier::{self, CarrierLeg, Inbound};
 use crate::context::{Branch, CallSetup, Context, Step, TimerTarget};
 use crate::core::{lock, Core};
@@ -484,6 +486,17 @@ fn start(core: &Core, req: Message, flow: Flow, tenant: &Tenant, caller: Caller,
         let resp = core.local_response(&req, 482, "Loop Detected", None);
         return core.reply_stateless(&req, flow, resp);
     }
+    let anchored = method == Method::Invite && anchor(core, tenant, &req, &flow, &caller, &ringing);
+    if anchored {
+        if let Err(e) = anchoring::admit(core, &key, &req, &flow) {
+            core.media.delete(&key);
+            if let Ringing::Out { admitted, .. } = ringing {
+                core.admission.abandon(admitted);
+            }
+            core.admission.ended(&key, pbx_store::now_ms());
+            return refuse_media(core, &req, flow, tenant, &caller, &e);
+        }
+    }
     let Some(ctx) = core.new_context(req, flow) else {
         if let Ringing::Out { admitted, .. } = ringing {
             core.admission.abandon(admitted);
@@ -491,9 +504,18 @@ fn start(core: &Core, req: Message, flow: Flow, tenant: &Tenant, caller: Caller,
         if method == Method::Invite {
             core.admission.ended(&key, pbx_store::now_ms());
         }
+        if anchored {
+            core.media.delete(&key);
+        }
         return;
     };
     let mut c = lock(&ctx);
+    if anchored {
+        c.media = Some(MediaLeg {
+            key: key.clone(),
+            parties: None,
+        });
+    }
     if method == Method::Invite {
         if let Some(trying) = c
             .request
@@ -633,7 +655,64 @@ fn start(core: &Core, req: Message, flow: Flow, tenant: &Tenant, caller: Caller,
             }
         }
     }
+    if c.branches.is_empty() && c.best.is_some() {
+        // No branch could be sent (the relay had no ports for any).
+        finish_if_all_final(core, &ctx, &mut c);
+    }
     tracing::debug!(customer = %tenant.customer, branches = c.branches.len(), "request forked");
+}
+
+/// Whether a new call's media goes through the relay: the customer's (or
+/// its reseller's, or the node's) policy, given whether a carrier takes
+/// part and whether a phone is behind NAT.
+fn anchor(
+    core: &Core,
+    tenant: &Tenant,
+    req: &Message,
+    flow: &Flow,
+    caller: &Caller,
+    ringing: &Ringing,
+) -> bool {
+    let mode = tenant.media_anchor.unwrap_or(core.config.media.anchor);
+    let carrier = caller.device.is_none() || matches!(ringing, Ringing::Out { .. });
+    let nat = || {
+        anchoring::sender_behind_nat(req, flow.remote.ip())
+            || match ringing {
+                Ringing::Phones { bindings, .. } => {
+                    bindings.iter().any(anchoring::binding_behind_nat)
+                }
+                Ringing::Out { .. } => false,
+            }
+    };
+    anchoring::wanted(mode, carrier, mode == pbx_store::media::AnchorMode::Nat && nat())
+}
+
+/// Refuses a call whose media the relay cannot carry: its SDP (400, 488)
+/// or no free ports (503), with a Warning that says which, and a record.
+fn refuse_media(
+    core: &Core,
+    req: &Message,
+    flow: Flow,
+    tenant: &Tenant,
+    caller: &Caller,
+    e: &pbx_media::MediaError,
+) {
+    let code = e.sip_status();
+    let reason = match code {
+        503 => "Media Ports Exhausted",
+        488 => "Not Acceptable Here",
+        _ => "Bad Session Description",
+    };
+    tracing::warn!(call_id = %req.call_id(), customer = %tenant.customer, error = %e, "call refused: media");
+    let refused = Refused {
+        callee: None,
+        destination: None,
+        direction: caller.direction,
+    };
+    record_refused(core, req, tenant, caller, &refused, code);
+    let mut resp = core.local_response(req, code, reason, tenant.server_header.as_deref());
+    anchoring::warning(&mut resp, e);
+    core.reply_stateless(req, flow, resp);
 }
 
 /// Sends the call on to the next trunk that has a channel free. False
@@ -848,6 +927,7 @@ fn record_refused(
         reason: None,
         trunk: None,
         at: now,
+        media: None,
     });
 }
 
@@ -1388,6 +1468,22 @@ fn add_branch(
     extension: Option<pbx_store::ExtensionId>,
     device: Option<pbx_store::DeviceId>,
 ) {
+    let idx = c.branches.len();
+    if let Some(leg) = c.media.clone() {
+        let parties = leg
+            .parties
+            .unwrap_or((Party::Caller, Party::Callee(idx as u32)));
+        let source = c.inbound.remote.ip();
+        if let Err(e) = anchoring::pass(core, &leg.key, parties, &mut fwd, source, &out_flow) {
+            tracing::warn!(call_id = %leg.key.0, error = %e, "media not anchored: branch not sent");
+            if let Some(req) = c.request.as_ref() {
+                let mut resp = core.local_response(req, e.sip_status(), "Media Not Anchored", None);
+                anchoring::warning(&mut resp, &e);
+                keep_best(c, resp);
+            }
+            return;
+        }
+    }
     let branch = core.new_branch();
     fwd.push_via(core.our_via(&out_flow, &branch));
     let method = c.method.clone();
@@ -1400,7 +1496,6 @@ fn add_branch(
     );
     let out = tx.start(&core.config.timers);
     let key = ClientKey { branch, method };
-    let idx = c.branches.len();
     core.client_txns
         .insert(key.clone(), (Arc::downgrade(ctx), idx));
     let timer_c = invite.then(|| tokio::time::Instant::now() + core.config.timers.timer_c);
@@ -1553,6 +1648,12 @@ pub fn in_dialog(core: &Core, mut req: Message, flow: Flow) {
         return;
     };
     let mut c = lock(&ctx);
+    if let Some(b) = dialog.media {
+        c.media = Some(MediaLeg {
+            key: (dialog.call_id.clone(), dialog.caller.tag.clone()),
+            parties: Some(parties(direction, b)),
+        });
+    }
     c.in_dialog = Some((from_tag, to_tag));
     if method == Method::Invite {
         if let Some(trying) = c
@@ -1568,6 +1669,32 @@ pub fn in_dialog(core: &Core, mut req: Message, flow: Flow) {
     };
     fwd.decrement_max_forwards();
     add_branch(core, &ctx, &mut c, fwd, out_flow, None, None);
+    if c.branches.is_empty() {
+        // Its SDP could not be anchored: the sender hears why.
+        finish_if_all_final(core, &ctx, &mut c);
+    }
+}
+
+/// Who sends and who receives a request in an anchored dialog.
+fn parties(direction: Direction, branch: u32) -> (Party, Party) {
+    match direction {
+        Direction::Downstream => (Party::Caller, Party::Callee(branch)),
+        Direction::Upstream => (Party::Callee(branch), Party::Caller),
+    }
+}
+
+/// The SDP of a response on its way back up: from the request's receiver
+/// (branch `idx` for the initial INVITE) to its sender.
+fn pass_response(core: &Core, c: &Context, idx: usize, resp: &mut Message, from: &Flow) {
+    let Some(leg) = &c.media else { return };
+    let parties = match leg.parties {
+        Some((sender, receiver)) => (receiver, sender),
+        None => (Party::Callee(idx as u32), Party::Caller),
+    };
+    if let Err(e) = anchoring::pass(core, &leg.key, parties, resp, from.remote.ip(), &c.inbound) {
+        // A response cannot be refused; its media may not flow.
+        tracing::warn!(call_id = %leg.key.0, error = %e, "answer not anchored");
+    }
 }
 
 /// Ends a call the proxy decided to end (its maximum duration): a BYE to
@@ -1601,7 +1728,7 @@ pub fn hang_up(core: &Core, dialog: &Dialog) {
 }
 
 /// An ACK for a 2xx: end to end, forwarded without a transaction.
-pub fn forward_ack(core: &Core, mut ack: Message, _flow: Flow) {
+pub fn forward_ack(core: &Core, mut ack: Message, flow: Flow) {
     if strip_own_routes(core, &mut ack).is_err() {
         return;
     }
@@ -1616,6 +1743,13 @@ pub fn forward_ack(core: &Core, mut ack: Message, _flow: Flow) {
         Direction::Upstream => &dialog.caller,
     };
     let out_flow = reach(core, &peer.flow, peer.contact.as_ref());
+    if let Some(b) = dialog.media {
+        // A late offer's answer rides on the ACK.
+        let key = (dialog.call_id.clone(), dialog.caller.tag.clone());
+        if let Err(e) = anchoring::pass(core, &key, parties(direction, b), &mut ack, flow.remote.ip(), &out_flow) {
+            tracing::warn!(call_id = %key.0, error = %e, "ACK's answer not anchored");
+        }
+    }
     ack.decrement_max_forwards();
     // Stateless forwarding still needs a unique branch (§16.11): derive it
     // from the incoming one so retransmitted ACKs keep theirs.
@@ -1816,12 +1950,13 @@ fn on_provisional(
     if let (Some(call), Some(tag)) = (&c.call, resp.to().tag()) {
         if !c.early.contains(&tag) {
             c.early.push(tag.clone());
-            core.dialogs.upsert(new_dialog(
-                c.inbound, call, &resp, flow, tag, false, &c.method,
-            ));
+            let mut dialog = new_dialog(c.inbound, call, &resp, flow, tag, false, &c.method);
+            dialog.media = c.media.as_ref().map(|_| idx as u32);
+            core.dialogs.upsert(dialog);
         }
     }
     let mut up = resp;
+    pass_response(core, c, idx, &mut up, &flow);
     if up.pop_via() && c.branches[idx].final_status.is_none() {
         core.send_response(ctx, c, &up);
     }
@@ -1869,6 +2004,7 @@ fn new_dialog(
         } else {
             None
         },
+        media: None,
     }
 }
 
@@ -1920,7 +2056,13 @@ fn branch_final(
         if let (Some(call), Some(tag)) = (c.call.clone(), resp.to().tag()) {
             let mut call = call;
             call.info.callee_device = device;
-            let dialog = new_dialog(c.inbound, &call, &resp, branch_flow, tag, true, &c.method);
+            let mut dialog =
+                new_dialog(c.inbound, &call, &resp, branch_flow, tag, true, &c.method);
+            if let Some(leg) = &c.media {
+                dialog.media = Some(idx as u32);
+                core.media.choose(&leg.key, idx as u32);
+                core.media.established(&leg.key);
+            }
             // The record's answer time is the dialog's, to the millisecond:
             // the maximum duration is counted from it and billed exactly.
             let answered_at = dialog.confirmed_at.unwrap_or_else(pbx_store::now_ms);
@@ -1973,6 +2115,7 @@ fn branch_final(
             }
         }
         let mut up = resp;
+        pass_response(core, c, idx, &mut up, &branch_flow);
         if up.pop_via() {
             if c.server.awaiting_final()
                 || c.server.state() == crate::transaction::ServerState::Accepted
@@ -1990,6 +2133,9 @@ fn branch_final(
     }
     if already_final {
         return;
+    }
+    if let (Some(leg), true) = (&c.media, c.call.is_some()) {
+        core.media.remove_branch(&leg.key, idx as u32);
     }
     if status >= 600 && c.method == Method::Invite {
         for other in 0..c.branches.len() {
@@ -2175,6 +2321,7 @@ fn finish_if_all_final(core: &Core, ctx: &Arc<Mutex<Context>>, c: &mut Context) 
             reason: None,
             trunk: c.branches.last().and_then(|b| b.trunk),
             at: pbx_store::now_ms(),
+            media: anchoring::end(core, best.call_id(), &call.caller_tag),
         });
     }
     if let Some((from_tag, to_tag)) = c.in_dialog.clone() {
@@ -2216,6 +2363,7 @@ fn end_dialog(core: &Core, call_id: &str, from_tag: &str, to_tag: &str) {
             reason: None,
             trunk: None,
             at: pbx_store::now_ms(),
+            media: anchoring::end(core, call_id, &dialog.caller.tag),
         });
     }
 }

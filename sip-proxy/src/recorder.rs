@@ -327,6 +327,7 @@ impl State {
                     end_reason: None,
                     recovered: false,
                     node_id: self.config.node_id.clone(),
+                    media: None,
                 };
                 journal.push(Entry::Open {
                     record: record.clone(),
@@ -401,13 +402,19 @@ impl State {
                 reason,
                 trunk,
                 at,
+                media,
                 ..
             } => {
                 let key = (call_id, caller_tag);
-                let leg = self.legs.remove(&key);
+                let mut leg = self.legs.remove(&key);
                 let Some(mut r) = self.open.remove(&key) else {
                     return;
                 };
+                // A forwarded call's media is its outbound leg's too.
+                r.media.clone_from(&media);
+                if let Some(leg) = leg.as_mut() {
+                    leg.media = media;
+                }
                 let end = Ending {
                     outcome,
                     sip_status,
@@ -734,6 +741,7 @@ mod tests {
             end_reason: None,
             recovered: false,
             node_id: "n".into(),
+            media: None,
         }
     }
 
@@ -836,6 +844,7 @@ mod event_tests {
             reason: None,
             trunk,
             at,
+            media: None,
         }
     }
 

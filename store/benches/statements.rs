@@ -120,6 +120,7 @@ async fn bench(engine: Engine, records: i64) {
             end_reason: None,
             recovered: false,
             node_id: "bench".into(),
+            media: None,
         }
     };
     let started = Instant::now();

@@ -76,6 +76,9 @@ pub struct NewCallRecord {
     /// Closed by crash recovery rather than by the call's own end.
     pub recovered: bool,
     pub node_id: String,
+    /// What the media relay saw (anchored calls only).
+    #[serde(default)]
+    pub media: Option<crate::media::MediaFigures>,
 }
 
 impl NewCallRecord {
@@ -138,7 +141,7 @@ pub struct RerateScope {
     pub to: Millis,
 }
 
-const ARITY: usize = 33;
+const ARITY: usize = 34;
 /// Rows per INSERT: small, because sqlx resolves SQLite's `$N` by name.
 const CHUNK: usize = 8;
 
@@ -146,7 +149,7 @@ const COLUMNS: &str = "id, record_uid, call_id, leg, reseller_id, customer_id, d
     callee, caller_extension_id, callee_extension_id, caller_device_id, callee_device_id, \
     destination, trunk_id, invite_at, answer_at, end_at, billable_ms, disposition, sip_status, \
     hangup_side, end_reason, recovered, node_id, currency, wholesale_plan_id, wholesale_prefix, \
-    wholesale_micros, retail_plan_id, retail_prefix, retail_micros, rated_at";
+    wholesale_micros, retail_plan_id, retail_prefix, retail_micros, rated_at, media";
 
 fn opt_id<T>(row: &AnyRow, col: &str, make: fn(i64) -> T) -> Result<Option<T>, sqlx::Error> {
     Ok(row.try_get::<Option<i64>, _>(col)?.map(make))
@@ -192,6 +195,9 @@ fn from_row(row: &AnyRow, show_wholesale: bool) -> Result<CallRecord, sqlx::Erro
             end_reason: row.try_get("end_reason")?,
             recovered: flag(row, "recovered")?,
             node_id: row.try_get("node_id")?,
+            media: row
+                .try_get::<Option<String>, _>("media")?
+                .and_then(|m| serde_json::from_str(&m).ok()),
         },
         billable_ms: row.try_get("billable_ms")?,
         currency: row.try_get("currency")?,
@@ -443,7 +449,8 @@ impl CallRecords<'_> {
                     .bind(retail.as_ref().map(|p| p.plan_id.0))
                     .bind(retail.as_ref().and_then(|p| p.prefix.clone()))
                     .bind(retail.as_ref().and_then(|p| p.micros))
-                    .bind(now);
+                    .bind(now)
+                    .bind(r.media.as_ref().and_then(|m| serde_json::to_string(m).ok()));
             }
             for row in q.fetch_all(tx.conn()).await? {
                 inserted.insert(row.try_get::<String, _>("record_uid")?);

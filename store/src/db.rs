@@ -88,6 +88,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0006_abuse.sql"),
         include_str!("../../migrations/postgres/0006_abuse.sql"),
     ),
+    (
+        7,
+        "media",
+        include_str!("../../migrations/sqlite/0007_media.sql"),
+        include_str!("../../migrations/postgres/0007_media.sql"),
+    ),
 ];
 
 fn migrator(engine: Engine) -> Migrator {

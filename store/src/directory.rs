@@ -52,6 +52,9 @@ pub struct CustomerDirectory {
     pub guard_settings: GuardSettings,
     /// The customer's toll-fraud alarms.
     pub fraud_alarms: FraudAlarms,
+    /// Whether its calls' media is anchored: the customer's choice, else
+    /// its reseller's (None: the SIP node's default).
+    pub media_anchor: Option<crate::media::AnchorMode>,
     /// What each of its devices is known to call abroad or at premium rates.
     pub known_destinations: HashMap<DeviceId, Vec<String>>,
     pub business_hours: Vec<BusinessHours>,
@@ -81,6 +84,7 @@ impl CustomerDirectory {
             reseller_limits: Limits::unlimited(),
             guard_settings: GuardSettings::default(),
             fraud_alarms: FraudAlarms::default(),
+            media_anchor: None,
             known_destinations: HashMap::new(),
             business_hours: Vec::new(),
             retail_rates: Arc::default(),
@@ -167,7 +171,8 @@ impl Directory<'_> {
         let pool = self.0.pool();
         let customers = sqlx::query(
             "SELECT c.id, c.reseller_id, c.sip_domain, c.status, c.country, c.time_zone, c.retail_plan_id, \
-             r.status AS reseller_status, r.sip_server_header, r.time_zone AS reseller_time_zone \
+             r.status AS reseller_status, r.sip_server_header, r.time_zone AS reseller_time_zone, \
+             COALESCE(c.media_anchor, r.media_anchor) AS media_anchor \
              FROM customers c JOIN resellers r ON r.id = c.reseller_id \
              WHERE ($1 IS NULL OR c.id = $1) ORDER BY c.id",
         )
@@ -197,6 +202,10 @@ impl Directory<'_> {
                     .unwrap_or_else(Limits::unlimited),
                 guard_settings: guard_settings.get(&reseller).copied().unwrap_or_default(),
                 fraud_alarms: alarms.remove(&id).unwrap_or_default(),
+                media_anchor: row
+                    .try_get::<Option<String>, _>("media_anchor")?
+                    .as_deref()
+                    .and_then(crate::media::AnchorMode::parse),
                 known_destinations: HashMap::new(),
                 business_hours: Vec::new(),
                 retail_rates: plan

@@ -44,6 +44,7 @@ pub mod idempotency;
 mod ids;
 pub mod limits;
 pub mod logins;
+pub mod media;
 pub mod net;
 pub mod numbering;
 pub mod numbers;

@@ -412,5 +412,6 @@ pub fn answered_call(
         end_reason: None,
         recovered: false,
         node_id: "n1".into(),
+        media: None,
     }
 }

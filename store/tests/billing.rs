@@ -77,6 +77,7 @@ fn call(t: &TwoTenants, uid: &str, invite_at: Millis, talk_ms: Option<i64>) -> N
         end_reason: None,
         recovered: false,
         node_id: "node-test".into(),
+        media: None,
     }
 }
 

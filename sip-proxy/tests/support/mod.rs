@@ -310,9 +310,14 @@ impl Ua {
     /// Sends an INVITE to `callee`, answers the 407, and returns the
     /// Call-ID, branch and the head of the authenticated INVITE.
     pub async fn invite(&self, callee: &str) -> (String, String, String) {
+        self.invite_with(callee, SDP).await
+    }
+
+    /// Like [`Ua::invite`] with `body` as the offer ("" for a late offer).
+    pub async fn invite_with(&self, callee: &str, body: &str) -> (String, String, String) {
         let call_id = format!("call-{}-{}", self.local.port(), self.next());
         let branch = self.branch();
-        self.send(&self.invite_head(callee, &call_id, 1, &branch, ""), SDP)
+        self.send(&self.invite_head(callee, &call_id, 1, &branch, ""), body)
             .await;
         let challenge = self.final_or_provisional().await;
         assert_eq!(challenge.status(), Some(407), "expected a proxy challenge");
@@ -335,7 +340,7 @@ impl Ua {
             &branch,
             &format!("Proxy-Authorization: {auth}\n"),
         );
-        self.send(&head, SDP).await;
+        self.send(&head, body).await;
         (call_id, branch, head)
     }
 
