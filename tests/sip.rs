@@ -8,10 +8,11 @@ mod support;
 use std::time::Duration;
 
 use pbx_store::forwards::ForwardCondition;
+use support::sip::{baresip, baresip_available};
 use support::sip::{
     configure_a, register, ring_group_a, seed, sipp_available, start_node, Phone, Sipp,
 };
-use support::TempDir;
+use support::{metric, TempDir};
 
 /// A node with the two tenants seeded (MD5 only: SIPp computes no SHA-256).
 fn world(tag: &str) -> (TempDir, support::Node, support::sip::Seeded) {
@@ -548,15 +549,6 @@ fn linphone_available() -> bool {
     found
 }
 
-fn metric(node: &support::Node, name: &str) -> u64 {
-    let text = support::http_get(node.http, "localhost", "/metrics")
-        .map(|r| r.text())
-        .unwrap_or_default();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
-        .unwrap_or(0)
-}
-
 /// Linphone (belle-sip) is a softphone that answers SHA-256 challenges:
 /// against the default offer (SHA-256 first, MD5 second) it must register
 /// with SHA-256.
@@ -616,24 +608,6 @@ fn a_linphone_softphone_registers_with_sha256_digest() {
     assert_eq!(metric(&node, "pbx_sip_auth_failures_total"), 0);
 }
 
-fn baresip_available() -> bool {
-    let found = std::process::Command::new("baresip")
-        .arg("-h")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok();
-    if !found {
-        if std::env::var("PBX_TEST_REQUIRE_BARESIP").as_deref() == Ok("1") {
-            panic!(
-                "PBX_TEST_REQUIRE_BARESIP=1 but baresip is not installed (apt-get install baresip)"
-            );
-        }
-        eprintln!("SKIPPED: baresip is not installed (apt-get install baresip)");
-    }
-    found
-}
-
 /// A baresip phone for one demo extension: configuration in its own folder,
 /// loopback only, answering calls by itself, audio from a file.
 fn baresip_phone(
@@ -668,19 +642,6 @@ fn baresip_phone(
     )
     .expect("baresip account");
     dir
-}
-
-fn baresip(dir: &std::path::Path, seconds: u32, commands: &[&str]) -> std::process::Child {
-    let mut cmd = std::process::Command::new("baresip");
-    cmd.arg("-f").arg(dir).arg("-t").arg(seconds.to_string());
-    for c in commands {
-        cmd.arg("-e").arg(c);
-    }
-    cmd.stdin(std::process::Stdio::null())
-        .stdout(std::fs::File::create(dir.join("log")).expect("log"))
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start baresip")
 }
 
 /// The README's first call, for real: two baresip softphones take the

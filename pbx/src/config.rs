@@ -88,9 +88,9 @@ fn media_config(settings: &Settings) -> Result<pbx_sip_proxy::anchoring::MediaCo
             .ok_or_else(|| invalid("media_anchor", mode, "must be always, nat or never"))?;
     }
     if let Some(range) = &settings.rtp_ports {
-        let parsed = range
-            .split_once('-')
-            .and_then(|(a, b)| Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?)));
+        let parsed = range.split_once('-').and_then(|(a, b)| {
+            Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?))
+        });
         match parsed {
             Some((first, last)) if first >= 1024 && last > first => m.relay.ports = (first, last),
             _ => {

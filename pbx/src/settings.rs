@@ -249,7 +249,12 @@ pub struct Settings {
     pub rtp_timeout: Option<u64>,
 
     /// The same while the call is on hold [default: 3600]
-    #[arg(long, env = "PBX_RTP_HOLD_TIMEOUT", global = true, value_name = "SECONDS")]
+    #[arg(
+        long,
+        env = "PBX_RTP_HOLD_TIMEOUT",
+        global = true,
+        value_name = "SECONDS"
+    )]
     pub rtp_hold_timeout: Option<u64>,
 
     /// Digest algorithms offered to phones, in order, comma-separated [default: SHA-256,MD5]

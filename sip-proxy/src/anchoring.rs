@@ -101,8 +101,7 @@ pub fn admit(core: &Core, key: &CallKey, req: &Message, flow: &Flow) -> Result<(
     if let Some(body) = sdp_of(req) {
         pbx_media::sdp::Sdp::parse(body)?;
     }
-    core.media
-        .reserve(key, Party::Caller, media_ip(core, flow))
+    core.media.reserve(key, Party::Caller, media_ip(core, flow))
 }
 
 /// Rewrites `m`'s SDP (if any) on its way from `from` (whose signalling
@@ -178,7 +177,8 @@ mod tests {
 Via: SIP/2.0/UDP 192.168.1.10:5060;branch=z9hG4bK1\r\n\
 From: <sip:101@a.example>;tag=1\r\nTo: <sip:102@a.example>\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n\
 Contact: <sip:101@192.168.1.10:5060>\r\nContent-Length: 0\r\n\r\n";
-        let m = Message::parse_datagram(raw.as_bytes().to_vec().into(), &Default::default()).unwrap();
+        let m =
+            Message::parse_datagram(raw.as_bytes().to_vec().into(), &Default::default()).unwrap();
         assert!(sender_behind_nat(&m, "10.0.0.11".parse().unwrap()));
         assert!(!sender_behind_nat(&m, "192.168.1.10".parse().unwrap()));
     }

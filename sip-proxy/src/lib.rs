@@ -257,6 +257,77 @@ impl SipProxy {
                 .into_iter()
                 .map(|(n, h, v)| (n.to_owned(), h, "gauge", v as u64)),
         );
+        let media = &self.core.media;
+        let m = media.stats();
+        let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        out.extend([
+            (
+                "pbx_media_relays".to_owned(),
+                "Calls whose media this node relays.",
+                "gauge",
+                media.active_calls() as u64,
+            ),
+            (
+                "pbx_media_ports".to_owned(),
+                "Relay ports in use.",
+                "gauge",
+                media.ports_in_use() as u64,
+            ),
+            (
+                "pbx_media_packets_total".to_owned(),
+                "RTP and RTCP packets relayed.",
+                "counter",
+                load(&m.forwarded_packets),
+            ),
+            (
+                "pbx_media_bytes_total".to_owned(),
+                "Bytes relayed.",
+                "counter",
+                load(&m.forwarded_bytes),
+            ),
+            (
+                "pbx_media_dropped_garbage_total".to_owned(),
+                "Datagrams on relay ports that were not RTP/RTCP.",
+                "counter",
+                load(&m.dropped_garbage),
+            ),
+            (
+                "pbx_media_dropped_stranger_total".to_owned(),
+                "Packets from addresses that are not the call's parties.",
+                "counter",
+                load(&m.dropped_stranger),
+            ),
+            (
+                "pbx_media_dropped_no_route_total".to_owned(),
+                "Packets with nobody to send them to yet (before an answer, a losing fork).",
+                "counter",
+                load(&m.dropped_no_route),
+            ),
+            (
+                "pbx_media_dropped_oversize_total".to_owned(),
+                "Datagrams larger than the relay carries.",
+                "counter",
+                load(&m.dropped_oversize),
+            ),
+            (
+                "pbx_media_send_errors_total".to_owned(),
+                "Packets the relay could not send.",
+                "counter",
+                load(&m.send_errors),
+            ),
+            (
+                "pbx_media_ports_exhausted_total".to_owned(),
+                "Calls refused (503) for want of relay ports.",
+                "counter",
+                load(&m.ports_exhausted),
+            ),
+            (
+                "pbx_media_timeouts_total".to_owned(),
+                "Calls ended because their media stopped.",
+                "counter",
+                load(&m.timeouts),
+            ),
+        ]);
         out
     }
 
@@ -301,7 +372,13 @@ impl SipProxy {
 
 /// Ends an answered call the proxy decided to end (no BYE came): a BYE
 /// to both parties when `hang_up`, and the end of its record at `ended_at`.
-fn end_call(core: &Core, d: dialogs::Dialog, ended_at: pbx_store::Millis, reason: &'static str, hang_up: bool) {
+fn end_call(
+    core: &Core,
+    d: dialogs::Dialog,
+    ended_at: pbx_store::Millis,
+    reason: &'static str,
+    hang_up: bool,
+) {
     if hang_up {
         proxy::hang_up(core, &d);
     }

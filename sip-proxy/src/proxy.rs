@@ -17,9 +17,9 @@ use pbx_sip_message::{
 
 use std::collections::VecDeque;
 
+use pbx_media::Party;
 use pbx_store::call_records::CallDirection;
 use pbx_store::trunks::Trunk;
-use pbx_media::Party;
 use pbx_store::{DeviceId, ExtensionId};
 
 use crate::admission::Admitted;
@@ -684,7 +684,11 @@ fn anchor(
                 Ringing::Out { .. } => false,
             }
     };
-    anchoring::wanted(mode, carrier, mode == pbx_store::media::AnchorMode::Nat && nat())
+    anchoring::wanted(
+        mode,
+        carrier,
+        mode == pbx_store::media::AnchorMode::Nat && nat(),
+    )
 }
 
 /// Refuses a call whose media the relay cannot carry: its SDP (400, 488)
@@ -1746,7 +1750,14 @@ pub fn forward_ack(core: &Core, mut ack: Message, flow: Flow) {
     if let Some(b) = dialog.media {
         // A late offer's answer rides on the ACK.
         let key = (dialog.call_id.clone(), dialog.caller.tag.clone());
-        if let Err(e) = anchoring::pass(core, &key, parties(direction, b), &mut ack, flow.remote.ip(), &out_flow) {
+        if let Err(e) = anchoring::pass(
+            core,
+            &key,
+            parties(direction, b),
+            &mut ack,
+            flow.remote.ip(),
+            &out_flow,
+        ) {
             tracing::warn!(call_id = %key.0, error = %e, "ACK's answer not anchored");
         }
     }
@@ -2056,8 +2067,7 @@ fn branch_final(
         if let (Some(call), Some(tag)) = (c.call.clone(), resp.to().tag()) {
             let mut call = call;
             call.info.callee_device = device;
-            let mut dialog =
-                new_dialog(c.inbound, &call, &resp, branch_flow, tag, true, &c.method);
+            let mut dialog = new_dialog(c.inbound, &call, &resp, branch_flow, tag, true, &c.method);
             if let Some(leg) = &c.media {
                 dialog.media = Some(idx as u32);
                 core.media.choose(&leg.key, idx as u32);

@@ -55,7 +55,9 @@ fn rtp(seq: u16, fill: u8) -> Vec<u8> {
 /// Sends a few packets from `from` to `relay` and says whether `to` got them.
 async fn flows(from: &UdpSocket, relay: SocketAddr, to: &UdpSocket, fill: u8) -> bool {
     for seq in 0..5u16 {
-        from.send_to(&rtp(seq, fill), relay).await.expect("send rtp");
+        from.send_to(&rtp(seq, fill), relay)
+            .await
+            .expect("send rtp");
     }
     let mut buf = [0u8; 2048];
     loop {
@@ -153,17 +155,28 @@ async fn early_media_answer_hold_and_resume_all_pass_the_relay() {
     caller.invite_with("103", &sdp(a_port, "sendrecv")).await;
     let invite = next_request(&callee, "INVITE").await;
     let to_b = media_of(&invite);
-    assert!((42000..42100).contains(&to_b.port()), "offer names the relay: {}", body(&invite));
+    assert!(
+        (42000..42100).contains(&to_b.port()),
+        "offer names the relay: {}",
+        body(&invite)
+    );
     assert!(body(&invite).contains("a=rtpmap:101 telephone-event/8000\r\na=ptime:20\r\n"));
     // 183 with early media: the caller hears the callee before the answer.
     respond_sdp(&callee, &invite, 183, "cal", &sdp(b_port, "sendrecv")).await;
     let early = next_status(&caller, 183).await;
     let to_a = media_of(&early);
     assert_ne!(to_a.port(), b_port);
-    assert!(flows(&b, to_b, &a, 0xb1).await, "early media reaches the caller");
+    assert!(
+        flows(&b, to_b, &a, 0xb1).await,
+        "early media reaches the caller"
+    );
     respond_sdp(&callee, &invite, 200, "cal", &sdp(b_port, "sendrecv")).await;
     let ok = next_status(&caller, 200).await;
-    assert_eq!(media_of(&ok), to_a, "the answer keeps the early media's port");
+    assert_eq!(
+        media_of(&ok),
+        to_a,
+        "the answer keeps the early media's port"
+    );
     ack(&caller, &ok, "").await;
     assert!(flows(&a, to_a, &b, 0xa1).await, "caller to callee");
     assert!(flows(&b, to_b, &a, 0xb2).await, "callee to caller");
@@ -179,7 +192,10 @@ async fn early_media_answer_hold_and_resume_all_pass_the_relay() {
     assert!(body(&held).contains("a=recvonly"));
     assert_eq!(media_of(&held), to_a);
     ack(&caller, &held, "").await;
-    assert!(flows(&a, to_a, &b, 0xa2).await, "music on hold flows one way");
+    assert!(
+        flows(&a, to_a, &b, 0xa2).await,
+        "music on hold flows one way"
+    );
 
     // Resume from a new address (the phone changed networks): the relay
     // follows the re-INVITE.
@@ -192,8 +208,14 @@ async fn early_media_answer_hold_and_resume_all_pass_the_relay() {
     respond_sdp(&callee, &resume, 200, "cal", &sdp(b_port, "sendrecv")).await;
     let resumed = next_status(&caller, 200).await;
     ack(&caller, &resumed, "").await;
-    assert!(flows(&a2, to_a, &b, 0xa3).await, "the moved caller is heard");
-    assert!(flows(&b, to_b, &a2, 0xb3).await, "and hears at its new address");
+    assert!(
+        flows(&a2, to_a, &b, 0xa3).await,
+        "the moved caller is heard"
+    );
+    assert!(
+        flows(&b, to_b, &a2, 0xb3).await,
+        "and hears at its new address"
+    );
     assert_eq!(relay.active_calls(), 1);
 
     // BYE frees every port.
@@ -215,11 +237,23 @@ async fn a_late_offer_is_answered_in_the_ack() {
     caller.invite_with("103", "").await;
     let invite = next_request(&callee, "INVITE").await;
     assert!(invite.body.is_empty());
-    respond_sdp(&callee, &invite, 200, "late", &sdp(b.local_addr().unwrap().port(), "sendrecv")).await;
+    respond_sdp(
+        &callee,
+        &invite,
+        200,
+        "late",
+        &sdp(b.local_addr().unwrap().port(), "sendrecv"),
+    )
+    .await;
     let ok = next_status(&caller, 200).await;
     let to_a = media_of(&ok);
     assert!((42200..42240).contains(&to_a.port()), "{}", body(&ok));
-    ack(&caller, &ok, &sdp(a.local_addr().unwrap().port(), "sendrecv")).await;
+    ack(
+        &caller,
+        &ok,
+        &sdp(a.local_addr().unwrap().port(), "sendrecv"),
+    )
+    .await;
     let ack_in = next_request(&callee, "ACK").await;
     let to_b = media_of(&ack_in);
     assert!((42200..42240).contains(&to_b.port()), "{}", body(&ack_in));
@@ -246,19 +280,44 @@ async fn a_forked_call_answered_by_the_second_device_keeps_only_its_media() {
     let inv2 = next_request(&second, "INVITE").await;
     let (to_b1, to_b2) = (media_of(&inv1), media_of(&inv2));
     assert_ne!(to_b1, to_b2, "one relay leg per branch");
-    respond_sdp(&first, &inv1, 183, "one", &sdp(b1.local_addr().unwrap().port(), "sendrecv")).await;
+    respond_sdp(
+        &first,
+        &inv1,
+        183,
+        "one",
+        &sdp(b1.local_addr().unwrap().port(), "sendrecv"),
+    )
+    .await;
     next_status(&caller, 183).await;
-    respond_sdp(&second, &inv2, 200, "two", &sdp(b2.local_addr().unwrap().port(), "sendrecv")).await;
+    respond_sdp(
+        &second,
+        &inv2,
+        200,
+        "two",
+        &sdp(b2.local_addr().unwrap().port(), "sendrecv"),
+    )
+    .await;
     let ok = next_status(&caller, 200).await;
     let to_a = media_of(&ok);
     ack(&caller, &ok, "").await;
     // The first device is cancelled; its early media no longer reaches anyone.
     let cancel = next_request(&first, "CANCEL").await;
     first.respond(&cancel, 200, "OK", None).await;
-    first.respond(&inv1, 487, "Request Terminated", Some("one")).await;
-    assert!(flows(&a, to_a, &b2, 0x31).await, "the winner hears the caller");
-    assert!(flows(&b2, to_b2, &a, 0x32).await, "the caller hears the winner");
-    assert!(!flows(&b1, to_b1, &a, 0x33).await, "the loser's port is closed");
+    first
+        .respond(&inv1, 487, "Request Terminated", Some("one"))
+        .await;
+    assert!(
+        flows(&a, to_a, &b2, 0x31).await,
+        "the winner hears the caller"
+    );
+    assert!(
+        flows(&b2, to_b2, &a, 0x32).await,
+        "the caller hears the winner"
+    );
+    assert!(
+        !flows(&b1, to_b1, &a, 0x33).await,
+        "the loser's port is closed"
+    );
     // Caller face and the winner's: two pairs, four ports.
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(relay.ports_in_use(), 4);
@@ -276,7 +335,14 @@ async fn strangers_spraying_the_port_range_never_reach_the_phones() {
         .await;
     let invite = next_request(&callee, "INVITE").await;
     let to_b = media_of(&invite);
-    respond_sdp(&callee, &invite, 200, "h", &sdp(b.local_addr().unwrap().port(), "sendrecv")).await;
+    respond_sdp(
+        &callee,
+        &invite,
+        200,
+        "h",
+        &sdp(b.local_addr().unwrap().port(), "sendrecv"),
+    )
+    .await;
     let ok = next_status(&caller, 200).await;
     let to_a = media_of(&ok);
     ack(&caller, &ok, "").await;
@@ -302,7 +368,11 @@ async fn strangers_spraying_the_port_range_never_reach_the_phones() {
         while let Ok(Ok((n, _))) =
             tokio::time::timeout(Duration::from_millis(300), sock.recv_from(&mut buf)).await
         {
-            assert_ne!(buf[..n].get(12), Some(&0xee), "a stranger's packet reached a phone");
+            assert_ne!(
+                buf[..n].get(12),
+                Some(&0xee),
+                "a stranger's packet reached a phone"
+            );
         }
     }
     // Two sprays over two RTP ports in use (RTP sent to the RTCP ports is
@@ -322,7 +392,9 @@ async fn bad_sdp_gets_400_or_488_with_a_warning_and_exhaustion_503() {
     ] {
         caller.invite_with("103", offer).await;
         let resp = next_status(&caller, status).await;
-        assert!(resp.value_text(&HeaderName::Warning).is_some_and(|w| w.starts_with("399 ")));
+        assert!(resp
+            .value_text(&HeaderName::Warning)
+            .is_some_and(|w| w.starts_with("399 ")));
     }
     // Two pairs: one call takes both; the next gets 503 and the first
     // keeps its audio.
@@ -333,7 +405,14 @@ async fn bad_sdp_gets_400_or_488_with_a_warning_and_exhaustion_503() {
         .await;
     let invite = next_request(&callee, "INVITE").await;
     let to_b = media_of(&invite);
-    respond_sdp(&callee, &invite, 200, "x", &sdp(b.local_addr().unwrap().port(), "sendrecv")).await;
+    respond_sdp(
+        &callee,
+        &invite,
+        200,
+        "x",
+        &sdp(b.local_addr().unwrap().port(), "sendrecv"),
+    )
+    .await;
     let ok = next_status(&caller, 200).await;
     let to_a = media_of(&ok);
     ack(&caller, &ok, "").await;
@@ -345,7 +424,12 @@ async fn bad_sdp_gets_400_or_488_with_a_warning_and_exhaustion_503() {
     assert!(flows(&b, to_b, &a, 0x52).await);
     use std::sync::atomic::Ordering;
     assert_eq!(
-        node.proxy.core().media.stats().ports_exhausted.load(Ordering::Relaxed),
+        node.proxy
+            .core()
+            .media
+            .stats()
+            .ports_exhausted
+            .load(Ordering::Relaxed),
         1
     );
 }
@@ -362,7 +446,14 @@ async fn silence_ends_the_call_with_a_bye_to_both_phones() {
         .invite_with("103", &sdp(a.local_addr().unwrap().port(), "sendrecv"))
         .await;
     let invite = next_request(&callee, "INVITE").await;
-    respond_sdp(&callee, &invite, 200, "q", &sdp(b.local_addr().unwrap().port(), "sendrecv")).await;
+    respond_sdp(
+        &callee,
+        &invite,
+        200,
+        "q",
+        &sdp(b.local_addr().unwrap().port(), "sendrecv"),
+    )
+    .await;
     let ok = next_status(&caller, 200).await;
     let to_a = media_of(&ok);
     ack(&caller, &ok, "").await;

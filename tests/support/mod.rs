@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod audio;
 pub mod browser;
 pub mod sip;
 
@@ -365,6 +366,16 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
 }
 
 /// The PostgreSQL server for tests, or None (with a message) when not configured.
+/// A counter or gauge of the node's /metrics (0 when absent).
+pub fn metric(node: &Node, name: &str) -> u64 {
+    let text = http_get(node.http, "localhost", "/metrics")
+        .map(|r| r.text())
+        .unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(0)
+}
+
 pub fn postgres_url() -> Option<String> {
     let url = pbx_store::testing::postgres_url();
     if url.is_none() {

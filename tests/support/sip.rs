@@ -712,3 +712,54 @@ pub async fn extension_a(store: &Store, number: &str) -> pbx_store::ExtensionId 
         .unwrap_or_else(|| panic!("extension {number}"))
         .id
 }
+
+/// Whether baresip can be used; with PBX_TEST_REQUIRE_BARESIP=1 its absence is a failure.
+pub fn baresip_available() -> bool {
+    let found = std::process::Command::new("baresip")
+        .arg("-h")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok();
+    if !found {
+        if std::env::var("PBX_TEST_REQUIRE_BARESIP").as_deref() == Ok("1") {
+            panic!(
+                "PBX_TEST_REQUIRE_BARESIP=1 but baresip is not installed (apt-get install baresip)"
+            );
+        }
+        eprintln!("SKIPPED: baresip is not installed (apt-get install baresip)");
+    }
+    found
+}
+
+/// Runs baresip on the configuration in `dir` for `seconds`, executing
+/// `commands` at start; its output goes to `dir/log`.
+pub fn baresip(dir: &std::path::Path, seconds: u32, commands: &[&str]) -> std::process::Child {
+    baresip_in(None, dir, seconds, commands)
+}
+
+/// Like [`baresip`], inside network namespace `netns` (ip netns exec).
+pub fn baresip_in(
+    netns: Option<&str>,
+    dir: &std::path::Path,
+    seconds: u32,
+    commands: &[&str],
+) -> std::process::Child {
+    let mut cmd = match netns {
+        Some(ns) => {
+            let mut c = std::process::Command::new("ip");
+            c.args(["netns", "exec", ns, "baresip"]);
+            c
+        }
+        None => std::process::Command::new("baresip"),
+    };
+    cmd.arg("-f").arg(dir).arg("-t").arg(seconds.to_string());
+    for c in commands {
+        cmd.arg("-e").arg(c);
+    }
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(dir.join("log")).expect("log"))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start baresip")
+}

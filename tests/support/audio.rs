@@ -1,0 +1,115 @@
+//! Real audio for media tests: tones written as WAV files for phones to
+//! send, and a check of which tone a recording holds (Goertzel).
+
+use std::path::Path;
+
+/// Writes `seconds` of a `freq` Hz sine at 8 kHz, 16-bit mono PCM.
+pub fn write_tone(path: &Path, freq: f64, seconds: u32) {
+    let rate = 8000u32;
+    let n = rate * seconds;
+    let mut data = Vec::with_capacity(n as usize * 2);
+    for i in 0..n {
+        let v = (2.0 * std::f64::consts::PI * freq * f64::from(i) / f64::from(rate)).sin();
+        data.extend_from_slice(&((v * 10_000.0) as i16).to_le_bytes());
+    }
+    let mut wav = Vec::with_capacity(44 + data.len());
+    wav.extend_from_slice(b"RIFF");
+    wav.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
+    wav.extend_from_slice(b"WAVEfmt ");
+    wav.extend_from_slice(&16u32.to_le_bytes());
+    wav.extend_from_slice(&1u16.to_le_bytes());
+    wav.extend_from_slice(&1u16.to_le_bytes());
+    wav.extend_from_slice(&rate.to_le_bytes());
+    wav.extend_from_slice(&(rate * 2).to_le_bytes());
+    wav.extend_from_slice(&2u16.to_le_bytes());
+    wav.extend_from_slice(&16u16.to_le_bytes());
+    wav.extend_from_slice(b"data");
+    wav.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    wav.extend_from_slice(&data);
+    std::fs::write(path, wav).expect("write tone");
+}
+
+/// Samples (first channel) and sample rate of a 16-bit PCM WAV file.
+pub fn read_wav(path: &Path) -> Option<(Vec<f64>, u32)> {
+    let b = std::fs::read(path).ok()?;
+    if b.len() < 12 || &b[0..4] != b"RIFF" || &b[8..12] != b"WAVE" {
+        return None;
+    }
+    let (mut at, mut rate, mut channels) = (12usize, 8000u32, 1usize);
+    while at + 8 <= b.len() {
+        let id = &b[at..at + 4];
+        let mut len = u32::from_le_bytes(b[at + 4..at + 8].try_into().ok()?) as usize;
+        if id == b"data" && (len == 0 || at + 8 + len > b.len()) {
+            // A recorder stopped before it wrote the final length.
+            len = b.len() - at - 8;
+        }
+        let body = &b[at + 8..(at + 8 + len).min(b.len())];
+        if id == b"fmt " && body.len() >= 16 {
+            channels = usize::from(u16::from_le_bytes([body[2], body[3]])).max(1);
+            rate = u32::from_le_bytes(body[4..8].try_into().ok()?);
+        }
+        if id == b"data" {
+            let samples = body
+                .chunks_exact(2 * channels)
+                .map(|c| f64::from(i16::from_le_bytes([c[0], c[1]])))
+                .collect();
+            return Some((samples, rate));
+        }
+        at += 8 + len + (len & 1);
+    }
+    None
+}
+
+/// Power of `freq` in `samples` (Goertzel), normalised per sample.
+fn power(samples: &[f64], rate: u32, freq: f64) -> f64 {
+    let w = 2.0 * std::f64::consts::PI * freq / f64::from(rate);
+    let coeff = 2.0 * w.cos();
+    let (mut s1, mut s2) = (0.0, 0.0);
+    for &x in samples {
+        let s = x + coeff * s1 - s2;
+        s2 = s1;
+        s1 = s;
+    }
+    (s1 * s1 + s2 * s2 - coeff * s1 * s2) / samples.len().max(1) as f64
+}
+
+/// What a recording holds: its loudness and which of `tones` dominates.
+#[derive(Debug)]
+pub struct Heard {
+    pub rms: f64,
+    /// Each tone's share of the signal's energy (0..1).
+    pub shares: Vec<(f64, f64)>,
+}
+
+impl Heard {
+    /// Whether `freq` is clearly there: audible, and most of the energy.
+    pub fn has(&self, freq: f64) -> bool {
+        self.rms > 300.0
+            && self
+                .shares
+                .iter()
+                .any(|(f, share)| (*f - freq).abs() < 1.0 && *share > 0.5)
+    }
+}
+
+/// Listens in 50 ms blocks, so gaps and jitter in what was received do
+/// not blur the tones.
+pub fn listen(path: &Path, tones: &[f64]) -> Heard {
+    let Some((samples, rate)) = read_wav(path) else {
+        return Heard {
+            rms: 0.0,
+            shares: Vec::new(),
+        };
+    };
+    let total: f64 = samples.iter().map(|x| x * x).sum();
+    let rms = (total / samples.len().max(1) as f64).sqrt();
+    let block = (rate / 20).max(1) as usize;
+    let shares = tones
+        .iter()
+        .map(|&f| {
+            let tone: f64 = samples.chunks(block).map(|b| 2.0 * power(b, rate, f)).sum();
+            (f, if total > 0.0 { tone / total } else { 0.0 })
+        })
+        .collect();
+    Heard { rms, shares }
+}
