@@ -134,11 +134,11 @@ pub fn warning(resp: &mut Message, e: &MediaError) {
 }
 
 /// The call ended: its ports are freed and its figures returned for the record.
-pub fn end(core: &Core, call_id: &str, caller_tag: &str) -> Option<MediaFigures> {
+pub fn end(core: &Core, call_id: &str, caller_tag: &str) -> Option<Box<MediaFigures>> {
     let report = core
         .media
         .delete(&(call_id.to_owned(), caller_tag.to_owned()))?;
-    Some(figures(report))
+    Some(Box::new(figures(report)))
 }
 
 fn figures(r: MediaReport) -> MediaFigures {

@@ -102,7 +102,7 @@ pub enum SipEvent {
         /// When it ended: for calls the proxy ends, the last sign of life.
         at: Millis,
         /// What the relay saw of an anchored call's media.
-        media: Option<pbx_store::media::MediaFigures>,
+        media: Option<Box<pbx_store::media::MediaFigures>>,
     },
     /// A forward of `by_extension` sends the call to a number outside: its
     /// outbound leg, billed to the customer, starts (its answer and end are

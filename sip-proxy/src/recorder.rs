@@ -411,6 +411,7 @@ impl State {
                     return;
                 };
                 // A forwarded call's media is its outbound leg's too.
+                let media = media.map(|m| *m);
                 r.media.clone_from(&media);
                 if let Some(leg) = leg.as_mut() {
                     leg.media = media;

@@ -474,7 +474,7 @@ async fn silence_ends_the_call_with_a_bye_to_both_phones() {
             .expect("event");
         if let pbx_sip_proxy::SipEvent::CallEnded { reason, media, .. } = e {
             assert_eq!(reason, Some("media_timeout"));
-            let media = media.expect("media figures");
+            let media = *media.expect("media figures");
             assert_eq!(media.caller.expect("caller").packets, 5);
             assert_eq!(media.callee.expect("callee").codec.as_deref(), Some("PCMA"));
             break;
