@@ -5,11 +5,13 @@
 //! headers, loss and jitter), `session` (one call's media: latching,
 //! forking, where each packet goes, without sockets), `ports` (the port
 //! range) and `relay` (sockets and the `offer`/`answer`/`delete` interface
-//! the SIP proxy drives). The proxy decides *whether* a call is anchored;
+//! the SIP proxy drives); `ng` serves that interface over rtpengine's control
+//! protocol, for a relay on a node of its own. The proxy decides *whether* a call is anchored;
 //! this crate does the anchoring.
 
 #![forbid(unsafe_code)]
 
+pub mod ng;
 pub mod ports;
 pub mod relay;
 pub mod rtp;

@@ -57,6 +57,24 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Serve { demo } => serve::run(config, Mode::AllInOne { demo }).await,
         Command::SipProxy => serve::run(config, Mode::SipProxy).await,
         Command::ControlPlane => serve::run(config, Mode::ControlPlane).await,
+        Command::MediaRelay { ng_listen } => {
+            let socket = tokio::net::UdpSocket::bind(&ng_listen)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen for ng control on {ng_listen}: {e}"))?;
+            let relay = pbx_media::Relay::new(config.media.relay.clone());
+            println!(
+                "pbx media relay running (ng control on {}, RTP ports {}-{})",
+                socket.local_addr()?,
+                config.media.relay.ports.0,
+                config.media.relay.ports.1
+            );
+            tokio::select! {
+                served = pbx_media::ng::serve(relay.clone(), socket) => served?,
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            relay.clear();
+            Ok(())
+        }
         Command::Migrate => {
             let store = serve::open_store(&config).await?;
             println!(

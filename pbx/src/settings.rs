@@ -40,6 +40,13 @@ pub enum Command {
     SipProxy,
     /// Run only the control plane (scale-out; needs --database-url to a shared PostgreSQL)
     ControlPlane,
+    /// Run only the media relay, driven by SIP proxies elsewhere over rtpengine's ng
+    /// control protocol (offer, answer, delete); uses the --rtp-* options
+    MediaRelay {
+        /// UDP address of the ng control socket (keep it private to your proxies)
+        #[arg(long, default_value = "127.0.0.1:2223")]
+        ng_listen: String,
+    },
     /// Create or update the database schema, then exit
     Migrate,
     /// Print a new random secret key (for --secret-key / PBX_SECRET_KEY)
