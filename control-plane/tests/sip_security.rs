@@ -392,7 +392,73 @@ async fn resellers_set_toll_fraud_alarms_and_admins_approve_destinations(db: Tes
     }
 }
 
+/// Anchoring choices: the reseller's for its customers, a customer's own
+/// (set by its reseller), both seen by the directory the SIP nodes load.
+async fn resellers_choose_media_anchoring(db: TestDb) {
+    let api = Api::new(db).await;
+    let x = api.t.reseller_x.id.0;
+    let a = api.t.customer_a.id.0;
+    let of_x = format!("/api/v1/resellers/{x}/media-anchor");
+    let of_a = format!("/api/v1/customers/{a}/media-anchor");
+    assert_eq!(
+        api.get(Who::ResellerX, &of_x).await.json(),
+        json!({"anchor": null})
+    );
+    let set = api
+        .put(Who::ResellerX, &of_x, &json!({"anchor": "always"}))
+        .await;
+    assert_eq!(set.status, 200, "{}", set.text());
+    assert_eq!(set.json()["anchor"], "always");
+    let dir = |store: pbx_store::Store, id| async move {
+        store
+            .directory()
+            .customer(&Principal::system(), id)
+            .await
+            .expect("directory")
+            .and_then(|d| d.media_anchor)
+    };
+    use pbx_store::media::AnchorMode;
+    assert_eq!(
+        dir(api.db.store.clone(), api.t.customer_a.id).await,
+        Some(AnchorMode::Always)
+    );
+    let own = api
+        .put(Who::ResellerX, &of_a, &json!({"anchor": "never"}))
+        .await;
+    assert_eq!(own.status, 200, "{}", own.text());
+    assert_eq!(
+        api.get(Who::CustomerA, &of_a).await.json(),
+        json!({"anchor": "never"})
+    );
+    assert_eq!(
+        dir(api.db.store.clone(), api.t.customer_a.id).await,
+        Some(AnchorMode::Never)
+    );
+    // The customer may look, not choose (relay capacity is its reseller's to spend).
+    assert_eq!(
+        api.put(Who::CustomerA, &of_a, &json!({"anchor": "always"}))
+            .await
+            .status,
+        403
+    );
+    let nonsense = api
+        .put(Who::Operator, &of_a, &json!({"anchor": "sometimes"}))
+        .await;
+    assert_eq!(nonsense.status, 422, "{}", nonsense.text());
+    for who in [Who::ResellerY, Who::CustomerB] {
+        for uri in [&of_x, &of_a] {
+            assert_eq!(api.get(who, uri).await.status, 404, "{who:?} {uri}");
+            assert_eq!(
+                api.put(who, uri, &json!({"anchor": null})).await.status,
+                404,
+                "{who:?} {uri}"
+            );
+        }
+    }
+}
+
 pbx_store::both_engines!(
+    resellers_choose_media_anchoring,
     resellers_set_toll_fraud_alarms_and_admins_approve_destinations,
     bans_are_listed_and_lifted_by_whom_they_concern,
     the_allow_list_is_the_operators_and_each_customers_own,

@@ -22,6 +22,7 @@ pub mod hours;
 pub mod idempotency;
 pub mod input;
 pub mod limits;
+pub mod media;
 pub mod numbers;
 pub mod page;
 pub mod phones;
@@ -108,7 +109,7 @@ impl ApiState {
     tags(
         (name = "resellers"), (name = "customers"), (name = "extensions"), (name = "devices"), (name = "ring-groups"), (name = "business-hours"),
         (name = "numbers"), (name = "trunks"), (name = "price-plans"), (name = "logins"), (name = "tokens"),
-        (name = "live"), (name = "call-records"), (name = "statements"), (name = "webhooks"), (name = "session"), (name = "sip-security"),
+        (name = "live"), (name = "call-records"), (name = "statements"), (name = "webhooks"), (name = "session"), (name = "sip-security"), (name = "media"),
     )
 )]
 struct ApiDoc;
@@ -203,6 +204,7 @@ fn documented() -> OpenApiRouter<AppState> {
         .merge(hours::routes())
         .merge(limits::routes())
         .merge(guard::routes())
+        .merge(media::routes())
         .merge(numbers::routes())
         .merge(billing::routes())
         .merge(access::routes())
