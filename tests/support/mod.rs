@@ -116,6 +116,8 @@ impl Node {
             .env("PBX_SIP_TCP", &sip)
             .env("PBX_LOG", "info")
             .env("PBX_NODE_ID", "e2e")
+            // The relay's ports kept clear of the ones free_port() hands out.
+            .env("PBX_RTP_PORTS", "45000-49999")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         for (k, v) in env {
