@@ -16,7 +16,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use support::audio::{listen, write_tone};
-use support::sip::{baresip_available, baresip_in};
+use support::sip::{
+    baresip_available, baresip_in, carriers_a, secret_key_base64, seed, sipp_available, Sipp,
+    TestTrunk, CARRIER_IP,
+};
 use support::{metric, Node, TempDir};
 
 /// Network namespaces this test made; removed when dropped.
@@ -303,4 +306,95 @@ fn phones_behind_nat_hear_each_other_only_when_media_is_anchored() {
         direct.callee_heard
     );
     assert_eq!(direct.relayed, 0);
+}
+
+/// A phone behind NAT calls a number outside: the call leaves through a
+/// trunk to a carrier (SIPp, echoing the RTP it gets) in the data centre.
+/// The carrier sees only the platform's address in the SDP, and the phone
+/// hears its own tone come back through the carrier: audio both ways.
+#[test]
+fn a_phone_behind_nat_calls_out_and_the_carrier_sees_only_the_platform() {
+    if !tools_available()
+        || !sipp_available()
+        || !support::in_private_netns(
+            "a_phone_behind_nat_calls_out_and_the_carrier_sees_only_the_platform",
+        )
+    {
+        return;
+    }
+    let mut lab = Lab::new();
+    let o1 = lab.office(1);
+    let dir = TempDir::new("media-carrier");
+    let seeded = seed(dir.path());
+    let carrier = Sipp::new("uas_answer.xml")
+        .local_ip(CARRIER_IP)
+        .arg("-m")
+        .arg("1")
+        .arg("-rtp_echo");
+    carriers_a(
+        dir.path(),
+        &[TestTrunk {
+            name: "Carrier",
+            port: carrier.port,
+            priority: 10,
+            prefixes: &[""],
+            max_channels: None,
+            register: None,
+            credentials: None,
+        }],
+        &pbx_store::limits::Limits {
+            allow_international: true,
+            allow_premium: true,
+            ..Default::default()
+        },
+    );
+    let port = support::free_port();
+    let listen_on = format!("0.0.0.0:{port}");
+    let key = secret_key_base64();
+    let node = Node::start_on(
+        dir.path(),
+        &["serve"],
+        &[
+            ("PBX_SECRET_KEY", key.as_str()),
+            ("PBX_SIP_DIGEST_ALGORITHMS", "MD5"),
+            ("PBX_SIP_UDP", listen_on.as_str()),
+            ("PBX_SIP_TCP", listen_on.as_str()),
+        ],
+        port,
+    );
+    let carrier = carrier.spawn(&format!("127.0.0.1:{port}"));
+    let a101 = &seeded.a101;
+    let ext = serde_json::json!({"number": a101.user, "sip_domain": a101.domain, "password": a101.password});
+    let home = TempDir::new("media-carrier-phone");
+    let phone_dir = office_phone(home.path(), &o1, &ext, port, 440.0);
+    let mut phone = baresip_in(Some(&o1.phone_ns), &phone_dir, 9, &["/dial 0307654321"]);
+    let _ = phone.wait();
+    let carrier = carrier.finish(Duration::from_secs(15));
+    let log = std::fs::read_to_string(phone_dir.join("log")).unwrap_or_default();
+    assert!(
+        carrier.success,
+        "the carrier's call:\n{}\nphone:\n{log}",
+        carrier.log
+    );
+    // Its SDP (o= and c=) names the platform; the phone's own Via stays in
+    // the header (RFC 3261 proxies keep Vias), which is not where media goes.
+    let sdp_lines: Vec<&str> = carrier
+        .log
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("c=") || l.starts_with("o="))
+        .collect();
+    assert!(
+        sdp_lines.contains(&"c=IN IP4 127.0.0.1")
+            && sdp_lines.iter().all(|l| !l.contains("192.168.")),
+        "the carrier's SDP names only the platform: {sdp_lines:?}"
+    );
+    let heard = listen(&heard(&phone_dir), &[440.0, 1000.0]);
+    eprintln!("through the carrier: the phone heard {heard:?}");
+    assert!(
+        heard.has(440.0),
+        "the phone hears its tone echoed by the carrier: {heard:?}\n{log}"
+    );
+    assert!(metric(&node, "pbx_media_packets_total") > 200);
+    assert!(node.stop().success());
 }
