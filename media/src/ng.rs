@@ -146,6 +146,9 @@ pub fn handle(relay: &Relay, command: &Value, from: SocketAddr, local: IpAddr) -
                 .and_then(|s| s.streams.iter().find_map(|s| s.address))
                 .unwrap_or(from.ip());
             let result = if cmd == "offer" {
+                if let Err(e) = relay.reserve(&key, Party::Callee(0), local) {
+                    return error(&e.to_string());
+                }
                 relay.offer(&key, Party::Caller, Party::Callee(0), sdp, source, local)
             } else {
                 let r = relay.answer(&key, Party::Callee(0), Party::Caller, sdp, source, local);

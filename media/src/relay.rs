@@ -56,6 +56,10 @@ pub enum MediaError {
     Sdp(#[from] SdpError),
     #[error("no free media ports")]
     PortsExhausted,
+    /// Offer or answer for a call the relay does not hold (it ended, or was
+    /// never reserved): nothing is opened for it.
+    #[error("no media session for this call")]
+    UnknownCall,
 }
 
 impl MediaError {
@@ -63,9 +67,13 @@ impl MediaError {
         match self {
             MediaError::Sdp(e) => e.sip_status(),
             MediaError::PortsExhausted => 503,
+            MediaError::UnknownCall => 481,
         }
     }
 }
+
+/// A call never answered is given up after this (longer than timer C).
+const STALE_SETUP: Duration = Duration::from_secs(600);
 
 /// A call's key: its Call-ID and the caller's From tag.
 pub type CallKey = (String, String);
@@ -221,7 +229,9 @@ impl Relay {
     ) -> Result<Vec<u8>, MediaError> {
         let sdp = Sdp::parse(body)?;
         let now = self.now_us();
-        let call = self.call_or_new(key, now);
+        // Only `reserve` opens a call: a late response after its end must
+        // not open ports nobody would free.
+        let call = self.call(key).ok_or(MediaError::UnknownCall)?;
         let mut m = lock(&call);
         m.learn(from, &sdp, source, now);
         let mut anchors = Vec::with_capacity(sdp.streams.len());
@@ -237,6 +247,9 @@ impl Relay {
                 rtcp_port: io.port.wrapping_add(1),
             }));
         }
+        // SDP that names nothing we relay (T.38 alone, say) takes the media
+        // past us: silence here then says nothing about the call.
+        m.bypassed = anchors.iter().all(Option::is_none);
         Ok(sdp.rewrite(&anchors))
     }
 
@@ -413,13 +426,14 @@ impl Relay {
         let mut idle = Vec::new();
         for (key, call) in calls {
             let m = lock(&call);
-            if !m.established {
-                continue;
-            }
-            let limit = if m.hold {
-                cfg.hold_timeout
-            } else {
-                cfg.timeout
+            // Media stopped on an answered call that carried some; or a call
+            // never answered and older than any setup can be (its end was
+            // lost): both are done.
+            let limit = match (m.established, m.carried && !m.bypassed) {
+                (true, true) if m.hold => cfg.hold_timeout,
+                (true, true) => cfg.timeout,
+                (true, false) => continue,
+                (false, _) => STALE_SETUP,
             };
             let silent = now.saturating_sub(m.last_packet_us);
             if u128::from(silent) > limit.as_micros() {
@@ -550,6 +564,7 @@ mod tests {
         let key: CallKey = ("call-1".into(), "tag".into());
         let a_port = a.local_addr().unwrap().port();
         let b_port = b.local_addr().unwrap().port();
+        relay.reserve(&key, Party::Caller, lo).unwrap();
         let offer = relay
             .offer(
                 &key,
@@ -604,6 +619,7 @@ mod tests {
         let lo: IpAddr = Ipv4Addr::LOCALHOST.into();
         let one: CallKey = ("one".into(), "t".into());
         let two: CallKey = ("two".into(), "t".into());
+        relay.reserve(&one, Party::Caller, lo).unwrap();
         relay
             .offer(
                 &one,
@@ -624,16 +640,7 @@ mod tests {
                 lo,
             )
             .unwrap();
-        let err = relay
-            .offer(
-                &two,
-                Party::Caller,
-                Party::Callee(0),
-                &sdp("127.0.0.1", 4004),
-                lo,
-                lo,
-            )
-            .unwrap_err();
+        let err = relay.reserve(&two, Party::Caller, lo).unwrap_err();
         assert_eq!(err.sip_status(), 503);
         assert_eq!(relay.stats().ports_exhausted.load(Ordering::Relaxed), 1);
         relay.delete(&two);
@@ -641,6 +648,7 @@ mod tests {
         // The sockets close when their tasks have stopped (the next turn of
         // the runtime); with a two-pair range the same ports come back.
         tokio::time::sleep(Duration::from_millis(50)).await;
+        relay.reserve(&two, Party::Caller, lo).unwrap();
         assert!(relay
             .offer(
                 &two,
@@ -661,24 +669,37 @@ mod tests {
         });
         let lo: IpAddr = Ipv4Addr::LOCALHOST.into();
         let key: CallKey = ("quiet".into(), "t".into());
+        let a = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        relay.reserve(&key, Party::Caller, lo).unwrap();
+        let a_sdp = sdp("127.0.0.1", a.local_addr().unwrap().port());
+        let b_sdp = sdp("127.0.0.1", b.local_addr().unwrap().port());
         relay
-            .offer(
-                &key,
-                Party::Caller,
-                Party::Callee(0),
-                &sdp("127.0.0.1", 4000),
-                lo,
-                lo,
-            )
+            .offer(&key, Party::Caller, Party::Callee(0), &a_sdp, lo, lo)
+            .unwrap();
+        let answer = relay
+            .answer(&key, Party::Callee(0), Party::Caller, &b_sdp, lo, lo)
             .unwrap();
         tokio::time::sleep(Duration::from_millis(80)).await;
         assert!(relay.idle().is_empty(), "not answered yet");
         relay.established(&key);
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        assert!(
+            relay.idle().is_empty(),
+            "no media ever came: not the relay's to judge"
+        );
+        a.send_to(&rtp(1, 1), port_of(&answer)).await.unwrap();
+        assert!(recv(&b).await.is_some());
         assert!(relay.idle().is_empty());
         tokio::time::sleep(Duration::from_millis(80)).await;
         let idle = relay.idle();
         assert_eq!(idle.len(), 1);
         assert_eq!(idle[0].call, key);
         assert!(!idle[0].on_hold);
+        // Offers to a call the relay no longer holds open nothing.
+        relay.delete(&key);
+        let late = relay.answer(&key, Party::Callee(0), Party::Caller, &b_sdp, lo, lo);
+        assert_eq!(late.unwrap_err().sip_status(), 481);
+        assert_eq!(relay.active_calls(), 0);
     }
 }

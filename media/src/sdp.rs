@@ -357,31 +357,39 @@ impl Sdp {
         let kind = |ip: IpAddr| if ip.is_ipv4() { "IP4" } else { "IP6" };
         let mut out: Vec<String> = Vec::with_capacity(self.lines.len() + 2);
         let mut stream: Option<usize> = None;
+        // Each stream names its own address (a session-level c= may belong
+        // to another family than this stream's anchor), in its place: after
+        // the m= line and any i= line (RFC 8866 §5 order).
+        let mut pending_c: Option<String> = None;
         for (n, line) in self.lines.iter().enumerate() {
+            let b = line.as_bytes();
+            if pending_c.is_some() && b[0] != b'i' && !self.starts.contains(&n) {
+                if b[0] == b'c' {
+                    out.extend(pending_c.take());
+                    continue;
+                }
+                out.extend(pending_c.take());
+            }
             if let Some(i) = self.starts.iter().position(|&s| s == n) {
+                out.extend(pending_c.take());
                 stream = Some(i);
                 let anchor = anchors.get(i).copied().flatten();
-                let mut parts: Vec<&str> = line[2..].split(' ').collect();
+                let mut parts: Vec<&str> = line[2..].split_ascii_whitespace().collect();
                 let port = match (anchor, self.streams[i].port) {
-                    (_, 0) => "0".to_owned(),
-                    (Some(a), _) => a.rtp_port.to_string(),
-                    (None, _) => "0".to_owned(),
+                    (Some(a), p) if p != 0 => a.rtp_port.to_string(),
+                    _ => "0".to_owned(),
                 };
                 if parts.len() > 1 {
                     parts[1] = &port;
                 }
                 out.push(format!("m={}", parts.join(" ")));
-                // Each stream names its own address: a session-level c= may
-                // belong to another family than this stream's anchor.
-                if let Some(a) = anchor {
-                    out.push(format!("c=IN {} {}", kind(a.address), a.address));
-                }
+                let at = anchor.map_or(main.address, |a| a.address);
+                pending_c = Some(format!("c=IN {} {}", kind(at), at));
                 continue;
             }
-            let b = line.as_bytes();
             match (b[0], stream) {
                 (b'o', None) => {
-                    let mut parts: Vec<&str> = line[2..].split(' ').collect();
+                    let mut parts: Vec<&str> = line[2..].split_ascii_whitespace().collect();
                     if parts.len() == 6 {
                         let addr = main.address.to_string();
                         parts[4] = kind(main.address);
@@ -392,7 +400,6 @@ impl Sdp {
                     }
                 }
                 (b'c', None) => out.push(format!("c=IN {} {}", kind(main.address), main.address)),
-                (b'c', Some(_)) => {}
                 (b'a', s) => {
                     let value = &line[2..];
                     let name = value.split(':').next().unwrap_or(value);
@@ -415,6 +422,7 @@ impl Sdp {
                 _ => out.push(line.clone()),
             }
         }
+        out.extend(pending_c.take());
         self.join(&out)
     }
 
@@ -598,6 +606,27 @@ m=message 7394 TCP/MSRP *\nc=IN IP6 2001:db8::1\n";
         assert_eq!(sdp.streams[0].address, None);
         let out = String::from_utf8(sdp.rewrite(&[Some(anchor(30020))])).unwrap();
         assert!(!out.contains("example.net"));
+    }
+
+    #[test]
+    fn odd_spacing_and_media_titles_keep_the_order_rfc_8866_asks() {
+        let body = "v=0\r\no=- 1  1 IN IP4 10.0.0.1\r\ns=-\r\nt=0 0\r\n\
+m=audio  4000 RTP/AVP 0\r\ni=voice\r\nc=IN IP4 10.0.0.1\r\na=sendrecv\r\n\
+m=video 0 RTP/AVP 96\r\nc=IN IP4 10.0.0.1\r\n";
+        let sdp = Sdp::parse(body.as_bytes()).unwrap();
+        let out = String::from_utf8(sdp.rewrite(&[Some(anchor(30050)), None])).unwrap();
+        assert!(
+            out.contains(
+                "m=audio 30050 RTP/AVP 0\r\ni=voice\r\nc=IN IP4 203.0.113.5\r\na=sendrecv\r\n"
+            ),
+            "{out}"
+        );
+        assert!(
+            out.contains("m=video 0 RTP/AVP 96\r\nc=IN IP4 203.0.113.5\r\n"),
+            "{out}"
+        );
+        assert!(out.contains("o=- 1 1 IN IP4 203.0.113.5\r\n"), "{out}");
+        assert!(!out.contains("10.0.0.1"));
     }
 
     /// Every truncation and many one-byte corruptions of a real offer:

@@ -163,6 +163,10 @@ pub struct CallMedia<S> {
     pub established: bool,
     /// When the last packet was forwarded (relay clock, µs).
     pub last_packet_us: u64,
+    /// Some packet was forwarded: silence means something from then on.
+    pub carried: bool,
+    /// The latest SDP named no stream the relay carries.
+    pub bypassed: bool,
 }
 
 impl<S: Clone> CallMedia<S> {
@@ -175,6 +179,8 @@ impl<S: Clone> CallMedia<S> {
             hold: false,
             established: false,
             last_packet_us: now_us,
+            carried: false,
+            bypassed: false,
         }
     }
 
@@ -308,6 +314,7 @@ impl<S: Clone> CallMedia<S> {
             (to.peer.rtp_dest().ok_or(Drop::NoRoute)?, false)
         };
         self.last_packet_us = now_us;
+        self.carried = true;
         Ok(Forward {
             io,
             rtcp_port,

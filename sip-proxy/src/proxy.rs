@@ -777,7 +777,10 @@ fn send_to_hop(
             Header::new(HeaderName::RecordRoute, rr),
         );
     }
-    add_branch(core, ctx, c, fwd, out_flow, None, None);
+    if !add_branch(core, ctx, c, fwd, out_flow, None, None) {
+        // No media ports for it: the next trunk, or the caller hears why.
+        return false;
+    }
     if let Some(b) = c.branches.last_mut() {
         b.trunk = Some(hop.trunk);
     }
@@ -1471,7 +1474,7 @@ fn add_branch(
     out_flow: Flow,
     extension: Option<pbx_store::ExtensionId>,
     device: Option<pbx_store::DeviceId>,
-) {
+) -> bool {
     let idx = c.branches.len();
     if let Some(leg) = c.media.clone() {
         let parties = leg
@@ -1485,7 +1488,7 @@ fn add_branch(
                 anchoring::warning(&mut resp, &e);
                 keep_best(c, resp);
             }
-            return;
+            return false;
         }
     }
     let branch = core.new_branch();
@@ -1529,6 +1532,7 @@ fn add_branch(
             vec![(TimerKind::C, core.config.timers.timer_c)],
         );
     }
+    true
 }
 
 /// Where requests to a registered contact go: down the registration's own
@@ -2068,7 +2072,9 @@ fn branch_final(
             let mut call = call;
             call.info.callee_device = device;
             let mut dialog = new_dialog(c.inbound, &call, &resp, branch_flow, tag, true, &c.method);
-            if let Some(leg) = &c.media {
+            // The first 2xx wins the media; a second fork's answer (or a
+            // retransmission) must not take it away from the call.
+            if let (Some(leg), false) = (&c.media, c.answered) {
                 dialog.media = Some(idx as u32);
                 core.media.choose(&leg.key, idx as u32);
                 core.media.established(&leg.key);
@@ -2373,7 +2379,11 @@ fn end_dialog(core: &Core, call_id: &str, from_tag: &str, to_tag: &str) {
             reason: None,
             trunk: None,
             at: pbx_store::now_ms(),
-            media: anchoring::end(core, call_id, &dialog.caller.tag),
+            // A dialog that does not hold the call's media (a second fork's)
+            // leaves it to the one that does.
+            media: dialog
+                .media
+                .and_then(|_| anchoring::end(core, call_id, &dialog.caller.tag)),
         });
     }
 }

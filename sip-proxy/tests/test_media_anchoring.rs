@@ -482,3 +482,49 @@ async fn silence_ends_the_call_with_a_bye_to_both_phones() {
     }
     assert_eq!(node.proxy.core().media.active_calls(), 0);
 }
+
+#[tokio::test]
+async fn when_both_devices_answer_the_first_answer_keeps_the_media() {
+    let node = start(anchored(42700, 20)).await;
+    let caller = Ua::new(node.udp, "101", "pw-101-xxxxxx", ACME).await;
+    let first = Ua::new(node.udp, "102", "pw-102-xxxxxx", ACME).await;
+    let second = Ua::new(node.udp, "102-2", "pw-1022-xxxxx", ACME).await;
+    assert_eq!(first.register_here(3600).await.status(), Some(200));
+    assert_eq!(second.register_here(3600).await.status(), Some(200));
+    let a = rtp_socket("127.0.0.1").await;
+    let b1 = rtp_socket("127.0.0.1").await;
+    let b2 = rtp_socket("127.0.0.1").await;
+    caller
+        .invite_with("102", &sdp(a.local_addr().unwrap().port(), "sendrecv"))
+        .await;
+    let inv1 = next_request(&first, "INVITE").await;
+    let inv2 = next_request(&second, "INVITE").await;
+    let to_b2 = media_of(&inv2);
+    respond_sdp(
+        &second,
+        &inv2,
+        200,
+        "two",
+        &sdp(b2.local_addr().unwrap().port(), "sendrecv"),
+    )
+    .await;
+    let ok = next_status(&caller, 200).await;
+    let to_a = media_of(&ok);
+    ack(&caller, &ok, "").await;
+    // The other device answers too, before it hears of the CANCEL.
+    respond_sdp(
+        &first,
+        &inv1,
+        200,
+        "one",
+        &sdp(b1.local_addr().unwrap().port(), "sendrecv"),
+    )
+    .await;
+    next_status(&caller, 200).await;
+    assert!(
+        flows(&a, to_a, &b2, 0x71).await,
+        "the first answer keeps the caller's audio"
+    );
+    assert!(flows(&b2, to_b2, &a, 0x72).await);
+    assert_eq!(node.proxy.core().media.active_calls(), 1);
+}
