@@ -569,6 +569,14 @@ async fn authorisation_matrix(db: TestDb) {
             expect,
             "{who:?}"
         );
+        // A deleted extension's devices are gone with it: 404, not an empty list.
+        assert_eq!(
+            api.get(who, &format!("/api/v1/extensions/{e}/devices"))
+                .await
+                .status,
+            404,
+            "{who:?}"
+        );
         assert_eq!(
             api.delete(who, &format!("/api/v1/devices/{d}"))
                 .await

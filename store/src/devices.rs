@@ -78,6 +78,8 @@ pub struct Devices<'s>(pub(crate) &'s Store);
 impl Devices<'_> {
     /// The devices of one extension.
     pub async fn list(&self, by: &Principal, extension: ExtensionId) -> Result<Vec<Device>> {
+        // A deleted extension has no devices to list: it is gone (404), not empty.
+        self.0.extensions().get_live(by, extension).await?;
         let rows = sqlx::query(&format!(
             "SELECT {COLUMNS} {SCOPED} AND d.extension_id = $4 ORDER BY d.id"
         ))
