@@ -25,7 +25,7 @@ struct Args {
 
 fn args() -> Args {
     let mut a = Args {
-        ng: "127.0.0.1:2223".parse().unwrap_or_else(|_| unreachable!()),
+        ng: SocketAddr::from(([127, 0, 0, 1], 2223)),
         pid: 0,
         calls: 100,
         seconds: 20,

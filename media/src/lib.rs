@@ -4,7 +4,7 @@
 //! Owns: `sdp` (what anchoring reads and rewrites in SDP), `rtp` (RTP/RTCP
 //! headers, loss and jitter), `session` (one call's media: latching,
 //! forking, where each packet goes, without sockets), `ports` (the port
-//! range) and `relay` (sockets and the `offer`/`answer`/`delete` interface
+//! range) and `relay` (sockets and the `reserve`/`update`/`choose`/`delete` interface
 //! the SIP proxy drives); `ng` serves that interface over rtpengine's control
 //! protocol, for a relay on a node of its own. The proxy decides *whether* a call is anchored;
 //! this crate does the anchoring.

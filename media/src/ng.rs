@@ -149,9 +149,9 @@ pub fn handle(relay: &Relay, command: &Value, from: SocketAddr, local: IpAddr) -
                 if let Err(e) = relay.reserve(&key, Party::Callee(0), local) {
                     return error(&e.to_string());
                 }
-                relay.offer(&key, Party::Caller, Party::Callee(0), sdp, source, local)
+                relay.update(&key, Party::Caller, Party::Callee(0), sdp, source, local)
             } else {
-                let r = relay.answer(&key, Party::Callee(0), Party::Caller, sdp, source, local);
+                let r = relay.update(&key, Party::Callee(0), Party::Caller, sdp, source, local);
                 relay.choose(&key, 0);
                 relay.established(&key);
                 r

@@ -1,7 +1,8 @@
 //! The relay: sockets from a port range, one task per socket forwarding
 //! what `session` decides, and the narrow interface the proxy drives
-//! (`offer`, `answer`, `choose`, `delete`, like rtpengine's control
-//! protocol), so the relay can later run on a node of its own.
+//! (`reserve`, `update` at each offer and answer, `choose`, `delete`, the
+//! shape of rtpengine's control protocol, which `ng` serves), so the relay
+//! can run on a node of its own.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -188,37 +189,14 @@ impl Relay {
         u64::try_from(self.inner.epoch.elapsed().as_micros()).unwrap_or(u64::MAX)
     }
 
-    /// An offer from `from`, on its way to `to`: learns where `from`
+    /// SDP from `from` on its way to `to`, offer or answer alike (a relay
+    /// that does not transcode treats both the same): learns where `from`
     /// receives (its signalling comes from `source`) and returns the SDP
     /// with the relay's ports for `to` to send to, on `to`'s side of the
-    /// network (`toward`: the address our signalling uses toward `to`).
-    pub fn offer(
-        &self,
-        call: &CallKey,
-        from: Party,
-        to: Party,
-        sdp: &[u8],
-        source: IpAddr,
-        toward: IpAddr,
-    ) -> Result<Vec<u8>, MediaError> {
-        self.exchange(call, from, to, sdp, source, toward)
-    }
-
-    /// An answer from `from` to `to`. A callee's answer (provisional or
-    /// final) makes its branch the one the caller hears.
-    pub fn answer(
-        &self,
-        call: &CallKey,
-        from: Party,
-        to: Party,
-        sdp: &[u8],
-        source: IpAddr,
-        toward: IpAddr,
-    ) -> Result<Vec<u8>, MediaError> {
-        self.exchange(call, from, to, sdp, source, toward)
-    }
-
-    fn exchange(
+    /// network (`toward`: the address our signalling uses toward `to`). A
+    /// callee's SDP makes its branch the one the caller hears until a
+    /// branch is chosen.
+    pub fn update(
         &self,
         key: &CallKey,
         from: Party,
@@ -566,7 +544,7 @@ mod tests {
         let b_port = b.local_addr().unwrap().port();
         relay.reserve(&key, Party::Caller, lo).unwrap();
         let offer = relay
-            .offer(
+            .update(
                 &key,
                 Party::Caller,
                 Party::Callee(0),
@@ -578,7 +556,7 @@ mod tests {
         let to_b = port_of(&offer);
         assert!((41000..=41009).contains(&to_b.port()));
         let answer = relay
-            .answer(
+            .update(
                 &key,
                 Party::Callee(0),
                 Party::Caller,
@@ -621,7 +599,7 @@ mod tests {
         let two: CallKey = ("two".into(), "t".into());
         relay.reserve(&one, Party::Caller, lo).unwrap();
         relay
-            .offer(
+            .update(
                 &one,
                 Party::Caller,
                 Party::Callee(0),
@@ -631,7 +609,7 @@ mod tests {
             )
             .unwrap();
         relay
-            .answer(
+            .update(
                 &one,
                 Party::Callee(0),
                 Party::Caller,
@@ -650,7 +628,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         relay.reserve(&two, Party::Caller, lo).unwrap();
         assert!(relay
-            .offer(
+            .update(
                 &two,
                 Party::Caller,
                 Party::Callee(0),
@@ -675,10 +653,10 @@ mod tests {
         let a_sdp = sdp("127.0.0.1", a.local_addr().unwrap().port());
         let b_sdp = sdp("127.0.0.1", b.local_addr().unwrap().port());
         relay
-            .offer(&key, Party::Caller, Party::Callee(0), &a_sdp, lo, lo)
+            .update(&key, Party::Caller, Party::Callee(0), &a_sdp, lo, lo)
             .unwrap();
         let answer = relay
-            .answer(&key, Party::Callee(0), Party::Caller, &b_sdp, lo, lo)
+            .update(&key, Party::Callee(0), Party::Caller, &b_sdp, lo, lo)
             .unwrap();
         tokio::time::sleep(Duration::from_millis(80)).await;
         assert!(relay.idle().is_empty(), "not answered yet");
@@ -698,7 +676,7 @@ mod tests {
         assert!(!idle[0].on_hold);
         // Offers to a call the relay no longer holds open nothing.
         relay.delete(&key);
-        let late = relay.answer(&key, Party::Callee(0), Party::Caller, &b_sdp, lo, lo);
+        let late = relay.update(&key, Party::Callee(0), Party::Caller, &b_sdp, lo, lo);
         assert_eq!(late.unwrap_err().sip_status(), 481);
         assert_eq!(relay.active_calls(), 0);
     }

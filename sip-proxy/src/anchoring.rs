@@ -1,7 +1,7 @@
 //! Media anchoring as the proxy sees it: whether a call's media goes
 //! through the relay (the policy), and the few calls the proxy makes into
 //! the relay while a call's offers and answers pass (`pbx_media::Relay`:
-//! offer, answer, choose, delete). Nothing here touches a packet.
+//! reserve, update at each offer and answer, choose, delete). Nothing here touches a packet.
 
 use std::net::IpAddr;
 
@@ -119,7 +119,7 @@ pub fn pass(
     };
     let rewritten = core
         .media
-        .offer(key, from, to, body, source, media_ip(core, toward))?;
+        .update(key, from, to, body, source, media_ip(core, toward))?;
     m.body = rewritten.into();
     Ok(())
 }
