@@ -40,7 +40,7 @@ pub struct Config {
     pub sip_max_transactions: usize,
     pub sip_max_call_duration: std::time::Duration,
     pub sip_guard: pbx_sip_proxy::guard::GuardConfig,
-    pub media: pbx_sip_proxy::anchoring::MediaConfig,
+    pub media: pbx_sip_proxy::config::MediaConfig,
     pub api_rate_limit: u32,
     pub api_rate_burst: u32,
     pub api_event_retention: std::time::Duration,
@@ -80,9 +80,9 @@ fn within(key: &str, value: u64, range: std::ops::RangeInclusive<u64>) -> Result
 }
 
 /// The media relay's settings: policy, port range, addresses, timeouts.
-fn media_config(settings: &Settings) -> Result<pbx_sip_proxy::anchoring::MediaConfig> {
+fn media_config(settings: &Settings) -> Result<pbx_sip_proxy::config::MediaConfig> {
     use std::net::IpAddr;
-    let mut m = pbx_sip_proxy::anchoring::MediaConfig::default();
+    let mut m = pbx_sip_proxy::config::MediaConfig::default();
     if let Some(mode) = &settings.media_anchor {
         m.anchor = pbx_store::media::AnchorMode::parse(mode)
             .ok_or_else(|| invalid("media_anchor", mode, "must be always, nat or never"))?;

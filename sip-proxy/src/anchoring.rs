@@ -13,32 +13,6 @@ use crate::core::Core;
 use crate::location::Binding;
 use crate::transport::Flow;
 
-/// The node's media settings.
-#[derive(Debug, Clone)]
-pub struct MediaConfig {
-    /// The default when neither the customer nor its reseller chose.
-    pub anchor: AnchorMode,
-    pub relay: pbx_media::RelayConfig,
-}
-
-impl Default for MediaConfig {
-    fn default() -> Self {
-        MediaConfig {
-            anchor: AnchorMode::Nat,
-            relay: pbx_media::RelayConfig::default(),
-        }
-    }
-}
-
-/// An anchored request's media: the call, and which parties its SDP passes
-/// between (None for the initial INVITE, whose callee is each branch).
-#[derive(Debug, Clone)]
-pub struct MediaLeg {
-    pub key: CallKey,
-    /// For in-dialog requests: (sender, receiver).
-    pub parties: Option<(Party, Party)>,
-}
-
 /// The body of a message if it is SDP.
 fn sdp_of(m: &Message) -> Option<&[u8]> {
     if m.body.is_empty() {
@@ -89,9 +63,9 @@ pub fn wanted(mode: AnchorMode, carrier: bool, behind_nat: bool) -> bool {
 
 /// The address our media has toward the party at the other end of `flow`.
 fn media_ip(core: &Core, flow: &Flow) -> IpAddr {
-    match core.advertised(flow).0.ip() {
+    match core.node.advertised(flow).0.ip() {
         Some(ip) if ip.is_ipv4() == flow.remote.is_ipv4() => ip,
-        _ => core.local_ip_for(flow),
+        _ => core.node.local_ip_for(flow),
     }
 }
 

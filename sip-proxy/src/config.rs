@@ -56,7 +56,7 @@ pub struct SipConfig {
     /// Default Server header for local responses (None: none).
     pub server_header: Option<String>,
     /// Media anchoring: the policy and the relay's ports and addresses.
-    pub media: crate::anchoring::MediaConfig,
+    pub media: MediaConfig,
 }
 
 impl SipConfig {
@@ -92,7 +92,24 @@ impl SipConfig {
             max_call_duration: Duration::from_secs(4 * 3600),
             spool_dir: std::path::PathBuf::from("pbx-data/spool"),
             server_header: None,
-            media: crate::anchoring::MediaConfig::default(),
+            media: MediaConfig::default(),
+        }
+    }
+}
+
+/// The node's media settings.
+#[derive(Debug, Clone)]
+pub struct MediaConfig {
+    /// The default when neither the customer nor its reseller chose.
+    pub anchor: pbx_store::media::AnchorMode,
+    pub relay: pbx_media::RelayConfig,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        MediaConfig {
+            anchor: pbx_store::media::AnchorMode::Nat,
+            relay: pbx_media::RelayConfig::default(),
         }
     }
 }

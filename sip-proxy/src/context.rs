@@ -73,6 +73,15 @@ pub struct CallSetup {
     pub caller_tag: String,
 }
 
+/// An anchored request's media: the call, and which parties its SDP passes
+/// between (None for the initial INVITE, whose callee is each branch).
+#[derive(Debug, Clone)]
+pub struct MediaLeg {
+    pub key: pbx_media::CallKey,
+    /// For in-dialog requests: (sender, receiver).
+    pub parties: Option<(pbx_media::Party, pbx_media::Party)>,
+}
+
 #[derive(Debug)]
 pub struct Context {
     pub key: ServerKey,
@@ -107,7 +116,7 @@ pub struct Context {
     /// Set for calls to the public network: the trunks left to try.
     pub carrier: Option<crate::carrier::CarrierLeg>,
     /// Set when the call's media is anchored: SDP passes through the relay.
-    pub media: Option<crate::anchoring::MediaLeg>,
+    pub media: Option<MediaLeg>,
 }
 
 impl Context {
@@ -129,5 +138,27 @@ impl Context {
             .iter()
             .filter(|b| b.final_status.is_none())
             .count()
+    }
+
+    /// The request's Call-ID (empty once the request is dropped).
+    pub fn key_call_id(&self) -> String {
+        self.request
+            .as_ref()
+            .map(|r| r.call_id().to_owned())
+            .unwrap_or_default()
+    }
+
+    /// The call's key in events and admission: its Call-ID and the caller's
+    /// From tag as the INVITE had it.
+    pub fn call_key(&self) -> crate::admission::CallKey {
+        let tag = match &self.call {
+            Some(call) => call.caller_tag.clone(),
+            None => self
+                .request
+                .as_ref()
+                .and_then(|r| r.from().tag())
+                .unwrap_or_default(),
+        };
+        (self.key_call_id(), tag)
     }
 }

@@ -139,11 +139,12 @@ pub fn challenge(
     let server = tenant.server_header.as_deref();
     let (mut resp, header) = match asker {
         Asker::Registrar => (
-            core.local_response(req, 401, "Unauthorized", server),
+            core.node.local_response(req, 401, "Unauthorized", server),
             HeaderName::WwwAuthenticate,
         ),
         Asker::Proxy => (
-            core.local_response(req, 407, "Proxy Authentication Required", server),
+            core.node
+                .local_response(req, 407, "Proxy Authentication Required", server),
             HeaderName::ProxyAuthenticate,
         ),
     };

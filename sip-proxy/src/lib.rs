@@ -2,11 +2,18 @@
 //! the registrar with digest authentication, and the stateful proxy that
 //! connects the extensions of one customer, sealed from every other customer.
 //!
-//! Layers, bottom up: `transport` (UDP/TCP flows) → `core` (parsing,
-//! transaction matching, timers) → `registrar` and `proxy` (policy), with
+//! Layers, bottom up, each using only those below it: `transport`
+//! (UDP/TCP flows) → `node` (this node's identity and addresses, sending,
+//! local and stateless responses) → `core` (what the handlers share: request
+//! contexts, transaction tables, timers, and the services below) → the
+//! handlers: `registrar`, `routing` (the PBX's decisions: a request becomes a
+//! plan of targets and steps, or a refusal), `proxy` (RFC 3261 §16 carrying
+//! out plans, with `anchoring` hooking SDP into the media relay),
+//! `trunk_registration` → `dispatch` (parses, screens, matches transactions
+//! and hands each message and timer to its handler). Beside them:
 //! `directory` (who exists, in memory), `location` (where devices are),
 //! `digest` (authentication mechanics), `dialogs` (calls in progress) and
-//! `events` (what happened, for call records and live views) beside them;
+//! `events` (what happened, for call records and live views);
 //! `recorder` turns call events into call records, exactly once, through the
 //! node's durable `journal`. Abuse: `guard` (wrong-password accounting, bans
 //! dropped before parsing, account protection, scanner and flood defence,
@@ -30,14 +37,17 @@ mod credentials;
 pub mod dialogs;
 pub mod digest;
 pub mod directory;
+mod dispatch;
 pub mod events;
 pub mod fraud;
 pub mod guard;
 pub mod journal;
 pub mod location;
+pub mod node;
 mod proxy;
 pub mod recorder;
 pub mod registrar;
+mod routing;
 mod sharded;
 pub mod stats;
 pub mod timer;
@@ -56,6 +66,7 @@ pub use events::{EventBus, SipEvent};
 
 use crate::core::Core;
 use crate::directory::Directory;
+use crate::dispatch::Dispatcher;
 use crate::events::HangupSide;
 use crate::location::Location;
 use crate::recorder::RecorderConfig;
@@ -64,6 +75,7 @@ use crate::transport::{Inbound, Transports};
 
 /// A running SIP node.
 pub struct SipProxy {
+    dispatcher: Arc<Dispatcher>,
     core: Arc<Core>,
     /// None for a node without storage (tests of the SIP layers alone).
     store: Option<Store>,
@@ -168,18 +180,28 @@ impl SipProxy {
             Arc::new(Stats::default()),
             events,
         ));
-        transports.start(core.clone() as Arc<dyn Inbound>)?;
+        let dispatcher = Arc::new(Dispatcher::new(core.clone()));
+        transports.start(dispatcher.clone() as Arc<dyn Inbound>)?;
         let mut tasks = Vec::new();
-        let timer_core = core.clone();
+        let timers = dispatcher.clone();
         tasks.push(tokio::spawn(async move {
-            let fire_core = timer_core.clone();
-            timer_core
+            let fire = timers.clone();
+            timers
+                .core
                 .timers
-                .run(move |item| fire_core.on_timer(item))
+                .run(move |item| fire.on_timer(item))
                 .await;
         }));
-        tasks.push(tokio::spawn(housekeeping(core.clone(), store.clone())));
-        Ok(SipProxy { core, store, tasks })
+        tasks.push(tokio::spawn(housekeeping(
+            dispatcher.clone(),
+            store.clone(),
+        )));
+        Ok(SipProxy {
+            dispatcher,
+            core,
+            store,
+            tasks,
+        })
     }
 
     /// The node's internals, for tests that look inside.
@@ -187,12 +209,17 @@ impl SipProxy {
         &self.core
     }
 
+    /// The node's registrar, for tests that look inside.
+    pub fn registrar(&self) -> &registrar::Registrar {
+        &self.dispatcher.registrar
+    }
+
     pub fn udp_addrs(&self) -> Vec<SocketAddr> {
-        self.core.transports.udp_addrs()
+        self.core.node.transports.udp_addrs()
     }
 
     pub fn tcp_addrs(&self) -> Vec<SocketAddr> {
-        self.core.transports.tcp_addrs()
+        self.core.node.transports.tcp_addrs()
     }
 
     /// Events of this node (registrations, calls).
@@ -233,7 +260,7 @@ impl SipProxy {
             (
                 "pbx_sip_tcp_connections",
                 "Open SIP TCP connections.",
-                self.core.transports.tcp.open_connections(),
+                self.core.node.transports.tcp.open_connections(),
             ),
             ("pbx_sip_timers", "Timers waiting.", self.core.timers.len()),
             (
@@ -401,7 +428,8 @@ fn end_call(
 
 /// Expiry of bindings and dialogs, removal of bindings whose device is gone,
 /// and the batched writing of registrations.
-async fn housekeeping(core: Arc<Core>, store: Option<Store>) {
+async fn housekeeping(dispatcher: Arc<Dispatcher>, store: Option<Store>) {
+    let core = dispatcher.core.clone();
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     let mut n: u64 = 0;
     loop {
@@ -409,7 +437,8 @@ async fn housekeeping(core: Arc<Core>, store: Option<Store>) {
         n += 1;
         let now = pbx_store::now_ms();
         if n.is_multiple_of(4) {
-            core.trunk_registrations
+            dispatcher
+                .trunk_registrations
                 .sync(&core.directory.carriers(), now);
             let max_call =
                 i64::try_from(core.config.max_call_duration.as_millis()).unwrap_or(i64::MAX);
@@ -417,9 +446,9 @@ async fn housekeeping(core: Arc<Core>, store: Option<Store>) {
             core.guard.sweep(now);
             core.fraud.sweep(now);
         }
-        core.trunk_registrations.tick(&core, now);
+        dispatcher.trunk_registrations.tick(&core, now);
         guard::sync::publish(&core, store.as_ref());
-        let reports = core.trunk_registrations.take_reports();
+        let reports = dispatcher.trunk_registrations.take_reports();
         if let (Some(store), false) = (&store, reports.is_empty()) {
             let store = store.clone();
             tokio::spawn(async move {
@@ -461,7 +490,7 @@ async fn housekeeping(core: Arc<Core>, store: Option<Store>) {
                     reason: "removed",
                 });
             }
-            core.registrar.sweep(core.config.timers.t1x64());
+            dispatcher.registrar.sweep(core.config.timers.t1x64());
             let max_call =
                 i64::try_from(core.config.max_call_duration.as_millis()).unwrap_or(i64::MAX);
             for (d, ended_at, why) in core.dialogs.sweep(now, max_call) {

@@ -1,37 +1,29 @@
-//! The stateful proxy (RFC 3261 §16) between the extensions of one customer.
-//!
-//! Initial requests: the caller authenticates (407, realm = its customer's
-//! domain); the Request-URI must name an extension of that same customer
-//! (by number, at the customer's domain or this node's address); the request
-//! forks in parallel to every registered device of the extension, record-
-//! routed. In-dialog requests are only forwarded within dialogs this proxy set
-//! up, to the other party's known flow. Responses are chosen per §16.7, CANCEL
-//! per §16.10, Timer C per §16.8.
+//! The stateful proxy (RFC 3261 §16): it carries out the routing layer's
+//! plans. An initial request gets its context, the call's record and media
+//! anchoring, and a branch per target (a registered device's binding,
+//! record-routed; or a carrier trunk, with the trunk's credentials when the
+//! carrier challenges); when every branch failed it asks the routing layer
+//! what next. In-dialog requests are only forwarded within dialogs this
+//! proxy set up, to the other party's known flow. Responses are chosen per
+//! §16.7, CANCEL per §16.10, Timer C per §16.8. SDP passes through the
+//! media relay (`anchoring`) at each offer and answer.
 
 use std::sync::{Arc, Mutex};
 
 use pbx_sip_message::auth::DigestParams;
-use pbx_sip_message::{
-    Header, HeaderName, Host, Message, Method, NameAddr, StartLine, StatusLine, Uri,
-};
-
-use std::collections::VecDeque;
+use pbx_sip_message::{Header, HeaderName, Message, Method, NameAddr, StartLine, StatusLine, Uri};
 
 use pbx_media::Party;
 use pbx_store::call_records::CallDirection;
-use pbx_store::trunks::Trunk;
-use pbx_store::{DeviceId, ExtensionId};
 
-use crate::admission::Admitted;
-use crate::anchoring::{self, MediaLeg};
-use crate::carrier::{self, CarrierLeg, Inbound};
-use crate::context::{Branch, CallSetup, Context, Step, TimerTarget};
+use crate::anchoring;
+use crate::carrier;
+use crate::context::{Branch, CallSetup, Context, MediaLeg, TimerTarget};
 use crate::core::{lock, Core};
-use crate::credentials::{self, Asker, Checked};
 use crate::dialogs::{CallInfo, Dialog, DialogKind, Direction, Peer};
-use crate::directory::{Carriers, Device, Extension, RingGroup, Tenant};
+use crate::directory::Tenant;
 use crate::events::{CallOutcome, HangupSide, SipEvent};
-use crate::location::Binding;
+use crate::routing::{self, failure_outcome, from_user, Next, Plan, Ringing, Routed};
 use crate::stats::Stats;
 use crate::transaction::{ClientKey, ClientTransaction, TimerKind};
 use crate::transport::{Flow, Protocol};
@@ -43,433 +35,17 @@ fn creates_dialog(method: &Method) -> bool {
     matches!(method, Method::Invite | Method::Subscribe | Method::Refer)
 }
 
-/// A request that is not for this node and has no To tag.
-pub fn initial(core: &Core, req: Message, flow: Flow) {
-    let method = req.method().cloned().unwrap_or(Method::Options);
-    // A scheme this node can never route is refused before anything else
-    // (RFC 3261 §8.2.2.1); tel: is a number a carrier trunk may take.
-    if matches!(req.request_line().map(|r| &r.uri), Some(Uri::Other { .. })) {
-        let resp = core.local_response(&req, 416, "Unsupported URI Scheme", None);
-        return core.reply_stateless(&req, flow, resp);
-    }
-    let carriers = core.directory.carriers();
-    // A request naming one of our customers' domains is a phone's, wherever
-    // it comes from: it authenticates like any other.
-    let from_customer = match req.from().uri.as_sip().map(|u| &u.host) {
-        Some(Host::Name(name)) => core.directory.by_domain(name).is_some(),
-        _ => false,
-    };
-    if !from_customer {
-        let trunks = carriers.trunks_from(flow.remote.ip());
-        if !trunks.is_empty() {
-            return from_carrier(core, req, flow, &trunks, &carriers);
-        }
-    }
-    let (tenant, device) = match authenticate(core, &req, flow) {
-        Ok(found) => found,
-        Err(Some(resp)) => return core.reply_stateless(&req, flow, *resp),
-        Err(None) => return,
-    };
-    let caller = Caller {
-        extension: Some(device.extension),
-        device: Some(device.id),
-        direction: CallDirection::Internal,
-    };
-    let refuse = |code: u16, reason: &str, callee: Option<&Extension>| {
-        refuse_call(
-            core,
-            &req,
-            flow,
-            &tenant,
-            &caller,
-            Refused::internal(callee),
-            code,
-            reason,
-        )
-    };
-    let dialled = carrier::dialled_user(&req).unwrap_or_default();
-    // Emergency numbers go out first, whatever an extension is numbered.
-    let emergency = method == Method::Invite && carrier::is_emergency(&dialled, &tenant);
-    let target = if emergency {
-        Target::Public
-    } else {
-        match target_extension(core, &req, &tenant) {
-            Ok(e) => Target::Extension(e),
-            Err((404, reason)) => {
-                match ring_group_of(&req, &tenant).filter(|_| method == Method::Invite) {
-                    Some(group) => Target::Group(group),
-                    None if method == Method::Invite => Target::Public,
-                    None => return refuse(404, reason, None),
-                }
-            }
-            Err((code, reason)) => return refuse(code, reason, None),
-        }
-    };
-    let now = pbx_store::now_ms();
-    let ringing = match target {
-        Target::Extension(dialled) if method == Method::Invite => {
-            match ring_extension(core, &tenant, dialled, req.call_id(), now) {
-                Ok(ringing) => ringing,
-                Err((code, reason, at)) => return refuse(code, reason, Some(&at)),
-            }
-        }
-        Target::Extension(dialled) => {
-            // Other dialog-creating requests (SUBSCRIBE, REFER) reach the
-            // extension's phones as they are: forwarding is for calls.
-            let bindings = core.location.of_extension(dialled.id, now);
-            if bindings.is_empty() {
-                return refuse(480, "Temporarily Unavailable", Some(&dialled));
-            }
-            Ringing::phones(dialled.number.clone(), Some(dialled), bindings)
-        }
-        Target::Group(group) => match ring_group(core, &tenant, &group, now) {
-            Some(ringing) => ringing,
-            None => return refuse(480, "Temporarily Unavailable", None),
-        },
-        Target::Public => match call_out(
-            core,
-            &carriers,
-            &tenant,
-            &Placer {
-                extension: caller.extension,
-                device: caller.device.map(|d| (d, flow.remote)),
-            },
-            req.call_id(),
-            &dialled,
-            now,
-        ) {
-            Ok(ringing) => ringing,
-            Err((code, reason, destination)) => {
-                let refused = Refused {
-                    callee: None,
-                    destination: destination.as_deref(),
-                    direction: CallDirection::Outbound,
-                };
-                return refuse_call(core, &req, flow, &tenant, &caller, refused, code, reason);
-            }
-        },
-    };
-    start(core, req, flow, &tenant, caller, ringing);
-}
-
-/// Who places a call: a device of the customer, or a carrier (inbound).
-struct Caller {
-    extension: Option<ExtensionId>,
-    device: Option<DeviceId>,
-    direction: CallDirection,
-}
-
-/// Where an initial request goes, once decided.
-enum Ringing {
-    /// Phones: an extension's (after its forwards), or a ring group's first
-    /// step's, with the steps after it.
-    Phones {
-        callee: String,
-        extension: Option<Arc<Extension>>,
-        bindings: Vec<Binding>,
-        ring_s: Option<u64>,
-        plan: VecDeque<Step>,
-        passed: Vec<ExtensionId>,
-    },
-    /// A carrier trunk, then the next ones on failure.
-    Out {
-        callee: String,
-        leg: Box<CarrierLeg>,
-        admitted: Admitted,
-        /// The extension whose forward sends the call out (the call's own
-        /// record stays with it; the outbound leg is recorded apart).
-        forwarded_by: Option<Arc<Extension>>,
-    },
-}
-
-impl Ringing {
-    fn phones(callee: String, extension: Option<Arc<Extension>>, bindings: Vec<Binding>) -> Self {
-        Ringing::Phones {
-            callee,
-            extension,
-            bindings,
-            ring_s: None,
-            plan: VecDeque::new(),
-            passed: Vec::new(),
-        }
-    }
-
-    fn set_callee(&mut self, to: String) {
-        match self {
-            Ringing::Phones { callee, .. } | Ringing::Out { callee, .. } => *callee = to,
-        }
-    }
-}
-
-/// An extension rung for a call, after the forwards that apply before
-/// ringing; or why not, and at which extension.
-fn ring_extension(
-    core: &Core,
-    tenant: &Tenant,
-    dialled: Arc<Extension>,
-    call_id: &str,
-    now: pbx_store::Millis,
-) -> Result<Ringing, Refusal> {
-    let mut passed = Vec::new();
-    let (extension, bindings) =
-        match follow_forwards(core, tenant, dialled.clone(), &mut passed, now)? {
-            Reached::Phones(extension, bindings) => (extension, bindings),
-            Reached::Out { by, target } => {
-                let carriers = core.directory.carriers();
-                return match call_out(
-                    core,
-                    &carriers,
-                    tenant,
-                    &Placer::forward(by.id),
-                    call_id,
-                    &target,
-                    now,
-                ) {
-                    Ok(Ringing::Out { leg, admitted, .. }) => Ok(Ringing::Out {
-                        callee: by.number.clone(),
-                        leg,
-                        admitted,
-                        forwarded_by: Some(by),
-                    }),
-                    // No route, or a limit: to the caller, the extension
-                    // is not reachable now.
-                    _ => Err((480, "Temporarily Unavailable", by)),
-                };
-            }
-        };
-    if bindings.is_empty() {
-        return Err((480, "Temporarily Unavailable", extension));
-    }
-    if extension.id != dialled.id {
-        tracing::debug!(customer = %tenant.customer, from = %dialled.number, to = %extension.number, "call forwarded");
-    }
-    Ok(Ringing::Phones {
-        callee: extension.number.clone(),
-        ring_s: no_answer_seconds(&extension),
-        extension: Some(extension),
-        bindings,
-        plan: VecDeque::new(),
-        passed,
-    })
-}
-
-/// A ring group's first members with phones to ring, and the steps after.
-fn ring_group(
-    core: &Core,
-    tenant: &Tenant,
-    group: &RingGroup,
-    now: pbx_store::Millis,
-) -> Option<Ringing> {
-    let mut plan = group_plan(group);
-    let (bindings, ring_s) = next_step(core, tenant, &mut plan, now)?;
-    Some(Ringing::Phones {
-        callee: group.number.clone(),
-        extension: None,
-        bindings,
-        ring_s,
-        plan,
-        passed: Vec::new(),
-    })
-}
-
-/// Who places a call to the public network.
-struct Placer {
-    extension: Option<ExtensionId>,
-    /// The device dialling, and where its request came from; None for a
-    /// forward (no device dials it, so no toll-fraud alarm looks at it).
-    device: Option<(DeviceId, std::net::SocketAddr)>,
-}
-
-impl Placer {
-    fn forward(by: ExtensionId) -> Placer {
-        Placer {
-            extension: Some(by),
-            device: None,
-        }
-    }
-}
-
-/// A call to the public network: the number read by the customer's plan,
-/// the trunks that carry it, the limits that admit it and the toll-fraud
-/// alarms it may set off. A refusal names the number when it was one.
-fn call_out(
-    core: &Core,
-    carriers: &Carriers,
-    tenant: &Tenant,
-    placer: &Placer,
-    call_id: &str,
-    dialled: &str,
-    now: pbx_store::Millis,
-) -> Result<Ringing, (u16, &'static str, Option<String>)> {
-    let destination = match carrier::read_dialled(dialled, tenant) {
-        None => return Err((404, "Not Found", None)),
-        Some(Err((code, reason))) => return Err((code, reason, None)),
-        Some(Ok(d)) => d,
-    };
-    let hops = carrier::hops(carriers, tenant, &destination);
-    if hops.is_empty() {
-        return Err((404, "No Route", Some(destination.e164)));
-    }
-    let admitted = match core
-        .admission
-        .admit(tenant, destination.class, &destination.e164, now)
-    {
-        Ok(admitted) => admitted,
-        Err(limit) => {
-            tracing::warn!(customer = %tenant.customer, destination = %destination.e164,
-                limit = %limit, "outbound call refused by a limit");
-            Stats::inc(&core.stats.limit_refusals);
-            core.events.publish(SipEvent::LimitReached {
-                reseller: tenant.reseller,
-                customer: tenant.customer,
-                call_id: call_id.to_owned(),
-                limit,
-                destination: destination.e164.clone(),
-                at: now,
-            });
-            return Err((403, "Forbidden", Some(destination.e164)));
-        }
-    };
-    if let Some((device, source)) = placer.device {
-        let verdict = core.fraud.check(tenant, device, &destination, now);
-        for alarm in &verdict.alarms {
-            tracing::warn!(customer = %tenant.customer, device = %device, %source,
-                destination = %destination.e164, alarm = alarm.as_str(), blocked = verdict.block,
-                "toll-fraud alarm");
-            Stats::inc(&core.stats.fraud_alarms);
-            core.events.publish(SipEvent::TollFraudSuspected {
-                reseller: tenant.reseller,
-                customer: tenant.customer,
-                extension: placer.extension,
-                device,
-                source: source.to_string(),
-                call_id: call_id.to_owned(),
-                alarm: *alarm,
-                blocked: verdict.block,
-                destination: destination.e164.clone(),
-                at: now,
-            });
-        }
-        if verdict.block {
-            core.admission.abandon(admitted);
-            return Err((403, "Forbidden", Some(destination.e164)));
-        }
-        if let Some(key) = verdict.learn {
-            core.events.publish(SipEvent::DestinationLearned {
-                reseller: tenant.reseller,
-                customer: tenant.customer,
-                device,
-                destination: key,
-                at: now,
-            });
-        }
-    }
-    let caller_id = carriers
-        .caller_id(tenant.customer, placer.extension)
-        .map(str::to_owned);
-    Ok(Ringing::Out {
-        callee: dialled.to_owned(),
-        leg: Box::new(CarrierLeg {
-            dialled: dialled.to_owned(),
-            destination,
-            caller_id,
-            hops: hops.into(),
-            current: None,
-            challenge_answered: false,
-        }),
-        admitted,
-        forwarded_by: None,
-    })
-}
-
-/// A request from a carrier's address: a call for one of the customers'
-/// numbers (no digest: the carrier is known by where it sends from).
-fn from_carrier(core: &Core, req: Message, flow: Flow, trunks: &[&Trunk], carriers: &Carriers) {
-    let method = req.method().cloned().unwrap_or(Method::Options);
-    let reply = |code: u16, reason: &str| {
-        core.reply_stateless(&req, flow, core.local_response(&req, code, reason, None))
-    };
-    match method {
-        Method::Invite => {}
-        // Carriers ask whether we are up.
-        Method::Options => return reply(200, "OK"),
-        Method::Ack => return,
-        _ => return reply(405, "Method Not Allowed"),
-    }
-    let found = trunks.iter().find_map(|trunk| {
-        let (called, routed) = carrier::called_number(&req, trunk, carriers)?;
-        let tenant = core.directory.by_customer(routed.customer)?;
-        // A reseller's own trunk carries calls for its own customers only.
-        let allowed = trunk.reseller_id.is_none_or(|r| r == tenant.reseller);
-        allowed.then_some((called, routed, tenant))
-    });
-    let Some((called, routed, tenant)) = found else {
-        if let Some(trunk) = trunks.first() {
-            unrouted(core, &req, flow, trunk);
-        }
-        return reply(404, "Not Found");
-    };
-    let caller = Caller {
-        extension: None,
-        device: None,
-        direction: CallDirection::Inbound,
-    };
-    let refuse = |code: u16, reason: &str, callee: Option<&Extension>| {
-        let refused = Refused {
-            callee,
-            destination: Some(&called),
-            direction: CallDirection::Inbound,
-        };
-        refuse_call(core, &req, flow, &tenant, &caller, refused, code, reason)
-    };
-    if !tenant.active {
-        return refuse(480, "Temporarily Unavailable", None);
-    }
-    let now = pbx_store::now_ms();
-    let mut ringing = match carrier::inbound_destination(routed.destination, &tenant, now) {
-        Inbound::Extension(id) => {
-            let Some(extension) = tenant.extension_by_id(id).cloned() else {
-                return refuse(480, "Temporarily Unavailable", None);
-            };
-            match ring_extension(core, &tenant, extension, req.call_id(), now) {
-                Ok(ringing) => ringing,
-                Err((code, reason, at)) => return refuse(code, reason, Some(&at)),
-            }
-        }
-        Inbound::Group(id) => {
-            let ringing = tenant
-                .ring_group_by_id(id)
-                .and_then(|g| ring_group(core, &tenant, g, now));
-            match ringing {
-                Some(ringing) => ringing,
-                None => return refuse(480, "Temporarily Unavailable", None),
-            }
-        }
-        Inbound::Nowhere => return refuse(480, "Temporarily Unavailable", None),
-    };
-    // The call's record names the number called, not the extension.
-    ringing.set_callee(format!("+{called}"));
-    start(core, req, flow, &tenant, caller, ringing);
-}
-
-/// Notes a call a carrier sent for a number nobody holds (answered 404).
-fn unrouted(core: &Core, req: &Message, flow: Flow, trunk: &Trunk) {
-    Stats::inc(&core.stats.unrouted_calls);
-    tracing::info!(trunk = %trunk.id, call_id = %req.call_id(), called = ?carrier::dialled_user(req),
-        "call from a carrier for a number nobody holds");
-    core.events.publish(SipEvent::CallUnrouted {
-        trunk: trunk.id,
-        call_id: req.call_id().to_owned(),
-        caller: from_user(req),
-        called: carrier::dialled_user(req).unwrap_or_default(),
-        source: flow.remote.to_string(),
-        at: pbx_store::now_ms(),
-    });
-}
-
 /// Sets up the call (or other dialog) decided on: the context, its record
 /// and the first branches.
-fn start(core: &Core, req: Message, flow: Flow, tenant: &Tenant, caller: Caller, ringing: Ringing) {
+pub fn start(core: &Core, routed: Routed) {
+    let Routed { req, flow, plan } = routed;
+    let Plan {
+        tenant,
+        caller,
+        ringing,
+        anchor: anchored,
+    } = plan;
+    let tenant = &tenant;
     let method = req.method().cloned().unwrap_or(Method::Options);
     let caller_name = from_user(&req);
     let caller_contact = first_contact(&req);
@@ -483,10 +59,9 @@ fn start(core: &Core, req: Message, flow: Flow, tenant: &Tenant, caller: Caller,
         if let Ringing::Out { admitted, .. } = ringing {
             core.admission.abandon(admitted);
         }
-        let resp = core.local_response(&req, 482, "Loop Detected", None);
-        return core.reply_stateless(&req, flow, resp);
+        let resp = core.node.local_response(&req, 482, "Loop Detected", None);
+        return core.node.reply_stateless(&req, flow, resp);
     }
-    let anchored = method == Method::Invite && anchor(core, tenant, &req, &flow, &caller, &ringing);
     if anchored {
         if let Err(e) = anchoring::admit(core, &key, &req, &flow) {
             core.media.delete(&key);
@@ -494,7 +69,7 @@ fn start(core: &Core, req: Message, flow: Flow, tenant: &Tenant, caller: Caller,
                 core.admission.abandon(admitted);
             }
             core.admission.ended(&key, pbx_store::now_ms());
-            return refuse_media(core, &req, flow, tenant, &caller, &e);
+            return routing::refuse_media(core, &req, flow, tenant, &caller, &e);
         }
     }
     let Some(ctx) = core.new_context(req, flow) else {
@@ -520,7 +95,7 @@ fn start(core: &Core, req: Message, flow: Flow, tenant: &Tenant, caller: Caller,
         if let Some(trying) = c
             .request
             .as_ref()
-            .map(|r| core.local_response(r, 100, "Trying", None))
+            .map(|r| core.node.local_response(r, 100, "Trying", None))
         {
             core.send_response(&ctx, &mut c, &trying);
         }
@@ -647,7 +222,7 @@ fn start(core: &Core, req: Message, flow: Flow, tenant: &Tenant, caller: Caller,
                 if let Some(busy) = c
                     .request
                     .as_ref()
-                    .map(|r| core.local_response(r, 480, "All Trunks Busy", None))
+                    .map(|r| core.node.local_response(r, 480, "All Trunks Busy", None))
                 {
                     keep_best(&mut c, busy);
                 }
@@ -660,63 +235,6 @@ fn start(core: &Core, req: Message, flow: Flow, tenant: &Tenant, caller: Caller,
         finish_if_all_final(core, &ctx, &mut c);
     }
     tracing::debug!(customer = %tenant.customer, branches = c.branches.len(), "request forked");
-}
-
-/// Whether a new call's media goes through the relay: the customer's (or
-/// its reseller's, or the node's) policy, given whether a carrier takes
-/// part and whether a phone is behind NAT.
-fn anchor(
-    core: &Core,
-    tenant: &Tenant,
-    req: &Message,
-    flow: &Flow,
-    caller: &Caller,
-    ringing: &Ringing,
-) -> bool {
-    let mode = tenant.media_anchor.unwrap_or(core.config.media.anchor);
-    let carrier = caller.device.is_none() || matches!(ringing, Ringing::Out { .. });
-    let nat = || {
-        anchoring::sender_behind_nat(req, flow.remote.ip())
-            || match ringing {
-                Ringing::Phones { bindings, .. } => {
-                    bindings.iter().any(anchoring::binding_behind_nat)
-                }
-                Ringing::Out { .. } => false,
-            }
-    };
-    anchoring::wanted(
-        mode,
-        carrier,
-        mode == pbx_store::media::AnchorMode::Nat && nat(),
-    )
-}
-
-/// Refuses a call whose media the relay cannot carry: its SDP (400, 488)
-/// or no free ports (503), with a Warning that says which, and a record.
-fn refuse_media(
-    core: &Core,
-    req: &Message,
-    flow: Flow,
-    tenant: &Tenant,
-    caller: &Caller,
-    e: &pbx_media::MediaError,
-) {
-    let code = e.sip_status();
-    let reason = match code {
-        503 => "Media Ports Exhausted",
-        488 => "Not Acceptable Here",
-        _ => "Bad Session Description",
-    };
-    tracing::warn!(call_id = %req.call_id(), customer = %tenant.customer, error = %e, "call refused: media");
-    let refused = Refused {
-        callee: None,
-        destination: None,
-        direction: caller.direction,
-    };
-    record_refused(core, req, tenant, caller, &refused, code);
-    let mut resp = core.local_response(req, code, reason, tenant.server_header.as_deref());
-    anchoring::warning(&mut resp, e);
-    core.reply_stateless(req, flow, resp);
 }
 
 /// Sends the call on to the next trunk that has a channel free. False
@@ -759,7 +277,7 @@ fn send_to_hop(
     caller_id: Option<&str>,
     credentials: Option<(HeaderName, String)>,
 ) -> bool {
-    let Some(out_flow) = core.transports.flow_to(hop.protocol, hop.addr) else {
+    let Some(out_flow) = core.node.transports.flow_to(hop.protocol, hop.addr) else {
         return false;
     };
     let Some(mut fwd) = c.request.clone() else {
@@ -771,7 +289,12 @@ fn send_to_hop(
     if let Some((name, value)) = credentials {
         fwd.push(Header::new(name, value));
     }
-    for rr in core.record_route(&c.inbound, &out_flow).into_iter().rev() {
+    for rr in core
+        .node
+        .record_route(&c.inbound, &out_flow)
+        .into_iter()
+        .rev()
+    {
         fwd.insert_before(
             &HeaderName::RecordRoute,
             Header::new(HeaderName::RecordRoute, rr),
@@ -849,144 +372,6 @@ fn answer_trunk_challenge(
     )
 }
 
-/// What a refused call is recorded as.
-struct Refused<'a> {
-    callee: Option<&'a Extension>,
-    /// The number, for calls to or from the public network.
-    destination: Option<&'a str>,
-    direction: CallDirection,
-}
-
-impl<'a> Refused<'a> {
-    fn internal(callee: Option<&'a Extension>) -> Self {
-        Refused {
-            callee,
-            destination: None,
-            direction: CallDirection::Internal,
-        }
-    }
-}
-
-/// Answers a request the proxy will not route; a refused call still gets
-/// its record (a retransmission of the INVITE, refused again, is
-/// recognised by the recorder).
-#[allow(clippy::too_many_arguments)]
-fn refuse_call(
-    core: &Core,
-    req: &Message,
-    flow: Flow,
-    tenant: &Tenant,
-    caller: &Caller,
-    refused: Refused<'_>,
-    code: u16,
-    reason: &str,
-) {
-    if req.method() == Some(&Method::Invite) {
-        record_refused(core, req, tenant, caller, &refused, code);
-    }
-    let resp = core.local_response(req, code, reason, tenant.server_header.as_deref());
-    core.reply_stateless(req, flow, resp);
-}
-
-/// Reports a call the proxy refused before ringing anyone: a start and, at
-/// once, its end.
-fn record_refused(
-    core: &Core,
-    req: &Message,
-    tenant: &Tenant,
-    caller: &Caller,
-    refused: &Refused<'_>,
-    code: u16,
-) {
-    let now = pbx_store::now_ms();
-    // Its own key (tag and branch): a refused request must never end a call
-    // in progress that shares its Call-ID and From tag; its retransmissions
-    // keep the branch, so they are still known as the same.
-    let caller_tag = format!(
-        "{};{}",
-        req.from().tag().unwrap_or_default(),
-        req.top_via().branch().unwrap_or_default()
-    );
-    let dialled = carrier::dialled_user(req).unwrap_or_default();
-    core.events.publish(SipEvent::CallStarted {
-        reseller: tenant.reseller,
-        customer: tenant.customer,
-        call_id: req.call_id().to_owned(),
-        caller_tag: caller_tag.clone(),
-        caller: from_user(req),
-        callee: refused.callee.map(|e| e.number.clone()).unwrap_or(dialled),
-        caller_extension: caller.extension,
-        callee_extension: refused.callee.map(|e| e.id),
-        caller_device: caller.device,
-        direction: refused.direction,
-        destination: refused.destination.map(str::to_owned),
-        stateless: true,
-        at: now,
-    });
-    core.events.publish(SipEvent::CallEnded {
-        reseller: tenant.reseller,
-        customer: tenant.customer,
-        call_id: req.call_id().to_owned(),
-        caller_tag,
-        outcome: failure_outcome(code),
-        sip_status: code,
-        hangup: None,
-        reason: None,
-        trunk: None,
-        at: now,
-        media: None,
-    });
-}
-
-/// An authentication's refusal: the response, or None to say nothing (the
-/// abuse guard dropped the request).
-type Unauthenticated = Option<Box<Message>>;
-
-/// The caller's customer and device, or why not.
-fn authenticate(
-    core: &Core,
-    req: &Message,
-    flow: Flow,
-) -> Result<(Arc<Tenant>, Arc<Device>), Unauthenticated> {
-    let forbidden =
-        |server: Option<&str>| Some(Box::new(core.local_response(req, 403, "Forbidden", server)));
-    let Some(from) = req.from().uri.as_sip() else {
-        return Err(forbidden(None));
-    };
-    let tenant = match &from.host {
-        Host::Name(name) => core.directory.by_domain(name),
-        _ => None,
-    };
-    let Some(tenant) = tenant else {
-        // Neither a customer of this platform nor a carrier: not relaying.
-        return Err(forbidden(None));
-    };
-    let server = tenant.server_header.as_deref();
-    if !tenant.active {
-        return Err(forbidden(server));
-    }
-    let device = match credentials::check(core, req, flow, &tenant, Asker::Proxy) {
-        Checked::Device(device) => device,
-        Checked::Challenge { stale } => {
-            return Err(Some(Box::new(credentials::challenge(
-                core,
-                req,
-                flow,
-                &tenant,
-                Asker::Proxy,
-                stale,
-            ))))
-        }
-        Checked::Silence => return Err(None),
-    };
-    // A device calls as itself.
-    if from.user_unescaped().as_deref() != Some(device.sip_user.as_str()) {
-        return Err(forbidden(server));
-    }
-    Ok((tenant, device))
-}
-
-/// The extension a request is for, within the caller's own customer only.
 /// Sends the context's request to each of `bindings` (a branch each).
 fn fork(
     core: &Core,
@@ -1018,7 +403,12 @@ fn fork(
             fwd.push(Header::new(HeaderName::Route, route.clone()));
         }
         if creates_dialog(&method) {
-            for rr in core.record_route(&inbound, &out_flow).into_iter().rev() {
+            for rr in core
+                .node
+                .record_route(&inbound, &out_flow)
+                .into_iter()
+                .rev()
+            {
                 fwd.insert_before(
                     &HeaderName::RecordRoute,
                     Header::new(HeaderName::RecordRoute, rr),
@@ -1037,16 +427,6 @@ fn fork(
     }
 }
 
-/// The ringing time of `extension`'s no-answer forward, if it has one.
-fn no_answer_seconds(extension: &crate::directory::Extension) -> Option<u64> {
-    use crate::directory::ForwardCondition;
-    extension.forward(ForwardCondition::NoAnswer).map(|f| {
-        f.timeout_s
-            .unwrap_or(pbx_store::forwards::DEFAULT_NO_ANSWER_S)
-            .clamp(1, 300) as u64
-    })
-}
-
 /// Lets the phones ring for `seconds` (if any) before the call goes on.
 fn arm_ring_time(core: &Core, ctx: &Arc<Mutex<Context>>, c: &mut Context, seconds: Option<u64>) {
     c.no_answer_at = None;
@@ -1055,77 +435,6 @@ fn arm_ring_time(core: &Core, ctx: &Arc<Mutex<Context>>, c: &mut Context, second
         c.no_answer_at = Some(tokio::time::Instant::now() + delay);
         core.arm(ctx, TimerTarget::NoAnswer, vec![(TimerKind::C, delay)]);
     }
-}
-
-/// What a call dialled at: an extension, a ring group, or a number on the
-/// public network.
-enum Target {
-    Extension(Arc<Extension>),
-    Group(Arc<RingGroup>),
-    Public,
-}
-
-/// The ring group the Request-URI's user names, if any (the domain was
-/// checked by [`target_extension`] already).
-fn ring_group_of(req: &Message, tenant: &Tenant) -> Option<Arc<crate::directory::RingGroup>> {
-    let user = req
-        .request_line()
-        .and_then(|r| r.uri.as_sip())
-        .and_then(|u| u.user_unescaped())?;
-    tenant.ring_group(&user).cloned()
-}
-
-/// A group's members as steps: all at once, or one after another; then its
-/// no-answer extension.
-fn group_plan(group: &crate::directory::RingGroup) -> std::collections::VecDeque<Step> {
-    use pbx_store::ring_groups::Strategy;
-    let ring_s = Some(group.member_timeout_s.clamp(1, 300) as u64);
-    let mut plan: std::collections::VecDeque<Step> = match group.strategy {
-        Strategy::Simultaneous => [Step {
-            members: group.members.clone(),
-            ring_s,
-        }]
-        .into(),
-        Strategy::Sequential => group
-            .members
-            .iter()
-            .map(|m| Step {
-                members: vec![*m],
-                ring_s,
-            })
-            .collect(),
-    };
-    if let Some(ext) = group.no_answer_extension {
-        plan.push_back(Step {
-            members: vec![ext],
-            ring_s: None,
-        });
-    }
-    plan
-}
-
-/// Takes steps off `plan` until one has phones to ring (members on
-/// do-not-disturb, in a call already, or with nothing registered are passed
-/// over).
-fn next_step(
-    core: &Core,
-    tenant: &Tenant,
-    plan: &mut std::collections::VecDeque<Step>,
-    now: pbx_store::Millis,
-) -> Option<(Vec<crate::location::Binding>, Option<u64>)> {
-    while let Some(step) = plan.pop_front() {
-        let bindings: Vec<crate::location::Binding> = step
-            .members
-            .iter()
-            .filter_map(|id| tenant.extension_by_id(*id))
-            .filter(|e| !e.dnd && !core.admission.in_call(e.id))
-            .flat_map(|e| core.location.of_extension(e.id, now))
-            .collect();
-        if !bindings.is_empty() {
-            return Some((bindings, step.ring_s));
-        }
-    }
-    None
 }
 
 /// The no-answer time ran out: the ringing phones are cancelled, and when
@@ -1152,279 +461,6 @@ pub fn on_no_answer(core: &Core, ctx: &Arc<Mutex<Context>>) {
     finish_if_all_final(core, ctx, &mut c);
 }
 
-/// After every phone of the ringing extension has failed: follows its busy
-/// forward (486, 600, 603) or no-answer forward (no answer in time, 408,
-/// 480) to the next extension, and rings that instead. False when there is
-/// nothing to follow (or it would loop): the failure goes to the caller.
-fn forward_on_failure(core: &Core, ctx: &Arc<Mutex<Context>>, c: &mut Context) -> bool {
-    use crate::directory::ForwardCondition;
-    if c.cancelled || c.method != Method::Invite {
-        return false;
-    }
-    let Some(call) = c.call.as_ref() else {
-        return false;
-    };
-    if c.carrier.is_some() {
-        // A trunk that timed out or failed: the next one. A callee that is
-        // busy, unknown or declines is the answer, whatever trunk asks.
-        let code = c.best.as_ref().and_then(|b| b.status()).unwrap_or(0);
-        // Once the callee rang, another trunk would ring it again.
-        let reached = c.branches.last().is_some_and(|b| b.reached);
-        // A carrier that takes our answer to its challenge (sent with the
-        // same CSeq) for a merged request failed too.
-        let answered_challenge =
-            c.carrier.as_ref().is_some_and(|l| l.challenge_answered) && matches!(code, 400 | 482);
-        if reached || (code != 408 && !(500..600).contains(&code) && !answered_challenge) {
-            return false;
-        }
-        if !next_trunk(core, ctx, c) {
-            return false;
-        }
-        Stats::inc(&core.stats.trunk_failovers);
-        tracing::info!(status = code, "trunk failed: trying the next one");
-        c.best = None;
-        return c.pending_branches() > 0;
-    }
-    if !c.plan.is_empty() {
-        // A ring group: whatever the failure, the next members' turn.
-        let Some(tenant) = core.directory.by_customer(call.info.customer) else {
-            return false;
-        };
-        let mut plan = std::mem::take(&mut c.plan);
-        let Some((bindings, ring_s)) = next_step(core, &tenant, &mut plan, pbx_store::now_ms())
-        else {
-            return false;
-        };
-        c.plan = plan;
-        c.best = None;
-        c.no_answer = false;
-        fork(core, ctx, c, &tenant, &bindings);
-        arm_ring_time(core, ctx, c, ring_s);
-        return c.pending_branches() > 0;
-    }
-    let code = c.best.as_ref().and_then(|b| b.status()).unwrap_or(0);
-    let condition = if c.no_answer || matches!(code, 408 | 480) {
-        ForwardCondition::NoAnswer
-    } else if matches!(code, 486 | 600 | 603) {
-        ForwardCondition::Busy
-    } else {
-        return false;
-    };
-    let Some(tenant) = core.directory.by_customer(call.info.customer) else {
-        return false;
-    };
-    let Some(current) = call
-        .info
-        .callee_extension
-        .and_then(|id| tenant.extension_by_id(id))
-        .cloned()
-    else {
-        return false;
-    };
-    let Some(forward) = current.forward(condition) else {
-        return false;
-    };
-    let now = pbx_store::now_ms();
-    let next = match forward_target(&tenant, &core.directory.carriers(), &forward.target) {
-        ForwardTarget::Extension(next) => next,
-        ForwardTarget::Number => {
-            let target = forward.target.clone();
-            return forward_out_after_ringing(core, ctx, c, &tenant, &current, &target, now);
-        }
-        ForwardTarget::DeadEnd(..) => return false,
-    };
-    let mut passed = call.passed.clone();
-    if passed.contains(&next.id) || passed.len() > MAX_FORWARDS {
-        return false;
-    }
-    let (extension, bindings) = match follow_forwards(core, &tenant, next, &mut passed, now) {
-        Ok(Reached::Phones(extension, bindings)) if !bindings.is_empty() => (extension, bindings),
-        Ok(Reached::Out { by, target }) => {
-            return forward_out_after_ringing(core, ctx, c, &tenant, &by, &target, now);
-        }
-        _ => return false,
-    };
-    tracing::debug!(customer = %tenant.customer, from = %current.number, to = %extension.number,
-        condition = condition.as_str(), "call forwarded after ringing");
-    if let Some(call) = c.call.as_mut() {
-        call.info.callee_extension = Some(extension.id);
-        call.passed = passed;
-    }
-    c.best = None;
-    c.no_answer = false;
-    let ring_s = no_answer_seconds(&extension);
-    fork(core, ctx, c, &tenant, &bindings);
-    arm_ring_time(core, ctx, c, ring_s);
-    c.pending_branches() > 0
-}
-
-/// After ringing, `by`'s forward sends the call to a number outside: the
-/// call becomes one to the public network (admitted against the customer's
-/// limits, its outbound leg recorded apart). False when it cannot go: the
-/// failure so far goes to the caller.
-fn forward_out_after_ringing(
-    core: &Core,
-    ctx: &Arc<Mutex<Context>>,
-    c: &mut Context,
-    tenant: &Tenant,
-    by: &Arc<Extension>,
-    target: &str,
-    now: pbx_store::Millis,
-) -> bool {
-    let key = c.call_key();
-    let carriers = core.directory.carriers();
-    let Ok(Ringing::Out { leg, admitted, .. }) = call_out(
-        core,
-        &carriers,
-        tenant,
-        &Placer::forward(by.id),
-        &key.0,
-        target,
-        now,
-    ) else {
-        return false;
-    };
-    core.admission.open(key.clone(), admitted);
-    let destination = leg.destination.e164.clone();
-    c.carrier = Some(*leg);
-    if !next_trunk(core, ctx, c) {
-        // Every trunk full: the call ends with what the phones said.
-        c.carrier = None;
-        core.admission.drop_outbound(&key);
-        return false;
-    }
-    core.events.publish(SipEvent::CallForwardedOut {
-        reseller: tenant.reseller,
-        customer: tenant.customer,
-        call_id: key.0,
-        caller_tag: key.1,
-        by_extension: by.id,
-        callee: target.to_owned(),
-        destination,
-        at: now,
-    });
-    tracing::debug!(customer = %tenant.customer, from = %by.number, "call forwarded out after ringing");
-    c.best = None;
-    c.no_answer = false;
-    c.no_answer_at = None;
-    c.pending_branches() > 0
-}
-
-/// Most forwards followed for one call before it counts as a loop.
-const MAX_FORWARDS: usize = 5;
-
-type Refusal = (u16, &'static str, Arc<crate::directory::Extension>);
-/// Where forwards lead before ringing.
-enum Reached {
-    /// The extension that rings, and where its phones are.
-    Phones(Arc<Extension>, Vec<Binding>),
-    /// A number outside, which `by` forwards to.
-    Out { by: Arc<Extension>, target: String },
-}
-
-/// What a forward's target is: another extension of the customer, a number
-/// on the public network, or neither (a dead end: 480; a loop: 482).
-enum ForwardTarget {
-    Extension(Arc<Extension>),
-    Number,
-    DeadEnd(u16, &'static str),
-}
-
-fn forward_target(tenant: &Tenant, carriers: &Carriers, target: &str) -> ForwardTarget {
-    if let Some(next) = tenant.extension(target) {
-        return ForwardTarget::Extension(next.clone());
-    }
-    match carrier::read_dialled(target, tenant) {
-        // Emergency services are called, not forwarded to.
-        Some(Ok(d)) if d.class == pbx_store::numbering::Class::Emergency => {
-            ForwardTarget::DeadEnd(480, "Temporarily Unavailable")
-        }
-        // A number on this platform would come back in through the carrier
-        // and might be forwarded back out again: a loop that costs on every
-        // turn, which no header survives carriers to stop.
-        Some(Ok(d)) if carriers.number(&d.e164).is_some() => {
-            ForwardTarget::DeadEnd(482, "Loop Detected")
-        }
-        Some(Ok(_)) => ForwardTarget::Number,
-        _ => ForwardTarget::DeadEnd(480, "Temporarily Unavailable"),
-    }
-}
-
-/// Follows the dialled extension's forwards that can be decided before
-/// ringing: always, busy (do-not-disturb), and unavailable (no phone
-/// registered). Returns the extension to ring and its bindings, the number
-/// outside the call is forwarded to, or why the call is refused. A target
-/// that leads back to an extension already passed is a loop (482).
-fn follow_forwards(
-    core: &Core,
-    tenant: &Tenant,
-    dialled: Arc<crate::directory::Extension>,
-    passed: &mut Vec<ExtensionId>,
-    now: pbx_store::Millis,
-) -> Result<Reached, Refusal> {
-    use crate::directory::ForwardCondition;
-    let mut current = dialled;
-    if !passed.contains(&current.id) {
-        passed.push(current.id);
-    }
-    loop {
-        let bindings = core.location.of_extension(current.id, now);
-        let forward = if let Some(f) = current.forward(ForwardCondition::Always) {
-            Some(f)
-        } else if current.dnd {
-            match current.forward(ForwardCondition::Busy) {
-                Some(f) => Some(f),
-                None => return Err((486, "Busy Here", current)),
-            }
-        } else if bindings.is_empty() {
-            match current.forward(ForwardCondition::Unavailable) {
-                Some(f) => Some(f),
-                None => return Err((480, "Temporarily Unavailable", current)),
-            }
-        } else {
-            None
-        };
-        let Some(forward) = forward else {
-            return Ok(Reached::Phones(current, bindings));
-        };
-        let next = match forward_target(tenant, &core.directory.carriers(), &forward.target) {
-            ForwardTarget::Extension(next) => next,
-            ForwardTarget::Number => {
-                return Ok(Reached::Out {
-                    target: forward.target.clone(),
-                    by: current,
-                })
-            }
-            ForwardTarget::DeadEnd(code, reason) => return Err((code, reason, current)),
-        };
-        if passed.contains(&next.id) || passed.len() > MAX_FORWARDS {
-            return Err((482, "Loop Detected", current));
-        }
-        passed.push(next.id);
-        current = next;
-    }
-}
-
-fn target_extension(
-    core: &Core,
-    req: &Message,
-    tenant: &Tenant,
-) -> Result<Arc<crate::directory::Extension>, (u16, &'static str)> {
-    let uri = match req.request_line().map(|r| &r.uri) {
-        Some(Uri::Sip(u)) => u,
-        // A telephone number: for a carrier, if anything.
-        Some(Uri::Tel(_)) => return Err((404, "Not Found")),
-        _ => return Err((416, "Unsupported URI Scheme")),
-    };
-    let ours = uri.host.is_name(&tenant.domain) || core.is_us(&uri.host, uri.port, None);
-    if !ours {
-        // Another customer's domain or somewhere else entirely: same answer.
-        return Err((403, "Forbidden"));
-    }
-    let user = uri.user_unescaped().ok_or((404, "Not Found"))?;
-    tenant.extension(&user).cloned().ok_or((404, "Not Found"))
-}
-
 fn remove_own_credentials(req: &mut Message, realm: &str) {
     let keep: Vec<Header> = req
         .values(&HeaderName::ProxyAuthorization)
@@ -1438,29 +474,6 @@ fn remove_own_credentials(req: &mut Message, realm: &str) {
     req.remove_all(&HeaderName::ProxyAuthorization);
     for h in keep {
         req.push(h);
-    }
-}
-
-impl Context {
-    fn key_call_id(&self) -> String {
-        self.request
-            .as_ref()
-            .map(|r| r.call_id().to_owned())
-            .unwrap_or_default()
-    }
-
-    /// The call's key in events and admission: its Call-ID and the caller's
-    /// From tag as the INVITE had it.
-    fn call_key(&self) -> crate::admission::CallKey {
-        let tag = match &self.call {
-            Some(call) => call.caller_tag.clone(),
-            None => self
-                .request
-                .as_ref()
-                .and_then(|r| r.from().tag())
-                .unwrap_or_default(),
-        };
-        (self.key_call_id(), tag)
     }
 }
 
@@ -1484,15 +497,17 @@ fn add_branch(
         if let Err(e) = anchoring::pass(core, &leg.key, parties, &mut fwd, source, &out_flow) {
             tracing::warn!(call_id = %leg.key.0, error = %e, "media not anchored: branch not sent");
             if let Some(req) = c.request.as_ref() {
-                let mut resp = core.local_response(req, e.sip_status(), "Media Not Anchored", None);
+                let mut resp =
+                    core.node
+                        .local_response(req, e.sip_status(), "Media Not Anchored", None);
                 anchoring::warning(&mut resp, &e);
                 keep_best(c, resp);
             }
             return false;
         }
     }
-    let branch = core.new_branch();
-    fwd.push_via(core.our_via(&out_flow, &branch));
+    let branch = core.node.new_branch();
+    fwd.push_via(core.node.our_via(&out_flow, &branch));
     let method = c.method.clone();
     let invite = method == Method::Invite;
     let mut tx = ClientTransaction::new(
@@ -1522,7 +537,7 @@ fn add_branch(
         reached: false,
     });
     if let Some(bytes) = out.send {
-        core.send(&out_flow, bytes);
+        core.node.send(&out_flow, bytes);
     }
     core.arm(ctx, TimerTarget::Branch(idx), out.arm);
     if invite {
@@ -1543,20 +558,24 @@ fn binding_flow(core: &Core, binding: &crate::location::Binding) -> Flow {
         && binding
             .flow
             .conn
-            .is_some_and(|id| core.transports.tcp.is_open(id));
+            .is_some_and(|id| core.node.transports.tcp.is_open(id));
     if connected || binding.behind_nat() {
         return binding.flow;
     }
     binding
         .contact_addr()
-        .and_then(|a| core.transports.flow_to(binding.protocol(), a))
+        .and_then(|a| core.node.transports.flow_to(binding.protocol(), a))
         .unwrap_or(binding.flow)
 }
 
 /// How to reach a party: down its flow, or at its contact when that is the
 /// address its messages came from (no NAT in between).
 fn reach(core: &Core, flow: &Flow, contact: Option<&Uri>) -> Flow {
-    if flow.protocol.is_reliable() && flow.conn.is_some_and(|id| core.transports.tcp.is_open(id)) {
+    if flow.protocol.is_reliable()
+        && flow
+            .conn
+            .is_some_and(|id| core.node.transports.tcp.is_open(id))
+    {
         return *flow;
     }
     let Some(sip) = contact.and_then(Uri::as_sip) else {
@@ -1570,7 +589,10 @@ fn reach(core: &Core, flow: &Flow, contact: Option<&Uri>) -> Flow {
     match sip.host.ip() {
         Some(ip) if ip == flow.remote.ip() && sip.param("ob").is_none() => {
             let addr = std::net::SocketAddr::new(ip, sip.port.unwrap_or(5060));
-            core.transports.flow_to(protocol, addr).unwrap_or(*flow)
+            core.node
+                .transports
+                .flow_to(protocol, addr)
+                .unwrap_or(*flow)
         }
         _ => *flow,
     }
@@ -1584,7 +606,7 @@ fn strip_own_routes(core: &Core, req: &mut Message) -> Result<(), ()> {
             .next()
             .map(|h| h.text().and_then(|t| NameAddr::parse(&t).ok()));
         match top {
-            Some(Some(route)) if core.is_our_route(&route.uri) => {
+            Some(Some(route)) if core.node.is_our_route(&route.uri) => {
                 req.remove_first(&HeaderName::Route);
             }
             Some(None) => return Err(()),
@@ -1597,32 +619,34 @@ fn strip_own_routes(core: &Core, req: &mut Message) -> Result<(), ()> {
 pub fn in_dialog(core: &Core, mut req: Message, flow: Flow) {
     let method = req.method().cloned().unwrap_or(Method::Options);
     if strip_own_routes(core, &mut req).is_err() {
-        return core.reply_stateless(
+        return core.node.reply_stateless(
             &req,
             flow,
-            core.local_response(&req, 400, "Malformed Route", None),
+            core.node.local_response(&req, 400, "Malformed Route", None),
         );
     }
     let (Some(from_tag), Some(to_tag)) = (req.from().tag(), req.to().tag()) else {
-        return core.reply_stateless(
+        return core.node.reply_stateless(
             &req,
             flow,
-            core.local_response(&req, 481, "Call/Transaction Does Not Exist", None),
+            core.node
+                .local_response(&req, 481, "Call/Transaction Does Not Exist", None),
         );
     };
     let Some((dialog, direction)) = core.dialogs.find(req.call_id(), &from_tag, &to_tag) else {
-        return core.reply_stateless(
+        return core.node.reply_stateless(
             &req,
             flow,
-            core.local_response(&req, 481, "Call/Transaction Does Not Exist", None),
+            core.node
+                .local_response(&req, 481, "Call/Transaction Does Not Exist", None),
         );
     };
     if req.has(&HeaderName::Route) {
         // Our dialogs have no other proxy in their route set.
-        return core.reply_stateless(
+        return core.node.reply_stateless(
             &req,
             flow,
-            core.local_response(&req, 403, "Forbidden", None),
+            core.node.local_response(&req, 403, "Forbidden", None),
         );
     }
     let peer = match direction {
@@ -1636,10 +660,10 @@ pub fn in_dialog(core: &Core, mut req: Message, flow: Flow) {
     if method == Method::Refer && peer_device.is_none() {
         // A transfer asked of a carrier would place a call nobody admits
         // or records.
-        return core.reply_stateless(
+        return core.node.reply_stateless(
             &req,
             flow,
-            core.local_response(&req, 403, "Forbidden", None),
+            core.node.local_response(&req, 403, "Forbidden", None),
         );
     }
     let out_flow = reach(core, &peer.flow, peer.contact.as_ref());
@@ -1667,7 +691,7 @@ pub fn in_dialog(core: &Core, mut req: Message, flow: Flow) {
         if let Some(trying) = c
             .request
             .as_ref()
-            .map(|r| core.local_response(r, 100, "Trying", None))
+            .map(|r| core.node.local_response(r, 100, "Trying", None))
         {
             core.send_response(&ctx, &mut c, &trying);
         }
@@ -1721,7 +745,7 @@ pub fn hang_up(core: &Core, dialog: &Dialog) {
             continue;
         };
         let flow = reach(core, &to_peer.flow, Some(&uri));
-        let via = core.our_via(&flow, &core.new_branch());
+        let via = core.node.our_via(&flow, &core.node.new_branch());
         let bye = Message::request(
             Method::Bye,
             uri,
@@ -1731,7 +755,7 @@ pub fn hang_up(core: &Core, dialog: &Dialog) {
             &dialog.call_id,
             from_peer.cseq.saturating_add(1),
         );
-        core.send(&flow, bye.to_bytes());
+        core.node.send(&flow, bye.to_bytes());
     }
 }
 
@@ -1772,25 +796,30 @@ pub fn forward_ack(core: &Core, mut ack: Message, flow: Flow) {
     let branch = format!(
         "{}{}a{}",
         pbx_sip_message::VIA_BRANCH_COOKIE,
-        &core.node_token[..8],
+        &core.node.node_token[..8],
         &pbx_store::secrets::sha256_hex(&incoming)[..16]
     );
-    ack.push_via(core.our_via(&out_flow, &branch));
-    core.send(&out_flow, ack.to_bytes());
+    ack.push_via(core.node.our_via(&out_flow, &branch));
+    core.node.send(&out_flow, ack.to_bytes());
 }
 
 /// CANCEL (§9.2, §16.10): answered here, then applied to the INVITE's branches.
 pub fn on_cancel(core: &Core, cancel: Message, flow: Flow) {
     let key = crate::transaction::ServerKey::cancelled_invite(&cancel);
     let Some(ctx) = core.server_txns.get(&key) else {
-        return core.reply_stateless(
+        return core.node.reply_stateless(
             &cancel,
             flow,
-            core.local_response(&cancel, 481, "Call/Transaction Does Not Exist", None),
+            core.node
+                .local_response(&cancel, 481, "Call/Transaction Does Not Exist", None),
         );
     };
     // Answering CANCEL is idempotent, so its retransmissions need no transaction.
-    core.reply_stateless(&cancel, flow, core.local_response(&cancel, 200, "OK", None));
+    core.node.reply_stateless(
+        &cancel,
+        flow,
+        core.node.local_response(&cancel, 200, "OK", None),
+    );
     let mut c = lock(&ctx);
     if c.cancelled || !c.server.awaiting_final() {
         return;
@@ -1859,7 +888,7 @@ fn send_cancel(core: &Core, ctx: &Arc<Mutex<Context>>, c: &mut Context, idx: usi
     b.cancel_wanted = false;
     core.client_txns.insert(key, (Arc::downgrade(ctx), idx));
     if let Some(bytes) = out.send {
-        core.send(&flow, bytes);
+        core.node.send(&flow, bytes);
     }
     core.arm(ctx, TimerTarget::Cancel(idx), out.arm);
 }
@@ -1916,7 +945,7 @@ pub fn on_branch_response(
         }
         if let Some(ack) = b.ack.clone() {
             let flow = b.flow;
-            core.send(&flow, ack);
+            core.node.send(&flow, ack);
         }
     }
     if !out.pass_up {
@@ -2141,7 +1170,7 @@ fn branch_final(
                 // A 2xx after we already answered the caller (e.g. cancelled
                 // before any provisional): still forward it, statelessly (§16.7 step 5).
                 let flow = c.reply_flow;
-                core.send(&flow, up.to_bytes());
+                core.node.send(&flow, up.to_bytes());
             }
         }
         c.request = None;
@@ -2170,7 +1199,7 @@ pub fn on_stray_response(core: &Core, mut resp: Message) {
     let ours = resp
         .top_via()
         .branch()
-        .is_some_and(|b| b.contains(&core.node_token[..8]));
+        .is_some_and(|b| b.contains(&core.node.node_token[..8]));
     let success = resp.status().is_some_and(|s| (200..300).contains(&s));
     if !ours || !success || resp.cseq().method != Method::Invite || !resp.pop_via() {
         return;
@@ -2188,8 +1217,8 @@ pub fn on_stray_response(core: &Core, mut resp: Message) {
     } else {
         Protocol::Udp
     };
-    if let Some(flow) = core.transports.flow_to(protocol, addr) {
-        core.send(&flow, resp.to_bytes());
+    if let Some(flow) = core.node.transports.flow_to(protocol, addr) {
+        core.node.send(&flow, resp.to_bytes());
     }
 }
 
@@ -2211,7 +1240,7 @@ pub fn on_branch_timer(
         let key = key.clone();
         if let Some(bytes) = out.send {
             let flow = c.branches[idx].flow;
-            core.send(&flow, bytes);
+            core.node.send(&flow, bytes);
         }
         core.arm(ctx, target, out.arm);
         if out.terminated {
@@ -2239,7 +1268,7 @@ pub fn on_branch_timer(
     let out = b.tx.on_timer(kind, &t);
     let flow = b.flow;
     if let Some(bytes) = out.send {
-        core.send(&flow, bytes);
+        core.node.send(&flow, bytes);
     }
     core.arm(ctx, target, out.arm);
     if out.timed_out {
@@ -2274,19 +1303,91 @@ fn keep_best(c: &mut Context, resp: Message) {
     }
 }
 
+/// Carries out what the routing layer says a call does after every branch
+/// failed. True when new branches are ringing.
+fn go_on(core: &Core, ctx: &Arc<Mutex<Context>>, c: &mut Context) -> bool {
+    let Some(next) = routing::after_failure(core, c) else {
+        return false;
+    };
+    match next {
+        Next::Trunk => {
+            if !next_trunk(core, ctx, c) {
+                return false;
+            }
+            Stats::inc(&core.stats.trunk_failovers);
+            tracing::info!("trunk failed: trying the next one");
+            c.best = None;
+        }
+        Next::Phones {
+            tenant,
+            bindings,
+            ring_s,
+            steps,
+            forwarded,
+        } => {
+            c.plan = steps;
+            if let (Some((extension, passed)), Some(call)) = (forwarded, c.call.as_mut()) {
+                call.info.callee_extension = Some(extension);
+                call.passed = passed;
+            }
+            c.no_answer = false;
+            c.best = None;
+            fork(core, ctx, c, &tenant, &bindings);
+            arm_ring_time(core, ctx, c, ring_s);
+        }
+        Next::Out {
+            tenant,
+            by,
+            target,
+            leg,
+            admitted,
+        } => {
+            let key = c.call_key();
+            core.admission.open(key.clone(), admitted);
+            let destination = leg.destination.e164.clone();
+            c.carrier = Some(*leg);
+            if !next_trunk(core, ctx, c) {
+                // Every trunk full: the call ends with what the phones said.
+                c.carrier = None;
+                core.admission.drop_outbound(&key);
+                return false;
+            }
+            core.events.publish(SipEvent::CallForwardedOut {
+                reseller: tenant.reseller,
+                customer: tenant.customer,
+                call_id: key.0,
+                caller_tag: key.1,
+                by_extension: by.id,
+                callee: target,
+                destination,
+                at: pbx_store::now_ms(),
+            });
+            tracing::debug!(customer = %tenant.customer, from = %by.number, "call forwarded out after ringing");
+            c.best = None;
+            c.no_answer = false;
+            c.no_answer_at = None;
+        }
+    }
+    c.pending_branches() > 0
+}
+
 /// Sends the best final response upstream once every branch has one (and
 /// no 2xx went up).
 fn finish_if_all_final(core: &Core, ctx: &Arc<Mutex<Context>>, c: &mut Context) {
     if c.pending_branches() > 0 || c.answered || !c.server.awaiting_final() {
         return;
     }
-    if forward_on_failure(core, ctx, c) {
+    if go_on(core, ctx, c) {
         return;
     }
     let Some(mut best) = c.best.take() else {
         return;
     };
-    if !best.pop_via() {
+    // This node's own answer (a branch it could not send, all trunks busy)
+    // was built from the request as received: its Vias are the caller's
+    // already, and its 503 (no media ports) is ours to give.
+    let local = best.to().tag().as_deref() == Some(core.node.sl_tag.as_str());
+    if !local && !best.pop_via() {
         // The response lost the upstream Vias downstream (a broken UAS); the
         // caller still gets a final answer, built from our copy of its request.
         let Some(request) = c.request.as_ref() else {
@@ -2299,7 +1400,7 @@ fn finish_if_all_final(core: &Core, ctx: &Arc<Mutex<Context>>, c: &mut Context) 
         };
         best = Message::response(request, code, &reason, best.to().tag().as_deref());
     }
-    if best.status() == Some(503) {
+    if best.status() == Some(503) && !local {
         // §16.7 step 6: a 503 from downstream must not make the caller avoid us.
         best.start = StartLine::Response(StatusLine {
             code: 500,
@@ -2348,15 +1449,6 @@ fn finish_if_all_final(core: &Core, ctx: &Arc<Mutex<Context>>, c: &mut Context) 
     c.request = None;
 }
 
-fn failure_outcome(code: u16) -> CallOutcome {
-    match code {
-        486 | 600 | 603 => CallOutcome::Busy,
-        408 | 480 => CallOutcome::NoAnswer,
-        487 => CallOutcome::Cancelled,
-        _ => CallOutcome::Failed,
-    }
-}
-
 /// Removes a dialog after its BYE and reports the end of its call.
 fn end_dialog(core: &Core, call_id: &str, from_tag: &str, to_tag: &str) {
     let Some(dialog) = core.dialogs.remove(call_id, from_tag, to_tag) else {
@@ -2386,15 +1478,6 @@ fn end_dialog(core: &Core, call_id: &str, from_tag: &str, to_tag: &str) {
                 .and_then(|_| anchoring::end(core, call_id, &dialog.caller.tag)),
         });
     }
-}
-
-/// The user part of a request's From URI (a phone's user name, a carrier's number).
-fn from_user(req: &Message) -> String {
-    req.from()
-        .uri
-        .as_sip()
-        .and_then(|u| u.user_unescaped())
-        .unwrap_or_default()
 }
 
 /// The URI of a message's first Contact, if it has one.

@@ -47,12 +47,18 @@ impl Registrar {
     }
 
     pub fn handle(&self, core: &Core, req: Message, flow: Flow) {
-        let reply = |resp: Message| core.reply_stateless(&req, flow, resp);
+        let reply = |resp: Message| core.node.reply_stateless(&req, flow, resp);
         let Some(ruri) = req.request_line().and_then(|r| r.uri.as_sip()) else {
-            return reply(core.local_response(&req, 416, "Unsupported URI Scheme", None));
+            return reply(
+                core.node
+                    .local_response(&req, 416, "Unsupported URI Scheme", None),
+            );
         };
         let Some(to) = req.to().uri.as_sip() else {
-            return reply(core.local_response(&req, 400, "To Is Not A SIP Address", None));
+            return reply(
+                core.node
+                    .local_response(&req, 400, "To Is Not A SIP Address", None),
+            );
         };
         // The customer comes from the domain; a REGISTER for a domain we do
         // not serve, or naming a domain in the Request-URI other than its To
@@ -61,18 +67,18 @@ impl Registrar {
             Some(t)
                 if to.host.is_name(&t.domain)
                     && (ruri.host.is_name(&t.domain)
-                        || core.is_us(&ruri.host, ruri.port, None)) =>
+                        || core.node.is_us(&ruri.host, ruri.port, None)) =>
             {
                 t
             }
-            _ => return reply(core.local_response(&req, 403, "Forbidden", None)),
+            _ => return reply(core.node.local_response(&req, 403, "Forbidden", None)),
         };
         let server = tenant.server_header.as_deref();
         if !tenant.active {
-            return reply(core.local_response(&req, 403, "Forbidden", server));
+            return reply(core.node.local_response(&req, 403, "Forbidden", server));
         }
-        if let Some(unsupported) = core.unsupported(&req, &HeaderName::Require) {
-            let mut resp = core.local_response(&req, 420, "Bad Extension", server);
+        if let Some(unsupported) = core.node.unsupported(&req, &HeaderName::Require) {
+            let mut resp = core.node.local_response(&req, 420, "Bad Extension", server);
             resp.push(Header::new(HeaderName::Unsupported, unsupported));
             return reply(resp);
         }
@@ -83,8 +89,8 @@ impl Registrar {
             if done.call_id == req.call_id() && done.cseq == req.cseq().seq && done.branch == branch
             {
                 Stats::inc(&core.stats.retransmissions_absorbed);
-                let target = crate::core::response_flow(req.top_via(), flow);
-                return core.send(&target, done.response);
+                let target = crate::node::response_flow(req.top_via(), flow);
+                return core.node.send(&target, done.response);
             }
         }
 
@@ -105,14 +111,14 @@ impl Registrar {
         };
         // A device registers its own address of record, nobody else's.
         if aor_user != device.sip_user {
-            return reply(core.local_response(&req, 403, "Forbidden", server));
+            return reply(core.node.local_response(&req, 403, "Forbidden", server));
         }
 
         let now = pbx_store::now_ms();
         let update = match plan(core, &req, &tenant, device.extension, device.id, flow, now) {
             Ok(u) => u,
             Err((code, reason, extra)) => {
-                let mut resp = core.local_response(&req, code, reason, server);
+                let mut resp = core.node.local_response(&req, code, reason, server);
                 if let Some(h) = extra {
                     resp.push(h);
                 }
@@ -127,7 +133,7 @@ impl Registrar {
         publish_changes(core, &tenant, &update.before, &current);
         Stats::inc(&core.stats.registrations);
 
-        let mut resp = core.local_response(&req, 200, "OK", server);
+        let mut resp = core.node.local_response(&req, 200, "OK", server);
         for b in &current {
             let remaining = ((b.expires_at - now).max(0) + 999) / 1000;
             resp.push(Header::new(
@@ -153,8 +159,8 @@ impl Registrar {
                 at: tokio::time::Instant::now(),
             },
         );
-        let target = crate::core::response_flow(req.top_via(), flow);
-        core.send(&target, bytes);
+        let target = crate::node::response_flow(req.top_via(), flow);
+        core.node.send(&target, bytes);
     }
 }
 
@@ -234,7 +240,7 @@ fn plan(
         } else {
             Protocol::Udp
         };
-        if core.is_us(&sip.host, sip.port, Some(protocol)) {
+        if core.node.is_us(&sip.host, sip.port, Some(protocol)) {
             return Err((403, "Contact Points To The Server", None));
         }
         let requested = match addr.params.get("expires") {

@@ -353,14 +353,15 @@ fn granted_seconds(resp: &Message, username: &str, asked_s: i64) -> i64 {
 /// False when a challenge was given that cannot be answered.
 fn register(core: &Core, reg: &mut Reg, challenge: Option<&Kept>, now: Millis) -> bool {
     let Some(flow) = core
+        .node
         .transports
         .flow_to(reg.account.protocol, reg.account.addr)
     else {
         return true;
     };
     reg.cseq += 1;
-    let branch = core.new_branch();
-    let via = core.our_via(&flow, &branch);
+    let branch = core.node.new_branch();
+    let via = core.node.our_via(&flow, &branch);
     let aor = NameAddr::new(Uri::Sip(SipUri::new(
         Some(&reg.account.username),
         Host::Name(reg.account.domain.clone()),
@@ -378,7 +379,7 @@ fn register(core: &Core, reg: &mut Reg, challenge: Option<&Kept>, now: Millis) -
         &reg.call_id,
         reg.cseq,
     );
-    let (host, port) = core.advertised(&flow);
+    let (host, port) = core.node.advertised(&flow);
     let mut contact = SipUri::new(Some(&reg.account.username), host, Some(port));
     if reg.account.protocol == Protocol::Tcp {
         contact.set_param("transport", Some("tcp"));
@@ -427,7 +428,7 @@ fn register(core: &Core, reg: &mut Reg, challenge: Option<&Kept>, now: Millis) -
 }
 
 fn send(core: &Core, account: &Account, bytes: bytes::Bytes) {
-    if let Some(flow) = core.transports.flow_to(account.protocol, account.addr) {
-        core.send(&flow, bytes);
+    if let Some(flow) = core.node.transports.flow_to(account.protocol, account.addr) {
+        core.node.send(&flow, bytes);
     }
 }

@@ -81,7 +81,7 @@ async fn ten_thousand_registrations_fit_in_a_few_kilobytes_each() {
     let with_cache = LIVE.load(Ordering::Relaxed) - before;
     // The answers kept for retransmissions go after 64*T1; sweep them now,
     // and let housekeeping run once.
-    proxy.core().registrar.sweep(std::time::Duration::ZERO);
+    proxy.registrar().sweep(std::time::Duration::ZERO);
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let settled = LIVE.load(Ordering::Relaxed) - before;
     eprintln!(

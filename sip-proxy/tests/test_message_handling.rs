@@ -213,7 +213,7 @@ async fn a_request_that_comes_back_is_a_loop_482() {
         Some(403)
     );
     // A request carrying one of the node's Vias has been here before.
-    let marker = node.proxy.core().new_branch();
+    let marker = node.proxy.core().node.new_branch();
     // It sits below the sender's own Via, as when a request comes round again.
     let head = options(&phone, &format!("sip:103@{ACME}"), 70);
     let (first, rest) = head.split_once("\nMax-Forwards").expect("via line first");

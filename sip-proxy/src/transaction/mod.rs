@@ -3,8 +3,9 @@
 //! timers, and the keys that match messages to them (§17.1.3, §17.2.3).
 //!
 //! The machines here do no I/O and read no clock: they are told what happened
-//! and answer with what to send and which timers to arm. The core runs them
-//! under a lock per call and drives the timers.
+//! and answer with what to send and which timers to arm. The handlers run
+//! them under a lock per call (a `core` context each); the dispatcher fires
+//! the timers.
 
 mod client;
 mod key;

@@ -62,7 +62,7 @@ pub struct Flow {
     pub conn: Option<u64>,
 }
 
-/// Where received messages go. The SIP core implements it.
+/// Where received messages go. The dispatcher implements it.
 pub trait Inbound: Send + Sync + 'static {
     /// Whether anything from `remote` is read at all (false: a banned
     /// source, dropped before parsing; its TCP connections are closed).
