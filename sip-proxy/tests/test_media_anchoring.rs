@@ -434,6 +434,28 @@ async fn bad_sdp_gets_400_or_488_with_a_warning_and_exhaustion_503() {
     );
 }
 
+/// Ports run out between the caller's side and the callee's: the caller
+/// hears this node's 503 with its Warning (not a downstream 503 turned into
+/// 500), and nothing is left behind.
+#[tokio::test]
+async fn ports_running_out_for_the_callee_answer_503_with_a_warning() {
+    let node = start(anchored(42700, 1)).await;
+    let (caller, _callee) = phones(&node).await;
+    caller.invite_with("103", &sdp(5000, "sendrecv")).await;
+    let refused = next_status(&caller, 503).await;
+    assert!(refused
+        .value_text(&HeaderName::Warning)
+        .is_some_and(|w| w.starts_with("399 ")));
+    let mut vias = refused.values(&HeaderName::Via);
+    assert!(
+        vias.next().is_some() && vias.next().is_none(),
+        "the caller's own Via only"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(node.proxy.core().media.active_calls(), 0);
+    assert_eq!(node.proxy.core().media.ports_in_use(), 0);
+}
+
 #[tokio::test]
 async fn silence_ends_the_call_with_a_bye_to_both_phones() {
     let mut c = anchored(42600, 10);
