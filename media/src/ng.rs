@@ -119,6 +119,30 @@ fn error(reason: &str) -> Value {
     ])
 }
 
+/// The `received-from` of a command: `[family, address]`, the address the
+/// requester received the party's SIP message from.
+fn received_from(d: &BTreeMap<Vec<u8>, Value>) -> Option<IpAddr> {
+    let Value::List(pair) = d.get(b"received-from".as_slice())? else {
+        return None;
+    };
+    match pair.as_slice() {
+        [_, Value::Bytes(address)] => std::str::from_utf8(address).ok()?.parse().ok(),
+        _ => None,
+    }
+}
+
+/// The address this host uses toward `remote` (the kernel's route; no
+/// packet is sent).
+fn local_toward(remote: IpAddr) -> Option<IpAddr> {
+    let any: SocketAddr = match remote {
+        IpAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
+        IpAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    let socket = std::net::UdpSocket::bind(any).ok()?;
+    socket.connect((remote, 9)).ok()?;
+    socket.local_addr().ok().map(|a| a.ip())
+}
+
 /// Handles one command from `from`; the relay's address toward the
 /// requester's parties is `local` (the control socket's own address).
 pub fn handle(relay: &Relay, command: &Value, from: SocketAddr, local: IpAddr) -> Value {
@@ -140,10 +164,15 @@ pub fn handle(relay: &Relay, command: &Value, from: SocketAddr, local: IpAddr) -
             let Some(Value::Bytes(sdp)) = d.get(b"sdp".as_slice()) else {
                 return error("no sdp");
             };
-            // The party's own address: its SDP's (the requester is a proxy).
-            let source = crate::sdp::Sdp::parse(sdp)
-                .ok()
-                .and_then(|s| s.streams.iter().find_map(|s| s.address))
+            // The party's own address: where its signalling came from, as
+            // the requesting proxy saw it (behind NAT, its SDP names a private
+            // address that its media never comes from); else its SDP's.
+            let source = received_from(d)
+                .or_else(|| {
+                    crate::sdp::Sdp::parse(sdp)
+                        .ok()
+                        .and_then(|s| s.streams.iter().find_map(|s| s.address))
+                })
                 .unwrap_or(from.ip());
             let result = if cmd == "offer" {
                 if let Err(e) = relay.reserve(&key, Party::Callee(0), local) {
@@ -185,8 +214,15 @@ pub async fn serve(relay: Relay, socket: tokio::net::UdpSocket) -> std::io::Resu
                 let msg = &buf[..n];
                 let Some(space) = msg.iter().position(|&b| b == b' ') else { continue };
                 let (cookie, body) = (&msg[..space], &msg[space + 1..]);
+                // Listening on all addresses: SDP names the one the
+                // requester reaches this host at, never 0.0.0.0.
+                let toward = if local.is_unspecified() {
+                    local_toward(from.ip()).unwrap_or(local)
+                } else {
+                    local
+                };
                 let answer = match decode(body) {
-                    Some(cmd) => handle(&relay, &cmd, from, local),
+                    Some(cmd) => handle(&relay, &cmd, from, toward),
                     None => error("not bencode"),
                 };
                 let mut out = cookie.to_vec();
@@ -206,6 +242,107 @@ pub async fn serve(relay: Relay, socket: tokio::net::UdpSocket) -> std::io::Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::relay::RelayConfig;
+    use std::net::Ipv4Addr;
+    use tokio::net::UdpSocket;
+
+    fn command(pairs: Vec<(&str, Value)>) -> Value {
+        reply(pairs)
+    }
+
+    fn bytes(text: &str) -> Value {
+        Value::Bytes(text.as_bytes().to_vec())
+    }
+
+    fn sdp(ip: &str, port: u16) -> Value {
+        bytes(&format!(
+            "v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP 0\r\n"
+        ))
+    }
+
+    /// The port the SDP of a reply names.
+    fn port_in(answer: &Value) -> u16 {
+        let Value::Dict(d) = answer else {
+            panic!("not a dict")
+        };
+        let Some(Value::Bytes(sdp)) = d.get(b"sdp".as_slice()) else {
+            panic!("no sdp: {answer:?}")
+        };
+        let text = String::from_utf8_lossy(sdp);
+        assert!(!text.contains("0.0.0.0"), "{text}");
+        let m = text.lines().find(|l| l.starts_with("m=audio ")).unwrap();
+        m.split(' ').nth(1).unwrap().parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_party_behind_nat_is_latched_from_where_its_signalling_came() {
+        let relay = Relay::new(RelayConfig {
+            ports: (41200, 41209),
+            bind_v4: Ipv4Addr::LOCALHOST,
+            ..RelayConfig::default()
+        });
+        let lo: IpAddr = Ipv4Addr::LOCALHOST.into();
+        let proxy: SocketAddr = "127.0.0.1:5060".parse().unwrap();
+        // The caller's router is 127.0.0.9; its SDP names its private address.
+        let caller = UdpSocket::bind("127.0.0.9:0").await.unwrap();
+        let callee = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let callee_port = callee.local_addr().unwrap().port();
+        let key = |cmd: &str, sdp: Value, from: &str| {
+            command(vec![
+                ("command", bytes(cmd)),
+                ("call-id", bytes("nat-call")),
+                ("from-tag", bytes("t1")),
+                ("sdp", sdp),
+                (
+                    "received-from",
+                    Value::List(vec![bytes("IP4"), bytes(from)]),
+                ),
+            ])
+        };
+        let offer = handle(
+            &relay,
+            &key("offer", sdp("192.168.1.10", 4000), "127.0.0.9"),
+            proxy,
+            lo,
+        );
+        let to_callee = port_in(&offer);
+        let answer = handle(
+            &relay,
+            &key("answer", sdp("127.0.0.1", callee_port), "127.0.0.1"),
+            proxy,
+            lo,
+        );
+        let to_caller = port_in(&answer);
+        let packet = [0x80, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0xd5];
+        caller.send_to(&packet, (lo, to_caller)).await.unwrap();
+        let mut buf = [0u8; 64];
+        let (n, _) = tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            callee.recv_from(&mut buf),
+        )
+        .await
+        .expect("the caller's audio reaches the callee")
+        .unwrap();
+        assert_eq!(&buf[..n], &packet);
+        // And back, to where the caller's packets really came from.
+        callee.send_to(&packet, (lo, to_callee)).await.unwrap();
+        let (n, _) = tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            caller.recv_from(&mut buf),
+        )
+        .await
+        .expect("the callee's audio reaches the caller behind NAT")
+        .unwrap();
+        assert_eq!(&buf[..n], &packet);
+        handle(&relay, &key("delete", bytes(""), "127.0.0.1"), proxy, lo);
+        assert_eq!(relay.active_calls(), 0);
+    }
+
+    #[test]
+    fn the_address_toward_a_peer_is_a_real_one() {
+        let ip = local_toward(Ipv4Addr::LOCALHOST.into()).unwrap();
+        assert!(ip.is_loopback());
+    }
 
     #[test]
     fn bencode_round_trip_and_hostile_input() {
