@@ -2157,6 +2157,166 @@ async fn a_protected_account_is_told_by_mail_once_in_the_resellers_brand(db: Tes
     );
 }
 
+/// Posts a media anchoring choice to `path`.
+async fn choose_anchor(b: &mut Browser, path: &str, token: &str, anchor: &str) -> StatusCode {
+    b.post(path, &[("csrf", token), ("anchor", anchor)])
+        .await
+        .status
+}
+
+/// A customer's own anchoring choice, as stored.
+async fn customer_anchor(
+    store: &pbx_store::Store,
+    customer: pbx_store::CustomerId,
+) -> Option<pbx_store::media::AnchorMode> {
+    let sys = Principal::system();
+    let policy = store.media_policy().customer(&sys, customer).await;
+    policy.expect("policy").anchor
+}
+
+/// A reseller chooses whether its customers' audio is relayed (for all of
+/// them and for one), and the call history shows what the relay saw.
+async fn media_anchoring_is_chosen_and_the_call_history_shows_the_audio(db: TestDb) {
+    use pbx_store::media::{AnchorMode, MediaFigures, MediaSide};
+    let api = setup(db).await;
+    let sys = pbx_store::Principal::system();
+    let (x_id, a) = (api.t.reseller_x.id, api.t.customer_a.id);
+    let mut relayed =
+        pbx_store::testing::answered_call("media-1", x_id, a, pbx_store::now_ms() - 60_000, 30_000);
+    relayed.media = Some(MediaFigures {
+        caller: Some(MediaSide {
+            packets: 1990,
+            lost: 10,
+            jitter_ms: 3,
+            codec: Some("PCMA".into()),
+            ..MediaSide::default()
+        }),
+        callee: Some(MediaSide {
+            packets: 2000,
+            jitter_ms: 1,
+            codec: Some("PCMA".into()),
+            ..MediaSide::default()
+        }),
+    });
+    let direct =
+        pbx_store::testing::answered_call("media-2", x_id, a, pbx_store::now_ms() - 30_000, 5_000);
+    api.db
+        .store
+        .call_records()
+        .insert_batch(&sys, &[relayed, direct])
+        .await
+        .expect("records");
+
+    let mut x = Browser::new(&api, HOST_X);
+    x.sign_in("x@reseller-x.test").await;
+    let calls = x.get(&format!("/customers/{a}/calls")).await;
+    assert_eq!(calls.status, StatusCode::OK);
+    assert!(
+        calls
+            .body
+            .contains("Caller: PCMA · 1,990 packets · 0.50% lost · 3 ms jitter"),
+        "{}",
+        calls.body
+    );
+    assert!(calls
+        .body
+        .contains("Callee: PCMA · 2,000 packets · 0% lost · 1 ms jitter"));
+    assert!(
+        calls.body.contains(">direct<"),
+        "the call not relayed says so"
+    );
+    let csv = x.get(&format!("/customers/{a}/calls?format=csv")).await;
+    assert!(csv
+        .body
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .ends_with("callee_jitter_ms"));
+    assert!(
+        csv.body.contains(",PCMA,1990,10,3,PCMA,2000,0,1\n"),
+        "{}",
+        csv.body
+    );
+    assert!(csv.body.contains(",,,,,,,,\n"), "{}", csv.body);
+
+    // The reseller's default for all its customers, then one customer's own.
+    let token = x.token("/customers").await;
+    let list = x.get("/customers").await;
+    assert!(list
+        .body
+        .contains("<option value=\"\" selected>As the platform decides</option>"));
+    assert_eq!(
+        choose_anchor(&mut x, "/media-anchor", &token, "always").await,
+        StatusCode::SEE_OTHER
+    );
+    let store = &api.db.store;
+    let reseller = store
+        .media_policy()
+        .reseller(&sys, x_id)
+        .await
+        .expect("policy");
+    assert_eq!(reseller.anchor, Some(AnchorMode::Always));
+    assert_eq!(
+        choose_anchor(
+            &mut x,
+            &format!("/customers/{a}/media-anchor"),
+            &token,
+            "never"
+        )
+        .await,
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(customer_anchor(store, a).await, Some(AnchorMode::Never));
+    let usage = x.get(&format!("/customers/{a}/usage")).await;
+    assert!(usage.body.contains("<option value=\"never\" selected>"));
+    // Back to the reseller's choice.
+    assert_eq!(
+        choose_anchor(&mut x, &format!("/customers/{a}/media-anchor"), &token, "").await,
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(customer_anchor(store, a).await, None);
+    // Nonsense changes nothing.
+    assert_eq!(
+        choose_anchor(&mut x, "/media-anchor", &token, "sometimes").await,
+        StatusCode::BAD_REQUEST
+    );
+    let reseller = store
+        .media_policy()
+        .reseller(&sys, x_id)
+        .await
+        .expect("policy");
+    assert_eq!(reseller.anchor, Some(AnchorMode::Always));
+
+    // Another reseller, and the customer's own admin, cannot set it.
+    let mut y = Browser::new(&api, HOST_Y);
+    y.sign_in("y@reseller-y.test").await;
+    let y_token = y.token("/customers").await;
+    assert_eq!(
+        choose_anchor(
+            &mut y,
+            &format!("/customers/{a}/media-anchor"),
+            &y_token,
+            "never"
+        )
+        .await,
+        StatusCode::NOT_FOUND
+    );
+    let mut admin = Browser::new(&api, HOST_X);
+    admin.sign_in("admin@acme.test").await;
+    let admin_token = admin.token(&format!("/customers/{a}/calls")).await;
+    assert_eq!(
+        choose_anchor(
+            &mut admin,
+            &format!("/customers/{a}/media-anchor"),
+            &admin_token,
+            "never"
+        )
+        .await,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(customer_anchor(store, a).await, None);
+}
+
 pbx_store::both_engines!(
     a_protected_account_is_told_by_mail_once_in_the_resellers_brand,
     sip_security_page_shows_protections_bans_and_the_allow_list,
@@ -2176,4 +2336,5 @@ pbx_store::both_engines!(
     a_brand_changed_elsewhere_shows_without_waiting_for_the_cache,
     pages_speak_the_users_language,
     dashboard_shows_registrations_heard_live,
+    media_anchoring_is_chosen_and_the_call_history_shows_the_audio,
 );

@@ -23,6 +23,8 @@ pub enum AnchorMode {
 }
 
 impl AnchorMode {
+    pub const ALL: [AnchorMode; 3] = [AnchorMode::Always, AnchorMode::Nat, AnchorMode::Never];
+
     pub fn as_str(self) -> &'static str {
         match self {
             AnchorMode::Always => "always",

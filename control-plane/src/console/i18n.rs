@@ -222,6 +222,11 @@ impl Format {
         }
     }
 
+    /// A whole number with the language's thousands grouping.
+    pub fn count(&self, n: i64) -> String {
+        group(n, self.german)
+    }
+
     /// A rate in basis points as a percentage: 1900 → "19 %" / "19%".
     pub fn percent(&self, bp: i64) -> String {
         let whole = bp / 100;

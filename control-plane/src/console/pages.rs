@@ -793,11 +793,14 @@ async fn calls(
     let direction_label =
         |d: CallDirection| texts.get(&format!("direction_{}", d.as_str())).to_owned();
     if csv {
-        let mut out =
-            String::from("time,caller,callee,direction,duration_ms,price_micros,currency\n");
+        let mut out = String::from(
+            "time,caller,callee,direction,duration_ms,price_micros,currency,\
+             caller_codec,caller_packets,caller_lost_packets,caller_jitter_ms,\
+             callee_codec,callee_packets,callee_lost_packets,callee_jitter_ms\n",
+        );
         for r in &records {
             out.push_str(&format!(
-                "{},{},{},{},{},{},{}\n",
+                "{},{},{},{},{},{},{},{},{}\n",
                 csv_field(&format.date_time(r.call.invite_at, tz)),
                 csv_field(&r.call.caller),
                 csv_field(&r.call.callee),
@@ -809,6 +812,8 @@ async fn calls(
                     .map(|m| m.to_string())
                     .unwrap_or_default(),
                 r.currency.clone().unwrap_or_default(),
+                media_csv(r.call.media.as_ref().and_then(|m| m.caller.as_ref())),
+                media_csv(r.call.media.as_ref().and_then(|m| m.callee.as_ref())),
             ));
         }
         return Ok((
@@ -837,6 +842,15 @@ async fn calls(
                 "direction": direction_label(r.call.direction),
                 "duration": format.duration(r.billable_ms),
                 "price": price,
+                "media": r.call.media.as_ref().map(|m| {
+                    [("caller", &m.caller), ("callee", &m.callee)]
+                        .into_iter()
+                        .filter_map(|(side, figures)| {
+                            figures.as_ref().map(|f| media_cell(&format, texts, side, f))
+                        })
+                        .collect::<Vec<Value>>()
+                }),
+                "relayed": r.call.media.is_some(),
             })
         })
         .collect();
@@ -879,6 +893,46 @@ async fn calls(
             "next_href": next_href,
         }),
     )
+}
+
+/// What one party sent through the media relay, for the call history: the
+/// codec, packets, the share lost on the way (from RTP sequence numbers) and
+/// the jitter the relay measured.
+fn media_cell(
+    format: &super::i18n::Format,
+    texts: &super::i18n::Texts,
+    side: &str,
+    f: &pbx_store::media::MediaSide,
+) -> Value {
+    let expected = f.packets.saturating_add(f.lost);
+    // Basis points, rounded half up; nothing expected is nothing lost.
+    let lost_bp = f
+        .lost
+        .saturating_mul(10_000)
+        .saturating_add(expected / 2)
+        .checked_div(expected)
+        .unwrap_or(0);
+    json!({
+        "side": texts.get(&format!("media_{side}")),
+        "codec": f.codec.clone().unwrap_or_default(),
+        "packets": format.count(i64::try_from(f.packets).unwrap_or(i64::MAX)),
+        "lost": format.percent(i64::try_from(lost_bp).unwrap_or(i64::MAX)),
+        "jitter_ms": f.jitter_ms,
+    })
+}
+
+/// One party's media figures as CSV columns (empty when not relayed).
+fn media_csv(side: Option<&pbx_store::media::MediaSide>) -> String {
+    match side {
+        Some(f) => format!(
+            "{},{},{},{}",
+            csv_field(f.codec.as_deref().unwrap_or_default()),
+            f.packets,
+            f.lost,
+            f.jitter_ms
+        ),
+        None => ",,,".to_owned(),
+    }
 }
 
 /// A CSV field, quoted when needed; a leading formula sign is defused so a

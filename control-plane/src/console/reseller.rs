@@ -8,6 +8,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use pbx_store::customers::NewCustomer;
 use pbx_store::fraud_alarms::{AlarmMode, FraudAlarms};
+use pbx_store::media::{AnchorMode, MediaPolicy};
 use pbx_store::resellers::{AssetKind, Brand, ResellerSettings, Status};
 use pbx_store::statements::Period;
 use pbx_store::{CustomerId, ResellerId, Scope};
@@ -26,6 +27,8 @@ pub fn routes() -> Router<AppState> {
         .route("/customers/{id}/plan", post(set_plan))
         .route("/customers/{id}/limits", post(set_limits))
         .route("/customers/{id}/fraud-alarms", post(set_fraud_alarms))
+        .route("/customers/{id}/media-anchor", post(set_customer_anchor))
+        .route("/media-anchor", post(set_reseller_anchor))
         .route("/customers/{id}/impersonate", post(impersonate))
         .route("/impersonation/end", post(end_impersonation))
         .route("/brand", get(brand).post(save_brand))
@@ -83,11 +86,18 @@ async fn customers_page(
             })
         })
         .collect();
+    let policy = s.store.media_policy().reseller(by, reseller).await?;
     visit.form_page(
         s,
         "customers",
         texts.get("customers"),
-        json!({ "customers": list, "can_create": !by.read_only, "form": form }),
+        json!({
+            "customers": list,
+            "can_create": !by.read_only,
+            "form": form,
+            "anchor": anchor_choices(texts, policy.anchor, "anchor_platform_default"),
+            "writable": !by.read_only,
+        }),
         errors,
     )
 }
@@ -241,6 +251,7 @@ async fn usage(
         .into_iter()
         .map(|r| json!({ "id": r.id, "name": r.name, "selected": Some(r.id) == alarms.after_hours_rule_id }))
         .collect();
+    let anchor = s.store.media_policy().customer(by, customer.id).await?;
     let texts = visit.texts(&s);
     let modes = |chosen: AlarmMode| -> Vec<Value> {
         AlarmMode::ALL
@@ -275,6 +286,8 @@ async fn usage(
                 "rules": rules,
             },
             "plans": plans,
+            "anchor": anchor_choices(texts, anchor.anchor, "anchor_reseller_default"),
+            "writable": !by.read_only,
             "customer": { "id": customer.id, "name": customer.name },
             "month": format!("{year:04}-{month:02}"),
             "lines": lines,
@@ -415,6 +428,75 @@ async fn set_fraud_alarms(
         .set(by, CustomerId(id), &alarms)
         .await?;
     Ok(Redirect::to(&format!("/customers/{id}/usage?done=saved")).into_response())
+}
+
+/// The choices of a media anchoring select: left to the level above
+/// (`inherit` names it), or one of the modes; the current one selected.
+fn anchor_choices(
+    texts: &super::i18n::Texts,
+    chosen: Option<AnchorMode>,
+    inherit: &str,
+) -> Vec<Value> {
+    std::iter::once(
+        json!({ "value": "", "label": texts.get(inherit), "selected": chosen.is_none() }),
+    )
+    .chain(AnchorMode::ALL.iter().map(|m| {
+        json!({
+            "value": m.as_str(),
+            "label": texts.get(&format!("anchor_{}", m.as_str())),
+            "selected": Some(*m) == chosen,
+        })
+    }))
+    .collect()
+}
+
+#[derive(Deserialize)]
+struct AnchorForm {
+    #[serde(default)]
+    anchor: String,
+}
+
+impl AnchorForm {
+    /// The choice: empty leaves it to the level above; anything else that
+    /// is not a mode is refused.
+    fn policy(&self) -> Result<MediaPolicy, Failure> {
+        let anchor = match self.anchor.trim() {
+            "" => None,
+            text => Some(AnchorMode::parse(text).ok_or(Failure::BadRequest)?),
+        };
+        Ok(MediaPolicy { anchor })
+    }
+}
+
+/// Sets whether a customer's calls go through the media relay.
+async fn set_customer_anchor(
+    State(s): State<AppState>,
+    visit: Visit,
+    Path(id): Path<i64>,
+    Form(form): Form<AnchorForm>,
+) -> Result<Response, Failure> {
+    reseller_of(&visit)?;
+    let by = visit.principal()?;
+    s.store
+        .media_policy()
+        .set_customer(by, CustomerId(id), form.policy()?)
+        .await?;
+    Ok(Redirect::to(&format!("/customers/{id}/usage?done=saved")).into_response())
+}
+
+/// Sets the reseller's default for its customers' media.
+async fn set_reseller_anchor(
+    State(s): State<AppState>,
+    visit: Visit,
+    Form(form): Form<AnchorForm>,
+) -> Result<Response, Failure> {
+    let reseller = reseller_of(&visit)?;
+    let by = visit.principal()?;
+    s.store
+        .media_policy()
+        .set_reseller(by, reseller, form.policy()?)
+        .await?;
+    Ok(Redirect::to("/customers?done=saved").into_response())
 }
 
 pub(super) fn parse_month(text: &str) -> Option<(i32, u32)> {
