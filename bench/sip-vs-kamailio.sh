@@ -14,6 +14,9 @@
 #             through a carrier trunk (a SIPp carrier on 127.0.0.2:5190)
 #             against calls between extensions, CALL_CPU_RATE for 20 s each:
 #             CPU per call
+#   overload  calls at 70 % of OVERLOAD_RATE (the sustainable rate) for 15 s,
+#             then 3x OVERLOAD_RATE for 10 s, a pause of 8 s, then 70 % again:
+#             does the server serve after an overload what it served before?
 #   banned    pbx only (not in the default): a source on 127.0.0.78 banned as
 #             a scanner, then flooding OPTIONS for 10 s: packets dropped per
 #             second and per CPU-second of the server
@@ -24,7 +27,7 @@
 #   run), kamailio.
 # Environment: SERVERS="pbx kamailio", OUT (results folder), PBX_BIN,
 #   REG_CPU_RATE=5000, CALL_CPU_RATE=1000, REG_START=8000, CALL_START=1500,
-#   STEP_DURATION=12, KAMAILIO_CHILDREN=4.
+#   STEP_DURATION=12, KAMAILIO_CHILDREN=4, OVERLOAD_RATE=2000.
 # Only loopback is used. Needs sip-tester, kamailio, kamailio-sqlite-modules,
 # tcpdump, python3 (see ../shared/bench/README.md).
 set -euo pipefail
@@ -41,6 +44,7 @@ REG_START=${REG_START:-8000}
 CALL_START=${CALL_START:-1500}
 export STEP_DURATION=${STEP_DURATION:-12}
 KAMAILIO_CHILDREN=${KAMAILIO_CHILDREN:-4}
+OVERLOAD_RATE=${OVERLOAD_RATE:-2000}
 DOMAIN=bench.example
 PBX_PORT=5080
 KAM_PORT=5060
@@ -257,6 +261,16 @@ for server in $SERVERS; do
 			SERVER_PID=$pid START=$CALL_START "$HARNESS/find_max.sh" call "$t" $DOMAIN "$DATA/users.csv" \
 				>"$OUT/$server-max-call.txt" 2>&1 || true
 			record "$server max-call" "$(grep '^MAX' "$OUT/$server-max-call.txt" | tail -1)"
+			;;
+		overload)
+			low=$((OVERLOAD_RATE * 7 / 10))
+			for step in before:$low:15 over:$((OVERLOAD_RATE * 3)):10 after:$low:15; do
+				IFS=: read -r name rate secs <<<"$step"
+				line=$(SERVER_PID=$pid TAG="$server overload-$name" OUT_DIR=$OUT/runs/$server-overload-$name \
+					"$HARNESS/run.sh" call "$t" $DOMAIN "$DATA/users.csv" "$rate" "$secs" | grep '^RESULT' || true)
+				record "$server overload-$name" "$line"
+				sleep 8
+			done
 			;;
 		banned)
 			[ "$server" = pbx ] || continue
