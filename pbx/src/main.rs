@@ -23,6 +23,13 @@ use crate::config::{Config, LogFormat};
 use crate::serve::Mode;
 use crate::settings::{Cli, Command};
 
+/// Messages are parsed on one thread and freed on another (a response on the
+/// timer's thread, a context when its last timer fires): mimalloc's
+/// per-thread heaps take those frees without the arena locks glibc's malloc
+/// waits on, which stalled the node after an overload.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let config = match Config::resolve(cli.settings) {
