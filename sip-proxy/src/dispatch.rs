@@ -22,6 +22,10 @@ use crate::transaction::{ClientKey, ServerKey};
 use crate::transport::{Flow, Inbound};
 use crate::trunk_registration::TrunkRegistrations;
 
+/// Seconds a client refused for overload is asked to wait (Retry-After),
+/// drawn anew for each refusal.
+const RETRY_AFTER_S: std::ops::RangeInclusive<u32> = 10..=40;
+
 pub struct Dispatcher {
     pub core: Arc<Core>,
     pub registrar: Registrar,
@@ -118,14 +122,17 @@ impl Dispatcher {
             }
             return;
         }
-        if self.core.server_txns.len() >= self.core.config.max_transactions {
-            // Overloaded: refuse new work cheaply instead of queueing it.
+        if self.sheds(new_request) {
+            // Overloaded: refuse new work cheaply instead of queueing it, so
+            // that calls in progress are served; each client is told to come
+            // back at another time, so they do not return in one wave.
             Stats::inc(&self.core.stats.shed);
             let mut resp = self
                 .core
                 .node
                 .local_response(&req, 503, "Service Unavailable", None);
-            resp.push(Header::new(HeaderName::RetryAfter, "5"));
+            let wait = rand::Rng::gen_range(&mut rand::thread_rng(), RETRY_AFTER_S);
+            resp.push(Header::new(HeaderName::RetryAfter, wait.to_string()));
             self.core.node.reply_stateless(&req, flow, resp);
             return;
         }
@@ -164,6 +171,20 @@ impl Dispatcher {
                     crate::proxy::start(&self.core, routed);
                 }
             }
+        }
+    }
+
+    /// Whether a request is refused for overload: new work (a REGISTER,
+    /// a request outside a dialog) when the transaction table is full or a
+    /// UDP receiver has fallen behind; work in dialogs (BYE, re-INVITE) only
+    /// beyond a quarter more, the hard limit on memory.
+    fn sheds(&self, new_request: bool) -> bool {
+        let max = self.core.config.max_transactions;
+        let open = self.core.server_txns.len();
+        if new_request {
+            open >= max || self.core.node.transports.behind()
+        } else {
+            open >= max.saturating_add(max / 4)
         }
     }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use pbx_sip_message::{Header, HeaderName, Message};
 use pbx_store::media::AnchorMode;
-use support::{config, start, Ua, ACME};
+use support::{caller_request, config, next_request, next_status, respond_sdp, start, Ua, ACME};
 use tokio::net::UdpSocket;
 
 fn anchored(first_port: u16, pairs: u16) -> pbx_sip_proxy::SipConfig {
@@ -65,68 +65,6 @@ async fn flows(from: &UdpSocket, relay: SocketAddr, to: &UdpSocket, fill: u8) ->
             Ok(Ok((n, _))) if buf[..n].len() > 12 && buf[12] == fill => return true,
             Ok(Ok(_)) => continue,
             _ => return false,
-        }
-    }
-}
-
-/// A response to `req` carrying `sdp` (none when empty).
-async fn respond_sdp(ua: &Ua, req: &Message, code: u16, tag: &str, sdp: &str) {
-    let mut resp = Message::response(req, code, "OK", Some(tag));
-    for rr in req.values(&HeaderName::RecordRoute) {
-        resp.push(rr.clone());
-    }
-    resp.push(Header::new(
-        HeaderName::Contact,
-        format!("<sip:{}@{}>", ua.user, ua.local),
-    ));
-    if !sdp.is_empty() {
-        resp.push(Header::new(HeaderName::ContentType, "application/sdp"));
-        resp.body = sdp.as_bytes().to_vec().into();
-    }
-    ua.sock
-        .send_to(&resp.to_bytes(), ua.target)
-        .await
-        .expect("send");
-}
-
-/// The caller's in-dialog request after `ok` (the 200 it got).
-fn caller_request(caller: &Ua, ok: &Message, method: &str, cseq: u32, branch: &str) -> String {
-    let route: Vec<String> = ok
-        .values(&HeaderName::RecordRoute)
-        .filter_map(|h| h.text().map(|t| t.into_owned()))
-        .collect();
-    let contact = match ok.contacts().ok().and_then(|c| c.into_iter().next()) {
-        Some(pbx_sip_message::Contact::Addr(a)) => a.uri.to_string(),
-        _ => panic!("no contact"),
-    };
-    format!(
-        "{method} {contact} SIP/2.0\nVia: SIP/2.0/UDP {l};branch={branch};rport\nMax-Forwards: 70\n\
-         Route: {route}\nFrom: <sip:{u}@{d}>;tag=c{p}\nTo: {to}\nCall-ID: {cid}\nCSeq: {cseq} {method}\n\
-         Contact: <sip:{u}@{l}>\nContent-Type: application/sdp",
-        route = route.join(", "),
-        l = caller.local,
-        u = caller.user,
-        d = ACME,
-        p = caller.local.port(),
-        to = ok.value_text(&HeaderName::To).unwrap_or_default(),
-        cid = ok.call_id(),
-    )
-}
-
-async fn next_request(ua: &Ua, method: &str) -> Message {
-    loop {
-        let m = ua.recv().await;
-        if m.method().map(|x| x.as_str()) == Some(method) {
-            return m;
-        }
-    }
-}
-
-async fn next_status(ua: &Ua, status: u16) -> Message {
-    loop {
-        let m = ua.recv().await;
-        if m.status() == Some(status) {
-            return m;
         }
     }
 }

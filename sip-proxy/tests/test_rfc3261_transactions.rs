@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use support::{config, start, Ua, ACME, SDP};
+use support::{
+    caller_request, config, next_request, next_status, respond_sdp, start, Ua, ACME, SDP,
+};
 
 async fn caller_and_callee(node: &support::Node) -> (Ua, Ua) {
     let caller = Ua::new(node.udp, "101", "pw-101-xxxxxx", ACME).await;
@@ -187,11 +189,22 @@ async fn test_cancel_before_any_provisional_gets_487_at_once() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn test_overload_sheds_with_503_and_retry_after() {
+async fn test_overload_sheds_new_requests_with_a_spread_retry_after_and_serves_dialogs() {
     let mut cfg = config();
     cfg.max_transactions = 100;
     let node = start(cfg).await;
-    let (caller, _callee) = caller_and_callee(&node).await;
+    let (caller, callee) = caller_and_callee(&node).await;
+    // A call in progress before the node fills up.
+    caller.invite("102").await;
+    let invite = next_request(&callee, "INVITE").await;
+    respond_sdp(&callee, &invite, 200, "in-progress", "").await;
+    let ok = next_status(&caller, 200).await;
+    caller
+        .send(
+            &caller_request(&caller, &ok, "ACK", ok.cseq().seq, &caller.branch()),
+            "",
+        )
+        .await;
     // One challenge, then 150 authenticated MESSAGEs reusing the nonce (nc 1..150)
     // to a callee that never answers, so every transaction stays open.
     let uri = format!("sip:102@{ACME}");
@@ -217,13 +230,15 @@ async fn test_overload_sheds_with_503_and_retry_after() {
             .await;
     }
     let mut shed = 0;
+    let mut waits = std::collections::BTreeSet::new();
     while let Some(m) = caller.recv_within(Duration::from_millis(200)).await {
         if m.status() == Some(503) {
-            assert_eq!(
-                m.value_text(&pbx_sip_message::HeaderName::RetryAfter)
-                    .as_deref(),
-                Some("5")
-            );
+            let wait: u32 = m
+                .value_text(&pbx_sip_message::HeaderName::RetryAfter)
+                .and_then(|v| v.parse().ok())
+                .expect("Retry-After");
+            assert!((10..=40).contains(&wait), "Retry-After {wait}");
+            waits.insert(wait);
             shed += 1;
         }
     }
@@ -231,4 +246,16 @@ async fn test_overload_sheds_with_503_and_retry_after() {
         (40..=60).contains(&shed),
         "about 50 of 150 refused with 503, got {shed}"
     );
+    assert!(waits.len() >= 5, "the waits are spread: {waits:?}");
+    // The table is still full of the MESSAGEs nobody answers: a new call is
+    // refused, and the call in progress is still hung up.
+    caller.send(&head(999, ""), "x").await;
+    let refused = next_status(&caller, 503).await;
+    assert_eq!(refused.call_id(), "load-999");
+    let bye = caller_request(&caller, &ok, "BYE", ok.cseq().seq + 1, &caller.branch());
+    caller.send(&bye, "").await;
+    let got = next_request(&callee, "BYE").await;
+    assert_eq!(got.call_id(), ok.call_id());
+    callee.respond(&got, 200, "OK", None).await;
+    assert_eq!(next_status(&caller, 200).await.call_id(), ok.call_id());
 }

@@ -15,6 +15,7 @@ mod tcp;
 mod udp;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -109,6 +110,8 @@ pub struct Transports {
     udp: Vec<udp::UdpTransport>,
     pub tcp: Arc<TcpConnections>,
     config: TransportConfig,
+    /// A UDP receiver has fallen behind (see `udp::BACKLOG`).
+    backlog: Arc<AtomicBool>,
 }
 
 impl Transports {
@@ -126,7 +129,13 @@ impl Transports {
             udp,
             tcp: Arc::new(tcp),
             config,
+            backlog: Arc::new(AtomicBool::new(false)),
         })
+    }
+
+    /// True while a UDP receiver has more waiting than it can read soon.
+    pub fn behind(&self) -> bool {
+        self.backlog.load(Ordering::Relaxed)
     }
 
     /// The addresses actually bound (ports resolved when 0 was asked for).
@@ -145,6 +154,7 @@ impl Transports {
                 inbound.clone(),
                 self.config.udp_receivers.max(1),
                 self.config.limits.max_message,
+                self.backlog.clone(),
             )
             .map_err(|e| format!("cannot receive on udp {}: {e}", u.local))?;
         }
@@ -188,5 +198,79 @@ impl Transports {
                 }),
             Protocol::Tcp => self.tcp.flow_to(remote),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::time::Duration;
+
+    /// Takes a millisecond per datagram, and notes whether the transports
+    /// said they were behind while it worked.
+    struct Slow {
+        handled: AtomicUsize,
+        saw_behind: AtomicBool,
+        transports: std::sync::OnceLock<Arc<Transports>>,
+    }
+
+    impl Inbound for Slow {
+        fn admits(&self, _: std::net::IpAddr) -> bool {
+            true
+        }
+        fn on_datagram(&self, _: Bytes, _: Flow) {
+            std::thread::sleep(Duration::from_millis(1));
+            self.handled.fetch_add(1, Ordering::Relaxed);
+            if self.transports.get().is_some_and(|t| t.behind()) {
+                self.saw_behind.store(true, Ordering::Relaxed);
+            }
+        }
+        fn on_stream_message(&self, _: Bytes, _: Flow) {}
+        fn on_stream_error(&self, _: &pbx_sip_message::ParseError, _: Bytes, _: Flow) {}
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_receiver_that_falls_behind_says_so_until_it_catches_up() {
+        let config = TransportConfig {
+            udp: vec!["127.0.0.1:0".parse().expect("address")],
+            tcp: Vec::new(),
+            limits: pbx_sip_message::Limits::default(),
+            udp_receive_buffer: 1 << 20,
+            max_tcp_connections: 10,
+            tcp_idle_timeout: Duration::from_secs(60),
+            tcp_write_queue: 10,
+            udp_receivers: 1,
+        };
+        let transports = Arc::new(Transports::bind(config).await.expect("bind"));
+        let slow = Arc::new(Slow {
+            handled: AtomicUsize::new(0),
+            saw_behind: AtomicBool::new(false),
+            transports: std::sync::OnceLock::new(),
+        });
+        let _ = slow.transports.set(transports.clone());
+        transports.start(slow.clone()).expect("start");
+        let to = transports.udp_addrs()[0];
+        let sender = std::net::UdpSocket::bind("127.0.0.1:0").expect("sender");
+        // Ten datagrams a millisecond to a receiver that reads one: it never
+        // finds the socket empty, whatever the kernel drops.
+        let mut sent = 0;
+        while !slow.saw_behind.load(Ordering::Relaxed) && sent < 100_000 {
+            for _ in 0..100 {
+                let _ = sender.send_to(b"OPTIONS sip:x SIP/2.0\r\n\r\n", to);
+            }
+            sent += 100;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(slow.saw_behind.load(Ordering::Relaxed), "behind after {sent} sent");
+        assert!(slow.handled.load(Ordering::Relaxed) >= udp::BACKLOG as usize);
+        // Nothing more comes: once the socket is empty, the flag is down.
+        for _ in 0..1000 {
+            if !transports.behind() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(!transports.behind());
     }
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use md5::{Digest, Md5};
 use pbx_sip_message::auth::DigestParams;
-use pbx_sip_message::{HeaderName, Limits, Message};
+use pbx_sip_message::{Header, HeaderName, Limits, Message};
 use pbx_sip_proxy::digest::Algorithm;
 use pbx_sip_proxy::directory::{Directory, Tenant};
 use pbx_sip_proxy::{SipConfig, SipProxy};
@@ -429,5 +429,67 @@ impl Ua {
             })
             .collect();
         self.send(&cancel.join("\n"), "").await;
+    }
+}
+
+/// A response to `req` carrying `sdp` (none when empty).
+pub async fn respond_sdp(ua: &Ua, req: &Message, code: u16, tag: &str, sdp: &str) {
+    let mut resp = Message::response(req, code, "OK", Some(tag));
+    for rr in req.values(&HeaderName::RecordRoute) {
+        resp.push(rr.clone());
+    }
+    resp.push(Header::new(
+        HeaderName::Contact,
+        format!("<sip:{}@{}>", ua.user, ua.local),
+    ));
+    if !sdp.is_empty() {
+        resp.push(Header::new(HeaderName::ContentType, "application/sdp"));
+        resp.body = sdp.as_bytes().to_vec().into();
+    }
+    ua.sock
+        .send_to(&resp.to_bytes(), ua.target)
+        .await
+        .expect("send");
+}
+
+/// The caller's in-dialog request after `ok` (the 200 it got).
+pub fn caller_request(caller: &Ua, ok: &Message, method: &str, cseq: u32, branch: &str) -> String {
+    let route: Vec<String> = ok
+        .values(&HeaderName::RecordRoute)
+        .filter_map(|h| h.text().map(|t| t.into_owned()))
+        .collect();
+    let contact = match ok.contacts().ok().and_then(|c| c.into_iter().next()) {
+        Some(pbx_sip_message::Contact::Addr(a)) => a.uri.to_string(),
+        _ => panic!("no contact"),
+    };
+    format!(
+        "{method} {contact} SIP/2.0\nVia: SIP/2.0/UDP {l};branch={branch};rport\nMax-Forwards: 70\n\
+         Route: {route}\nFrom: <sip:{u}@{d}>;tag=c{p}\nTo: {to}\nCall-ID: {cid}\nCSeq: {cseq} {method}\n\
+         Contact: <sip:{u}@{l}>\nContent-Type: application/sdp",
+        route = route.join(", "),
+        l = caller.local,
+        u = caller.user,
+        d = ACME,
+        p = caller.local.port(),
+        to = ok.value_text(&HeaderName::To).unwrap_or_default(),
+        cid = ok.call_id(),
+    )
+}
+
+pub async fn next_request(ua: &Ua, method: &str) -> Message {
+    loop {
+        let m = ua.recv().await;
+        if m.method().map(|x| x.as_str()) == Some(method) {
+            return m;
+        }
+    }
+}
+
+pub async fn next_status(ua: &Ua, status: u16) -> Message {
+    loop {
+        let m = ua.recv().await;
+        if m.status() == Some(status) {
+            return m;
+        }
     }
 }
