@@ -262,7 +262,10 @@ mod tests {
             sent += 100;
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        assert!(slow.saw_behind.load(Ordering::Relaxed), "behind after {sent} sent");
+        assert!(
+            slow.saw_behind.load(Ordering::Relaxed),
+            "behind after {sent} sent"
+        );
         assert!(slow.handled.load(Ordering::Relaxed) >= udp::BACKLOG as usize);
         // Nothing more comes: once the socket is empty, the flag is down.
         for _ in 0..1000 {
