@@ -8,7 +8,7 @@ mod support;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use pbx_sip_message::{Header, HeaderName, Message};
+use pbx_sip_message::{HeaderName, Message};
 use pbx_store::media::AnchorMode;
 use support::{caller_request, config, next_request, next_status, respond_sdp, start, Ua, ACME};
 use tokio::net::UdpSocket;
