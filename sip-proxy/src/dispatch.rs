@@ -22,8 +22,8 @@ use crate::transaction::{ClientKey, ServerKey};
 use crate::transport::{Flow, Inbound};
 use crate::trunk_registration::TrunkRegistrations;
 
-/// Seconds a client refused for overload is asked to wait (Retry-After),
-/// drawn anew for each refusal.
+/// Seconds a phone whose REGISTER is refused for overload is asked to wait
+/// (Retry-After), drawn anew for each refusal.
 const RETRY_AFTER_S: std::ops::RangeInclusive<u32> = 10..=40;
 
 pub struct Dispatcher {
@@ -122,17 +122,23 @@ impl Dispatcher {
             }
             return;
         }
-        if self.sheds(new_request) {
+        if self.sheds(&req, &method, new_request, flow) {
             // Overloaded: refuse new work cheaply instead of queueing it, so
-            // that calls in progress are served; each client is told to come
-            // back at another time, so they do not return in one wave.
+            // that calls in progress are served.
             Stats::inc(&self.core.stats.shed);
             let mut resp = self
                 .core
                 .node
                 .local_response(&req, 503, "Service Unavailable", None);
-            let wait = rand::Rng::gen_range(&mut rand::thread_rng(), RETRY_AFTER_S);
-            resp.push(Header::new(HeaderName::RetryAfter, wait.to_string()));
+            if method == Method::Register {
+                // A phone waits this long before it registers again (and
+                // sends nothing else meanwhile, RFC 3261 §21.5.4): drawn
+                // anew each time, so a registration storm comes back spread
+                // out. Other requests get none: their clients must not stop
+                // sending BYEs of calls in progress.
+                let wait = rand::Rng::gen_range(&mut rand::thread_rng(), RETRY_AFTER_S);
+                resp.push(Header::new(HeaderName::RetryAfter, wait.to_string()));
+            }
             self.core.node.reply_stateless(&req, flow, resp);
             return;
         }
@@ -177,15 +183,21 @@ impl Dispatcher {
     /// Whether a request is refused for overload: new work (a REGISTER,
     /// a request outside a dialog) when the transaction table is full or a
     /// UDP receiver has fallen behind; work in dialogs (BYE, re-INVITE) only
-    /// beyond a quarter more, the hard limit on memory.
-    fn sheds(&self, new_request: bool) -> bool {
+    /// beyond a quarter more, the hard limit on memory. Carriers' requests
+    /// and OPTIONS pings to this node are refused only when the table is
+    /// full: a carrier that sees 503s takes the trunk out of service.
+    fn sheds(&self, req: &Message, method: &Method, new_request: bool, flow: Flow) -> bool {
         let max = self.core.config.max_transactions;
         let open = self.core.server_txns.len();
-        if new_request {
-            open >= max || self.core.node.transports.behind()
-        } else {
-            open >= max.saturating_add(max / 4)
+        if !new_request {
+            return open >= max.saturating_add(max / 4);
         }
+        if open >= max {
+            return true;
+        }
+        self.core.node.transports.behind()
+            && !(*method == Method::Options && self.core.addressed_to_us(req))
+            && !self.core.directory.carriers().is_carrier(flow.remote.ip())
     }
 
     fn on_ack(&self, ack: Message, flow: Flow) {

@@ -11,11 +11,11 @@
 //! read buffer (at most one message) and a bounded write queue; a connection
 //! that cannot keep up is closed rather than buffered without end.
 
+mod backlog;
 mod tcp;
 mod udp;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -110,8 +110,8 @@ pub struct Transports {
     udp: Vec<udp::UdpTransport>,
     pub tcp: Arc<TcpConnections>,
     config: TransportConfig,
-    /// A UDP receiver has fallen behind (see `udp::BACKLOG`).
-    backlog: Arc<AtomicBool>,
+    /// Whether the UDP receivers have fallen behind.
+    backlog: Arc<backlog::Backlog>,
 }
 
 impl Transports {
@@ -129,13 +129,13 @@ impl Transports {
             udp,
             tcp: Arc::new(tcp),
             config,
-            backlog: Arc::new(AtomicBool::new(false)),
+            backlog: Arc::new(backlog::Backlog::default()),
         })
     }
 
-    /// True while a UDP receiver has more waiting than it can read soon.
+    /// True while a UDP receiver has fallen behind (and shortly after).
     pub fn behind(&self) -> bool {
-        self.backlog.load(Ordering::Relaxed)
+        self.backlog.is_behind()
     }
 
     /// The addresses actually bound (ports resolved when 0 was asked for).
@@ -204,7 +204,7 @@ impl Transports {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::time::Duration;
 
     /// Takes a millisecond per datagram, and notes whether the transports
@@ -251,22 +251,43 @@ mod tests {
         let _ = slow.transports.set(transports.clone());
         transports.start(slow.clone()).expect("start");
         let to = transports.udp_addrs()[0];
-        let sender = std::net::UdpSocket::bind("127.0.0.1:0").expect("sender");
-        // Ten datagrams a millisecond to a receiver that reads one: it never
+        // The sender is a thread of its own: the receiver's blocking work
+        // must not slow it down.
+        let send = |pace: Duration, burst: usize, until: Arc<Slow>| {
+            std::thread::spawn(move || {
+                let sender = std::net::UdpSocket::bind("127.0.0.1:0").expect("sender");
+                let mut sent = 0;
+                while sent < 300 || (burst > 1 && !until.saw_behind.load(Ordering::Relaxed)) {
+                    for _ in 0..burst {
+                        let _ = sender.send_to(b"OPTIONS sip:x SIP/2.0\r\n\r\n", to);
+                    }
+                    sent += burst;
+                    if sent >= 100_000 {
+                        break;
+                    }
+                    std::thread::sleep(pace);
+                }
+                sent
+            })
+        };
+        // Slower than the receiver: the socket keeps running empty.
+        send(Duration::from_millis(3), 1, slow.clone())
+            .join()
+            .expect("sender");
+        assert!(
+            !slow.saw_behind.load(Ordering::Relaxed),
+            "not behind at a pace it keeps"
+        );
+        // Ten datagrams a millisecond to a receiver that takes one: it never
         // finds the socket empty, whatever the kernel drops.
-        let mut sent = 0;
-        while !slow.saw_behind.load(Ordering::Relaxed) && sent < 100_000 {
-            for _ in 0..100 {
-                let _ = sender.send_to(b"OPTIONS sip:x SIP/2.0\r\n\r\n", to);
-            }
-            sent += 100;
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let sent = send(Duration::from_millis(10), 100, slow.clone())
+            .join()
+            .expect("sender");
         assert!(
             slow.saw_behind.load(Ordering::Relaxed),
             "behind after {sent} sent"
         );
-        assert!(slow.handled.load(Ordering::Relaxed) >= udp::BACKLOG as usize);
+        assert!(slow.handled.load(Ordering::Relaxed) >= backlog::BACKLOG as usize);
         // Nothing more comes: once the socket is empty, the flag is down.
         for _ in 0..1000 {
             if !transports.behind() {

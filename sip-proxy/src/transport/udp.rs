@@ -4,23 +4,17 @@
 //! workers do, were measured too: no difference in CPU per operation, so the
 //! simpler design stays.)
 //!
-//! A receiver that reads [`BACKLOG`] datagrams in a row without finding the
-//! socket empty has fallen behind: it raises the transports' backlog flag
-//! until the socket runs dry again, and the dispatcher sheds new requests
-//! meanwhile, so that what is in progress (ACK, BYE, responses) is served.
+//! Reads are non-blocking so that each receiver sees when its socket is
+//! empty: that is what tells whether it has fallen behind (`backlog`).
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 
+use super::backlog::{Backlog, Receiver};
 use super::{Flow, Inbound, Protocol, SendError};
-
-/// Datagrams read in a row, the socket never empty, that make a receiver
-/// "behind": at the 50–150 µs a request costs, 50 ms or more of work waiting.
-pub const BACKLOG: u32 = 1000;
 
 pub(super) struct UdpTransport {
     pub local: SocketAddr,
@@ -57,7 +51,7 @@ impl UdpTransport {
         inbound: Arc<dyn Inbound>,
         receivers: usize,
         max_message: usize,
-        backlog: Arc<AtomicBool>,
+        backlog: Arc<Backlog>,
     ) -> std::io::Result<()> {
         let local = self.local;
         self.socket.set_nonblocking(true)?;
@@ -68,15 +62,16 @@ impl UdpTransport {
             tokio::spawn(async move {
                 // One byte more than the limit, so an oversized datagram is seen as such.
                 let mut buf = vec![0u8; max_message + 1];
-                let mut in_a_row: u32 = 0;
+                let mut count = Receiver::new(backlog);
                 loop {
                     // Non-blocking reads, so that an empty socket is seen.
                     let got = match socket.try_recv_from(&mut buf) {
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                            in_a_row = 0;
-                            backlog.store(false, Ordering::Relaxed);
-                            if socket.readable().await.is_err() {
-                                tokio::time::sleep(Duration::from_millis(1)).await;
+                            count.emptied();
+                            if let Err(e) = socket.readable().await {
+                                // The runtime's I/O driver is gone: the node stops.
+                                tracing::debug!(error = %e, %local, "udp receiver ends");
+                                return;
                             }
                             continue;
                         }
@@ -86,14 +81,12 @@ impl UdpTransport {
                     tokio::task::consume_budget().await;
                     match got {
                         Ok((n, remote)) => {
-                            in_a_row = in_a_row.saturating_add(1);
-                            if in_a_row == BACKLOG {
-                                backlog.store(true, Ordering::Relaxed);
-                                tracing::debug!(%local, "udp receiver behind: shedding new requests");
-                            }
+                            // Banned sources cost next to nothing: only what
+                            // is handled counts toward falling behind.
                             if !inbound.admits(remote.ip()) {
                                 continue;
                             }
+                            count.handled();
                             let flow = Flow {
                                 protocol: Protocol::Udp,
                                 local,
