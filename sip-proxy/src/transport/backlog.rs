@@ -13,8 +13,10 @@ use std::time::{Duration, Instant};
 /// behind.
 pub const BACKLOG: u32 = 1000;
 
-/// How long the node stays behind after a receiver fell behind.
-pub const HOLD: Duration = Duration::from_millis(200);
+/// How long the node stays behind after a receiver fell behind: long enough
+/// not to flap within one burst, short enough not to shed while the queue is
+/// already empty (200 ms cost half the calls an overloaded node completes).
+pub const HOLD: Duration = Duration::from_millis(20);
 
 /// "Never" for the time a receiver last fell behind.
 const NEVER: u64 = u64::MAX;
