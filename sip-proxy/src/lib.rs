@@ -76,7 +76,6 @@ use crate::transport::{Inbound, Transports};
 /// A running SIP node.
 pub struct SipProxy {
     dispatcher: Arc<Dispatcher>,
-    core: Arc<Core>,
     /// None for a node without storage (tests of the SIP layers alone).
     store: Option<Store>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -130,19 +129,19 @@ impl SipProxy {
         proxy.tasks.extend(recorder_tasks);
         let now = pbx_store::now_ms();
         for (device, ip) in registered_from {
-            proxy.core.guard.restored(device, ip, now);
+            proxy.dispatcher.core.guard.restored(device, ip, now);
         }
-        guard::sync::load(&proxy.core, &store)
+        guard::sync::load(&proxy.dispatcher.core, &store)
             .await
             .map_err(|e| format!("cannot load the SIP bans and allow list: {e}"))?;
         proxy.tasks.push(tokio::spawn(guard::sync::follow(
-            proxy.core.clone(),
+            proxy.dispatcher.core.clone(),
             store.clone(),
         )));
         proxy.tasks.push(tokio::spawn(alerts::keep(
-            proxy.core.events.subscribe(),
+            proxy.dispatcher.core.events.subscribe(),
             store.clone(),
-            proxy.core.config.node_id.clone(),
+            proxy.dispatcher.core.config.node_id.clone(),
         )));
         proxy.tasks.push(tokio::spawn(directory.follow(store)));
         Ok(proxy)
@@ -198,7 +197,6 @@ impl SipProxy {
         )));
         Ok(SipProxy {
             dispatcher,
-            core,
             store,
             tasks,
         })
@@ -206,7 +204,7 @@ impl SipProxy {
 
     /// The node's internals, for tests that look inside.
     pub fn core(&self) -> &Arc<Core> {
-        &self.core
+        &self.dispatcher.core
     }
 
     /// The node's registrar, for tests that look inside.
@@ -215,21 +213,22 @@ impl SipProxy {
     }
 
     pub fn udp_addrs(&self) -> Vec<SocketAddr> {
-        self.core.node.transports.udp_addrs()
+        self.dispatcher.core.node.transports.udp_addrs()
     }
 
     pub fn tcp_addrs(&self) -> Vec<SocketAddr> {
-        self.core.node.transports.tcp_addrs()
+        self.dispatcher.core.node.transports.tcp_addrs()
     }
 
     /// Events of this node (registrations, calls).
     pub fn events(&self) -> &EventBus {
-        &self.core.events
+        &self.dispatcher.core.events
     }
 
     /// Counters and gauges for `/metrics`: (name, help, kind, value).
     pub fn metrics(&self) -> Vec<(String, &'static str, &'static str, u64)> {
         let mut out: Vec<(String, &'static str, &'static str, u64)> = self
+            .dispatcher
             .core
             .stats
             .snapshot()
@@ -240,43 +239,47 @@ impl SipProxy {
             (
                 "pbx_sip_registered_contacts",
                 "Contacts registered on this node.",
-                self.core.location.len(),
+                self.dispatcher.core.location.len(),
             ),
             (
                 "pbx_sip_transactions",
                 "Server transactions in progress.",
-                self.core.server_txns.len(),
+                self.dispatcher.core.server_txns.len(),
             ),
             (
                 "pbx_sip_client_transactions",
                 "Client transactions in progress.",
-                self.core.client_txns.len(),
+                self.dispatcher.core.client_txns.len(),
             ),
             (
                 "pbx_sip_dialogs",
                 "Dialogs (calls and subscriptions) in progress.",
-                self.core.dialogs.len(),
+                self.dispatcher.core.dialogs.len(),
             ),
             (
                 "pbx_sip_tcp_connections",
                 "Open SIP TCP connections.",
-                self.core.node.transports.tcp.open_connections(),
+                self.dispatcher.core.node.transports.tcp.open_connections(),
             ),
-            ("pbx_sip_timers", "Timers waiting.", self.core.timers.len()),
+            (
+                "pbx_sip_timers",
+                "Timers waiting.",
+                self.dispatcher.core.timers.len(),
+            ),
             (
                 "pbx_sip_banned_sources",
                 "Sources this node drops (banned).",
-                self.core.guard.banned(),
+                self.dispatcher.core.guard.banned(),
             ),
             (
                 "pbx_sip_protected_accounts",
                 "Accounts protected against a distributed password guess.",
-                self.core.guard.protected(),
+                self.dispatcher.core.guard.protected(),
             ),
             (
                 "pbx_sip_guard_sources",
                 "Sources the abuse guard keeps a record of.",
-                self.core.guard.tracked(),
+                self.dispatcher.core.guard.tracked(),
             ),
         ];
         out.extend(
@@ -284,7 +287,7 @@ impl SipProxy {
                 .into_iter()
                 .map(|(n, h, v)| (n.to_owned(), h, "gauge", v as u64)),
         );
-        let media = &self.core.media;
+        let media = &self.dispatcher.core.media;
         let m = media.stats();
         let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
         out.extend([
@@ -363,17 +366,18 @@ impl SipProxy {
     /// are closed as recovered by the next start.
     pub async fn flush(&self) {
         let Some(store) = &self.store else { return };
-        if let Some(recorder) = self.core.events.recorder() {
+        if let Some(recorder) = self.dispatcher.core.events.recorder() {
             if !recorder.flush(Duration::from_secs(5)).await {
                 tracing::warn!("call records not all written at shutdown; they stay spooled for the next start");
             }
         }
-        guard::sync::flush(&self.core, store).await;
+        guard::sync::flush(&self.dispatcher.core, store).await;
         for attempt in 0..3 {
             match self
+                .dispatcher
                 .core
                 .location
-                .persist(store, &self.core.config.node_id)
+                .persist(store, &self.dispatcher.core.config.node_id)
                 .await
             {
                 Ok(_) => return,
@@ -393,7 +397,7 @@ impl SipProxy {
         }
         // Every relay port is closed with the node (the calls' records are
         // closed by crash recovery at the next start, as for a crash).
-        self.core.media.clear();
+        self.dispatcher.core.media.clear();
     }
 }
 
