@@ -304,13 +304,36 @@ impl Location {
             .replace(&Principal::system(), &devices, &rows)
             .await
         {
-            Ok(()) => Ok(devices.len()),
+            Ok(()) => {
+                self.written(&rows);
+                Ok(devices.len())
+            }
             Err(e) => {
                 let mut d = lock(&self.dirty);
                 for (device, extension) in dirty {
                     d.entry(device).or_insert(extension);
                 }
                 Err(e)
+            }
+        }
+    }
+
+    /// Remembers what the store now holds, so that refreshes that change
+    /// little are not written again (without it, every refresh of a phone
+    /// registered since the start was written).
+    fn written(&self, rows: &[StoredBinding]) {
+        for row in rows {
+            let mut shard = lock(self.shard(row.extension_id));
+            let Some(list) = shard.get_mut(&row.extension_id) else {
+                continue;
+            };
+            for b in list
+                .iter_mut()
+                .filter(|b| b.device == row.device_id && b.key == row.binding_key)
+            {
+                // A binding that moved meanwhile is dirty again and written
+                // anew; its stored expiry is only a hint for refreshes.
+                b.stored_expires_at = Some(row.expires_at);
             }
         }
     }
@@ -456,4 +479,43 @@ mod tests {
         assert_eq!(loc.len(), 1);
         assert_eq!(lock(&loc.dirty).len(), 2);
     }
+
+    /// A phone that refreshes its registration, unchanged, is written once,
+    /// not at every refresh (the stored expiry is remembered after a write).
+    async fn an_unchanged_refresh_is_not_written_again(db: pbx_store::testing::TestDb) {
+        let t = pbx_store::testing::TwoTenants::create(&db.store).await;
+        let loc = Location::default();
+        let now = pbx_store::now_ms();
+        let phone = |expires_at: Millis| {
+            let mut b = binding(
+                t.device_a.id.0,
+                "<sip:a@192.0.2.1>",
+                "192.0.2.1:5060",
+                expires_at,
+            );
+            b.customer = t.customer_a.id;
+            b.extension = t.extension_a.id;
+            vec![b]
+        };
+        loc.replace_device(t.extension_a.id, t.device_a.id, phone(now + 3_600_000));
+        assert_eq!(loc.persist(&db.store, "n1").await.expect("persist"), 1);
+        // Refreshed a minute later: the stored expiry is close enough.
+        loc.replace_device(t.extension_a.id, t.device_a.id, phone(now + 3_660_000));
+        assert_eq!(loc.persist(&db.store, "n1").await.expect("persist"), 0);
+        // Refreshed much later: written again, once.
+        loc.replace_device(t.extension_a.id, t.device_a.id, phone(now + 7_200_000));
+        assert_eq!(loc.persist(&db.store, "n1").await.expect("persist"), 1);
+        loc.replace_device(t.extension_a.id, t.device_a.id, phone(now + 7_210_000));
+        assert_eq!(loc.persist(&db.store, "n1").await.expect("persist"), 0);
+        let stored = db
+            .store
+            .registrations()
+            .load_for_node(&Principal::system(), "n1", now)
+            .await
+            .expect("load");
+        assert_eq!(stored.len(), 1);
+        assert_eq!(stored[0].expires_at, now + 7_200_000);
+    }
+
+    pbx_store::both_engines!(an_unchanged_refresh_is_not_written_again);
 }
