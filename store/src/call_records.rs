@@ -142,8 +142,8 @@ pub struct RerateScope {
 }
 
 const ARITY: usize = 34;
-/// Rows per INSERT: small, because sqlx resolves SQLite's `$N` by name.
-const CHUNK: usize = 8;
+/// Rows per INSERT (SQLite takes at most 32,766 parameters).
+const CHUNK: usize = 32;
 
 const COLUMNS: &str = "id, record_uid, call_id, leg, reseller_id, customer_id, direction, caller, \
     callee, caller_extension_id, callee_extension_id, caller_device_id, callee_device_id, \
@@ -408,7 +408,7 @@ impl CallRecords<'_> {
                 "INSERT INTO call_records ({}) VALUES {} ON CONFLICT (record_uid) DO NOTHING \
                  RETURNING record_uid",
                 COLUMNS.trim_start_matches("id, "),
-                placeholders(chunk.len(), ARITY - 1)
+                placeholders(self.0.engine(), chunk.len(), ARITY - 1)
             );
             let mut q = sqlx::query(&sql);
             for (r, (wholesale, retail, currency)) in chunk {

@@ -8,7 +8,7 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use crate::principal::Level;
-use crate::rows::placeholders;
+use crate::rows::{param_list, placeholders};
 use crate::{CustomerId, DeviceId, ExtensionId, Millis, Principal, Result, Store, StoreError};
 
 /// One binding of one device.
@@ -38,9 +38,8 @@ const COLUMNS: &str =
     "customer_id, extension_id, device_id, binding_key, contact, instance_id, reg_id, transport, \
     source, local, node_id, path, call_id, cseq, q_milli, user_agent, expires_at, updated_at";
 const ARITY: usize = 18;
-/// Rows per INSERT statement. Small on purpose: sqlx resolves SQLite "$N"
-/// parameters by name, a cost that grows with the square of their number.
-const CHUNK: usize = 16;
+/// Rows per statement (SQLite takes at most 32,766 parameters).
+const CHUNK: usize = 64;
 
 fn from_row(row: &AnyRow) -> Result<StoredBinding, sqlx::Error> {
     Ok(StoredBinding {
@@ -65,14 +64,6 @@ fn from_row(row: &AnyRow) -> Result<StoredBinding, sqlx::Error> {
     })
 }
 
-/// `$1, $2, …, $n`.
-fn param_list(n: usize) -> String {
-    (1..=n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 pub struct Registrations<'s>(pub(crate) &'s Store);
 
 impl Registrations<'_> {
@@ -92,7 +83,7 @@ impl Registrations<'_> {
         for chunk in devices.chunks(CHUNK) {
             let sql = format!(
                 "DELETE FROM registrations WHERE device_id IN ({})",
-                param_list(chunk.len())
+                param_list(self.0.engine(), 1, chunk.len())
             );
             let mut q = sqlx::query(&sql);
             for d in chunk {
@@ -106,7 +97,7 @@ impl Registrations<'_> {
         for chunk in devices.chunks(CHUNK) {
             let sql = format!(
                 "SELECT id FROM devices WHERE id IN ({})",
-                param_list(chunk.len())
+                param_list(self.0.engine(), 1, chunk.len())
             );
             let mut q = sqlx::query(&sql);
             for d in chunk {
@@ -123,7 +114,7 @@ impl Registrations<'_> {
         for chunk in rows.chunks(CHUNK) {
             let sql = format!(
                 "INSERT INTO registrations ({COLUMNS}) VALUES {}",
-                placeholders(chunk.len(), ARITY)
+                placeholders(self.0.engine(), chunk.len(), ARITY)
             );
             let mut q = sqlx::query(&sql);
             for b in chunk {
