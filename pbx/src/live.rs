@@ -9,10 +9,10 @@ use pbx_control_plane::api::events::{ActiveCall, EventHub, HeardBinding, Tenant}
 use pbx_sip_proxy::SipEvent;
 use tokio::sync::broadcast::{error::RecvError, Receiver};
 
-pub async fn relay(mut events: Receiver<SipEvent>, hub: Arc<EventHub>) {
+pub async fn relay(mut events: Receiver<Arc<SipEvent>>, hub: Arc<EventHub>) {
     loop {
         match events.recv().await {
-            Ok(event) => forward(&hub, event),
+            Ok(event) => forward(&hub, &event),
             Err(RecvError::Lagged(missed)) => {
                 tracing::warn!(missed, "live event relay fell behind the SIP proxy");
                 hub.publish(
@@ -27,9 +27,9 @@ pub async fn relay(mut events: Receiver<SipEvent>, hub: Arc<EventHub>) {
     }
 }
 
-fn forward(hub: &EventHub, event: SipEvent) {
+fn forward(hub: &EventHub, event: &SipEvent) {
     let now = pbx_store::now_ms();
-    let (tenant, at) = match &event {
+    let (tenant, at) = match event {
         SipEvent::DeviceRegistered {
             reseller,
             customer,
@@ -169,7 +169,7 @@ fn forward(hub: &EventHub, event: SipEvent) {
     };
     // Once, and outside the hub's lock: the event as it is (its own `type`
     // included) becomes the stream event's `data`.
-    let Ok(data) = serde_json::to_string(&event) else {
+    let Ok(data) = serde_json::to_string(event) else {
         return;
     };
     hub.publish_json(tenant, event.kind(), at, &data);

@@ -15,11 +15,11 @@
 //! per customer, limit and minute.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use pbx_store::webhooks::WebhookEvent;
 use pbx_store::{Millis, Principal, Store};
-use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::broadcast::Receiver;
+use tokio::sync::mpsc::Receiver;
 
 use crate::SipEvent;
 
@@ -27,19 +27,12 @@ const UNROUTED_PER_SECOND: u32 = 20;
 /// Call-IDs remembered (and alerts keys) at most.
 const REMEMBERED: usize = 10_000;
 
-pub async fn keep(mut events: Receiver<SipEvent>, store: Store, node_id: String) {
+/// Acts on the alert events of the node's bus ([`SipEvent::is_alert`]).
+pub async fn keep(mut events: Receiver<Arc<SipEvent>>, store: Store, node_id: String) {
     let mut unrouted = Unrouted::default();
     let mut alerted: HashMap<String, Millis> = HashMap::new();
-    loop {
-        let event = match events.recv().await {
-            Ok(e) => e,
-            Err(RecvError::Lagged(missed)) => {
-                tracing::warn!(missed, "alerts fell behind the SIP events");
-                continue;
-            }
-            Err(RecvError::Closed) => return,
-        };
-        match event {
+    while let Some(event) = events.recv().await {
+        match Arc::unwrap_or_clone(event) {
             SipEvent::CallUnrouted {
                 trunk,
                 call_id,

@@ -1,13 +1,16 @@
 //! The internal event bus: what happened on the SIP side, for call records,
-//! the console's live views and the API's event stream. Publishing never
-//! blocks the SIP path; a subscriber that falls behind is told how much it
-//! missed (broadcast lag) and must resynchronise.
+//! alerts, the console's live views and the API's event stream. Publishing
+//! never blocks the SIP path. Call records and alerts each get their events
+//! on a queue of their own, so that a registration storm never pushes a call
+//! or an alert out; live subscribers share a bounded backlog, and one that
+//! falls behind is told how much it missed (broadcast lag) and must
+//! resynchronise.
 
 use pbx_store::call_records::{CallDirection, Disposition};
 use pbx_store::limits::Refusal;
 use pbx_store::{CustomerId, DeviceId, ExtensionId, Millis, ResellerId, TrunkId};
 use serde::Serialize;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 
 use std::sync::Arc;
 
@@ -206,6 +209,18 @@ pub enum SipEvent {
 }
 
 impl SipEvent {
+    /// Whether the alerts task acts on it (stores it, sends webhooks).
+    pub fn is_alert(&self) -> bool {
+        matches!(
+            self,
+            SipEvent::CallUnrouted { .. }
+                | SipEvent::LimitReached { .. }
+                | SipEvent::AccountProtected { .. }
+                | SipEvent::TollFraudSuspected { .. }
+                | SipEvent::DestinationLearned { .. }
+        )
+    }
+
     /// The event's type, as its `type` field names it.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -245,21 +260,36 @@ mod kind_tests {
     }
 }
 
-/// Publishes events to whoever listens, and call events to the call
-/// recorder, which must never miss one (its channel is not lossy).
+/// Events a live subscriber may fall behind by before it is told it lagged.
+/// Small on purpose: the backlog keeps the newest events alive (and the
+/// broadcast allocates every slot up front), and the live views are fed by
+/// tasks that keep up.
+const LIVE_BACKLOG: usize = 4096;
+
+/// Alert events waiting for the alerts task; beyond it (a flood the alerts
+/// task would throttle anyway) they are dropped and counted.
+pub const ALERT_QUEUE: usize = 4096;
+
+/// Publishes events to whoever listens, call events to the call recorder,
+/// which must never miss one (its channel is not lossy), and alert events to
+/// the alerts task.
 #[derive(Clone)]
 pub struct EventBus {
-    sender: broadcast::Sender<SipEvent>,
+    sender: broadcast::Sender<Arc<SipEvent>>,
     recorder: Option<RecorderHandle>,
     admission: Option<Arc<Admission>>,
+    alerts: Option<mpsc::Sender<Arc<SipEvent>>>,
+    alerts_dropped: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Default for EventBus {
     fn default() -> Self {
         EventBus {
-            sender: broadcast::channel(65_536).0,
+            sender: broadcast::channel(LIVE_BACKLOG).0,
             recorder: None,
             admission: None,
+            alerts: None,
+            alerts_dropped: Arc::default(),
         }
     }
 }
@@ -281,6 +311,21 @@ impl EventBus {
             admission: Some(admission),
             ..self
         }
+    }
+
+    /// The same bus, also queueing alert events ([`SipEvent::is_alert`]) for
+    /// the alerts task.
+    pub fn with_alerts(self, alerts: mpsc::Sender<Arc<SipEvent>>) -> EventBus {
+        EventBus {
+            alerts: Some(alerts),
+            ..self
+        }
+    }
+
+    /// Alert events dropped because the alerts task was that far behind.
+    pub fn alerts_dropped(&self) -> u64 {
+        self.alerts_dropped
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn publish(&self, event: SipEvent) {
@@ -326,6 +371,20 @@ impl EventBus {
                 recorder.event(event.clone());
             }
         }
+        let event = Arc::new(event);
+        if let Some(alerts) = &self.alerts {
+            if event.is_alert() && alerts.try_send(event.clone()).is_err() {
+                let dropped = self
+                    .alerts_dropped
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if dropped % 1000 == 0 {
+                    tracing::warn!(
+                        dropped = dropped + 1,
+                        "alert events dropped: the alerts task is behind"
+                    );
+                }
+            }
+        }
         // No subscriber is fine: nobody is interested yet.
         let _ = self.sender.send(event);
     }
@@ -334,7 +393,7 @@ impl EventBus {
         self.recorder.as_ref()
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<SipEvent> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<SipEvent>> {
         self.sender.subscribe()
     }
 }

@@ -114,7 +114,8 @@ impl SipProxy {
         }
         let mut recorder_config = RecorderConfig::new(config.spool_dir.clone(), &config.node_id);
         recorder_config.max_call_duration = config.max_call_duration;
-        let events = EventBus::default();
+        let (alerts_tx, alerts_rx) = tokio::sync::mpsc::channel(events::ALERT_QUEUE);
+        let events = EventBus::default().with_alerts(alerts_tx);
         let (recorder, recorder_tasks) =
             recorder::start(recorder_config, store.clone(), events.clone())
                 .map_err(|e| format!("cannot open the call-record spool: {e}"))?;
@@ -139,7 +140,7 @@ impl SipProxy {
             store.clone(),
         )));
         proxy.tasks.push(tokio::spawn(alerts::keep(
-            proxy.dispatcher.core.events.subscribe(),
+            alerts_rx,
             store.clone(),
             proxy.dispatcher.core.config.node_id.clone(),
         )));
@@ -296,6 +297,12 @@ impl SipProxy {
                 "Calls whose media this node relays.",
                 "gauge",
                 media.active_calls() as u64,
+            ),
+            (
+                "pbx_sip_alerts_dropped_total".to_owned(),
+                "Alert events dropped because the alerts task was behind.",
+                "counter",
+                self.dispatcher.core.events.alerts_dropped(),
             ),
             (
                 "pbx_media_ports".to_owned(),

@@ -73,10 +73,10 @@ async fn a_new_extension_registers_within_a_second_and_a_removed_device_is_refus
                 device: d,
                 customer,
                 ..
-            }) = events.recv().await
+            }) = events.recv().await.as_deref()
             {
-                if d == device.id {
-                    return customer;
+                if *d == device.id {
+                    return *customer;
                 }
             }
         }
@@ -96,10 +96,10 @@ async fn a_new_extension_registers_within_a_second_and_a_removed_device_is_refus
         loop {
             if let Ok(SipEvent::DeviceUnregistered {
                 device: d, reason, ..
-            }) = events.recv().await
+            }) = events.recv().await.as_deref()
             {
-                if d == device.id {
-                    return reason;
+                if *d == device.id {
+                    return *reason;
                 }
             }
         }

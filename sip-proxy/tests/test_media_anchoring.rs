@@ -432,7 +432,9 @@ async fn silence_ends_the_call_with_a_bye_to_both_phones() {
             .await
             .expect("call_ended")
             .expect("event");
-        if let pbx_sip_proxy::SipEvent::CallEnded { reason, media, .. } = e {
+        if let pbx_sip_proxy::SipEvent::CallEnded { reason, media, .. } =
+            std::sync::Arc::unwrap_or_clone(e)
+        {
             assert_eq!(reason, Some("media_timeout"));
             let media = *media.expect("media figures");
             assert_eq!(media.caller.expect("caller").packets, 5);
