@@ -80,6 +80,7 @@ impl SipConfig {
                     .map(|n| n.get())
                     .unwrap_or(2)
                     .max(2),
+                udp_receive_on: crate::transport::ReceiveOn::Threads,
             },
             advertise: None,
             node_id: node_id.to_owned(),

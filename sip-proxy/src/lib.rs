@@ -398,6 +398,7 @@ impl SipProxy {
 
     /// Stops the node's background work after flushing registrations.
     pub async fn shutdown(self) {
+        self.dispatcher.core.node.transports.stop_receiving();
         self.flush().await;
         for task in &self.tasks {
             task.abort();

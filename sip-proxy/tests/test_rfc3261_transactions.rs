@@ -8,7 +8,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use support::{
-    caller_request, config, next_request, next_status, respond_sdp, start, Ua, ACME, SDP,
+    caller_request, config_on_paused_time, next_request, next_status, respond_sdp, start, Ua, ACME,
+    SDP,
 };
 
 async fn caller_and_callee(node: &support::Node) -> (Ua, Ua) {
@@ -25,7 +26,7 @@ fn at(start: Instant) -> f64 {
 
 #[tokio::test(start_paused = true)]
 async fn test_invite_retransmission_absorbed_by_server_transaction() {
-    let node = start(config()).await;
+    let node = start(config_on_paused_time()).await;
     let (caller, callee) = caller_and_callee(&node).await;
     let (_, _, head) = caller.invite("102").await;
     let invite = callee.recv().await;
@@ -43,7 +44,7 @@ async fn test_invite_retransmission_absorbed_by_server_transaction() {
 
 #[tokio::test(start_paused = true)]
 async fn test_invite_client_timer_a_doubles_and_timer_b_gives_408() {
-    let node = start(config()).await;
+    let node = start(config_on_paused_time()).await;
     let (caller, callee) = caller_and_callee(&node).await;
     caller.invite("102").await;
     let start_at = Instant::now();
@@ -68,7 +69,7 @@ async fn test_invite_client_timer_a_doubles_and_timer_b_gives_408() {
 
 #[tokio::test(start_paused = true)]
 async fn test_non2xx_is_acked_hop_by_hop_and_retransmitted_until_the_callers_ack() {
-    let node = start(config()).await;
+    let node = start(config_on_paused_time()).await;
     let (caller, callee) = caller_and_callee(&node).await;
     caller.invite("102").await;
     let invite = callee.recv().await;
@@ -96,7 +97,7 @@ async fn test_non2xx_is_acked_hop_by_hop_and_retransmitted_until_the_callers_ack
 
 #[tokio::test(start_paused = true)]
 async fn test_ack_stops_response_retransmissions() {
-    let node = start(config()).await;
+    let node = start(config_on_paused_time()).await;
     let (caller, callee) = caller_and_callee(&node).await;
     let (call_id, branch, _) = caller.invite("102").await;
     let invite = callee.recv().await;
@@ -120,7 +121,7 @@ async fn test_ack_stops_response_retransmissions() {
 
 #[tokio::test(start_paused = true)]
 async fn test_timer_c_cancels_a_branch_that_rings_too_long() {
-    let node = start(config()).await;
+    let node = start(config_on_paused_time()).await;
     let (caller, callee) = caller_and_callee(&node).await;
     caller.invite("102").await;
     let invite = callee.recv().await;
@@ -149,7 +150,7 @@ async fn test_timer_c_cancels_a_branch_that_rings_too_long() {
 
 #[tokio::test(start_paused = true)]
 async fn test_non_invite_timer_e_caps_at_t2_and_timer_f_gives_408() {
-    let node = start(config()).await;
+    let node = start(config_on_paused_time()).await;
     let (caller, callee) = caller_and_callee(&node).await;
     caller.request("MESSAGE", "102", "hello").await;
     let start_at = Instant::now();
@@ -169,7 +170,7 @@ async fn test_non_invite_timer_e_caps_at_t2_and_timer_f_gives_408() {
 
 #[tokio::test(start_paused = true)]
 async fn test_cancel_before_any_provisional_gets_487_at_once() {
-    let node = start(config()).await;
+    let node = start(config_on_paused_time()).await;
     let (caller, callee) = caller_and_callee(&node).await;
     let (_, _, head) = caller.invite("102").await;
     callee.recv().await;
@@ -190,7 +191,7 @@ async fn test_cancel_before_any_provisional_gets_487_at_once() {
 
 #[tokio::test(start_paused = true)]
 async fn test_overload_sheds_new_requests_tells_phones_spread_retry_times_and_serves_dialogs() {
-    let mut cfg = config();
+    let mut cfg = config_on_paused_time();
     cfg.max_transactions = 100;
     let node = start(cfg).await;
     let (caller, callee) = caller_and_callee(&node).await;

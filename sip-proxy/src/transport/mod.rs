@@ -21,6 +21,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 pub use tcp::TcpConnections;
+pub use udp::ReceiveOn;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Protocol {
@@ -90,8 +91,10 @@ pub struct TransportConfig {
     pub tcp_idle_timeout: std::time::Duration,
     /// Messages waiting to be written per TCP connection before it is closed.
     pub tcp_write_queue: usize,
-    /// Receive tasks on each UDP socket (one per core is a good start).
+    /// Receivers on each UDP socket (one per core is a good start).
     pub udp_receivers: usize,
+    /// Where they run: threads of their own, or the runtime (paused time).
+    pub udp_receive_on: ReceiveOn,
 }
 
 /// Why a message could not be sent.
@@ -151,8 +154,9 @@ impl Transports {
     pub fn start(&self, inbound: Arc<dyn Inbound>) -> Result<(), String> {
         for u in &self.udp {
             u.start(
-                inbound.clone(),
+                &inbound,
                 self.config.udp_receivers.max(1),
+                self.config.udp_receive_on,
                 self.config.limits.max_message,
                 self.backlog.clone(),
             )
@@ -160,6 +164,13 @@ impl Transports {
         }
         self.tcp.start(inbound);
         Ok(())
+    }
+
+    /// Stops receiving on UDP (the node stops); sending still works.
+    pub fn stop_receiving(&self) {
+        for u in &self.udp {
+            u.stop();
+        }
     }
 
     /// Sends `data` down `flow`. UDP never waits; TCP queues on the connection
@@ -241,6 +252,7 @@ mod tests {
             tcp_idle_timeout: Duration::from_secs(60),
             tcp_write_queue: 10,
             udp_receivers: 1,
+            udp_receive_on: ReceiveOn::Threads,
         };
         let transports = Arc::new(Transports::bind(config).await.expect("bind"));
         let slow = Arc::new(Slow {

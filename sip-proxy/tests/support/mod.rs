@@ -73,6 +73,14 @@ pub fn config() -> SipConfig {
     c
 }
 
+/// [`config`] for tests on paused time: UDP is received on the runtime, so
+/// that the runtime sees each message before it moves its clock.
+pub fn config_on_paused_time() -> SipConfig {
+    let mut c = config();
+    c.transports.udp_receive_on = pbx_sip_proxy::transport::ReceiveOn::Runtime;
+    c
+}
+
 pub struct Node {
     pub proxy: SipProxy,
     pub udp: SocketAddr,
