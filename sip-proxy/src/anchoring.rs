@@ -45,10 +45,10 @@ pub fn sender_behind_nat(req: &Message, source: IpAddr) -> bool {
 /// A registered phone is behind NAT when its Contact is not where its
 /// REGISTER came from.
 pub fn binding_behind_nat(b: &Binding) -> bool {
-    differs(
-        b.flow.remote.ip(),
-        b.contact.uri.as_sip().and_then(|u| u.host.ip()),
-    )
+    let contact = b
+        .name_addr()
+        .and_then(|n| n.uri.as_sip().and_then(|u| u.host.ip()));
+    differs(b.flow.remote.ip(), contact)
 }
 
 /// Whether a new call is anchored: the customer's choice, else its

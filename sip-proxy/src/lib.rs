@@ -483,7 +483,7 @@ async fn housekeeping(dispatcher: Arc<Dispatcher>, store: Option<Store>) {
                     customer: b.customer,
                     extension: b.extension,
                     device: b.device,
-                    contact: b.contact.uri.to_string(),
+                    contact: b.uri_text(),
                     reason: "expired",
                 });
             }
@@ -498,7 +498,7 @@ async fn housekeeping(dispatcher: Arc<Dispatcher>, store: Option<Store>) {
                     customer: b.customer,
                     extension: b.extension,
                     device: b.device,
-                    contact: b.contact.uri.to_string(),
+                    contact: b.uri_text(),
                     reason: "removed",
                 });
             }

@@ -18,7 +18,9 @@ use pbx_store::{CustomerId, DeviceId, ExtensionId, Millis, Principal, ResellerId
 
 use crate::transport::{Flow, Protocol};
 
-/// One contact of one device.
+/// One contact of one device. Kept compact (a registered phone should cost
+/// well under a kilobyte): text as registered in boxed strings, the contact
+/// parsed again when a request goes to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Binding {
     pub reseller: ResellerId,
@@ -26,21 +28,38 @@ pub struct Binding {
     pub extension: ExtensionId,
     pub device: DeviceId,
     /// What identifies the binding across refreshes: instance-id (+ reg-id), or the contact URI.
-    pub key: String,
+    pub key: Box<str>,
     /// The Contact value as registered, without its `expires` parameter.
-    pub contact: NameAddr,
-    pub instance: Option<String>,
+    pub contact: Box<str>,
+    pub instance: Option<Box<str>>,
     pub reg_id: Option<u32>,
     pub q_milli: u16,
     /// Where the REGISTER came from.
     pub flow: Flow,
-    pub call_id: String,
+    pub call_id: Box<str>,
     pub cseq: u32,
     pub expires_at: Millis,
-    pub user_agent: Option<String>,
-    pub path: Vec<String>,
+    pub user_agent: Option<Box<str>>,
+    pub path: Box<[Box<str>]>,
     /// The expiry the database holds for this binding (None: not written yet).
     pub stored_expires_at: Option<Millis>,
+}
+
+/// Where and how requests to a binding go, from its contact.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The Contact URI, the Request-URI of requests to the binding.
+    pub uri: Uri,
+    /// Whether the contact cannot be reached at its own address: RFC 5626
+    /// outbound was asked for, or the contact's address is not the one the
+    /// REGISTER came from (the phone is behind NAT, or named itself by a
+    /// host name we would have to resolve). Then only the registration's
+    /// flow works.
+    pub behind_nat: bool,
+    /// The contact's own address (when it is an IP literal).
+    pub addr: Option<SocketAddr>,
+    /// The protocol requests to the binding use.
+    pub protocol: Protocol,
 }
 
 impl Binding {
@@ -55,39 +74,45 @@ impl Binding {
         }
     }
 
-    /// The Contact URI, the Request-URI of requests to this binding.
-    pub fn uri(&self) -> &Uri {
-        &self.contact.uri
+    /// The contact, parsed (it was valid when registered).
+    pub fn name_addr(&self) -> Option<NameAddr> {
+        NameAddr::parse(&self.contact).ok()
     }
 
-    /// Whether the contact cannot be reached at its own address: RFC 5626
-    /// outbound was asked for, or the contact's address is not the one the
-    /// REGISTER came from (the phone is behind NAT, or named itself by a host
-    /// name we would have to resolve). Then only the registration's flow works.
-    pub fn behind_nat(&self) -> bool {
-        if self.reg_id.is_some() {
-            return true;
-        }
-        let Some(sip) = self.contact.uri.as_sip() else {
-            return true;
+    /// The contact URI as text (for events and logs).
+    pub fn uri_text(&self) -> String {
+        self.name_addr()
+            .map(|n| n.uri.to_string())
+            .unwrap_or_else(|| self.contact.to_string())
+    }
+
+    /// Where requests to this binding go.
+    pub fn target(&self) -> Option<Target> {
+        let uri = self.name_addr()?.uri;
+        let Some(sip) = uri.as_sip() else {
+            return Some(Target {
+                uri,
+                behind_nat: true,
+                addr: None,
+                protocol: self.flow.protocol,
+            });
         };
-        sip.param("ob").is_some() || sip.host.ip() != Some(self.flow.remote.ip())
-    }
-
-    /// The contact's own address (when it is an IP literal).
-    pub fn contact_addr(&self) -> Option<SocketAddr> {
-        let sip = self.contact.uri.as_sip()?;
+        let behind_nat = self.reg_id.is_some()
+            || sip.param("ob").is_some()
+            || sip.host.ip() != Some(self.flow.remote.ip());
         let port = sip.port.unwrap_or(if sip.secure { 5061 } else { 5060 });
-        Some(SocketAddr::new(sip.host.ip()?, port))
-    }
-
-    /// The protocol requests to this binding use.
-    pub fn protocol(&self) -> Protocol {
-        match self.contact.uri.as_sip().and_then(|u| u.transport()) {
+        let addr = sip.host.ip().map(|ip| SocketAddr::new(ip, port));
+        let protocol = match sip.transport() {
             Some(t) if t == "tcp" => Protocol::Tcp,
             Some(t) if t == "udp" => Protocol::Udp,
             _ => self.flow.protocol,
-        }
+        };
+        Some(Target {
+            uri,
+            behind_nat,
+            addr,
+            protocol,
+        })
     }
 }
 
@@ -202,45 +227,36 @@ impl Location {
 
     /// Removes and returns bindings that expired at `now`.
     pub fn sweep(&self, now: Millis) -> Vec<Binding> {
-        let mut expired = Vec::new();
-        for shard in &self.shards {
-            let mut shard = lock(shard);
-            shard.retain(|_, list| {
-                let (gone, kept): (Vec<Binding>, Vec<Binding>) =
-                    list.drain(..).partition(|b| b.expires_at <= now);
-                expired.extend(gone);
-                *list = kept;
-                !list.is_empty()
-            });
-        }
-        self.count.fetch_sub(expired.len(), Ordering::Relaxed);
-        let mut dirty = lock(&self.dirty);
-        for b in &expired {
-            dirty.insert(b.device, b.extension);
-        }
-        expired
+        self.remove_where(|b| b.expires_at <= now)
     }
 
     /// Drops every binding of devices that no longer exist (or whose customer
     /// is no longer active), keeping the rest.
     pub fn retain_devices(&self, keep: impl Fn(&Binding) -> bool) -> Vec<Binding> {
-        let mut dropped = Vec::new();
+        self.remove_where(|b| !keep(b))
+    }
+
+    /// Removes and returns the bindings `gone` picks, marking their devices
+    /// dirty. Lists are changed in place: rebuilding them would leave each
+    /// with room for four bindings where most hold one.
+    fn remove_where(&self, gone: impl Fn(&Binding) -> bool) -> Vec<Binding> {
+        let mut removed = Vec::new();
         for shard in &self.shards {
             let mut shard = lock(shard);
             shard.retain(|_, list| {
-                let (kept, gone): (Vec<Binding>, Vec<Binding>) =
-                    list.drain(..).partition(|b| keep(b));
-                dropped.extend(gone);
-                *list = kept;
+                removed.extend(list.extract_if(.., |b| gone(b)));
+                if list.capacity() > list.len() * 2 {
+                    list.shrink_to_fit();
+                }
                 !list.is_empty()
             });
         }
-        self.count.fetch_sub(dropped.len(), Ordering::Relaxed);
+        self.count.fetch_sub(removed.len(), Ordering::Relaxed);
         let mut dirty = lock(&self.dirty);
-        for b in &dropped {
+        for b in &removed {
             dirty.insert(b.device, b.extension);
         }
-        dropped
+        removed
     }
 
     /// Loads what the store kept for this node (after a restart).
@@ -329,7 +345,7 @@ impl Location {
             };
             for b in list
                 .iter_mut()
-                .filter(|b| b.device == row.device_id && b.key == row.binding_key)
+                .filter(|b| b.device == row.device_id && *b.key == *row.binding_key)
             {
                 // A binding that moved meanwhile is dirty again and written
                 // anew; its stored expiry is only a hint for refreshes.
@@ -344,19 +360,19 @@ fn to_stored(b: &Binding, node_id: &str) -> StoredBinding {
         customer_id: b.customer,
         extension_id: b.extension,
         device_id: b.device,
-        binding_key: b.key.clone(),
+        binding_key: b.key.to_string(),
         contact: b.contact.to_string(),
-        instance_id: b.instance.clone(),
+        instance_id: b.instance.as_deref().map(str::to_owned),
         reg_id: b.reg_id.map(i64::from),
         transport: b.flow.protocol.name().to_owned(),
         source: b.flow.remote.to_string(),
         local: b.flow.local.to_string(),
         node_id: node_id.to_owned(),
         path: (!b.path.is_empty()).then(|| b.path.join(",")),
-        call_id: b.call_id.clone(),
+        call_id: b.call_id.to_string(),
         cseq: i64::from(b.cseq),
         q_milli: i64::from(b.q_milli),
-        user_agent: b.user_agent.clone(),
+        user_agent: b.user_agent.as_deref().map(str::to_owned),
         expires_at: b.expires_at,
         updated_at: pbx_store::now_ms(),
     }
@@ -376,9 +392,9 @@ fn from_stored(
         customer: s.customer_id,
         extension: s.extension_id,
         device: s.device_id,
-        key: s.binding_key.clone(),
-        contact: NameAddr::parse(&s.contact).ok()?,
-        instance: s.instance_id.clone(),
+        key: s.binding_key.as_str().into(),
+        contact: NameAddr::parse(&s.contact).ok()?.to_string().into(),
+        instance: s.instance_id.as_deref().map(Into::into),
         reg_id: s.reg_id.and_then(|r| u32::try_from(r).ok()),
         q_milli: u16::try_from(s.q_milli).unwrap_or(1000),
         flow: Flow {
@@ -387,14 +403,14 @@ fn from_stored(
             remote: s.source.parse().ok()?,
             conn: None,
         },
-        call_id: s.call_id.clone(),
+        call_id: s.call_id.as_str().into(),
         cseq: u32::try_from(s.cseq).unwrap_or(0),
         expires_at: s.expires_at,
-        user_agent: s.user_agent.clone(),
+        user_agent: s.user_agent.as_deref().map(Into::into),
         path: s
             .path
             .as_deref()
-            .map(|p| p.split(',').map(str::to_owned).collect())
+            .map(|p| p.split(',').map(Into::into).collect())
             .unwrap_or_default(),
         stored_expires_at: Some(s.expires_at),
     })
@@ -410,8 +426,11 @@ mod tests {
             customer: CustomerId(1),
             extension: ExtensionId(10),
             device: DeviceId(device),
-            key: contact.to_owned(),
-            contact: NameAddr::parse(contact).expect("contact"),
+            key: contact.into(),
+            contact: NameAddr::parse(contact)
+                .expect("contact")
+                .to_string()
+                .into(),
             instance: None,
             reg_id: None,
             q_milli: 1000,
@@ -425,28 +444,49 @@ mod tests {
             cseq: 1,
             expires_at,
             user_agent: None,
-            path: Vec::new(),
+            path: Box::default(),
             stored_expires_at: None,
         }
     }
 
     #[test]
     fn nat_is_detected_from_the_contact_address() {
-        let direct = binding(1, "<sip:101@192.0.2.5:5062>", "192.0.2.5:5060", 10);
-        assert!(!direct.behind_nat(), "same IP: the contact's port is used");
-        assert_eq!(
-            direct.contact_addr(),
-            Some("192.0.2.5:5062".parse().expect("addr"))
-        );
-        let natted = binding(1, "<sip:101@10.0.0.5:5060>", "198.51.100.9:40000", 10);
+        let target = |b: Binding| b.target().expect("target");
+        let direct = target(binding(1, "<sip:101@192.0.2.5:5062>", "192.0.2.5:5060", 10));
+        assert!(!direct.behind_nat, "same IP: the contact's port is used");
+        assert_eq!(direct.addr, Some("192.0.2.5:5062".parse().expect("addr")));
+        assert_eq!(direct.uri.to_string(), "sip:101@192.0.2.5:5062");
+        let natted = target(binding(
+            1,
+            "<sip:101@10.0.0.5:5060>",
+            "198.51.100.9:40000",
+            10,
+        ));
         assert!(
-            natted.behind_nat(),
+            natted.behind_nat,
             "private contact behind NAT goes down the flow"
         );
-        let named = binding(1, "<sip:101@phone.example.net>", "198.51.100.9:5060", 10);
-        assert!(named.behind_nat(), "a host name is never resolved");
-        let ob = binding(1, "<sip:101@192.0.2.5:5062;ob>", "192.0.2.5:5062", 10);
-        assert!(ob.behind_nat());
+        let named = target(binding(
+            1,
+            "<sip:101@phone.example.net>",
+            "198.51.100.9:5060",
+            10,
+        ));
+        assert!(named.behind_nat, "a host name is never resolved");
+        let ob = target(binding(
+            1,
+            "<sip:101@192.0.2.5:5062;ob>",
+            "192.0.2.5:5062",
+            10,
+        ));
+        assert!(ob.behind_nat);
+        let tcp = target(binding(
+            1,
+            "<sip:101@192.0.2.5;transport=tcp>",
+            "192.0.2.5:5060",
+            10,
+        ));
+        assert_eq!(tcp.protocol, Protocol::Tcp);
     }
 
     #[test]

@@ -396,11 +396,14 @@ fn fork(
     carrier::screen_identity(&mut template, from_carrier);
     template.decrement_max_forwards();
     for binding in bindings.iter().take(MAX_BRANCHES) {
-        let out_flow = binding_flow(core, binding);
+        let Some(target) = binding.target() else {
+            continue;
+        };
+        let out_flow = binding_flow(core, binding, &target);
         let mut fwd = template.clone();
-        fwd.set_request_uri(binding.uri().clone());
+        fwd.set_request_uri(target.uri);
         for route in &binding.path {
-            fwd.push(Header::new(HeaderName::Route, route.clone()));
+            fwd.push(Header::new(HeaderName::Route, route.to_string()));
         }
         if creates_dialog(&method) {
             for rr in core
@@ -553,18 +556,22 @@ fn add_branch(
 /// Where requests to a registered contact go: down the registration's own
 /// connection while it is open, down its flow when the phone is behind NAT,
 /// else to the contact's address.
-fn binding_flow(core: &Core, binding: &crate::location::Binding) -> Flow {
+fn binding_flow(
+    core: &Core,
+    binding: &crate::location::Binding,
+    target: &crate::location::Target,
+) -> Flow {
     let connected = binding.flow.protocol.is_reliable()
         && binding
             .flow
             .conn
             .is_some_and(|id| core.node.transports.tcp.is_open(id));
-    if connected || binding.behind_nat() {
+    if connected || target.behind_nat {
         return binding.flow;
     }
-    binding
-        .contact_addr()
-        .and_then(|a| core.node.transports.flow_to(binding.protocol(), a))
+    target
+        .addr
+        .and_then(|a| core.node.transports.flow_to(target.protocol, a))
         .unwrap_or(binding.flow)
 }
 

@@ -202,7 +202,7 @@ fn plan(
     let cseq = req.cseq().seq;
     // RFC 3261 §10.3 step 7: an older or repeated CSeq of the same Call-ID
     // must not overwrite a binding.
-    let out_of_order = |b: &Binding| b.call_id == call_id && cseq <= b.cseq;
+    let out_of_order = |b: &Binding| &*b.call_id == call_id && cseq <= b.cseq;
 
     if contacts.iter().any(|c| matches!(c, Contact::Star)) {
         if contacts.len() != 1 || header_expires != Some(0) {
@@ -221,11 +221,11 @@ fn plan(
         .option_tags(&HeaderName::Supported)
         .iter()
         .any(|t| t.eq_ignore_ascii_case("outbound"));
-    let path: Vec<String> = req
+    let path: Box<[Box<str>]> = req
         .values(&HeaderName::Path)
-        .filter_map(|h| h.text().map(|t| t.into_owned()))
+        .filter_map(|h| h.text().map(|t| t.into()))
         .collect();
-    let user_agent = req.value_text(&HeaderName::UserAgent);
+    let user_agent: Option<Box<str>> = req.value_text(&HeaderName::UserAgent).map(|u| u.into());
     let mut next = before.clone();
     for contact in contacts {
         let Contact::Addr(mut addr) = contact else {
@@ -268,10 +268,10 @@ fn plan(
             .and_then(|q| parse_q(&q))
             .unwrap_or(1000);
         addr.params.remove("expires");
-        let key = match (&instance, reg_id) {
-            (Some(i), Some(r)) => format!("{i}#{r}"),
-            (Some(i), None) => i.clone(),
-            (None, _) => addr.uri.to_string(),
+        let key: Box<str> = match (&instance, reg_id) {
+            (Some(i), Some(r)) => format!("{i}#{r}").into(),
+            (Some(i), None) => i.as_str().into(),
+            (None, _) => addr.uri.to_string().into(),
         };
         if let Some(old) = next.iter().find(|b| b.key == key) {
             if out_of_order(old) {
@@ -293,12 +293,12 @@ fn plan(
             extension,
             device,
             key,
-            contact: addr,
-            instance,
+            contact: addr.to_string().into(),
+            instance: instance.map(Into::into),
             reg_id,
             q_milli,
             flow,
-            call_id: call_id.to_owned(),
+            call_id: call_id.into(),
             cseq,
             expires_at: now + i64::from(granted) * 1000,
             user_agent: user_agent.clone(),
@@ -346,7 +346,7 @@ fn publish_changes(core: &Core, tenant: &Tenant, before: &[Binding], after: &[Bi
                 customer: tenant.customer,
                 extension: b.extension,
                 device: b.device,
-                contact: b.contact.uri.to_string(),
+                contact: b.uri_text(),
                 expires_at: b.expires_at,
             });
         }
@@ -360,7 +360,7 @@ fn publish_changes(core: &Core, tenant: &Tenant, before: &[Binding], after: &[Bi
             customer: tenant.customer,
             extension: b.extension,
             device: b.device,
-            contact: b.contact.uri.to_string(),
+            contact: b.uri_text(),
             reason: "unregistered",
         });
     }
