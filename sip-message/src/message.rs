@@ -82,6 +82,9 @@ impl CSeq {
 }
 
 /// One Contact value: an address, or `*` (remove all bindings, RFC 3261 §10.2.2).
+// Contact lists live only while a request is handled, and `*` is rare:
+// boxing every address would cost an allocation each for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Contact {
     Star,
@@ -635,12 +638,23 @@ impl Message {
 
     /// Rewrites the top Via (e.g. to stamp received/rport).
     pub fn set_top_via(&mut self, via: Via) {
+        self.top_via = via;
+        self.write_top_via();
+    }
+
+    /// Stamps the top Via with where the request really came from
+    /// (`received`, and `rport` when asked for: RFC 3261 §18.2.1, RFC 3581).
+    pub fn stamp_source(&mut self, source: std::net::SocketAddr) {
+        self.top_via.stamp_source(source);
+        self.write_top_via();
+    }
+
+    fn write_top_via(&mut self) {
         if let Some(h) = self.headers.iter_mut().find(|h| h.name == HeaderName::Via) {
             let mut text = String::with_capacity(h.value.len() + 40);
-            via.write_to(&mut text);
+            self.top_via.write_to(&mut text);
             h.value = Bytes::from(text);
         }
-        self.top_via = via;
     }
 
     /// Sets the To header (a response adding its tag).

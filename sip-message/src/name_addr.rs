@@ -94,7 +94,7 @@ impl NameAddr {
     }
 
     pub fn tag(&self) -> Option<String> {
-        self.params.get("tag")
+        self.params.get("tag").map(std::borrow::Cow::into_owned)
     }
 }
 

@@ -21,7 +21,6 @@ impl<'a> Cursor<'a> {
         Cursor { text, pos: 0 }
     }
 
-    #[cfg(test)]
     pub fn rest(&self) -> &'a str {
         &self.text[self.pos..]
     }

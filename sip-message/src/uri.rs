@@ -3,6 +3,7 @@
 //! an unknown scheme can be carried through and answered 416 where it would
 //! have to be routed.
 
+use crate::params::Params;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -33,7 +34,7 @@ pub struct SipUri {
     pub host: Host,
     pub port: Option<u16>,
     /// URI parameters, each `name` or `name=value`, as received.
-    pub params: Vec<(String, Option<String>)>,
+    pub params: Params,
     /// The `?…` part without the question mark.
     pub headers: Option<String>,
 }
@@ -41,7 +42,7 @@ pub struct SipUri {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TelUri {
     pub number: String,
-    pub params: Vec<(String, Option<String>)>,
+    pub params: Params,
 }
 
 fn is_unreserved(b: u8) -> bool {
@@ -209,8 +210,8 @@ pub(crate) fn parse_hostport(text: &str) -> Result<(Host, Option<u16>), &'static
     Ok((Host::parse(host)?, port))
 }
 
-fn parse_uri_params(text: &str) -> Result<Vec<(String, Option<String>)>, &'static str> {
-    let mut out = Vec::new();
+fn parse_uri_params(text: &str) -> Result<Params, &'static str> {
+    let mut out = Params::with_capacity(text.len() + 1);
     for part in text.split(';') {
         let (name, value) = match part.split_once('=') {
             Some((n, v)) => (n, Some(v)),
@@ -224,7 +225,7 @@ fn parse_uri_params(text: &str) -> Result<Vec<(String, Option<String>)>, &'stati
                 return Err("bad URI parameter value");
             }
         }
-        out.push((name.to_owned(), value.map(str::to_owned)));
+        out.push(name, value);
     }
     Ok(out)
 }
@@ -268,7 +269,7 @@ impl SipUri {
         let (host, port) = parse_hostport(hostport)?;
         let params = match params {
             Some(p) => parse_uri_params(p)?,
-            None => Vec::new(),
+            None => Params::new(),
         };
         if let Some(h) = headers {
             let ok = h.split('&').all(|pair| {
@@ -301,7 +302,7 @@ impl SipUri {
             password: None,
             host,
             port,
-            params: Vec::new(),
+            params: Params::new(),
             headers: None,
         }
     }
@@ -313,16 +314,13 @@ impl SipUri {
 
     /// The value of URI parameter `name` (case-insensitive name).
     pub fn param(&self, name: &str) -> Option<Option<&str>> {
-        self.params
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_deref())
+        self.params.get_raw(name)
     }
 
+    /// Sets URI parameter `name` to `value`, last in the list.
     pub fn set_param(&mut self, name: &str, value: Option<&str>) {
-        self.params.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
-        self.params
-            .push((name.to_owned(), value.map(str::to_owned)));
+        self.params.remove(name);
+        self.params.push(name, value);
     }
 
     /// The `transport` parameter, lower-cased.
@@ -362,7 +360,7 @@ impl Uri {
                 }
                 let params = match rest.split_once(';') {
                     Some((_, p)) => parse_uri_params(p)?,
-                    None => Vec::new(),
+                    None => Params::new(),
                 };
                 Ok(Uri::Tel(TelUri {
                     number: number.to_owned(),
@@ -401,17 +399,6 @@ impl Uri {
             Uri::Sip(_) => "sip",
             Uri::Tel(_) => "tel",
             Uri::Other { scheme, .. } => scheme,
-        }
-    }
-}
-
-fn write_params(out: &mut String, params: &[(String, Option<String>)]) {
-    for (n, v) in params {
-        out.push(';');
-        out.push_str(n);
-        if let Some(v) = v {
-            out.push('=');
-            out.push_str(v);
         }
     }
 }
@@ -478,7 +465,7 @@ impl SipUri {
             out.push(':');
             write_u64(port.into(), out);
         }
-        write_params(out, &self.params);
+        self.params.write_to(out);
         if let Some(h) = &self.headers {
             out.push('?');
             out.push_str(h);
@@ -494,7 +481,7 @@ impl Uri {
             Uri::Tel(t) => {
                 out.push_str("tel:");
                 out.push_str(&t.number);
-                write_params(out, &t.params);
+                t.params.write_to(out);
             }
             Uri::Other { scheme, opaque } => {
                 out.push_str(scheme);
@@ -604,7 +591,7 @@ mod tests {
         match Uri::parse("tel:+1-201-555-0123;phone-context=example.com") {
             Ok(Uri::Tel(t)) => {
                 assert_eq!(t.number, "+1-201-555-0123");
-                assert_eq!(t.params[0].0, "phone-context");
+                assert_eq!(t.params.iter().next().map(|p| p.0), Some("phone-context"));
             }
             other => panic!("{other:?}"),
         }

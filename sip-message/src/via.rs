@@ -74,7 +74,7 @@ impl Via {
     }
 
     pub fn branch(&self) -> Option<String> {
-        self.params.get("branch")
+        self.params.get("branch").map(std::borrow::Cow::into_owned)
     }
 
     /// True for an RFC 3261 branch (magic cookie), so the branch alone

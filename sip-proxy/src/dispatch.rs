@@ -83,9 +83,7 @@ impl Dispatcher {
 
     fn on_request(&self, mut req: Message, flow: Flow) {
         Stats::inc(&self.core.stats.received_requests);
-        let mut via = req.top_via().clone();
-        via.stamp_source(flow.remote);
-        req.set_top_via(via);
+        req.stamp_source(flow.remote);
         let Some(method) = req.method().cloned() else {
             return;
         };

@@ -255,7 +255,7 @@ fn plan(
             let min = Header::new(HeaderName::MinExpires, policy.min_expires.to_string());
             return Err((423, "Interval Too Brief", Some(min)));
         }
-        let instance = addr.params.get("+sip.instance");
+        let instance = addr.params.get("+sip.instance").map(|i| i.into_owned());
         let reg_id = addr
             .params
             .get("reg-id")
