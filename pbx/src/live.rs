@@ -7,24 +7,43 @@ use std::sync::Arc;
 
 use pbx_control_plane::api::events::{ActiveCall, EventHub, HeardBinding, Tenant};
 use pbx_sip_proxy::SipEvent;
-use tokio::sync::broadcast::{error::RecvError, Receiver};
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use tokio::sync::broadcast::Receiver;
 
 pub async fn relay(mut events: Receiver<Arc<SipEvent>>, hub: Arc<EventHub>) {
     loop {
-        match events.recv().await {
-            Ok(event) => forward(&hub, &event),
-            Err(RecvError::Lagged(missed)) => {
-                tracing::warn!(missed, "live event relay fell behind the SIP proxy");
-                hub.publish(
-                    Tenant::everyone(),
-                    "events_lost",
-                    pbx_store::now_ms(),
-                    serde_json::json!({ "count": missed }),
-                );
+        let first = events.recv().await;
+        let mut next = Some(first);
+        while let Some(got) = next.take() {
+            match got {
+                Ok(event) => forward(&hub, &event),
+                Err(RecvError::Lagged(missed)) => lost(&hub, missed),
+                Err(RecvError::Closed) => return,
             }
-            Err(RecvError::Closed) => return,
+            next = match events.try_recv() {
+                Ok(event) => Some(Ok(event)),
+                Err(TryRecvError::Lagged(missed)) => Some(Err(RecvError::Lagged(missed))),
+                Err(TryRecvError::Closed) => Some(Err(RecvError::Closed)),
+                Err(TryRecvError::Empty) => None,
+            };
         }
+        // Let events gather: the SIP threads then publish without waking
+        // this task each time (live views do not need the millisecond).
+        tokio::time::sleep(GATHER).await;
     }
+}
+
+/// How long events gather between two turns of the relay.
+const GATHER: std::time::Duration = std::time::Duration::from_millis(20);
+
+fn lost(hub: &EventHub, missed: u64) {
+    tracing::warn!(missed, "live event relay fell behind the SIP proxy");
+    hub.publish(
+        Tenant::everyone(),
+        "events_lost",
+        pbx_store::now_ms(),
+        serde_json::json!({ "count": missed }),
+    );
 }
 
 fn forward(hub: &EventHub, event: &SipEvent) {

@@ -377,7 +377,7 @@ impl EventBus {
                 let dropped = self
                     .alerts_dropped
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if dropped % 1000 == 0 {
+                if dropped.is_multiple_of(1000) {
                     tracing::warn!(
                         dropped = dropped + 1,
                         "alert events dropped: the alerts task is behind"

@@ -2,6 +2,11 @@
 //! min-heap on tokio time (so tests run it with paused time), woken early when
 //! a sooner timer is added. Cancelled timers are not removed; their targets
 //! ignore them (state machines check their state, Weak references die).
+//!
+//! The queue's task runs at most once per [`GRANULARITY`]: a lone timer
+//! fires on time, while thousands of timers a second (a dozen per call) are
+//! fired in batches instead of waking a thread for each millisecond that
+//! has one. SIP's timers start at 500 ms; a few milliseconds late is nothing.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -38,6 +43,9 @@ impl<T> Ord for Entry<T> {
             .then_with(|| other.seq.cmp(&self.seq))
     }
 }
+
+/// The queue's task runs at most this often.
+pub const GRANULARITY: Duration = Duration::from_millis(10);
 
 pub struct TimerQueue<T> {
     heap: Mutex<BinaryHeap<Entry<T>>>,
@@ -82,8 +90,11 @@ impl<T: Send> TimerQueue<T> {
 
     /// Runs forever, calling `fire` for each due timer in order.
     pub async fn run(&self, mut fire: impl FnMut(T)) {
+        let mut last_run: Option<Instant> = None;
         loop {
             let next = self.heap.lock().ok().and_then(|h| h.peek().map(|e| e.at));
+            // Not sooner than GRANULARITY after the last run.
+            let next = next.map(|at| last_run.map_or(at, |last| at.max(last + GRANULARITY)));
             match next {
                 None => self.wake.notified().await,
                 Some(at) if at > Instant::now() => {
@@ -95,6 +106,7 @@ impl<T: Send> TimerQueue<T> {
                 Some(_) => {}
             }
             let now = Instant::now();
+            last_run = Some(now);
             let due: Vec<T> = {
                 let mut heap = self.heap.lock().unwrap_or_else(|p| p.into_inner());
                 let mut due = Vec::new();
