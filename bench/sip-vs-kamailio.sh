@@ -9,7 +9,14 @@
 #   latency   200/s for 30 s with a loopback capture: exact per-hop latencies
 #   cpu       fixed rates (REG_CPU_RATE, CALL_CPU_RATE) for 20 s: CPU per operation
 #   max       highest rate with < 0.1 % failures (find_max.sh), REGISTER and calls
-#   memory    resident memory after all 10,000 users registered once
+#   latency-high  the cpu phase's rates (80 % of Kamailio's sustainable
+#             rates on this machine) for 20 s with a loopback capture: exact
+#             per-hop latencies under load
+#   memory    resident memory idle (after 200 phones registered: first-use
+#             allocations count as idle) and after all USERS users registered once
+#   storm     pbx only (not in the default): a fresh node, then every user's
+#             phone registers at once (sip-proxy's register_storm example:
+#             503s with Retry-After, the spread of granted expiries, memory)
 #   trunk     pbx only (not in the default): calls to a number that leaves
 #             through a carrier trunk (a SIPp carrier on 127.0.0.2:5190)
 #             against calls between extensions, CALL_CPU_RATE for 20 s each:
@@ -24,10 +31,12 @@
 # Servers: pbx (the abuse guard on, its per-source request budget raised,
 #   since all 10,000 harness phones send from 127.0.0.1), pbx-unguarded (the
 #   guard off: SERVERS="pbx pbx-unguarded kamailio" gives its cost in one
-#   run), kamailio.
+#   run), pbx-base (another build, PBX_BASE_BIN, set up as pbx: before and
+#   after a change in one run), kamailio.
 # Environment: SERVERS="pbx kamailio", OUT (results folder), PBX_BIN,
 #   REG_CPU_RATE=5000, CALL_CPU_RATE=1000, REG_START=8000, CALL_START=1500,
-#   STEP_DURATION=12, KAMAILIO_CHILDREN=4, OVERLOAD_RATE=2000.
+#   STEP_DURATION=12, KAMAILIO_CHILDREN=4, OVERLOAD_RATE=2000, USERS=10000
+#   (the phones of the memory and storm phases; every phase uses these users).
 # Only loopback is used. Needs sip-tester, kamailio, kamailio-sqlite-modules,
 # tcpdump, python3 (see ../shared/bench/README.md).
 set -euo pipefail
@@ -45,6 +54,7 @@ CALL_START=${CALL_START:-1500}
 export STEP_DURATION=${STEP_DURATION:-12}
 KAMAILIO_CHILDREN=${KAMAILIO_CHILDREN:-4}
 OVERLOAD_RATE=${OVERLOAD_RATE:-2000}
+USERS=${USERS:-10000}
 DOMAIN=bench.example
 PBX_PORT=5080
 KAM_PORT=5060
@@ -58,12 +68,12 @@ RESULTS=$OUT/results.txt
 log() { printf '%s %s\n' "$(date -u +%H:%M:%S)" "$*" | tee -a "$OUT/bench.log" >&2; }
 
 if [ ! -s "$DATA/users.csv" ]; then
-	python3 "$HARNESS/tools/gen_users.py" --count 10000 --domain "$DOMAIN" --seed 42 \
+	python3 "$HARNESS/tools/gen_users.py" --count "$USERS" --domain "$DOMAIN" --seed 42 \
 		--csv "$DATA/users.csv" --sqlite "$DATA/users.sqlite"
 fi
 
 start_pbx() {
-	local guard=$1 dir=$OUT/pbx-data
+	local guard=$1 bin=${2:-$PBX_BIN} dir=$OUT/pbx-data
 	if [ ! -s "$dir/pbx.db" ]; then
 		mkdir -p "$dir"
 		(cd "$ROOT" && cargo build --release -q -p pbx --example bench_seed)
@@ -74,7 +84,7 @@ start_pbx() {
 	env ${PBX_ENV:-} $guard PBX_SECRET_KEY="$(cat "$OUT/key")" PBX_DATA_DIR="$dir" PBX_LOG=warn \
 		PBX_HTTP_LISTEN=127.0.0.1:18088 PBX_SIP_UDP=127.0.0.1:$PBX_PORT PBX_SIP_TCP= \
 		PBX_SIP_DIGEST_ALGORITHMS=MD5 PBX_SIP_DIGEST_CHECK_URI=false PBX_NODE_ID=bench \
-		"$PBX_BIN" serve >"$OUT/pbx.out" 2>"$OUT/pbx.err" &
+		"$bin" serve >"$OUT/pbx.out" 2>"$OUT/pbx.err" &
 	local pid=$!
 	for _ in $(seq 1 100); do
 		grep -q ' running (' "$OUT/pbx.out" 2>/dev/null && break
@@ -97,6 +107,7 @@ start_server() {
 	case $1 in
 	pbx) start_pbx "PBX_SIP_GUARD_REQUEST_RATE=1000000 PBX_SIP_GUARD_REQUEST_BURST=1000000" ;;
 	pbx-unguarded) start_pbx PBX_SIP_GUARD=false ;;
+	pbx-base) start_pbx "PBX_SIP_GUARD_REQUEST_RATE=1000000 PBX_SIP_GUARD_REQUEST_BURST=1000000" "$PBX_BASE_BIN" ;;
 	kamailio)
 		DATA_DIR=$DATA RUN_DIR=$OUT/kamailio "$HARNESS/kamailio/start.sh" -n "$KAMAILIO_CHILDREN" >&2
 		cat "$OUT/kamailio/main.pid"
@@ -106,7 +117,7 @@ start_server() {
 
 stop_server() {
 	case $1 in
-	pbx | pbx-unguarded) stop_pbx "$2" ;;
+	pbx | pbx-unguarded | pbx-base) stop_pbx "$2" ;;
 	kamailio) RUN_DIR=$OUT/kamailio "$HARNESS/kamailio/stop.sh" >&2 || true ;;
 	esac
 }
@@ -180,6 +191,17 @@ trunk_calls() {
 			rate, n, ok, failed, rc, cpu}'
 }
 
+# The first WARM_PHONES users register (100 a second): work on every
+# thread of the server, after which it holds what it holds when idle.
+WARM_PHONES=200
+warm_up() {
+	local csv=$OUT/warm-users.csv
+	head -n $((WARM_PHONES + 1)) "$DATA/users.csv" >"$csv"
+	SERVER_PID=$1 TAG=warm-up OUT_DIR=$OUT/runs/warm-up-$2 \
+		"$HARNESS/run.sh" reg "$3" $DOMAIN "$csv" 100 $((WARM_PHONES / 100)) >/dev/null 2>&1 || true
+	sleep 5
+}
+
 # A counter of the pbx's /metrics.
 pbx_metric() {
 	curl -sf http://127.0.0.1:18088/metrics | awk -v name="$1" '$1 == name {print $2}'
@@ -244,6 +266,37 @@ for server in $SERVERS; do
 				sleep 5
 			done
 			;;
+		latency-high)
+			line=$(SERVER_PID=$pid PCAP=1 TAG="$server latency-high" OUT_DIR=$OUT/runs/$server-reg-latency-high \
+				"$HARNESS/run.sh" reg "$t" $DOMAIN "$DATA/users.csv" "$REG_CPU_RATE" 20 | grep '^RESULT')
+			record "$server latency-high-reg" "$line"
+			sleep 8
+			line=$(SERVER_PID=$pid PCAP=1 TAG="$server latency-high" OUT_DIR=$OUT/runs/$server-call-latency-high \
+				"$HARNESS/run.sh" call "$t" $DOMAIN "$DATA/users.csv" "$CALL_CPU_RATE" 20 | grep '^RESULT')
+			record "$server latency-high-call" "$line"
+			sleep 8
+			;;
+		storm)
+			[ "$server" = kamailio ] && continue
+			stop_server "$server" "$pid"
+			sleep 2
+			sqlite3 "$OUT/pbx-data/pbx.db" "DELETE FROM registrations;"
+			pid=$(start_server "$server")
+			sleep 2
+			idle=$(pss_kb "$pid")
+			(cd "$ROOT" && cargo build --release -q -p pbx-sip-proxy --example register_storm)
+			peak=$idle
+			"$ROOT/target/release/examples/register_storm" --server "127.0.0.1:$PBX_PORT" \
+				--users "$DATA/users.csv" --domain $DOMAIN --phones "$USERS" >"$OUT/storm.txt" &
+			storm=$!
+			while [ -d "/proc/$storm" ]; do
+				now=$(pss_kb "$pid")
+				[ "$now" -gt "$peak" ] && peak=$now
+				sleep 0.5
+			done
+			wait "$storm" || true
+			record "$server storm" "idle_pss_kb=$idle peak_pss_kb=$peak shed=$(pbx_metric pbx_sip_shed_total) $(tr '\n' ' ' <"$OUT/storm.txt")"
+			;;
 		cpu)
 			line=$(SERVER_PID=$pid TAG="$server cpu" OUT_DIR=$OUT/runs/$server-reg-cpu \
 				"$HARNESS/run.sh" reg "$t" $DOMAIN "$DATA/users.csv" "$REG_CPU_RATE" 20 | grep '^RESULT')
@@ -294,16 +347,20 @@ for server in $SERVERS; do
 				sqlite3 "$OUT/pbx-data/pbx.db" "DELETE FROM registrations;"
 			fi
 			pid=$(start_server "$server")
-			sleep 2
+			# Idle is measured after WARM_PHONES phones registered: mimalloc
+			# gives back the pages of the start (loading the directory) only
+			# when its threads allocate again, so right after the start the
+			# node holds memory it is about to return (up to 40 MB more).
+			warm_up "$pid" "$server" "$t"
 			idle=$(pss_kb "$pid")
 			line=$(SERVER_PID=$pid TAG="$server memory" OUT_DIR=$OUT/runs/$server-memory \
-				"$HARNESS/run.sh" reg "$t" $DOMAIN "$DATA/users.csv" 1000 10 | grep '^RESULT')
+				"$HARNESS/run.sh" reg "$t" $DOMAIN "$DATA/users.csv" 2000 $((USERS / 2000)) | grep '^RESULT')
 			sleep 3
 			full=$(pss_kb "$pid")
 			# After the 32 s in which retransmissions are still answered from memory.
 			sleep 35
 			settled=$(pss_kb "$pid")
-			record "$server memory" "idle_pss_kb=$idle registered_pss_kb=$full settled_pss_kb=$settled $line"
+			record "$server memory" "idle_pss_kb=$idle registered_pss_kb=$full settled_pss_kb=$settled phones=$((USERS - WARM_PHONES)) $line"
 			;;
 		esac
 	done
