@@ -8,9 +8,18 @@
 //! the SIP proxy drives); `ng` serves that interface over rtpengine's control
 //! protocol, for a relay on a node of its own. The proxy decides *whether* a call is anchored;
 //! this crate does the anchoring.
+//!
+//! The media engine of the applications (voicemail and the others) lives
+//! here too: `g711` (PCMU/PCMA), `dtmf` (RFC 4733 events, SIP INFO),
+//! `audio` (8 kHz PCM clips, WAV in and out, conversion of uploads) and
+//! `jitter` (a received stream back in order for recording and mixing).
 
 #![forbid(unsafe_code)]
 
+pub mod audio;
+pub mod dtmf;
+pub mod g711;
+pub mod jitter;
 pub mod ng;
 pub mod ports;
 pub mod relay;

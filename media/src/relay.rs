@@ -276,6 +276,13 @@ impl Relay {
             IpAddr::V4(t) => (cfg.bind_v4.into(), cfg.advertise_v4.unwrap_or(t).into()),
             IpAddr::V6(t) => (cfg.bind_v6.into(), cfg.advertise_v6.unwrap_or(t).into()),
         };
+        // A party we face on loopback (an application of this node) cannot
+        // reach a public address the node is mapped to: it gets one of ours.
+        let advertise = match toward.is_loopback() && !advertise.is_loopback() {
+            true if bind.is_unspecified() => toward,
+            true => bind,
+            false => advertise,
+        };
         // A port someone else holds is skipped; a range of busy ports is
         // tried a bounded number of times.
         for _ in 0..16 {

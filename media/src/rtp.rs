@@ -57,6 +57,37 @@ pub fn classify(p: &[u8]) -> Packet {
     })
 }
 
+/// An RTP packet's header, marker bit and payload (padding removed); None
+/// for anything [`classify`] would not call RTP.
+pub fn parse(p: &[u8]) -> Option<(RtpHeader, bool, &[u8])> {
+    let Packet::Rtp(h) = classify(p) else {
+        return None;
+    };
+    let csrc = usize::from(p[0] & 0x0f) * 4;
+    let mut start = 12 + csrc;
+    if p[0] & 0x10 != 0 {
+        start += 4 + usize::from(u16::from_be_bytes([p[start + 2], p[start + 3]])) * 4;
+    }
+    let mut end = p.len();
+    if p[0] & 0x20 != 0 {
+        let pad = usize::from(p[end - 1]);
+        end = end.checked_sub(pad).filter(|&e| e >= start)?;
+    }
+    Some((h, p[1] & 0x80 != 0, &p[start..end]))
+}
+
+/// An RTP packet (version 2, no CSRC, no extension, no padding).
+pub fn packet(h: &RtpHeader, marker: bool, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(12 + payload.len());
+    out.push(0x80);
+    out.push((if marker { 0x80 } else { 0 }) | (h.payload_type & 0x7f));
+    out.extend_from_slice(&h.sequence.to_be_bytes());
+    out.extend_from_slice(&h.timestamp.to_be_bytes());
+    out.extend_from_slice(&h.ssrc.to_be_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
 /// What a receiver reported about a stream in RTCP (the first report block
 /// of an SR or RR).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -172,6 +203,24 @@ impl Receiver {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_packet_written_parses_back_and_padding_is_dropped() {
+        let h = RtpHeader {
+            payload_type: 101,
+            sequence: 7,
+            timestamp: 1600,
+            ssrc: 42,
+        };
+        let p = packet(&h, true, &[1, 2, 3, 4]);
+        assert_eq!(parse(&p), Some((h, true, &[1u8, 2, 3, 4][..])));
+        let mut padded = packet(&h, false, &[9, 9, 0, 0, 3]);
+        padded[0] |= 0x20;
+        assert_eq!(parse(&padded).map(|(_, _, b)| b.to_vec()), Some(vec![9, 9]));
+        let mut bad = packet(&h, false, &[200]);
+        bad[0] |= 0x20;
+        assert_eq!(parse(&bad), None, "padding longer than the payload");
+    }
 
     fn rtp(seq: u16, ts: u32) -> Vec<u8> {
         let mut p = vec![0x80, 0x00];
