@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use std::sync::{Arc, OnceLock};
 use tokio::sync::broadcast;
 
-use crate::{CustomerId, ResellerId};
+use crate::{CustomerId, ExtensionId, ResellerId};
 
 /// PostgreSQL channel the changes travel on.
 pub(crate) const CHANNEL: &str = "pbx_changes";
@@ -36,6 +36,8 @@ pub enum Change {
     PricePlans,
     /// SIP bans, the allow list or account protections (the abuse guard).
     Guard,
+    /// The messages of an extension's voicemail box (its phones' lamps).
+    Voicemail { extension: ExtensionId },
     /// Something may have been missed: reload everything.
     Resync,
 }

@@ -94,6 +94,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0007_media.sql"),
         include_str!("../../migrations/postgres/0007_media.sql"),
     ),
+    (
+        8,
+        "voicemail",
+        include_str!("../../migrations/sqlite/0008_voicemail.sql"),
+        include_str!("../../migrations/postgres/0008_voicemail.sql"),
+    ),
 ];
 
 fn migrator(engine: Engine) -> Migrator {
@@ -240,6 +246,10 @@ impl Store {
     pub fn ring_groups(&self) -> crate::ring_groups::RingGroups<'_> {
         crate::ring_groups::RingGroups(self)
     }
+    pub fn voicemail(&self) -> crate::voicemail::Voicemail<'_> {
+        crate::voicemail::Voicemail(self)
+    }
+
     pub fn forwards(&self) -> crate::forwards::Forwards<'_> {
         crate::forwards::Forwards(self)
     }

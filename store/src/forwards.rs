@@ -1,7 +1,8 @@
 //! Call forwarding per extension: always, when busy (or on do-not-disturb),
 //! after ringing unanswered, and when no phone is registered. A target is an
-//! extension number of the same customer, or an external number (reached
-//! through a carrier trunk). A customer's user may set its own extension's.
+//! extension number of the same customer, an external number (reached
+//! through a carrier trunk), or `voicemail` (the extension's own box). A
+//! customer's user may set its own extension's.
 
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -21,6 +22,9 @@ text_enum!(
         Unavailable = "unavailable",
     }
 );
+
+/// The target that sends a call to the extension's own voicemail box.
+pub const VOICEMAIL: &str = "voicemail";
 
 /// Ringing time before a no-answer forward, when none is given.
 pub const DEFAULT_NO_ANSWER_S: i64 = 20;
@@ -84,11 +88,12 @@ impl Forwards<'_> {
             let field = |name: &str| format!("[{i}].{name}");
             let digits = f.target.strip_prefix('+').unwrap_or(&f.target);
             check.check(
-                (1..=32).contains(&f.target.len())
-                    && !digits.is_empty()
-                    && digits.bytes().all(|b| b.is_ascii_digit()),
+                f.target == VOICEMAIL
+                    || ((1..=32).contains(&f.target.len())
+                        && !digits.is_empty()
+                        && digits.bytes().all(|b| b.is_ascii_digit())),
                 &field("target"),
-                "must be an extension number or a phone number (digits, + first)",
+                "must be an extension number, a phone number (digits, + first) or \"voicemail\"",
             );
             check.check(
                 f.target != ext.number,

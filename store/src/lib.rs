@@ -22,12 +22,15 @@
 //! sign-ins). Abuse: `abuse` (SIP bans, the allow list, account
 //! protections, resellers' thresholds), `limits` (fraud and cost limits),
 //! `fraud_alarms` (toll-fraud alarms and devices' known destinations);
-//! `net` (address blocks and the sources bans are kept by).
+//! `net` (address blocks and the sources bans are kept by). Media
+//! applications: `voicemail` (boxes and messages), with their audio in
+//! `audio_files` (files under the data directory).
 
 #![forbid(unsafe_code)]
 
 pub mod abuse;
 pub mod api_tokens;
+pub mod audio_files;
 pub mod audit;
 pub mod business_hours;
 pub mod call_records;
@@ -68,6 +71,7 @@ pub mod trunks;
 pub mod unrouted;
 mod usage;
 mod validate;
+pub mod voicemail;
 pub mod webhooks;
 
 pub use db::{Engine, Store, StoreConfig};
