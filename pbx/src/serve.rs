@@ -124,6 +124,11 @@ pub async fn run(config: Config, mode: Mode) -> Result<()> {
     } else {
         None
     };
+    // The media applications (voicemail) answer calls the proxy routes to them.
+    let _apps = match &sip {
+        Some(proxy) => start_applications(&config, proxy, &store).await?,
+        None => None,
+    };
 
     let mut http_bound = Vec::new();
     let mut tasks = tokio::task::JoinSet::new();
@@ -158,6 +163,7 @@ pub async fn run(config: Config, mode: Mode) -> Result<()> {
         tokio::spawn(pbx_control_plane::notices::run(
             store.clone(),
             console.clone(),
+            audio_files(&config),
             stop_rx.clone(),
         ));
         let state = AppState {
@@ -172,6 +178,7 @@ pub async fn run(config: Config, mode: Mode) -> Result<()> {
                 .with_trusted_proxies(config.http_trusted_proxies.clone()),
             ),
             console,
+            audio: audio_files(&config),
         };
         for addr in &config.http_listen {
             let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
@@ -243,6 +250,42 @@ pub async fn run(config: Config, mode: Mode) -> Result<()> {
     store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Where recordings live: `<data dir>/audio` (shared by the SIP and the
+/// control-plane processes of one machine).
+fn audio_files(config: &Config) -> pbx_store::audio_files::AudioFiles {
+    pbx_store::audio_files::AudioFiles::new(config.data_dir.join("audio"))
+}
+
+/// Starts the media application server beside the proxy, on loopback, and
+/// tells the proxy where it is. None when the proxy has no UDP socket.
+async fn start_applications(
+    config: &Config,
+    proxy: &SipProxy,
+    store: &Store,
+) -> Result<Option<pbx_apps::AppServer>> {
+    let proxies = proxy.udp_addrs();
+    let Some(first) = proxies.first() else {
+        return Ok(None);
+    };
+    let listen: SocketAddr = if first.is_ipv4() {
+        (std::net::Ipv4Addr::LOCALHOST, 0).into()
+    } else {
+        (std::net::Ipv6Addr::LOCALHOST, 0).into()
+    };
+    let apps = pbx_apps::AppServer::start(
+        pbx_apps::AppConfig {
+            listen,
+            proxies,
+            audio: audio_files(config),
+        },
+        store.clone(),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("cannot start the media applications: {e}"))?;
+    proxy.set_applications(apps.address());
+    Ok(Some(apps))
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

@@ -63,6 +63,11 @@ pub fn wanted(mode: AnchorMode, carrier: bool, behind_nat: bool) -> bool {
 
 /// The address our media has toward the party at the other end of `flow`.
 fn media_ip(core: &Core, flow: &Flow) -> IpAddr {
+    // This node's application server reaches us on loopback, whatever the
+    // node advertises to the world.
+    if core.from_application(flow) {
+        return core.node.local_ip_for(flow);
+    }
     match core.node.advertised(flow).0.ip() {
         Some(ip) if ip.is_ipv4() == flow.remote.is_ipv4() => ip,
         _ => core.node.local_ip_for(flow),
@@ -76,6 +81,23 @@ pub fn admit(core: &Core, key: &CallKey, req: &Message, flow: &Flow) -> Result<(
         pbx_media::sdp::Sdp::parse(body)?;
     }
     core.media.reserve(key, Party::Caller, media_ip(core, flow))
+}
+
+/// Anchors a call that rang phones unanchored before it rings an
+/// application: the caller's ports are taken now. False when the relay has
+/// none or the offer is unreadable: the application is not rung then.
+pub fn anchor_now(core: &Core, c: &mut crate::context::Context) -> bool {
+    let key = c.call_key();
+    let Some(req) = c.request.as_ref() else {
+        return false;
+    };
+    if let Err(e) = admit(core, &key, req, &c.inbound) {
+        tracing::warn!(error = %e, "a call to an application could not be anchored");
+        core.media.delete(&key);
+        return false;
+    }
+    c.media = Some(crate::context::MediaLeg { key, parties: None });
+    true
 }
 
 /// Rewrites `m`'s SDP (if any) on its way from `from` (whose signalling

@@ -53,6 +53,9 @@ pub struct Core {
     pub server_txns: ShardedMap<ServerKey, Arc<Mutex<Context>>>,
     pub client_txns: ShardedMap<ClientKey, (Weak<Mutex<Context>>, usize)>,
     pub timers: TimerQueue<TimerItem>,
+    /// This node's media application server (voicemail), once it runs:
+    /// calls go to it as to a phone, and its requests are trusted.
+    pub applications: std::sync::OnceLock<std::net::SocketAddr>,
 }
 
 pub fn lock(ctx: &Mutex<Context>) -> MutexGuard<'_, Context> {
@@ -87,6 +90,7 @@ impl Core {
             server_txns: ShardedMap::default(),
             client_txns: ShardedMap::default(),
             timers: TimerQueue::default(),
+            applications: std::sync::OnceLock::new(),
             config,
         }
     }
@@ -173,6 +177,34 @@ impl Core {
                 self.client_txns.remove(key);
             }
         }
+    }
+
+    /// Whether `flow` comes from this node's application server.
+    pub fn from_application(&self, flow: &Flow) -> bool {
+        flow.protocol == crate::transport::Protocol::Udp
+            && self.applications.get() == Some(&flow.remote)
+    }
+
+    /// A target for `extension`'s application `user` (e.g. its voicemail),
+    /// None when no application server runs.
+    pub fn application_binding(
+        &self,
+        tenant: &crate::directory::Tenant,
+        extension: pbx_store::ExtensionId,
+        user: &str,
+    ) -> Option<crate::location::Binding> {
+        let at = *self.applications.get()?;
+        let flow = self
+            .node
+            .transports
+            .flow_to(crate::transport::Protocol::Udp, at)?;
+        Some(crate::location::Binding::application(
+            tenant.reseller,
+            tenant.customer,
+            extension,
+            user,
+            flow,
+        ))
     }
 
     /// True if the Request-URI names this node itself (no user, our address

@@ -454,8 +454,9 @@ impl Directory {
             let change = changes.recv().await;
             let result = match change {
                 Ok(Change::Customer { customer }) => self.reload(&store, customer).await,
-                // The abuse guard follows its own changes.
-                Ok(Change::Guard) => Ok(()),
+                // The abuse guard and the application server (voicemail)
+                // follow their own changes.
+                Ok(Change::Guard) | Ok(Change::Voicemail { .. }) => Ok(()),
                 Ok(Change::Trunks) | Ok(Change::Numbers) => match load_carriers(&store).await {
                     Ok(carriers) => {
                         self.replace_carriers(carriers);

@@ -203,6 +203,12 @@ impl SipProxy {
         })
     }
 
+    /// Where this node's media application server listens: voicemail
+    /// forwards ring it, and its requests (MWI) are trusted.
+    pub fn set_applications(&self, at: SocketAddr) {
+        let _ = self.dispatcher.core.applications.set(at);
+    }
+
     /// The node's internals, for tests that look inside.
     pub fn core(&self) -> &Arc<Core> {
         &self.dispatcher.core

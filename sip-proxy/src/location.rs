@@ -43,6 +43,9 @@ pub struct Binding {
     pub path: Box<[Box<str>]>,
     /// The expiry the database holds for this binding (None: not written yet).
     pub stored_expires_at: Option<Millis>,
+    /// Not a phone's: a media application of this node (voicemail), which
+    /// the proxy rings like a phone.
+    pub application: bool,
 }
 
 /// Where and how requests to a binding go, from its contact.
@@ -63,6 +66,37 @@ pub struct Target {
 }
 
 impl Binding {
+    /// A target on this node's media application server: `user` at the
+    /// end of `flow`, for `extension`. It never expires and is never stored.
+    pub fn application(
+        reseller: ResellerId,
+        customer: CustomerId,
+        extension: ExtensionId,
+        user: &str,
+        flow: Flow,
+    ) -> Binding {
+        let contact: Box<str> = format!("<sip:{user}@{}>", flow.remote).into();
+        Binding {
+            reseller,
+            customer,
+            extension,
+            device: DeviceId(0),
+            key: contact.clone(),
+            contact,
+            instance: None,
+            reg_id: None,
+            q_milli: 1000,
+            flow,
+            call_id: Box::default(),
+            cseq: 0,
+            expires_at: Millis::MAX,
+            user_agent: None,
+            path: Box::default(),
+            stored_expires_at: None,
+            application: true,
+        }
+    }
+
     /// Whether the stored copy is too stale to keep: new, moved, or its
     /// stored expiry more than a tenth of the interval short of the real one
     /// (so that after a restart no binding ends much earlier than its phone
@@ -413,6 +447,7 @@ fn from_stored(
             .map(|p| p.split(',').map(Into::into).collect())
             .unwrap_or_default(),
         stored_expires_at: Some(s.expires_at),
+        application: false,
     })
 }
 
@@ -446,6 +481,7 @@ mod tests {
             user_agent: None,
             path: Box::default(),
             stored_expires_at: None,
+            application: false,
         }
     }
 

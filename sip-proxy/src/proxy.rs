@@ -425,7 +425,7 @@ fn fork(
             fwd,
             out_flow,
             Some(binding.extension),
-            Some(binding.device),
+            (!binding.application).then_some(binding.device),
         );
     }
 }
@@ -1332,6 +1332,14 @@ fn go_on(core: &Core, ctx: &Arc<Mutex<Context>>, c: &mut Context) -> bool {
             steps,
             forwarded,
         } => {
+            if c.media.is_none()
+                && bindings.iter().any(|b| b.application)
+                && !anchoring::anchor_now(core, c)
+            {
+                // The application is on loopback: unanchored it could not
+                // face the caller. The call ends with the failure it had.
+                return false;
+            }
             c.plan = steps;
             if let (Some((extension, passed)), Some(call)) = (forwarded, c.call.as_mut()) {
                 call.info.callee_extension = Some(extension);

@@ -304,6 +304,7 @@ fn plan(
             user_agent: user_agent.clone(),
             path: path.clone(),
             stored_expires_at: None,
+            application: false,
         });
     }
     if next.len() > policy.max_contacts_per_device {

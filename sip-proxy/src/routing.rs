@@ -86,6 +86,9 @@ pub fn route(core: &Core, req: Message, flow: Flow) -> Option<Routed> {
         core.node.reply_stateless(&req, flow, resp);
         return None;
     }
+    if core.from_application(&flow) {
+        return from_application(core, req, flow);
+    }
     let carriers = core.directory.carriers();
     // A request naming one of our customers' domains is a phone's, wherever
     // it comes from: it authenticates like any other.
@@ -130,6 +133,8 @@ pub fn route(core: &Core, req: Message, flow: Flow) -> Option<Routed> {
     let emergency = method == Method::Invite && carrier::is_emergency(&dialled, &tenant);
     let target = if emergency {
         Target::Public
+    } else if method == Method::Invite && dialled == MAILBOX_CODE {
+        Target::Mailbox
     } else {
         match target_extension(core, &req, &tenant) {
             Ok(e) => Target::Extension(e),
@@ -160,6 +165,18 @@ pub fn route(core: &Core, req: Message, flow: Flow) -> Option<Routed> {
             }
             Ringing::phones(dialled.number.clone(), Some(dialled), bindings)
         }
+        Target::Mailbox => {
+            // The box of the extension whose device authenticated: the
+            // device's password is the box's.
+            let own = tenant.extension_by_id(device.extension);
+            let binding = own.and_then(|e| {
+                core.application_binding(&tenant, e.id, &format!("vmbox-{}", e.id.0))
+            });
+            match binding {
+                Some(b) => Ringing::phones(MAILBOX_CODE.to_owned(), None, vec![b]),
+                None => return refuse(480, "Temporarily Unavailable", None),
+            }
+        }
         Target::Group(group) => match ring_group(core, &tenant, &group, now) {
             Some(ringing) => ringing,
             None => return refuse(480, "Temporarily Unavailable", None),
@@ -188,6 +205,51 @@ pub fn route(core: &Core, req: Message, flow: Flow) -> Option<Routed> {
             }
         },
     };
+    Some(Routed::new(req, flow, tenant, caller, ringing, core))
+}
+
+/// A request of this node's application server (a message-waiting NOTIFY)
+/// for an extension's phones: trusted, not authenticated, never a call.
+fn from_application(core: &Core, req: Message, flow: Flow) -> Option<Routed> {
+    let tenant = core.tenant_of_request(&req);
+    let target = tenant
+        .as_ref()
+        .and_then(|t| target_extension(core, &req, t).ok());
+    let (Some(tenant), Some(extension)) = (tenant, target) else {
+        let resp = core.node.local_response(&req, 404, "Not Found", None);
+        core.node.reply_stateless(&req, flow, resp);
+        return None;
+    };
+    // It may tell lamps, nothing else (no calls, no messages to phones).
+    let event = req
+        .value_text(&pbx_sip_message::HeaderName::Event)
+        .unwrap_or_default();
+    let mwi = req.method() == Some(&Method::Notify)
+        && event
+            .split(';')
+            .next()
+            .is_some_and(|e| e.trim().eq_ignore_ascii_case("message-summary"));
+    if !mwi {
+        let resp = core.node.local_response(&req, 403, "Forbidden", None);
+        core.node.reply_stateless(&req, flow, resp);
+        return None;
+    }
+    let bindings = core
+        .location
+        .of_extension(extension.id, pbx_store::now_ms());
+    if bindings.is_empty() {
+        let resp = core
+            .node
+            .local_response(&req, 480, "Temporarily Unavailable", None);
+        core.node.reply_stateless(&req, flow, resp);
+        return None;
+    }
+    let caller = Caller {
+        extension: None,
+        device: None,
+        direction: CallDirection::Internal,
+    };
+    let ringing = Ringing::phones(extension.number.clone(), Some(extension), bindings);
     Some(Routed::new(req, flow, tenant, caller, ringing, core))
 }
 
@@ -526,6 +588,12 @@ fn anchor(
     caller: &Caller,
     ringing: &Ringing,
 ) -> bool {
+    // An application listens on loopback: only the relay can face the caller.
+    if let Ringing::Phones { bindings, .. } = ringing {
+        if bindings.iter().any(|b| b.application) {
+            return true;
+        }
+    }
     let mode = tenant.media_anchor.unwrap_or(core.config.media.anchor);
     let carrier = caller.device.is_none() || matches!(ringing, Ringing::Out { .. });
     let nat = || {
@@ -735,7 +803,12 @@ enum Target {
     Extension(Arc<Extension>),
     Group(Arc<RingGroup>),
     Public,
+    /// The caller's own voicemail box ([`MAILBOX_CODE`]).
+    Mailbox,
 }
+
+/// What a phone dials to listen to its extension's voicemail box.
+pub const MAILBOX_CODE: &str = "*97";
 
 /// The ring group the Request-URI's user names, if any (the domain was
 /// checked by [`target_extension`] already).
@@ -886,6 +959,18 @@ pub fn after_failure(core: &Core, c: &Context) -> Option<Next> {
             let target = forward.target.clone();
             return forward_out(core, &c.call_key().0, tenant, current, target, now);
         }
+        ForwardTarget::Voicemail => {
+            let binding = voicemail_of(core, &tenant, &current)?;
+            tracing::debug!(customer = %tenant.customer, extension = %current.number,
+                condition = condition.as_str(), "call to voicemail after ringing");
+            return Some(Next::Phones {
+                tenant,
+                bindings: vec![binding],
+                ring_s: None,
+                steps: VecDeque::new(),
+                forwarded: Some((current.id, call.passed.clone())),
+            });
+        }
         ForwardTarget::DeadEnd(..) => return None,
     };
     let mut passed = call.passed.clone();
@@ -955,10 +1040,18 @@ enum Reached {
 enum ForwardTarget {
     Extension(Arc<Extension>),
     Number,
+    /// The forwarding extension's own voicemail box.
+    Voicemail,
     DeadEnd(u16, &'static str),
 }
 
+/// The forward target that leads to the extension's voicemail box.
+pub const VOICEMAIL: &str = pbx_store::forwards::VOICEMAIL;
+
 fn forward_target(tenant: &Tenant, carriers: &Carriers, target: &str) -> ForwardTarget {
+    if target.eq_ignore_ascii_case(VOICEMAIL) {
+        return ForwardTarget::Voicemail;
+    }
     if let Some(next) = tenant.extension(target) {
         return ForwardTarget::Extension(next.clone());
     }
@@ -976,6 +1069,13 @@ fn forward_target(tenant: &Tenant, carriers: &Carriers, target: &str) -> Forward
         Some(Ok(_)) => ForwardTarget::Number,
         _ => ForwardTarget::DeadEnd(480, "Temporarily Unavailable"),
     }
+}
+
+/// The target that rings `extension`'s voicemail box on this node's
+/// application server (`vm-<extension id>`, the user it answers to); None
+/// when no application server runs.
+fn voicemail_of(core: &Core, tenant: &Tenant, extension: &Extension) -> Option<Binding> {
+    core.application_binding(tenant, extension.id, &format!("vm-{}", extension.id.0))
 }
 
 /// Follows the dialled extension's forwards that can be decided before
@@ -1022,6 +1122,12 @@ fn follow_forwards(
                     target: forward.target.clone(),
                     by: current,
                 })
+            }
+            ForwardTarget::Voicemail => {
+                return match voicemail_of(core, tenant, &current) {
+                    Some(b) => Ok(Reached::Phones(current, vec![b])),
+                    None => Err((480, "Temporarily Unavailable", current)),
+                };
             }
             ForwardTarget::DeadEnd(code, reason) => return Err((code, reason, current)),
         };

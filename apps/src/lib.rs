@@ -1,0 +1,39 @@
+//! The media application server: what answers a call itself instead of
+//! ringing a phone. Voicemail first (a caller leaves a message after the
+//! greeting; the box's phones are told, RFC 3842); IVR menus, music on
+//! hold, conference rooms and the rest build on the same parts.
+//!
+//! It is a SIP user agent on a loopback socket of its own, in the same
+//! process as the proxy: the proxy routes calls to it like to any other
+//! target (`sip:vm-<extension>@<its address>`, anchored through the media
+//! relay), and it serves nobody but the proxy. Owns `server` (the socket,
+//! answering, retransmitting, BYE), `dialog` (one call's dialog and the
+//! requests it sends), `media` (one call's RTP: play, record, keys),
+//! `prompts` (the announcements shipped, per language), `voicemail` (the
+//! deposit), `mailbox` (a phone listening to its box, `*97`) and `mwi`
+//! (message-waiting NOTIFYs).
+
+#![forbid(unsafe_code)]
+
+mod dialog;
+mod mailbox;
+pub mod media;
+mod mwi;
+pub mod prompts;
+pub mod server;
+mod voicemail;
+
+use std::sync::Arc;
+
+pub use server::{App, AppConfig, AppServer};
+
+/// One call an application runs: its media, the caller's keys and hang-up,
+/// and who calls.
+pub(crate) struct Run {
+    pub inner: Arc<server::Inner>,
+    pub media: Arc<media::CallMedia>,
+    pub events: tokio::sync::mpsc::Receiver<media::CallEvent>,
+    /// The caller's user part (a number, an extension).
+    pub caller: String,
+    pub call_id: String,
+}

@@ -1,0 +1,494 @@
+//! The application server's SIP side: one UDP socket on loopback that only
+//! the node's proxy talks to. An INVITE for `sip:<app>@<this socket>` is
+//! answered at once (200 with our SDP, retransmitted until the ACK, RFC 3261
+//! §13.3.1.4), the application named by the Request-URI runs the call, and
+//! the call ends with its BYE or ours. Re-INVITEs (hold) get the same
+//! answer; SIP INFO keys count like RFC 4733 ones.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use pbx_media::dtmf;
+use pbx_sip_message::{Limits, Message, Method};
+use pbx_store::audio_files::AudioFiles;
+use pbx_store::{ExtensionId, Store};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+use crate::dialog::{self, Dialog};
+use crate::media::{read_offer, CallEvent, CallMedia};
+
+/// T1 and the end of retransmissions (RFC 3261 §17.1.1.1).
+const T1: Duration = Duration::from_millis(500);
+const T2: Duration = Duration::from_secs(4);
+const GIVE_UP: Duration = Duration::from_secs(32);
+
+/// Calls served at once; beyond, 503 (each holds a socket and up to a
+/// longest message of audio).
+pub const MAX_CALLS: usize = 500;
+
+/// Where the application server listens and whom it trusts.
+#[derive(Debug, Clone)]
+pub struct AppConfig {
+    /// The SIP socket (loopback; port 0 picks one).
+    pub listen: SocketAddr,
+    /// The proxy's SIP sockets: the only sources served. An unspecified
+    /// address (0.0.0.0) stands for loopback.
+    pub proxies: Vec<SocketAddr>,
+    /// Where recordings go.
+    pub audio: AudioFiles,
+}
+
+/// What a Request-URI asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum App {
+    /// Leave a message for an extension.
+    Voicemail(ExtensionId),
+    /// An extension's own phone listening to its box (`*97`).
+    Mailbox(ExtensionId),
+}
+
+impl App {
+    /// The Request-URI user the proxy routes an application target with.
+    pub fn user(&self) -> String {
+        match self {
+            App::Voicemail(e) => format!("vm-{}", e.0),
+            App::Mailbox(e) => format!("vmbox-{}", e.0),
+        }
+    }
+
+    pub fn parse(user: &str) -> Option<App> {
+        let id = |rest: &str| rest.parse::<i64>().ok().map(ExtensionId);
+        if let Some(rest) = user.strip_prefix("vm-") {
+            return id(rest).map(App::Voicemail);
+        }
+        id(user.strip_prefix("vmbox-")?).map(App::Mailbox)
+    }
+}
+
+/// One call the server holds.
+struct Call {
+    dialog: Mutex<Dialog>,
+    /// The proxy socket the INVITE came from: where our requests of the
+    /// call go (its Record-Route may name a host we cannot resolve).
+    proxy: SocketAddr,
+    /// Our 200 OK, for retransmitted INVITEs and until the ACK.
+    answer: Mutex<Bytes>,
+    acked: tokio::sync::watch::Sender<bool>,
+    events: mpsc::Sender<CallEvent>,
+    media: Arc<CallMedia>,
+    session: u64,
+    version: Mutex<u64>,
+}
+
+pub(crate) struct Inner {
+    pub socket: UdpSocket,
+    pub local: SocketAddr,
+    pub config: AppConfig,
+    pub store: Store,
+    calls: Mutex<HashMap<String, Arc<Call>>>,
+}
+
+/// The running application server.
+#[derive(Clone)]
+pub struct AppServer {
+    inner: Arc<Inner>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl AppServer {
+    /// Binds the socket and starts serving.
+    pub async fn start(config: AppConfig, store: Store) -> std::io::Result<AppServer> {
+        let socket = UdpSocket::bind(config.listen).await?;
+        let inner = Arc::new(Inner {
+            local: socket.local_addr()?,
+            socket,
+            config,
+            store,
+            calls: Mutex::new(HashMap::new()),
+        });
+        let weak = Arc::downgrade(&inner);
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 65_536];
+            loop {
+                let Some(inner) = weak.upgrade() else { return };
+                let got =
+                    tokio::time::timeout(Duration::from_secs(1), inner.socket.recv_from(&mut buf))
+                        .await;
+                match got {
+                    Ok(Ok((n, from))) => {
+                        let data = Bytes::copy_from_slice(&buf[..n]);
+                        on_datagram(&inner, data, from).await;
+                    }
+                    Ok(Err(e)) => tracing::debug!(error = %e, "application server receive error"),
+                    Err(_) => {}
+                }
+            }
+        });
+        tokio::spawn(follow_boxes(Arc::downgrade(&inner)));
+        Ok(AppServer { inner })
+    }
+
+    /// The SIP address the proxy routes applications to.
+    pub fn address(&self) -> SocketAddr {
+        self.inner.local
+    }
+
+    /// Calls in progress.
+    pub fn calls(&self) -> usize {
+        lock(&self.inner.calls).len()
+    }
+
+    /// Tells the phones of `extension` how many voicemail messages wait.
+    pub async fn message_waiting(&self, extension: ExtensionId) {
+        crate::mwi::notify(&self.inner, extension).await;
+    }
+}
+
+/// Phones' lamps follow their boxes wherever a message was heard or
+/// deleted (the console, the API, another node).
+async fn follow_boxes(inner: std::sync::Weak<Inner>) {
+    let Some(mut changes) = inner.upgrade().map(|i| i.store.changes().subscribe()) else {
+        return;
+    };
+    loop {
+        let change = tokio::time::timeout(Duration::from_secs(5), changes.recv()).await;
+        let Some(inner) = inner.upgrade() else { return };
+        match change {
+            Ok(Ok(pbx_store::changes::Change::Voicemail { extension })) => {
+                crate::mwi::notify(&inner, extension).await;
+            }
+            Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => return,
+            _ => {}
+        }
+    }
+}
+
+fn trusted(config: &AppConfig, from: SocketAddr) -> bool {
+    config.proxies.iter().any(|p| {
+        p.port() == from.port()
+            && (p.ip() == from.ip() || (p.ip().is_unspecified() && from.ip().is_loopback()))
+    })
+}
+
+async fn on_datagram(inner: &Arc<Inner>, data: Bytes, from: SocketAddr) {
+    if !trusted(&inner.config, from) {
+        tracing::debug!(%from, "application server: not from the proxy, dropped");
+        return;
+    }
+    let Ok(msg) = Message::parse_datagram(data, &Limits::default()) else {
+        return;
+    };
+    if msg.is_request() {
+        on_request(inner, msg, from).await;
+    }
+    // Responses (to our BYE and NOTIFY) need nothing: those requests are
+    // sent a few times and forgotten (see `send_reliably`).
+}
+
+async fn reply(inner: &Inner, bytes: Bytes, to: SocketAddr) {
+    let _ = inner.socket.send_to(&bytes, to).await;
+}
+
+async fn on_request(inner: &Arc<Inner>, req: Message, from: SocketAddr) {
+    let method = req.method().cloned().unwrap_or(Method::Options);
+    let call = lock(&inner.calls).get(req.call_id()).cloned();
+    match (method, call) {
+        (Method::Invite, None) if req.to().tag().is_none() => new_call(inner, req, from).await,
+        (Method::Invite, Some(call)) if req.to().tag().is_none() => {
+            // A retransmission of the INVITE we answered.
+            let answer = lock(&call.answer).clone();
+            reply(inner, answer, from).await;
+        }
+        (Method::Invite, Some(call)) => {
+            // A re-INVITE (hold, a new address): the same media, answered again.
+            if let Some(offer) = read_offer(&req.body) {
+                call.media.reoffer(&offer);
+            }
+            let version = {
+                let mut v = lock(&call.version);
+                *v += 1;
+                *v
+            };
+            let tag = req.to().tag();
+            let ok = dialog::answer(
+                &req,
+                200,
+                "OK",
+                tag.as_deref(),
+                Some(inner.local),
+                Some(call.media.answer_sdp(call.session, version)),
+            );
+            reply(inner, ok, from).await;
+        }
+        (Method::Ack, Some(call)) => {
+            let _ = call.acked.send(true);
+        }
+        (Method::Ack, None) => {}
+        (Method::Bye, call) => {
+            let ok = match call {
+                Some(_) => dialog::answer(&req, 200, "OK", None, None, None),
+                None => no_such_call(&req),
+            };
+            reply(inner, ok, from).await;
+            if let Some(call) = call {
+                let _ = call.events.try_send(CallEvent::Hangup);
+                end(inner, req.call_id());
+            }
+        }
+        (Method::Cancel, call) => {
+            // Answered at once, so there is nothing left to cancel.
+            let answer = match call {
+                Some(_) => dialog::answer(&req, 200, "OK", None, None, None),
+                None => no_such_call(&req),
+            };
+            reply(inner, answer, from).await;
+        }
+        (Method::Info, Some(call)) => {
+            let key = std::str::from_utf8(&req.body)
+                .ok()
+                .and_then(dtmf::key_of_info);
+            if let Some(key) = key {
+                let _ = call.events.try_send(CallEvent::Key(key));
+            }
+            reply(
+                inner,
+                dialog::answer(&req, 200, "OK", None, None, None),
+                from,
+            )
+            .await;
+        }
+        (Method::Options, _) => {
+            reply(
+                inner,
+                dialog::answer(&req, 200, "OK", None, None, None),
+                from,
+            )
+            .await;
+        }
+        (_, None) => {
+            reply(inner, no_such_call(&req), from).await;
+        }
+        (_, Some(_)) => {
+            let nope = dialog::answer(&req, 501, "Not Implemented", None, None, None);
+            reply(inner, nope, from).await;
+        }
+    }
+}
+
+fn no_such_call(req: &Message) -> Bytes {
+    dialog::answer(
+        req,
+        481,
+        "Call/Transaction Does Not Exist",
+        None,
+        None,
+        None,
+    )
+}
+
+async fn new_call(inner: &Arc<Inner>, req: Message, from: SocketAddr) {
+    let app = req
+        .request_line()
+        .and_then(|r| r.uri.as_sip())
+        .and_then(|u| u.user.as_deref())
+        .and_then(App::parse);
+    let Some(app) = app else {
+        let nope = dialog::answer(
+            &req,
+            404,
+            "Not Found",
+            Some(&dialog::new_token()),
+            None,
+            None,
+        );
+        return reply(inner, nope, from).await;
+    };
+    let Some(offer) = read_offer(&req.body) else {
+        let nope = dialog::answer(
+            &req,
+            488,
+            "Not Acceptable Here",
+            Some(&dialog::new_token()),
+            None,
+            None,
+        );
+        return reply(inner, nope, from).await;
+    };
+    let tag = dialog::new_token();
+    if lock(&inner.calls).len() >= MAX_CALLS {
+        tracing::warn!(calls = MAX_CALLS, "application server full: call refused");
+        let busy = dialog::answer(&req, 503, "Service Unavailable", Some(&tag), None, None);
+        return reply(inner, busy, from).await;
+    }
+    let Some(dlg) = Dialog::from_invite(&req, &tag) else {
+        let nope = dialog::answer(&req, 400, "Bad Request", Some(&tag), None, None);
+        return reply(inner, nope, from).await;
+    };
+    let (events_tx, events_rx) = mpsc::channel(32);
+    let ip: IpAddr = inner.local.ip();
+    let media = match CallMedia::open(ip, &offer, events_tx.clone()).await {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!(error = %e, "application server: no media socket");
+            let nope = dialog::answer(&req, 503, "Service Unavailable", Some(&tag), None, None);
+            return reply(inner, nope, from).await;
+        }
+    };
+    let session = rand::random::<u32>() as u64;
+    let ok = dialog::answer(
+        &req,
+        200,
+        "OK",
+        Some(&tag),
+        Some(inner.local),
+        Some(media.answer_sdp(session, 1)),
+    );
+    let (acked, acked_rx) = tokio::sync::watch::channel(false);
+    let call = Arc::new(Call {
+        dialog: Mutex::new(dlg),
+        proxy: from,
+        answer: Mutex::new(ok.clone()),
+        acked,
+        events: events_tx,
+        media: media.clone(),
+        session,
+        version: Mutex::new(1),
+    });
+    lock(&inner.calls).insert(req.call_id().to_owned(), call.clone());
+    reply(inner, ok.clone(), from).await;
+    // The 200 goes again until the ACK comes (UDP), or the call is given up.
+    let retransmit = {
+        let inner = inner.clone();
+        let mut acked = acked_rx.clone();
+        async move {
+            let mut wait = T1;
+            let mut waited = Duration::ZERO;
+            while waited < GIVE_UP {
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = acked.wait_for(|a| *a) => return true,
+                }
+                if *acked.borrow() {
+                    return true;
+                }
+                waited += wait;
+                wait = (wait * 2).min(T2);
+                reply(&inner, ok.clone(), from).await;
+            }
+            false
+        }
+    };
+    let caller = req
+        .from()
+        .uri
+        .as_sip()
+        .and_then(|u| u.user_unescaped())
+        .unwrap_or_default();
+    let run = crate::Run {
+        inner: inner.clone(),
+        media,
+        events: events_rx,
+        caller,
+        call_id: req.call_id().to_owned(),
+    };
+    let inner = inner.clone();
+    tokio::spawn(async move {
+        if !retransmit.await {
+            tracing::info!(call_id = %run.call_id, "application call never acknowledged; ended");
+            hang_up(&inner, &run.call_id).await;
+            return;
+        }
+        let call_id = run.call_id.clone();
+        let hung_up = match app {
+            App::Voicemail(extension) => crate::voicemail::deposit(run, extension).await,
+            App::Mailbox(extension) => crate::mailbox::listen(run, extension).await,
+        };
+        if !hung_up {
+            hang_up(&inner, &call_id).await;
+        }
+        end(&inner, &call_id);
+    });
+}
+
+/// Forgets a call (its media closes with the last handle).
+fn end(inner: &Inner, call_id: &str) {
+    lock(&inner.calls).remove(call_id);
+}
+
+/// Ends a call from our side: BYE along the recorded route.
+pub(crate) async fn hang_up(inner: &Arc<Inner>, call_id: &str) {
+    let Some(call) = lock(&inner.calls).get(call_id).cloned() else {
+        return;
+    };
+    let request = lock(&call.dialog).request("BYE", inner.local);
+    if let Some((bye, _)) = request {
+        send_reliably(inner, bye, call.proxy).await;
+    }
+    end(inner, call_id);
+}
+
+/// Sends a request a few times (T1, doubling): the proxy absorbs the
+/// copies once it answered; nothing waits for the answer.
+pub(crate) async fn send_reliably(inner: &Arc<Inner>, bytes: Bytes, to: SocketAddr) {
+    reply(inner, bytes.clone(), to).await;
+    let inner = inner.clone();
+    tokio::spawn(async move {
+        let mut wait = T1;
+        for _ in 0..3 {
+            tokio::time::sleep(wait).await;
+            reply(&inner, bytes.clone(), to).await;
+            wait *= 2;
+        }
+    });
+}
+
+impl Inner {
+    /// Where the proxy is, for requests outside any dialog (MWI).
+    pub(crate) fn proxy(&self) -> Option<SocketAddr> {
+        // The proxy socket of our own family (we are bound to one loopback).
+        let ours = |p: &&SocketAddr| p.is_ipv4() == self.local.is_ipv4();
+        let p = self.config.proxies.iter().find(ours)?;
+        Some(if p.ip().is_unspecified() {
+            SocketAddr::new(self.local.ip(), p.port())
+        } else {
+            *p
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn application_users_round_trip() {
+        let app = App::Voicemail(ExtensionId(42));
+        assert_eq!(app.user(), "vm-42");
+        assert_eq!(App::parse("vm-42"), Some(app));
+        assert_eq!(App::parse("vm-x"), None);
+        let own = App::Mailbox(ExtensionId(7));
+        assert_eq!(own.user(), "vmbox-7");
+        assert_eq!(App::parse("vmbox-7"), Some(own));
+        assert_eq!(App::parse("vmbox-"), None);
+        assert_eq!(App::parse("101"), None);
+    }
+
+    #[test]
+    fn only_the_proxy_is_trusted() {
+        let config = AppConfig {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            proxies: vec!["0.0.0.0:5060".parse().expect("addr")],
+            audio: AudioFiles::new("/nonexistent"),
+        };
+        assert!(trusted(&config, "127.0.0.1:5060".parse().expect("addr")));
+        assert!(!trusted(&config, "127.0.0.1:5061".parse().expect("addr")));
+        assert!(!trusted(&config, "192.0.2.1:5060".parse().expect("addr")));
+    }
+}
