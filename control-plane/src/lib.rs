@@ -34,6 +34,8 @@ pub struct AppState {
     pub node_id: Arc<str>,
     pub api: Arc<api::ApiState>,
     pub console: Arc<console::Console>,
+    /// Where recordings (voicemail) are kept.
+    pub audio: pbx_store::audio_files::AudioFiles,
 }
 
 /// All routes of the control plane.

@@ -1,12 +1,13 @@
-//! Outgoing e-mail (the console's password resets), always in the brand of
-//! the console host it was asked on: sender name and address, texts, links.
+//! Outgoing e-mail (password resets, security notices, voicemail messages),
+//! always in the brand of the reseller's console host: sender name and
+//! address, texts, links.
 //! Plain SMTP to a relay the operator runs (which does TLS, DKIM and
 //! retries outward), so no mail credentials live in this process.
 
 use std::time::Duration;
 
 use lettre::message::header::ContentType;
-use lettre::message::Mailbox;
+use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 /// Where mail goes and who it is from.
@@ -23,6 +24,8 @@ pub struct MailConfig {
 pub enum MailError {
     #[error("e-mail address {0:?} is not valid")]
     Address(String),
+    #[error("attachment type {0:?} is not a MIME type")]
+    Mime(String),
     #[error("e-mail could not be built: {0}")]
     Build(#[from] lettre::error::Error),
     #[error("SMTP relay refused or unreachable: {0}")]
@@ -42,6 +45,8 @@ pub struct Letter<'a> {
     pub console_host: &'a str,
     pub subject: &'a str,
     pub text: String,
+    /// A file sent along (name, MIME type, content): a voicemail's WAV.
+    pub attachment: Option<(String, &'static str, Vec<u8>)>,
 }
 
 pub struct Mailer {
@@ -71,12 +76,22 @@ impl Mailer {
             .to
             .parse()
             .map_err(|_| MailError::Address(letter.to.to_owned()))?;
-        let message = Message::builder()
+        let builder = Message::builder()
             .from(Mailbox::new(Some(letter.sender_name.to_owned()), from))
             .to(Mailbox::new(None, to))
-            .subject(letter.subject)
-            .header(ContentType::TEXT_PLAIN)
-            .body(letter.text)?;
+            .subject(letter.subject);
+        let message = match letter.attachment {
+            None => builder.header(ContentType::TEXT_PLAIN).body(letter.text)?,
+            Some((name, mime, bytes)) => {
+                let kind =
+                    ContentType::parse(mime).map_err(|_| MailError::Mime(mime.to_owned()))?;
+                builder.multipart(
+                    MultiPart::mixed()
+                        .singlepart(SinglePart::plain(letter.text))
+                        .singlepart(Attachment::new(name).body(bytes, kind)),
+                )?
+            }
+        };
         self.transport.send(message).await?;
         Ok(())
     }

@@ -220,6 +220,30 @@ async fn every_documented_route_answers_as_documented(db: TestDb) {
         .unwrap()
         .unwrap();
 
+    // A voicemail message with its recording.
+    let recording = pbx_store::audio_files::AudioFiles::new_key("voicemail/openapi", "wav");
+    api.state.audio.write(&recording, &silent_wav(800)).unwrap();
+    let voicemail = api
+        .db
+        .store
+        .voicemail()
+        .add(
+            &sys,
+            &pbx_store::voicemail::NewMessage {
+                reseller: t.reseller_x.id,
+                customer: t.customer_a.id,
+                extension: t.extension_a.id,
+                caller: "0301234567".into(),
+                call_id: "openapi".into(),
+                duration_ms: 100,
+                audio: recording,
+                received_at: now,
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+
     let served = api.get(Who::Anonymous, "/api/v1/openapi.json").await;
     assert_eq!(served.status, 200);
     let doc = served.json();
@@ -253,6 +277,7 @@ async fn every_documented_route_answers_as_documented(db: TestDb) {
             "sip-bans" => ban,
             "sip-allow-list" => allowed.id,
             "account-protections" => protection,
+            "voicemail" => voicemail,
             other => panic!("no id known for /{other}"),
         }
     };
@@ -347,4 +372,24 @@ async fn the_document_describes_the_conventions() {
     let customer = json!({"$ref": "#/components/schemas/Customer"});
     assert!(check(&doc, &customer, &json!({"id": "seven"}), "$").is_err());
     assert!(check(&doc, &customer, &json!({}), "$").is_err());
+}
+
+/// A WAV file of `samples` silent samples (8 kHz, 16-bit, mono).
+fn silent_wav(samples: u32) -> Vec<u8> {
+    let data = samples * 2;
+    let mut w = Vec::new();
+    w.extend_from_slice(b"RIFF");
+    w.extend_from_slice(&(36 + data).to_le_bytes());
+    w.extend_from_slice(b"WAVEfmt ");
+    w.extend_from_slice(&16u32.to_le_bytes());
+    w.extend_from_slice(&1u16.to_le_bytes());
+    w.extend_from_slice(&1u16.to_le_bytes());
+    w.extend_from_slice(&8000u32.to_le_bytes());
+    w.extend_from_slice(&16000u32.to_le_bytes());
+    w.extend_from_slice(&2u16.to_le_bytes());
+    w.extend_from_slice(&16u16.to_le_bytes());
+    w.extend_from_slice(b"data");
+    w.extend_from_slice(&data.to_le_bytes());
+    w.resize(w.len() + data as usize, 0);
+    w
 }

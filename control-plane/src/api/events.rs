@@ -338,6 +338,8 @@ pub async fn follow_changes(store: pbx_store::Store, hub: Arc<EventHub>) {
             Change::Numbers | Change::Trunks | Change::PricePlans | Change::Guard => {
                 Tenant::default()
             }
+            // A box's messages are not configuration.
+            Change::Voicemail { .. } => continue,
         };
         let data = serde_json::to_value(&change).unwrap_or_default();
         hub.publish(tenant, "config_changed", pbx_store::now_ms(), data);

@@ -30,6 +30,7 @@ pub mod problem;
 pub mod session;
 pub mod tenants;
 pub mod trunks;
+pub mod voicemail;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -109,7 +110,7 @@ impl ApiState {
     tags(
         (name = "resellers"), (name = "customers"), (name = "extensions"), (name = "devices"), (name = "ring-groups"), (name = "business-hours"),
         (name = "numbers"), (name = "trunks"), (name = "price-plans"), (name = "logins"), (name = "tokens"),
-        (name = "live"), (name = "call-records"), (name = "statements"), (name = "webhooks"), (name = "session"), (name = "sip-security"), (name = "media"),
+        (name = "live"), (name = "call-records"), (name = "statements"), (name = "webhooks"), (name = "session"), (name = "sip-security"), (name = "media"), (name = "voicemail"),
     )
 )]
 struct ApiDoc;
@@ -205,6 +206,7 @@ fn documented() -> OpenApiRouter<AppState> {
         .merge(limits::routes())
         .merge(guard::routes())
         .merge(media::routes())
+        .merge(voicemail::routes())
         .merge(numbers::routes())
         .merge(billing::routes())
         .merge(access::routes())

@@ -128,6 +128,7 @@ fn send_link(s: &AppState, visit: &Visit, email: String) {
             console_host: &host,
             subject: &subject,
             text,
+            attachment: None,
         };
         if let Err(e) = mailer.send(letter).await {
             tracing::warn!(error = %e, login = %login.id, "password reset mail not sent");

@@ -137,6 +137,9 @@ impl Api {
             node_id: "test".into(),
             api: Arc::new(ApiState::new(limit, hub.clone())),
             console: Arc::new(pbx_control_plane::console::Console::new(None, None).expect("theme")),
+            audio: pbx_store::audio_files::AudioFiles::new(
+                std::env::temp_dir().join(format!("pbx-api-audio-{}", std::process::id())),
+            ),
         };
         let router = pbx_control_plane::router(state.clone());
         Api {
