@@ -269,6 +269,17 @@ pub fn http_get_bearer(addr: SocketAddr, path: &str, token: &str) -> Option<Http
     http_exchange(addr, "GET", "localhost", path, None, Some(token))
 }
 
+/// Any request with an API token and an optional JSON body.
+pub fn http_request_bearer(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    json: Option<&str>,
+    token: &str,
+) -> Option<HttpResponse> {
+    http_exchange(addr, method, "localhost", path, json, Some(token))
+}
+
 fn http_exchange(
     addr: SocketAddr,
     method: &str,

@@ -1,0 +1,561 @@
+//! Voicemail for real: extension 102's phone rings and nobody answers, so
+//! after five seconds the call goes to 102's voicemail box (its no-answer
+//! forward). The caller is a baresip softphone sending a 440 Hz tone; it
+//! hears the greeting and the tone, and speaks (its tone) until it hangs
+//! up. Then: the message is in the box with the caller's tone in its
+//! recording (through the API), the desk phone's lamp is told (an RFC 3842
+//! NOTIFY: one new message), the box's address gets an e-mail in the
+//! reseller's brand with the recording attached, another customer's token
+//! finds nothing of it, hearing the message turns the lamp off, and 102's
+//! softphone dials *97, hears the message and deletes it with a key: the
+//! recording is gone and the lamp says so.
+//!
+//! Needs baresip and SIPp (Debian's baresip and sip-tester); skipped with a
+//! message otherwise, unless CI requires them.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use pbx_store::forwards::ForwardCondition;
+use support::audio::{listen, write_tone};
+use support::sip::{
+    baresip, baresip_available, configure_a, register, seed, sipp_available, Phone,
+};
+use support::{create_token, http_get_bearer, http_request_bearer, TempDir};
+
+/// What the desk phone of 102 received: every request, in order.
+struct DeskPhone {
+    port: u16,
+    requests: Arc<Mutex<Vec<String>>>,
+}
+
+/// A phone that rings and never answers: 180 to an INVITE, 200 and 487 to
+/// a CANCEL, 200 to anything else (the NOTIFYs of its lamp).
+fn desk_phone() -> DeskPhone {
+    let socket = UdpSocket::bind("127.0.0.1:0").expect("desk phone");
+    let port = socket.local_addr().expect("addr").port();
+    let requests = Arc::new(Mutex::new(Vec::new()));
+    let kept = requests.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 65536];
+        let mut invite: Option<String> = None;
+        while let Ok((n, from)) = socket.recv_from(&mut buf) {
+            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let Some(first) = text.lines().next() else {
+                continue;
+            };
+            if first.starts_with("SIP/2.0") {
+                continue;
+            }
+            kept.lock().expect("requests").push(text.clone());
+            let method = first.split(' ').next().unwrap_or_default().to_owned();
+            let answer = |code: &str, req: &str| response(req, code);
+            let replies = match method.as_str() {
+                "INVITE" => {
+                    invite = Some(text.clone());
+                    vec![answer("180 Ringing", &text)]
+                }
+                "CANCEL" => {
+                    let mut r = vec![answer("200 OK", &text)];
+                    if let Some(inv) = &invite {
+                        r.push(answer("487 Request Terminated", inv));
+                    }
+                    r
+                }
+                "ACK" => Vec::new(),
+                _ => vec![answer("200 OK", &text)],
+            };
+            for r in replies {
+                let _ = socket.send_to(r.as_bytes(), from);
+            }
+        }
+    });
+    DeskPhone { port, requests }
+}
+
+/// A response to `req` (its Via, From, To with a tag, Call-ID, CSeq).
+fn response(req: &str, status: &str) -> String {
+    let mut out = format!("SIP/2.0 {status}\r\n");
+    for line in req.lines() {
+        let name = line
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        match name.as_str() {
+            "via" | "v" | "from" | "f" | "call-id" | "i" | "cseq" => {
+                out.push_str(line.trim_end());
+                out.push_str("\r\n");
+            }
+            "to" | "t" => {
+                out.push_str(line.trim_end());
+                if !line.contains("tag=") {
+                    out.push_str(";tag=desk");
+                }
+                out.push_str("\r\n");
+            }
+            _ => {}
+        }
+    }
+    out.push_str("Content-Length: 0\r\n\r\n");
+    out
+}
+
+impl DeskPhone {
+    /// The message-summary NOTIFYs received so far.
+    fn lamp(&self) -> Vec<String> {
+        self.requests
+            .lock()
+            .expect("requests")
+            .iter()
+            .filter(|r| r.starts_with("NOTIFY") && r.contains("message-summary"))
+            .cloned()
+            .collect()
+    }
+
+    fn wait_lamp(&self, count: usize, timeout: Duration) -> Vec<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let lamp = self.lamp();
+            if lamp.len() >= count || Instant::now() > deadline {
+                return lamp;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// An SMTP server keeping what it is sent (one thread per connection).
+struct MailSink {
+    addr: SocketAddr,
+    mails: Arc<Mutex<Vec<String>>>,
+}
+
+fn mail_sink() -> MailSink {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("smtp");
+    let addr = listener.local_addr().expect("addr");
+    let mails = Arc::new(Mutex::new(Vec::new()));
+    let kept = mails.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let kept = kept.clone();
+            std::thread::spawn(move || {
+                let mut write = match stream.try_clone() {
+                    Ok(w) => w,
+                    Err(_) => return,
+                };
+                let _ = write.write_all(b"220 sink ESMTP\r\n");
+                let mut data: Option<String> = None;
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if let Some(body) = data.as_mut() {
+                        if line == "." {
+                            kept.lock().expect("mails").push(std::mem::take(body));
+                            data = None;
+                            let _ = write.write_all(b"250 kept\r\n");
+                        } else {
+                            body.push_str(&line);
+                            body.push('\n');
+                        }
+                        continue;
+                    }
+                    let verb = line.get(..4).unwrap_or("").to_ascii_uppercase();
+                    let answer: &[u8] = match verb.as_str() {
+                        "EHLO" | "HELO" => b"250 sink\r\n",
+                        "DATA" => {
+                            data = Some(String::new());
+                            b"354 go on\r\n"
+                        }
+                        "QUIT" => {
+                            let _ = write.write_all(b"221 bye\r\n");
+                            return;
+                        }
+                        _ => b"250 OK\r\n",
+                    };
+                    let _ = write.write_all(answer);
+                }
+            });
+        }
+    });
+    MailSink { addr, mails }
+}
+
+/// The base64 attachment of a mail, decoded.
+fn attachment(mail: &str) -> Option<Vec<u8>> {
+    let start = mail.find("Content-Transfer-Encoding: base64")?;
+    let body = &mail[start..];
+    let body = &body[body.find("\n\n")? + 2..];
+    let text: String = body
+        .lines()
+        .take_while(|l| !l.starts_with("--"))
+        .collect::<Vec<_>>()
+        .concat();
+    base64_decode(text.trim())
+}
+
+fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let value = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let bytes: Vec<u8> = text.bytes().filter(|&b| b != b'=').collect();
+    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
+    for chunk in bytes.chunks(4) {
+        let mut n = 0u32;
+        for (i, &c) in chunk.iter().enumerate() {
+            n |= value(c)? << (18 - 6 * i);
+        }
+        out.push((n >> 16) as u8);
+        if chunk.len() > 2 {
+            out.push((n >> 8) as u8);
+        }
+        if chunk.len() > 3 {
+            out.push(n as u8);
+        }
+    }
+    Some(out)
+}
+
+/// baresip as 101: sends a 440 Hz tone, records what it hears.
+fn caller_phone(home: &Path, phone: &Phone, sip_port: u16) -> PathBuf {
+    softphone(&home.join("101"), phone, sip_port, 440.0, None)
+}
+
+/// baresip as 102's softphone: records what it hears, and takes keys on a
+/// UDP console (its `cons` module) to send as RFC 4733 events.
+fn listener_phone(home: &Path, phone: &Phone, sip_port: u16) -> PathBuf {
+    let dir = home.join("102");
+    let console = support::free_port();
+    softphone(&dir, phone, sip_port, 3000.0, Some(console));
+    std::fs::write(dir.join("console-port"), console.to_string()).expect("port");
+    dir
+}
+
+/// A baresip configuration in `dir`: `phone`'s account through the node,
+/// a tone of `freq` Hz as its microphone, what it decodes kept as WAV, and
+/// a UDP console when asked.
+fn softphone(dir: &Path, phone: &Phone, sip_port: u16, freq: f64, console: Option<u16>) -> PathBuf {
+    std::fs::create_dir_all(dir).expect("phone dir");
+    let tone = dir.join("tone.wav");
+    write_tone(&tone, freq, 60);
+    let port = support::free_port();
+    let console = console
+        .map(|c| format!("module cons.so\ncons_listen 127.0.0.1:{c}\n"))
+        .unwrap_or_default();
+    std::fs::write(
+        dir.join("config"),
+        format!(
+            "sip_listen 127.0.0.1:{port}\nnet_interface 127.0.0.1\nmodule_path /usr/lib/baresip/modules\n\
+             module g711.so\nmodule aufile.so\nmodule sndfile.so\n{console}module_app account.so\n\
+             module_app menu.so\nsnd_path {dir}\naudio_source aufile,{tone}\naudio_alert aufile,{tone}\n\
+             rtp_ports 40000-40999\n",
+            dir = dir.display(),
+            tone = tone.display(),
+        ),
+    )
+    .expect("baresip config");
+    std::fs::write(
+        dir.join("accounts"),
+        format!(
+            "<sip:{user}@{domain}>;auth_pass={password};outbound=\"sip:127.0.0.1:{sip_port}\";regint=600\n",
+            user = phone.user,
+            domain = phone.domain,
+            password = phone.password,
+        ),
+    )
+    .expect("baresip account");
+    dir.to_path_buf()
+}
+
+/// Presses `key` on the baresip in `dir` (its UDP console).
+fn press(dir: &Path, key: char) {
+    let port: u16 = std::fs::read_to_string(dir.join("console-port"))
+        .expect("console port")
+        .trim()
+        .parse()
+        .expect("port");
+    let socket = UdpSocket::bind("127.0.0.1:0").expect("socket");
+    socket
+        .send_to(key.to_string().as_bytes(), ("127.0.0.1", port))
+        .expect("press");
+}
+
+/// The recording of what baresip decoded (its sndfile dump).
+fn heard(dir: &Path) -> PathBuf {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().ends_with("-dec.wav"))
+        .unwrap_or_else(|| dir.join("nothing-decoded.wav"))
+}
+
+#[test]
+fn a_missed_call_leaves_a_message_that_lights_the_lamp_is_mailed_heard_and_deleted() {
+    if !baresip_available() || !sipp_available() {
+        return;
+    }
+    let dir = TempDir::new("voicemail");
+    let seeded = seed(dir.path());
+    configure_a(
+        dir.path(),
+        &[("102", ForwardCondition::NoAnswer, "voicemail")],
+        &[],
+    );
+    // 102's box mails its messages.
+    let (customer, other, ext102) = {
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        rt.block_on(async {
+            let store = support::sip::open_seeded(dir.path()).await;
+            let sys = pbx_store::Principal::system();
+            let a = support::sip::customer_a(&store).await;
+            let b = store
+                .customers()
+                .list(&sys, None)
+                .await
+                .expect("customers")
+                .into_iter()
+                .find(|c| c.id != a)
+                .expect("customer B")
+                .id;
+            let ext = store
+                .extensions()
+                .list(&sys, a)
+                .await
+                .expect("extensions")
+                .into_iter()
+                .find(|e| e.number == "102")
+                .expect("102");
+            let settings = pbx_store::voicemail::BoxSettings {
+                email: Some("ann@acme.test".into()),
+                ..Default::default()
+            };
+            store
+                .voicemail()
+                .set_box(&sys, ext.id, &settings)
+                .await
+                .expect("box");
+            store.close().await;
+            (a, b, ext.id)
+        })
+    };
+    let sink = mail_sink();
+    let key = support::sip::secret_key_base64();
+    let relay = sink.addr.to_string();
+    let node = support::Node::start(
+        dir.path(),
+        &["serve"],
+        &[
+            ("PBX_SECRET_KEY", key.as_str()),
+            ("PBX_SIP_DIGEST_ALGORITHMS", "MD5"),
+            ("PBX_SMTP_RELAY", relay.as_str()),
+        ],
+    );
+    let desk = desk_phone();
+    let registered = register(&node, &seeded.a102, desk.port, "u1");
+    assert!(registered.success, "102's desk phone registers");
+
+    let home = TempDir::new("voicemail-caller");
+    let caller_dir = caller_phone(home.path(), &seeded.a101, node.sip_port);
+    // Five seconds of ringing, the greeting, the tone, a few seconds said.
+    let mut caller = baresip(&caller_dir, 30, &["/dial 102"]);
+    let _ = caller.wait();
+    let caller_log = std::fs::read_to_string(caller_dir.join("log")).unwrap_or_default();
+    assert!(
+        caller_log.contains("Call established"),
+        "voicemail answered the caller:\n{caller_log}"
+    );
+    let rang = desk
+        .requests
+        .lock()
+        .expect("requests")
+        .iter()
+        .any(|r| r.starts_with("INVITE"));
+    assert!(rang, "the desk phone rang first");
+
+    // The caller heard the greeting and the tone (1 kHz).
+    let greeting = listen(&heard(&caller_dir), &[1000.0, 440.0]);
+    assert!(
+        greeting.rms > 300.0,
+        "the caller heard something: {greeting:?}"
+    );
+    assert!(
+        greeting
+            .shares
+            .iter()
+            .any(|(f, s)| *f == 1000.0 && *s > 0.01),
+        "the caller heard the tone before the recording: {greeting:?}"
+    );
+
+    // The message, through the API.
+    let token = create_token(&dir, &["--customer", &customer.0.to_string()]);
+    let list_path = format!("/api/v1/extensions/{}/voicemail/messages", ext102.0);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let messages = loop {
+        let r = http_get_bearer(node.http, &list_path, &token).expect("list");
+        assert_eq!(r.status, 200, "{}", r.text());
+        let list: serde_json::Value = serde_json::from_str(&r.text()).expect("json");
+        if list.as_array().is_some_and(|a| !a.is_empty()) || Instant::now() > deadline {
+            break list;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(messages.as_array().map(Vec::len), Some(1), "{messages}");
+    let message = &messages[0];
+    assert_eq!(message["caller"], "101");
+    assert!(message["heard_at"].is_null());
+    assert!(
+        message["duration_ms"].as_i64().unwrap_or(0) >= 2000,
+        "the caller spoke for seconds: {message}"
+    );
+    let id = message["id"].as_i64().expect("id");
+    let audio = http_get_bearer(
+        node.http,
+        &format!("/api/v1/voicemail/messages/{id}/audio"),
+        &token,
+    )
+    .expect("audio");
+    assert_eq!(audio.status, 200);
+    assert_eq!(audio.header("content-type"), Some("audio/wav"));
+    let recording = home.path().join("message.wav");
+    std::fs::write(&recording, &audio.body).expect("save");
+    let said = listen(&recording, &[440.0, 1000.0]);
+    assert!(
+        said.has(440.0),
+        "the message holds the caller's tone: {said:?}"
+    );
+
+    // The desk phone's lamp: one new message.
+    let lamp = desk.wait_lamp(1, Duration::from_secs(10));
+    let last = lamp
+        .last()
+        .expect("a message-summary NOTIFY reached the desk phone");
+    assert!(last.contains("Messages-Waiting: yes"), "{last}");
+    assert!(last.contains("Voice-Message: 1/0"), "{last}");
+
+    // The e-mail, in the reseller's brand, with the recording.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mail = loop {
+        if let Some(m) = sink.mails.lock().expect("mails").first().cloned() {
+            break m;
+        }
+        assert!(Instant::now() < deadline, "no voicemail e-mail");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(mail.contains("To: ann@acme.test"), "{mail}");
+    assert!(
+        mail.contains("Reseller X Phone"),
+        "sent in the reseller's brand:\n{mail}"
+    );
+    let wav = attachment(&mail).expect("the recording is attached");
+    let mailed = home.path().join("mailed.wav");
+    std::fs::write(&mailed, wav).expect("save");
+    assert!(listen(&mailed, &[440.0, 1000.0]).has(440.0));
+
+    // Another customer's token finds nothing of it.
+    let intruder = create_token(&dir, &["--customer", &other.0.to_string()]);
+    for path in [
+        format!("/api/v1/voicemail/messages/{id}"),
+        format!("/api/v1/voicemail/messages/{id}/audio"),
+        list_path.clone(),
+    ] {
+        let r = http_get_bearer(node.http, &path, &intruder).expect("get");
+        assert_eq!(r.status, 404, "{path}: {}", r.text());
+    }
+    for (method, body) in [("PATCH", Some(r#"{"heard": true}"#)), ("DELETE", None)] {
+        let path = format!("/api/v1/voicemail/messages/{id}");
+        let r = http_request_bearer(node.http, method, &path, body, &intruder).expect("req");
+        assert_eq!(r.status, 404, "{method} {path}: {}", r.text());
+    }
+
+    // Heard in the console or the API: the lamp goes off.
+    let heard_it = http_request_bearer(
+        node.http,
+        "PATCH",
+        &format!("/api/v1/voicemail/messages/{id}"),
+        Some(r#"{"heard": true}"#),
+        &token,
+    )
+    .expect("patch");
+    assert_eq!(heard_it.status, 200, "{}", heard_it.text());
+    let lamp = desk.wait_lamp(2, Duration::from_secs(10));
+    let last = lamp.last().expect("notify");
+    assert!(last.contains("Messages-Waiting: no"), "{last}");
+    assert!(last.contains("Voice-Message: 0/1"), "{last}");
+
+    // 102's softphone dials *97, hears the message and deletes it with 7
+    // (an RFC 4733 key, pressed through baresip's UDP console).
+    let listener_dir = listener_phone(home.path(), &seeded.a102b, node.sip_port);
+    let mut listener = baresip(&listener_dir, 40, &["/dial *97"]);
+    let log = listener_dir.join("log");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("Call established")
+    {
+        assert!(Instant::now() < deadline, "*97 was not answered");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // "You have no new messages" (about 2 s), then the message plays.
+    std::thread::sleep(Duration::from_secs(6));
+    press(&listener_dir, '7');
+    let lamp = desk.wait_lamp(3, Duration::from_secs(15));
+    let last = lamp.last().expect("notify");
+    assert!(
+        last.contains("Voice-Message: 0/0"),
+        "deleted from the phone: {last}"
+    );
+    // After "no more messages, goodbye", voicemail hangs up: its BYE
+    // reaches the phone through the proxy.
+    let deadline = Instant::now() + Duration::from_secs(25);
+    let listener_log = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("terminated") || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let _ = listener.kill();
+    let _ = listener.wait();
+    assert!(
+        listener_log.contains("terminated"),
+        "voicemail hung up on the phone:\n{listener_log}"
+    );
+    let played = listen(&heard(&listener_dir), &[440.0, 1000.0]);
+    assert!(
+        played.has(440.0),
+        "the phone heard the caller's message: {played:?}\n{listener_log}"
+    );
+    let r = http_get_bearer(node.http, &list_path, &token).expect("list");
+    assert_eq!(r.text().trim(), "[]");
+    let left: Vec<_> = walk(&dir.path().join("audio"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "wav"))
+        .collect();
+    assert!(left.is_empty(), "recordings left behind: {left:?}");
+    node.stop();
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = entry.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
