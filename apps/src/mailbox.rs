@@ -55,14 +55,9 @@ fn in_order(mut messages: Vec<VoicemailMessage>) -> Vec<VoicemailMessage> {
 pub(crate) async fn listen(mut run: Run, extension: ExtensionId) -> bool {
     let store = run.inner.store.clone();
     let sys = Principal::system();
-    let Ok(ext) = store.extensions().get(&sys, extension).await else {
+    let Some((_, prompts)) = Prompts::of_extension(&store, extension).await else {
         return false;
     };
-    let language = match store.customers().get(&sys, ext.customer_id).await {
-        Ok(c) => c.language,
-        Err(_) => String::new(),
-    };
-    let prompts = Prompts::for_language(&language);
     let messages = match store.voicemail().list(&sys, extension).await {
         Ok(list) => in_order(list),
         Err(e) => {

@@ -129,6 +129,21 @@ impl Prompts {
         }
     }
 
+    /// An extension and the announcements in its customer's language;
+    /// None when the extension is gone.
+    pub async fn of_extension(
+        store: &pbx_store::Store,
+        extension: pbx_store::ExtensionId,
+    ) -> Option<(pbx_store::extensions::Extension, &'static Prompts)> {
+        let sys = pbx_store::Principal::system();
+        let ext = store.extensions().get(&sys, extension).await.ok()?;
+        let language = match store.customers().get(&sys, ext.customer_id).await {
+            Ok(c) => c.language,
+            Err(_) => String::new(),
+        };
+        Some((ext, Prompts::for_language(&language)))
+    }
+
     /// "Please leave a message after the tone."
     pub fn greeting(&self) -> &[i16] {
         self.greeting.samples()

@@ -23,14 +23,9 @@ const SHORTEST_MS: usize = 1000;
 pub(crate) async fn deposit(mut run: Run, extension: ExtensionId) -> bool {
     let store = run.inner.store.clone();
     let sys = Principal::system();
-    let Ok(ext) = store.extensions().get(&sys, extension).await else {
+    let Some((ext, prompts)) = Prompts::of_extension(&store, extension).await else {
         return false;
     };
-    let language = match store.customers().get(&sys, ext.customer_id).await {
-        Ok(c) => c.language,
-        Err(_) => String::new(),
-    };
-    let prompts = Prompts::for_language(&language);
     let (mailbox, held) = match store.voicemail().deposit_limits(&sys, extension).await {
         Ok(found) => found,
         Err(e) => {
