@@ -100,6 +100,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0008_voicemail.sql"),
         include_str!("../../migrations/postgres/0008_voicemail.sql"),
     ),
+    (
+        9,
+        "conference",
+        include_str!("../../migrations/sqlite/0009_conference.sql"),
+        include_str!("../../migrations/postgres/0009_conference.sql"),
+    ),
 ];
 
 fn migrator(engine: Engine) -> Migrator {
@@ -242,6 +248,9 @@ impl Store {
     }
     pub fn call_records(&self) -> crate::call_records::CallRecords<'_> {
         crate::call_records::CallRecords(self)
+    }
+    pub fn conference_rooms(&self) -> crate::conference_rooms::ConferenceRooms<'_> {
+        crate::conference_rooms::ConferenceRooms(self)
     }
     pub fn ring_groups(&self) -> crate::ring_groups::RingGroups<'_> {
         crate::ring_groups::RingGroups(self)

@@ -39,6 +39,7 @@ pub struct CustomerDirectory {
     pub extensions: Vec<DirectoryExtension>,
     pub devices: Vec<DirectoryDevice>,
     pub ring_groups: Vec<DirectoryRingGroup>,
+    pub conference_rooms: Vec<DirectoryRoom>,
     /// ISO 3166 country whose numbering plan the customer's phones dial in.
     pub country: String,
     /// The customer's time zone (business hours).
@@ -77,6 +78,7 @@ impl CustomerDirectory {
             extensions: Vec::new(),
             devices: Vec::new(),
             ring_groups: Vec::new(),
+            conference_rooms: Vec::new(),
             country: "DE".into(),
             time_zone: "Europe/Berlin".into(),
             reseller_time_zone: "Europe/Berlin".into(),
@@ -121,6 +123,14 @@ pub struct DirectoryRingGroup {
     /// In ringing order.
     pub members: Vec<ExtensionId>,
     pub no_answer_extension: Option<ExtensionId>,
+}
+
+/// A conference room as the proxy routes to it (the application server
+/// reads its PIN and limit when a caller arrives).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DirectoryRoom {
+    pub id: crate::ConferenceRoomId,
+    pub number: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -219,6 +229,7 @@ impl Directory<'_> {
                 extensions: Vec::new(),
                 devices: Vec::new(),
                 ring_groups: Vec::new(),
+                conference_rooms: Vec::new(),
             });
         }
         let index = |out: &[CustomerDirectory], id: i64| {
@@ -260,6 +271,21 @@ impl Directory<'_> {
                     no_answer_extension: row
                         .try_get::<Option<i64>, _>("no_answer_extension_id")?
                         .map(ExtensionId),
+                });
+            }
+        }
+        let rooms = sqlx::query(
+            "SELECT id, customer_id, number FROM conference_rooms \
+             WHERE deleted_at IS NULL AND ($1 IS NULL OR customer_id = $1) ORDER BY id",
+        )
+        .bind(only)
+        .fetch_all(pool)
+        .await?;
+        for row in &rooms {
+            if let Some(i) = index(&out, row.try_get("customer_id")?) {
+                out[i].conference_rooms.push(DirectoryRoom {
+                    id: crate::ConferenceRoomId(row.try_get("id")?),
+                    number: row.try_get("number")?,
                 });
             }
         }

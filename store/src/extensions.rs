@@ -139,6 +139,11 @@ impl Extensions<'_> {
                 "a ring group has this number".to_owned(),
             ));
         }
+        if crate::conference_rooms::has_number(self.0, customer, &new.number).await? {
+            return Err(StoreError::Conflict(
+                "a conference room has this number".to_owned(),
+            ));
+        }
         let mut tx = self.0.begin().await?;
         let row = sqlx::query(
             "INSERT INTO extensions (customer_id, number, display_name, created_at) VALUES ($1, $2, $3, $4) RETURNING id",

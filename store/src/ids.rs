@@ -32,4 +32,5 @@ id_type!(
     TrunkId,
     RingGroupId,
     BusinessHoursId,
+    ConferenceRoomId,
 );

@@ -24,7 +24,7 @@
 //! `fraud_alarms` (toll-fraud alarms and devices' known destinations);
 //! `net` (address blocks and the sources bans are kept by). Media
 //! applications: `voicemail` (boxes and messages), with their audio in
-//! `audio_files` (files under the data directory).
+//! `audio_files` (files under the data directory); `conference_rooms`.
 
 #![forbid(unsafe_code)]
 
@@ -35,6 +35,7 @@ pub mod audit;
 pub mod business_hours;
 pub mod call_records;
 pub mod changes;
+pub mod conference_rooms;
 pub mod customers;
 mod db;
 pub mod devices;

@@ -183,6 +183,11 @@ impl RingGroups<'_> {
                 extensions.iter().all(|e| e.number != s.number),
                 "number",
                 "is an extension's number",
+            )
+            .check(
+                !crate::conference_rooms::has_number(self.0, customer, &s.number).await?,
+                "number",
+                "is a conference room's number",
             );
         check.finish()
     }
