@@ -185,12 +185,12 @@ impl Core {
             && self.applications.get() == Some(&flow.remote)
     }
 
-    /// A target for `extension`'s application `user` (e.g. its voicemail),
-    /// None when no application server runs.
+    /// A target for application `user` (e.g. `extension`'s voicemail, a
+    /// conference room), None when no application server runs.
     pub fn application_binding(
         &self,
         tenant: &crate::directory::Tenant,
-        extension: pbx_store::ExtensionId,
+        extension: Option<pbx_store::ExtensionId>,
         user: &str,
     ) -> Option<crate::location::Binding> {
         let at = *self.applications.get()?;

@@ -75,6 +75,8 @@ pub struct Tenant {
     extensions: HashMap<String, Arc<Extension>>,
     extensions_by_id: HashMap<ExtensionId, Arc<Extension>>,
     ring_groups: HashMap<String, Arc<RingGroup>>,
+    /// Conference rooms by number.
+    rooms: HashMap<String, pbx_store::ConferenceRoomId>,
     /// Whose numbering plan the phones dial in (ISO 3166).
     pub country: String,
     /// The customer's time zone (business hours).
@@ -164,6 +166,11 @@ impl Tenant {
                     (g.number, Arc::new(group))
                 })
                 .collect(),
+            rooms: d
+                .conference_rooms
+                .into_iter()
+                .map(|r| (r.number, r.id))
+                .collect(),
             extensions: extensions
                 .into_iter()
                 .map(|e| (e.number.clone(), e))
@@ -187,6 +194,10 @@ impl Tenant {
 
     pub fn ring_group(&self, number: &str) -> Option<&Arc<RingGroup>> {
         self.ring_groups.get(number)
+    }
+
+    pub fn conference_room(&self, number: &str) -> Option<pbx_store::ConferenceRoomId> {
+        self.rooms.get(number).copied()
     }
 
     pub fn extension_by_id(&self, id: ExtensionId) -> Option<&Arc<Extension>> {

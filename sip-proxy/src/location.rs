@@ -66,15 +66,27 @@ pub struct Target {
 }
 
 impl Binding {
+    /// The extension of an application binding that serves none (ids
+    /// start at 1): a compact binding has no room for an Option.
+    pub const NO_EXTENSION: ExtensionId = ExtensionId(0);
+
+    /// The extension the binding rings, if any.
+    pub fn extension(&self) -> Option<ExtensionId> {
+        (self.extension != Binding::NO_EXTENSION).then_some(self.extension)
+    }
+
     /// A target on this node's media application server: `user` at the
-    /// end of `flow`, for `extension`. It never expires and is never stored.
+    /// end of `flow`, for `extension` if it serves one (a voicemail box; a
+    /// conference room serves none: [`Binding::NO_EXTENSION`]). It never
+    /// expires and is never stored.
     pub fn application(
         reseller: ResellerId,
         customer: CustomerId,
-        extension: ExtensionId,
+        extension: Option<ExtensionId>,
         user: &str,
         flow: Flow,
     ) -> Binding {
+        let extension = extension.unwrap_or(Binding::NO_EXTENSION);
         let contact: Box<str> = format!("<sip:{user}@{}>", flow.remote).into();
         Binding {
             reseller,

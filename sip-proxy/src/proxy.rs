@@ -424,7 +424,7 @@ fn fork(
             c,
             fwd,
             out_flow,
-            Some(binding.extension),
+            binding.extension(),
             (!binding.application).then_some(binding.device),
         );
     }

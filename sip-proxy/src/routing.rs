@@ -139,8 +139,12 @@ pub fn route(core: &Core, req: Message, flow: Flow) -> Option<Routed> {
         match target_extension(core, &req, &tenant) {
             Ok(e) => Target::Extension(e),
             Err((404, reason)) => {
+                let room = tenant
+                    .conference_room(&dialled)
+                    .filter(|_| method == Method::Invite);
                 match ring_group_of(&req, &tenant).filter(|_| method == Method::Invite) {
                     Some(group) => Target::Group(group),
+                    None if room.is_some() => Target::Room(dialled.clone()),
                     None if method == Method::Invite => Target::Public,
                     None => return refuse(404, reason, None),
                 }
@@ -170,10 +174,19 @@ pub fn route(core: &Core, req: Message, flow: Flow) -> Option<Routed> {
             // device's password is the box's.
             let own = tenant.extension_by_id(device.extension);
             let binding = own.and_then(|e| {
-                core.application_binding(&tenant, e.id, &format!("vmbox-{}", e.id.0))
+                core.application_binding(&tenant, Some(e.id), &format!("vmbox-{}", e.id.0))
             });
             match binding {
                 Some(b) => Ringing::phones(MAILBOX_CODE.to_owned(), None, vec![b]),
+                None => return refuse(480, "Temporarily Unavailable", None),
+            }
+        }
+        Target::Room(number) => {
+            let binding = tenant.conference_room(&number).and_then(|room| {
+                core.application_binding(&tenant, None, &format!("conf-{}", room.0))
+            });
+            match binding {
+                Some(b) => Ringing::phones(number, None, vec![b]),
                 None => return refuse(480, "Temporarily Unavailable", None),
             }
         }
@@ -797,11 +810,13 @@ fn no_answer_seconds(extension: &crate::directory::Extension) -> Option<u64> {
     })
 }
 
-/// What a call dialled at: an extension, a ring group, or a number on the
-/// public network.
+/// What a call dialled at: an extension, a ring group, a conference room,
+/// or a number on the public network.
 enum Target {
     Extension(Arc<Extension>),
     Group(Arc<RingGroup>),
+    /// A conference room's number.
+    Room(String),
     Public,
     /// The caller's own voicemail box ([`MAILBOX_CODE`]).
     Mailbox,
@@ -1075,7 +1090,11 @@ fn forward_target(tenant: &Tenant, carriers: &Carriers, target: &str) -> Forward
 /// application server (`vm-<extension id>`, the user it answers to); None
 /// when no application server runs.
 fn voicemail_of(core: &Core, tenant: &Tenant, extension: &Extension) -> Option<Binding> {
-    core.application_binding(tenant, extension.id, &format!("vm-{}", extension.id.0))
+    core.application_binding(
+        tenant,
+        Some(extension.id),
+        &format!("vm-{}", extension.id.0),
+    )
 }
 
 /// Follows the dialled extension's forwards that can be decided before
