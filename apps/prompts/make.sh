@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Makes the shipped announcements (8 kHz, 16-bit, mono WAV) with espeak-ng
-# and sox (Debian's espeak-ng and sox). Run once when a text changes; the
-# files are committed and built into the binary. Texts name nobody: neither
+# and sox (Debian's espeak-ng and sox). Makes the files that are missing
+# (delete one to make it again; FORCE=1 makes all); they are committed and
+# built into the binary. Texts name nobody: neither
 # the operator nor a product.
 set -euo pipefail
 cd "$(dirname "$0")"
 say() {
 	local lang=$1 name=$2 voice=$3 text=$4
+	if [ -e "$lang/$name.wav" ] && [ "${FORCE:-0}" != 1 ]; then
+		return
+	fi
 	mkdir -p "$lang"
 	espeak-ng -v "$voice" -s 150 -w "/tmp/prompt-$$.wav" "$text"
 	sox "/tmp/prompt-$$.wav" -r 8000 -c 1 -b 16 "$lang/$name.wav" norm -3
@@ -75,3 +79,12 @@ say en n19 en-gb "nineteen"
 say de n19 de "neunzehn"
 say en n20 en-gb "twenty"
 say de n20 de "zwanzig"
+# Conference rooms.
+say en conf_pin en-gb "Please enter the conference PIN, followed by the hash key."
+say en conf_wrong_pin en-gb "That PIN is not correct."
+say en conf_full en-gb "This conference is full. Please try again later. Goodbye."
+say en conf_first en-gb "You are the first participant."
+say de conf_pin de "Bitte geben Sie die Konferenz-PIN ein, gefolgt von der Rautetaste."
+say de conf_wrong_pin de "Diese PIN ist nicht richtig."
+say de conf_full de "Diese Konferenz ist voll. Bitte versuchen Sie es später noch einmal. Auf Wiederhören."
+say de conf_first de "Sie sind der erste Teilnehmer."

@@ -1,7 +1,7 @@
 //! The media application server: what answers a call itself instead of
 //! ringing a phone. Voicemail first (a caller leaves a message after the
-//! greeting; the box's phones are told, RFC 3842); IVR menus, music on
-//! hold, conference rooms and the rest build on the same parts.
+//! greeting; the box's phones are told, RFC 3842) and conference rooms;
+//! IVR menus, music on hold and the rest build on the same parts.
 //!
 //! It is a SIP user agent on a loopback socket of its own, in the same
 //! process as the proxy: the proxy routes calls to it like to any other
@@ -10,11 +10,12 @@
 //! answering, retransmitting, BYE), `dialog` (one call's dialog and the
 //! requests it sends), `media` (one call's RTP: play, record, keys),
 //! `prompts` (the announcements shipped, per language), `voicemail` (the
-//! deposit), `mailbox` (a phone listening to its box, `*97`) and `mwi`
-//! (message-waiting NOTIFYs).
+//! deposit), `mailbox` (a phone listening to its box, `*97`), `mwi`
+//! (message-waiting NOTIFYs) and `conference` (rooms and their mixers).
 
 #![forbid(unsafe_code)]
 
+mod conference;
 mod dialog;
 mod mailbox;
 pub mod media;

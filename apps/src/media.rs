@@ -4,6 +4,7 @@
 //! a frame, records what the caller says (back in order through a jitter
 //! buffer) and hears the keys the caller presses (RFC 4733).
 
+use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -102,13 +103,59 @@ struct Out {
     first: bool,
 }
 
-struct Recording {
+/// What the caller sends, back in order through a jitter buffer, for a
+/// recording or a mixer.
+struct Inbound {
     jitter: JitterBuffer,
-    samples: Vec<i16>,
     ssrc: Option<u32>,
-    /// The most samples kept: timestamp jumps a sender invents are filled
-    /// with silence, and must not grow a recording beyond its longest.
-    cap: usize,
+    ready: VecDeque<i16>,
+    keep: Keep,
+}
+
+/// How much of what was received is kept, and which.
+#[derive(Debug, Clone, Copy)]
+enum Keep {
+    /// A recording: the first samples, up to its longest (timestamp jumps
+    /// a sender invents are filled with silence, and must not grow it).
+    First(usize),
+    /// A mixer's input: the newest samples, so that a sender faster than
+    /// the mixer's clock cannot grow the queue (or the delay).
+    Latest(usize),
+}
+
+impl Inbound {
+    fn new(window: u32, keep: Keep) -> Inbound {
+        Inbound {
+            jitter: JitterBuffer::new(window),
+            ssrc: None,
+            ready: VecDeque::new(),
+            keep,
+        }
+    }
+
+    fn push(&mut self, ssrc: u32, timestamp: u32, samples: Vec<i16>) {
+        if self.ssrc.is_some_and(|s| s != ssrc) {
+            self.jitter.new_stream();
+        }
+        self.ssrc = Some(ssrc);
+        self.jitter.push(timestamp, samples);
+        match self.keep {
+            Keep::First(cap) if self.ready.len() >= cap => {}
+            Keep::First(cap) => {
+                let mut out = Vec::new();
+                self.jitter.pop_ready(&mut out);
+                self.ready.extend(out);
+                self.ready.truncate(cap);
+            }
+            Keep::Latest(most) => {
+                let mut out = Vec::new();
+                self.jitter.pop_ready(&mut out);
+                self.ready.extend(out);
+                let over = self.ready.len().saturating_sub(most);
+                self.ready.drain(..over);
+            }
+        }
+    }
 }
 
 /// A call's media endpoint.
@@ -121,7 +168,7 @@ pub struct CallMedia {
     law: Law,
     dtmf: Option<u8>,
     out: Mutex<Out>,
-    recording: Mutex<Option<Recording>>,
+    inbound: Mutex<Option<Inbound>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -149,7 +196,7 @@ impl CallMedia {
                 ssrc: rand::random(),
                 first: true,
             }),
-            recording: Mutex::new(None),
+            inbound: Mutex::new(None),
         });
         let weak = Arc::downgrade(&media);
         tokio::spawn(async move {
@@ -235,28 +282,17 @@ impl CallMedia {
         let Some(law) = Law::of_payload_type(h.payload_type) else {
             return;
         };
-        let mut rec = lock(&self.recording);
-        let Some(r) = rec.as_mut() else { return };
-        if r.ssrc.is_some_and(|s| s != h.ssrc) {
-            r.jitter.new_stream();
-        }
-        r.ssrc = Some(h.ssrc);
+        let mut inbound = lock(&self.inbound);
+        let Some(inbound) = inbound.as_mut() else {
+            return;
+        };
         let mut samples = Vec::with_capacity(payload.len());
         law.decode_into(payload, &mut samples);
-        r.jitter.push(h.timestamp, samples);
-        let Recording {
-            jitter,
-            samples,
-            cap,
-            ..
-        } = r;
-        if samples.len() < *cap {
-            jitter.pop_ready(samples);
-            samples.truncate(*cap);
-        }
+        inbound.push(h.ssrc, h.timestamp, samples);
     }
 
-    fn send_frame(&self, frame: &[i16]) {
+    /// Sends one frame of audio (a mixer paces them).
+    pub(crate) fn send_frame(&self, frame: &[i16]) {
         let mut payload = Vec::with_capacity(FRAME);
         self.law.encode_into(frame, &mut payload);
         payload.resize(FRAME, self.law.silence());
@@ -326,6 +362,34 @@ impl CallMedia {
         }
     }
 
+    /// Starts keeping what the caller says for a mixer, which takes it a
+    /// frame at a time ([`CallMedia::take_frame`]).
+    pub(crate) fn start_listening(&self) {
+        // 60 ms of reordering, at most 200 ms held.
+        *lock(&self.inbound) = Some(Inbound::new(480, Keep::Latest(10 * FRAME)));
+    }
+
+    /// Stops keeping what the caller says.
+    pub(crate) fn stop_listening(&self) {
+        *lock(&self.inbound) = None;
+    }
+
+    /// The next frame the caller said into `frame`; false (and silence)
+    /// when nothing is there (lost, late, or the caller sends nothing).
+    pub(crate) fn take_frame(&self, frame: &mut [i16]) -> bool {
+        let mut inbound = lock(&self.inbound);
+        let Some(inbound) = inbound.as_mut().filter(|i| !i.ready.is_empty()) else {
+            frame.fill(0);
+            return false;
+        };
+        let n = frame.len().min(inbound.ready.len());
+        for (slot, sample) in frame.iter_mut().zip(inbound.ready.drain(..n)) {
+            *slot = sample;
+        }
+        frame[n..].fill(0);
+        true
+    }
+
     /// Records what the caller says for at most `longest`, until `stop_key`
     /// or a hang-up; returns the audio and how it ended.
     pub async fn record(
@@ -335,13 +399,8 @@ impl CallMedia {
         stop_key: char,
     ) -> (Vec<i16>, Ended) {
         let longest_samples = (longest.as_millis() as usize).saturating_mul(8);
-        *lock(&self.recording) = Some(Recording {
-            // 100 ms: what the relay's path on loopback can reorder.
-            jitter: JitterBuffer::new(800),
-            samples: Vec::new(),
-            ssrc: None,
-            cap: longest_samples,
-        });
+        // 100 ms: what the relay's path on loopback can reorder.
+        *lock(&self.inbound) = Some(Inbound::new(800, Keep::First(longest_samples)));
         let deadline = tokio::time::sleep(longest);
         tokio::pin!(deadline);
         // Silence keeps going out, so that every NAT and relay on the way
@@ -360,14 +419,15 @@ impl CallMedia {
                 },
             }
         };
-        let samples = match lock(&self.recording).take() {
+        let mut samples = match lock(&self.inbound).take() {
             Some(mut r) => {
-                r.jitter.drain(&mut r.samples);
-                r.samples
+                let mut held = Vec::new();
+                r.jitter.drain(&mut held);
+                r.ready.extend(held);
+                Vec::from(r.ready)
             }
             None => Vec::new(),
         };
-        let mut samples = samples;
         samples.truncate(longest_samples);
         (samples, ended)
     }

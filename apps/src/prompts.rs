@@ -1,7 +1,9 @@
 //! The announcements shipped with the platform, in German and English
 //! (other languages hear English): the default voicemail greeting, a full
 //! box, a saved message's goodbye, "not available", and what a phone
-//! listening to its box hears (how many new messages, the menu). They name nobody:
+//! listening to its box hears (how many new messages, the menu), and a
+//! conference room's (the PIN, a wrong PIN, a full room, the first one
+//! in). They name nobody:
 //! neither the operator nor a product. Made once with espeak-ng and sox
 //! (`apps/prompts/make.sh`), kept as 8 kHz 16-bit WAV files in the binary.
 
@@ -26,6 +28,10 @@ pub struct Prompts {
     no_more: Clip,
     /// "two" … "twenty".
     numbers: Vec<Clip>,
+    conf_pin: Clip,
+    conf_wrong_pin: Clip,
+    conf_full: Clip,
+    conf_first: Clip,
 }
 
 /// Each file's longest allowed length, in seconds (a sanity bound).
@@ -37,75 +43,60 @@ fn clip(bytes: &[u8]) -> Clip {
     Clip::from_wav(bytes, LONGEST_S).unwrap_or_else(|_| Clip::new(Vec::new()))
 }
 
-/// One language's files, built into the binary.
+/// One of a language's files, built into the binary.
+macro_rules! wav {
+    ($lang:literal, $name:literal) => {
+        clip(include_bytes!(concat!(
+            "../prompts/",
+            $lang,
+            "/",
+            $name,
+            ".wav"
+        )))
+    };
+}
+
+/// One language's files.
 macro_rules! language {
     ($lang:literal) => {
         Prompts {
-            greeting: clip(include_bytes!(concat!(
-                "../prompts/",
-                $lang,
-                "/greeting.wav"
-            ))),
-            full: clip(include_bytes!(concat!("../prompts/", $lang, "/full.wav"))),
-            goodbye: clip(include_bytes!(concat!(
-                "../prompts/",
-                $lang,
-                "/goodbye.wav"
-            ))),
-            unavailable: clip(include_bytes!(concat!(
-                "../prompts/",
-                $lang,
-                "/unavailable.wav"
-            ))),
-            no_new: clip(include_bytes!(concat!("../prompts/", $lang, "/no_new.wav"))),
-            one_new: clip(include_bytes!(concat!(
-                "../prompts/",
-                $lang,
-                "/one_new.wav"
-            ))),
-            you_have: clip(include_bytes!(concat!(
-                "../prompts/",
-                $lang,
-                "/you_have.wav"
-            ))),
-            new_messages: clip(include_bytes!(concat!(
-                "../prompts/",
-                $lang,
-                "/new_messages.wav"
-            ))),
-            many: clip(include_bytes!(concat!("../prompts/", $lang, "/many.wav"))),
-            menu: clip(include_bytes!(concat!("../prompts/", $lang, "/menu.wav"))),
-            deleted: clip(include_bytes!(concat!(
-                "../prompts/",
-                $lang,
-                "/deleted.wav"
-            ))),
-            no_more: clip(include_bytes!(concat!(
-                "../prompts/",
-                $lang,
-                "/no_more.wav"
-            ))),
+            greeting: wav!($lang, "greeting"),
+            full: wav!($lang, "full"),
+            goodbye: wav!($lang, "goodbye"),
+            unavailable: wav!($lang, "unavailable"),
+            no_new: wav!($lang, "no_new"),
+            one_new: wav!($lang, "one_new"),
+            you_have: wav!($lang, "you_have"),
+            new_messages: wav!($lang, "new_messages"),
+            many: wav!($lang, "many"),
+            menu: wav!($lang, "menu"),
+            deleted: wav!($lang, "deleted"),
+            no_more: wav!($lang, "no_more"),
             numbers: vec![
-                clip(include_bytes!(concat!("../prompts/", $lang, "/n2.wav"))),
-                clip(include_bytes!(concat!("../prompts/", $lang, "/n3.wav"))),
-                clip(include_bytes!(concat!("../prompts/", $lang, "/n4.wav"))),
-                clip(include_bytes!(concat!("../prompts/", $lang, "/n5.wav"))),
-                clip(include_bytes!(concat!("../prompts/", $lang, "/n6.wav"))),
-                clip(include_bytes!(concat!("../prompts/", $lang, "/n7.wav"))),
-                clip(include_bytes!(concat!("../prompts/", $lang, "/n8.wav"))),
-                clip(include_bytes!(concat!("../prompts/", $lang, "/n9.wav"))),
-                clip(include_bytes!(concat!("../prompts/", $lang, "/n10.wav"))),
-                clip(include_bytes!(concat!("../prompts/", $lang, "/n11.wav"))),
-                clip(include_bytes!(concat!("../prompts/", $lang, "/n12.wav"))),
-                clip(include_bytes!(concat!("../prompts/", $lang, "/n13.wav"))),
-                clip(include_bytes!(concat!("../prompts/", $lang, "/n14.wav"))),
-                clip(include_bytes!(concat!("../prompts/", $lang, "/n15.wav"))),
-                clip(include_bytes!(concat!("../prompts/", $lang, "/n16.wav"))),
-                clip(include_bytes!(concat!("../prompts/", $lang, "/n17.wav"))),
-                clip(include_bytes!(concat!("../prompts/", $lang, "/n18.wav"))),
-                clip(include_bytes!(concat!("../prompts/", $lang, "/n19.wav"))),
-                clip(include_bytes!(concat!("../prompts/", $lang, "/n20.wav"))),
+                wav!($lang, "n2"),
+                wav!($lang, "n3"),
+                wav!($lang, "n4"),
+                wav!($lang, "n5"),
+                wav!($lang, "n6"),
+                wav!($lang, "n7"),
+                wav!($lang, "n8"),
+                wav!($lang, "n9"),
+                wav!($lang, "n10"),
+                wav!($lang, "n11"),
+                wav!($lang, "n12"),
+                wav!($lang, "n13"),
+                wav!($lang, "n14"),
+                wav!($lang, "n15"),
+                wav!($lang, "n16"),
+                wav!($lang, "n17"),
+                wav!($lang, "n18"),
+                wav!($lang, "n19"),
+                wav!($lang, "n20"),
             ],
+            conf_pin: wav!($lang, "conf_pin"),
+            conf_wrong_pin: wav!($lang, "conf_wrong_pin"),
+            conf_full: wav!($lang, "conf_full"),
+            conf_first: wav!($lang, "conf_first"),
         }
     };
 }
@@ -137,11 +128,21 @@ impl Prompts {
     ) -> Option<(pbx_store::extensions::Extension, &'static Prompts)> {
         let sys = pbx_store::Principal::system();
         let ext = store.extensions().get(&sys, extension).await.ok()?;
-        let language = match store.customers().get(&sys, ext.customer_id).await {
-            Ok(c) => c.language,
-            Err(_) => String::new(),
-        };
-        Some((ext, Prompts::for_language(&language)))
+        let prompts = Prompts::of_customer(store, ext.customer_id).await;
+        Some((ext, prompts))
+    }
+
+    /// The announcements in the language of `customer`: English when it
+    /// cannot be read.
+    pub async fn of_customer(
+        store: &pbx_store::Store,
+        customer: pbx_store::CustomerId,
+    ) -> &'static Prompts {
+        let sys = pbx_store::Principal::system();
+        match store.customers().get(&sys, customer).await {
+            Ok(c) => Prompts::for_language(&c.language),
+            Err(_) => english(),
+        }
     }
 
     /// "Please leave a message after the tone."
@@ -194,6 +195,26 @@ impl Prompts {
     pub fn no_more(&self) -> &[i16] {
         self.no_more.samples()
     }
+
+    /// "Please enter the conference PIN, followed by the hash key."
+    pub fn conference_pin(&self) -> &[i16] {
+        self.conf_pin.samples()
+    }
+
+    /// "That PIN is not correct."
+    pub fn wrong_pin(&self) -> &[i16] {
+        self.conf_wrong_pin.samples()
+    }
+
+    /// "This conference is full. Goodbye."
+    pub fn conference_full(&self) -> &[i16] {
+        self.conf_full.samples()
+    }
+
+    /// "You are the first participant."
+    pub fn first_participant(&self) -> &[i16] {
+        self.conf_first.samples()
+    }
 }
 
 #[cfg(test)]
@@ -211,6 +232,10 @@ mod tests {
                 p.menu(),
                 p.deleted(),
                 p.no_more(),
+                p.conference_pin(),
+                p.wrong_pin(),
+                p.conference_full(),
+                p.first_participant(),
             ];
             let counts = (0..=25).flat_map(|n| p.new_messages(n));
             for clip in sentences.into_iter().chain(counts) {

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use pbx_media::dtmf;
 use pbx_sip_message::{Limits, Message, Method};
 use pbx_store::audio_files::AudioFiles;
-use pbx_store::{ExtensionId, Store};
+use pbx_store::{ConferenceRoomId, ExtensionId, Store};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
@@ -49,6 +49,8 @@ pub enum App {
     Voicemail(ExtensionId),
     /// An extension's own phone listening to its box (`*97`).
     Mailbox(ExtensionId),
+    /// A caller joining a conference room.
+    Conference(ConferenceRoomId),
 }
 
 impl App {
@@ -57,6 +59,7 @@ impl App {
         match self {
             App::Voicemail(e) => format!("vm-{}", e.0),
             App::Mailbox(e) => format!("vmbox-{}", e.0),
+            App::Conference(r) => format!("conf-{}", r.0),
         }
     }
 
@@ -64,6 +67,12 @@ impl App {
         let id = |rest: &str| rest.parse::<i64>().ok().map(ExtensionId);
         if let Some(rest) = user.strip_prefix("vm-") {
             return id(rest).map(App::Voicemail);
+        }
+        if let Some(rest) = user.strip_prefix("conf-") {
+            return rest
+                .parse::<i64>()
+                .ok()
+                .map(|r| App::Conference(ConferenceRoomId(r)));
         }
         id(user.strip_prefix("vmbox-")?).map(App::Mailbox)
     }
@@ -89,6 +98,7 @@ pub(crate) struct Inner {
     pub local: SocketAddr,
     pub config: AppConfig,
     pub store: Store,
+    pub rooms: Arc<crate::conference::Rooms>,
     calls: Mutex<HashMap<String, Arc<Call>>>,
 }
 
@@ -111,6 +121,7 @@ impl AppServer {
             socket,
             config,
             store,
+            rooms: Arc::default(),
             calls: Mutex::new(HashMap::new()),
         });
         let weak = Arc::downgrade(&inner);
@@ -409,6 +420,7 @@ async fn new_call(inner: &Arc<Inner>, req: Message, from: SocketAddr) {
         let hung_up = match app {
             App::Voicemail(extension) => crate::voicemail::deposit(run, extension).await,
             App::Mailbox(extension) => crate::mailbox::listen(run, extension).await,
+            App::Conference(room) => crate::conference::join(run, room).await,
         };
         if !hung_up {
             hang_up(&inner, &call_id).await;
@@ -477,6 +489,10 @@ mod tests {
         assert_eq!(own.user(), "vmbox-7");
         assert_eq!(App::parse("vmbox-7"), Some(own));
         assert_eq!(App::parse("vmbox-"), None);
+        let room = App::Conference(ConferenceRoomId(3));
+        assert_eq!(room.user(), "conf-3");
+        assert_eq!(App::parse("conf-3"), Some(room));
+        assert_eq!(App::parse("conf-"), None);
         assert_eq!(App::parse("101"), None);
     }
 

@@ -1,0 +1,423 @@
+//! Conference rooms: the callers who dialled a room's number (and keyed
+//! its PIN, if it has one) hear each other. Each room has a mixer while
+//! anybody is in it: every 20 ms it takes one frame from each participant
+//! (put back in order by its jitter buffer) and sends each the sum of all
+//! the others, never its own voice, saturated to 16 bits. A rising tone
+//! tells the room someone joined, a falling one that someone left. The
+//! room's most participants is enforced at the door; a PIN is tried three
+//! times before the call ends.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use pbx_media::audio::{self, FRAME};
+use pbx_store::{ConferenceRoomId, Principal};
+
+use crate::media::{CallEvent, CallMedia, Ended};
+use crate::prompts::Prompts;
+use crate::Run;
+
+/// Tries at the PIN per call.
+const PIN_TRIES: usize = 3;
+/// How long a caller may pause between the PIN's keys.
+const KEY_PAUSE: Duration = Duration::from_secs(5);
+
+/// The rooms in use on this node.
+#[derive(Default)]
+pub(crate) struct Rooms {
+    rooms: Mutex<HashMap<ConferenceRoomId, Arc<Room>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// One room in use: who is in it, and the tones everyone is to hear.
+#[derive(Default)]
+struct Room {
+    inside: Mutex<Inside>,
+}
+
+#[derive(Default)]
+struct Inside {
+    participants: Vec<Participant>,
+    /// Samples added to everyone's audio (join and leave tones), played
+    /// from the front.
+    cue: std::collections::VecDeque<i16>,
+    next_id: u64,
+}
+
+struct Participant {
+    id: u64,
+    media: Arc<CallMedia>,
+}
+
+/// Why a caller is not let in.
+#[derive(Debug, PartialEq, Eq)]
+enum Door {
+    In(u64),
+    Full,
+}
+
+impl Rooms {
+    /// How many are in `room` now.
+    fn count(&self, room: ConferenceRoomId) -> usize {
+        lock(&self.rooms)
+            .get(&room)
+            .map_or(0, |r| lock(&r.inside).participants.len())
+    }
+
+    /// Lets `media` into `room` unless `most` are in it; starts the
+    /// room's mixer for the first one.
+    fn enter(self: &Arc<Self>, room: ConferenceRoomId, most: usize, media: Arc<CallMedia>) -> Door {
+        let mut rooms = lock(&self.rooms);
+        let (r, new) = match rooms.get(&room) {
+            Some(r) => (r.clone(), false),
+            None => {
+                let r = Arc::new(Room::default());
+                rooms.insert(room, r.clone());
+                (r, true)
+            }
+        };
+        let mut inside = lock(&r.inside);
+        if inside.participants.len() >= most {
+            return Door::Full;
+        }
+        inside.next_id += 1;
+        let id = inside.next_id;
+        media.start_listening();
+        inside.participants.push(Participant { id, media });
+        let joined = join_tone();
+        cue(&mut inside.cue, &joined);
+        drop(inside);
+        if new {
+            tokio::spawn(mix(Arc::downgrade(self), room, r));
+        }
+        Door::In(id)
+    }
+
+    /// Takes participant `id` out of `room`; the others hear it.
+    fn leave(&self, room: ConferenceRoomId, id: u64) {
+        let rooms = lock(&self.rooms);
+        let Some(r) = rooms.get(&room) else { return };
+        let mut inside = lock(&r.inside);
+        if let Some(at) = inside.participants.iter().position(|p| p.id == id) {
+            let gone = inside.participants.remove(at);
+            gone.media.stop_listening();
+            let left = leave_tone();
+            cue(&mut inside.cue, &left);
+        }
+    }
+}
+
+/// Adds `tone` to what everyone is to hear, over what is queued already.
+fn cue(queue: &mut std::collections::VecDeque<i16>, tone: &[i16]) {
+    for (i, &s) in tone.iter().enumerate() {
+        match queue.get_mut(i) {
+            Some(q) => *q = q.saturating_add(s),
+            None => queue.push_back(s),
+        }
+    }
+}
+
+/// Two short notes, rising.
+fn join_tone() -> Vec<i16> {
+    let mut t = audio::tone(660.0, 120, 0.25);
+    t.extend(audio::tone(880.0, 120, 0.25));
+    t
+}
+
+/// Two short notes, falling.
+fn leave_tone() -> Vec<i16> {
+    let mut t = audio::tone(880.0, 120, 0.25);
+    t.extend(audio::tone(660.0, 120, 0.25));
+    t
+}
+
+/// One room's mixer: a frame for everyone every 20 ms while anybody is
+/// in; then the room is forgotten.
+async fn mix(rooms: Weak<Rooms>, id: ConferenceRoomId, room: Arc<Room>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut mixer = Mixer::default();
+    loop {
+        tick.tick().await;
+        let Some(rooms) = rooms.upgrade() else { return };
+        // Taken in the order `enter` takes them: the map, then the room.
+        let mut map = lock(&rooms.rooms);
+        let mut inside = lock(&room.inside);
+        if inside.participants.is_empty() {
+            map.remove(&id);
+            return;
+        }
+        drop(map);
+        let Inside {
+            participants, cue, ..
+        } = &mut *inside;
+        mixer.mix(participants, cue);
+    }
+}
+
+/// What mixing keeps between frames (so that a tick allocates nothing).
+#[derive(Default)]
+struct Mixer {
+    heard: Vec<[i16; FRAME]>,
+}
+
+impl Mixer {
+    /// One frame: each participant gets everyone's audio but its own, and
+    /// the cue.
+    fn mix(&mut self, participants: &[Participant], cue: &mut std::collections::VecDeque<i16>) {
+        self.heard.resize(participants.len(), [0; FRAME]);
+        let mut total = [0i32; FRAME];
+        for (p, frame) in participants.iter().zip(self.heard.iter_mut()) {
+            p.media.take_frame(frame);
+            for (t, &s) in total.iter_mut().zip(frame.iter()) {
+                *t += i32::from(s);
+            }
+        }
+        let mut tone = [0i32; FRAME];
+        for (t, s) in tone.iter_mut().zip(cue.drain(..FRAME.min(cue.len()))) {
+            *t = i32::from(s);
+        }
+        let mut out = [0i16; FRAME];
+        for (p, own) in participants.iter().zip(self.heard.iter()) {
+            for i in 0..FRAME {
+                let v = total[i] - i32::from(own[i]) + tone[i];
+                out[i] = v.clamp(i32::from(i16::MIN), i32::from(i16::MAX)) as i16;
+            }
+            p.media.send_frame(&out);
+        }
+    }
+}
+
+/// Runs a caller in `room`; true when the caller hung up (no BYE needed).
+pub(crate) async fn join(mut run: Run, room: ConferenceRoomId) -> bool {
+    let store = run.inner.store.clone();
+    let found = store
+        .conference_rooms()
+        .get(&Principal::system(), room)
+        .await;
+    let room_settings = match found {
+        Ok(r) => r,
+        Err(e) => {
+            // Deleted since the proxy routed the call, or the database is away.
+            tracing::info!(error = %e, room = room.0, call_id = %run.call_id, "conference room not found");
+            return false;
+        }
+    };
+    let prompts = Prompts::of_customer(&store, room_settings.customer_id).await;
+    if let Some(pin) = room_settings.pin.as_deref() {
+        match ask_pin(&mut run, prompts, pin).await {
+            Pin::Right => {}
+            Pin::Wrong => return false,
+            Pin::HungUp => return true,
+        }
+    }
+    let most = usize::try_from(room_settings.max_participants).unwrap_or(0);
+    let rooms = run.inner.rooms.clone();
+    // Said before the room's audio takes over the call's.
+    if rooms.count(room) == 0
+        && run
+            .media
+            .play(prompts.first_participant(), &mut run.events, false)
+            .await
+            == Ended::Hangup
+    {
+        return true;
+    }
+    let id = match rooms.enter(room, most, run.media.clone()) {
+        Door::In(id) => id,
+        Door::Full => {
+            tracing::info!(room = room.0, call_id = %run.call_id, "conference room full");
+            return run
+                .media
+                .play(prompts.conference_full(), &mut run.events, false)
+                .await
+                == Ended::Hangup;
+        }
+    };
+    tracing::info!(room = room.0, call_id = %run.call_id, "joined conference");
+    // In the room the mixer speaks; keys mean nothing (yet).
+    while let Some(event) = run.events.recv().await {
+        if event == CallEvent::Hangup {
+            break;
+        }
+    }
+    rooms.leave(room, id);
+    tracing::info!(room = room.0, call_id = %run.call_id, "left conference");
+    true
+}
+
+enum Pin {
+    Right,
+    Wrong,
+    HungUp,
+}
+
+/// Asks for the PIN up to [`PIN_TRIES`] times.
+async fn ask_pin(run: &mut Run, prompts: &Prompts, pin: &str) -> Pin {
+    for _ in 0..PIN_TRIES {
+        let mut keyed = String::new();
+        match run
+            .media
+            .play(prompts.conference_pin(), &mut run.events, true)
+            .await
+        {
+            Ended::Hangup => return Pin::HungUp,
+            Ended::Key(k) => keyed.push(k),
+            Ended::Done => {}
+        }
+        while !keyed.ends_with('#') && keyed.len() <= 16 {
+            match run.media.wait_key(KEY_PAUSE, &mut run.events).await {
+                Ended::Hangup => return Pin::HungUp,
+                Ended::Key(k) => keyed.push(k),
+                Ended::Done => break,
+            }
+        }
+        if keyed.trim_end_matches('#') == pin {
+            return Pin::Right;
+        }
+        if run
+            .media
+            .play(prompts.wrong_pin(), &mut run.events, false)
+            .await
+            == Ended::Hangup
+        {
+            return Pin::HungUp;
+        }
+    }
+    Pin::Wrong
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pbx_media::audio::{tone, tone_power};
+    use pbx_media::g711::Law;
+    use pbx_media::rtp::{self, RtpHeader};
+    use tokio::net::UdpSocket;
+
+    /// A phone on loopback: sends a tone, keeps what it hears.
+    struct Phone {
+        socket: Arc<UdpSocket>,
+        media: Arc<CallMedia>,
+        _events: tokio::sync::mpsc::Receiver<CallEvent>,
+    }
+
+    async fn phone() -> Phone {
+        let socket = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("phone"));
+        let offer = crate::media::Offer {
+            address: socket.local_addr().expect("addr"),
+            law: Law::Mu,
+            dtmf: None,
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let media = CallMedia::open("127.0.0.1".parse().expect("ip"), &offer, tx)
+            .await
+            .expect("media");
+        Phone {
+            socket,
+            media,
+            _events: rx,
+        }
+    }
+
+    /// Sends `freq` for `frames` frames, paced at 20 ms, to the room side.
+    fn speak(p: &Phone, freq: f64, frames: usize) -> tokio::task::JoinHandle<()> {
+        let socket = p.socket.clone();
+        let to = p.media.local();
+        tokio::spawn(async move {
+            let voice = tone(freq, (frames * 20) as u32, 0.3);
+            let mut tick = tokio::time::interval(Duration::from_millis(20));
+            for (i, frame) in voice.chunks(FRAME).enumerate() {
+                tick.tick().await;
+                let h = RtpHeader {
+                    payload_type: 0,
+                    sequence: i as u16,
+                    timestamp: (i * FRAME) as u32,
+                    ssrc: 9,
+                };
+                let mut payload = Vec::new();
+                Law::Mu.encode_into(frame, &mut payload);
+                let _ = socket.send_to(&rtp::packet(&h, i == 0, &payload), to).await;
+            }
+        })
+    }
+
+    /// What `p` hears in its first `frames` frames, decoded.
+    async fn heard(p: &Phone, frames: usize) -> Vec<i16> {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 2048];
+        for _ in 0..frames {
+            let got = tokio::time::timeout(Duration::from_secs(2), p.socket.recv(&mut buf)).await;
+            let Ok(Ok(n)) = got else { break };
+            if let Some((_, _, payload)) = rtp::parse(&buf[..n]) {
+                Law::Mu.decode_into(payload, &mut out);
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn everyone_hears_the_others_and_not_themselves() {
+        let rooms = Arc::new(Rooms::default());
+        let room = ConferenceRoomId(1);
+        let phones = [phone().await, phone().await, phone().await];
+        let freqs = [500.0, 700.0, 1100.0];
+        let mut ids = Vec::new();
+        for p in &phones {
+            match rooms.enter(room, 3, p.media.clone()) {
+                Door::In(id) => ids.push(id),
+                Door::Full => panic!("room full too early"),
+            }
+        }
+        let extra = phone().await;
+        assert_eq!(rooms.enter(room, 3, extra.media.clone()), Door::Full);
+        assert_eq!(rooms.count(room), 3);
+        // A second of each tone; every phone keeps what it hears meanwhile.
+        let speakers: Vec<_> = phones
+            .iter()
+            .zip(freqs)
+            .map(|(p, f)| speak(p, f, 50))
+            .collect();
+        let listeners: Vec<_> = phones.iter().map(|p| heard(p, 50)).collect();
+        let mut got = Vec::new();
+        for l in listeners {
+            got.push(l.await);
+        }
+        for s in speakers {
+            s.await.expect("speaker");
+        }
+        for (i, heard) in got.iter().enumerate() {
+            // Past the join tones.
+            let heard = &heard[heard.len().min(8000 / 2)..];
+            let own = tone_power(heard, freqs[i]);
+            for (j, f) in freqs.iter().enumerate() {
+                if i != j {
+                    let other = tone_power(heard, *f);
+                    assert!(
+                        other > 100.0 * own.max(1.0),
+                        "phone {i} hears {f} Hz ({other}) over its own ({own})"
+                    );
+                }
+            }
+        }
+        for id in ids {
+            rooms.leave(room, id);
+        }
+        // The mixer notices the empty room and forgets it.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(lock(&rooms.rooms).is_empty());
+    }
+
+    #[test]
+    fn loud_rooms_saturate_instead_of_wrapping() {
+        let mut queue = std::collections::VecDeque::from(vec![i16::MAX; 4]);
+        cue(&mut queue, &[i16::MAX, 1, 2, 3, 4, 5]);
+        assert_eq!(queue.len(), 6);
+        assert_eq!(queue[0], i16::MAX);
+        assert_eq!(queue[5], 5);
+    }
+}
