@@ -131,6 +131,18 @@ async fn authorisation_matrix(db: TestDb) {
         )
         .await
         .unwrap();
+    let room = api
+        .db
+        .store
+        .conference_rooms()
+        .create(
+            &sys,
+            a,
+            &serde_json::from_value(json!({"number": "800", "name": "Board", "pin": "4711"}))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
     let rule = api
         .db
         .store
@@ -404,6 +416,30 @@ async fn authorisation_matrix(db: TestDb) {
             Some(
                 json!({"number": "600", "name": "Support", "strategy": "sequential", "members": [ext]}),
             ),
+            ok,
+        ),
+        row(
+            M::GET,
+            format!("/api/v1/customers/{a}/conference-rooms"),
+            None,
+            ok,
+        ),
+        row(
+            M::POST,
+            format!("/api/v1/customers/{a}/conference-rooms"),
+            Some(json!({"number": "8{who}1", "name": "Room", "pin": "1234"})),
+            [201, 201, 404, 201, 404],
+        ),
+        row(
+            M::GET,
+            format!("/api/v1/conference-rooms/{}", room.id),
+            None,
+            ok,
+        ),
+        row(
+            M::PUT,
+            format!("/api/v1/conference-rooms/{}", room.id),
+            Some(json!({"number": "800", "name": "Board", "max_participants": 20})),
             ok,
         ),
         row(

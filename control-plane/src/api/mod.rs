@@ -27,6 +27,7 @@ pub mod numbers;
 pub mod page;
 pub mod phones;
 pub mod problem;
+pub mod rooms;
 pub mod session;
 pub mod tenants;
 pub mod trunks;
@@ -108,7 +109,7 @@ impl ApiState {
     components(schemas(Problem, problem::ProblemField)),
     security(("bearer" = [])),
     tags(
-        (name = "resellers"), (name = "customers"), (name = "extensions"), (name = "devices"), (name = "ring-groups"), (name = "business-hours"),
+        (name = "resellers"), (name = "customers"), (name = "extensions"), (name = "devices"), (name = "ring-groups"), (name = "conference-rooms"), (name = "business-hours"),
         (name = "numbers"), (name = "trunks"), (name = "price-plans"), (name = "logins"), (name = "tokens"),
         (name = "live"), (name = "call-records"), (name = "statements"), (name = "webhooks"), (name = "session"), (name = "sip-security"), (name = "media"), (name = "voicemail"),
     )
@@ -201,6 +202,7 @@ fn documented() -> OpenApiRouter<AppState> {
         .merge(tenants::routes())
         .merge(phones::routes())
         .merge(groups::routes())
+        .merge(rooms::routes())
         .merge(trunks::routes())
         .merge(hours::routes())
         .merge(limits::routes())
