@@ -20,6 +20,7 @@ use support::sip::{
     baresip_available, baresip_in, carriers_a, secret_key_base64, seed, sipp_available, Sipp,
     TestTrunk, CARRIER_IP,
 };
+use support::softphone::heard;
 use support::{metric, Node, TempDir};
 
 /// Network namespaces this test made; removed when dropped.
@@ -177,17 +178,6 @@ fn office_phone(
     )
     .expect("baresip account");
     dir
-}
-
-/// The recording of what a phone decoded (its sndfile dump).
-fn heard(dir: &Path) -> PathBuf {
-    std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.to_string_lossy().ends_with("-dec.wav"))
-        .unwrap_or_else(|| dir.join("nothing-decoded.wav"))
 }
 
 struct CallResult {

@@ -22,10 +22,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pbx_store::forwards::ForwardCondition;
-use support::audio::{listen, write_tone};
+use support::audio::listen;
 use support::sip::{
     baresip, baresip_available, configure_a, register, seed, sipp_available, Phone,
 };
+use support::softphone::{heard, press, softphone};
 use support::{create_token, http_get_bearer, http_request_bearer, TempDir};
 
 /// What the desk phone of 102 received: every request, in order.
@@ -228,77 +229,13 @@ fn base64_decode(text: &str) -> Option<Vec<u8>> {
 
 /// baresip as 101: sends a 440 Hz tone, records what it hears.
 fn caller_phone(home: &Path, phone: &Phone, sip_port: u16) -> PathBuf {
-    softphone(&home.join("101"), phone, sip_port, 440.0, None)
+    softphone(&home.join("101"), phone, sip_port, 440.0, false)
 }
 
 /// baresip as 102's softphone: records what it hears, and takes keys on a
 /// UDP console (its `cons` module) to send as RFC 4733 events.
 fn listener_phone(home: &Path, phone: &Phone, sip_port: u16) -> PathBuf {
-    let dir = home.join("102");
-    let console = support::free_port();
-    softphone(&dir, phone, sip_port, 3000.0, Some(console));
-    std::fs::write(dir.join("console-port"), console.to_string()).expect("port");
-    dir
-}
-
-/// A baresip configuration in `dir`: `phone`'s account through the node,
-/// a tone of `freq` Hz as its microphone, what it decodes kept as WAV, and
-/// a UDP console when asked.
-fn softphone(dir: &Path, phone: &Phone, sip_port: u16, freq: f64, console: Option<u16>) -> PathBuf {
-    std::fs::create_dir_all(dir).expect("phone dir");
-    let tone = dir.join("tone.wav");
-    write_tone(&tone, freq, 60);
-    let port = support::free_port();
-    let console = console
-        .map(|c| format!("module cons.so\ncons_listen 127.0.0.1:{c}\n"))
-        .unwrap_or_default();
-    std::fs::write(
-        dir.join("config"),
-        format!(
-            "sip_listen 127.0.0.1:{port}\nnet_interface 127.0.0.1\nmodule_path /usr/lib/baresip/modules\n\
-             module g711.so\nmodule aufile.so\nmodule sndfile.so\n{console}module_app account.so\n\
-             module_app menu.so\nsnd_path {dir}\naudio_source aufile,{tone}\naudio_alert aufile,{tone}\n\
-             rtp_ports 40000-40999\n",
-            dir = dir.display(),
-            tone = tone.display(),
-        ),
-    )
-    .expect("baresip config");
-    std::fs::write(
-        dir.join("accounts"),
-        format!(
-            "<sip:{user}@{domain}>;auth_pass={password};outbound=\"sip:127.0.0.1:{sip_port}\";regint=600\n",
-            user = phone.user,
-            domain = phone.domain,
-            password = phone.password,
-        ),
-    )
-    .expect("baresip account");
-    dir.to_path_buf()
-}
-
-/// Presses `key` on the baresip in `dir` (its UDP console).
-fn press(dir: &Path, key: char) {
-    let port: u16 = std::fs::read_to_string(dir.join("console-port"))
-        .expect("console port")
-        .trim()
-        .parse()
-        .expect("port");
-    let socket = UdpSocket::bind("127.0.0.1:0").expect("socket");
-    socket
-        .send_to(key.to_string().as_bytes(), ("127.0.0.1", port))
-        .expect("press");
-}
-
-/// The recording of what baresip decoded (its sndfile dump).
-fn heard(dir: &Path) -> PathBuf {
-    std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.to_string_lossy().ends_with("-dec.wav"))
-        .unwrap_or_else(|| dir.join("nothing-decoded.wav"))
+    softphone(&home.join("102"), phone, sip_port, 3000.0, true)
 }
 
 #[test]

@@ -95,12 +95,22 @@ impl Heard {
 /// Listens in 50 ms blocks, so gaps and jitter in what was received do
 /// not blur the tones.
 pub fn listen(path: &Path, tones: &[f64]) -> Heard {
-    let Some((samples, rate)) = read_wav(path) else {
-        return Heard {
-            rms: 0.0,
-            shares: Vec::new(),
-        };
-    };
+    match read_wav(path) {
+        Some((samples, rate)) => listen_to(&samples, rate, tones),
+        None => listen_to(&[], 8000, tones),
+    }
+}
+
+/// Like [`listen`], to the `seconds` before the recording's last half
+/// second (what was heard once everything had settled).
+pub fn listen_tail(path: &Path, tones: &[f64], seconds: f64) -> Heard {
+    let (samples, rate) = read_wav(path).unwrap_or((Vec::new(), 8000));
+    let end = samples.len().saturating_sub(rate as usize / 2);
+    let start = end.saturating_sub((seconds * f64::from(rate)) as usize);
+    listen_to(&samples[start..end], rate, tones)
+}
+
+fn listen_to(samples: &[f64], rate: u32, tones: &[f64]) -> Heard {
     let total: f64 = samples.iter().map(|x| x * x).sum();
     let rms = (total / samples.len().max(1) as f64).sqrt();
     let block = (rate / 20).max(1) as usize;

@@ -7,6 +7,7 @@
 pub mod audio;
 pub mod browser;
 pub mod sip;
+pub mod softphone;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};

@@ -1,0 +1,161 @@
+//! A conference room for real: customer A's room 800 has a PIN. Three
+//! baresip softphones (101, 102 and 103), each sending its own tone as its
+//! voice, dial 800, key the PIN (RFC 4733 events through baresip's
+//! console) and meet: each hears the other two tones and not its own.
+//! The time in the room is recorded like any call (a call record per
+//! participant, answered, with its duration). Customer B's phone dialling
+//! 800 does not reach A's room.
+//!
+//! Needs baresip (Debian's baresip); skipped with a message otherwise,
+//! unless CI requires it.
+
+mod support;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use support::audio::listen_tail;
+use support::sip::{baresip, baresip_available, seed, start_node};
+use support::softphone::{heard, press, softphone};
+use support::{create_token, http_get_bearer, TempDir};
+
+const PIN: &str = "2468";
+
+/// Creates customer A's room 800 with [`PIN`] before the node starts.
+fn room_800(data_dir: &Path) -> i64 {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let store = support::sip::open_seeded(data_dir).await;
+        let sys = pbx_store::Principal::system();
+        let acme = support::sip::customer_a(&store).await;
+        store
+            .conference_rooms()
+            .create(
+                &sys,
+                acme,
+                &serde_json::from_value(serde_json::json!({
+                    "number": "800", "name": "Board room", "pin": PIN
+                }))
+                .expect("settings"),
+            )
+            .await
+            .expect("room");
+        store.close().await;
+        acme.0
+    })
+}
+
+/// Waits until baresip in `dir` says its call is up.
+fn established(dir: &Path, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        let log = std::fs::read_to_string(dir.join("log")).unwrap_or_default();
+        if log.contains("Call established") {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+#[test]
+fn three_phones_meet_in_a_room_and_each_hears_the_other_two() {
+    if !baresip_available() {
+        return;
+    }
+    let dir = TempDir::new("conference");
+    let seeded = seed(dir.path());
+    let customer = room_800(dir.path());
+    let node = start_node(&dir, "MD5");
+    let home = TempDir::new("conference-phones");
+    let phones = [
+        (&seeded.a101, "101", 500.0),
+        (&seeded.a102, "102", 700.0),
+        (&seeded.a103, "103", 1100.0),
+    ];
+    let tones: Vec<f64> = phones.iter().map(|p| p.2).collect();
+    let mut running = Vec::new();
+    for (i, (phone, name, freq)) in phones.iter().enumerate() {
+        let phone_dir = softphone(&home.path().join(name), phone, node.sip_port, *freq, true);
+        // Everyone stays until the last has been in the room a while.
+        let seconds = 34 - 4 * i as u32;
+        let child = baresip(&phone_dir, seconds, &["/dial 800"]);
+        assert!(
+            established(&phone_dir, Duration::from_secs(15)),
+            "{name} reached the room:\n{}",
+            std::fs::read_to_string(phone_dir.join("log")).unwrap_or_default()
+        );
+        // The PIN, over the prompt asking for it.
+        std::thread::sleep(Duration::from_millis(500));
+        for key in PIN.chars().chain(['#']) {
+            press(&phone_dir, key);
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        running.push((child, phone_dir));
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    for (child, _) in &mut running {
+        let _ = child.wait();
+    }
+    // The last eight seconds, all three inside: the others' tones, not one's own.
+    for ((_, phone_dir), (_, name, own)) in running.iter().zip(phones.iter()) {
+        let heard = listen_tail(&heard(phone_dir), &tones, 8.0);
+        let share = |f: f64| {
+            heard
+                .shares
+                .iter()
+                .find(|(t, _)| *t == f)
+                .map_or(0.0, |(_, s)| *s)
+        };
+        eprintln!("{name} heard {heard:?}");
+        assert!(heard.rms > 300.0, "{name} heard the room: {heard:?}");
+        for other in tones.iter().filter(|f| **f != *own) {
+            assert!(share(*other) > 0.2, "{name} hears {other} Hz: {heard:?}");
+        }
+        assert!(
+            share(*own) < 0.02,
+            "{name} does not hear itself ({own} Hz): {heard:?}"
+        );
+    }
+
+    // Customer B's phone dialling 800 reaches nothing of A's.
+    let intruder_dir = softphone(
+        &home.path().join("b101"),
+        &seeded.b101,
+        node.sip_port,
+        300.0,
+        false,
+    );
+    let mut intruder = baresip(&intruder_dir, 8, &["/dial 800"]);
+    let _ = intruder.wait();
+    let log = std::fs::read_to_string(intruder_dir.join("log")).unwrap_or_default();
+    assert!(
+        !log.contains("Call established"),
+        "B's phone must not reach A's room:\n{log}"
+    );
+
+    // Each participant's time in the room is a call record of its own.
+    let token = create_token(&dir, &["--customer", &customer.to_string()]);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let records = loop {
+        let r = http_get_bearer(node.http, "/api/v1/call-records", &token).expect("records");
+        assert_eq!(r.status, 200, "{}", r.text());
+        let body: serde_json::Value = serde_json::from_str(&r.text()).expect("json");
+        let items: Vec<serde_json::Value> = body["items"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|c| c["callee"] == "800" && c["disposition"] == "answered")
+            .collect();
+        if items.len() >= 3 || Instant::now() > deadline {
+            break items;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert_eq!(records.len(), 3, "one record per participant: {records:?}");
+    for r in &records {
+        let ms = r["billable_ms"].as_i64().unwrap_or_default();
+        assert!(ms >= 10_000, "time in the room is counted: {r}");
+    }
+}

@@ -1,0 +1,73 @@
+//! baresip as a softphone of the seeded tenants: its microphone a tone,
+//! what it hears kept as WAV, keys pressed through its UDP console.
+
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+
+use super::audio::write_tone;
+use super::sip::Phone;
+
+/// A baresip configuration in `dir`: `phone`'s account through the node,
+/// a tone of `freq` Hz as its microphone, what it decodes kept as WAV, and
+/// a UDP console (for [`press`]) when asked.
+pub fn softphone(dir: &Path, phone: &Phone, sip_port: u16, freq: f64, console: bool) -> PathBuf {
+    std::fs::create_dir_all(dir).expect("phone dir");
+    let console = console.then(|| {
+        let port = super::free_port();
+        std::fs::write(dir.join("console-port"), port.to_string()).expect("port");
+        port
+    });
+    let tone = dir.join("tone.wav");
+    write_tone(&tone, freq, 60);
+    let port = super::free_port();
+    let console = console
+        .map(|c| format!("module cons.so\ncons_listen 127.0.0.1:{c}\n"))
+        .unwrap_or_default();
+    std::fs::write(
+        dir.join("config"),
+        format!(
+            "sip_listen 127.0.0.1:{port}\nnet_interface 127.0.0.1\nmodule_path /usr/lib/baresip/modules\n\
+             module g711.so\nmodule aufile.so\nmodule sndfile.so\n{console}module_app account.so\n\
+             module_app menu.so\nsnd_path {dir}\naudio_source aufile,{tone}\naudio_alert aufile,{tone}\n\
+             rtp_ports 40000-40999\n",
+            dir = dir.display(),
+            tone = tone.display(),
+        ),
+    )
+    .expect("baresip config");
+    std::fs::write(
+        dir.join("accounts"),
+        format!(
+            "<sip:{user}@{domain}>;auth_pass={password};outbound=\"sip:127.0.0.1:{sip_port}\";regint=600\n",
+            user = phone.user,
+            domain = phone.domain,
+            password = phone.password,
+        ),
+    )
+    .expect("baresip account");
+    dir.to_path_buf()
+}
+
+/// Presses `key` on the baresip in `dir` (its UDP console).
+pub fn press(dir: &Path, key: char) {
+    let port: u16 = std::fs::read_to_string(dir.join("console-port"))
+        .expect("console port")
+        .trim()
+        .parse()
+        .expect("port");
+    let socket = UdpSocket::bind("127.0.0.1:0").expect("socket");
+    socket
+        .send_to(key.to_string().as_bytes(), ("127.0.0.1", port))
+        .expect("press");
+}
+
+/// The recording of what baresip decoded (its sndfile dump).
+pub fn heard(dir: &Path) -> PathBuf {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().ends_with("-dec.wav"))
+        .unwrap_or_else(|| dir.join("nothing-decoded.wav"))
+}
