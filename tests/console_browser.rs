@@ -169,6 +169,19 @@ fn each_role_signs_in_and_a_phone_shows_up_live_on_the_dashboard() {
     );
     browser.screenshot(&shots, "nordlicht-credentials");
 
+    // A conference room with a PIN, made in the browser.
+    browser.goto(&format!(
+        "{nordlicht}/customers/{customer}/conference-rooms"
+    ));
+    browser.type_into("#cr-number", "880");
+    browser.type_into("#cr-name", "Weekly meeting");
+    browser.type_into("#cr-pin", "13579");
+    browser.click("form[action$='/conference-rooms'] button[type='submit']");
+    let heading = browser.wait_for_text("h1", Duration::from_secs(10), |t| t.contains("880"));
+    assert!(heading.contains("Weekly meeting"), "{heading}");
+    assert_eq!(browser.text(".flash"), "Conference room created.");
+    browser.screenshot(&shots, "nordlicht-conference-room");
+
     // The dashboard counts registered devices live: a SIPp phone registers
     // with what the page showed, and the count moves without a reload.
     browser.goto(&format!("{nordlicht}/customers/{customer}"));

@@ -1272,6 +1272,105 @@ async fn customer_admin_runs_ring_groups(db: TestDb) {
     );
 }
 
+async fn customer_admin_runs_conference_rooms(db: TestDb) {
+    let api = setup(db).await;
+    let a = api.t.customer_a.id;
+    let mut x = Browser::new(&api, HOST_X);
+    x.sign_in("admin@acme.test").await;
+    let list = format!("/customers/{a}/conference-rooms");
+    let token = x.token(&list).await;
+    // An extension's number and a short PIN are refused, with the form kept.
+    for (number, pin) in [("101", ""), ("800", "12")] {
+        let refused = x
+            .post(
+                &list,
+                &[
+                    ("csrf", &token),
+                    ("number", number),
+                    ("name", "Board"),
+                    ("pin", pin),
+                ],
+            )
+            .await;
+        assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{number}");
+        assert!(refused.body.contains("value=\"Board\""), "{}", refused.body);
+    }
+    let created = x
+        .post(
+            &list,
+            &[
+                ("csrf", &token),
+                ("number", "800"),
+                ("name", "Board"),
+                ("pin", "4711"),
+                ("max_participants", "12"),
+            ],
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::SEE_OTHER, "{}", created.body);
+    let rooms = api
+        .db
+        .store
+        .conference_rooms()
+        .list(&api.t.customer_a_admin, a)
+        .await
+        .expect("rooms");
+    assert_eq!(rooms.len(), 1);
+    let r = &rooms[0];
+    assert_eq!((r.pin.as_deref(), r.max_participants), (Some("4711"), 12));
+    let listed = x.get(&list).await;
+    assert!(listed.body.contains("4711"), "{}", listed.body);
+    let page = format!("/conference-rooms/{}", r.id);
+    let saved = x
+        .post(
+            &page,
+            &[
+                ("csrf", &token),
+                ("version", &r.version.to_string()),
+                ("number", "801"),
+                ("name", "Board"),
+                ("pin", ""),
+                ("max_participants", "12"),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
+    assert!(x.get(&page).await.body.contains("value=\"801\""));
+    // Customer B's admin (on B's host) cannot reach it.
+    let mut y = Browser::new(&api, HOST_Y);
+    y.sign_in("admin@bolt.test").await;
+    assert_eq!(y.get(&page).await.status, StatusCode::NOT_FOUND);
+    let y_token = y
+        .token(&format!("/customers/{}/extensions", api.t.customer_b.id))
+        .await;
+    assert_eq!(
+        y.post(
+            &format!("{page}/delete"),
+            &[("csrf", &y_token), ("confirm", "1")]
+        )
+        .await
+        .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        y.post(
+            &list,
+            &[("csrf", &y_token), ("number", "900"), ("name", "Mine")]
+        )
+        .await
+        .status,
+        StatusCode::NOT_FOUND
+    );
+    let deleted = x
+        .post(
+            &format!("{page}/delete"),
+            &[("csrf", &token), ("confirm", "1")],
+        )
+        .await;
+    assert_eq!(deleted.status, StatusCode::SEE_OTHER);
+    assert_eq!(x.get(&page).await.status, StatusCode::NOT_FOUND);
+}
+
 async fn resellers_and_the_operator_keep_their_price_plans(db: TestDb) {
     let api = setup(db).await;
     let mut x = Browser::new(&api, HOST_X);
@@ -2329,6 +2428,7 @@ pbx_store::both_engines!(
     a_forgotten_password_is_reset_by_a_branded_mail,
     admins_can_add_a_second_factor,
     customer_admin_runs_ring_groups,
+    customer_admin_runs_conference_rooms,
     resellers_and_the_operator_keep_their_price_plans,
     trunks_are_kept_by_their_owner_and_never_show_their_secret,
     customer_admin_keeps_business_hours,

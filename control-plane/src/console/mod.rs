@@ -18,6 +18,7 @@ mod pages;
 mod password;
 mod plans;
 mod reseller;
+mod rooms;
 mod security;
 mod sign_in;
 mod trunks;
@@ -110,6 +111,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(operator::routes())
         .merge(account::routes())
         .merge(groups::routes())
+        .merge(rooms::routes())
         .merge(hours::routes())
         .merge(plans::routes())
         .merge(trunks::routes())
