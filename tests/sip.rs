@@ -8,7 +8,7 @@ mod support;
 use std::time::Duration;
 
 use pbx_store::forwards::ForwardCondition;
-use support::sip::{baresip, baresip_available};
+use support::sip::{baresip, baresip_available, linphone_available};
 use support::sip::{
     configure_a, register, ring_group_a, seed, sipp_available, start_node, Phone, Sipp,
 };
@@ -531,22 +531,6 @@ fn tenants_cannot_reach_each_other() {
         out.received_statuses()
     );
     drop(other);
-}
-
-fn linphone_available() -> bool {
-    let found = std::process::Command::new("linphonec")
-        .arg("--version")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok();
-    if !found {
-        if std::env::var("PBX_TEST_REQUIRE_LINPHONE").as_deref() == Ok("1") {
-            panic!("PBX_TEST_REQUIRE_LINPHONE=1 but linphonec is not installed (apt-get install linphone-cli)");
-        }
-        eprintln!("SKIPPED: linphonec is not installed (apt-get install linphone-cli)");
-    }
-    found
 }
 
 /// Linphone (belle-sip) is a softphone that answers SHA-256 challenges:

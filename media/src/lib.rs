@@ -12,7 +12,9 @@
 //! The media engine of the applications (voicemail and the others) lives
 //! here too: `g711` (PCMU/PCMA), `dtmf` (RFC 4733 events, SIP INFO),
 //! `audio` (8 kHz PCM clips, WAV in and out, conversion of uploads) and
-//! `jitter` (a received stream back in order for recording and mixing).
+//! `jitter` (a received stream back in order for recording and mixing),
+//! `music` (music on hold: the default tune, played by the relay to a
+//! held party).
 
 #![forbid(unsafe_code)]
 
@@ -20,6 +22,7 @@ pub mod audio;
 pub mod dtmf;
 pub mod g711;
 pub mod jitter;
+pub mod music;
 pub mod ng;
 pub mod ports;
 pub mod relay;

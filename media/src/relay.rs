@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
 
+use crate::audio::FRAME;
 use crate::ports::PortPool;
 use crate::sdp::{Anchor, Sdp, SdpError};
 use crate::session::{CallMedia, Drop, Endpoint, Party, SideReport};
@@ -34,6 +35,9 @@ pub struct RelayConfig {
     /// Silence in both directions that ends an answered call.
     pub timeout: Duration,
     pub hold_timeout: Duration,
+    /// A held party hears the default tune (`music`) unless the proxy
+    /// gives the call other music, or none.
+    pub music_on_hold: bool,
 }
 
 impl Default for RelayConfig {
@@ -46,6 +50,7 @@ impl Default for RelayConfig {
             advertise_v6: None,
             timeout: Duration::from_secs(60),
             hold_timeout: Duration::from_secs(3600),
+            music_on_hold: true,
         }
     }
 }
@@ -91,6 +96,8 @@ pub struct RelayStats {
     pub send_errors: AtomicU64,
     pub ports_exhausted: AtomicU64,
     pub timeouts: AtomicU64,
+    /// Packets of a holding phone not sent on: the held party heard music.
+    pub replaced_by_music: AtomicU64,
 }
 
 /// The figures of a call's media when it ends, for its record.
@@ -205,13 +212,20 @@ impl Relay {
         source: IpAddr,
         toward: IpAddr,
     ) -> Result<Vec<u8>, MediaError> {
-        let sdp = Sdp::parse(body)?;
+        let mut sdp = Sdp::parse(body)?;
         let now = self.now_us();
         // Only `reserve` opens a call: a late response after its end must
         // not open ports nobody would free.
         let call = self.call(key).ok_or(MediaError::UnknownCall)?;
         let mut m = lock(&call);
+        let holds = m.holds;
         m.learn(from, &sdp, source, now);
+        if m.holds != holds && m.music_playing(m.holds) {
+            tokio::spawn(play_music(Arc::downgrade(&call), m.holds));
+        }
+        if let Some(direction) = m.direction_for(from, to) {
+            sdp.set_direction(direction);
+        }
         let mut anchors = Vec::with_capacity(sdp.streams.len());
         for (i, s) in sdp.streams.iter().enumerate() {
             if s.port == 0 || !s.relayable() {
@@ -373,10 +387,24 @@ impl Relay {
     }
 
     fn call_or_new(&self, key: &CallKey, now_us: u64) -> Call {
+        let music = self.inner.config.music_on_hold;
         lock(&self.inner.calls)
             .entry(key.clone())
-            .or_insert_with(|| Arc::new(Mutex::new(CallMedia::new(now_us))))
+            .or_insert_with(|| {
+                let mut m = CallMedia::new(now_us);
+                m.music = music.then(crate::music::default_tune);
+                Arc::new(Mutex::new(m))
+            })
             .clone()
+    }
+
+    /// What the call's held party hears: `music`, or (None) what the
+    /// holding phone sends (a call to an application, whose other
+    /// participants must not hear one's music).
+    pub fn set_music(&self, key: &CallKey, music: Option<Arc<[i16]>>) {
+        if let Some(call) = self.call(key) {
+            lock(&call).music = music;
+        }
     }
 
     fn call(&self, key: &CallKey) -> Option<Call> {
@@ -462,6 +490,11 @@ fn forward(
     match decision {
         Ok(f) => {
             let socket = if f.rtcp_port { &f.io.rtcp } else { &f.io.rtp };
+            let mut renumbered = [0u8; MAX_PACKET];
+            let data = match f.header {
+                Some(h) => crate::rtp::renumber(data, h, &mut renumbered),
+                None => data,
+            };
             match socket.try_send_to(data, f.to) {
                 Ok(_) => {
                     s.forwarded_packets.fetch_add(1, Ordering::Relaxed);
@@ -482,6 +515,56 @@ fn forward(
         Err(Drop::NoRoute) => {
             s.dropped_no_route.fetch_add(1, Ordering::Relaxed);
         }
+        Err(Drop::Held) => {
+            s.replaced_by_music.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Plays music to a call's held party, 20 ms a frame, while hold number
+/// `hold` lasts (and the call does).
+async fn play_music(call: Weak<Mutex<CallMedia<Io>>>, hold: u64) {
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut player: Option<crate::music::Player> = None;
+    let seed = {
+        use std::hash::{BuildHasher, Hasher};
+        std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish()
+    };
+    // A stream of our own if the held party heard nothing before.
+    let fresh = (seed as u32, (seed >> 32) as u16, (seed >> 16) as u32);
+    let mut payload = Vec::with_capacity(FRAME);
+    let mut first = true;
+    loop {
+        tick.tick().await;
+        let Some(call) = call.upgrade() else { return };
+        let target = {
+            let mut m = lock(&call);
+            if !m.music_playing(hold) {
+                return;
+            }
+            let Some(music) = m.music.clone() else { return };
+            player.get_or_insert_with(|| crate::music::Player::new(music));
+            m.music_frame(fresh)
+        };
+        // No target yet (no address, a codec we do not play): wait.
+        let (Some(t), Some(p)) = (target, player.as_mut()) else {
+            continue;
+        };
+        p.next_frame(t.law, FRAME, &mut payload);
+        let header = crate::rtp::RtpHeader {
+            payload_type: t.law.payload_type(),
+            sequence: t.sequence,
+            timestamp: t.timestamp,
+            ssrc: t.ssrc,
+        };
+        // The marker bit: the audio starts anew here.
+        let packet = crate::rtp::packet(&header, first, &payload);
+        first = false;
+        // A full socket buffer loses a frame, as a network would.
+        let _ = t.io.rtp.try_send_to(&packet, t.to);
     }
 }
 

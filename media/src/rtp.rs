@@ -88,6 +88,24 @@ pub fn packet(h: &RtpHeader, marker: bool, payload: &[u8]) -> Vec<u8> {
     out
 }
 
+/// `packet` (RTP) with another SSRC, sequence number and timestamp, in
+/// `buf`; as it is if it does not fit.
+pub fn renumber<'b>(
+    packet: &'b [u8],
+    (ssrc, seq, ts): (u32, u16, u32),
+    buf: &'b mut [u8],
+) -> &'b [u8] {
+    if packet.len() < 12 || packet.len() > buf.len() {
+        return packet;
+    }
+    let out = &mut buf[..packet.len()];
+    out.copy_from_slice(packet);
+    out[2..4].copy_from_slice(&seq.to_be_bytes());
+    out[4..8].copy_from_slice(&ts.to_be_bytes());
+    out[8..12].copy_from_slice(&ssrc.to_be_bytes());
+    out
+}
+
 /// What a receiver reported about a stream in RTCP (the first report block
 /// of an SR or RR).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -440,6 +440,49 @@ impl Sdp {
         self.join(&self.lines)
     }
 
+    /// The direction of the first stream that carries media.
+    pub fn direction(&self) -> Option<Direction> {
+        self.streams
+            .iter()
+            .find(|s| s.port != 0)
+            .map(|s| s.direction)
+    }
+
+    /// Says `direction` for every stream, in place of what the party said
+    /// (music on hold: the held party is told it receives).
+    pub fn set_direction(&mut self, direction: Direction) {
+        let name = match direction {
+            Direction::SendRecv => "a=sendrecv",
+            Direction::SendOnly => "a=sendonly",
+            Direction::RecvOnly => "a=recvonly",
+            Direction::Inactive => "a=inactive",
+        };
+        let mut lines = Vec::with_capacity(self.lines.len() + self.starts.len());
+        let mut starts = Vec::with_capacity(self.starts.len());
+        let mut in_media = false;
+        for (n, line) in self.lines.iter().enumerate() {
+            if self.starts.contains(&n) {
+                if in_media {
+                    lines.push(name.to_owned());
+                }
+                in_media = true;
+                starts.push(lines.len());
+            }
+            let attribute = line.strip_prefix("a=").unwrap_or_default();
+            if Direction::from_attribute(attribute).is_none() {
+                lines.push(line.clone());
+            }
+        }
+        if in_media {
+            lines.push(name.to_owned());
+        }
+        self.lines = lines;
+        self.starts = starts;
+        for stream in &mut self.streams {
+            stream.direction = direction;
+        }
+    }
+
     /// Every stream that carries media holds (is not sendrecv), or none does any more.
     pub fn is_hold(&self) -> bool {
         let live: Vec<&Stream> = self.streams.iter().filter(|s| s.port != 0).collect();
@@ -526,6 +569,27 @@ a=sendrecv\r\n";
         let sdp = Sdp::parse(session.as_bytes()).unwrap();
         assert_eq!(sdp.streams[0].direction, Direction::Inactive);
         assert_eq!(sdp.streams[0].codec.as_deref(), Some("PCMA"));
+    }
+
+    #[test]
+    fn a_direction_is_said_once_per_stream() {
+        let body =
+            "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\na=inactive\r\n\
+m=audio 4000 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\na=inactive\r\nm=video 0 RTP/AVP 96\r\n";
+        let mut sdp = Sdp::parse(body.as_bytes()).unwrap();
+        sdp.set_direction(Direction::SendOnly);
+        let text = String::from_utf8(sdp.to_bytes()).unwrap();
+        assert_eq!(text.matches("a=sendonly").count(), 2, "{text}");
+        assert!(!text.contains("a=inactive"), "{text}");
+        let again = Sdp::parse(text.as_bytes()).unwrap();
+        assert_eq!(again.direction(), Some(Direction::SendOnly));
+        assert_eq!(again.streams[0].codec.as_deref(), Some("PCMA"));
+        assert!(
+            text.contains(
+                "m=audio 4000 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\na=sendonly\r\nm=video"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

@@ -8,9 +8,11 @@
 //! dropped; after that only the winner's remains.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
+use crate::g711::Law;
 use crate::rtp::{self, Packet, Receiver, Report};
-use crate::sdp::{Sdp, Stream};
+use crate::sdp::{Direction, Sdp, Stream};
 
 /// A party of a call's media.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -114,6 +116,8 @@ pub struct Endpoint<S> {
     pub peer: Peer,
     pub counters: Counters,
     pub codec: Option<String>,
+    /// The stream the party receives from us, kept continuous.
+    pub outgoing: Outgoing,
 }
 
 impl<S> Default for Endpoint<S> {
@@ -123,9 +127,63 @@ impl<S> Default for Endpoint<S> {
             peer: Peer::default(),
             counters: Counters::default(),
             codec: None,
+            outgoing: Outgoing::default(),
         }
     }
 }
+
+/// The RTP stream a party receives from the relay: what was last sent to
+/// it, and how the other party's packets are renumbered once music has
+/// been played in between. Phones discard a stream whose timestamps jump
+/// back (baresip does), so music continues the stream the held party was
+/// hearing, and the holder's audio continues the music's when it resumes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Outgoing {
+    /// SSRC, sequence number and timestamp of the last packet sent.
+    last: Option<(u32, u16, u32)>,
+    /// What forwarded packets get: this SSRC, and these added to their
+    /// sequence number and timestamp.
+    shift: Option<(u32, u16, u32)>,
+    /// Music was sent since the last forwarded packet: the next one
+    /// decides a new shift.
+    after_music: bool,
+}
+
+impl Outgoing {
+    /// The header a forwarded packet is to be sent with, if it changes.
+    fn forward(&mut self, ssrc: u32, seq: u16, ts: u32) -> Option<(u32, u16, u32)> {
+        if self.after_music {
+            self.after_music = false;
+            if let Some((s, last_seq, last_ts)) = self.last {
+                self.shift = Some((
+                    s,
+                    last_seq.wrapping_add(1).wrapping_sub(seq),
+                    last_ts.wrapping_add(FRAME).wrapping_sub(ts),
+                ));
+            }
+        }
+        let out = match self.shift {
+            Some((s, dseq, dts)) => (s, seq.wrapping_add(dseq), ts.wrapping_add(dts)),
+            None => (ssrc, seq, ts),
+        };
+        self.last = Some(out);
+        self.shift.map(|_| out)
+    }
+
+    /// The header of the next frame of music: the stream goes on.
+    fn music(&mut self, fresh: (u32, u16, u32)) -> (u32, u16, u32) {
+        let next = match self.last {
+            Some((s, seq, ts)) => (s, seq.wrapping_add(1), ts.wrapping_add(FRAME)),
+            None => fresh,
+        };
+        self.last = Some(next);
+        self.after_music = true;
+        next
+    }
+}
+
+/// Samples (timestamp units) of a 20 ms frame at 8 kHz.
+const FRAME: u32 = 160;
 
 /// Why a datagram was not forwarded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,14 +194,18 @@ pub enum Drop {
     Stranger,
     /// Nobody to send it to yet (no answer, a losing branch, no address).
     NoRoute,
+    /// The holding party's audio while the held one hears music instead.
+    Held,
 }
 
-/// Where a datagram goes: out of `io`'s RTP or RTCP port, to `to`.
+/// Where a datagram goes: out of `io`'s RTP or RTCP port, to `to`, with
+/// a new SSRC, sequence number and timestamp if `header` says.
 #[derive(Debug)]
 pub struct Forward<S> {
     pub io: S,
     pub rtcp_port: bool,
     pub to: SocketAddr,
+    pub header: Option<(u32, u16, u32)>,
 }
 
 /// One party's streams, by `m=` line.
@@ -167,6 +229,31 @@ pub struct CallMedia<S> {
     pub carried: bool,
     /// The latest SDP named no stream the relay carries.
     pub bypassed: bool,
+    /// Who holds the call, and how its SDP said so.
+    pub holding: Option<Hold>,
+    /// Holds so far: a music player of an earlier hold knows it is over.
+    pub holds: u64,
+    /// What a held party hears (None: what the holding phone sends).
+    pub music: Option<Arc<[i16]>>,
+}
+
+/// A party holding the call: its SDP said `sendonly` or `inactive`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hold {
+    pub holder: Party,
+    pub offered: Direction,
+}
+
+/// A frame of a held party's music: out of `io`'s RTP port, to `to`, in
+/// `law`, with this header.
+#[derive(Debug)]
+pub struct MusicTarget<S> {
+    pub io: S,
+    pub to: SocketAddr,
+    pub law: Law,
+    pub ssrc: u32,
+    pub sequence: u16,
+    pub timestamp: u32,
 }
 
 impl<S: Clone> CallMedia<S> {
@@ -181,6 +268,9 @@ impl<S: Clone> CallMedia<S> {
             last_packet_us: now_us,
             carried: false,
             bypassed: false,
+            holding: None,
+            holds: 0,
+            music: None,
         }
     }
 
@@ -225,6 +315,74 @@ impl<S: Clone> CallMedia<S> {
             }
         }
         self.hold = sdp.is_hold();
+        self.follow_hold(from, sdp.direction());
+    }
+
+    /// A party saying `sendonly` or `inactive` holds the call (the other's
+    /// answer, `recvonly` or `inactive`, does not); its `sendrecv` ends it.
+    fn follow_hold(&mut self, from: Party, direction: Option<Direction>) {
+        let holds = matches!(direction, Some(Direction::SendOnly | Direction::Inactive));
+        match (&mut self.holding, direction) {
+            (None, Some(offered)) if holds => {
+                self.holding = Some(Hold {
+                    holder: from,
+                    offered,
+                });
+                self.holds += 1;
+            }
+            (Some(h), Some(offered)) if h.holder == from && holds => h.offered = offered,
+            (Some(h), _) if h.holder == from => self.holding = None,
+            _ => {}
+        }
+    }
+
+    /// The other party of the call: the caller's is the active branch.
+    fn other(&self, party: Party) -> Option<Party> {
+        match party {
+            Party::Caller => self.active.map(Party::Callee),
+            Party::Callee(_) => Some(Party::Caller),
+        }
+    }
+
+    /// Whether hold number `hold` still goes on and plays music.
+    pub fn music_playing(&self, hold: u64) -> bool {
+        self.holding.is_some() && self.music.is_some() && self.holds == hold
+    }
+
+    /// Where the held party's next frame of music goes: its first
+    /// stream, if it speaks G.711 (music is not transcoded into other
+    /// codecs), continuing what it was hearing (`fresh` starts a stream).
+    pub fn music_frame(&mut self, fresh: (u32, u16, u32)) -> Option<MusicTarget<S>> {
+        let held = self.other(self.holding?.holder)?;
+        let e = self.side_mut(held).first_mut()?;
+        let law = match e.codec.as_deref()? {
+            c if c.eq_ignore_ascii_case("PCMU") => Law::Mu,
+            c if c.eq_ignore_ascii_case("PCMA") => Law::A,
+            _ => return None,
+        };
+        let (io, to) = (e.io.clone()?, e.peer.rtp_dest()?);
+        let (ssrc, sequence, timestamp) = e.outgoing.music(fresh);
+        Some(MusicTarget {
+            io,
+            to,
+            law,
+            ssrc,
+            sequence,
+            timestamp,
+        })
+    }
+
+    /// The direction SDP from `from` to `to` is to say, when music on hold
+    /// changes it: a held party is told it receives (the music), even when
+    /// the holder said `inactive`; the holder's `inactive` is answered
+    /// `inactive` (RFC 3264 §6.1), whatever the held party said to that.
+    pub fn direction_for(&self, from: Party, to: Party) -> Option<Direction> {
+        let h = self.holding.filter(|_| self.music.is_some())?;
+        match h.offered {
+            Direction::Inactive if h.holder == from => Some(Direction::SendOnly),
+            Direction::Inactive if h.holder == to => Some(Direction::Inactive),
+            _ => None,
+        }
     }
 
     /// The branch answered the call: only its media remains. Returns the
@@ -283,10 +441,13 @@ impl<S: Clone> CallMedia<S> {
                 return Err(Drop::NoRoute);
             }
         };
+        let music =
+            !is_rtcp && self.music.is_some() && self.holding.is_some_and(|h| h.holder == party);
         let from = self.side_mut(party).get_mut(stream).ok_or(Drop::NoRoute)?;
         if !from.peer.admit(src, latch_rtcp, now_us) {
             return Err(Drop::Stranger);
         }
+
         let clock = from.peer.clock_rate;
         let c = &mut from.counters;
         match kind {
@@ -302,10 +463,14 @@ impl<S: Clone> CallMedia<S> {
                 }
             }
         }
-        let to = self
-            .side(other)
-            .and_then(|s| s.get(stream))
-            .ok_or(Drop::NoRoute)?;
+        if music {
+            // The held party hears music, not two streams at once; the
+            // call is alive all the same.
+            self.last_packet_us = now_us;
+            self.carried = true;
+            return Err(Drop::Held);
+        }
+        let to = self.side_mut(other).get_mut(stream).ok_or(Drop::NoRoute)?;
         let io = to.io.clone().ok_or(Drop::NoRoute)?;
         let (dest, rtcp_port) = if is_rtcp {
             let (a, muxed) = to.peer.rtcp_dest().ok_or(Drop::NoRoute)?;
@@ -313,12 +478,17 @@ impl<S: Clone> CallMedia<S> {
         } else {
             (to.peer.rtp_dest().ok_or(Drop::NoRoute)?, false)
         };
+        let header = match kind {
+            Packet::Rtp(h) => to.outgoing.forward(h.ssrc, h.sequence, h.timestamp),
+            _ => None,
+        };
         self.last_packet_us = now_us;
         self.carried = true;
         Ok(Forward {
             io,
             rtcp_port,
             to: dest,
+            header,
         })
     }
 
@@ -469,6 +639,143 @@ mod tests {
             .unwrap();
         assert_eq!(f.to, addr("10.0.0.12:40000"));
         assert_eq!(m.last_packet_us, 30);
+    }
+
+    fn with_direction(ip: &str, port: u16, direction: &str) -> Sdp {
+        let body = format!(
+            "v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP 0\r\na={direction}\r\n"
+        );
+        Sdp::parse(body.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn a_hold_plays_music_to_the_held_party_until_resumed() {
+        let mut m = call();
+        m.music = Some(Arc::from(vec![0i16; 160]));
+        let caller_src: IpAddr = "10.0.0.11".parse().unwrap();
+        let callee_src: IpAddr = "10.0.0.12".parse().unwrap();
+        let f = m
+            .route(
+                Party::Callee(0),
+                0,
+                false,
+                addr("10.0.0.12:5000"),
+                &rtp(0),
+                1,
+            )
+            .unwrap();
+        assert_eq!(f.header, None, "passed on as it is");
+        // The callee holds (inactive); the caller's answer does not hold.
+        m.learn(
+            Party::Callee(0),
+            &with_direction("192.168.2.20", 5000, "inactive"),
+            callee_src,
+            1,
+        );
+        assert_eq!(m.holding.map(|h| h.holder), Some(Party::Callee(0)));
+        assert_eq!(m.holds, 1);
+        assert!(m.music_playing(1));
+        // The caller is told it receives; the callee is answered inactive.
+        assert_eq!(
+            m.direction_for(Party::Callee(0), Party::Caller),
+            Some(Direction::SendOnly)
+        );
+        m.learn(
+            Party::Caller,
+            &with_direction("192.168.1.10", 4000, "recvonly"),
+            caller_src,
+            2,
+        );
+        assert_eq!(
+            m.holding.map(|h| h.holder),
+            Some(Party::Callee(0)),
+            "the answer does not hold"
+        );
+        assert_eq!(
+            m.direction_for(Party::Caller, Party::Callee(0)),
+            Some(Direction::Inactive)
+        );
+        // Music goes to the caller, in its codec, from the caller's relay
+        // port, going on from the stream the caller was hearing.
+        let t = m.music_frame((1, 1, 1)).unwrap();
+        assert_eq!(
+            (t.io, t.to, t.law),
+            ("toward-caller", addr("192.168.1.10:4000"), Law::Mu)
+        );
+        assert_eq!(
+            (t.ssrc, t.sequence, t.timestamp),
+            (7, 1, 160),
+            "after callee packet 0"
+        );
+        let t = m.music_frame((1, 1, 1)).unwrap();
+        assert_eq!((t.sequence, t.timestamp), (2, 320));
+        // What the holder sends does not reach the caller meanwhile.
+        assert_eq!(
+            m.route(
+                Party::Callee(0),
+                0,
+                false,
+                addr("10.0.0.12:5000"),
+                &rtp(1),
+                3
+            )
+            .unwrap_err(),
+            Drop::Held
+        );
+        assert!(m
+            .route(Party::Caller, 0, false, addr("10.0.0.11:4000"), &rtp(1), 3)
+            .is_ok());
+        // Resumed: no music, audio flows again.
+        m.learn(
+            Party::Callee(0),
+            &with_direction("192.168.2.20", 5000, "sendrecv"),
+            callee_src,
+            4,
+        );
+        assert_eq!(m.holding, None);
+        assert!(!m.music_playing(1));
+        // Its audio goes on from the music: same SSRC, the next numbers.
+        let f = m
+            .route(
+                Party::Callee(0),
+                0,
+                false,
+                addr("10.0.0.12:5000"),
+                &rtp(2),
+                5,
+            )
+            .unwrap();
+        assert_eq!(f.header, Some((7, 3, 480)));
+        let f = m
+            .route(
+                Party::Callee(0),
+                0,
+                false,
+                addr("10.0.0.12:5000"),
+                &rtp(3),
+                5,
+            )
+            .unwrap();
+        assert_eq!(
+            f.header,
+            Some((7, 4, 480)),
+            "the rtp() helper keeps timestamp 0"
+        );
+        // A second hold (sendonly) is a new one; no direction is changed.
+        m.learn(
+            Party::Caller,
+            &with_direction("192.168.1.10", 4000, "sendonly"),
+            caller_src,
+            6,
+        );
+        assert!(m.music_playing(2) && !m.music_playing(1));
+        assert_eq!(m.direction_for(Party::Caller, Party::Callee(0)), None);
+        // Without music, a hold changes nothing on the way.
+        m.music = None;
+        assert_eq!(m.direction_for(Party::Caller, Party::Callee(0)), None);
+        assert!(m
+            .route(Party::Caller, 0, false, addr("10.0.0.11:4000"), &rtp(3), 7)
+            .is_ok());
     }
 
     #[test]

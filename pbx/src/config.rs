@@ -135,6 +135,7 @@ fn media_config(settings: &Settings) -> Result<pbx_sip_proxy::config::MediaConfi
         m.relay.hold_timeout =
             std::time::Duration::from_secs(within("rtp_hold_timeout", s, 5..=7 * 86_400)?);
     }
+    m.relay.music_on_hold = settings.music_on_hold.unwrap_or(true);
     Ok(m)
 }
 

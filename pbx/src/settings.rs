@@ -264,6 +264,11 @@ pub struct Settings {
     )]
     pub rtp_hold_timeout: Option<u64>,
 
+    /// Music on hold: a phone held by the other side hears the platform's
+    /// tune instead of what the holding phone sends [default: true]
+    #[arg(long, env = "PBX_MUSIC_ON_HOLD", global = true, value_name = "BOOL")]
+    pub music_on_hold: Option<bool>,
+
     /// Digest algorithms offered to phones, in order, comma-separated [default: SHA-256,MD5]
     #[arg(
         long,
@@ -506,6 +511,7 @@ impl Settings {
             rtp_advertised_address: self.rtp_advertised_address.or(lower.rtp_advertised_address),
             rtp_timeout: self.rtp_timeout.or(lower.rtp_timeout),
             rtp_hold_timeout: self.rtp_hold_timeout.or(lower.rtp_hold_timeout),
+            music_on_hold: self.music_on_hold.or(lower.music_on_hold),
             sip_digest_algorithms: self.sip_digest_algorithms.or(lower.sip_digest_algorithms),
             sip_digest_md5_only_user_agents: self
                 .sip_digest_md5_only_user_agents

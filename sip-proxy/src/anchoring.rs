@@ -100,6 +100,15 @@ pub fn anchor_now(core: &Core, c: &mut crate::context::Context) -> bool {
     true
 }
 
+/// Music on hold for a call about to ring `bindings`: none when an
+/// application answers it (a conference must not hear one participant's
+/// music; voicemail records nothing of it).
+pub fn music_for(core: &Core, key: &CallKey, bindings: &[crate::location::Binding]) {
+    if bindings.iter().any(|b| b.application) {
+        core.media.set_music(key, None);
+    }
+}
+
 /// Rewrites `m`'s SDP (if any) on its way from `from` (whose signalling
 /// came from `source`) to `to` (reached on `toward`).
 pub fn pass(

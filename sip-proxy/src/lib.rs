@@ -370,6 +370,12 @@ impl SipProxy {
                 "counter",
                 load(&m.timeouts),
             ),
+            (
+                "pbx_media_replaced_by_music_total".to_owned(),
+                "Packets of a holding phone not sent on: the held party heard music on hold.",
+                "counter",
+                load(&m.replaced_by_music),
+            ),
         ]);
         out
     }

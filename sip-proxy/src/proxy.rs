@@ -71,6 +71,9 @@ pub fn start(core: &Core, routed: Routed) {
             core.admission.ended(&key, pbx_store::now_ms());
             return routing::refuse_media(core, &req, flow, tenant, &caller, &e);
         }
+        if let Ringing::Phones { bindings, .. } = &ringing {
+            anchoring::music_for(core, &key, bindings);
+        }
     }
     let Some(ctx) = core.new_context(req, flow) else {
         if let Ringing::Out { admitted, .. } = ringing {
@@ -1339,6 +1342,9 @@ fn go_on(core: &Core, ctx: &Arc<Mutex<Context>>, c: &mut Context) -> bool {
                 // The application is on loopback: unanchored it could not
                 // face the caller. The call ends with the failure it had.
                 return false;
+            }
+            if let Some(leg) = &c.media {
+                anchoring::music_for(core, &leg.key, &bindings);
             }
             c.plan = steps;
             if let (Some((extension, passed)), Some(call)) = (forwarded, c.call.as_mut()) {

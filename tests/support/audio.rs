@@ -110,6 +110,14 @@ pub fn listen_tail(path: &Path, tones: &[f64], seconds: f64) -> Heard {
     listen_to(&samples[start..end], rate, tones)
 }
 
+/// Like [`listen`], to the recording from `from_s` to `to_s` seconds.
+pub fn listen_span(path: &Path, tones: &[f64], from_s: f64, to_s: f64) -> Heard {
+    let (samples, rate) = read_wav(path).unwrap_or((Vec::new(), 8000));
+    let at = |s: f64| ((s * f64::from(rate)) as usize).min(samples.len());
+    let (start, end) = (at(from_s), at(to_s));
+    listen_to(&samples[start..end.max(start)], rate, tones)
+}
+
 fn listen_to(samples: &[f64], rate: u32, tones: &[f64]) -> Heard {
     let total: f64 = samples.iter().map(|x| x * x).sum();
     let rms = (total / samples.len().max(1) as f64).sqrt();

@@ -713,6 +713,23 @@ pub async fn extension_a(store: &Store, number: &str) -> pbx_store::ExtensionId 
         .id
 }
 
+/// Whether linphonec can be used; with PBX_TEST_REQUIRE_LINPHONE=1 its absence is a failure.
+pub fn linphone_available() -> bool {
+    let found = std::process::Command::new("linphonec")
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok();
+    if !found {
+        if std::env::var("PBX_TEST_REQUIRE_LINPHONE").as_deref() == Ok("1") {
+            panic!("PBX_TEST_REQUIRE_LINPHONE=1 but linphonec is not installed (apt-get install linphone-cli)");
+        }
+        eprintln!("SKIPPED: linphonec is not installed (apt-get install linphone-cli)");
+    }
+    found
+}
+
 /// Whether baresip can be used; with PBX_TEST_REQUIRE_BARESIP=1 its absence is a failure.
 pub fn baresip_available() -> bool {
     let found = std::process::Command::new("baresip")

@@ -27,8 +27,8 @@ pub fn softphone(dir: &Path, phone: &Phone, sip_port: u16, freq: f64, console: b
         dir.join("config"),
         format!(
             "sip_listen 127.0.0.1:{port}\nnet_interface 127.0.0.1\nmodule_path /usr/lib/baresip/modules\n\
-             module g711.so\nmodule aufile.so\nmodule sndfile.so\n{console}module_app account.so\n\
-             module_app menu.so\nsnd_path {dir}\naudio_source aufile,{tone}\naudio_alert aufile,{tone}\n\
+             module g711.so\nmodule aufile.so\nmodule aubridge.so\nmodule sndfile.so\n{console}module_app account.so\n\
+             module_app menu.so\nsnd_path {dir}\naudio_source aufile,{tone}\naudio_alert aufile,{tone}\naudio_player aubridge,sink\n\
              rtp_ports 40000-40999\n",
             dir = dir.display(),
             tone = tone.display(),
@@ -50,6 +50,11 @@ pub fn softphone(dir: &Path, phone: &Phone, sip_port: u16, freq: f64, console: b
 
 /// Presses `key` on the baresip in `dir` (its UDP console).
 pub fn press(dir: &Path, key: char) {
+    console(dir, &key.to_string());
+}
+
+/// Sends `text` to the UDP console of the softphone in `dir`.
+fn console(dir: &Path, text: &str) {
     let port: u16 = std::fs::read_to_string(dir.join("console-port"))
         .expect("console port")
         .trim()
@@ -57,8 +62,8 @@ pub fn press(dir: &Path, key: char) {
         .expect("port");
     let socket = UdpSocket::bind("127.0.0.1:0").expect("socket");
     socket
-        .send_to(key.to_string().as_bytes(), ("127.0.0.1", port))
-        .expect("press");
+        .send_to(text.as_bytes(), ("127.0.0.1", port))
+        .expect("console");
 }
 
 /// The recording of what baresip decoded (its sndfile dump).
@@ -70,4 +75,16 @@ pub fn heard(dir: &Path) -> PathBuf {
         .map(|e| e.path())
         .find(|p| p.to_string_lossy().ends_with("-dec.wav"))
         .unwrap_or_else(|| dir.join("nothing-decoded.wav"))
+}
+
+/// Makes the softphone in `dir` answer calls by itself.
+pub fn auto_answer(dir: &Path) {
+    let accounts = dir.join("accounts");
+    let line = std::fs::read_to_string(&accounts).expect("accounts");
+    std::fs::write(&accounts, format!("{};answermode=auto\n", line.trim_end())).expect("accounts");
+}
+
+/// Sends a command line (`/hold`) to the softphone in `dir` (its UDP console).
+pub fn command(dir: &Path, line: &str) {
+    console(dir, &format!("{line}\n"));
 }
