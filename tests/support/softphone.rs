@@ -27,8 +27,8 @@ pub fn softphone(dir: &Path, phone: &Phone, sip_port: u16, freq: f64, console: b
         dir.join("config"),
         format!(
             "sip_listen 127.0.0.1:{port}\nnet_interface 127.0.0.1\nmodule_path /usr/lib/baresip/modules\n\
-             module g711.so\nmodule aufile.so\nmodule aubridge.so\nmodule sndfile.so\n{console}module_app account.so\n\
-             module_app menu.so\nsnd_path {dir}\naudio_source aufile,{tone}\naudio_alert aufile,{tone}\naudio_player aubridge,sink\n\
+             module g711.so\nmodule aufile.so\nmodule sndfile.so\n{console}module_app account.so\n\
+             module_app menu.so\nsnd_path {dir}\naudio_source aufile,{tone}\naudio_alert aufile,{tone}\n\
              rtp_ports 40000-40999\n",
             dir = dir.display(),
             tone = tone.display(),
@@ -75,13 +75,6 @@ pub fn heard(dir: &Path) -> PathBuf {
         .map(|e| e.path())
         .find(|p| p.to_string_lossy().ends_with("-dec.wav"))
         .unwrap_or_else(|| dir.join("nothing-decoded.wav"))
-}
-
-/// Makes the softphone in `dir` answer calls by itself.
-pub fn auto_answer(dir: &Path) {
-    let accounts = dir.join("accounts");
-    let line = std::fs::read_to_string(&accounts).expect("accounts");
-    std::fs::write(&accounts, format!("{};answermode=auto\n", line.trim_end())).expect("accounts");
 }
 
 /// Sends a command line (`/hold`) to the softphone in `dir` (its UDP console).
