@@ -25,7 +25,7 @@ const KEY_PAUSE: Duration = Duration::from_secs(5);
 
 /// The rooms in use on this node.
 #[derive(Default)]
-pub(crate) struct Rooms {
+pub struct Rooms {
     rooms: Mutex<HashMap<ConferenceRoomId, Arc<Room>>>,
 }
 
@@ -53,9 +53,9 @@ struct Participant {
     media: Arc<CallMedia>,
 }
 
-/// Why a caller is not let in.
+/// Whether a caller was let in: as which participant, or not (full).
 #[derive(Debug, PartialEq, Eq)]
-enum Door {
+pub enum Door {
     In(u64),
     Full,
 }
@@ -70,7 +70,12 @@ impl Rooms {
 
     /// Lets `media` into `room` unless `most` are in it; starts the
     /// room's mixer for the first one.
-    fn enter(self: &Arc<Self>, room: ConferenceRoomId, most: usize, media: Arc<CallMedia>) -> Door {
+    pub fn enter(
+        self: &Arc<Self>,
+        room: ConferenceRoomId,
+        most: usize,
+        media: Arc<CallMedia>,
+    ) -> Door {
         let mut rooms = lock(&self.rooms);
         let (r, new) = match rooms.get(&room) {
             Some(r) => (r.clone(), false),
@@ -98,7 +103,7 @@ impl Rooms {
     }
 
     /// Takes participant `id` out of `room`; the others hear it.
-    fn leave(&self, room: ConferenceRoomId, id: u64) {
+    pub fn leave(&self, room: ConferenceRoomId, id: u64) {
         let rooms = lock(&self.rooms);
         let Some(r) = rooms.get(&room) else { return };
         let mut inside = lock(&r.inside);

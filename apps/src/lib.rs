@@ -15,7 +15,7 @@
 
 #![forbid(unsafe_code)]
 
-mod conference;
+pub mod conference;
 mod dialog;
 mod mailbox;
 pub mod media;

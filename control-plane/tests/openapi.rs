@@ -128,6 +128,17 @@ async fn every_documented_route_answers_as_documented(db: TestDb) {
         )
         .await
         .unwrap();
+    let room = api
+        .db
+        .store
+        .conference_rooms()
+        .create(
+            &sys,
+            t.customer_a.id,
+            &serde_json::from_value(json!({"number": "800", "name": "Board"})).unwrap(),
+        )
+        .await
+        .unwrap();
     let (webhook, _) = api
         .db
         .store
@@ -272,6 +283,7 @@ async fn every_documented_route_answers_as_documented(db: TestDb) {
             "tokens" => token.0,
             "webhooks" => webhook.id,
             "ring-groups" => group.id.0,
+            "conference-rooms" => room.id.0,
             "trunks" => trunk.id.0,
             "business-hours" => rule.id.0,
             "sip-bans" => ban,
