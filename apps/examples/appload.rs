@@ -73,9 +73,15 @@ struct Phone {
     received: Arc<AtomicU64>,
 }
 
-async fn phone() -> Phone {
+/// A phone, its socket on the phones' runtime (`ph`).
+async fn phone(ph: &tokio::runtime::Handle) -> Phone {
+    let socket = ph
+        .spawn(async { UdpSocket::bind((IP, 0)).await })
+        .await
+        .expect("phones runtime")
+        .expect("phone socket");
     Phone {
-        socket: Arc::new(UdpSocket::bind((IP, 0)).await.expect("phone socket")),
+        socket: Arc::new(socket),
         received: Arc::new(AtomicU64::new(0)),
     }
 }
@@ -166,11 +172,17 @@ where
             let (list, expected, keep) = setup(phones).await;
             // Warm-up past the set-up, then the measured stretch.
             tokio::time::sleep(Duration::from_secs(1)).await;
-            let before: u64 = list.iter().map(|p| p.received.load(Ordering::Relaxed)).sum();
+            let before: u64 = list
+                .iter()
+                .map(|p| p.received.load(Ordering::Relaxed))
+                .sum();
             let cpu = thread_cpu_ms();
             tokio::time::sleep(Duration::from_secs(seconds)).await;
             let cpu_ms = thread_cpu_ms() - cpu;
-            let after: u64 = list.iter().map(|p| p.received.load(Ordering::Relaxed)).sum();
+            let after: u64 = list
+                .iter()
+                .map(|p| p.received.load(Ordering::Relaxed))
+                .sum();
             drop(keep);
             Outcome {
                 cpu_ms,
@@ -218,13 +230,27 @@ fn main() {
         let mut list = Vec::new();
         for c in 0..calls {
             let key = (format!("call-{c}"), "tag".to_owned());
-            let (x, y) = (phone().await, phone().await);
+            let (x, y) = (phone(&ph).await, phone(&ph).await);
             relay.reserve(&key, Party::Caller, IP).expect("reserve");
             let to_y = relay
-                .update(&key, Party::Caller, Party::Callee(0), &sdp(x.addr().port()), IP, IP)
+                .update(
+                    &key,
+                    Party::Caller,
+                    Party::Callee(0),
+                    &sdp(x.addr().port()),
+                    IP,
+                    IP,
+                )
                 .expect("offer");
             let to_x = relay
-                .update(&key, Party::Callee(0), Party::Caller, &sdp(y.addr().port()), IP, IP)
+                .update(
+                    &key,
+                    Party::Callee(0),
+                    Party::Caller,
+                    &sdp(y.addr().port()),
+                    IP,
+                    IP,
+                )
                 .expect("answer");
             relay.choose(&key, 0);
             relay.established(&key);
@@ -234,7 +260,11 @@ fn main() {
             list.push(y);
         }
         let expected = list.len() as u64;
-        (list, expected, Box::new(relay) as Box<dyn std::any::Any + Send>)
+        (
+            list,
+            expected,
+            Box::new(relay) as Box<dyn std::any::Any + Send>,
+        )
     });
     let per_call = report("relayed_call", &relay, calls, seconds, None);
 
@@ -244,7 +274,7 @@ fn main() {
         let mut list = Vec::new();
         let mut keep = Vec::new();
         for _ in 0..recordings {
-            let p = phone().await;
+            let p = phone(&ph).await;
             let (tx, mut rx) = tokio::sync::mpsc::channel(16);
             let offer = Offer {
                 address: p.addr(),
@@ -262,9 +292,19 @@ fn main() {
         }
         // Each phone hears the recording's silence frames.
         let expected = list.len() as u64;
-        (list, expected, Box::new(keep) as Box<dyn std::any::Any + Send>)
+        (
+            list,
+            expected,
+            Box::new(keep) as Box<dyn std::any::Any + Send>,
+        )
     });
-    report("voicemail_recording", &rec, recordings, seconds, Some(per_call));
+    report(
+        "voicemail_recording",
+        &rec,
+        recordings,
+        seconds,
+        Some(per_call),
+    );
 
     // Conference rooms.
     let (rooms_n, size) = (a.rooms, a.room_size);
@@ -274,7 +314,7 @@ fn main() {
         let mut keep = Vec::new();
         for r in 0..rooms_n {
             for _ in 0..size {
-                let p = phone().await;
+                let p = phone(&ph).await;
                 let (tx, rx) = tokio::sync::mpsc::channel(16);
                 let offer = Offer {
                     address: p.addr(),
@@ -290,7 +330,11 @@ fn main() {
             }
         }
         let expected = list.len() as u64;
-        (list, expected, Box::new((rooms, keep)) as Box<dyn std::any::Any + Send>)
+        (
+            list,
+            expected,
+            Box::new((rooms, keep)) as Box<dyn std::any::Any + Send>,
+        )
     });
     report(
         "conference_participant",
