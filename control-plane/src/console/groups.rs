@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::pages::{admin_customer, field_messages};
-use super::visit::{Failure, Form, Visit};
+use super::visit::{Confirm, Failure, Form, Visit};
 use crate::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -268,11 +268,6 @@ async fn update_group(
     }
 }
 
-#[derive(Deserialize)]
-struct Confirm {
-    confirm: Option<String>,
-}
-
 async fn delete_group(
     State(s): State<AppState>,
     visit: Visit,
@@ -280,9 +275,7 @@ async fn delete_group(
     Form(form): Form<Confirm>,
 ) -> Result<Response, Failure> {
     let by = visit.principal()?;
-    if form.confirm.is_none() {
-        return Err(Failure::BadRequest);
-    }
+    form.required()?;
     let g = s.store.ring_groups().get(by, RingGroupId(id)).await?;
     s.store.ring_groups().delete(by, g.id).await?;
     Ok(Redirect::to(&format!(

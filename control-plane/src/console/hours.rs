@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::pages::{admin_customer, field_messages};
-use super::visit::{Failure, Form, Visit};
+use super::visit::{Confirm, Failure, Form, Visit};
 use crate::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -391,20 +391,13 @@ async fn update_rule(
     }
 }
 
-#[derive(Deserialize)]
-struct Confirm {
-    confirm: Option<String>,
-}
-
 async fn delete_rule(
     State(s): State<AppState>,
     visit: Visit,
     Path(id): Path<i64>,
     Form(form): Form<Confirm>,
 ) -> Result<Response, Failure> {
-    if form.confirm.is_none() {
-        return Err(Failure::BadRequest);
-    }
+    form.required()?;
     let by = visit.principal()?;
     let r = s
         .store

@@ -20,7 +20,7 @@ use pbx_store::{CustomerId, DeviceId, ExtensionId, Scope, StoreError};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::visit::{Failure, Form, Visit};
+use super::visit::{Confirm, Failure, Form, Visit};
 use crate::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -440,11 +440,6 @@ async fn update_extension(
     }
 }
 
-#[derive(Deserialize)]
-struct Confirm {
-    confirm: Option<String>,
-}
-
 async fn delete_extension(
     State(s): State<AppState>,
     visit: Visit,
@@ -455,9 +450,7 @@ async fn delete_extension(
     if !is_admin(&visit) {
         return Err(Failure::Forbidden);
     }
-    if form.confirm.is_none() {
-        return Err(Failure::BadRequest);
-    }
+    form.required()?;
     let ext = s.store.extensions().get(by, ExtensionId(id)).await?;
     s.store.extensions().delete(by, ext.id).await?;
     Ok(Redirect::to(&format!(

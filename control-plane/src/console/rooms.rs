@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::pages::{admin_customer, field_messages};
-use super::visit::{Failure, Form, Visit};
+use super::visit::{Confirm, Failure, Form, Visit};
 use crate::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -208,11 +208,6 @@ async fn update_room(
     }
 }
 
-#[derive(Deserialize)]
-struct Confirm {
-    confirm: Option<String>,
-}
-
 async fn delete_room(
     State(s): State<AppState>,
     visit: Visit,
@@ -220,9 +215,7 @@ async fn delete_room(
     Form(form): Form<Confirm>,
 ) -> Result<Response, Failure> {
     let by = visit.principal()?;
-    if form.confirm.is_none() {
-        return Err(Failure::BadRequest);
-    }
+    form.required()?;
     let r = s
         .store
         .conference_rooms()

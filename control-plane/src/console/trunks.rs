@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 use super::i18n::Texts;
 use super::pages::field_messages;
-use super::visit::{Failure, Form, Visit};
+use super::visit::{Confirm, Failure, Form, Visit};
 use crate::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -412,11 +412,6 @@ async fn set_routes(
     }
 }
 
-#[derive(Deserialize)]
-struct Confirm {
-    confirm: Option<String>,
-}
-
 async fn delete_trunk(
     State(s): State<AppState>,
     visit: Visit,
@@ -424,9 +419,7 @@ async fn delete_trunk(
     Form(form): Form<Confirm>,
 ) -> Result<Response, Failure> {
     owner(&visit)?;
-    if form.confirm.is_none() {
-        return Err(Failure::BadRequest);
-    }
+    form.required()?;
     let by = visit.principal()?;
     let t = s.store.trunks().get(by, TrunkId(id)).await?;
     s.store.trunks().delete(by, t.id).await?;

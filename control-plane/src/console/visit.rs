@@ -417,6 +417,22 @@ pub fn home_of(scope: &Scope) -> String {
     }
 }
 
+/// A form that deletes something: its "yes" box must be ticked.
+#[derive(Debug, serde::Deserialize)]
+pub struct Confirm {
+    confirm: Option<String>,
+}
+
+impl Confirm {
+    /// The box was ticked (browsers enforce it; a bare POST is a bad request).
+    pub fn required(&self) -> Result<(), Failure> {
+        match self.confirm {
+            Some(_) => Ok(()),
+            None => Err(Failure::BadRequest),
+        }
+    }
+}
+
 /// How a console request can fail; rendered as a branded page by the
 /// console's middleware, which knows the brand and language.
 #[derive(Debug, Clone)]
