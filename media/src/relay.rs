@@ -223,7 +223,7 @@ impl Relay {
         if m.holds != holds && m.music_playing(m.holds) {
             tokio::spawn(play_music(Arc::downgrade(&call), m.holds));
         }
-        if let Some(direction) = m.direction_for(from, to) {
+        if let Some(direction) = m.direction_for(from, to, sdp.direction()) {
             sdp.set_direction(direction);
         }
         let mut anchors = Vec::with_capacity(sdp.streams.len());

@@ -116,6 +116,8 @@ pub struct Endpoint<S> {
     pub peer: Peer,
     pub counters: Counters,
     pub codec: Option<String>,
+    /// SRTP (RTP/SAVP, RTP/SAVPF…): packets the relay must not touch.
+    pub secure: bool,
     /// The stream the party receives from us, kept continuous.
     pub outgoing: Outgoing,
 }
@@ -127,6 +129,7 @@ impl<S> Default for Endpoint<S> {
             peer: Peer::default(),
             counters: Counters::default(),
             codec: None,
+            secure: false,
             outgoing: Outgoing::default(),
         }
     }
@@ -139,35 +142,60 @@ impl<S> Default for Endpoint<S> {
 /// hearing, and the holder's audio continues the music's when it resumes.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Outgoing {
-    /// SSRC, sequence number and timestamp of the last packet sent.
+    /// SSRC, sequence number and timestamp of the newest packet sent.
     last: Option<(u32, u16, u32)>,
-    /// What forwarded packets get: this SSRC, and these added to their
-    /// sequence number and timestamp.
-    shift: Option<(u32, u16, u32)>,
+    /// How forwarded packets of one incoming SSRC are renumbered.
+    shift: Option<Shift>,
     /// Music was sent since the last forwarded packet: the next one
     /// decides a new shift.
     after_music: bool,
 }
 
+/// Packets of SSRC `from_ssrc` are sent as `ssrc`, with `seq` and `ts`
+/// added to their sequence number and timestamp.
+#[derive(Debug, Clone, Copy)]
+struct Shift {
+    from_ssrc: u32,
+    ssrc: u32,
+    seq: u16,
+    ts: u32,
+}
+
 impl Outgoing {
     /// The header a forwarded packet is to be sent with, if it changes.
     fn forward(&mut self, ssrc: u32, seq: u16, ts: u32) -> Option<(u32, u16, u32)> {
-        if self.after_music {
+        // After music, or when a renumbered stream is replaced by another
+        // (the holder restarted its stream), the stream goes on from the
+        // last packet sent.
+        let restarted = self.shift.is_some_and(|s| s.from_ssrc != ssrc);
+        if self.after_music || restarted {
             self.after_music = false;
             if let Some((s, last_seq, last_ts)) = self.last {
-                self.shift = Some((
-                    s,
-                    last_seq.wrapping_add(1).wrapping_sub(seq),
-                    last_ts.wrapping_add(FRAME).wrapping_sub(ts),
-                ));
+                self.shift = Some(Shift {
+                    from_ssrc: ssrc,
+                    ssrc: s,
+                    seq: last_seq.wrapping_add(1).wrapping_sub(seq),
+                    ts: last_ts.wrapping_add(FRAME).wrapping_sub(ts),
+                });
             }
         }
         let out = match self.shift {
-            Some((s, dseq, dts)) => (s, seq.wrapping_add(dseq), ts.wrapping_add(dts)),
+            Some(s) => (s.ssrc, seq.wrapping_add(s.seq), ts.wrapping_add(s.ts)),
             None => (ssrc, seq, ts),
         };
-        self.last = Some(out);
+        self.sent(out);
         self.shift.map(|_| out)
+    }
+
+    /// Remembers a packet sent, unless it is older than the newest one of
+    /// its stream (reordered on the way): music must not reuse numbers.
+    fn sent(&mut self, out: (u32, u16, u32)) {
+        let older = self
+            .last
+            .is_some_and(|(s, seq, _)| s == out.0 && (out.1.wrapping_sub(seq) as i16) <= 0);
+        if !older {
+            self.last = Some(out);
+        }
     }
 
     /// The header of the next frame of music: the stream goes on.
@@ -308,6 +336,7 @@ impl<S: Clone> CallMedia<S> {
         for (e, s) in side.iter_mut().zip(&sdp.streams) {
             e.peer.learn(s, source, now_us);
             e.codec = s.codec.clone();
+            e.secure = s.proto.to_ascii_uppercase().contains("SAVP");
         }
         if let Party::Callee(b) = from {
             if !self.chosen {
@@ -321,6 +350,11 @@ impl<S: Clone> CallMedia<S> {
     /// A party saying `sendonly` or `inactive` holds the call (the other's
     /// answer, `recvonly` or `inactive`, does not); its `sendrecv` ends it.
     fn follow_hold(&mut self, from: Party, direction: Option<Direction>) {
+        // Before the answer, sendonly is early media (a carrier's
+        // announcement) or a page, not a hold.
+        if !self.established {
+            return;
+        }
         let holds = matches!(direction, Some(Direction::SendOnly | Direction::Inactive));
         match (&mut self.holding, direction) {
             (None, Some(offered)) if holds => {
@@ -349,10 +383,11 @@ impl<S: Clone> CallMedia<S> {
         self.holding.is_some() && self.music.is_some() && self.holds == hold
     }
 
-    /// Where the held party's next frame of music goes: its first
-    /// stream, if it speaks G.711 (music is not transcoded into other
-    /// codecs), continuing what it was hearing (`fresh` starts a stream).
-    pub fn music_frame(&mut self, fresh: (u32, u16, u32)) -> Option<MusicTarget<S>> {
+    /// The held party's first stream and its G.711 law, when music can be
+    /// played to it: plain RTP (SRTP is not ours to write) in G.711
+    /// (music is not transcoded into other codecs).
+    fn music_endpoint(&mut self) -> Option<(&mut Endpoint<S>, Law)> {
+        self.music.as_ref()?;
         let held = self.other(self.holding?.holder)?;
         let e = self.side_mut(held).first_mut()?;
         let law = match e.codec.as_deref()? {
@@ -360,6 +395,13 @@ impl<S: Clone> CallMedia<S> {
             c if c.eq_ignore_ascii_case("PCMA") => Law::A,
             _ => return None,
         };
+        (!e.secure).then_some((e, law))
+    }
+
+    /// Where the held party's next frame of music goes, continuing what
+    /// it was hearing (`fresh` starts a stream).
+    pub fn music_frame(&mut self, fresh: (u32, u16, u32)) -> Option<MusicTarget<S>> {
+        let (e, law) = self.music_endpoint()?;
         let (io, to) = (e.io.clone()?, e.peer.rtp_dest()?);
         let (ssrc, sequence, timestamp) = e.outgoing.music(fresh);
         Some(MusicTarget {
@@ -376,11 +418,23 @@ impl<S: Clone> CallMedia<S> {
     /// changes it: a held party is told it receives (the music), even when
     /// the holder said `inactive`; the holder's `inactive` is answered
     /// `inactive` (RFC 3264 §6.1), whatever the held party said to that.
-    pub fn direction_for(&self, from: Party, to: Party) -> Option<Direction> {
+    ///
+    /// `said` is the direction `from`'s SDP says. Only the held party's
+    /// `recvonly` (its answer to the `sendonly` it was given) is changed:
+    /// an offer of its own (a late-offer re-INVITE, its own hold) passes
+    /// as it is, so that a resume is never answered `inactive`.
+    pub fn direction_for(
+        &self,
+        from: Party,
+        to: Party,
+        said: Option<Direction>,
+    ) -> Option<Direction> {
         let h = self.holding.filter(|_| self.music.is_some())?;
-        match h.offered {
-            Direction::Inactive if h.holder == from => Some(Direction::SendOnly),
-            Direction::Inactive if h.holder == to => Some(Direction::Inactive),
+        match (h.offered, said) {
+            (Direction::Inactive, _) if h.holder == from => Some(Direction::SendOnly),
+            (Direction::Inactive, Some(Direction::RecvOnly)) if h.holder == to => {
+                Some(Direction::Inactive)
+            }
             _ => None,
         }
     }
@@ -390,6 +444,12 @@ impl<S: Clone> CallMedia<S> {
     pub fn choose(&mut self, branch: u32) -> Vec<Endpoint<S>> {
         self.chosen = true;
         self.active = Some(branch);
+        if self
+            .holding
+            .is_some_and(|h| matches!(h.holder, Party::Callee(b) if b != branch))
+        {
+            self.holding = None;
+        }
         let mut freed = Vec::new();
         self.callees.retain_mut(|(n, side)| {
             if *n == branch {
@@ -407,6 +467,12 @@ impl<S: Clone> CallMedia<S> {
             return Vec::new();
         };
         let (_, side) = self.callees.remove(at);
+        if self
+            .holding
+            .is_some_and(|h| h.holder == Party::Callee(branch))
+        {
+            self.holding = None;
+        }
         if self.active == Some(branch) {
             self.active = self.callees.last().map(|(n, _)| *n);
         }
@@ -441,8 +507,10 @@ impl<S: Clone> CallMedia<S> {
                 return Err(Drop::NoRoute);
             }
         };
-        let music =
-            !is_rtcp && self.music.is_some() && self.holding.is_some_and(|h| h.holder == party);
+        // The holder's audio gives way only to music that can be played.
+        let music = !is_rtcp
+            && self.holding.is_some_and(|h| h.holder == party)
+            && self.music_endpoint().is_some();
         let from = self.side_mut(party).get_mut(stream).ok_or(Drop::NoRoute)?;
         if !from.peer.admit(src, latch_rtcp, now_us) {
             return Err(Drop::Stranger);
@@ -652,6 +720,15 @@ mod tests {
     fn a_hold_plays_music_to_the_held_party_until_resumed() {
         let mut m = call();
         m.music = Some(Arc::from(vec![0i16; 160]));
+        // Early media saying sendonly (an announcement) is no hold.
+        m.learn(
+            Party::Callee(0),
+            &with_direction("192.168.2.20", 5000, "sendonly"),
+            "10.0.0.12".parse().unwrap(),
+            0,
+        );
+        assert_eq!(m.holding, None);
+        m.established = true;
         let caller_src: IpAddr = "10.0.0.11".parse().unwrap();
         let callee_src: IpAddr = "10.0.0.12".parse().unwrap();
         let f = m
@@ -677,7 +754,7 @@ mod tests {
         assert!(m.music_playing(1));
         // The caller is told it receives; the callee is answered inactive.
         assert_eq!(
-            m.direction_for(Party::Callee(0), Party::Caller),
+            m.direction_for(Party::Callee(0), Party::Caller, Some(Direction::Inactive)),
             Some(Direction::SendOnly)
         );
         m.learn(
@@ -692,8 +769,13 @@ mod tests {
             "the answer does not hold"
         );
         assert_eq!(
-            m.direction_for(Party::Caller, Party::Callee(0)),
+            m.direction_for(Party::Caller, Party::Callee(0), Some(Direction::RecvOnly)),
             Some(Direction::Inactive)
+        );
+        // An offer of the held party's own (a late-offer resume) passes.
+        assert_eq!(
+            m.direction_for(Party::Caller, Party::Callee(0), Some(Direction::SendRecv)),
+            None
         );
         // Music goes to the caller, in its codec, from the caller's relay
         // port, going on from the stream the caller was hearing.
@@ -769,13 +851,59 @@ mod tests {
             6,
         );
         assert!(m.music_playing(2) && !m.music_playing(1));
-        assert_eq!(m.direction_for(Party::Caller, Party::Callee(0)), None);
+        let sendonly = Some(Direction::SendOnly);
+        assert_eq!(
+            m.direction_for(Party::Caller, Party::Callee(0), sendonly),
+            None
+        );
+        // A held party speaking SRTP gets no music: the holder is heard.
+        m.side_mut(Party::Callee(0))[0].secure = true;
+        assert!(m.music_frame((1, 1, 1)).is_none());
+        assert!(m
+            .route(Party::Caller, 0, false, addr("10.0.0.11:4000"), &rtp(4), 7)
+            .is_ok());
+        m.side_mut(Party::Callee(0))[0].secure = false;
         // Without music, a hold changes nothing on the way.
         m.music = None;
-        assert_eq!(m.direction_for(Party::Caller, Party::Callee(0)), None);
+        assert_eq!(
+            m.direction_for(Party::Caller, Party::Callee(0), sendonly),
+            None
+        );
         assert!(m
-            .route(Party::Caller, 0, false, addr("10.0.0.11:4000"), &rtp(3), 7)
+            .route(Party::Caller, 0, false, addr("10.0.0.11:4000"), &rtp(5), 7)
             .is_ok());
+        // The held branch going away ends its hold.
+        m.music = Some(Arc::from(vec![0i16; 160]));
+        m.learn(
+            Party::Callee(0),
+            &with_direction("192.168.2.20", 5000, "sendonly"),
+            callee_src,
+            8,
+        );
+        assert_eq!(
+            m.holding.map(|h| h.holder),
+            Some(Party::Caller),
+            "first holder stays"
+        );
+        drop(m.remove_branch(0));
+    }
+
+    #[test]
+    fn renumbered_streams_never_go_back() {
+        let mut o = Outgoing::default();
+        assert_eq!(o.forward(9, 100, 1000), None);
+        assert_eq!(o.forward(9, 99, 840), None, "reordered, passed on");
+        // Music goes on from the newest packet sent, not the reordered one.
+        assert_eq!(o.music((1, 1, 1)), (9, 101, 1160));
+        // The holder comes back with a new stream: it follows the music.
+        assert_eq!(o.forward(5, 7, 70), Some((9, 102, 1320)));
+        assert_eq!(o.forward(5, 8, 230), Some((9, 103, 1480)));
+        // It restarts its stream again (another SSRC): still continuous.
+        assert_eq!(o.forward(6, 60_000, 0), Some((9, 104, 1640)));
+        // Sequence numbers wrap.
+        let mut w = Outgoing::default();
+        w.forward(3, u16::MAX, u32::MAX - 10);
+        assert_eq!(w.music((0, 0, 0)), (3, 0, 149));
     }
 
     #[test]
