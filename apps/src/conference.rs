@@ -5,7 +5,8 @@
 //! the others, never its own voice, saturated to 16 bits. A rising tone
 //! tells the room someone joined, a falling one that someone left. The
 //! room's most participants is enforced at the door; a PIN is tried three
-//! times before the call ends.
+//! times before the call ends; a participant silent for a minute (a phone
+//! gone without hanging up) is ended.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -22,6 +23,9 @@ use crate::Run;
 const PIN_TRIES: usize = 3;
 /// How long a caller may pause between the PIN's keys.
 const KEY_PAUSE: Duration = Duration::from_secs(5);
+/// A participant from whom nothing came this long is gone (no phone sends
+/// nothing for a minute: silence suppression still sends comfort noise).
+const SILENCE: Duration = Duration::from_secs(60);
 
 /// The rooms in use on this node.
 #[derive(Default)]
@@ -244,15 +248,27 @@ pub(crate) async fn join(mut run: Run, room: ConferenceRoomId) -> bool {
         }
     };
     tracing::info!(room = room.0, call_id = %run.call_id, "joined conference");
-    // In the room the mixer speaks; keys mean nothing (yet).
-    while let Some(event) = run.events.recv().await {
-        if event == CallEvent::Hangup {
-            break;
+    // In the room the mixer speaks; keys mean nothing (yet). The mixer's
+    // frames keep the call alive at the relay, so a phone gone without a
+    // BYE is noticed here, by its silence.
+    let mut check = tokio::time::interval(SILENCE / 6);
+    let hung_up = loop {
+        tokio::select! {
+            event = run.events.recv() => match event {
+                Some(CallEvent::Hangup) | None => break true,
+                Some(CallEvent::Key(_)) => {}
+            },
+            _ = check.tick() => {
+                if run.media.silent_for() > SILENCE {
+                    tracing::info!(room = room.0, call_id = %run.call_id, "conference participant silent: ended");
+                    break false;
+                }
+            }
         }
-    }
+    };
     rooms.leave(room, id);
     tracing::info!(room = room.0, call_id = %run.call_id, "left conference");
-    true
+    hung_up
 }
 
 enum Pin {

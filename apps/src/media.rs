@@ -169,6 +169,8 @@ pub struct CallMedia {
     dtmf: Option<u8>,
     out: Mutex<Out>,
     inbound: Mutex<Option<Inbound>>,
+    /// When the relay last sent us anything of the call (a sign of life).
+    heard_at: Mutex<std::time::Instant>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -197,6 +199,7 @@ impl CallMedia {
                 first: true,
             }),
             inbound: Mutex::new(None),
+            heard_at: Mutex::new(std::time::Instant::now()),
         });
         let weak = Arc::downgrade(&media);
         tokio::spawn(async move {
@@ -270,6 +273,7 @@ impl CallMedia {
             }
             *remote = from;
         }
+        *lock(&self.heard_at) = std::time::Instant::now();
         let Some((h, _, payload)) = rtp::parse(p) else {
             return;
         };
@@ -360,6 +364,12 @@ impl CallMedia {
                 },
             }
         }
+    }
+
+    /// How long nothing came from the caller's side (not even comfort
+    /// noise): a phone gone without hanging up.
+    pub(crate) fn silent_for(&self) -> Duration {
+        lock(&self.heard_at).elapsed()
     }
 
     /// Starts keeping what the caller says for a mixer, which takes it a
@@ -464,6 +474,35 @@ m=audio 4000 RTP/AVP 9 8 0 101\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:10
         );
         assert_eq!(read_offer(b"v=0\r\nm=video 4000 RTP/AVP 96\r\n"), None);
         assert_eq!(read_offer(b"\xff\xfe"), None);
+    }
+
+    #[tokio::test]
+    async fn silence_from_the_caller_side_is_measured() {
+        let phone = UdpSocket::bind("127.0.0.1:0").await.expect("phone");
+        let offer = Offer {
+            address: phone.local_addr().expect("addr"),
+            law: Law::Mu,
+            dtmf: None,
+        };
+        let (tx, _rx) = mpsc::channel(16);
+        let media = CallMedia::open("127.0.0.1".parse().expect("ip"), &offer, tx)
+            .await
+            .expect("open");
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        assert!(media.silent_for() >= Duration::from_millis(100));
+        let h = RtpHeader {
+            payload_type: 13,
+            sequence: 1,
+            timestamp: 1,
+            ssrc: 1,
+        };
+        // Comfort noise counts: the phone is there.
+        phone
+            .send_to(&rtp::packet(&h, false, &[40]), media.local())
+            .await
+            .expect("send");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert!(media.silent_for() < Duration::from_millis(100));
     }
 
     #[tokio::test]
