@@ -398,6 +398,17 @@ impl Relay {
             .clone()
     }
 
+    /// The call's latest offer was rejected (a re-INVITE's 488, 491 or
+    /// timeout): a hold it started is undone, one it ended goes on.
+    pub fn offer_rejected(&self, key: &CallKey) {
+        if let Some(call) = self.call(key) {
+            let mut m = lock(&call);
+            if m.offer_rejected() {
+                tokio::spawn(play_music(Arc::downgrade(&call), m.holds));
+            }
+        }
+    }
+
     /// What the call's held party hears: `music`, or (None) what the
     /// holding phone sends (a call to an application, whose other
     /// participants must not hear one's music).

@@ -261,6 +261,9 @@ pub struct CallMedia<S> {
     pub holding: Option<Hold>,
     /// Holds so far: a music player of an earlier hold knows it is over.
     pub holds: u64,
+    /// Who held before the latest SDP: an offer that is then rejected
+    /// (488, 491, a timeout) changed nothing, and this is put back.
+    before_sdp: Option<Option<Hold>>,
     /// What a held party hears (None: what the holding phone sends).
     pub music: Option<Arc<[i16]>>,
 }
@@ -298,6 +301,7 @@ impl<S: Clone> CallMedia<S> {
             bypassed: false,
             holding: None,
             holds: 0,
+            before_sdp: None,
             music: None,
         }
     }
@@ -344,7 +348,25 @@ impl<S: Clone> CallMedia<S> {
             }
         }
         self.hold = sdp.is_hold();
+        self.before_sdp = Some(self.holding);
         self.follow_hold(from, sdp.direction());
+    }
+
+    /// The latest offer was rejected: the hold is as it was before it.
+    /// True when music is to play again (a rejected resume).
+    pub fn offer_rejected(&mut self) -> bool {
+        let Some(before) = self.before_sdp.take() else {
+            return false;
+        };
+        if before == self.holding {
+            return false;
+        }
+        self.holding = before;
+        if before.is_none() {
+            return false;
+        }
+        self.holds += 1;
+        self.music_playing(self.holds)
     }
 
     /// A party saying `sendonly` or `inactive` holds the call (the other's
@@ -886,6 +908,50 @@ mod tests {
             "first holder stays"
         );
         drop(m.remove_branch(0));
+    }
+
+    #[test]
+    fn a_rejected_offer_leaves_the_hold_as_it_was() {
+        let mut m = call();
+        m.music = Some(Arc::from(vec![0i16; 160]));
+        m.established = true;
+        let src: IpAddr = "10.0.0.11".parse().unwrap();
+        // A hold offer rejected: no hold, no music.
+        m.learn(
+            Party::Caller,
+            &with_direction("192.168.1.10", 4000, "sendonly"),
+            src,
+            1,
+        );
+        assert!(m.music_playing(1));
+        assert!(!m.offer_rejected());
+        assert_eq!(m.holding, None);
+        assert!(!m.music_playing(1));
+        // A hold accepted, then a resume rejected: held again, music anew.
+        m.learn(
+            Party::Caller,
+            &with_direction("192.168.1.10", 4000, "sendonly"),
+            src,
+            2,
+        );
+        m.learn(
+            Party::Callee(0),
+            &with_direction("192.168.2.20", 5000, "recvonly"),
+            "10.0.0.12".parse().unwrap(),
+            3,
+        );
+        m.learn(
+            Party::Caller,
+            &with_direction("192.168.1.10", 4000, "sendrecv"),
+            src,
+            4,
+        );
+        assert_eq!(m.holding, None);
+        assert!(m.offer_rejected());
+        assert_eq!(m.holding.map(|h| h.holder), Some(Party::Caller));
+        assert!(m.music_playing(m.holds));
+        // Nothing more to undo.
+        assert!(!m.offer_rejected());
     }
 
     #[test]

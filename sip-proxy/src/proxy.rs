@@ -1442,6 +1442,12 @@ fn finish_if_all_final(core: &Core, ctx: &Arc<Mutex<Context>>, c: &mut Context) 
         }
     }
     let code = best.status().unwrap_or(500);
+    if c.in_dialog.is_some() && matches!(c.method, Method::Invite | Method::Update) {
+        // A rejected re-INVITE or UPDATE changed nothing of the media.
+        if let Some(leg) = &c.media {
+            core.media.offer_rejected(&leg.key);
+        }
+    }
     core.send_response(ctx, c, &best);
     if let Some(call) = c.call.take() {
         let caller_tag = call.caller_tag.clone();

@@ -140,9 +140,21 @@ async fn early_media_answer_hold_and_resume_all_pass_the_relay() {
     assert!(flows(&a, to_a, &b, 0xa1).await, "caller to callee");
     assert!(flows(&b, to_b, &a, 0xb2).await, "callee to caller");
 
-    // Hold: the caller's re-INVITE says sendonly; the direction passes.
-
+    // A hold the callee rejects changes nothing: no music, audio flows.
     let head = caller_request(&caller, &ok, "INVITE", 3, &caller.branch());
+    caller.send(&head, &sdp(a_port, "sendonly")).await;
+    let rejected = next_request(&callee, "INVITE").await;
+    callee
+        .respond(&rejected, 488, "Not Acceptable Here", None)
+        .await;
+    next_status(&caller, 488).await;
+    assert!(
+        flows(&a, to_a, &b, 0xa4).await,
+        "a rejected hold leaves the audio as it was"
+    );
+
+    // Hold: the caller's re-INVITE says sendonly; the direction passes.
+    let head = caller_request(&caller, &ok, "INVITE", 4, &caller.branch());
     caller.send(&head, &sdp(a_port, "sendonly")).await;
     let reinvite = next_request(&callee, "INVITE").await;
     assert!(body(&reinvite).contains("a=sendonly"));
@@ -167,7 +179,7 @@ async fn early_media_answer_hold_and_resume_all_pass_the_relay() {
     // Resume from a new address (the phone changed networks): the relay
     // follows the re-INVITE.
     let a2 = rtp_socket("127.0.0.1").await;
-    let head = caller_request(&caller, &ok, "INVITE", 4, &caller.branch());
+    let head = caller_request(&caller, &ok, "INVITE", 5, &caller.branch());
     caller
         .send(&head, &sdp(a2.local_addr().unwrap().port(), "sendrecv"))
         .await;
@@ -186,7 +198,7 @@ async fn early_media_answer_hold_and_resume_all_pass_the_relay() {
     assert_eq!(relay.active_calls(), 1);
 
     // BYE frees every port.
-    let head = caller_request(&caller, &ok, "BYE", 5, &caller.branch());
+    let head = caller_request(&caller, &ok, "BYE", 6, &caller.branch());
     caller.send(&head, "").await;
     let bye = next_request(&callee, "BYE").await;
     callee.respond(&bye, 200, "OK", None).await;
