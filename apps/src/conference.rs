@@ -5,12 +5,14 @@
 //! the others, never its own voice, saturated to 16 bits. A rising tone
 //! tells the room someone joined, a falling one that someone left. The
 //! room's most participants is enforced at the door; a PIN is tried three
-//! times before the call ends; a participant silent for a minute (a phone
-//! gone without hanging up) is ended.
+//! times before the call ends, and a caller who keyed ten wrong PINs for a
+//! room within 15 minutes is refused unchecked until they have passed; a participant silent for a minute (a phone
+//! gone without hanging up) is ended. `*6` mutes a participant (it hears a
+//! low tone) and unmutes it (a high one).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use pbx_media::audio::{self, FRAME};
 use pbx_store::{ConferenceRoomId, Principal};
@@ -27,11 +29,21 @@ const KEY_PAUSE: Duration = Duration::from_secs(5);
 /// nothing for a minute: silence suppression still sends comfort noise).
 const SILENCE: Duration = Duration::from_secs(60);
 
-/// The rooms in use on this node.
+/// The rooms in use on this node, and who keyed wrong PINs lately.
 #[derive(Default)]
 pub struct Rooms {
     rooms: Mutex<HashMap<ConferenceRoomId, Arc<Room>>>,
+    wrong_pins: Mutex<HashMap<(ConferenceRoomId, String), (u32, Instant)>>,
 }
+
+/// Wrong PINs one caller may key for one room within [`PIN_WINDOW`]
+/// (over as many calls as it likes); then its tries fail unchecked until
+/// the window has passed. Per caller, so that one guesser locks out
+/// nobody else.
+const PIN_FAILURES: u32 = 10;
+const PIN_WINDOW: Duration = Duration::from_secs(15 * 60);
+/// Callers tracked at once; beyond, the oldest entries are forgotten.
+const PIN_TRACKED: usize = 10_000;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -55,6 +67,10 @@ struct Inside {
 struct Participant {
     id: u64,
     media: Arc<CallMedia>,
+    /// Keyed `*6`: the others do not hear it.
+    muted: bool,
+    /// What only this participant is to hear (the mute and unmute tones).
+    cue: std::collections::VecDeque<i16>,
 }
 
 /// Whether a caller was let in: as which participant, or not (full).
@@ -62,6 +78,12 @@ struct Participant {
 pub enum Door {
     In(u64),
     Full,
+}
+
+impl Door {
+    pub fn is_in(&self) -> bool {
+        matches!(self, Door::In(_))
+    }
 }
 
 impl Rooms {
@@ -96,7 +118,12 @@ impl Rooms {
         inside.next_id += 1;
         let id = inside.next_id;
         media.start_listening();
-        inside.participants.push(Participant { id, media });
+        inside.participants.push(Participant {
+            id,
+            media,
+            muted: false,
+            cue: std::collections::VecDeque::new(),
+        });
         let joined = join_tone();
         cue(&mut inside.cue, &joined);
         drop(inside);
@@ -104,6 +131,50 @@ impl Rooms {
             tokio::spawn(mix(Arc::downgrade(self), room, r));
         }
         Door::In(id)
+    }
+
+    /// Whether `caller` keyed too many wrong PINs for `room` lately.
+    fn locked_out(&self, room: ConferenceRoomId, caller: &str) -> bool {
+        let wrong = lock(&self.wrong_pins);
+        wrong
+            .get(&(room, caller.to_owned()))
+            .is_some_and(|(n, since)| *n >= PIN_FAILURES && since.elapsed() < PIN_WINDOW)
+    }
+
+    /// Counts a wrong PIN of `caller` for `room`.
+    fn wrong_pin(&self, room: ConferenceRoomId, caller: &str) {
+        let mut wrong = lock(&self.wrong_pins);
+        if wrong.len() >= PIN_TRACKED {
+            wrong.retain(|_, (_, since)| since.elapsed() < PIN_WINDOW);
+            if wrong.len() >= PIN_TRACKED {
+                wrong.clear();
+            }
+        }
+        let entry = wrong
+            .entry((room, caller.to_owned()))
+            .or_insert((0, Instant::now()));
+        if entry.1.elapsed() >= PIN_WINDOW {
+            *entry = (0, Instant::now());
+        }
+        entry.0 += 1;
+    }
+
+    /// Mutes participant `id` of `room`, or unmutes it; it hears a low
+    /// tone when muted, a high one when heard again. Returns whether it
+    /// is muted now.
+    pub fn toggle_mute(&self, room: ConferenceRoomId, id: u64) -> bool {
+        let rooms = lock(&self.rooms);
+        let Some(r) = rooms.get(&room) else {
+            return false;
+        };
+        let mut inside = lock(&r.inside);
+        let Some(p) = inside.participants.iter_mut().find(|p| p.id == id) else {
+            return false;
+        };
+        p.muted = !p.muted;
+        let tone = audio::tone(if p.muted { 440.0 } else { 880.0 }, 200, 0.25);
+        cue(&mut p.cue, &tone);
+        p.muted
     }
 
     /// Takes participant `id` out of `room`; the others hear it.
@@ -164,7 +235,7 @@ async fn mix(rooms: Weak<Rooms>, id: ConferenceRoomId, room: Arc<Room>) {
         let Inside {
             participants, cue, ..
         } = &mut *inside;
-        mixer.mix(participants, cue);
+        mixer.mix(participants.as_mut_slice(), cue);
     }
 }
 
@@ -177,11 +248,15 @@ struct Mixer {
 impl Mixer {
     /// One frame: each participant gets everyone's audio but its own, and
     /// the cue.
-    fn mix(&mut self, participants: &[Participant], cue: &mut std::collections::VecDeque<i16>) {
+    fn mix(&mut self, participants: &mut [Participant], cue: &mut std::collections::VecDeque<i16>) {
         self.heard.resize(participants.len(), [0; FRAME]);
         let mut total = [0i32; FRAME];
         for (p, frame) in participants.iter().zip(self.heard.iter_mut()) {
             p.media.take_frame(frame);
+            if p.muted {
+                // Taken all the same, so that it does not queue up.
+                frame.fill(0);
+            }
             for (t, &s) in total.iter_mut().zip(frame.iter()) {
                 *t += i32::from(s);
             }
@@ -191,9 +266,13 @@ impl Mixer {
             *t = i32::from(s);
         }
         let mut out = [0i16; FRAME];
-        for (p, own) in participants.iter().zip(self.heard.iter()) {
+        for (p, own) in participants.iter_mut().zip(self.heard.iter()) {
+            let mut mine = [0i32; FRAME];
+            for (m, s) in mine.iter_mut().zip(p.cue.drain(..FRAME.min(p.cue.len()))) {
+                *m = i32::from(s);
+            }
             for i in 0..FRAME {
-                let v = total[i] - i32::from(own[i]) + tone[i];
+                let v = total[i] - i32::from(own[i]) + tone[i] + mine[i];
                 out[i] = v.clamp(i32::from(i16::MIN), i32::from(i16::MAX)) as i16;
             }
             p.media.send_frame(&out);
@@ -218,7 +297,7 @@ pub(crate) async fn join(mut run: Run, room: ConferenceRoomId) -> bool {
     };
     let prompts = Prompts::of_customer(&store, room_settings.customer_id).await;
     if let Some(pin) = room_settings.pin.as_deref() {
-        match ask_pin(&mut run, prompts, pin).await {
+        match ask_pin(&mut run, prompts, pin, room).await {
             Pin::Right => {}
             Pin::Wrong => return false,
             Pin::HungUp => return true,
@@ -248,15 +327,24 @@ pub(crate) async fn join(mut run: Run, room: ConferenceRoomId) -> bool {
         }
     };
     tracing::info!(room = room.0, call_id = %run.call_id, "joined conference");
-    // In the room the mixer speaks; keys mean nothing (yet). The mixer's
+    // In the room the mixer speaks; `*6` mutes and unmutes. The mixer's
     // frames keep the call alive at the relay, so a phone gone without a
     // BYE is noticed here, by its silence.
     let mut check = tokio::time::interval(SILENCE / 6);
+    let mut last_key = None;
     let hung_up = loop {
         tokio::select! {
             event = run.events.recv() => match event {
                 Some(CallEvent::Hangup) | None => break true,
-                Some(CallEvent::Key(_)) => {}
+                Some(CallEvent::Key(k)) => {
+                    if last_key == Some('*') && k == '6' {
+                        let muted = rooms.toggle_mute(room, id);
+                        tracing::debug!(room = room.0, call_id = %run.call_id, muted, "mute toggled");
+                        last_key = None;
+                    } else {
+                        last_key = Some(k);
+                    }
+                }
             },
             _ = check.tick() => {
                 if run.media.silent_for() > SILENCE {
@@ -278,7 +366,8 @@ enum Pin {
 }
 
 /// Asks for the PIN up to [`PIN_TRIES`] times.
-async fn ask_pin(run: &mut Run, prompts: &Prompts, pin: &str) -> Pin {
+async fn ask_pin(run: &mut Run, prompts: &Prompts, pin: &str, room: ConferenceRoomId) -> Pin {
+    let rooms = run.inner.rooms.clone();
     for _ in 0..PIN_TRIES {
         let mut keyed = String::new();
         match run
@@ -297,8 +386,12 @@ async fn ask_pin(run: &mut Run, prompts: &Prompts, pin: &str) -> Pin {
                 Ended::Done => break,
             }
         }
-        if keyed.trim_end_matches('#') == pin {
+        if rooms.locked_out(room, &run.caller) {
+            tracing::warn!(room = room.0, caller = %run.caller, call_id = %run.call_id, "conference PIN guessing: refused unchecked");
+        } else if keyed.trim_end_matches('#') == pin {
             return Pin::Right;
+        } else {
+            rooms.wrong_pin(room, &run.caller);
         }
         if run
             .media
@@ -431,6 +524,43 @@ mod tests {
         // The mixer notices the empty room and forgets it.
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert!(lock(&rooms.rooms).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_muted_participant_is_not_heard() {
+        let rooms = Arc::new(Rooms::default());
+        let room = ConferenceRoomId(2);
+        let (a, b) = (phone().await, phone().await);
+        let Door::In(id_a) = rooms.enter(room, 10, a.media.clone()) else {
+            panic!("a let in")
+        };
+        assert!(rooms.enter(room, 10, b.media.clone()).is_in());
+        assert!(rooms.toggle_mute(room, id_a), "muted");
+        let speaker = speak(&a, 600.0, 50);
+        let (at_b, at_a) = tokio::join!(heard(&b, 50), heard(&a, 50));
+        speaker.await.expect("speaker");
+        // Past the join tones: b hears nothing of a.
+        let at_b = &at_b[at_b.len().min(4000)..];
+        assert!(tone_power(at_b, 600.0) < 1.0, "a is muted");
+        // a heard its low "muted" tone.
+        assert!(tone_power(&at_a, 440.0) > 1e5, "the mute tone");
+        assert!(!rooms.toggle_mute(room, id_a), "unmuted");
+    }
+
+    #[test]
+    fn a_pin_guesser_is_locked_out_alone() {
+        let rooms = Rooms::default();
+        let room = ConferenceRoomId(3);
+        for _ in 0..PIN_FAILURES {
+            assert!(!rooms.locked_out(room, "101"));
+            rooms.wrong_pin(room, "101");
+        }
+        assert!(rooms.locked_out(room, "101"));
+        assert!(!rooms.locked_out(room, "102"), "others may still try");
+        assert!(
+            !rooms.locked_out(ConferenceRoomId(4), "101"),
+            "other rooms too"
+        );
     }
 
     #[test]
