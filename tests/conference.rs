@@ -4,7 +4,7 @@
 //! console) and meet: each hears the other two tones and not its own.
 //! The time in the room is recorded like any call (a call record per
 //! participant, answered, with its duration). Customer B's phone dialling
-//! 800 does not reach A's room.
+//! 800 does not reach A's room. On SQLite and on PostgreSQL.
 //!
 //! Needs baresip (Debian's baresip); skipped with a message otherwise,
 //! unless CI requires it.
@@ -14,35 +14,60 @@ mod support;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use pbx_store::call_records::{CallRecord, Disposition, RecordFilter};
+use pbx_store::testing::TestDb;
+use pbx_store::Store;
 use support::audio::listen_tail;
-use support::sip::{baresip, baresip_available, seed, start_node};
+use support::sip::{baresip, baresip_available, seed, seed_store, Seeded};
 use support::softphone::{heard, press, softphone};
-use support::{create_token, http_get_bearer, TempDir};
+use support::{Node, TempDir};
 
 const PIN: &str = "2468";
 
-/// Creates customer A's room 800 with [`PIN`] before the node starts.
-fn room_800(data_dir: &Path) -> i64 {
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    rt.block_on(async {
-        let store = support::sip::open_seeded(data_dir).await;
-        let sys = pbx_store::Principal::system();
-        let acme = support::sip::customer_a(&store).await;
-        store
-            .conference_rooms()
-            .create(
+/// Creates customer A's room 800 with [`PIN`] in `store`.
+async fn room_800(store: &Store) {
+    let sys = pbx_store::Principal::system();
+    let acme = support::sip::customer_a(store).await;
+    store
+        .conference_rooms()
+        .create(
+            &sys,
+            acme,
+            &serde_json::from_value(serde_json::json!({
+                "number": "800", "name": "Board room", "pin": PIN
+            }))
+            .expect("settings"),
+        )
+        .await
+        .expect("room");
+}
+
+/// Customer A's answered calls to room 800, once `n` are stored (the
+/// node writes records in the background).
+async fn calls_to_800(store: &Store, n: usize) -> Vec<CallRecord> {
+    let sys = pbx_store::Principal::system();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let all = store
+            .call_records()
+            .list(
                 &sys,
-                acme,
-                &serde_json::from_value(serde_json::json!({
-                    "number": "800", "name": "Board room", "pin": PIN
-                }))
-                .expect("settings"),
+                &RecordFilter {
+                    limit: 100,
+                    ..RecordFilter::default()
+                },
             )
             .await
-            .expect("room");
-        store.close().await;
-        acme.0
-    })
+            .expect("records");
+        let to_room: Vec<CallRecord> = all
+            .into_iter()
+            .filter(|r| r.call.callee == "800" && r.call.disposition == Disposition::Answered)
+            .collect();
+        if to_room.len() >= n || Instant::now() > deadline {
+            return to_room;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
 }
 
 /// Waits until baresip in `dir` says its call is up.
@@ -58,15 +83,20 @@ fn established(dir: &Path, within: Duration) -> bool {
     false
 }
 
-#[test]
-fn three_phones_meet_in_a_room_and_each_hears_the_other_two() {
-    if !baresip_available() {
-        return;
+/// The scenario, on the database the node at `dir` uses (`database_url`,
+/// else its SQLite file), whose store is `store`.
+fn three_phones_meet(dir: &TempDir, seeded: &Seeded, database_url: Option<&str>, store: &Store) {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(room_800(store));
+    let key = support::sip::secret_key_base64();
+    let mut env = vec![
+        ("PBX_SECRET_KEY", key.as_str()),
+        ("PBX_SIP_DIGEST_ALGORITHMS", "MD5"),
+    ];
+    if let Some(url) = database_url {
+        env.push(("PBX_DATABASE_URL", url));
     }
-    let dir = TempDir::new("conference");
-    let seeded = seed(dir.path());
-    let customer = room_800(dir.path());
-    let node = start_node(&dir, "MD5");
+    let node = Node::start(dir.path(), &["serve"], &env);
     let home = TempDir::new("conference-phones");
     let phones = [
         (&seeded.a101, "101", 500.0),
@@ -107,7 +137,6 @@ fn three_phones_meet_in_a_room_and_each_hears_the_other_two() {
                 .find(|(t, _)| *t == f)
                 .map_or(0.0, |(_, s)| *s)
         };
-        eprintln!("{name} heard {heard:?}");
         assert!(heard.rms > 300.0, "{name} heard the room: {heard:?}");
         for other in tones.iter().filter(|f| **f != *own) {
             assert!(share(*other) > 0.2, "{name} hears {other} Hz: {heard:?}");
@@ -135,27 +164,43 @@ fn three_phones_meet_in_a_room_and_each_hears_the_other_two() {
     );
 
     // Each participant's time in the room is a call record of its own.
-    let token = create_token(&dir, &["--customer", &customer.to_string()]);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let records = loop {
-        let r = http_get_bearer(node.http, "/api/v1/call-records", &token).expect("records");
-        assert_eq!(r.status, 200, "{}", r.text());
-        let body: serde_json::Value = serde_json::from_str(&r.text()).expect("json");
-        let items: Vec<serde_json::Value> = body["items"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|c| c["callee"] == "800" && c["disposition"] == "answered")
-            .collect();
-        if items.len() >= 3 || Instant::now() > deadline {
-            break items;
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    };
+    let records = rt.block_on(calls_to_800(store, 3));
     assert_eq!(records.len(), 3, "one record per participant: {records:?}");
     for r in &records {
-        let ms = r["billable_ms"].as_i64().unwrap_or_default();
-        assert!(ms >= 10_000, "time in the room is counted: {r}");
+        assert!(
+            r.billable_ms >= 10_000,
+            "time in the room is counted: {r:?}"
+        );
     }
+}
+
+#[test]
+fn three_phones_meet_in_a_room_and_each_hears_the_other_two() {
+    if !baresip_available() {
+        return;
+    }
+    let dir = TempDir::new("conference");
+    let seeded = seed(dir.path());
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let store = rt.block_on(support::sip::open_seeded(dir.path()));
+    three_phones_meet(&dir, &seeded, None, &store);
+    rt.block_on(store.close());
+}
+
+#[test]
+fn three_phones_meet_in_a_room_on_postgres() {
+    if !baresip_available() {
+        return;
+    }
+    let Some(_) = support::postgres_url() else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let Some(db) = rt.block_on(TestDb::postgres()) else {
+        return;
+    };
+    let seeded = rt.block_on(seed_store(&db.store));
+    let dir = TempDir::new("conference-postgres");
+    three_phones_meet(&dir, &seeded, Some(&db.url), &db.store);
+    drop(db);
 }
