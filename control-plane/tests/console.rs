@@ -1371,6 +1371,99 @@ async fn customer_admin_runs_conference_rooms(db: TestDb) {
     assert_eq!(x.get(&page).await.status, StatusCode::NOT_FOUND);
 }
 
+async fn voicemail_is_listed_played_and_deleted_in_the_console(db: TestDb) {
+    let api = setup(db).await;
+    let t = &api.t;
+    let sys = Principal::system();
+    // A message in extension A's box, with its recording.
+    let mut wav = b"RIFF\x24\x01\0\0WAVEfmt \x10\0\0\0\x01\0\x01\0\x40\x1f\0\0\x80\x3e\0\0\x02\0\x10\0data\0\x01\0\0".to_vec();
+    wav.extend(std::iter::repeat_n(0u8, 256));
+    let key = pbx_store::audio_files::AudioFiles::new_key("voicemail/console", "wav");
+    api.state.audio.write(&key, &wav).expect("audio");
+    let id = api
+        .db
+        .store
+        .voicemail()
+        .add(
+            &sys,
+            &pbx_store::voicemail::NewMessage {
+                reseller: t.reseller_x.id,
+                customer: t.customer_a.id,
+                extension: t.extension_a.id,
+                caller: "03012345678".into(),
+                call_id: "console-vm".into(),
+                duration_ms: 12_400,
+                audio: key.clone(),
+                received_at: pbx_store::now_ms(),
+            },
+        )
+        .await
+        .expect("add")
+        .expect("kept");
+    let mut x = Browser::new(&api, HOST_X);
+    x.sign_in("admin@acme.test").await;
+    let page_path = format!("/extensions/{}", t.extension_a.id);
+    let page = x.get(&page_path).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("03012345678"), "{}", page.body);
+    assert!(page.body.contains("12 s"), "{}", page.body);
+    let audio_path = format!("/voicemail/messages/{id}/audio");
+    assert!(page.body.contains(&audio_path), "{}", page.body);
+    // The page's policy lets its own audio play.
+    let csp = page
+        .headers
+        .get("content-security-policy")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(csp.contains("media-src 'self'"), "{csp}");
+    let audio = x.get(&audio_path).await;
+    assert_eq!(audio.status, StatusCode::OK);
+    assert_eq!(
+        audio
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok()),
+        Some("audio/wav")
+    );
+    assert!(audio.body.as_bytes().starts_with(b"RIFF"));
+    // Customer B's admin (on B's host) reaches neither the audio nor the delete.
+    let mut y = Browser::new(&api, HOST_Y);
+    y.sign_in("admin@bolt.test").await;
+    assert_eq!(y.get(&audio_path).await.status, StatusCode::NOT_FOUND);
+    let y_token = y
+        .token(&format!("/customers/{}/extensions", t.customer_b.id))
+        .await;
+    assert_eq!(
+        y.post(
+            &format!("/voicemail/messages/{id}/delete"),
+            &[("csrf", &y_token)]
+        )
+        .await
+        .status,
+        StatusCode::NOT_FOUND
+    );
+    // Without the session's token, nothing is deleted.
+    assert_ne!(
+        x.post(&format!("/voicemail/messages/{id}/delete"), &[])
+            .await
+            .status,
+        StatusCode::SEE_OTHER
+    );
+    let token = x.token(&page_path).await;
+    let deleted = x
+        .post(
+            &format!("/voicemail/messages/{id}/delete"),
+            &[("csrf", &token)],
+        )
+        .await;
+    assert_eq!(deleted.status, StatusCode::SEE_OTHER);
+    assert_eq!(x.get(&audio_path).await.status, StatusCode::NOT_FOUND);
+    assert!(api.state.audio.read(&key).is_err(), "the recording is gone");
+    let after = x.get(&page_path).await;
+    assert!(!after.body.contains("03012345678"));
+}
+
 async fn resellers_and_the_operator_keep_their_price_plans(db: TestDb) {
     let api = setup(db).await;
     let mut x = Browser::new(&api, HOST_X);
@@ -2429,6 +2522,7 @@ pbx_store::both_engines!(
     admins_can_add_a_second_factor,
     customer_admin_runs_ring_groups,
     customer_admin_runs_conference_rooms,
+    voicemail_is_listed_played_and_deleted_in_the_console,
     resellers_and_the_operator_keep_their_price_plans,
     trunks_are_kept_by_their_owner_and_never_show_their_secret,
     customer_admin_keeps_business_hours,

@@ -23,6 +23,7 @@ mod security;
 mod sign_in;
 mod trunks;
 mod visit;
+mod voicemail;
 
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
@@ -112,6 +113,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(account::routes())
         .merge(groups::routes())
         .merge(rooms::routes())
+        .merge(voicemail::routes())
         .merge(hours::routes())
         .merge(plans::routes())
         .merge(trunks::routes())
@@ -162,7 +164,7 @@ pub(crate) fn qr_svg_base64(text: &str) -> Result<String, Failure> {
 /// The policy for every console response: scripts only from our own files,
 /// nothing inline, no framing, forms only to ourselves.
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
-    img-src 'self' data: blob:; connect-src 'self'; form-action 'self'; \
+    img-src 'self' data: blob:; media-src 'self'; connect-src 'self'; form-action 'self'; \
     frame-ancestors 'none'; base-uri 'none'";
 
 /// Finds brand, session and language; renders failures as branded pages;

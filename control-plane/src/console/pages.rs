@@ -392,6 +392,13 @@ async fn extension_page(
             })
         })
         .collect();
+    let zone = match s.store.customers().get(by, ext.customer_id).await {
+        Ok(c) => c.time_zone,
+        // An extension's own user may not read its customer: its time
+        // zone is the only thing wanted here.
+        Err(_) => String::from("Europe/Berlin"),
+    };
+    let voicemail = super::voicemail::listed(s, visit, ext.id, &zone).await?;
     let title = format!("{} {}", texts.get("extension"), ext.number);
     visit.form_page(
         s,
@@ -401,6 +408,7 @@ async fn extension_page(
             "extension": ext,
             "devices": devices,
             "forwards": forward_rows,
+            "voicemail": voicemail,
             "can_admin": is_admin(visit) && !by.read_only,
         }),
         errors,

@@ -67,6 +67,7 @@ const FLASHES: &[&str] = &[
     "second_factor_disabled",
     "ring_group_created",
     "conference_room_created",
+    "voicemail_deleted",
     "conference_room_deleted",
     "ring_group_deleted",
     "plan_created",

@@ -1,0 +1,96 @@
+//! An extension's voicemail in the console: its messages are listed on the
+//! extension's page (see `pages`), played in the browser from here, and
+//! deleted from here. The extension's own user and its customer's admins
+//! reach them; the store's scope decides, as for the API.
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde_json::{json, Value};
+
+use super::visit::{Failure, Form, Visit};
+use crate::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/voicemail/messages/{id}/audio", get(audio))
+        .route("/voicemail/messages/{id}/delete", post(delete))
+}
+
+/// The messages of `extension` as its page lists them, newest first.
+pub async fn listed(
+    s: &AppState,
+    visit: &Visit,
+    extension: pbx_store::ExtensionId,
+    zone: &str,
+) -> Result<Vec<Value>, Failure> {
+    let by = visit.principal()?;
+    let tz = visit.time_zone(zone);
+    let format = visit.format();
+    let messages = s.store.voicemail().list(by, extension).await?;
+    Ok(messages
+        .iter()
+        .map(|m| {
+            json!({
+                "id": m.id,
+                "caller": m.caller,
+                "received": format.date_time(m.received_at, tz),
+                "seconds": (m.duration_ms + 500) / 1000,
+                "new": m.heard_at.is_none(),
+            })
+        })
+        .collect())
+}
+
+/// A message's recording, for the page's audio player.
+async fn audio(
+    State(s): State<AppState>,
+    visit: Visit,
+    Path(id): Path<i64>,
+) -> Result<Response, Failure> {
+    let by = visit.principal()?;
+    let (_, key) = s.store.voicemail().get(by, id).await?;
+    let files = s.audio.clone();
+    let bytes = tokio::task::spawn_blocking(move || files.read(&key))
+        .await
+        .map_err(|_| Failure::NotFound)?
+        .map_err(|e| {
+            tracing::warn!(error = %e, message = id, "voicemail audio missing");
+            Failure::NotFound
+        })?;
+    let mut resp = bytes.into_response();
+    let headers = resp.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("audio/wav"));
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-store"),
+    );
+    Ok(resp)
+}
+
+/// A form with nothing but its CSRF token.
+#[derive(serde::Deserialize)]
+struct Nothing {}
+
+/// Deletes a message and its recording; back to the extension's page.
+async fn delete(
+    State(s): State<AppState>,
+    visit: Visit,
+    Path(id): Path<i64>,
+    Form(_): Form<Nothing>,
+) -> Result<Response, Failure> {
+    let by = visit.principal()?;
+    let (message, _) = s.store.voicemail().get(by, id).await?;
+    let key = s.store.voicemail().delete(by, id).await?;
+    if let Err(e) = s.audio.remove(&key) {
+        // The message is gone; a file left behind is only disk space.
+        tracing::warn!(error = %e, message = id, "voicemail audio not removed");
+    }
+    Ok(Redirect::to(&format!(
+        "/extensions/{}?done=voicemail_deleted",
+        message.extension_id
+    ))
+    .into_response())
+}
