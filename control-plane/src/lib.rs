@@ -15,6 +15,7 @@ pub mod health;
 pub mod mail;
 pub mod metrics;
 pub mod notices;
+pub mod recordings;
 pub mod webhooks;
 
 use std::future::Future;

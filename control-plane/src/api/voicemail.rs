@@ -6,7 +6,7 @@
 
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::Json as JsonOut;
 use pbx_store::voicemail::{BoxSettings, VoicemailBox, VoicemailMessage};
 use pbx_store::ExtensionId;
@@ -17,6 +17,7 @@ use utoipa_axum::routes;
 use super::auth::Caller;
 use super::input::{Json, Path};
 use super::problem::{ApiResult, Problem};
+use crate::recordings::Recording;
 use crate::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -133,23 +134,17 @@ async fn message_audio(
     Caller(by): Caller,
     Path(id): Path<i64>,
 ) -> ApiResult<Response> {
-    let (_, key) = s.store.voicemail().get(&by, id).await?;
-    let files = s.audio.clone();
-    let bytes = tokio::task::spawn_blocking(move || files.read(&key))
-        .await
-        .map_err(|e| Problem::internal(&e))?
-        .map_err(|e| {
-            tracing::warn!(error = %e, message = id, "voicemail audio missing");
-            Problem::new(
+    let bytes = match crate::recordings::of_message(&s, &by, id).await? {
+        Recording::Found(bytes) => bytes,
+        Recording::Missing => {
+            return Err(Problem::new(
                 StatusCode::NOT_FOUND,
                 "not-found",
                 "The recording of this message is missing",
-            )
-        })?;
-    let mut response = bytes.into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("audio/wav"));
+            ))
+        }
+    };
+    let mut response = crate::recordings::wav(bytes);
     response.headers_mut().insert(
         header::CONTENT_DISPOSITION,
         HeaderValue::from_str(&format!("attachment; filename=\"voicemail-{id}.wav\""))

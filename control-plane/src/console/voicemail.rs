@@ -4,13 +4,13 @@
 //! reach them; the store's scope decides, as for the API.
 
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use serde_json::{json, Value};
 
 use super::visit::{Failure, Form, Visit};
+use crate::recordings::Recording;
 use crate::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -51,23 +51,10 @@ async fn audio(
     Path(id): Path<i64>,
 ) -> Result<Response, Failure> {
     let by = visit.principal()?;
-    let (_, key) = s.store.voicemail().get(by, id).await?;
-    let files = s.audio.clone();
-    let bytes = tokio::task::spawn_blocking(move || files.read(&key))
-        .await
-        .map_err(|_| Failure::NotFound)?
-        .map_err(|e| {
-            tracing::warn!(error = %e, message = id, "voicemail audio missing");
-            Failure::NotFound
-        })?;
-    let mut resp = bytes.into_response();
-    let headers = resp.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("audio/wav"));
-    headers.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("private, no-store"),
-    );
-    Ok(resp)
+    match crate::recordings::of_message(&s, by, id).await? {
+        Recording::Found(bytes) => Ok(crate::recordings::wav(bytes)),
+        Recording::Missing => Err(Failure::NotFound),
+    }
 }
 
 /// A form with nothing but its CSRF token.
