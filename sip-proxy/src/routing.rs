@@ -139,14 +139,14 @@ pub fn route(core: &Core, req: Message, flow: Flow) -> Option<Routed> {
         match target_extension(core, &req, &tenant) {
             Ok(e) => Target::Extension(e),
             Err((404, reason)) => {
-                let room = tenant
-                    .conference_room(&dialled)
-                    .filter(|_| method == Method::Invite);
-                match ring_group_of(&req, &tenant).filter(|_| method == Method::Invite) {
-                    Some(group) => Target::Group(group),
-                    None if room.is_some() => Target::Room(dialled.clone()),
-                    None if method == Method::Invite => Target::Public,
-                    None => return refuse(404, reason, None),
+                let invite = method == Method::Invite;
+                let group = ring_group_of(&req, &tenant).filter(|_| invite);
+                let room = tenant.conference_room(&dialled).filter(|_| invite);
+                match (group, room) {
+                    (Some(group), _) => Target::Group(group),
+                    (None, Some(room)) => Target::Room(dialled.clone(), room),
+                    (None, None) if invite => Target::Public,
+                    (None, None) => return refuse(404, reason, None),
                 }
             }
             Err((code, reason)) => return refuse(code, reason, None),
@@ -181,10 +181,8 @@ pub fn route(core: &Core, req: Message, flow: Flow) -> Option<Routed> {
                 None => return refuse(480, "Temporarily Unavailable", None),
             }
         }
-        Target::Room(number) => {
-            let binding = tenant.conference_room(&number).and_then(|room| {
-                core.application_binding(&tenant, None, &format!("conf-{}", room.0))
-            });
+        Target::Room(number, room) => {
+            let binding = core.application_binding(&tenant, None, &format!("conf-{}", room.0));
             match binding {
                 Some(b) => Ringing::phones(number, None, vec![b]),
                 None => return refuse(480, "Temporarily Unavailable", None),
@@ -815,8 +813,8 @@ fn no_answer_seconds(extension: &crate::directory::Extension) -> Option<u64> {
 enum Target {
     Extension(Arc<Extension>),
     Group(Arc<RingGroup>),
-    /// A conference room's number.
-    Room(String),
+    /// A conference room's number, and the room.
+    Room(String, pbx_store::ConferenceRoomId),
     Public,
     /// The caller's own voicemail box ([`MAILBOX_CODE`]).
     Mailbox,

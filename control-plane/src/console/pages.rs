@@ -392,12 +392,13 @@ async fn extension_page(
             })
         })
         .collect();
-    let zone = match s.store.customers().get(by, ext.customer_id).await {
-        Ok(c) => c.time_zone,
-        // An extension's own user may not read its customer: its time
-        // zone is the only thing wanted here.
-        Err(_) => String::from("Europe/Berlin"),
-    };
+    // Messages are shown in the customer's time; its own users may read it.
+    let zone = s
+        .store
+        .customers()
+        .get(by, ext.customer_id)
+        .await?
+        .time_zone;
     let voicemail = super::voicemail::listed(s, visit, ext.id, &zone).await?;
     let title = format!("{} {}", texts.get("extension"), ext.number);
     visit.form_page(
