@@ -54,24 +54,14 @@ fn linphone(
     sip_port: u16,
     freq: f64,
 ) -> std::process::Child {
-    std::fs::create_dir_all(dir.join(".local/share/linphone")).expect("linphone dir");
+    let rc = support::sip::linphone_config(
+        dir,
+        phone,
+        sip_port,
+        "[rtp]\naudio_rtp_port=41000-41999\n[net]\nnat_policy_ref=\n",
+    );
     let tone = dir.join("tone.wav");
     support::audio::write_tone(&tone, freq, 60);
-    let rc = dir.join("linphonerc");
-    std::fs::write(
-        &rc,
-        format!(
-            "[sip]\nsip_port={port}\nsip_tcp_port=0\ndefault_proxy=0\n[rtp]\naudio_rtp_port=41000-41999\n\
-             [net]\nnat_policy_ref=\n[proxy_0]\nreg_proxy=<sip:127.0.0.1:{sip_port};transport=udp>\n\
-             reg_identity=sip:{user}@{domain}\nreg_expires=600\nreg_sendregister=1\n\
-             [auth_info_0]\nusername={user}\npasswd={password}\nrealm={domain}\ndomain={domain}\n",
-            port = support::free_port(),
-            user = phone.user,
-            password = phone.password,
-            domain = phone.domain,
-        ),
-    )
-    .expect("linphonerc");
     let mut child = std::process::Command::new("linphonec")
         .arg("-a")
         .arg("-c")

@@ -546,23 +546,7 @@ fn a_linphone_softphone_registers_with_sha256_digest() {
     let s = seed(dir.path());
     let node = start_node(&dir, "SHA-256,MD5");
     let home = TempDir::new("linphone-home");
-    std::fs::create_dir_all(home.path().join(".local/share/linphone")).expect("linphone data dir");
-    let rc = home.path().join("linphonerc");
-    std::fs::write(
-        &rc,
-        format!(
-            "[sip]\nsip_port={}\nsip_tcp_port=0\ndefault_proxy=0\n[proxy_0]\nreg_proxy=<sip:127.0.0.1:{};transport=udp>\nreg_identity=sip:{}@{}\nreg_expires=600\nreg_sendregister=1\n[auth_info_0]\nusername={}\npasswd={}\nrealm={}\ndomain={}\n",
-            support::free_port(),
-            node.sip_port,
-            s.a101.user,
-            s.a101.domain,
-            s.a101.user,
-            s.a101.password,
-            s.a101.domain,
-            s.a101.domain
-        ),
-    )
-    .expect("linphonerc");
+    let rc = support::sip::linphone_config(home.path(), &s.a101, node.sip_port, "");
     let mut phone = std::process::Command::new("linphonec")
         .arg("-c")
         .arg(&rc)

@@ -730,6 +730,29 @@ pub fn linphone_available() -> bool {
     found
 }
 
+/// A Linphone configuration in `home` (its HOME, with the data folder it
+/// needs) for `phone` registering through the node at `sip_port`, with
+/// `extra` sections; returns the configuration file.
+pub fn linphone_config(home: &Path, phone: &Phone, sip_port: u16, extra: &str) -> PathBuf {
+    std::fs::create_dir_all(home.join(".local/share/linphone")).expect("linphone data dir");
+    let rc = home.join("linphonerc");
+    std::fs::write(
+        &rc,
+        format!(
+            "[sip]\nsip_port={port}\nsip_tcp_port=0\ndefault_proxy=0\n{extra}\
+             [proxy_0]\nreg_proxy=<sip:127.0.0.1:{sip_port};transport=udp>\n\
+             reg_identity=sip:{user}@{domain}\nreg_expires=600\nreg_sendregister=1\n\
+             [auth_info_0]\nusername={user}\npasswd={password}\nrealm={domain}\ndomain={domain}\n",
+            port = free_port(),
+            user = phone.user,
+            password = phone.password,
+            domain = phone.domain,
+        ),
+    )
+    .expect("linphonerc");
+    rc
+}
+
 /// Whether baresip can be used; with PBX_TEST_REQUIRE_BARESIP=1 its absence is a failure.
 pub fn baresip_available() -> bool {
     let found = std::process::Command::new("baresip")
