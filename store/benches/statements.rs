@@ -121,6 +121,7 @@ async fn bench(engine: Engine, records: i64) {
             recovered: false,
             node_id: "bench".into(),
             media: None,
+            recording: None,
         }
     };
     let started = Instant::now();

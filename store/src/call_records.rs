@@ -79,6 +79,9 @@ pub struct NewCallRecord {
     /// What the media relay saw (anchored calls only).
     #[serde(default)]
     pub media: Option<crate::media::MediaFigures>,
+    /// The call's recording, if it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recording: Option<crate::call_recordings::NewRecording>,
 }
 
 impl NewCallRecord {
@@ -198,6 +201,8 @@ fn from_row(row: &AnyRow, show_wholesale: bool) -> Result<CallRecord, sqlx::Erro
             media: row
                 .try_get::<Option<String>, _>("media")?
                 .and_then(|m| serde_json::from_str(&m).ok()),
+            // Recordings are listed on their own (`call_recordings`).
+            recording: None,
         },
         billable_ms: row.try_get("billable_ms")?,
         currency: row.try_get("currency")?,
@@ -504,6 +509,7 @@ impl CallRecords<'_> {
             }
         }
         usage.save(tx.conn()).await?;
+        crate::call_recordings::insert_with_records(tx.conn(), records, &inserted).await?;
         tx.commit().await?;
         Ok(inserted.len() as u64)
     }

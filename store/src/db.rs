@@ -106,6 +106,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0009_conference.sql"),
         include_str!("../../migrations/postgres/0009_conference.sql"),
     ),
+    (
+        10,
+        "call_recording",
+        include_str!("../../migrations/sqlite/0010_call_recording.sql"),
+        include_str!("../../migrations/postgres/0010_call_recording.sql"),
+    ),
 ];
 
 fn migrator(engine: Engine) -> Migrator {
@@ -248,6 +254,9 @@ impl Store {
     }
     pub fn call_records(&self) -> crate::call_records::CallRecords<'_> {
         crate::call_records::CallRecords(self)
+    }
+    pub fn call_recordings(&self) -> crate::call_recordings::CallRecordings<'_> {
+        crate::call_recordings::CallRecordings(self)
     }
     pub fn conference_rooms(&self) -> crate::conference_rooms::ConferenceRooms<'_> {
         crate::conference_rooms::ConferenceRooms(self)

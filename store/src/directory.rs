@@ -42,6 +42,8 @@ pub struct CustomerDirectory {
     pub conference_rooms: Vec<DirectoryRoom>,
     /// ISO 3166 country whose numbering plan the customer's phones dial in.
     pub country: String,
+    /// The customer's language (`en`, `de`): what its callers hear.
+    pub language: String,
     /// The customer's time zone (business hours).
     pub time_zone: String,
     /// The reseller's time zone (its billing days, for spend limits).
@@ -80,6 +82,7 @@ impl CustomerDirectory {
             ring_groups: Vec::new(),
             conference_rooms: Vec::new(),
             country: "DE".into(),
+            language: "de".into(),
             time_zone: "Europe/Berlin".into(),
             reseller_time_zone: "Europe/Berlin".into(),
             limits: Limits::default(),
@@ -112,6 +115,8 @@ pub struct RoutedNumber {
     pub customer: CustomerId,
     /// None: assigned but not routed yet (calls get 480).
     pub destination: Option<Destination>,
+    /// Its incoming calls are recorded.
+    pub record_calls: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -139,6 +144,8 @@ pub struct DirectoryExtension {
     pub number: String,
     pub display_name: String,
     pub dnd: bool,
+    /// Its calls are recorded (the customer's recording policy).
+    pub record_calls: bool,
     /// Enabled forwards only.
     pub forwards: Vec<crate::forwards::Forward>,
 }
@@ -180,7 +187,7 @@ impl Directory<'_> {
         let only = only.map(|c| c.0);
         let pool = self.0.pool();
         let customers = sqlx::query(
-            "SELECT c.id, c.reseller_id, c.sip_domain, c.status, c.country, c.time_zone, c.retail_plan_id, \
+            "SELECT c.id, c.reseller_id, c.sip_domain, c.status, c.country, c.language, c.time_zone, c.retail_plan_id, \
              r.status AS reseller_status, r.sip_server_header, r.time_zone AS reseller_time_zone, \
              COALESCE(c.media_anchor, r.media_anchor) AS media_anchor \
              FROM customers c JOIN resellers r ON r.id = c.reseller_id \
@@ -202,6 +209,7 @@ impl Directory<'_> {
             let plan = row.try_get::<Option<i64>, _>("retail_plan_id")?.map(PlanId);
             out.push(CustomerDirectory {
                 country: row.try_get("country")?,
+                language: row.try_get("language")?,
                 time_zone: row.try_get("time_zone")?,
                 reseller_time_zone: row.try_get("reseller_time_zone")?,
                 limits: limits.customers.get(&id).cloned().unwrap_or_default(),
@@ -236,7 +244,7 @@ impl Directory<'_> {
             out.binary_search_by_key(&id, |c| c.customer_id.0).ok()
         };
         let extensions = sqlx::query(
-            "SELECT id, customer_id, number, display_name, dnd FROM extensions \
+            "SELECT id, customer_id, number, display_name, dnd, record_calls FROM extensions \
              WHERE deleted_at IS NULL AND ($1 IS NULL OR customer_id = $1) ORDER BY id",
         )
         .bind(only)
@@ -249,6 +257,7 @@ impl Directory<'_> {
                     number: row.try_get("number")?,
                     display_name: row.try_get("display_name")?,
                     dnd: flag(row, "dnd")?,
+                    record_calls: flag(row, "record_calls")?,
                     forwards: Vec::new(),
                 });
             }
@@ -450,6 +459,7 @@ impl Directory<'_> {
                     e164: n.e164.trim_start_matches('+').to_owned(),
                     customer: n.customer_id?,
                     destination: n.destination,
+                    record_calls: n.record_calls,
                 })
             })
             .collect())

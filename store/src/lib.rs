@@ -24,7 +24,8 @@
 //! `fraud_alarms` (toll-fraud alarms and devices' known destinations);
 //! `net` (address blocks and the sources bans are kept by). Media
 //! applications: `voicemail` (boxes and messages), with their audio in
-//! `audio_files` (files under the data directory); `conference_rooms`.
+//! `audio_files` (files under the data directory); `conference_rooms`;
+//! `call_recordings` (who is recorded, for how long, the recordings).
 
 #![forbid(unsafe_code)]
 
@@ -33,6 +34,7 @@ pub mod api_tokens;
 pub mod audio_files;
 pub mod audit;
 pub mod business_hours;
+pub mod call_recordings;
 pub mod call_records;
 pub mod changes;
 pub mod conference_rooms;

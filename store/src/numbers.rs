@@ -36,13 +36,15 @@ pub struct PhoneNumber {
     pub reseller_id: Option<ResellerId>,
     pub customer_id: Option<CustomerId>,
     pub destination: Option<Destination>,
+    /// Its incoming calls are recorded (the customer's recording policy).
+    pub record_calls: bool,
     pub created_at: Millis,
     pub version: i64,
 }
 
 const COLUMNS: &str =
     "n.id, n.e164, n.reseller_id, n.customer_id, n.dest_extension_id, n.dest_ring_group_id, \
-    n.dest_business_hours_id, n.created_at, n.version";
+    n.dest_business_hours_id, n.record_calls, n.created_at, n.version";
 /// A reseller sees the numbers it holds; a customer the ones assigned to it.
 const SCOPED: &str = "FROM phone_numbers n \
     WHERE ($1 IS NULL OR n.reseller_id = $1) AND ($2 IS NULL OR n.customer_id = $2)";
@@ -66,6 +68,7 @@ fn from_row(row: &AnyRow) -> Result<PhoneNumber, sqlx::Error> {
             (None, None, Some(h)) => Some(Destination::BusinessHours(crate::BusinessHoursId(h))),
             (None, None, None) => None,
         },
+        record_calls: crate::rows::flag(row, "record_calls")?,
         created_at: row.try_get("created_at")?,
         version: row.try_get("version")?,
     })
@@ -218,7 +221,7 @@ impl Numbers<'_> {
             .await?;
         sqlx::query(
             "UPDATE phone_numbers SET customer_id = NULL, dest_extension_id = NULL, dest_ring_group_id = NULL, \
-             dest_business_hours_id = NULL, version = version + 1 WHERE id = $1",
+             dest_business_hours_id = NULL, record_calls = 0, version = version + 1 WHERE id = $1",
         )
         .bind(id.0)
         .execute(tx.conn())

@@ -413,5 +413,6 @@ pub fn answered_call(
         recovered: false,
         node_id: "n1".into(),
         media: None,
+        recording: None,
     }
 }

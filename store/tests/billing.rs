@@ -78,6 +78,7 @@ fn call(t: &TwoTenants, uid: &str, invite_at: Millis, talk_ms: Option<i64>) -> N
         recovered: false,
         node_id: "node-test".into(),
         media: None,
+        recording: None,
     }
 }
 
