@@ -4,7 +4,6 @@
 //! a frame, records what the caller says (back in order through a jitter
 //! buffer) and hears the keys the caller presses (RFC 4733).
 
-use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -12,7 +11,7 @@ use std::time::Duration;
 use pbx_media::audio::FRAME;
 use pbx_media::dtmf::Detector;
 use pbx_media::g711::Law;
-use pbx_media::jitter::JitterBuffer;
+use pbx_media::jitter::{Inbound, Keep};
 use pbx_media::rtp::{self, RtpHeader};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -101,61 +100,6 @@ struct Out {
     timestamp: u32,
     ssrc: u32,
     first: bool,
-}
-
-/// What the caller sends, back in order through a jitter buffer, for a
-/// recording or a mixer.
-struct Inbound {
-    jitter: JitterBuffer,
-    ssrc: Option<u32>,
-    ready: VecDeque<i16>,
-    keep: Keep,
-}
-
-/// How much of what was received is kept, and which.
-#[derive(Debug, Clone, Copy)]
-enum Keep {
-    /// A recording: the first samples, up to its longest (timestamp jumps
-    /// a sender invents are filled with silence, and must not grow it).
-    First(usize),
-    /// A mixer's input: the newest samples, so that a sender faster than
-    /// the mixer's clock cannot grow the queue (or the delay).
-    Latest(usize),
-}
-
-impl Inbound {
-    fn new(window: u32, keep: Keep) -> Inbound {
-        Inbound {
-            jitter: JitterBuffer::new(window),
-            ssrc: None,
-            ready: VecDeque::new(),
-            keep,
-        }
-    }
-
-    fn push(&mut self, ssrc: u32, timestamp: u32, samples: Vec<i16>) {
-        if self.ssrc.is_some_and(|s| s != ssrc) {
-            self.jitter.new_stream();
-        }
-        self.ssrc = Some(ssrc);
-        self.jitter.push(timestamp, samples);
-        match self.keep {
-            Keep::First(cap) if self.ready.len() >= cap => {}
-            Keep::First(cap) => {
-                let mut out = Vec::new();
-                self.jitter.pop_ready(&mut out);
-                self.ready.extend(out);
-                self.ready.truncate(cap);
-            }
-            Keep::Latest(most) => {
-                let mut out = Vec::new();
-                self.jitter.pop_ready(&mut out);
-                self.ready.extend(out);
-                let over = self.ready.len().saturating_sub(most);
-                self.ready.drain(..over);
-            }
-        }
-    }
 }
 
 /// A call's media endpoint.
@@ -388,16 +332,13 @@ impl CallMedia {
     /// when nothing is there (lost, late, or the caller sends nothing).
     pub(crate) fn take_frame(&self, frame: &mut [i16]) -> bool {
         let mut inbound = lock(&self.inbound);
-        let Some(inbound) = inbound.as_mut().filter(|i| !i.ready.is_empty()) else {
-            frame.fill(0);
-            return false;
-        };
-        let n = frame.len().min(inbound.ready.len());
-        for (slot, sample) in frame.iter_mut().zip(inbound.ready.drain(..n)) {
-            *slot = sample;
+        match inbound.as_mut() {
+            Some(inbound) => inbound.take_frame(frame),
+            None => {
+                frame.fill(0);
+                false
+            }
         }
-        frame[n..].fill(0);
-        true
     }
 
     /// Records what the caller says for at most `longest`, until `stop_key`
@@ -429,15 +370,10 @@ impl CallMedia {
                 },
             }
         };
-        let mut samples = match lock(&self.inbound).take() {
-            Some(mut r) => {
-                let mut held = Vec::new();
-                r.jitter.drain(&mut held);
-                r.ready.extend(held);
-                Vec::from(r.ready)
-            }
-            None => Vec::new(),
-        };
+        let mut samples = lock(&self.inbound)
+            .take()
+            .map(Inbound::finish)
+            .unwrap_or_default();
         samples.truncate(longest_samples);
         (samples, ended)
     }

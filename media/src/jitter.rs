@@ -5,7 +5,7 @@
 //! stream, or a hostile one) restarts the timeline instead of filling
 //! minutes of silence.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 /// The longest gap filled with silence, in samples (10 s at 8 kHz).
 pub const MAX_GAP: u64 = 80_000;
@@ -127,6 +127,86 @@ impl JitterBuffer {
                 self.next = Some(ts + frame.len() as u64);
             }
         }
+    }
+}
+
+/// A received stream as what records or mixes it consumes: back in order
+/// through a [`JitterBuffer`], a new SSRC starting a new timeline, the
+/// samples released queued for the consumer's clock.
+#[derive(Debug)]
+pub struct Inbound {
+    jitter: JitterBuffer,
+    ssrc: Option<u32>,
+    ready: VecDeque<i16>,
+    keep: Keep,
+}
+
+/// How much of what was received is kept, and which.
+#[derive(Debug, Clone, Copy)]
+pub enum Keep {
+    /// A recording of limited length: the first samples, up to its longest
+    /// (timestamp jumps a sender invents are filled with silence, and must
+    /// not grow it).
+    First(usize),
+    /// What a clock consumes frame by frame (a mixer, a call's recording):
+    /// the newest samples, so that a sender faster than that clock cannot
+    /// grow the queue (or the delay).
+    Latest(usize),
+}
+
+impl Inbound {
+    /// A stream held `window` samples in its jitter buffer.
+    pub fn new(window: u32, keep: Keep) -> Inbound {
+        Inbound {
+            jitter: JitterBuffer::new(window),
+            ssrc: None,
+            ready: VecDeque::new(),
+            keep,
+        }
+    }
+
+    /// A packet's decoded samples.
+    pub fn push(&mut self, ssrc: u32, timestamp: u32, samples: Vec<i16>) {
+        if self.ssrc.is_some_and(|s| s != ssrc) {
+            self.jitter.new_stream();
+        }
+        self.ssrc = Some(ssrc);
+        self.jitter.push(timestamp, samples);
+        match self.keep {
+            Keep::First(cap) if self.ready.len() >= cap => {}
+            Keep::First(cap) => {
+                let mut out = Vec::new();
+                self.jitter.pop_ready(&mut out);
+                self.ready.extend(out);
+                self.ready.truncate(cap);
+            }
+            Keep::Latest(most) => {
+                let mut out = Vec::new();
+                self.jitter.pop_ready(&mut out);
+                self.ready.extend(out);
+                let over = self.ready.len().saturating_sub(most);
+                self.ready.drain(..over);
+            }
+        }
+    }
+
+    /// The next samples into `frame`; false (and silence) when nothing is
+    /// there (lost, late, or the sender sends nothing).
+    pub fn take_frame(&mut self, frame: &mut [i16]) -> bool {
+        let n = frame.len().min(self.ready.len());
+        for (slot, sample) in frame.iter_mut().zip(self.ready.drain(..n)) {
+            *slot = sample;
+        }
+        frame[n..].fill(0);
+        n > 0
+    }
+
+    /// Everything received, in order (the stream ended).
+    pub fn finish(mut self) -> Vec<i16> {
+        let mut held = Vec::new();
+        self.jitter.drain(&mut held);
+        self.ready.extend(held);
+        Vec::from(self.ready)
     }
 }
 

@@ -14,7 +14,8 @@
 //! `audio` (8 kHz PCM clips, WAV in and out, conversion of uploads) and
 //! `jitter` (a received stream back in order for recording and mixing),
 //! `music` (music on hold: the default tune, played by the relay to a
-//! held party).
+//! held party), `recording` (calls recorded by the relay, both sides to a
+//! stereo WAV file).
 
 #![forbid(unsafe_code)]
 
@@ -25,6 +26,7 @@ pub mod jitter;
 pub mod music;
 pub mod ng;
 pub mod ports;
+pub mod recording;
 pub mod relay;
 pub mod rtp;
 pub mod sdp;

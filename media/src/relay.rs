@@ -66,6 +66,12 @@ pub enum MediaError {
     /// never reserved): nothing is opened for it.
     #[error("no media session for this call")]
     UnknownCall,
+    /// A call to record that is not answered, or not plain G.711 on both
+    /// sides (SRTP, another codec): it goes on unrecorded.
+    #[error("this call's media cannot be recorded")]
+    NotRecordable,
+    #[error("recording file: {0}")]
+    RecordingFile(#[from] std::io::Error),
 }
 
 impl MediaError {
@@ -74,6 +80,7 @@ impl MediaError {
             MediaError::Sdp(e) => e.sip_status(),
             MediaError::PortsExhausted => 503,
             MediaError::UnknownCall => 481,
+            MediaError::NotRecordable | MediaError::RecordingFile(_) => 500,
         }
     }
 }
@@ -98,6 +105,14 @@ pub struct RelayStats {
     pub timeouts: AtomicU64,
     /// Packets of a holding phone not sent on: the held party heard music.
     pub replaced_by_music: AtomicU64,
+    /// Packets not sent on while both parties heard the recording announcement.
+    pub replaced_by_announcement: AtomicU64,
+    /// Calls whose recording began, and recordings that stopped early
+    /// (their file could not be written).
+    pub recordings_started: AtomicU64,
+    pub recording_errors: AtomicU64,
+    /// Packets a recording's writer was too far behind to take.
+    pub recording_dropped_packets: AtomicU64,
 }
 
 /// The figures of a call's media when it ends, for its record.
@@ -150,7 +165,7 @@ struct Inner {
     config: RelayConfig,
     pool: Arc<Mutex<PortPool>>,
     calls: Mutex<HashMap<CallKey, Call>>,
-    stats: RelayStats,
+    stats: Arc<RelayStats>,
     epoch: Instant,
     epoch_wall_ms: i64,
 }
@@ -173,7 +188,7 @@ impl Relay {
                 config,
                 pool: Arc::new(Mutex::new(pool)),
                 calls: Mutex::new(HashMap::new()),
-                stats: RelayStats::default(),
+                stats: Arc::default(),
                 epoch: Instant::now(),
                 epoch_wall_ms,
             }),
@@ -418,6 +433,41 @@ impl Relay {
         }
     }
 
+    /// Records an answered call from now on, into a new file at `path`,
+    /// after `announcement` (if any) told both parties so; returns how long
+    /// the announcement lasts (ms), after which recording begins. The call
+    /// goes on unrecorded when this fails.
+    pub fn record(
+        &self,
+        key: &CallKey,
+        path: &std::path::Path,
+        announcement: Option<Arc<[i16]>>,
+    ) -> Result<u64, MediaError> {
+        let call = self.call(key).ok_or(MediaError::UnknownCall)?;
+        if !lock(&call).recordable() {
+            return Err(MediaError::NotRecordable);
+        }
+        let tap = match crate::recording::start(path, self.inner.stats.clone()) {
+            Ok(tap) => tap,
+            Err(e) => {
+                self.inner
+                    .stats
+                    .recording_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                return Err(e.into());
+            }
+        };
+        let mut m = lock(&call);
+        m.recording = Some(tap);
+        let Some(clip) = announcement.filter(|c| !c.is_empty()) else {
+            return Ok(0);
+        };
+        m.announcing = true;
+        let ms = (clip.len() as u64).div_ceil(FRAME as u64) * 20;
+        tokio::spawn(play_announcement(Arc::downgrade(&call), clip));
+        Ok(ms)
+    }
+
     fn call(&self, key: &CallKey) -> Option<Call> {
         lock(&self.inner.calls).get(key).cloned()
     }
@@ -529,7 +579,50 @@ fn forward(
         Err(Drop::Held) => {
             s.replaced_by_music.fetch_add(1, Ordering::Relaxed);
         }
+        Err(Drop::Announcing) => {
+            s.replaced_by_announcement.fetch_add(1, Ordering::Relaxed);
+        }
     }
+}
+
+/// Plays the recording announcement to both parties of a call, 20 ms a
+/// frame; then the call is heard and recorded again.
+async fn play_announcement(call: Weak<Mutex<CallMedia<Io>>>, clip: Arc<[i16]>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let fresh = fresh_stream();
+    let mut payload = Vec::with_capacity(FRAME);
+    for (n, chunk) in clip.chunks(FRAME).enumerate() {
+        tick.tick().await;
+        let Some(call) = call.upgrade() else { return };
+        let targets = lock(&call).announcement_frames(fresh);
+        for t in targets {
+            payload.clear();
+            t.law.encode_into(chunk, &mut payload);
+            payload.resize(FRAME, t.law.silence());
+            let header = crate::rtp::RtpHeader {
+                payload_type: t.law.payload_type(),
+                sequence: t.sequence,
+                timestamp: t.timestamp,
+                ssrc: t.ssrc,
+            };
+            let packet = crate::rtp::packet(&header, n == 0, &payload);
+            let _ = t.io.rtp.try_send_to(&packet, t.to);
+        }
+    }
+    if let Some(call) = call.upgrade() {
+        lock(&call).announcing = false;
+    }
+}
+
+/// A stream of our own (SSRC, sequence, timestamp) for a party that heard
+/// nothing before.
+fn fresh_stream() -> (u32, u16, u32) {
+    use std::hash::{BuildHasher, Hasher};
+    let seed = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    (seed as u32, (seed >> 32) as u16, (seed >> 16) as u32)
 }
 
 /// Plays music to a call's held party, 20 ms a frame, while hold number
@@ -538,14 +631,7 @@ async fn play_music(call: Weak<Mutex<CallMedia<Io>>>, hold: u64) {
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut player: Option<crate::music::Player> = None;
-    let seed = {
-        use std::hash::{BuildHasher, Hasher};
-        std::collections::hash_map::RandomState::new()
-            .build_hasher()
-            .finish()
-    };
-    // A stream of our own if the held party heard nothing before.
-    let fresh = (seed as u32, (seed >> 32) as u16, (seed >> 16) as u32);
+    let fresh = fresh_stream();
     let mut payload = Vec::with_capacity(FRAME);
     let mut first = true;
     loop {
@@ -600,6 +686,7 @@ fn bind_pair(ip: IpAddr, port: u16) -> std::io::Result<(UdpSocket, UdpSocket)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::g711::Law;
 
     fn sdp(ip: &str, port: u16) -> Vec<u8> {
         format!("v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP 0\r\na=sendrecv\r\n")
@@ -686,6 +773,108 @@ mod tests {
         assert_eq!(report.callee.unwrap().packets, 1);
         assert_eq!(relay.ports_in_use(), 0);
         assert_eq!(relay.active_calls(), 0);
+    }
+
+    /// A G.711 µ-law packet of `samples`.
+    fn voice(seq: u16, ssrc: u32, samples: &[i16]) -> Vec<u8> {
+        let mut payload = Vec::new();
+        Law::Mu.encode_into(samples, &mut payload);
+        let h = crate::rtp::RtpHeader {
+            payload_type: 0,
+            sequence: seq,
+            timestamp: u32::from(seq) * FRAME as u32,
+            ssrc,
+        };
+        crate::rtp::packet(&h, false, &payload)
+    }
+
+    #[tokio::test]
+    async fn records_both_sides_after_the_announcement() {
+        let relay = Relay::new(config(41300));
+        let a = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let lo: IpAddr = Ipv4Addr::LOCALHOST.into();
+        let key: CallKey = ("call-rec".into(), "tag".into());
+        relay.reserve(&key, Party::Caller, lo).unwrap();
+        let a_sdp = sdp("127.0.0.1", a.local_addr().unwrap().port());
+        let b_sdp = sdp("127.0.0.1", b.local_addr().unwrap().port());
+        let to_b = port_of(
+            &relay
+                .update(&key, Party::Caller, Party::Callee(0), &a_sdp, lo, lo)
+                .unwrap(),
+        );
+        let to_a = port_of(
+            &relay
+                .update(&key, Party::Callee(0), Party::Caller, &b_sdp, lo, lo)
+                .unwrap(),
+        );
+        let dir = std::env::temp_dir().join(format!("pbx-rec-{}", std::process::id()));
+        let path = dir.join("call.wav");
+        // Not answered yet: nothing to record.
+        assert!(matches!(
+            relay.record(&key, &path, None),
+            Err(MediaError::NotRecordable)
+        ));
+        relay.choose(&key, 0);
+        relay.established(&key);
+        let announcement: Arc<[i16]> = crate::audio::tone(400.0, 200, 0.5).into();
+        assert_eq!(relay.record(&key, &path, Some(announcement)).unwrap(), 200);
+        // Both hear the announcement; what they say meanwhile goes nowhere.
+        a.send_to(&voice(1, 7, &[0; FRAME]), to_a).await.unwrap();
+        for sock in [&a, &b] {
+            let mut heard = Vec::new();
+            for _ in 0..10 {
+                let p = recv(sock).await.unwrap();
+                let (_, _, payload) = crate::rtp::parse(&p).unwrap();
+                Law::Mu.decode_into(payload, &mut heard);
+            }
+            assert!(crate::audio::tone_power(&heard, 400.0) > 1e6);
+        }
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert_eq!(
+            relay
+                .stats()
+                .replaced_by_announcement
+                .load(Ordering::Relaxed),
+            1
+        );
+        // Then each side's voice goes through and into its channel.
+        let (left, right) = (
+            crate::audio::tone(1000.0, 1000, 0.5),
+            crate::audio::tone(1500.0, 1000, 0.5),
+        );
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        for (n, (l, r)) in left.chunks(FRAME).zip(right.chunks(FRAME)).enumerate() {
+            tick.tick().await;
+            let seq = 10 + n as u16;
+            a.send_to(&voice(seq, 7, l), to_a).await.unwrap();
+            b.send_to(&voice(seq, 8, r), to_b).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        relay.delete(&key).unwrap();
+        // The writer finishes the file once the call's media is gone.
+        let mut wav = None;
+        for _ in 0..50 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            if let Ok(r) = hound::WavReader::open(&path) {
+                if r.duration() > 0 {
+                    wav = Some(r);
+                    break;
+                }
+            }
+        }
+        let wav = wav.expect("a finished recording");
+        assert_eq!(wav.spec().channels, 2);
+        let samples: Vec<i16> = wav.into_samples().map(|s| s.unwrap()).collect();
+        let caller: Vec<i16> = samples.iter().step_by(2).copied().collect();
+        let callee: Vec<i16> = samples.iter().skip(1).step_by(2).copied().collect();
+        let p = crate::audio::tone_power;
+        assert!(p(&caller, 1000.0) > 100.0 * p(&caller, 1500.0));
+        assert!(p(&callee, 1500.0) > 100.0 * p(&callee, 1000.0));
+        // About the second spoken, not the announcement before it.
+        assert!((8000..=16000).contains(&caller.len()), "{}", caller.len());
+        assert!(p(&caller, 400.0) < p(&caller, 1000.0) / 100.0);
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[tokio::test]

@@ -224,6 +224,8 @@ pub enum Drop {
     NoRoute,
     /// The holding party's audio while the held one hears music instead.
     Held,
+    /// Audio while both parties hear that the call is recorded.
+    Announcing,
 }
 
 /// Where a datagram goes: out of `io`'s RTP or RTCP port, to `to`, with
@@ -266,6 +268,11 @@ pub struct CallMedia<S> {
     before_sdp: Option<Option<Hold>>,
     /// What a held party hears (None: what the holding phone sends).
     pub music: Option<Arc<[i16]>>,
+    /// Both parties hear that the call is recorded; what they say is
+    /// neither passed on nor recorded meanwhile.
+    pub announcing: bool,
+    /// Where a recorded call's audio goes.
+    pub recording: Option<crate::recording::Tap>,
 }
 
 /// A party holding the call: its SDP said `sendonly` or `inactive`.
@@ -303,6 +310,8 @@ impl<S: Clone> CallMedia<S> {
             holds: 0,
             before_sdp: None,
             music: None,
+            announcing: false,
+            recording: None,
         }
     }
 
@@ -411,13 +420,54 @@ impl<S: Clone> CallMedia<S> {
     fn music_endpoint(&mut self) -> Option<(&mut Endpoint<S>, Law)> {
         self.music.as_ref()?;
         let held = self.other(self.holding?.holder)?;
-        let e = self.side_mut(held).first_mut()?;
+        self.playable(held)
+    }
+
+    /// `party`'s first stream and its G.711 law, when the relay can play
+    /// to it (and read it): plain RTP (SRTP is not ours to write) in G.711
+    /// (nothing is transcoded into other codecs).
+    fn playable(&mut self, party: Party) -> Option<(&mut Endpoint<S>, Law)> {
+        let e = self.side_mut(party).first_mut()?;
         let law = match e.codec.as_deref()? {
             c if c.eq_ignore_ascii_case("PCMU") => Law::Mu,
             c if c.eq_ignore_ascii_case("PCMA") => Law::A,
             _ => return None,
         };
         (!e.secure).then_some((e, law))
+    }
+
+    /// Whether an answered call can be recorded: both parties speak plain
+    /// G.711 on their first stream.
+    pub fn recordable(&mut self) -> bool {
+        let Some(callee) = self.active.filter(|_| self.chosen).map(Party::Callee) else {
+            return false;
+        };
+        self.playable(Party::Caller).is_some() && self.playable(callee).is_some()
+    }
+
+    /// Where the next frame of the recording announcement goes, for each
+    /// party that can hear it (continuing what it was hearing).
+    pub fn announcement_frames(&mut self, fresh: (u32, u16, u32)) -> Vec<MusicTarget<S>> {
+        let parties = [Some(Party::Caller), self.active.map(Party::Callee)];
+        let mut out = Vec::with_capacity(2);
+        for party in parties.into_iter().flatten() {
+            let Some((e, law)) = self.playable(party) else {
+                continue;
+            };
+            let (Some(io), Some(to)) = (e.io.clone(), e.peer.rtp_dest()) else {
+                continue;
+            };
+            let (ssrc, sequence, timestamp) = e.outgoing.music(fresh);
+            out.push(MusicTarget {
+                io,
+                to,
+                law,
+                ssrc,
+                sequence,
+                timestamp,
+            });
+        }
+        out
     }
 
     /// Where the held party's next frame of music goes, continuing what
@@ -553,12 +603,12 @@ impl<S: Clone> CallMedia<S> {
                 }
             }
         }
-        if music {
+        if music || (self.announcing && !is_rtcp) {
             // The held party hears music, not two streams at once; the
             // call is alive all the same.
             self.last_packet_us = now_us;
             self.carried = true;
-            return Err(Drop::Held);
+            return Err(if music { Drop::Held } else { Drop::Announcing });
         }
         let to = self.side_mut(other).get_mut(stream).ok_or(Drop::NoRoute)?;
         let io = to.io.clone().ok_or(Drop::NoRoute)?;
@@ -572,6 +622,9 @@ impl<S: Clone> CallMedia<S> {
             Packet::Rtp(h) => to.outgoing.forward(h.ssrc, h.sequence, h.timestamp),
             _ => None,
         };
+        if let (Some(tap), Packet::Rtp(_), 0) = (&self.recording, kind, stream) {
+            tap.packet(party == Party::Caller, data);
+        }
         self.last_packet_us = now_us;
         self.carried = true;
         Ok(Forward {
