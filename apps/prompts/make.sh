@@ -88,3 +88,6 @@ say de conf_pin de "Bitte geben Sie die Konferenz-PIN ein, gefolgt von der Raute
 say de conf_wrong_pin de "Diese PIN ist nicht richtig."
 say de conf_full de "Diese Konferenz ist voll. Bitte versuchen Sie es später noch einmal. Auf Wiederhören."
 say de conf_first de "Sie sind der erste Teilnehmer."
+# Call recording: what both parties hear before a call is recorded.
+say en recorded en-gb "This call is being recorded."
+say de recorded de "Dieses Gespräch wird aufgezeichnet."

@@ -3,7 +3,7 @@
 //! box, a saved message's goodbye, "not available", and what a phone
 //! listening to its box hears (how many new messages, the menu), and a
 //! conference room's (the PIN, a wrong PIN, a full room, the first one
-//! in). They name nobody:
+//! in), and that a call is recorded. They name nobody:
 //! neither the operator nor a product. Made once with espeak-ng and sox
 //! (`apps/prompts/make.sh`), kept as 8 kHz 16-bit WAV files in the binary.
 
@@ -32,6 +32,7 @@ pub struct Prompts {
     conf_wrong_pin: Clip,
     conf_full: Clip,
     conf_first: Clip,
+    recorded: Clip,
 }
 
 /// Each file's longest allowed length, in seconds (a sanity bound).
@@ -97,6 +98,7 @@ macro_rules! language {
             conf_wrong_pin: wav!($lang, "conf_wrong_pin"),
             conf_full: wav!($lang, "conf_full"),
             conf_first: wav!($lang, "conf_first"),
+            recorded: wav!($lang, "recorded"),
         }
     };
 }
@@ -215,6 +217,11 @@ impl Prompts {
     pub fn first_participant(&self) -> &[i16] {
         self.conf_first.samples()
     }
+
+    /// "This call is being recorded." (both parties, before recording).
+    pub fn call_recorded(&self) -> &[i16] {
+        self.recorded.samples()
+    }
 }
 
 #[cfg(test)]
@@ -236,6 +243,7 @@ mod tests {
                 p.wrong_pin(),
                 p.conference_full(),
                 p.first_participant(),
+                p.call_recorded(),
             ];
             let counts = (0..=25).flat_map(|n| p.new_messages(n));
             for clip in sentences.into_iter().chain(counts) {

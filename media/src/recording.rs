@@ -129,7 +129,7 @@ async fn write(
                     break Some(e);
                 }
                 ticks += 1;
-                if ticks % FLUSH_TICKS == 0 {
+                if ticks.is_multiple_of(FLUSH_TICKS) {
                     if let Err(e) = writer.flush() {
                         break Some(e);
                     }

@@ -166,6 +166,11 @@ pub async fn run(config: Config, mode: Mode) -> Result<()> {
             audio_files(&config),
             stop_rx.clone(),
         ));
+        tokio::spawn(pbx_control_plane::recordings::sweep(
+            store.clone(),
+            audio_files(&config),
+            stop_rx.clone(),
+        ));
         let state = AppState {
             store: store.clone(),
             metrics: metrics.clone(),
@@ -285,6 +290,26 @@ async fn start_applications(
     .await
     .map_err(|e| anyhow::anyhow!("cannot start the media applications: {e}"))?;
     proxy.set_applications(apps.address());
+    // The relay records calls into the same audio store, after the
+    // announcement in the customer's language.
+    let (en, de): (Arc<[i16]>, Arc<[i16]>) = (
+        pbx_apps::prompts::Prompts::for_language("en")
+            .call_recorded()
+            .into(),
+        pbx_apps::prompts::Prompts::for_language("de")
+            .call_recorded()
+            .into(),
+    );
+    proxy.set_call_recording(pbx_sip_proxy::recording::Recordings {
+        audio: audio_files(config),
+        announcement: Box::new(move |language| {
+            if language.starts_with("de") {
+                de.clone()
+            } else {
+                en.clone()
+            }
+        }),
+    });
     Ok(Some(apps))
 }
 

@@ -71,6 +71,8 @@ pub struct CallSetup {
     /// The caller's From tag as the INVITE had it: with the Call-ID, the
     /// call's key in events (never taken from a response, which may differ).
     pub caller_tag: String,
+    /// Whether the call is recorded when answered.
+    pub recording: crate::recording::Policy,
 }
 
 /// An anchored request's media: the call, and which parties its SDP passes

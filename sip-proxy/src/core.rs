@@ -56,6 +56,8 @@ pub struct Core {
     /// This node's media application server (voicemail), once it runs:
     /// calls go to it as to a phone, and its requests are trusted.
     pub applications: std::sync::OnceLock<std::net::SocketAddr>,
+    /// Where call recordings go, once the node is given an audio store.
+    pub recordings: std::sync::OnceLock<crate::recording::Recordings>,
 }
 
 pub fn lock(ctx: &Mutex<Context>) -> MutexGuard<'_, Context> {
@@ -91,6 +93,7 @@ impl Core {
             client_txns: ShardedMap::default(),
             timers: TimerQueue::default(),
             applications: std::sync::OnceLock::new(),
+            recordings: std::sync::OnceLock::new(),
             config,
         }
     }

@@ -38,6 +38,8 @@ pub struct Extension {
     pub number: String,
     pub display_name: String,
     pub dnd: bool,
+    /// Its calls, made or answered, are recorded.
+    pub record_calls: bool,
     /// Enabled call forwards, at most one per condition.
     pub forwards: Vec<Forward>,
 }
@@ -79,6 +81,8 @@ pub struct Tenant {
     rooms: HashMap<String, pbx_store::ConferenceRoomId>,
     /// Whose numbering plan the phones dial in (ISO 3166).
     pub country: String,
+    /// The customer's language (`en`, `de`): its callers' announcements.
+    pub language: String,
     /// The customer's time zone (business hours).
     pub time_zone: Tz,
     /// The reseller's (billing days, so spend limits).
@@ -113,12 +117,14 @@ impl Tenant {
                     number: e.number,
                     display_name: e.display_name,
                     dnd: e.dnd,
+                    record_calls: e.record_calls,
                     forwards: e.forwards,
                 })
             })
             .collect();
         Tenant {
             country: d.country,
+            language: d.language,
             time_zone: zone(&d.time_zone),
             reseller_time_zone: zone(&d.reseller_time_zone),
             limits: d.limits,
@@ -519,6 +525,7 @@ impl Tenant {
                     number: (*number).to_owned(),
                     display_name: format!("Extension {number}"),
                     dnd: false,
+                    record_calls: false,
                     forwards: Vec::new(),
                 });
             for (j, (user, password)) in devices.iter().enumerate() {
@@ -550,6 +557,7 @@ pub(crate) mod tests {
                 number: "101".into(),
                 display_name: "One".into(),
                 dnd: false,
+                record_calls: false,
                 forwards: Vec::new(),
             }],
             devices: vec![pbx_store::directory::DirectoryDevice {

@@ -87,6 +87,9 @@ pub enum SipEvent {
         /// The carrier trunk the call went out on, for calls to the public network.
         trunk: Option<TrunkId>,
         at: Millis,
+        /// Its recording, if it is recorded (internal: the audio's key).
+        #[serde(skip)]
+        recording: Option<pbx_store::call_recordings::NewRecording>,
     },
     CallEnded {
         reseller: ResellerId,
@@ -254,6 +257,7 @@ mod kind_tests {
             callee_extension: None,
             trunk: None,
             at: 0,
+            recording: None,
         };
         let v = serde_json::to_value(&e).unwrap();
         assert_eq!(v["type"], e.kind());

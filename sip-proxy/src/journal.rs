@@ -44,6 +44,9 @@ pub enum Entry {
         /// The carrier trunk that answered (calls to the public network).
         #[serde(default)]
         trunk: Option<i64>,
+        /// The call's recording, if it is recorded.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        recording: Option<pbx_store::call_recordings::NewRecording>,
     },
     /// It is finished: the complete record.
     End { record: NewCallRecord },
@@ -77,10 +80,14 @@ impl Recovered {
                 callee_device,
                 callee_extension,
                 trunk,
+                recording,
             } => {
                 self.alive(at);
                 if let Some(r) = self.open.get_mut(&uid) {
                     r.answer_at = Some(at);
+                    if recording.is_some() {
+                        r.recording = recording;
+                    }
                     r.callee_device_id = callee_device.map(pbx_store::DeviceId);
                     if let Some(t) = trunk {
                         r.trunk_id = Some(pbx_store::TrunkId(t));
@@ -311,6 +318,7 @@ mod tests {
             recovered: false,
             node_id: "n1".into(),
             media: None,
+            recording: None,
         }
     }
 
@@ -339,6 +347,7 @@ mod tests {
                     callee_device: Some(7),
                     callee_extension: None,
                     trunk: None,
+                    recording: None,
                 },
                 Entry::End { record: ended },
                 Entry::End {

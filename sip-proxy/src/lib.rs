@@ -15,7 +15,8 @@
 //! `digest` (authentication mechanics), `dialogs` (calls in progress) and
 //! `events` (what happened, for call records and live views);
 //! `recorder` turns call events into call records, exactly once, through the
-//! node's durable `journal`. Abuse: `guard` (wrong-password accounting, bans
+//! node's durable `journal`; `recording` decides which calls the relay
+//! records. Abuse: `guard` (wrong-password accounting, bans
 //! dropped before parsing, account protection, scanner and flood defence,
 //! shared with the other nodes through the store), `credentials` (the one
 //! digest check the registrar and the proxy share), `admission` (hard fraud
@@ -46,6 +47,7 @@ pub mod location;
 pub mod node;
 mod proxy;
 pub mod recorder;
+pub mod recording;
 pub mod registrar;
 mod routing;
 mod sharded;
@@ -207,6 +209,12 @@ impl SipProxy {
     /// forwards ring it, and its requests (MWI) are trusted.
     pub fn set_applications(&self, at: SocketAddr) {
         let _ = self.dispatcher.core.applications.set(at);
+    }
+
+    /// Where this node's relay writes call recordings, and what the
+    /// parties hear first: without it, calls are not recorded.
+    pub fn set_call_recording(&self, recordings: recording::Recordings) {
+        let _ = self.dispatcher.core.recordings.set(recordings);
     }
 
     /// The node's internals, for tests that look inside.

@@ -44,6 +44,7 @@ pub fn start(core: &Core, routed: Routed) {
         caller,
         ringing,
         anchor: anchored,
+        recording,
     } = plan;
     let tenant = &tenant;
     let method = req.method().cloned().unwrap_or(Method::Options);
@@ -162,6 +163,7 @@ pub fn start(core: &Core, routed: Routed) {
             callee: callee.clone(),
             caller_contact,
             caller_tag: caller_tag.clone(),
+            recording,
             started_at: pbx_store::now_ms(),
             passed: match &ringing {
                 Ringing::Phones { passed, .. } => passed.clone(),
@@ -1107,16 +1109,29 @@ fn branch_final(
     let trunk = b.trunk;
     if (200..300).contains(&status) {
         b.request = None;
+        // The answer's SDP first: the relay knows both parties' codecs
+        // when the call is established (a recording needs them).
+        pass_response(core, c, idx, &mut resp, &branch_flow);
         if let (Some(call), Some(tag)) = (c.call.clone(), resp.to().tag()) {
             let mut call = call;
             call.info.callee_device = device;
             let mut dialog = new_dialog(c.inbound, &call, &resp, branch_flow, tag, true, &c.method);
             // The first 2xx wins the media; a second fork's answer (or a
             // retransmission) must not take it away from the call.
+            let mut recorded = None;
             if let (Some(leg), false) = (&c.media, c.answered) {
                 dialog.media = Some(idx as u32);
                 core.media.choose(&leg.key, idx as u32);
                 core.media.established(&leg.key);
+                if let Some(tenant) = core.directory.by_customer(call.info.customer) {
+                    recorded = crate::recording::begin(
+                        core,
+                        &tenant,
+                        call.recording,
+                        &leg.key,
+                        answering_extension,
+                    );
+                }
             }
             // The record's answer time is the dialog's, to the millisecond:
             // the maximum duration is counted from it and billed exactly.
@@ -1133,6 +1148,7 @@ fn branch_final(
                     callee_extension: answering_extension,
                     trunk,
                     at: answered_at,
+                    recording: recorded,
                 });
             }
         }
@@ -1170,7 +1186,6 @@ fn branch_final(
             }
         }
         let mut up = resp;
-        pass_response(core, c, idx, &mut up, &branch_flow);
         if up.pop_via() {
             if c.server.awaiting_final()
                 || c.server.state() == crate::transaction::ServerState::Accepted

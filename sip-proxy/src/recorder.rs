@@ -228,11 +228,13 @@ fn answer(
     callee_device: Option<pbx_store::DeviceId>,
     callee_extension: Option<pbx_store::ExtensionId>,
     trunk: Option<pbx_store::TrunkId>,
+    recording: Option<pbx_store::call_recordings::NewRecording>,
     journal: &mut Vec<Entry>,
 ) {
     if r.answer_at.is_some() {
         return;
     }
+    r.recording.clone_from(&recording);
     r.answer_at = Some(at.max(r.invite_at));
     r.callee_device_id = callee_device;
     if trunk.is_some() {
@@ -248,6 +250,7 @@ fn answer(
         callee_device: callee_device.map(|d| d.0),
         callee_extension: callee_extension.map(|e| e.0),
         trunk: trunk.map(|t| t.0),
+        recording,
     });
 }
 
@@ -334,6 +337,7 @@ impl State {
                     recovered: false,
                     node_id: self.config.node_id.clone(),
                     media: None,
+                    recording: None,
                 };
                 journal.push(Entry::Open {
                     record: record.clone(),
@@ -386,17 +390,27 @@ impl State {
                 callee_extension,
                 trunk,
                 at,
+                recording,
                 ..
             } => {
                 let key = (call_id, caller_tag);
                 let forwarded = self.legs.contains_key(&key);
                 if let Some(r) = self.open.get_mut(&key) {
-                    // A forwarded call's trunk is its outbound leg's.
+                    // A forwarded call's trunk is its outbound leg's; its
+                    // recording is the call's (one file, one row).
                     let trunk = if forwarded { None } else { trunk };
-                    answer(r, at, callee_device, callee_extension, trunk, journal);
+                    answer(
+                        r,
+                        at,
+                        callee_device,
+                        callee_extension,
+                        trunk,
+                        recording,
+                        journal,
+                    );
                 }
                 if let Some(leg) = self.legs.get_mut(&key) {
-                    answer(leg, at, None, None, trunk, journal);
+                    answer(leg, at, None, None, trunk, None, journal);
                 }
             }
             SipEvent::CallEnded {
@@ -754,6 +768,7 @@ mod tests {
             recovered: false,
             node_id: "n".into(),
             media: None,
+            recording: None,
         }
     }
 
@@ -919,6 +934,7 @@ mod event_tests {
                 callee_extension: None,
                 trunk: Some(TrunkId(7)),
                 at: 3_000,
+                recording: None,
             },
             &mut j,
             &mut done,

@@ -48,6 +48,8 @@ pub struct Plan {
     pub ringing: Ringing,
     /// The call's media goes through the relay (INVITEs only).
     pub anchor: bool,
+    /// Whether it is recorded (its media is then anchored).
+    pub recording: crate::recording::Policy,
 }
 
 impl Routed {
@@ -58,9 +60,17 @@ impl Routed {
         caller: Caller,
         ringing: Ringing,
         core: &Core,
+        number_records: bool,
     ) -> Routed {
-        let anchor = req.method() == Some(&Method::Invite)
-            && anchor(core, &tenant, &req, &flow, &caller, &ringing);
+        let invite = req.method() == Some(&Method::Invite);
+        let recording = if invite {
+            crate::recording::at_routing(&tenant, &caller, &ringing, number_records)
+        } else {
+            crate::recording::Policy::default()
+        };
+        // Only the relay can record: a call that may be recorded is anchored.
+        let anchor =
+            invite && (recording.maybe || anchor(core, &tenant, &req, &flow, &caller, &ringing));
         Routed {
             req,
             flow,
@@ -69,6 +79,7 @@ impl Routed {
                 caller,
                 ringing,
                 anchor,
+                recording,
             },
         }
     }
@@ -216,7 +227,7 @@ pub fn route(core: &Core, req: Message, flow: Flow) -> Option<Routed> {
             }
         },
     };
-    Some(Routed::new(req, flow, tenant, caller, ringing, core))
+    Some(Routed::new(req, flow, tenant, caller, ringing, core, false))
 }
 
 /// A request of this node's application server (a message-waiting NOTIFY)
@@ -261,7 +272,7 @@ fn from_application(core: &Core, req: Message, flow: Flow) -> Option<Routed> {
         direction: CallDirection::Internal,
     };
     let ringing = Ringing::phones(extension.number.clone(), Some(extension), bindings);
-    Some(Routed::new(req, flow, tenant, caller, ringing, core))
+    Some(Routed::new(req, flow, tenant, caller, ringing, core, false))
 }
 
 /// Who places a call: a device of the customer, or a carrier (inbound).
@@ -570,7 +581,15 @@ fn from_carrier(
     };
     // The call's record names the number called, not the extension.
     ringing.set_callee(format!("+{called}"));
-    Some(Routed::new(req, flow, tenant, caller, ringing, core))
+    Some(Routed::new(
+        req,
+        flow,
+        tenant,
+        caller,
+        ringing,
+        core,
+        routed.record_calls,
+    ))
 }
 
 /// Notes a call a carrier sent for a number nobody holds (answered 404).

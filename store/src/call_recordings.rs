@@ -60,6 +60,7 @@ pub struct CallRecording {
 
 /// The recording of a call, as its record carries it to the store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewRecording {
     /// The key of its audio in the audio store.
     pub audio: String,
@@ -264,23 +265,26 @@ impl CallRecordings<'_> {
         self.policy(by, customer).await
     }
 
-    /// A customer's recordings, newest first (at most `limit`).
+    /// A customer's recordings, newest first: at most `limit`, those
+    /// stored before recording `before` (a page's cursor) if given.
     pub async fn list(
         &self,
         by: &Principal,
         customer: CustomerId,
+        before: Option<i64>,
         limit: u32,
     ) -> Result<Vec<CallRecording>> {
         self.0.customers().get(by, customer).await?;
         let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} {SCOPED} AND r.customer_id = $4 \
-             ORDER BY r.started_at DESC, r.id DESC LIMIT $5"
+            "SELECT {COLUMNS} {SCOPED} AND r.customer_id = $4 AND ($5 IS NULL OR r.id < $5) \
+             ORDER BY r.id DESC LIMIT $6"
         ))
         .bind(by.scope.reseller_param())
         .bind(by.scope.customer_param())
         .bind(by.scope.extension_param())
         .bind(customer.0)
-        .bind(i64::from(limit.clamp(1, 1000)))
+        .bind(before)
+        .bind(i64::from(limit.clamp(1, 1001)))
         .fetch_all(self.0.pool())
         .await?;
         rows.iter()
@@ -447,11 +451,17 @@ mod tests {
         let records = db.store.call_records();
         records.insert_batch(&sys, &[call.clone()]).await.unwrap();
         records.insert_batch(&sys, &[call.clone()]).await.unwrap();
-        let list = rec.list(&t.customer_a_admin, a, 50).await.unwrap();
+        let list = rec.list(&t.customer_a_admin, a, None, 50).await.unwrap();
         assert_eq!(list.len(), 1);
         assert_eq!(list[0].duration_ms, call.end_at - (start + 4_000));
         // The extension's own user sees it; other tenants do not.
-        assert_eq!(rec.list(&t.customer_a_user, a, 50).await.unwrap().len(), 1);
+        assert_eq!(
+            rec.list(&t.customer_a_user, a, None, 50)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
         assert!(matches!(
             rec.get(&t.customer_b_admin, list[0].id).await,
             Err(StoreError::NotFound)
@@ -478,7 +488,7 @@ mod tests {
             vec!["recordings/1/a.wav".to_owned()]
         );
         assert!(rec
-            .list(&t.customer_a_admin, a, 50)
+            .list(&t.customer_a_admin, a, None, 50)
             .await
             .unwrap()
             .is_empty());

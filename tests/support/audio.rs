@@ -31,6 +31,12 @@ pub fn write_tone(path: &Path, freq: f64, seconds: u32) {
 
 /// Samples (first channel) and sample rate of a 16-bit PCM WAV file.
 pub fn read_wav(path: &Path) -> Option<(Vec<f64>, u32)> {
+    read_channel(path, 0).map(|(samples, rate, _)| (samples, rate))
+}
+
+/// Samples of channel `channel` (from 0), sample rate and channel count of
+/// a 16-bit PCM WAV file.
+pub fn read_channel(path: &Path, channel: usize) -> Option<(Vec<f64>, u32, usize)> {
     let b = std::fs::read(path).ok()?;
     if b.len() < 12 || &b[0..4] != b"RIFF" || &b[8..12] != b"WAVE" {
         return None;
@@ -49,11 +55,12 @@ pub fn read_wav(path: &Path) -> Option<(Vec<f64>, u32)> {
             rate = u32::from_le_bytes(body[4..8].try_into().ok()?);
         }
         if id == b"data" {
+            let at = 2 * channel.min(channels - 1);
             let samples = body
                 .chunks_exact(2 * channels)
-                .map(|c| f64::from(i16::from_le_bytes([c[0], c[1]])))
+                .map(|c| f64::from(i16::from_le_bytes([c[at], c[at + 1]])))
                 .collect();
-            return Some((samples, rate));
+            return Some((samples, rate, channels));
         }
         at += 8 + len + (len & 1);
     }
@@ -97,6 +104,14 @@ impl Heard {
 pub fn listen(path: &Path, tones: &[f64]) -> Heard {
     match read_wav(path) {
         Some((samples, rate)) => listen_to(&samples, rate, tones),
+        None => listen_to(&[], 8000, tones),
+    }
+}
+
+/// Like [`listen`], to one channel of a stereo recording.
+pub fn listen_channel(path: &Path, channel: usize, tones: &[f64]) -> Heard {
+    match read_channel(path, channel) {
+        Some((samples, rate, _)) => listen_to(&samples, rate, tones),
         None => listen_to(&[], 8000, tones),
     }
 }

@@ -27,6 +27,7 @@ pub mod numbers;
 pub mod page;
 pub mod phones;
 pub mod problem;
+pub mod recordings;
 pub mod rooms;
 pub mod session;
 pub mod tenants;
@@ -111,7 +112,7 @@ impl ApiState {
     tags(
         (name = "resellers"), (name = "customers"), (name = "extensions"), (name = "devices"), (name = "ring-groups"), (name = "conference-rooms"), (name = "business-hours"),
         (name = "numbers"), (name = "trunks"), (name = "price-plans"), (name = "logins"), (name = "tokens"),
-        (name = "live"), (name = "call-records"), (name = "statements"), (name = "webhooks"), (name = "session"), (name = "sip-security"), (name = "media"), (name = "voicemail"),
+        (name = "live"), (name = "call-records"), (name = "statements"), (name = "webhooks"), (name = "session"), (name = "sip-security"), (name = "media"), (name = "voicemail"), (name = "call-recording"),
     )
 )]
 struct ApiDoc;
@@ -209,6 +210,7 @@ fn documented() -> OpenApiRouter<AppState> {
         .merge(guard::routes())
         .merge(media::routes())
         .merge(voicemail::routes())
+        .merge(recordings::routes())
         .merge(numbers::routes())
         .merge(billing::routes())
         .merge(access::routes())

@@ -118,10 +118,7 @@ async fn delete_message(
     Path(id): Path<i64>,
 ) -> ApiResult<StatusCode> {
     let audio = s.store.voicemail().delete(&by, id).await?;
-    if let Err(e) = s.audio.remove(&audio) {
-        // The message is gone; its file is left for the operator to sweep.
-        tracing::warn!(error = %e, message = id, "voicemail audio not removed");
-    }
+    crate::recordings::remove(&s, audio, "voicemail message", id).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -71,10 +71,7 @@ async fn delete(
     let by = visit.principal()?;
     let (message, _) = s.store.voicemail().get(by, id).await?;
     let key = s.store.voicemail().delete(by, id).await?;
-    if let Err(e) = s.audio.remove(&key) {
-        // The message is gone; a file left behind is only disk space.
-        tracing::warn!(error = %e, message = id, "voicemail audio not removed");
-    }
+    crate::recordings::remove(&s, key, "voicemail message", id).await;
     Ok(Redirect::to(&format!(
         "/extensions/{}?done=voicemail_deleted",
         message.extension_id

@@ -1,0 +1,106 @@
+//! Call recording as the proxy sees it: whose calls are recorded (the
+//! customer's policy: an extension's calls, made or answered, and the
+//! calls to a number), and starting the relay's recording when such a call
+//! is answered. Decided in two steps: when a call is routed, whether it may
+//! be recorded (its media must then go through the relay from the start);
+//! when it is answered, whether it is (a ring group's member that records
+//! may not be the one who answers). The audio goes to the audio store
+//! under `recordings/<customer>/`; the recording reaches the store with
+//! the call's record.
+
+use std::sync::Arc;
+
+use pbx_media::CallKey;
+use pbx_store::audio_files::AudioFiles;
+use pbx_store::call_recordings::NewRecording;
+use pbx_store::ExtensionId;
+
+use crate::core::Core;
+use crate::directory::Tenant;
+use crate::routing::{Caller, Ringing};
+
+/// The announcement in a language (`de`, `en`…): 8 kHz samples.
+pub type Announcement = Box<dyn Fn(&str) -> Arc<[i16]> + Send + Sync>;
+
+/// What a node records with: where the audio goes, and the announcement
+/// the parties hear first, by the customer's language.
+pub struct Recordings {
+    pub audio: AudioFiles,
+    pub announcement: Announcement,
+}
+
+/// Whether a routed call is recorded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Policy {
+    /// Whoever answers (the caller's extension records, or the number called does).
+    pub always: bool,
+    /// Some extension it may reach records its calls.
+    pub maybe: bool,
+}
+
+/// The policy of a call as it is routed: `number_records` says whether
+/// the number it came in on records its calls.
+pub fn at_routing(
+    tenant: &Tenant,
+    caller: &Caller,
+    ringing: &Ringing,
+    number_records: bool,
+) -> Policy {
+    let records = |id: ExtensionId| tenant.extension_by_id(id).is_some_and(|e| e.record_calls);
+    // A call an extension forwards to the public network is still its call.
+    let forwarder_records = matches!(ringing,
+        Ringing::Out { forwarded_by: Some(e), .. } if e.record_calls);
+    let always = number_records || forwarder_records || caller.extension.is_some_and(records);
+    let maybe = always
+        || match ringing {
+            Ringing::Phones {
+                extension, plan, ..
+            } => {
+                extension.as_ref().is_some_and(|e| e.record_calls)
+                    || plan
+                        .iter()
+                        .any(|step| step.members.iter().copied().any(records))
+            }
+            Ringing::Out { .. } => false,
+        };
+    Policy { always, maybe }
+}
+
+/// Starts recording a call just answered by `answering` (an extension, if
+/// one answered), if its policy says so. None when it is not recorded, or
+/// cannot be (no audio store on this node, SRTP or another codec, a file
+/// that cannot be made): the call goes on either way.
+pub fn begin(
+    core: &Core,
+    tenant: &Tenant,
+    policy: Policy,
+    key: &CallKey,
+    answering: Option<ExtensionId>,
+) -> Option<NewRecording> {
+    let wanted = policy.always
+        || answering
+            .and_then(|id| tenant.extension_by_id(id))
+            .is_some_and(|e| e.record_calls);
+    if !wanted {
+        return None;
+    }
+    let Some(rec) = core.recordings.get() else {
+        tracing::warn!(customer = %tenant.customer, call_id = %key.0,
+            "a call to record, but this node has no audio store: not recorded");
+        return None;
+    };
+    let audio = AudioFiles::new_key(&format!("recordings/{}", tenant.customer.0), "wav");
+    let path = rec.audio.path(&audio).ok()?;
+    let announcement = (rec.announcement)(&tenant.language);
+    match core.media.record(key, &path, Some(announcement)) {
+        Ok(announcement_ms) => Some(NewRecording {
+            audio,
+            started_at: pbx_store::now_ms() + i64::try_from(announcement_ms).unwrap_or(0),
+        }),
+        Err(e) => {
+            tracing::warn!(customer = %tenant.customer, call_id = %key.0, error = %e,
+                "a call to record could not be recorded");
+            None
+        }
+    }
+}

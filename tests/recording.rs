@@ -1,0 +1,227 @@
+//! Call recording for real: customer A records extension 102's calls.
+//! baresip as 101 (its voice a 500 Hz tone) calls 102 (a baresip that
+//! answers, its voice 1100 Hz); the node anchors the call for it (the
+//! node's anchoring policy alone would not), both phones hear that the call
+//! is recorded, and then talk. The recording is stored with the call's
+//! record: a stereo WAV, the caller's tone left and the callee's right,
+//! starting after the announcement. A call between 101 and 103 (whose
+//! calls are not recorded) leaves no recording. On SQLite and PostgreSQL.
+//!
+//! Needs baresip (Debian's baresip); skipped with a message otherwise,
+//! unless CI requires it.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use pbx_store::call_recordings::{CallRecording, RecordingPolicy};
+use pbx_store::testing::TestDb;
+use pbx_store::{Principal, Store};
+use support::audio::{listen_channel, listen_span, read_channel};
+use support::sip::{baresip, baresip_available, seed, seed_store, Seeded};
+use support::softphone::{heard, softphone};
+use support::{Node, TempDir};
+
+const CALLER_HZ: f64 = 500.0;
+const CALLEE_HZ: f64 = 1100.0;
+
+/// Records the calls of customer A's extension 102.
+async fn record_102(store: &Store) {
+    let sys = Principal::system();
+    let acme = support::sip::customer_a(store).await;
+    let e102 = store
+        .extensions()
+        .list(&sys, acme)
+        .await
+        .expect("extensions")
+        .into_iter()
+        .find(|e| e.number == "102")
+        .expect("102");
+    store
+        .call_recordings()
+        .set_policy(
+            &sys,
+            acme,
+            &RecordingPolicy {
+                retention_days: 30,
+                extensions: vec![e102.id],
+                numbers: vec![],
+            },
+        )
+        .await
+        .expect("policy");
+}
+
+/// Customer A's recordings once `n` are stored (records are written in
+/// the background), or what there is after a while.
+async fn recordings(store: &Store, n: usize) -> Vec<(CallRecording, String)> {
+    let sys = Principal::system();
+    let acme = support::sip::customer_a(store).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let list = store
+            .call_recordings()
+            .list(&sys, acme, None, 100)
+            .await
+            .expect("recordings");
+        if list.len() >= n || Instant::now() > deadline {
+            let mut out = Vec::new();
+            for r in list {
+                out.push(store.call_recordings().get(&sys, r.id).await.expect("get"));
+            }
+            return out;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+fn established(dir: &Path, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        let log = std::fs::read_to_string(dir.join("log")).unwrap_or_default();
+        if log.contains("Call established") {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+/// 101 calls `callee` (a baresip answering by itself) for `seconds`.
+fn call(home: &Path, node: &Node, seeded: &Seeded, callee: &str, seconds: u32) -> [PathBuf; 2] {
+    let (phone, name) = match callee {
+        "102" => (&seeded.a102, "102"),
+        _ => (&seeded.a103, "103"),
+    };
+    let callee_dir = softphone(
+        &home.join(format!("{name}-answers")),
+        phone,
+        node.sip_port,
+        CALLEE_HZ,
+        false,
+    );
+    let accounts = callee_dir.join("accounts");
+    let account = std::fs::read_to_string(&accounts).expect("accounts");
+    std::fs::write(
+        &accounts,
+        format!("{};answermode=auto\n", account.trim_end()),
+    )
+    .expect("accounts");
+    let mut callee_run = baresip(&callee_dir, seconds + 10, &[]);
+    // Its registration first.
+    std::thread::sleep(Duration::from_secs(2));
+    let caller_dir = softphone(
+        &home.join(format!("101-calls-{name}")),
+        &seeded.a101,
+        node.sip_port,
+        CALLER_HZ,
+        false,
+    );
+    let mut caller_run = baresip(&caller_dir, seconds, &[&format!("/dial {callee}")]);
+    assert!(
+        established(&caller_dir, Duration::from_secs(15)),
+        "101 reached {callee}:\n{}",
+        std::fs::read_to_string(caller_dir.join("log")).unwrap_or_default()
+    );
+    let _ = caller_run.wait();
+    let _ = callee_run.kill();
+    let _ = callee_run.wait();
+    [caller_dir, callee_dir]
+}
+
+fn a_recorded_call(dir: &TempDir, seeded: &Seeded, database_url: Option<&str>, store: &Store) {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(record_102(store));
+    let key = support::sip::secret_key_base64();
+    // The node anchors only calls behind NAT: recording must anchor by itself.
+    let mut env = vec![
+        ("PBX_SECRET_KEY", key.as_str()),
+        ("PBX_SIP_DIGEST_ALGORITHMS", "MD5"),
+        ("PBX_MEDIA_ANCHOR", "nat"),
+    ];
+    if let Some(url) = database_url {
+        env.push(("PBX_DATABASE_URL", url));
+    }
+    let node = Node::start(dir.path(), &["serve"], &env);
+    let home = TempDir::new("recording-phones");
+    let [caller_dir, callee_dir] = call(home.path(), &node, seeded, "102", 14);
+
+    let found = rt.block_on(recordings(store, 1));
+    assert_eq!(
+        found.len(),
+        1,
+        "one recording: {found:?}\n{}",
+        node.stdout_text()
+            .lines()
+            .chain(node.stderr_text().lines())
+            .filter(|l| l.contains("record") || l.contains("WARN"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let (rec, audio) = &found[0];
+    assert_eq!((rec.caller.as_str(), rec.callee.as_str()), ("101", "102"));
+    assert!(
+        (5_000..14_000).contains(&rec.duration_ms),
+        "recorded from after the announcement to the end: {rec:?}"
+    );
+    let file = dir.path().join("audio").join(audio);
+    let tones = [CALLER_HZ, CALLEE_HZ];
+    let (_, rate, channels) = read_channel(&file, 0).expect("a WAV file");
+    assert_eq!((rate, channels), (8000, 2));
+    let left = listen_channel(&file, 0, &tones);
+    let right = listen_channel(&file, 1, &tones);
+    assert!(left.has(CALLER_HZ), "the caller's side, left: {left:?}");
+    assert!(right.has(CALLEE_HZ), "the callee's side, right: {right:?}");
+    let share = |h: &support::audio::Heard, f: f64| {
+        h.shares
+            .iter()
+            .find(|(t, _)| *t == f)
+            .map_or(0.0, |(_, s)| *s)
+    };
+    assert!(share(&left, CALLEE_HZ) < 0.05 && share(&right, CALLER_HZ) < 0.05);
+    // Both phones heard the announcement first: speech, neither tone.
+    for (who, phone) in [("101", &caller_dir), ("102", &callee_dir)] {
+        let first = listen_span(&heard(phone), &tones, 0.3, 1.5);
+        assert!(
+            first.rms > 300.0 && share(&first, CALLER_HZ) + share(&first, CALLEE_HZ) < 0.2,
+            "{who} heard the announcement: {first:?}"
+        );
+    }
+
+    // 103's calls are not recorded.
+    call(home.path(), &node, seeded, "103", 5);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(rt.block_on(recordings(store, 2)).len(), 1, "no recording");
+}
+
+#[test]
+fn a_recorded_call_holds_both_sides_after_the_announcement() {
+    if !baresip_available() {
+        return;
+    }
+    let dir = TempDir::new("recording");
+    let seeded = seed(dir.path());
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let store = rt.block_on(support::sip::open_seeded(dir.path()));
+    a_recorded_call(&dir, &seeded, None, &store);
+    rt.block_on(store.close());
+}
+
+#[test]
+fn a_recorded_call_on_postgres() {
+    if !baresip_available() {
+        return;
+    }
+    let Some(_) = support::postgres_url() else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let Some(db) = rt.block_on(TestDb::postgres()) else {
+        return;
+    };
+    let seeded = rt.block_on(seed_store(&db.store));
+    let dir = TempDir::new("recording-postgres");
+    a_recorded_call(&dir, &seeded, Some(&db.url), &db.store);
+    drop(db);
+}
