@@ -186,6 +186,29 @@ async fn authorisation_matrix(db: TestDb) {
         .await
         .unwrap();
 
+    // A recorded call of customer A, with its audio.
+    let audio = pbx_store::audio_files::AudioFiles::new_key("recordings/matrix", "wav");
+    api.state.audio.write(&audio, b"RIFF").unwrap();
+    let mut call = pbx_store::testing::answered_call("matrix-rec", x, a, 1_000_000, 5_000);
+    call.recording = Some(pbx_store::call_recordings::NewRecording {
+        audio,
+        started_at: 1_003_000,
+    });
+    api.db
+        .store
+        .call_records()
+        .insert_batch(&sys, &[call])
+        .await
+        .unwrap();
+    let recording = api
+        .db
+        .store
+        .call_recordings()
+        .list(&sys, a, None, 1)
+        .await
+        .unwrap()[0]
+        .id;
+
     use Method as M;
     // Operator-only changes answer 403 to everyone else, whatever the id:
     // the same answer for every id is no existence oracle either.
@@ -445,6 +468,36 @@ async fn authorisation_matrix(db: TestDb) {
         row(
             M::GET,
             format!("/api/v1/customers/{a}/business-hours"),
+            None,
+            ok,
+        ),
+        row(
+            M::GET,
+            format!("/api/v1/customers/{a}/call-recording"),
+            None,
+            ok,
+        ),
+        row(
+            M::PUT,
+            format!("/api/v1/customers/{a}/call-recording"),
+            Some(json!({"retention_days": 30, "extensions": [ext], "numbers": [number.id]})),
+            ok,
+        ),
+        row(
+            M::GET,
+            format!("/api/v1/customers/{a}/call-recordings"),
+            None,
+            ok,
+        ),
+        row(
+            M::GET,
+            format!("/api/v1/call-recordings/{recording}"),
+            None,
+            ok,
+        ),
+        row(
+            M::GET,
+            format!("/api/v1/call-recordings/{recording}/audio"),
             None,
             ok,
         ),

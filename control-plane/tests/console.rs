@@ -1464,6 +1464,142 @@ async fn voicemail_is_listed_played_and_deleted_in_the_console(db: TestDb) {
     assert!(!after.body.contains("03012345678"));
 }
 
+async fn recorded_calls_are_listed_played_and_deleted_and_the_policy_set(db: TestDb) {
+    let api = setup(db).await;
+    let t = &api.t;
+    let sys = Principal::system();
+    let key = pbx_store::audio_files::AudioFiles::new_key("recordings/console", "wav");
+    api.state.audio.write(&key, b"RIFF-call").expect("audio");
+    let mut call = pbx_store::testing::answered_call(
+        "console-rec",
+        t.reseller_x.id,
+        t.customer_a.id,
+        pbx_store::now_ms() - 60_000,
+        20_000,
+    );
+    call.caller = "0309876543".into();
+    call.caller_extension_id = Some(t.extension_a.id);
+    call.recording = Some(pbx_store::call_recordings::NewRecording {
+        audio: key.clone(),
+        started_at: call.answer_at.unwrap_or_default() + 3_000,
+    });
+    api.db
+        .store
+        .call_records()
+        .insert_batch(&sys, &[call])
+        .await
+        .expect("record");
+    let id = api
+        .db
+        .store
+        .call_recordings()
+        .list(&sys, t.customer_a.id, None, 1)
+        .await
+        .expect("list")[0]
+        .id;
+    let page_path = format!("/customers/{}/recordings", t.customer_a.id);
+    let audio_path = format!("/call-recordings/{id}/audio");
+
+    // The extension's own user hears it, and sets nothing.
+    let mut user = Browser::new(&api, HOST_X);
+    user.sign_in("user@acme.test").await;
+    let page = user.get(&page_path).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("0309876543") && page.body.contains(&audio_path));
+    assert!(!page.body.contains("retention_days"), "{}", page.body);
+    assert_eq!(user.get(&audio_path).await.status, StatusCode::OK);
+
+    let mut x = Browser::new(&api, HOST_X);
+    x.sign_in("admin@acme.test").await;
+    let page = x.get(&page_path).await;
+    assert!(page.body.contains("17 s"), "{}", page.body);
+    // The policy: extension A recorded, kept 14 days.
+    let token = x.token(&page_path).await;
+    let ext_box = format!("ext_{}", t.extension_a.id);
+    let saved = x
+        .post(
+            &page_path,
+            &[
+                ("csrf", &token),
+                ("retention_days", "14"),
+                (ext_box.as_str(), "on"),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER);
+    let policy = api
+        .db
+        .store
+        .call_recordings()
+        .policy(&sys, t.customer_a.id)
+        .await
+        .expect("policy");
+    assert_eq!(
+        (policy.retention_days, policy.extensions),
+        (14, vec![t.extension_a.id])
+    );
+    // Another customer's extension is refused, and nothing changes.
+    let other = format!("ext_{}", t.extension_b.id);
+    let refused = x
+        .post(
+            &page_path,
+            &[
+                ("csrf", &token),
+                ("retention_days", "7"),
+                (other.as_str(), "on"),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        api.db
+            .store
+            .call_recordings()
+            .policy(&sys, t.customer_a.id)
+            .await
+            .expect("policy")
+            .retention_days,
+        14
+    );
+    // A customer's user cannot set it.
+    let user_token = user.token(&page_path).await;
+    assert_eq!(
+        user.post(
+            &page_path,
+            &[("csrf", &user_token), ("retention_days", "1")]
+        )
+        .await
+        .status,
+        StatusCode::NOT_FOUND
+    );
+    // Customer B's admin reaches neither the page, the audio nor the delete.
+    let mut y = Browser::new(&api, HOST_Y);
+    y.sign_in("admin@bolt.test").await;
+    assert_eq!(y.get(&page_path).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(y.get(&audio_path).await.status, StatusCode::NOT_FOUND);
+    let y_token = y
+        .token(&format!("/customers/{}/recordings", t.customer_b.id))
+        .await;
+    assert_eq!(
+        y.post(
+            &format!("/call-recordings/{id}/delete"),
+            &[("csrf", &y_token)]
+        )
+        .await
+        .status,
+        StatusCode::NOT_FOUND
+    );
+    let deleted = x
+        .post(
+            &format!("/call-recordings/{id}/delete"),
+            &[("csrf", &token)],
+        )
+        .await;
+    assert_eq!(deleted.status, StatusCode::SEE_OTHER);
+    assert_eq!(x.get(&audio_path).await.status, StatusCode::NOT_FOUND);
+    assert!(api.state.audio.read(&key).is_err(), "the audio is gone");
+}
+
 async fn resellers_and_the_operator_keep_their_price_plans(db: TestDb) {
     let api = setup(db).await;
     let mut x = Browser::new(&api, HOST_X);
@@ -2523,6 +2659,7 @@ pbx_store::both_engines!(
     customer_admin_runs_ring_groups,
     customer_admin_runs_conference_rooms,
     voicemail_is_listed_played_and_deleted_in_the_console,
+    recorded_calls_are_listed_played_and_deleted_and_the_policy_set,
     resellers_and_the_operator_keep_their_price_plans,
     trunks_are_kept_by_their_owner_and_never_show_their_secret,
     customer_admin_keeps_business_hours,

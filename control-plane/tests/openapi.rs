@@ -255,6 +255,35 @@ async fn every_documented_route_answers_as_documented(db: TestDb) {
         .unwrap()
         .unwrap();
 
+    // A recorded call with its audio.
+    let audio = pbx_store::audio_files::AudioFiles::new_key("recordings/openapi", "wav");
+    api.state.audio.write(&audio, &silent_wav(800)).unwrap();
+    let mut call = pbx_store::testing::answered_call(
+        "openapi-rec",
+        t.reseller_x.id,
+        t.customer_a.id,
+        now,
+        5_000,
+    );
+    call.recording = Some(pbx_store::call_recordings::NewRecording {
+        audio,
+        started_at: now + 2_000,
+    });
+    api.db
+        .store
+        .call_records()
+        .insert_batch(&sys, &[call])
+        .await
+        .unwrap();
+    let call_recording = api
+        .db
+        .store
+        .call_recordings()
+        .list(&sys, t.customer_a.id, None, 1)
+        .await
+        .unwrap()[0]
+        .id;
+
     let served = api.get(Who::Anonymous, "/api/v1/openapi.json").await;
     assert_eq!(served.status, 200);
     let doc = served.json();
@@ -290,6 +319,7 @@ async fn every_documented_route_answers_as_documented(db: TestDb) {
             "sip-allow-list" => allowed.id,
             "account-protections" => protection,
             "voicemail" => voicemail,
+            "call-recordings" => call_recording,
             other => panic!("no id known for /{other}"),
         }
     };

@@ -17,6 +17,7 @@ mod operator;
 mod pages;
 mod password;
 mod plans;
+mod recordings;
 mod reseller;
 mod rooms;
 mod security;
@@ -114,6 +115,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(groups::routes())
         .merge(rooms::routes())
         .merge(voicemail::routes())
+        .merge(recordings::routes())
         .merge(hours::routes())
         .merge(plans::routes())
         .merge(trunks::routes())

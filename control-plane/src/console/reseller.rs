@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::look::Owner;
-use super::visit::{Failure, Form, Visit};
+use super::visit::{Failure, Form, Nothing, Visit};
 use crate::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -148,9 +148,6 @@ async fn set_status(
         .await?;
     Ok(Redirect::to("/customers?done=status_changed").into_response())
 }
-
-#[derive(Deserialize)]
-struct Nothing {}
 
 /// Opens a customer's console as that customer: the session acts in the
 /// customer's scope (every page shows a banner) until the admin goes back.

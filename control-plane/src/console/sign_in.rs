@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::look::Owner;
-use super::visit::{self, belongs, Failure, Form, Visit};
+use super::visit::{self, belongs, Failure, Form, Nothing, Visit};
 use crate::AppState;
 
 #[derive(Deserialize)]
@@ -237,9 +237,6 @@ pub async fn code(
         Proof::Ended => Ok(Redirect::to("/login?expired=1").into_response()),
     }
 }
-
-#[derive(Deserialize)]
-pub struct Nothing {}
 
 pub async fn sign_out(
     State(s): State<AppState>,

@@ -55,6 +55,7 @@ impl Deref for Visit {
 /// Messages a redirect may ask the next page to show.
 const FLASHES: &[&str] = &[
     "saved",
+    "recording_deleted",
     "extension_created",
     "extension_deleted",
     "device_deleted",
@@ -299,6 +300,7 @@ impl Visit {
                 (format!("/customers/{c}/business-hours"), "business_hours"),
                 (format!("/customers/{c}/numbers"), "phone_numbers"),
                 (format!("/customers/{c}/calls"), "call_history"),
+                (format!("/customers/{c}/recordings"), "call_recording"),
                 ("/security".to_owned(), "sip_security"),
             ],
             Scope::Extension {
@@ -308,6 +310,7 @@ impl Visit {
             } => vec![
                 (format!("/extensions/{e}"), "my_extension"),
                 (format!("/customers/{c}/calls"), "call_history"),
+                (format!("/customers/{c}/recordings"), "call_recording"),
             ],
             Scope::Reseller { .. } => vec![
                 ("/customers".to_owned(), "customers"),
@@ -484,6 +487,10 @@ impl From<StoreError> for Failure {
         }
     }
 }
+
+/// A form with nothing but its CSRF token (a button's POST).
+#[derive(Deserialize)]
+pub struct Nothing {}
 
 /// A submitted form whose `csrf` field matched the session's token. Every
 /// console POST takes one (sign-in excepted: it has no session yet).

@@ -9,7 +9,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde_json::{json, Value};
 
-use super::visit::{Failure, Form, Visit};
+use super::visit::{Failure, Form, Nothing, Visit};
 use crate::recordings::Recording;
 use crate::AppState;
 
@@ -56,10 +56,6 @@ async fn audio(
         Recording::Missing => Err(Failure::NotFound),
     }
 }
-
-/// A form with nothing but its CSRF token.
-#[derive(serde::Deserialize)]
-struct Nothing {}
 
 /// Deletes a message and its recording; back to the extension's page.
 async fn delete(
