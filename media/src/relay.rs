@@ -687,6 +687,7 @@ fn bind_pair(ip: IpAddr, port: u16) -> std::io::Result<(UdpSocket, UdpSocket)> {
 mod tests {
     use super::*;
     use crate::g711::Law;
+    use std::path::Path;
 
     fn sdp(ip: &str, port: u16) -> Vec<u8> {
         format!("v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP 0\r\na=sendrecv\r\n")
@@ -875,6 +876,67 @@ mod tests {
         assert!((8000..=16000).contains(&caller.len()), "{}", caller.len());
         assert!(p(&caller, 400.0) < p(&caller, 1000.0) / 100.0);
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn a_full_disk_ends_the_recording_not_the_call() {
+        let relay = Relay::new(config(41400));
+        let a = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let lo: IpAddr = Ipv4Addr::LOCALHOST.into();
+        let key: CallKey = ("call-full".into(), "tag".into());
+        relay.reserve(&key, Party::Caller, lo).unwrap();
+        let a_sdp = sdp("127.0.0.1", a.local_addr().unwrap().port());
+        let b_sdp = sdp("127.0.0.1", b.local_addr().unwrap().port());
+        let to_b = port_of(
+            &relay
+                .update(&key, Party::Caller, Party::Callee(0), &a_sdp, lo, lo)
+                .unwrap(),
+        );
+        let to_a = port_of(
+            &relay
+                .update(&key, Party::Callee(0), Party::Caller, &b_sdp, lo, lo)
+                .unwrap(),
+        );
+        relay.choose(&key, 0);
+        relay.established(&key);
+        // A file that cannot be made: no recording, the call goes on.
+        let blocked = std::env::temp_dir().join(format!("pbx-rec-file-{}", std::process::id()));
+        std::fs::write(&blocked, b"a file, not a directory").unwrap();
+        assert!(matches!(
+            relay.record(&key, &blocked.join("call.wav"), None),
+            Err(MediaError::RecordingFile(_))
+        ));
+        let _ = std::fs::remove_file(&blocked);
+        // A disk that fills up (every write to /dev/full fails): the
+        // recording stops, counted; the call's audio still flows.
+        if std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .is_err()
+        {
+            return;
+        }
+        relay.record(&key, Path::new("/dev/full"), None).unwrap();
+        for seq in 0..300u16 {
+            a.send_to(&voice(seq, 7, &[1000; FRAME]), to_a)
+                .await
+                .unwrap();
+            assert!(recv(&b).await.is_some(), "the call goes on");
+            if seq % 50 == 0 {
+                b.send_to(&voice(seq, 8, &[0; FRAME]), to_b).await.unwrap();
+                assert!(recv(&a).await.is_some());
+            }
+        }
+        relay.delete(&key).unwrap();
+        let errors = &relay.stats().recording_errors;
+        for _ in 0..50 {
+            if errors.load(Ordering::Relaxed) == 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(errors.load(Ordering::Relaxed), 2, "both failures counted");
     }
 
     #[tokio::test]

@@ -104,3 +104,74 @@ pub fn begin(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::Step;
+    use pbx_store::call_records::CallDirection;
+    use pbx_store::directory::{CustomerDirectory, DirectoryExtension};
+    use pbx_store::{CustomerId, ResellerId};
+
+    /// Customer 1 with extensions 101 (records its calls) and 102 (does not).
+    fn tenant() -> Tenant {
+        let mut d = CustomerDirectory::empty(CustomerId(1), ResellerId(1), "acme.test");
+        for (id, number, record_calls) in [(1, "101", true), (2, "102", false)] {
+            d.extensions.push(DirectoryExtension {
+                id: ExtensionId(id),
+                number: number.into(),
+                display_name: number.into(),
+                dnd: false,
+                record_calls,
+                forwards: Vec::new(),
+            });
+        }
+        Tenant::from_store(d)
+    }
+
+    fn caller(extension: Option<i64>) -> Caller {
+        Caller {
+            extension: extension.map(ExtensionId),
+            device: None,
+            direction: CallDirection::Internal,
+        }
+    }
+
+    fn ringing(t: &Tenant, extension: Option<i64>, then: &[i64]) -> Ringing {
+        Ringing::Phones {
+            callee: "x".into(),
+            extension: extension.and_then(|e| t.extension_by_id(ExtensionId(e)).cloned()),
+            bindings: Vec::new(),
+            ring_s: None,
+            plan: then
+                .iter()
+                .map(|e| Step {
+                    members: vec![ExtensionId(*e)],
+                    ring_s: None,
+                })
+                .collect(),
+            passed: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn whose_calls_are_recorded() {
+        let t = tenant();
+        let (yes, no) = (Some(1), Some(2));
+        let policy = |c, r, number| at_routing(&t, &caller(c), &r, number);
+        // 101 calling: recorded whoever answers.
+        let p = policy(yes, ringing(&t, no, &[]), false);
+        assert_eq!((p.always, p.maybe), (true, true));
+        // 102 calling 101: anchored, recorded if 101 answers.
+        let p = policy(no, ringing(&t, yes, &[]), false);
+        assert_eq!((p.always, p.maybe), (false, true));
+        // 101 only later in a ring group's plan: the same.
+        let p = policy(no, ringing(&t, None, &[2, 1]), false);
+        assert_eq!((p.always, p.maybe), (false, true));
+        // Nobody records: nothing (the node's own anchoring applies).
+        assert_eq!(policy(no, ringing(&t, no, &[2]), false), Policy::default());
+        // A recording number: always, from a carrier (no caller extension).
+        let p = policy(None, ringing(&t, no, &[]), true);
+        assert_eq!((p.always, p.maybe), (true, true));
+    }
+}
