@@ -21,7 +21,7 @@ use pbx_store::{Principal, Store};
 use support::audio::{listen_channel, listen_span, read_channel};
 use support::sip::{baresip, baresip_available, seed, seed_store, Seeded};
 use support::softphone::{heard, softphone};
-use support::{Node, TempDir};
+use support::{metric, Node, TempDir};
 
 const CALLER_HZ: f64 = 500.0;
 const CALLEE_HZ: f64 = 1100.0;
@@ -193,6 +193,8 @@ fn a_recorded_call(dir: &TempDir, seeded: &Seeded, database_url: Option<&str>, s
     call(home.path(), &node, seeded, "103", 5);
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(rt.block_on(recordings(store, 2)).len(), 1, "no recording");
+    assert_eq!(metric(&node, "pbx_media_recordings_total"), 1);
+    assert_eq!(metric(&node, "pbx_media_recording_errors_total"), 0);
 }
 
 #[test]

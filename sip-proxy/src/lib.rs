@@ -384,6 +384,30 @@ impl SipProxy {
                 "counter",
                 load(&m.replaced_by_music),
             ),
+            (
+                "pbx_media_replaced_by_announcement_total".to_owned(),
+                "Packets not sent on while both parties heard that their call is recorded.",
+                "counter",
+                load(&m.replaced_by_announcement),
+            ),
+            (
+                "pbx_media_recordings_total".to_owned(),
+                "Calls whose recording began.",
+                "counter",
+                load(&m.recordings_started),
+            ),
+            (
+                "pbx_media_recording_errors_total".to_owned(),
+                "Recordings that could not be made or stopped early (a file not written).",
+                "counter",
+                load(&m.recording_errors),
+            ),
+            (
+                "pbx_media_recording_dropped_packets_total".to_owned(),
+                "Packets a recording's writer was too far behind to take.",
+                "counter",
+                load(&m.recording_dropped_packets),
+            ),
         ]);
         out
     }
