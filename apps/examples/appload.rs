@@ -3,9 +3,10 @@
 //! conference rooms each run alone on a tokio runtime thread of their own,
 //! fed by phones on another thread (G.711, a packet every 20 ms), and the
 //! CPU each workload's thread used is read from /proc. Prints one JSON
-//! line per workload: CPU per session (relayed call, recording,
-//! conference participant) in µs per second of audio, the ratio to a
-//! relayed call, and frames lost at the phones. Loopback only.
+//! line per workload: CPU per session (relayed call, relayed call recorded
+//! by the relay, voicemail recording, conference participant) in µs per
+//! second of audio, the ratio to a relayed call, and frames lost at the
+//! phones. Loopback only.
 //!
 //! cargo run --release -p pbx-apps --example appload -- \
 //!     --calls 200 --recordings 200 --rooms 20 --room-size 10 --seconds 15
@@ -147,6 +148,9 @@ fn port_of(sdp: &[u8]) -> u16 {
         .expect("relay port")
 }
 
+/// Workload threads are named in order (`workload-0`…), for profilers.
+static NEXT: AtomicU64 = AtomicU64::new(0);
+
 /// What one workload cost.
 struct Outcome {
     cpu_ms: u64,
@@ -163,37 +167,40 @@ where
     F: FnOnce(tokio::runtime::Handle) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = (Vec<Phone>, u64, Box<dyn std::any::Any + Send>)>,
 {
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async move {
-            let (list, expected, keep) = setup(phones).await;
-            // Warm-up past the set-up, then the measured stretch.
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            let before: u64 = list
-                .iter()
-                .map(|p| p.received.load(Ordering::Relaxed))
-                .sum();
-            let cpu = thread_cpu_ms();
-            tokio::time::sleep(Duration::from_secs(seconds)).await;
-            let cpu_ms = thread_cpu_ms() - cpu;
-            let after: u64 = list
-                .iter()
-                .map(|p| p.received.load(Ordering::Relaxed))
-                .sum();
-            drop(keep);
-            Outcome {
-                cpu_ms,
-                sessions: list.len(),
-                expected: expected * seconds * 50,
-                received: after - before,
-            }
+    std::thread::Builder::new()
+        .name(format!("workload-{}", NEXT.fetch_add(1, Ordering::Relaxed)))
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let (list, expected, keep) = setup(phones).await;
+                // Warm-up past the set-up, then the measured stretch.
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let before: u64 = list
+                    .iter()
+                    .map(|p| p.received.load(Ordering::Relaxed))
+                    .sum();
+                let cpu = thread_cpu_ms();
+                tokio::time::sleep(Duration::from_secs(seconds)).await;
+                let cpu_ms = thread_cpu_ms() - cpu;
+                let after: u64 = list
+                    .iter()
+                    .map(|p| p.received.load(Ordering::Relaxed))
+                    .sum();
+                drop(keep);
+                Outcome {
+                    cpu_ms,
+                    sessions: list.len(),
+                    expected: expected * seconds * 50,
+                    received: after - before,
+                }
+            })
         })
-    })
-    .join()
-    .expect("workload")
+        .expect("workload thread")
+        .join()
+        .expect("workload")
 }
 
 fn report(label: &str, o: &Outcome, per: usize, seconds: u64, relayed: Option<f64>) -> f64 {
@@ -205,6 +212,65 @@ fn report(label: &str, o: &Outcome, per: usize, seconds: u64, relayed: Option<f6
         o.sessions, o.cpu_ms
     );
     us
+}
+
+/// `calls` calls of two phones each through a relay, talking for `talk`
+/// seconds; each recorded into `record` (a directory) if given.
+async fn relayed_calls(
+    ph: tokio::runtime::Handle,
+    calls: usize,
+    talk: u64,
+    record: Option<std::path::PathBuf>,
+) -> (Vec<Phone>, u64, Box<dyn std::any::Any + Send>) {
+    let relay = Relay::new(RelayConfig {
+        ports: (30000, 39999),
+        bind_v4: std::net::Ipv4Addr::LOCALHOST,
+        music_on_hold: false,
+        ..RelayConfig::default()
+    });
+    let mut list = Vec::new();
+    for c in 0..calls {
+        let key = (format!("call-{c}"), "tag".to_owned());
+        let (x, y) = (phone(&ph).await, phone(&ph).await);
+        relay.reserve(&key, Party::Caller, IP).expect("reserve");
+        let to_y = relay
+            .update(
+                &key,
+                Party::Caller,
+                Party::Callee(0),
+                &sdp(x.addr().port()),
+                IP,
+                IP,
+            )
+            .expect("offer");
+        let to_x = relay
+            .update(
+                &key,
+                Party::Callee(0),
+                Party::Caller,
+                &sdp(y.addr().port()),
+                IP,
+                IP,
+            )
+            .expect("answer");
+        relay.choose(&key, 0);
+        relay.established(&key);
+        if let Some(dir) = &record {
+            relay
+                .record(&key, &dir.join(format!("{c}.wav")), None)
+                .expect("recording");
+        }
+        x.run(SocketAddr::new(IP, port_of(&to_x)), talk, &ph);
+        y.run(SocketAddr::new(IP, port_of(&to_y)), talk, &ph);
+        list.push(x);
+        list.push(y);
+    }
+    let expected = list.len() as u64;
+    (
+        list,
+        expected,
+        Box::new(relay) as Box<dyn std::any::Any + Send>,
+    )
 }
 
 fn main() {
@@ -220,53 +286,19 @@ fn main() {
 
     // Relayed calls: two phones each, through the relay.
     let calls = a.calls;
-    let relay = workload(seconds, handle.clone(), move |ph| async move {
-        let relay = Relay::new(RelayConfig {
-            ports: (30000, 39999),
-            bind_v4: std::net::Ipv4Addr::LOCALHOST,
-            music_on_hold: false,
-            ..RelayConfig::default()
-        });
-        let mut list = Vec::new();
-        for c in 0..calls {
-            let key = (format!("call-{c}"), "tag".to_owned());
-            let (x, y) = (phone(&ph).await, phone(&ph).await);
-            relay.reserve(&key, Party::Caller, IP).expect("reserve");
-            let to_y = relay
-                .update(
-                    &key,
-                    Party::Caller,
-                    Party::Callee(0),
-                    &sdp(x.addr().port()),
-                    IP,
-                    IP,
-                )
-                .expect("offer");
-            let to_x = relay
-                .update(
-                    &key,
-                    Party::Callee(0),
-                    Party::Caller,
-                    &sdp(y.addr().port()),
-                    IP,
-                    IP,
-                )
-                .expect("answer");
-            relay.choose(&key, 0);
-            relay.established(&key);
-            x.run(SocketAddr::new(IP, port_of(&to_x)), talk, &ph);
-            y.run(SocketAddr::new(IP, port_of(&to_y)), talk, &ph);
-            list.push(x);
-            list.push(y);
-        }
-        let expected = list.len() as u64;
-        (
-            list,
-            expected,
-            Box::new(relay) as Box<dyn std::any::Any + Send>,
-        )
+    let relay = workload(seconds, handle.clone(), move |ph| {
+        relayed_calls(ph, calls, talk, None)
     });
     let per_call = report("relayed_call", &relay, calls, seconds, None);
+
+    // The same calls recorded by the relay (both sides to a WAV file each).
+    let dir = std::env::temp_dir().join(format!("appload-{}", std::process::id()));
+    let files = dir.clone();
+    let recorded = workload(seconds, handle.clone(), move |ph| {
+        relayed_calls(ph, calls, talk, Some(files))
+    });
+    report("recorded_call", &recorded, calls, seconds, Some(per_call));
+    let _ = std::fs::remove_dir_all(&dir);
 
     // Recordings: what voicemail does while a caller speaks.
     let recordings = a.recordings;

@@ -3,20 +3,21 @@
 //! writer task that puts both sides back in order and writes them to a
 //! stereo WAV file, the caller left and the callee right, 8 kHz 16-bit.
 //!
-//! The writer runs on its own 20 ms clock and takes one frame of each side
-//! per tick (silence where a side sent nothing), so the two channels stay
-//! aligned through loss, silence suppression, hold and a restarted stream.
+//! The writer runs on its own clock: every 100 ms it takes what the relay
+//! queued (the relay never wakes it: a wake-up per packet, or a tick per
+//! frame, cost more than relaying the call) and writes five 20 ms frames
+//! of each side (silence where a side sent nothing), so the two channels
+//! stay aligned through loss, silence suppression, hold and a restarted
+//! stream.
 //! The file's header is brought up to date every few seconds: a node that
 //! dies mid-call leaves a file that plays up to then. A write that fails
 //! (a full disk) ends the recording, never the call.
 
 use std::io::BufWriter;
 use std::path::Path;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-use tokio::sync::mpsc;
 
 use crate::audio::{FRAME, RATE};
 use crate::g711::Law;
@@ -27,27 +28,49 @@ use crate::relay::RelayStats;
 /// A writer that falls further behind loses packets (counted), never
 /// holds up the relay.
 const QUEUE: usize = 200;
-/// 60 ms of reordering is put right; at most 200 ms wait per side.
+/// The writer's tick, and the frames it writes per tick.
+const TICK: Duration = Duration::from_millis(100);
+const FRAMES_PER_TICK: usize = 5;
+/// 60 ms of reordering is put right; at most 300 ms wait per side.
 const WINDOW: u32 = 480;
-const MOST: usize = 1600;
+const MOST: usize = 2400;
 /// Ticks between header updates (5 s).
-const FLUSH_TICKS: u32 = 250;
+const FLUSH_TICKS: u32 = 50;
+/// The longest payload kept whole (30 ms of G.711); longer ones are cut.
+const PAYLOAD: usize = 240;
 
-/// One forwarded packet of a recorded call.
+/// One forwarded packet of a recorded call, as it came (decoded by the
+/// writer, off the relay's path).
 #[derive(Debug)]
 struct Tapped {
     caller: bool,
+    law: Law,
     ssrc: u32,
     timestamp: u32,
-    samples: Vec<i16>,
+    len: u8,
+    payload: [u8; PAYLOAD],
+}
+
+/// What the relay hands the writer.
+#[derive(Debug, Default)]
+struct Shared {
+    queue: Mutex<Vec<Tapped>>,
+    /// The call's media ended: the writer finishes the file.
+    ended: AtomicBool,
 }
 
 /// The relay's end of a recording: copies packets to its writer. Dropping
-/// every copy (the call's media ends) finishes the file.
-#[derive(Debug, Clone)]
+/// it (the call's media ends) finishes the file.
+#[derive(Debug)]
 pub struct Tap {
-    tx: mpsc::Sender<Tapped>,
+    shared: Arc<Shared>,
     stats: Arc<RelayStats>,
+}
+
+impl Drop for Tap {
+    fn drop(&mut self) {
+        self.shared.ended.store(true, Ordering::Release);
+    }
 }
 
 impl Tap {
@@ -60,15 +83,20 @@ impl Tap {
         let Some(law) = Law::of_payload_type(h.payload_type) else {
             return;
         };
-        let mut samples = Vec::with_capacity(payload.len());
-        law.decode_into(payload, &mut samples);
-        let tapped = Tapped {
+        let len = payload.len().min(PAYLOAD);
+        let mut tapped = Tapped {
             caller,
+            law,
             ssrc: h.ssrc,
             timestamp: h.timestamp,
-            samples,
+            len: len as u8,
+            payload: [0; PAYLOAD],
         };
-        if self.tx.try_send(tapped).is_err() {
+        tapped.payload[..len].copy_from_slice(&payload[..len]);
+        let mut queue = self.shared.queue.lock().unwrap_or_else(|p| p.into_inner());
+        if queue.len() < QUEUE {
+            queue.push(tapped);
+        } else {
             self.stats
                 .recording_dropped_packets
                 .fetch_add(1, Ordering::Relaxed);
@@ -91,49 +119,61 @@ pub fn start(path: &Path, stats: Arc<RelayStats>) -> std::io::Result<Tap> {
     let file = std::fs::File::create(path)?;
     let writer = hound::WavWriter::new(BufWriter::with_capacity(64 * 1024, file), spec)
         .map_err(std::io::Error::other)?;
-    let (tx, rx) = mpsc::channel(QUEUE);
+    let shared = Arc::new(Shared::default());
     stats.recordings_started.fetch_add(1, Ordering::Relaxed);
-    tokio::spawn(write(rx, writer, stats.clone(), path.display().to_string()));
-    Ok(Tap { tx, stats })
+    tokio::spawn(write(
+        shared.clone(),
+        writer,
+        stats.clone(),
+        path.display().to_string(),
+    ));
+    Ok(Tap { shared, stats })
 }
 
 type Writer = hound::WavWriter<BufWriter<std::fs::File>>;
 
-async fn write(
-    mut rx: mpsc::Receiver<Tapped>,
-    mut writer: Writer,
-    stats: Arc<RelayStats>,
-    name: String,
-) {
+async fn write(shared: Arc<Shared>, mut writer: Writer, stats: Arc<RelayStats>, name: String) {
     let mut sides = [
         Inbound::new(WINDOW, Keep::Latest(MOST)),
         Inbound::new(WINDOW, Keep::Latest(MOST)),
     ];
-    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut ticks = 0u32;
     let (mut left, mut right) = ([0i16; FRAME], [0i16; FRAME]);
+    let mut taken = Vec::with_capacity(QUEUE);
     let failed = loop {
-        tokio::select! {
-            tapped = rx.recv() => match tapped {
-                Some(t) => {
-                    let side = &mut sides[usize::from(!t.caller)];
-                    side.push(t.ssrc, t.timestamp, t.samples);
-                }
-                None => break None,
-            },
-            _ = tick.tick() => {
-                sides[0].take_frame(&mut left);
-                sides[1].take_frame(&mut right);
-                if let Err(e) = frame(&mut writer, &left, &right) {
-                    break Some(e);
-                }
-                ticks += 1;
-                if ticks.is_multiple_of(FLUSH_TICKS) {
-                    if let Err(e) = writer.flush() {
-                        break Some(e);
-                    }
-                }
+        tick.tick().await;
+        let ended = shared.ended.load(Ordering::Acquire);
+        std::mem::swap(
+            &mut taken,
+            &mut *shared.queue.lock().unwrap_or_else(|p| p.into_inner()),
+        );
+        for t in taken.drain(..) {
+            let mut samples = Vec::with_capacity(usize::from(t.len));
+            t.law
+                .decode_into(&t.payload[..usize::from(t.len)], &mut samples);
+            sides[usize::from(!t.caller)].push(t.ssrc, t.timestamp, samples);
+        }
+        if ended {
+            break None;
+        }
+        let mut failed = None;
+        for _ in 0..FRAMES_PER_TICK {
+            sides[0].take_frame(&mut left);
+            sides[1].take_frame(&mut right);
+            if let Err(e) = frame(&mut writer, &left, &right) {
+                failed = Some(e);
+                break;
+            }
+        }
+        if failed.is_some() {
+            break failed;
+        }
+        ticks += 1;
+        if ticks.is_multiple_of(FLUSH_TICKS) {
+            if let Err(e) = writer.flush() {
+                break Some(e);
             }
         }
     };
@@ -152,11 +192,14 @@ async fn write(
 }
 
 fn frame(w: &mut Writer, left: &[i16], right: &[i16]) -> Result<(), hound::Error> {
+    // One frame of both channels at once (hound's checked per-sample
+    // write costs more than the relaying of the call).
+    let mut out = w.get_i16_writer(2 * left.len().min(right.len()) as u32);
     for (l, r) in left.iter().zip(right) {
-        w.write_sample(*l)?;
-        w.write_sample(*r)?;
+        out.write_sample(*l);
+        out.write_sample(*r);
     }
-    Ok(())
+    out.flush()
 }
 
 fn tail(w: &mut Writer, left: &[i16], right: &[i16]) -> Result<(), hound::Error> {
