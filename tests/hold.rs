@@ -2,7 +2,8 @@
 //! 102, a Linphone console phone that answers and records what it hears;
 //! the media is anchored. 101 puts the call on hold (baresip's re-INVITE
 //! with `a=sendonly`), and 102 hears the platform's tune (its notes, not
-//! 101's tone) until 101 resumes; then 102 hears 101 again. (Linphone is
+//! 101's tone) until 101 resumes; then 102 hears 101 again. When customer
+//! A has uploaded its own music, 102 hears that instead. (Linphone is
 //! the held phone because baresip 1.0 stops recording what it hears at a
 //! re-INVITE.)
 //!
@@ -83,13 +84,49 @@ fn linphone(
     child
 }
 
+/// The tone customer A uploads as its own music on hold.
+const OWN_MUSIC_HZ: f64 = 1700.0;
+
 #[test]
 fn a_held_phone_hears_music_until_the_call_is_resumed() {
+    held_call(false);
+}
+
+#[test]
+fn a_held_phone_hears_its_customers_own_music() {
+    held_call(true);
+}
+
+/// Uploads (as the API keeps it: converted, in the audio store) a tone as
+/// customer A's music on hold.
+fn upload_music(data_dir: &Path) {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let store = support::sip::open_seeded(data_dir).await;
+        let acme = support::sip::customer_a(&store).await;
+        let key = "music/test/own.wav";
+        let clip = pbx_media::audio::Clip::new(pbx_media::audio::tone(OWN_MUSIC_HZ, 3000, 0.3));
+        pbx_store::audio_files::AudioFiles::new(data_dir.join("audio"))
+            .write(key, &clip.to_wav())
+            .expect("music file");
+        store
+            .custom_audio()
+            .set_music(&pbx_store::Principal::system(), acme, Some(key))
+            .await
+            .expect("music");
+        store.close().await;
+    });
+}
+
+fn held_call(own_music: bool) {
     if !baresip_available() || !linphone_available() {
         return;
     }
-    let dir = TempDir::new("hold");
+    let dir = TempDir::new(if own_music { "hold-own" } else { "hold" });
     let seeded = seed(dir.path());
+    if own_music {
+        upload_music(dir.path());
+    }
     let key = secret_key_base64();
     let node = Node::start(
         dir.path(),
@@ -136,7 +173,11 @@ fn a_held_phone_hears_music_until_the_call_is_resumed() {
     let _ = callee_run.kill();
     let _ = callee_run.wait();
     let mut tones = vec![440.0];
-    tones.extend(DEFAULT_NOTES);
+    if own_music {
+        tones.push(OWN_MUSIC_HZ);
+    } else {
+        tones.extend(DEFAULT_NOTES);
+    }
     let recording = callee.join("heard.wav");
     let music_share = |h: &support::audio::Heard| -> f64 {
         h.shares
@@ -160,7 +201,7 @@ fn a_held_phone_hears_music_until_the_call_is_resumed() {
     assert!(held.rms > 300.0, "102 heard something while held: {held:?}");
     assert!(
         music_share(&held) > 0.5 && voice_share(&held) < 0.05,
-        "102 heard the tune, not 101, while held: {held:?}"
+        "102 heard the music, not 101, while held: {held:?}"
     );
     let after = listen_span(&recording, &tones, 19.0, 23.0);
     assert!(

@@ -1,7 +1,7 @@
 //! Voicemail for real: extension 102's phone rings and nobody answers, so
 //! after five seconds the call goes to 102's voicemail box (its no-answer
 //! forward). The caller is a baresip softphone sending a 440 Hz tone; it
-//! hears the greeting and the tone, and speaks (its tone) until it hangs
+//! hears the greeting (102's own, uploaded) and the tone, and speaks (its tone) until it hangs
 //! up. Then: the message is in the box with the caller's tone in its
 //! recording (through the API), the desk phone's lamp is told (an RFC 3842
 //! NOTIFY: one new message), the box's address gets an e-mail in the
@@ -238,6 +238,9 @@ fn listener_phone(home: &Path, phone: &Phone, sip_port: u16) -> PathBuf {
     softphone(&home.join("102"), phone, sip_port, 3000.0, true)
 }
 
+/// The tone 102's uploaded greeting is.
+const GREETING_HZ: f64 = 1300.0;
+
 #[test]
 fn a_missed_call_leaves_a_message_that_lights_the_lamp_is_mailed_heard_and_deleted() {
     if !baresip_available() || !sipp_available() {
@@ -283,6 +286,18 @@ fn a_missed_call_leaves_a_message_that_lights_the_lamp_is_mailed_heard_and_delet
                 .set_box(&sys, ext.id, &settings)
                 .await
                 .expect("box");
+            // 102's own greeting (uploaded, as the API keeps it): a tone.
+            let greeting =
+                pbx_media::audio::Clip::new(pbx_media::audio::tone(GREETING_HZ, 2000, 0.3));
+            let key = "greetings/test/102.wav";
+            pbx_store::audio_files::AudioFiles::new(dir.path().join("audio"))
+                .write(key, &greeting.to_wav())
+                .expect("greeting file");
+            store
+                .custom_audio()
+                .set_greeting(&sys, ext.id, Some(key))
+                .await
+                .expect("greeting");
             store.close().await;
             (a, b, ext.id)
         })
@@ -321,8 +336,15 @@ fn a_missed_call_leaves_a_message_that_lights_the_lamp_is_mailed_heard_and_delet
         .any(|r| r.starts_with("INVITE"));
     assert!(rang, "the desk phone rang first");
 
-    // The caller heard the greeting and the tone (1 kHz).
-    let greeting = listen(&heard(&caller_dir), &[1000.0, 440.0]);
+    // The caller heard 102's own greeting and the tone (1 kHz).
+    let greeting = listen(&heard(&caller_dir), &[1000.0, 440.0, GREETING_HZ]);
+    assert!(
+        greeting
+            .shares
+            .iter()
+            .any(|(f, s)| *f == GREETING_HZ && *s > 0.2),
+        "the caller heard the uploaded greeting: {greeting:?}"
+    );
     assert!(
         greeting.rms > 300.0,
         "the caller heard something: {greeting:?}"
@@ -476,7 +498,7 @@ fn a_missed_call_leaves_a_message_that_lights_the_lamp_is_mailed_heard_and_delet
     );
     let r = http_get_bearer(node.http, &list_path, &token).expect("list");
     assert_eq!(r.text().trim(), "[]");
-    let left: Vec<_> = walk(&dir.path().join("audio"))
+    let left: Vec<_> = walk(&dir.path().join("audio").join("voicemail"))
         .into_iter()
         .filter(|p| p.extension().is_some_and(|e| e == "wav"))
         .collect();

@@ -1,5 +1,6 @@
-//! Leaving a message: the caller hears the box's greeting (the default in
-//! the customer's language), a tone, and speaks until `#`, hanging up, or
+//! Leaving a message: the caller hears the box's greeting (the one its user
+//! uploaded, else the default in the customer's language), a tone, and
+//! speaks until `#`, hanging up, or
 //! the box's longest message. What was said is written to the audio store
 //! and stored as a message of the box (unless the box is full, or the
 //! message shorter than a second); then the box's phones are told.
@@ -18,6 +19,40 @@ use crate::Run;
 
 /// Shorter than this is a caller who hung up at the tone: not kept.
 const SHORTEST_MS: usize = 1000;
+
+/// The greeting the box's user uploaded, if there is one and its file
+/// reads (else the caller hears the default: a missing file is logged,
+/// never a silent greeting).
+async fn uploaded_greeting(run: &Run, extension: ExtensionId) -> Option<audio::Clip> {
+    let sys = Principal::system();
+    let key = match run
+        .inner
+        .store
+        .custom_audio()
+        .greeting(&sys, extension)
+        .await
+    {
+        Ok(key) => key?,
+        Err(e) => {
+            tracing::warn!(error = %e, extension = extension.0, "greeting not readable");
+            return None;
+        }
+    };
+    let files = run.inner.config.audio.clone();
+    let read = tokio::task::spawn_blocking(move || {
+        let bytes = files.read(&key).map_err(|e| e.to_string())?;
+        audio::Clip::from_wav(&bytes, audio::LONGEST_UPLOAD_S).map_err(|e| e.to_string())
+    })
+    .await;
+    match read {
+        Ok(Ok(clip)) => Some(clip),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, extension = extension.0, "uploaded greeting not played");
+            None
+        }
+        Err(_) => None,
+    }
+}
 
 /// Runs a deposit; true when the caller hung up (no BYE needed).
 pub(crate) async fn deposit(mut run: Run, extension: ExtensionId) -> bool {
@@ -40,12 +75,11 @@ pub(crate) async fn deposit(mut run: Run, extension: ExtensionId) -> bool {
     if held >= mailbox.max_messages {
         return run.media.play(prompts.full(), &mut run.events, false).await == Ended::Hangup;
     }
-    if run
-        .media
-        .play(prompts.greeting(), &mut run.events, true)
-        .await
-        == Ended::Hangup
-    {
+    let uploaded = uploaded_greeting(&run, extension).await;
+    let greeting = uploaded
+        .as_ref()
+        .map_or(prompts.greeting(), |clip| clip.samples());
+    if run.media.play(greeting, &mut run.events, true).await == Ended::Hangup {
         return true;
     }
     let beep = audio::tone(1000.0, 400, 0.5);

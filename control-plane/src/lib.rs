@@ -16,6 +16,7 @@ pub mod mail;
 pub mod metrics;
 pub mod notices;
 pub mod recordings;
+pub mod uploads;
 pub mod webhooks;
 
 use std::future::Future;

@@ -28,7 +28,7 @@ pub async fn of_call(s: &AppState, by: &Principal, id: i64) -> Result<Recording,
     Ok(read(s, key, "call recording", id).await)
 }
 
-async fn read(s: &AppState, key: String, what: &'static str, id: i64) -> Recording {
+pub async fn read(s: &AppState, key: String, what: &'static str, id: i64) -> Recording {
     let files = s.audio.clone();
     match tokio::task::spawn_blocking(move || files.read(&key)).await {
         Ok(Ok(bytes)) => Recording::Found(bytes),

@@ -1699,7 +1699,136 @@ async fn rate_limits_answer_429(db: TestDb) {
     );
 }
 
+/// A 16-bit PCM WAV file of a `freq` Hz tone.
+fn wav(rate: u32, channels: u16, seconds: f64, freq: f64) -> Vec<u8> {
+    let frames = (f64::from(rate) * seconds) as u32;
+    let data = frames * u32::from(channels) * 2;
+    let mut w = Vec::new();
+    w.extend_from_slice(b"RIFF");
+    w.extend_from_slice(&(36 + data).to_le_bytes());
+    w.extend_from_slice(b"WAVEfmt ");
+    w.extend_from_slice(&16u32.to_le_bytes());
+    w.extend_from_slice(&1u16.to_le_bytes());
+    w.extend_from_slice(&channels.to_le_bytes());
+    w.extend_from_slice(&rate.to_le_bytes());
+    w.extend_from_slice(&(rate * u32::from(channels) * 2).to_le_bytes());
+    w.extend_from_slice(&(channels * 2).to_le_bytes());
+    w.extend_from_slice(&16u16.to_le_bytes());
+    w.extend_from_slice(b"data");
+    w.extend_from_slice(&data.to_le_bytes());
+    for i in 0..frames {
+        let t = f64::from(i) / f64::from(rate);
+        let v = ((2.0 * std::f64::consts::PI * freq * t).sin() * 12_000.0) as i16;
+        for _ in 0..channels {
+            w.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    w
+}
+
+async fn uploads_are_converted_checked_and_sealed(db: TestDb) {
+    let api = Api::new(db).await;
+    let (a, ext) = (api.t.customer_a.id, api.t.extension_a.id);
+    let greeting = format!("/api/v1/extensions/{ext}/voicemail/greeting");
+    let music = format!("/api/v1/customers/{a}/music-on-hold");
+    let put = |who, uri: &str, body: Vec<u8>, kind: &'static str| {
+        let uri = uri.to_owned();
+        let api = &api;
+        async move {
+            api.send_raw(
+                who,
+                Method::PUT,
+                &uri,
+                Some(body),
+                &[("content-type", kind)],
+            )
+            .await
+        }
+    };
+    // Nothing uploaded: the platform's audio.
+    assert_eq!(api.get(Who::CustomerA, &greeting).await.status, 404);
+    // CD-quality stereo, two seconds: kept as 8 kHz mono.
+    let cd = wav(44_100, 2, 2.0, 440.0);
+    let answer = put(Who::CustomerA, &greeting, cd.clone(), "audio/wav").await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(answer.json()["duration_ms"], 2000);
+    let kept = api.get(Who::CustomerA, &greeting).await;
+    assert_eq!(kept.status, 200);
+    assert_eq!(kept.header("content-type"), Some("audio/wav"));
+    let clip = pbx_media::audio::Clip::from_wav(&kept.bytes, 10).expect("a WAV");
+    assert_eq!(clip.samples().len(), 16_000);
+    assert!(pbx_media::audio::tone_power(clip.samples(), 440.0) > 1e6);
+    let first = api
+        .db
+        .store
+        .custom_audio()
+        .greeting(&Principal::system(), ext)
+        .await
+        .unwrap()
+        .expect("a key");
+    // Bad uploads: refused with a problem, and nothing changes.
+    for (body, kind, status) in [
+        (b"hello".to_vec(), "text/plain", 415),
+        (b"RIFF....WAVEjunk".to_vec(), "audio/wav", 422),
+        (Vec::new(), "audio/wav", 422),
+        (wav(8000, 1, 301.0, 440.0), "audio/wav", 422),
+        (wav(8000, 1, 0.0, 440.0), "audio/wav", 422),
+        (vec![0u8; 17 << 20], "audio/wav", 413),
+    ] {
+        let answer = put(Who::CustomerA, &greeting, body, kind).await;
+        assert_eq!(answer.status, status, "{kind}: {}", answer.text());
+        assert_eq!(
+            answer.header("content-type"),
+            Some("application/problem+json")
+        );
+        if status == 422 {
+            assert_eq!(
+                answer.json()["errors"][0]["field"],
+                "audio",
+                "{}",
+                answer.text()
+            );
+        }
+    }
+    // Another tenant reaches nothing; a customer's user sets no music.
+    for who in [Who::CustomerB, Who::ResellerY] {
+        assert_eq!(
+            put(who, &greeting, cd.clone(), "audio/wav").await.status,
+            404
+        );
+        assert_eq!(put(who, &music, cd.clone(), "audio/wav").await.status, 404);
+        assert_eq!(api.get(who, &greeting).await.status, 404);
+        assert_eq!(api.delete(who, &music).await.status, 404);
+    }
+    // A new greeting replaces the old one, whose file goes.
+    let answer = put(
+        Who::ResellerX,
+        &greeting,
+        wav(16_000, 1, 1.0, 300.0),
+        "audio/x-wav",
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert!(
+        api.state.audio.read(&first).is_err(),
+        "the replaced file is gone"
+    );
+    // Music: the admins'.
+    assert_eq!(
+        put(Who::CustomerA, &music, cd.clone(), "audio/wav")
+            .await
+            .status,
+        200
+    );
+    assert_eq!(api.get(Who::CustomerA, &music).await.status, 200);
+    assert_eq!(api.delete(Who::CustomerA, &music).await.status, 204);
+    assert_eq!(api.get(Who::CustomerA, &music).await.status, 404);
+    assert_eq!(api.delete(Who::CustomerA, &greeting).await.status, 204);
+    assert_eq!(api.get(Who::CustomerA, &greeting).await.status, 404);
+}
+
 pbx_store::both_engines!(
+    uploads_are_converted_checked_and_sealed,
     authorisation_matrix,
     lists_show_only_the_callers_tenant,
     validation_errors_name_the_field,

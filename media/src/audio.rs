@@ -17,6 +17,10 @@ pub const RATE: u32 = 8000;
 /// Samples in one 20 ms RTP frame.
 pub const FRAME: usize = 160;
 
+/// The longest audio a customer uploads: a greeting or music on hold
+/// (five minutes: 4.8 MB as 8 kHz samples, while it plays).
+pub const LONGEST_UPLOAD_S: u32 = 300;
+
 /// Why audio was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum AudioError {

@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
@@ -168,6 +169,8 @@ struct Inner {
     stats: Arc<RelayStats>,
     epoch: Instant,
     epoch_wall_ms: i64,
+    /// Customers' music read from its files, while some held call plays it.
+    music_files: Mutex<HashMap<PathBuf, Weak<[i16]>>>,
 }
 
 /// The media relay of a node. Cheap to clone.
@@ -191,6 +194,7 @@ impl Relay {
                 stats: Arc::default(),
                 epoch: Instant::now(),
                 epoch_wall_ms,
+                music_files: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -236,7 +240,11 @@ impl Relay {
         let holds = m.holds;
         m.learn(from, &sdp, source, now);
         if m.holds != holds && m.music_playing(m.holds) {
-            tokio::spawn(play_music(Arc::downgrade(&call), m.holds));
+            tokio::spawn(play_music(
+                self.inner.clone(),
+                Arc::downgrade(&call),
+                m.holds,
+            ));
         }
         if let Some(direction) = m.direction_for(from, to, sdp.direction()) {
             sdp.set_direction(direction);
@@ -419,8 +427,20 @@ impl Relay {
         if let Some(call) = self.call(key) {
             let mut m = lock(&call);
             if m.offer_rejected() {
-                tokio::spawn(play_music(Arc::downgrade(&call), m.holds));
+                tokio::spawn(play_music(
+                    self.inner.clone(),
+                    Arc::downgrade(&call),
+                    m.holds,
+                ));
             }
+        }
+    }
+
+    /// The call's held party hears the music in the WAV file at `path`
+    /// (a customer's upload) instead of the node's tune.
+    pub fn set_music_file(&self, key: &CallKey, path: PathBuf) {
+        if let Some(call) = self.call(key) {
+            lock(&call).music_file = Some(path);
         }
     }
 
@@ -625,11 +645,50 @@ fn fresh_stream() -> (u32, u16, u32) {
     (seed as u32, (seed >> 32) as u16, (seed >> 16) as u32)
 }
 
+/// The music in the WAV file at `path` (8 kHz mono as uploads are kept),
+/// shared by every held call that plays it; None (logged) when it does
+/// not read: the held party hears the platform's tune instead.
+async fn music_from_file(inner: &Inner, path: PathBuf) -> Option<Arc<[i16]>> {
+    if let Some(music) = lock(&inner.music_files).get(&path).and_then(Weak::upgrade) {
+        return Some(music);
+    }
+    let at = path.clone();
+    let read = tokio::task::spawn_blocking(move || {
+        let bytes = std::fs::read(&at).map_err(|e| e.to_string())?;
+        crate::audio::Clip::from_wav(&bytes, crate::audio::LONGEST_UPLOAD_S)
+            .map_err(|e| e.to_string())
+    })
+    .await;
+    match read {
+        Ok(Ok(clip)) => {
+            let music: Arc<[i16]> = clip.samples().into();
+            let mut files = lock(&inner.music_files);
+            files.retain(|_, m| m.strong_count() > 0);
+            files.insert(path, Arc::downgrade(&music));
+            Some(music)
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(file = %path.display(), error = %e, "music on hold not read; the default plays");
+            None
+        }
+        Err(_) => None,
+    }
+}
+
 /// Plays music to a call's held party, 20 ms a frame, while hold number
 /// `hold` lasts (and the call does).
-async fn play_music(call: Weak<Mutex<CallMedia<Io>>>, hold: u64) {
+async fn play_music(inner: Arc<Inner>, call: Weak<Mutex<CallMedia<Io>>>, hold: u64) {
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The customer's own music, if it has some and its file reads.
+    let file = match call.upgrade() {
+        Some(call) => lock(&call).music_file.clone(),
+        None => return,
+    };
+    let own = match file {
+        Some(path) => music_from_file(&inner, path).await,
+        None => None,
+    };
     let mut player: Option<crate::music::Player> = None;
     let fresh = fresh_stream();
     let mut payload = Vec::with_capacity(FRAME);
@@ -642,7 +701,9 @@ async fn play_music(call: Weak<Mutex<CallMedia<Io>>>, hold: u64) {
             if !m.music_playing(hold) {
                 return;
             }
-            let Some(music) = m.music.clone() else { return };
+            let Some(music) = own.clone().or_else(|| m.music.clone()) else {
+                return;
+            };
             player.get_or_insert_with(|| crate::music::Player::new(music));
             m.music_frame(fresh)
         };

@@ -268,6 +268,8 @@ pub struct CallMedia<S> {
     before_sdp: Option<Option<Hold>>,
     /// What a held party hears (None: what the holding phone sends).
     pub music: Option<Arc<[i16]>>,
+    /// The customer's own music, read when a hold starts (else `music`).
+    pub music_file: Option<std::path::PathBuf>,
     /// Both parties hear that the call is recorded; what they say is
     /// neither passed on nor recorded meanwhile.
     pub announcing: bool,
@@ -310,6 +312,7 @@ impl<S: Clone> CallMedia<S> {
             holds: 0,
             before_sdp: None,
             music: None,
+            music_file: None,
             announcing: false,
             recording: None,
         }

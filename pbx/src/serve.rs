@@ -300,9 +300,9 @@ async fn start_applications(
             .call_recorded()
             .into(),
     );
-    proxy.set_call_recording(pbx_sip_proxy::recording::Recordings {
-        audio: audio_files(config),
-        announcement: Box::new(move |language| {
+    proxy.set_audio(pbx_sip_proxy::core::NodeAudio {
+        files: audio_files(config),
+        recording_announcement: Box::new(move |language| {
             if language.starts_with("de") {
                 de.clone()
             } else {

@@ -100,12 +100,27 @@ pub fn anchor_now(core: &Core, c: &mut crate::context::Context) -> bool {
     true
 }
 
-/// Music on hold for a call about to ring `bindings`: none when an
-/// application answers it (a conference must not hear one participant's
-/// music; voicemail records nothing of it).
-pub fn music_for(core: &Core, key: &CallKey, bindings: &[crate::location::Binding]) {
+/// Music on hold for a call of `tenant` about to ring `bindings`: none
+/// when an application answers it (a conference must not hear one
+/// participant's music; voicemail records nothing of it), else the
+/// customer's uploaded music if it has some (read when a hold starts).
+pub fn music_for(
+    core: &Core,
+    key: &CallKey,
+    tenant: &crate::directory::Tenant,
+    bindings: &[crate::location::Binding],
+) {
     if bindings.iter().any(|b| b.application) {
         core.media.set_music(key, None);
+        return;
+    }
+    let file = tenant
+        .music
+        .as_deref()
+        .zip(core.audio.get())
+        .and_then(|(music, audio)| audio.files.path(music).ok());
+    if let Some(path) = file {
+        core.media.set_music_file(key, path);
     }
 }
 

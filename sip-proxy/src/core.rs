@@ -56,8 +56,20 @@ pub struct Core {
     /// This node's media application server (voicemail), once it runs:
     /// calls go to it as to a phone, and its requests are trusted.
     pub applications: std::sync::OnceLock<std::net::SocketAddr>,
-    /// Where call recordings go, once the node is given an audio store.
-    pub recordings: std::sync::OnceLock<crate::recording::Recordings>,
+    /// The node's audio store (recordings, customers' music), once given.
+    pub audio: std::sync::OnceLock<NodeAudio>,
+}
+
+/// The announcement in a language (`de`, `en`…): 8 kHz samples.
+pub type Announcement = Box<dyn Fn(&str) -> Arc<[i16]> + Send + Sync>;
+
+/// The audio a node works with beside its calls: the audio store (call
+/// recordings go there, customers' uploaded music is read from there) and
+/// what both parties hear before a call is recorded, by the customer's
+/// language.
+pub struct NodeAudio {
+    pub files: pbx_store::audio_files::AudioFiles,
+    pub recording_announcement: Announcement,
 }
 
 pub fn lock(ctx: &Mutex<Context>) -> MutexGuard<'_, Context> {
@@ -93,7 +105,7 @@ impl Core {
             client_txns: ShardedMap::default(),
             timers: TimerQueue::default(),
             applications: std::sync::OnceLock::new(),
-            recordings: std::sync::OnceLock::new(),
+            audio: std::sync::OnceLock::new(),
             config,
         }
     }

@@ -83,6 +83,8 @@ pub struct Tenant {
     pub country: String,
     /// The customer's language (`en`, `de`): its callers' announcements.
     pub language: String,
+    /// Its uploaded music on hold (a key in the audio store).
+    pub music: Option<String>,
     /// The customer's time zone (business hours).
     pub time_zone: Tz,
     /// The reseller's (billing days, so spend limits).
@@ -125,6 +127,7 @@ impl Tenant {
         Tenant {
             country: d.country,
             language: d.language,
+            music: d.music_audio,
             time_zone: zone(&d.time_zone),
             reseller_time_zone: zone(&d.reseller_time_zone),
             limits: d.limits,

@@ -211,10 +211,10 @@ impl SipProxy {
         let _ = self.dispatcher.core.applications.set(at);
     }
 
-    /// Where this node's relay writes call recordings, and what the
-    /// parties hear first: without it, calls are not recorded.
-    pub fn set_call_recording(&self, recordings: recording::Recordings) {
-        let _ = self.dispatcher.core.recordings.set(recordings);
+    /// The node's audio store and recording announcement: without them,
+    /// calls are not recorded and held parties hear the node's tune.
+    pub fn set_audio(&self, audio: core::NodeAudio) {
+        let _ = self.dispatcher.core.audio.set(audio);
     }
 
     /// The node's internals, for tests that look inside.

@@ -73,7 +73,7 @@ pub fn start(core: &Core, routed: Routed) {
             return routing::refuse_media(core, &req, flow, tenant, &caller, &e);
         }
         if let Ringing::Phones { bindings, .. } = &ringing {
-            anchoring::music_for(core, &key, bindings);
+            anchoring::music_for(core, &key, tenant, bindings);
         }
     }
     let Some(ctx) = core.new_context(req, flow) else {
@@ -1359,7 +1359,7 @@ fn go_on(core: &Core, ctx: &Arc<Mutex<Context>>, c: &mut Context) -> bool {
                 return false;
             }
             if let Some(leg) = &c.media {
-                anchoring::music_for(core, &leg.key, &bindings);
+                anchoring::music_for(core, &leg.key, &tenant, &bindings);
             }
             c.plan = steps;
             if let (Some((extension, passed)), Some(call)) = (forwarded, c.call.as_mut()) {

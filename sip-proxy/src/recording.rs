@@ -4,11 +4,10 @@
 //! is answered. Decided in two steps: when a call is routed, whether it may
 //! be recorded (its media must then go through the relay from the start);
 //! when it is answered, whether it is (a ring group's member that records
-//! may not be the one who answers). The audio goes to the audio store
-//! under `recordings/<customer>/`; the recording reaches the store with
-//! the call's record.
-
-use std::sync::Arc;
+//! may not be the one who answers). The audio goes to the node's audio
+//! store ([`NodeAudio`](crate::core::NodeAudio)) under
+//! `recordings/<customer>/`; the recording reaches the store with the
+//! call's record.
 
 use pbx_media::CallKey;
 use pbx_store::audio_files::AudioFiles;
@@ -18,16 +17,6 @@ use pbx_store::ExtensionId;
 use crate::core::Core;
 use crate::directory::Tenant;
 use crate::routing::{Caller, Ringing};
-
-/// The announcement in a language (`de`, `en`…): 8 kHz samples.
-pub type Announcement = Box<dyn Fn(&str) -> Arc<[i16]> + Send + Sync>;
-
-/// What a node records with: where the audio goes, and the announcement
-/// the parties hear first, by the customer's language.
-pub struct Recordings {
-    pub audio: AudioFiles,
-    pub announcement: Announcement,
-}
 
 /// Whether a routed call is recorded.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -84,14 +73,14 @@ pub fn begin(
     if !wanted {
         return None;
     }
-    let Some(rec) = core.recordings.get() else {
+    let Some(rec) = core.audio.get() else {
         tracing::warn!(customer = %tenant.customer, call_id = %key.0,
             "a call to record, but this node has no audio store: not recorded");
         return None;
     };
     let audio = AudioFiles::new_key(&format!("recordings/{}", tenant.customer.0), "wav");
-    let path = rec.audio.path(&audio).ok()?;
-    let announcement = (rec.announcement)(&tenant.language);
+    let path = rec.files.path(&audio).ok()?;
+    let announcement = (rec.recording_announcement)(&tenant.language);
     match core.media.record(key, &path, Some(announcement)) {
         Ok(announcement_ms) => Some(NewRecording {
             audio,

@@ -112,6 +112,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0010_call_recording.sql"),
         include_str!("../../migrations/postgres/0010_call_recording.sql"),
     ),
+    (
+        11,
+        "uploaded_audio",
+        include_str!("../../migrations/sqlite/0011_uploaded_audio.sql"),
+        include_str!("../../migrations/postgres/0011_uploaded_audio.sql"),
+    ),
 ];
 
 fn migrator(engine: Engine) -> Migrator {
@@ -257,6 +263,9 @@ impl Store {
     }
     pub fn call_recordings(&self) -> crate::call_recordings::CallRecordings<'_> {
         crate::call_recordings::CallRecordings(self)
+    }
+    pub fn custom_audio(&self) -> crate::custom_audio::CustomAudio<'_> {
+        crate::custom_audio::CustomAudio(self)
     }
     pub fn conference_rooms(&self) -> crate::conference_rooms::ConferenceRooms<'_> {
         crate::conference_rooms::ConferenceRooms(self)

@@ -44,6 +44,8 @@ pub struct CustomerDirectory {
     pub country: String,
     /// The customer's language (`en`, `de`): what its callers hear.
     pub language: String,
+    /// Its uploaded music on hold (a key in the audio store); None: the platform's tune.
+    pub music_audio: Option<String>,
     /// The customer's time zone (business hours).
     pub time_zone: String,
     /// The reseller's time zone (its billing days, for spend limits).
@@ -83,6 +85,7 @@ impl CustomerDirectory {
             conference_rooms: Vec::new(),
             country: "DE".into(),
             language: "de".into(),
+            music_audio: None,
             time_zone: "Europe/Berlin".into(),
             reseller_time_zone: "Europe/Berlin".into(),
             limits: Limits::default(),
@@ -187,7 +190,7 @@ impl Directory<'_> {
         let only = only.map(|c| c.0);
         let pool = self.0.pool();
         let customers = sqlx::query(
-            "SELECT c.id, c.reseller_id, c.sip_domain, c.status, c.country, c.language, c.time_zone, c.retail_plan_id, \
+            "SELECT c.id, c.reseller_id, c.sip_domain, c.status, c.country, c.language, c.music_audio, c.time_zone, c.retail_plan_id, \
              r.status AS reseller_status, r.sip_server_header, r.time_zone AS reseller_time_zone, \
              COALESCE(c.media_anchor, r.media_anchor) AS media_anchor \
              FROM customers c JOIN resellers r ON r.id = c.reseller_id \
@@ -210,6 +213,7 @@ impl Directory<'_> {
             out.push(CustomerDirectory {
                 country: row.try_get("country")?,
                 language: row.try_get("language")?,
+                music_audio: row.try_get("music_audio")?,
                 time_zone: row.try_get("time_zone")?,
                 reseller_time_zone: row.try_get("reseller_time_zone")?,
                 limits: limits.customers.get(&id).cloned().unwrap_or_default(),

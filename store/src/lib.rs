@@ -25,7 +25,8 @@
 //! `net` (address blocks and the sources bans are kept by). Media
 //! applications: `voicemail` (boxes and messages), with their audio in
 //! `audio_files` (files under the data directory); `conference_rooms`;
-//! `call_recordings` (who is recorded, for how long, the recordings).
+//! `call_recordings` (who is recorded, for how long, the recordings);
+//! `custom_audio` (uploaded greetings and music on hold).
 
 #![forbid(unsafe_code)]
 
@@ -38,6 +39,7 @@ pub mod call_recordings;
 pub mod call_records;
 pub mod changes;
 pub mod conference_rooms;
+pub mod custom_audio;
 pub mod customers;
 mod db;
 pub mod devices;

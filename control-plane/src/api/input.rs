@@ -50,6 +50,50 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
     }
 }
 
+/// Largest audio upload accepted (a five-minute WAV at 16-bit 8 kHz is
+/// 4.8 MB; at CD quality about 50 MB, so such files are to be made smaller
+/// first).
+pub const MAX_AUDIO: usize = 16 << 20;
+
+/// An uploaded WAV file: the body of a request with `Content-Type:
+/// audio/wav` (or its older names), at most [`MAX_AUDIO`] bytes. What it
+/// holds is checked when it is converted.
+pub struct Wav(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for Wav {
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Problem> {
+        let is_wav = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|m| {
+                ["audio/wav", "audio/x-wav", "audio/wave", "audio/vnd.wave"]
+                    .iter()
+                    .any(|t| m.trim().eq_ignore_ascii_case(t))
+            });
+        if !is_wav {
+            return Err(Problem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "The body must be a WAV file",
+            )
+            .detail("send Content-Type: audio/wav"));
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|_| {
+            Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too-large",
+                "The audio file is too large",
+            )
+            .detail(format!("at most {MAX_AUDIO} bytes"))
+        })?;
+        Ok(Wav(bytes))
+    }
+}
+
 /// A path parameter (an id).
 pub struct Path<T>(pub T);
 

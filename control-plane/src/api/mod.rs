@@ -32,6 +32,7 @@ pub mod rooms;
 pub mod session;
 pub mod tenants;
 pub mod trunks;
+pub mod uploads;
 pub mod voicemail;
 pub mod webhooks;
 
@@ -211,6 +212,7 @@ fn documented() -> OpenApiRouter<AppState> {
         .merge(media::routes())
         .merge(voicemail::routes())
         .merge(recordings::routes())
+        .merge(uploads::routes())
         .merge(numbers::routes())
         .merge(billing::routes())
         .merge(access::routes())

@@ -167,18 +167,32 @@ impl Api {
         body: Option<&Value>,
         headers: &[(&str, &str)],
     ) -> Answer {
+        let mut all: Vec<(&str, &str)> = headers.to_vec();
+        if body.is_some() {
+            all.push(("content-type", "application/json"));
+        }
+        let body = body.map(|v| v.to_string().into_bytes());
+        self.send_raw(who, method, uri, body, &all).await
+    }
+
+    /// A request with `body` as it is (its type among `headers`).
+    pub async fn send_raw(
+        &self,
+        who: Who,
+        method: Method,
+        uri: &str,
+        body: Option<Vec<u8>>,
+        headers: &[(&str, &str)],
+    ) -> Answer {
         let mut req = Request::builder().method(method).uri(uri);
         if let Some(token) = self.token(who) {
             req = req.header("authorization", format!("Bearer {token}"));
-        }
-        if body.is_some() {
-            req = req.header("content-type", "application/json");
         }
         for (name, value) in headers {
             req = req.header(*name, *value);
         }
         let body = match body {
-            Some(v) => Body::from(v.to_string()),
+            Some(v) => Body::from(v),
             None => Body::empty(),
         };
         let response = self
