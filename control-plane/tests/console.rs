@@ -62,7 +62,7 @@ impl Browser {
         }
     }
 
-    async fn send(&mut self, method: Method, path: &str, body: Option<(String, &str)>) -> Page {
+    async fn send(&mut self, method: Method, path: &str, body: Option<(Vec<u8>, &str)>) -> Page {
         let mut req = Request::builder()
             .method(method)
             .uri(path)
@@ -119,7 +119,26 @@ impl Browser {
         self.send(
             Method::POST,
             path,
-            Some((body, "application/x-www-form-urlencoded")),
+            Some((body.into_bytes(), "application/x-www-form-urlencoded")),
+        )
+        .await
+    }
+
+    /// Posts an upload form: its `csrf` field, then `file` holding `bytes`.
+    async fn upload(&mut self, path: &str, csrf: &str, file: &str, bytes: &[u8]) -> Page {
+        let boundary = "XyZboundary";
+        let mut body = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\n{csrf}\r\n\
+             --{boundary}\r\nContent-Disposition: form-data; name=\"{file}\"; filename=\"upload\"\r\n\
+             Content-Type: application/octet-stream\r\n\r\n"
+        )
+        .into_bytes();
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        self.send(
+            Method::POST,
+            path,
+            Some((body, "multipart/form-data; boundary=XyZboundary")),
         )
         .await
     }
@@ -1600,6 +1619,85 @@ async fn recorded_calls_are_listed_played_and_deleted_and_the_policy_set(db: Tes
     assert!(api.state.audio.read(&key).is_err(), "the audio is gone");
 }
 
+async fn an_extension_user_uploads_its_greeting(db: TestDb) {
+    let api = setup(db).await;
+    let t = &api.t;
+    let page_path = format!("/extensions/{}", t.extension_a.id);
+    let upload_path = format!("{page_path}/greeting");
+    let audio_path = format!("{page_path}/greeting/audio");
+    let mut user = Browser::new(&api, HOST_X);
+    user.sign_in("user@acme.test").await;
+    let page = user.get(&page_path).await;
+    assert!(page.body.contains("default greeting"), "{}", page.body);
+    let token = user.token(&page_path).await;
+    // Not audio: the page again, saying why; nothing kept.
+    let refused = user
+        .upload(&upload_path, &token, "audio", b"not a wav")
+        .await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(refused.body.contains("audio:"), "{}", refused.body);
+    assert_eq!(user.get(&audio_path).await.status, StatusCode::NOT_FOUND);
+    // A forged form changes nothing.
+    // A minute: larger than the console's other forms may be.
+    let wav = pbx_media::audio::Clip::new(pbx_media::audio::tone(500.0, 60_000, 0.3)).to_wav();
+    assert_eq!(
+        user.upload(&upload_path, "forged", "audio", &wav)
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    let saved = user.upload(&upload_path, &token, "audio", &wav).await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
+    let page = user.get(&page_path).await;
+    assert!(page.body.contains(&audio_path), "{}", page.body);
+    let played = user.get(&audio_path).await;
+    assert_eq!(played.status, StatusCode::OK);
+    // Another customer's admin reaches neither the greeting nor its upload.
+    let mut y = Browser::new(&api, HOST_Y);
+    y.sign_in("admin@bolt.test").await;
+    assert_eq!(y.get(&audio_path).await.status, StatusCode::NOT_FOUND);
+    let y_token = y
+        .token(&format!("/customers/{}/extensions", t.customer_b.id))
+        .await;
+    assert_eq!(
+        y.upload(&upload_path, &y_token, "audio", &wav).await.status,
+        StatusCode::NOT_FOUND
+    );
+    // Back to the default.
+    let removed = user
+        .post(&format!("{page_path}/greeting/delete"), &[("csrf", &token)])
+        .await;
+    assert_eq!(removed.status, StatusCode::SEE_OTHER);
+    assert_eq!(user.get(&audio_path).await.status, StatusCode::NOT_FOUND);
+
+    // Music on hold, on the customer's dashboard: its admins', not its users'.
+    let dashboard = format!("/customers/{}", t.customer_a.id);
+    let music_path = format!("{dashboard}/music-on-hold");
+    assert_eq!(
+        user.upload(&music_path, &token, "audio", &wav).await.status,
+        StatusCode::FORBIDDEN
+    );
+    let mut admin = Browser::new(&api, HOST_X);
+    admin.sign_in("admin@acme.test").await;
+    let page = admin.get(&dashboard).await;
+    assert!(page.body.contains("Held callers hear"), "{}", page.body);
+    let admin_token = admin.token(&dashboard).await;
+    let refused = admin
+        .upload(&music_path, &admin_token, "audio", b"RIFF")
+        .await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let saved = admin.upload(&music_path, &admin_token, "audio", &wav).await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
+    assert_eq!(
+        admin.get(&format!("{music_path}/audio")).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        y.get(&format!("{music_path}/audio")).await.status,
+        StatusCode::NOT_FOUND
+    );
+}
+
 async fn resellers_and_the_operator_keep_their_price_plans(db: TestDb) {
     let api = setup(db).await;
     let mut x = Browser::new(&api, HOST_X);
@@ -2660,6 +2758,7 @@ pbx_store::both_engines!(
     customer_admin_runs_conference_rooms,
     voicemail_is_listed_played_and_deleted_in_the_console,
     recorded_calls_are_listed_played_and_deleted_and_the_policy_set,
+    an_extension_user_uploads_its_greeting,
     resellers_and_the_operator_keep_their_price_plans,
     trunks_are_kept_by_their_owner_and_never_show_their_secret,
     customer_admin_keeps_business_hours,

@@ -23,6 +23,7 @@ mod rooms;
 mod security;
 mod sign_in;
 mod trunks;
+mod uploads;
 mod visit;
 mod voicemail;
 
@@ -116,6 +117,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(rooms::routes())
         .merge(voicemail::routes())
         .merge(recordings::routes())
+        .merge(uploads::routes())
         .merge(hours::routes())
         .merge(plans::routes())
         .merge(trunks::routes())

@@ -70,16 +70,34 @@ async fn dashboard(
     visit: Visit,
     Path(id): Path<i64>,
 ) -> Result<Response, Failure> {
-    let customer = admin_customer(&s, &visit, id).await?;
-    let live = live_view(&s, &visit, customer.id, &customer.time_zone).await?;
-    let usage = month_usage(&s, &visit, customer.id, &customer.time_zone).await;
+    dashboard_page(&s, &visit, CustomerId(id), Vec::new()).await
+}
+
+pub(super) async fn dashboard_page(
+    s: &AppState,
+    visit: &Visit,
+    id: CustomerId,
+    errors: Vec<String>,
+) -> Result<Response, Failure> {
+    let customer = admin_customer(s, visit, id.0).await?;
+    let by = visit.principal()?;
+    let live = live_view(s, visit, customer.id, &customer.time_zone).await?;
+    let usage = month_usage(s, visit, customer.id, &customer.time_zone).await;
+    let music = s
+        .store
+        .custom_audio()
+        .music(by, customer.id)
+        .await?
+        .is_some();
     let page = json!({
         "customer": { "id": customer.id, "name": customer.name },
         "usage": usage,
         "live": live,
+        "music": music,
+        "can_change": !by.read_only,
     });
-    let texts = visit.texts(&s);
-    visit.page(&s, "dashboard", texts.get("dashboard"), page)
+    let texts = visit.texts(s);
+    visit.form_page(s, "dashboard", texts.get("dashboard"), page, errors)
 }
 
 /// The live part of the dashboard, re-fetched by the page's script when an
@@ -357,7 +375,7 @@ async fn extension(
     extension_page(&s, &visit, ExtensionId(id), Vec::new()).await
 }
 
-async fn extension_page(
+pub(super) async fn extension_page(
     s: &AppState,
     visit: &Visit,
     id: ExtensionId,
@@ -400,6 +418,7 @@ async fn extension_page(
         .await?
         .time_zone;
     let voicemail = super::voicemail::listed(s, visit, ext.id, &zone).await?;
+    let greeting = s.store.custom_audio().greeting(by, ext.id).await?.is_some();
     let title = format!("{} {}", texts.get("extension"), ext.number);
     visit.form_page(
         s,
@@ -410,6 +429,8 @@ async fn extension_page(
             "devices": devices,
             "forwards": forward_rows,
             "voicemail": voicemail,
+            "greeting": greeting,
+            "can_change": !by.read_only,
             "can_admin": is_admin(visit) && !by.read_only,
         }),
         errors,

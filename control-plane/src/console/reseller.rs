@@ -626,37 +626,17 @@ async fn upload_favicon(
     upload_image(&s, &visit, upload, AssetKind::Favicon).await
 }
 
-/// Takes the form's `csrf` field (which must come first) and its `image`.
-/// The image's type is decided by the store from its bytes.
+/// Takes the form's `image` (after its `csrf` field). The image's type is
+/// decided by the store from its bytes.
 async fn upload_image(
     s: &AppState,
     visit: &Visit,
-    mut upload: Multipart,
+    upload: Multipart,
     kind: AssetKind,
 ) -> Result<Response, Failure> {
     let reseller = reseller_of(visit)?;
     let session = visit.signed_in()?;
-    let mut csrf_ok = false;
-    let mut image = None;
-    while let Some(field) = upload.next_field().await.map_err(|_| Failure::BadRequest)? {
-        match field.name() {
-            Some("csrf") => {
-                let value = field.text().await.map_err(|_| Failure::BadRequest)?;
-                csrf_ok = crate::api::auth::constant_time_eq(
-                    value.as_bytes(),
-                    session.csrf_token.as_bytes(),
-                );
-            }
-            Some("image") if csrf_ok => {
-                image = Some(field.bytes().await.map_err(|_| Failure::BadRequest)?);
-            }
-            _ => return Err(Failure::Csrf),
-        }
-    }
-    if !csrf_ok {
-        return Err(Failure::Csrf);
-    }
-    let image = image.ok_or(Failure::BadRequest)?;
+    let image = super::visit::uploaded_file(visit, upload, "image").await?;
     match s
         .store
         .resellers()

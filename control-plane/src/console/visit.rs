@@ -56,6 +56,8 @@ impl Deref for Visit {
 const FLASHES: &[&str] = &[
     "saved",
     "recording_deleted",
+    "greeting_saved",
+    "music_saved",
     "extension_created",
     "extension_deleted",
     "device_deleted",
@@ -486,6 +488,37 @@ impl From<StoreError> for Failure {
             other => Failure::internal(&other),
         }
     }
+}
+
+/// The file field `file` of an upload form whose `csrf` field (which must
+/// come first) matched the session's token.
+pub async fn uploaded_file(
+    visit: &Visit,
+    mut upload: axum::extract::Multipart,
+    file: &str,
+) -> Result<axum::body::Bytes, Failure> {
+    let session = visit.signed_in()?;
+    let mut csrf_ok = false;
+    let mut found = None;
+    while let Some(field) = upload.next_field().await.map_err(|_| Failure::BadRequest)? {
+        match field.name() {
+            Some("csrf") => {
+                let value = field.text().await.map_err(|_| Failure::BadRequest)?;
+                csrf_ok = crate::api::auth::constant_time_eq(
+                    value.as_bytes(),
+                    session.csrf_token.as_bytes(),
+                );
+            }
+            Some(name) if csrf_ok && name == file => {
+                found = Some(field.bytes().await.map_err(|_| Failure::BadRequest)?);
+            }
+            _ => return Err(Failure::Csrf),
+        }
+    }
+    if !csrf_ok {
+        return Err(Failure::Csrf);
+    }
+    found.ok_or(Failure::BadRequest)
 }
 
 /// A form with nothing but its CSRF token (a button's POST).
