@@ -15,11 +15,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use pbx_store::call_records::{CallRecord, Disposition, RecordFilter};
-use pbx_store::testing::TestDb;
 use pbx_store::Store;
 use support::audio::listen_tail;
-use support::sip::{baresip, baresip_available, seed, seed_store, Seeded};
-use support::softphone::{heard, press, softphone};
+use support::sip::{baresip, baresip_available, on_engine, Engine, Seeded};
+use support::softphone::{established, heard, press, softphone};
 use support::{Node, TempDir};
 
 const PIN: &str = "2468";
@@ -68,19 +67,6 @@ async fn calls_to_800(store: &Store, n: usize) -> Vec<CallRecord> {
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-}
-
-/// Waits until baresip in `dir` says its call is up.
-fn established(dir: &Path, within: Duration) -> bool {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        let log = std::fs::read_to_string(dir.join("log")).unwrap_or_default();
-        if log.contains("Call established") {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    false
 }
 
 /// The scenario, on the database the node at `dir` uses (`database_url`,
@@ -176,31 +162,14 @@ fn three_phones_meet(dir: &TempDir, seeded: &Seeded, database_url: Option<&str>,
 
 #[test]
 fn three_phones_meet_in_a_room_and_each_hears_the_other_two() {
-    if !baresip_available() {
-        return;
+    if baresip_available() {
+        on_engine(Engine::Sqlite, "conference", three_phones_meet);
     }
-    let dir = TempDir::new("conference");
-    let seeded = seed(dir.path());
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let store = rt.block_on(support::sip::open_seeded(dir.path()));
-    three_phones_meet(&dir, &seeded, None, &store);
-    rt.block_on(store.close());
 }
 
 #[test]
 fn three_phones_meet_in_a_room_on_postgres() {
-    if !baresip_available() {
-        return;
+    if baresip_available() {
+        on_engine(Engine::Postgres, "conference", three_phones_meet);
     }
-    let Some(_) = support::postgres_url() else {
-        return;
-    };
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let Some(db) = rt.block_on(TestDb::postgres()) else {
-        return;
-    };
-    let seeded = rt.block_on(seed_store(&db.store));
-    let dir = TempDir::new("conference-postgres");
-    three_phones_meet(&dir, &seeded, Some(&db.url), &db.store);
-    drop(db);
 }

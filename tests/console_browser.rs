@@ -182,6 +182,17 @@ fn each_role_signs_in_and_a_phone_shows_up_live_on_the_dashboard() {
     assert_eq!(browser.text(".flash"), "Conference room created.");
     browser.screenshot(&shots, "nordlicht-conference-room");
 
+    // Call recording turned on for the new extension, kept 30 days.
+    browser.goto(&format!("{nordlicht}/customers/{customer}/recordings"));
+    browser.click("input[type='checkbox'][name^='ext_']");
+    browser.type_into("#retention_days", "30");
+    browser.click("form[action$='/recordings'] button[type='submit']");
+    let flash = browser.wait_for_text(".flash", Duration::from_secs(10), |t| !t.is_empty());
+    assert_eq!(flash, "Saved.");
+    // The page shows what was stored.
+    assert!(browser.source().contains("value=\"30\""));
+    browser.screenshot(&shots, "nordlicht-call-recording");
+
     // The dashboard counts registered devices live: a SIPp phone registers
     // with what the page showed, and the count moves without a reload.
     browser.goto(&format!("{nordlicht}/customers/{customer}"));

@@ -16,11 +16,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use pbx_store::call_recordings::{CallRecording, RecordingPolicy};
-use pbx_store::testing::TestDb;
 use pbx_store::{Principal, Store};
 use support::audio::{listen_channel, listen_span, read_channel};
-use support::sip::{baresip, baresip_available, seed, seed_store, Seeded};
-use support::softphone::{heard, softphone};
+use support::sip::{baresip, baresip_available, on_engine, Engine, Seeded};
+use support::softphone::{established, heard, softphone};
 use support::{metric, Node, TempDir};
 
 const CALLER_HZ: f64 = 500.0;
@@ -74,18 +73,6 @@ async fn recordings(store: &Store, n: usize) -> Vec<(CallRecording, String)> {
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-}
-
-fn established(dir: &Path, within: Duration) -> bool {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        let log = std::fs::read_to_string(dir.join("log")).unwrap_or_default();
-        if log.contains("Call established") {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    false
 }
 
 /// 101 calls `callee` (a baresip answering by itself) for `seconds`.
@@ -199,31 +186,14 @@ fn a_recorded_call(dir: &TempDir, seeded: &Seeded, database_url: Option<&str>, s
 
 #[test]
 fn a_recorded_call_holds_both_sides_after_the_announcement() {
-    if !baresip_available() {
-        return;
+    if baresip_available() {
+        on_engine(Engine::Sqlite, "recording", a_recorded_call);
     }
-    let dir = TempDir::new("recording");
-    let seeded = seed(dir.path());
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let store = rt.block_on(support::sip::open_seeded(dir.path()));
-    a_recorded_call(&dir, &seeded, None, &store);
-    rt.block_on(store.close());
 }
 
 #[test]
 fn a_recorded_call_on_postgres() {
-    if !baresip_available() {
-        return;
+    if baresip_available() {
+        on_engine(Engine::Postgres, "recording", a_recorded_call);
     }
-    let Some(_) = support::postgres_url() else {
-        return;
-    };
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let Some(db) = rt.block_on(TestDb::postgres()) else {
-        return;
-    };
-    let seeded = rt.block_on(seed_store(&db.store));
-    let dir = TempDir::new("recording-postgres");
-    a_recorded_call(&dir, &seeded, Some(&db.url), &db.store);
-    drop(db);
 }

@@ -837,6 +837,35 @@ mod tests {
         assert_eq!(relay.active_calls(), 0);
     }
 
+    /// Two phones of call `key`, offer and answer through the relay: each
+    /// phone's socket and the relay port it sends to.
+    struct Phones {
+        a: UdpSocket,
+        b: UdpSocket,
+        to_a: SocketAddr,
+        to_b: SocketAddr,
+    }
+
+    async fn phones(relay: &Relay, key: &CallKey) -> Phones {
+        let a = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let lo: IpAddr = Ipv4Addr::LOCALHOST.into();
+        relay.reserve(key, Party::Caller, lo).unwrap();
+        let a_sdp = sdp("127.0.0.1", a.local_addr().unwrap().port());
+        let b_sdp = sdp("127.0.0.1", b.local_addr().unwrap().port());
+        let to_b = port_of(
+            &relay
+                .update(key, Party::Caller, Party::Callee(0), &a_sdp, lo, lo)
+                .unwrap(),
+        );
+        let to_a = port_of(
+            &relay
+                .update(key, Party::Callee(0), Party::Caller, &b_sdp, lo, lo)
+                .unwrap(),
+        );
+        Phones { a, b, to_a, to_b }
+    }
+
     /// A G.711 µ-law packet of `samples`.
     fn voice(seq: u16, ssrc: u32, samples: &[i16]) -> Vec<u8> {
         let mut payload = Vec::new();
@@ -853,23 +882,8 @@ mod tests {
     #[tokio::test]
     async fn records_both_sides_after_the_announcement() {
         let relay = Relay::new(config(41300));
-        let a = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let b = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let lo: IpAddr = Ipv4Addr::LOCALHOST.into();
         let key: CallKey = ("call-rec".into(), "tag".into());
-        relay.reserve(&key, Party::Caller, lo).unwrap();
-        let a_sdp = sdp("127.0.0.1", a.local_addr().unwrap().port());
-        let b_sdp = sdp("127.0.0.1", b.local_addr().unwrap().port());
-        let to_b = port_of(
-            &relay
-                .update(&key, Party::Caller, Party::Callee(0), &a_sdp, lo, lo)
-                .unwrap(),
-        );
-        let to_a = port_of(
-            &relay
-                .update(&key, Party::Callee(0), Party::Caller, &b_sdp, lo, lo)
-                .unwrap(),
-        );
+        let Phones { a, b, to_a, to_b } = phones(&relay, &key).await;
         let dir = std::env::temp_dir().join(format!("pbx-rec-{}", std::process::id()));
         let path = dir.join("call.wav");
         // Not answered yet: nothing to record.
@@ -942,23 +956,8 @@ mod tests {
     #[tokio::test]
     async fn a_full_disk_ends_the_recording_not_the_call() {
         let relay = Relay::new(config(41400));
-        let a = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let b = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let lo: IpAddr = Ipv4Addr::LOCALHOST.into();
         let key: CallKey = ("call-full".into(), "tag".into());
-        relay.reserve(&key, Party::Caller, lo).unwrap();
-        let a_sdp = sdp("127.0.0.1", a.local_addr().unwrap().port());
-        let b_sdp = sdp("127.0.0.1", b.local_addr().unwrap().port());
-        let to_b = port_of(
-            &relay
-                .update(&key, Party::Caller, Party::Callee(0), &a_sdp, lo, lo)
-                .unwrap(),
-        );
-        let to_a = port_of(
-            &relay
-                .update(&key, Party::Callee(0), Party::Caller, &b_sdp, lo, lo)
-                .unwrap(),
-        );
+        let Phones { a, b, to_a, to_b } = phones(&relay, &key).await;
         relay.choose(&key, 0);
         relay.established(&key);
         // A file that cannot be made: no recording, the call goes on.

@@ -304,6 +304,46 @@ pub async fn seed_store(store: &Store) -> Seeded {
     }
 }
 
+/// The engines a scenario with storage runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs `scenario` on a node directory (tagged `tag`) whose store is seeded
+/// with the two tenants on `engine`: the directory, the seeded phones, the
+/// database URL to give the node (None: its SQLite file) and the store.
+/// On PostgreSQL, skipped (with a message) when no server is configured.
+pub fn on_engine(
+    engine: Engine,
+    tag: &str,
+    scenario: impl FnOnce(&TempDir, &Seeded, Option<&str>, &Store),
+) {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    match engine {
+        Engine::Sqlite => {
+            let dir = TempDir::new(tag);
+            let seeded = seed(dir.path());
+            let store = rt.block_on(open_seeded(dir.path()));
+            scenario(&dir, &seeded, None, &store);
+            rt.block_on(store.close());
+        }
+        Engine::Postgres => {
+            if super::postgres_url().is_none() {
+                return;
+            }
+            let Some(db) = rt.block_on(pbx_store::testing::TestDb::postgres()) else {
+                return;
+            };
+            let seeded = rt.block_on(seed_store(&db.store));
+            let dir = TempDir::new(&format!("{tag}-postgres"));
+            scenario(&dir, &seeded, Some(&db.url), &db.store);
+            drop(db);
+        }
+    }
+}
+
 /// A node serving the seeded tenants, offering `algorithms` (SIPp only does MD5).
 pub fn start_node(dir: &TempDir, algorithms: &str) -> Node {
     let key = secret_key_base64();

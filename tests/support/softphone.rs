@@ -81,3 +81,16 @@ pub fn heard(dir: &Path) -> PathBuf {
 pub fn command(dir: &Path, line: &str) {
     console(dir, &format!("{line}\n"));
 }
+
+/// Waits until baresip in `dir` says its call is up.
+pub fn established(dir: &Path, within: std::time::Duration) -> bool {
+    let deadline = std::time::Instant::now() + within;
+    while std::time::Instant::now() < deadline {
+        let log = std::fs::read_to_string(dir.join("log")).unwrap_or_default();
+        if log.contains("Call established") {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    false
+}
