@@ -11,7 +11,6 @@
 
 mod support;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use pbx_store::call_records::{CallRecord, Disposition, RecordFilter};
