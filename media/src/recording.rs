@@ -36,8 +36,8 @@ const WINDOW: u32 = 480;
 const MOST: usize = 2400;
 /// Ticks between header updates (5 s).
 const FLUSH_TICKS: u32 = 50;
-/// The longest payload kept whole (30 ms of G.711); longer ones are cut.
-const PAYLOAD: usize = 240;
+/// The longest payload kept whole (60 ms of G.711); longer ones are cut.
+const PAYLOAD: usize = 480;
 
 /// One forwarded packet of a recorded call, as it came (decoded by the
 /// writer, off the relay's path).
@@ -47,7 +47,7 @@ struct Tapped {
     law: Law,
     ssrc: u32,
     timestamp: u32,
-    len: u8,
+    len: u16,
     payload: [u8; PAYLOAD],
 }
 
@@ -55,8 +55,13 @@ struct Tapped {
 #[derive(Debug, Default)]
 struct Shared {
     queue: Mutex<Vec<Tapped>>,
+    /// The announcement is over: the file starts (before, nothing is
+    /// written, so the file and its record start at the same moment).
+    live: AtomicBool,
     /// The call's media ended: the writer finishes the file.
     ended: AtomicBool,
+    /// The writer gave up (a write failed): nothing more is queued.
+    stopped: AtomicBool,
 }
 
 /// The relay's end of a recording: copies packets to its writer. Dropping
@@ -74,9 +79,18 @@ impl Drop for Tap {
 }
 
 impl Tap {
+    /// From now on the call is recorded (the announcement is over).
+    pub fn go_live(&self) {
+        self.shared.live.store(true, Ordering::Release);
+    }
+
     /// An RTP packet one side sent (`caller`: the caller's side). Only
     /// G.711 is recorded; DTMF events and other payloads are left out.
     pub fn packet(&self, caller: bool, data: &[u8]) {
+        if !self.shared.live.load(Ordering::Acquire) || self.shared.stopped.load(Ordering::Acquire)
+        {
+            return;
+        }
         let Some((h, _, payload)) = crate::rtp::parse(data) else {
             return;
         };
@@ -89,7 +103,7 @@ impl Tap {
             law,
             ssrc: h.ssrc,
             timestamp: h.timestamp,
-            len: len as u8,
+            len: len as u16,
             payload: [0; PAYLOAD],
         };
         tapped.payload[..len].copy_from_slice(&payload[..len]);
@@ -125,14 +139,19 @@ pub fn start(path: &Path, stats: Arc<RelayStats>) -> std::io::Result<Tap> {
         shared.clone(),
         writer,
         stats.clone(),
-        path.display().to_string(),
+        path.to_owned(),
     ));
     Ok(Tap { shared, stats })
 }
 
 type Writer = hound::WavWriter<BufWriter<std::fs::File>>;
 
-async fn write(shared: Arc<Shared>, mut writer: Writer, stats: Arc<RelayStats>, name: String) {
+async fn write(
+    shared: Arc<Shared>,
+    mut writer: Writer,
+    stats: Arc<RelayStats>,
+    path: std::path::PathBuf,
+) {
     let mut sides = [
         Inbound::new(WINDOW, Keep::Latest(MOST)),
         Inbound::new(WINDOW, Keep::Latest(MOST)),
@@ -158,6 +177,9 @@ async fn write(shared: Arc<Shared>, mut writer: Writer, stats: Arc<RelayStats>, 
         if ended {
             break None;
         }
+        if !shared.live.load(Ordering::Acquire) {
+            continue;
+        }
         let mut failed = None;
         for _ in 0..FRAMES_PER_TICK {
             sides[0].take_frame(&mut left);
@@ -177,6 +199,14 @@ async fn write(shared: Arc<Shared>, mut writer: Writer, stats: Arc<RelayStats>, 
             }
         }
     };
+    shared.stopped.store(true, Ordering::Release);
+    if !shared.live.load(Ordering::Acquire) {
+        // Ended during the announcement: nothing was recorded, no file
+        // is left (and its record gets no recording).
+        drop(writer);
+        let _ = std::fs::remove_file(&path);
+        return;
+    }
     // What is still queued belongs at the end.
     let [caller, callee] = sides;
     let (caller, callee) = (caller.finish(), callee.finish());
@@ -187,7 +217,7 @@ async fn write(shared: Arc<Shared>, mut writer: Writer, stats: Arc<RelayStats>, 
     .or_else(|| writer.finalize().err());
     if let Some(e) = failed {
         stats.recording_errors.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(file = %name, error = %e, "a call's recording stopped early");
+        tracing::warn!(file = %path.display(), error = %e, "a call's recording stopped early");
     }
 }
 

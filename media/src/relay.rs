@@ -465,6 +465,10 @@ impl Relay {
     ) -> Result<u64, MediaError> {
         let call = self.call(key).ok_or(MediaError::UnknownCall)?;
         if !lock(&call).recordable() {
+            self.inner
+                .stats
+                .recording_errors
+                .fetch_add(1, Ordering::Relaxed);
             return Err(MediaError::NotRecordable);
         }
         let tap = match crate::recording::start(path, self.inner.stats.clone()) {
@@ -478,10 +482,12 @@ impl Relay {
             }
         };
         let mut m = lock(&call);
-        m.recording = Some(tap);
         let Some(clip) = announcement.filter(|c| !c.is_empty()) else {
+            tap.go_live();
+            m.recording = Some(tap);
             return Ok(0);
         };
+        m.recording = Some(tap);
         m.announcing = true;
         let ms = (clip.len() as u64).div_ceil(FRAME as u64) * 20;
         tokio::spawn(play_announcement(Arc::downgrade(&call), clip));
@@ -605,11 +611,23 @@ fn forward(
     }
 }
 
+/// How long the announcement waits for both parties' first packets (a
+/// phone behind NAT hears nothing sent before it has sent something).
+const ANNOUNCE_WAIT_TICKS: u32 = 25;
+
 /// Plays the recording announcement to both parties of a call, 20 ms a
-/// frame; then the call is heard and recorded again.
+/// frame, once both have sent media (or after half a second); then the
+/// call is heard, and recorded, again.
 async fn play_announcement(call: Weak<Mutex<CallMedia<Io>>>, clip: Arc<[i16]>) {
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    for _ in 0..ANNOUNCE_WAIT_TICKS {
+        tick.tick().await;
+        let Some(call) = call.upgrade() else { return };
+        if lock(&call).both_heard() {
+            break;
+        }
+    }
     let fresh = fresh_stream();
     let mut payload = Vec::with_capacity(FRAME);
     for (n, chunk) in clip.chunks(FRAME).enumerate() {
@@ -631,7 +649,11 @@ async fn play_announcement(call: Weak<Mutex<CallMedia<Io>>>, clip: Arc<[i16]>) {
         }
     }
     if let Some(call) = call.upgrade() {
-        lock(&call).announcing = false;
+        let mut m = lock(&call);
+        m.announcing = false;
+        if let Some(tap) = &m.recording {
+            tap.go_live();
+        }
     }
 }
 

@@ -210,6 +210,17 @@ impl Outgoing {
     }
 }
 
+/// The G.711 law of a codec name.
+fn law_of(codec: &str) -> Option<Law> {
+    if codec.eq_ignore_ascii_case("PCMU") {
+        Some(Law::Mu)
+    } else if codec.eq_ignore_ascii_case("PCMA") {
+        Some(Law::A)
+    } else {
+        None
+    }
+}
+
 /// Samples (timestamp units) of a 20 ms frame at 8 kHz.
 const FRAME: u32 = 160;
 
@@ -431,30 +442,53 @@ impl<S: Clone> CallMedia<S> {
     /// (nothing is transcoded into other codecs).
     fn playable(&mut self, party: Party) -> Option<(&mut Endpoint<S>, Law)> {
         let e = self.side_mut(party).first_mut()?;
-        let law = match e.codec.as_deref()? {
-            c if c.eq_ignore_ascii_case("PCMU") => Law::Mu,
-            c if c.eq_ignore_ascii_case("PCMA") => Law::A,
-            _ => return None,
-        };
+        let law = law_of(e.codec.as_deref()?)?;
         (!e.secure).then_some((e, law))
     }
 
-    /// Whether an answered call can be recorded: both parties speak plain
-    /// G.711 on their first stream.
-    pub fn recordable(&mut self) -> bool {
-        let Some(callee) = self.active.filter(|_| self.chosen).map(Party::Callee) else {
-            return false;
+    /// The G.711 law both parties of an answered call speak: the first
+    /// codec of the callee's answer (what was agreed, whatever the caller
+    /// offered first), when neither side's first stream is SRTP. None for
+    /// other codecs, and for a late offer whose answer (in the ACK) has
+    /// not come yet.
+    fn agreed_law(&self) -> Option<Law> {
+        let callee = self.active.filter(|_| self.chosen).map(Party::Callee)?;
+        let caller = self.side(Party::Caller)?.first()?;
+        let answer = self.side(callee)?.first()?;
+        if caller.secure || answer.secure {
+            return None;
+        }
+        law_of(answer.codec.as_deref()?)
+    }
+
+    /// Whether an answered call can be recorded (and told so): plain RTP
+    /// in G.711 on both sides.
+    pub fn recordable(&self) -> bool {
+        self.agreed_law().is_some()
+    }
+
+    /// Both parties have sent media, so the relay knows where they hear
+    /// it (a phone behind NAT hears nothing sent before).
+    pub fn both_heard(&self) -> bool {
+        let latched = |p: Option<Party>| {
+            p.and_then(|p| self.side(p))
+                .and_then(|s| s.first())
+                .is_some_and(|e| e.peer.latched_rtp.is_some())
         };
-        self.playable(Party::Caller).is_some() && self.playable(callee).is_some()
+        latched(Some(Party::Caller)) && latched(self.active.map(Party::Callee))
     }
 
     /// Where the next frame of the recording announcement goes, for each
-    /// party that can hear it (continuing what it was hearing).
+    /// party that can hear it (continuing what it was hearing), and in
+    /// which law.
     pub fn announcement_frames(&mut self, fresh: (u32, u16, u32)) -> Vec<MusicTarget<S>> {
+        let Some(law) = self.agreed_law() else {
+            return Vec::new();
+        };
         let parties = [Some(Party::Caller), self.active.map(Party::Callee)];
         let mut out = Vec::with_capacity(2);
         for party in parties.into_iter().flatten() {
-            let Some((e, law)) = self.playable(party) else {
+            let Some(e) = self.side_mut(party).first_mut() else {
                 continue;
             };
             let (Some(io), Some(to)) = (e.io.clone(), e.peer.rtp_dest()) else {

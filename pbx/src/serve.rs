@@ -251,6 +251,7 @@ pub async fn run(config: Config, mode: Mode) -> Result<()> {
     if let Some(sip) = &sip {
         // Registrations not yet written go to the database before it closes.
         sip.flush().await;
+        sip.close_media().await;
     }
     store.close().await;
     tracing::info!("stopped");

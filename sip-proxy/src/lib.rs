@@ -441,6 +441,20 @@ impl SipProxy {
     }
 
     /// Stops the node's background work after flushing registrations.
+    /// Ends every call's media (the node stops): recordings in progress
+    /// are finished, so their files play to the end.
+    pub async fn close_media(&self) {
+        let recording = self.dispatcher.core.media.stats();
+        let started = recording
+            .recordings_started
+            .load(std::sync::atomic::Ordering::Relaxed);
+        self.dispatcher.core.media.clear();
+        if started > 0 {
+            // The writers notice at their next tick (100 ms).
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+
     pub async fn shutdown(self) {
         self.dispatcher.core.node.transports.stop_receiving();
         self.flush().await;

@@ -43,8 +43,9 @@ pub fn start(core: &Core, routed: Routed) {
         tenant,
         caller,
         ringing,
-        anchor: anchored,
+        anchor: mut anchored,
         recording,
+        anchor_required,
     } = plan;
     let tenant = &tenant;
     let method = req.method().cloned().unwrap_or(Method::Options);
@@ -64,16 +65,27 @@ pub fn start(core: &Core, routed: Routed) {
         return core.node.reply_stateless(&req, flow, resp);
     }
     if anchored {
-        if let Err(e) = anchoring::admit(core, &key, &req, &flow) {
-            core.media.delete(&key);
-            if let Ringing::Out { admitted, .. } = ringing {
-                core.admission.abandon(admitted);
+        match anchoring::admit(core, &key, &req, &flow) {
+            Ok(()) => {
+                if let Ringing::Phones { bindings, .. } = &ringing {
+                    anchoring::music_for(core, &key, tenant, bindings);
+                }
             }
-            core.admission.ended(&key, pbx_store::now_ms());
-            return routing::refuse_media(core, &req, flow, tenant, &caller, &e);
-        }
-        if let Ringing::Phones { bindings, .. } = &ringing {
-            anchoring::music_for(core, &key, tenant, bindings);
+            Err(e) if !anchor_required => {
+                // Anchored only to be recorded: the call goes on, unrecorded.
+                core.media.delete(&key);
+                tracing::warn!(call_id = %key.0, customer = %tenant.customer, error = %e,
+                    "a call to record could not be anchored: not recorded");
+                anchored = false;
+            }
+            Err(e) => {
+                core.media.delete(&key);
+                if let Ringing::Out { admitted, .. } = ringing {
+                    core.admission.abandon(admitted);
+                }
+                core.admission.ended(&key, pbx_store::now_ms());
+                return routing::refuse_media(core, &req, flow, tenant, &caller, &e);
+            }
         }
     }
     let Some(ctx) = core.new_context(req, flow) else {
@@ -1350,12 +1362,15 @@ fn go_on(core: &Core, ctx: &Arc<Mutex<Context>>, c: &mut Context) -> bool {
             steps,
             forwarded,
         } => {
+            let application = bindings.iter().any(|b| b.application);
             if c.media.is_none()
-                && bindings.iter().any(|b| b.application)
+                && (application || crate::recording::rings_a_recorder(&tenant, &bindings))
                 && !anchoring::anchor_now(core, c)
+                && application
             {
                 // The application is on loopback: unanchored it could not
                 // face the caller. The call ends with the failure it had.
+                // (A phone that records is rung unanchored, and unrecorded.)
                 return false;
             }
             if let Some(leg) = &c.media {
@@ -1380,6 +1395,15 @@ fn go_on(core: &Core, ctx: &Arc<Mutex<Context>>, c: &mut Context) -> bool {
         } => {
             let key = c.call_key();
             core.admission.open(key.clone(), admitted);
+            // An extension that records its calls forwards them recorded.
+            if by.record_calls {
+                if let Some(call) = c.call.as_mut() {
+                    call.recording.always = true;
+                }
+                if c.media.is_none() {
+                    anchoring::anchor_now(core, c);
+                }
+            }
             let destination = leg.destination.e164.clone();
             c.carrier = Some(*leg);
             if !next_trunk(core, ctx, c) {

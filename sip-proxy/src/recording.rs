@@ -43,9 +43,13 @@ pub fn at_routing(
     let maybe = always
         || match ringing {
             Ringing::Phones {
-                extension, plan, ..
+                extension,
+                bindings,
+                plan,
+                ..
             } => {
                 extension.as_ref().is_some_and(|e| e.record_calls)
+                    || rings_a_recorder(tenant, bindings)
                     || plan
                         .iter()
                         .any(|step| step.members.iter().copied().any(records))
@@ -53,6 +57,17 @@ pub fn at_routing(
             Ringing::Out { .. } => false,
         };
     Policy { always, maybe }
+}
+
+/// Whether one of `bindings` (phones about to ring) is of an extension
+/// that records its calls: the call must then be anchored.
+pub fn rings_a_recorder(tenant: &Tenant, bindings: &[crate::location::Binding]) -> bool {
+    bindings.iter().any(|b| {
+        !b.application
+            && tenant
+                .extension_by_id(b.extension)
+                .is_some_and(|e| e.record_calls)
+    })
 }
 
 /// Starts recording a call just answered by `answering` (an extension, if

@@ -50,6 +50,9 @@ pub struct Plan {
     pub anchor: bool,
     /// Whether it is recorded (its media is then anchored).
     pub recording: crate::recording::Policy,
+    /// The anchoring policy itself wants the relay (not only a recording
+    /// that may happen): a call the relay cannot take is then refused.
+    pub anchor_required: bool,
 }
 
 impl Routed {
@@ -69,8 +72,8 @@ impl Routed {
             crate::recording::Policy::default()
         };
         // Only the relay can record: a call that may be recorded is anchored.
-        let anchor =
-            invite && (recording.maybe || anchor(core, &tenant, &req, &flow, &caller, &ringing));
+        let anchor_required = invite && anchor(core, &tenant, &req, &flow, &caller, &ringing);
+        let anchor = anchor_required || (invite && recording.maybe);
         Routed {
             req,
             flow,
@@ -80,6 +83,7 @@ impl Routed {
                 ringing,
                 anchor,
                 recording,
+                anchor_required,
             },
         }
     }

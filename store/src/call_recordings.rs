@@ -24,6 +24,8 @@ use crate::{
 };
 
 pub const DEFAULT_RETENTION_DAYS: u32 = 90;
+/// Recordings shorter than this are not listed.
+const SHORTEST_MS: Millis = 1000;
 const DAY_MS: i64 = 86_400_000;
 
 /// A customer's recording policy: whose calls are recorded and how long
@@ -107,7 +109,9 @@ pub(crate) async fn insert_with_records(
 ) -> Result<()> {
     for r in records {
         let Some(rec) = &r.recording else { continue };
-        if !inserted.contains(&r.record_uid) {
+        // A call that ended during (or just after) the announcement
+        // recorded nothing worth keeping.
+        if !inserted.contains(&r.record_uid) || r.end_at - rec.started_at < SHORTEST_MS {
             continue;
         }
         sqlx::query(

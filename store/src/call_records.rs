@@ -472,9 +472,15 @@ impl CallRecords<'_> {
         if webhooks::anyone_listens(tx.conn(), WebhookEvent::CallEnded, &resellers).await? {
             for (r, (_, retail, currency)) in &rows {
                 if inserted.contains(&r.record_uid) {
+                    // Where a recording's audio is kept is the platform's
+                    // business; the recordings API serves it.
+                    let mut record = serde_json::to_value(r).unwrap_or_default();
+                    if let Some(fields) = record.as_object_mut() {
+                        fields.remove("recording");
+                    }
                     let payload = serde_json::json!({
                         "type": WebhookEvent::CallEnded,
-                        "record": r,
+                        "record": record,
                         "billable_ms": r.billable_ms(),
                         "currency": currency,
                         "retail": retail,

@@ -41,8 +41,18 @@ impl CustomAudio<'_> {
             return Err(StoreError::Forbidden("this credential is read-only"));
         }
         let ext = self.0.extensions().get_live(by, extension).await?;
-        let before = self.greeting(by, extension).await?;
         let mut tx = self.0.begin().await?;
+        // Read in the transaction: of two uploads at once, each hands back
+        // the key it really replaced.
+        let before =
+            match sqlx::query("SELECT greeting_audio FROM voicemail_boxes WHERE extension_id = $1")
+                .bind(ext.id.0)
+                .fetch_optional(tx.conn())
+                .await?
+            {
+                Some(row) => row.try_get("greeting_audio")?,
+                None => None,
+            };
         sqlx::query(
             "INSERT INTO voicemail_boxes (extension_id, customer_id, greeting_audio) VALUES ($1, $2, $3) \
              ON CONFLICT (extension_id) DO UPDATE SET greeting_audio = $3, \
@@ -94,8 +104,12 @@ impl CustomAudio<'_> {
     ) -> Result<Option<String>> {
         by.may_write(Level::Customer)?;
         let owner = self.0.customers().get(by, customer).await?;
-        let before = self.music(by, customer).await?;
         let mut tx = self.0.begin().await?;
+        let before: Option<String> = sqlx::query("SELECT music_audio FROM customers WHERE id = $1")
+            .bind(customer.0)
+            .fetch_one(tx.conn())
+            .await?
+            .try_get("music_audio")?;
         sqlx::query("UPDATE customers SET music_audio = $1 WHERE id = $2")
             .bind(audio)
             .bind(customer.0)
