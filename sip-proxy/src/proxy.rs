@@ -1363,15 +1363,15 @@ fn go_on(core: &Core, ctx: &Arc<Mutex<Context>>, c: &mut Context) -> bool {
             forwarded,
         } => {
             let application = bindings.iter().any(|b| b.application);
-            if c.media.is_none()
-                && (application || crate::recording::rings_a_recorder(&tenant, &bindings))
-                && !anchoring::anchor_now(core, c)
-                && application
-            {
-                // The application is on loopback: unanchored it could not
-                // face the caller. The call ends with the failure it had.
-                // (A phone that records is rung unanchored, and unrecorded.)
-                return false;
+            let wanted = application || crate::recording::rings_a_recorder(&tenant, &bindings);
+            if c.media.is_none() && wanted {
+                let anchored = anchoring::anchor_now(core, c);
+                if !anchored && application {
+                    // The application is on loopback: unanchored it could
+                    // not face the caller. The call ends with the failure
+                    // it had. (A phone that records rings unrecorded.)
+                    return false;
+                }
             }
             if let Some(leg) = &c.media {
                 anchoring::music_for(core, &leg.key, &tenant, &bindings);
