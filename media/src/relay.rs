@@ -976,6 +976,33 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_call_ended_during_the_announcement_leaves_no_file() {
+        let relay = Relay::new(config(41500));
+        let key: CallKey = ("call-short".into(), "tag".into());
+        let _phones = phones(&relay, &key).await;
+        relay.choose(&key, 0);
+        relay.established(&key);
+        let path = std::env::temp_dir().join(format!("pbx-rec-short-{}.wav", std::process::id()));
+        let announcement: Arc<[i16]> = crate::audio::tone(400.0, 2000, 0.5).into();
+        relay.record(&key, &path, Some(announcement)).unwrap();
+        assert!(
+            path.exists(),
+            "the file is made at once (a full disk shows now)"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        relay.delete(&key).unwrap();
+        let mut gone = false;
+        for _ in 0..25 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            if !path.exists() {
+                gone = true;
+                break;
+            }
+        }
+        assert!(gone, "nothing was recorded: no file is left");
+    }
+
+    #[tokio::test]
     async fn a_full_disk_ends_the_recording_not_the_call() {
         let relay = Relay::new(config(41400));
         let key: CallKey = ("call-full".into(), "tag".into());

@@ -757,6 +757,34 @@ mod tests {
 
     /// A caller behind NAT (SDP says 192.168.1.10, packets come from the
     /// router 10.0.0.11) and a callee behind another (192.168.2.20 / 10.0.0.12).
+    fn offering(ip: &str, port: u16, formats: &str) -> Sdp {
+        let body = format!(
+            "v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP {formats}\r\n"
+        );
+        Sdp::parse(body.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn the_answer_decides_whether_a_call_can_be_recorded() {
+        let lo = "127.0.0.1".parse().unwrap();
+        // The caller offers G.722 first; the callee answers PCMA.
+        let mut m: CallMedia<&'static str> = CallMedia::new(0);
+        m.learn(Party::Caller, &offering("127.0.0.1", 4000, "9 0 8"), lo, 0);
+        assert!(!m.recordable(), "not answered yet");
+        m.learn(Party::Callee(0), &offering("127.0.0.1", 5000, "8"), lo, 0);
+        m.choose(0);
+        assert!(m.recordable());
+        assert_eq!(m.agreed_law(), Some(Law::A));
+        // An answer in G.722: nothing the relay can read.
+        let mut m: CallMedia<&'static str> = CallMedia::new(0);
+        m.learn(Party::Caller, &offering("127.0.0.1", 4000, "0 9"), lo, 0);
+        m.learn(Party::Callee(0), &offering("127.0.0.1", 5000, "9"), lo, 0);
+        m.choose(0);
+        assert!(!m.recordable());
+        // Neither party has sent anything: the announcement waits.
+        assert!(!m.both_heard());
+    }
+
     fn call() -> CallMedia<&'static str> {
         let mut m = CallMedia::new(0);
         m.learn(
