@@ -5,7 +5,8 @@
 //! up. Then: the message is in the box with the caller's tone in its
 //! recording (through the API), the desk phone's lamp is told (an RFC 3842
 //! NOTIFY: one new message), the box's address gets an e-mail in the
-//! reseller's brand with the recording attached, another customer's token
+//! reseller's brand with the recording attached, 102's other phone (SIPp)
+//! that subscribed to its lamp (RFC 6665) is told in its subscription only, another customer's token
 //! finds nothing of it, hearing the message turns the lamp off, and 102's
 //! softphone dials *97, hears the message and deletes it with a key: the
 //! recording is gone and the lamp says so.
@@ -24,7 +25,7 @@ use std::time::{Duration, Instant};
 use pbx_store::forwards::ForwardCondition;
 use support::audio::listen;
 use support::sip::{
-    baresip, baresip_available, configure_a, register, seed, sipp_available, Phone,
+    baresip, baresip_available, configure_a, register, seed, sipp_available, Phone, Sipp,
 };
 use support::softphone::{heard, press, softphone};
 use support::{create_token, http_get_bearer, http_request_bearer, TempDir};
@@ -317,6 +318,16 @@ fn a_missed_call_leaves_a_message_that_lights_the_lamp_is_mailed_heard_and_delet
     let desk = desk_phone();
     let registered = register(&node, &seeded.a102, desk.port, "u1");
     assert!(registered.success, "102's desk phone registers");
+    // 102's other phone (SIPp) subscribes to its lamp: it is told in its
+    // subscription (and registers once the call rang, so that it is not
+    // rung itself).
+    let watcher = Sipp::new("mwi_subscribe.xml")
+        .phone(&seeded.a102, &format!("102@{}", seeded.a102.domain))
+        .arg("-timeout")
+        .arg("120")
+        .arg("-m")
+        .arg("1")
+        .spawn(&format!("127.0.0.1:{}", node.sip_port));
 
     let home = TempDir::new("voicemail-caller");
     let caller_dir = caller_phone(home.path(), &seeded.a101, node.sip_port);
@@ -438,6 +449,11 @@ fn a_missed_call_leaves_a_message_that_lights_the_lamp_is_mailed_heard_and_delet
         assert_eq!(r.status, 404, "{method} {path}: {}", r.text());
     }
 
+    // Registered now, the watching phone is one of 102's phones: the lamp
+    // is still told to it in its subscription only.
+    let registered = register(&node, &seeded.a102, watcher.port(), "u1");
+    assert!(registered.success, "102's watching phone registers");
+
     // Heard in the console or the API: the lamp goes off.
     let heard_it = http_request_bearer(
         node.http,
@@ -452,6 +468,15 @@ fn a_missed_call_leaves_a_message_that_lights_the_lamp_is_mailed_heard_and_delet
     let last = lamp.last().expect("notify");
     assert!(last.contains("Messages-Waiting: no"), "{last}");
     assert!(last.contains("Voice-Message: 0/1"), "{last}");
+    // The watching phone saw the lamp go on and off in its subscription,
+    // then ended it; no unsolicited NOTIFY (a Call-ID of its own) reached it.
+    let watched = watcher.finish(Duration::from_secs(30));
+    assert!(watched.success, "the subscription:\n{}", watched.log);
+    assert!(
+        !watched.log.contains("@mwi"),
+        "a subscribed phone was also told unsolicited:\n{}",
+        watched.log
+    );
 
     // 102's softphone dials *97, hears the message and deletes it with 7
     // (an RFC 4733 key, pressed through baresip's UDP console).

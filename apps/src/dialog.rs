@@ -1,14 +1,16 @@
 //! The user-agent side of one call (RFC 3261 §12): the dialog the
 //! application server's answer created, and the requests it sends in it
-//! (BYE) along the route the proxy recorded. Also the out-of-dialog
-//! requests it sends itself (MWI NOTIFY) and its answers to requests.
+//! (BYE; NOTIFY in a lamp's subscription) along the route the proxy
+//! recorded. Also the out-of-dialog requests it sends itself (unsolicited
+//! MWI NOTIFY) and its answers to requests.
 
 use std::net::SocketAddr;
 
 use bytes::Bytes;
 use pbx_sip_message::{Header, HeaderName, Message, Uri};
 
-/// One call's dialog, as its UAS (the application server) holds it.
+/// One dialog (a call's, or a subscription's), as its UAS (the
+/// application server) holds it.
 #[derive(Debug, Clone)]
 pub struct Dialog {
     pub call_id: String,
@@ -24,7 +26,8 @@ pub struct Dialog {
 }
 
 impl Dialog {
-    /// The dialog an answer to `invite` creates, with our tag `tag`.
+    /// The dialog an answer to `invite` (or a SUBSCRIBE) creates, with our
+    /// tag `tag`.
     pub fn from_invite(invite: &Message, tag: &str) -> Option<Dialog> {
         let target = invite.contacts().ok()?.into_iter().find_map(|c| match c {
             pbx_sip_message::Contact::Addr(a) => Some(a.uri),
@@ -49,6 +52,28 @@ impl Dialog {
     /// to send it: the first hop of the route set, else the remote target.
     /// None when that is not an IP address (no DNS here).
     pub fn request(&mut self, method: &str, via: SocketAddr) -> Option<(Bytes, SocketAddr)> {
+        self.request_with(method, via, "", "")
+    }
+
+    /// Our tag in the dialog.
+    pub fn local_tag(&self) -> Option<String> {
+        tag_of(&self.local)
+    }
+
+    /// The peer's tag in the dialog.
+    pub fn remote_tag(&self) -> Option<String> {
+        tag_of(&self.remote)
+    }
+
+    /// [`Dialog::request`] with more header lines (each ending in CRLF;
+    /// Content-Type among them when `body` is not empty) and a body.
+    pub fn request_with(
+        &mut self,
+        method: &str,
+        via: SocketAddr,
+        headers: &str,
+        body: &str,
+    ) -> Option<(Bytes, SocketAddr)> {
         self.local_cseq += 1;
         let first_hop = match self.route_set.first() {
             Some(route) => uri_of(route)?,
@@ -64,11 +89,20 @@ impl Dialog {
             text.push_str(&format!("Route: {route}\r\n"));
         }
         text.push_str(&format!(
-            "From: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {} {method}\r\nContent-Length: 0\r\n\r\n",
-            self.local, self.remote, self.call_id, self.local_cseq
+            "From: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {} {method}\r\n{headers}Content-Length: {}\r\n\r\n{body}",
+            self.local,
+            self.remote,
+            self.call_id,
+            self.local_cseq,
+            body.len()
         ));
         Some((Bytes::from(text), to))
     }
+}
+
+/// The tag of a From or To value.
+fn tag_of(value: &str) -> Option<String> {
+    pbx_sip_message::NameAddr::parse(value).ok()?.tag()
 }
 
 /// The URI inside a name-addr such as a Route value.
@@ -105,6 +139,18 @@ pub fn answer(
     contact: Option<SocketAddr>,
     sdp: Option<String>,
 ) -> Bytes {
+    answer_message(req, code, reason, tag, contact, sdp).to_bytes()
+}
+
+/// [`answer`] before it is printed, for headers of its own.
+pub fn answer_message(
+    req: &Message,
+    code: u16,
+    reason: &str,
+    tag: Option<&str>,
+    contact: Option<SocketAddr>,
+    sdp: Option<String>,
+) -> Message {
     // A request outside a dialog gets a tag of ours (§8.2.6.2).
     let own;
     let tag = match tag {
@@ -125,13 +171,13 @@ pub fn answer(
     }
     resp.push(Header::new(
         HeaderName::Allow,
-        "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO",
+        "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, SUBSCRIBE",
     ));
     if let Some(body) = sdp {
         resp.push(Header::new(HeaderName::ContentType, "application/sdp"));
         resp.body = Bytes::from(body);
     }
-    resp.to_bytes()
+    resp
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@
 //! requests it sends), `media` (one call's RTP: play, record, keys),
 //! `prompts` (the announcements shipped, per language), `voicemail` (the
 //! deposit), `mailbox` (a phone listening to its box, `*97`), `mwi`
-//! (message-waiting NOTIFYs) and `conference` (rooms and their mixers).
+//! (message waiting: lamp subscriptions and their NOTIFYs) and `conference` (rooms and their mixers).
 
 #![forbid(unsafe_code)]
 

@@ -3,7 +3,8 @@
 //! answered at once (200 with our SDP, retransmitted until the ACK, RFC 3261
 //! §13.3.1.4), the application named by the Request-URI runs the call, and
 //! the call ends with its BYE or ours. Re-INVITEs (hold) get the same
-//! answer; SIP INFO keys count like RFC 4733 ones.
+//! answer; SIP INFO keys count like RFC 4733 ones. A SUBSCRIBE for
+//! `sip:mwi-<extension>@…` is a phone watching its box's lamp (`mwi`).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -99,6 +100,7 @@ pub(crate) struct Inner {
     pub config: AppConfig,
     pub store: Store,
     pub rooms: Arc<crate::conference::Rooms>,
+    pub subscriptions: crate::mwi::Subscriptions,
     calls: Mutex<HashMap<String, Arc<Call>>>,
 }
 
@@ -122,6 +124,7 @@ impl AppServer {
             config,
             store,
             rooms: Arc::default(),
+            subscriptions: Default::default(),
             calls: Mutex::new(HashMap::new()),
         });
         let weak = Arc::downgrade(&inner);
@@ -154,6 +157,11 @@ impl AppServer {
     /// Calls in progress.
     pub fn calls(&self) -> usize {
         lock(&self.inner.calls).len()
+    }
+
+    /// Lamp subscriptions held.
+    pub fn subscriptions(&self) -> usize {
+        self.inner.subscriptions.len()
     }
 
     /// Tells the phones of `extension` how many voicemail messages wait.
@@ -198,12 +206,16 @@ async fn on_datagram(inner: &Arc<Inner>, data: Bytes, from: SocketAddr) {
     };
     if msg.is_request() {
         on_request(inner, msg, from).await;
+    } else if msg.cseq().method == Method::Notify && msg.status().is_some_and(|s| s >= 300) {
+        // A phone that refuses a NOTIFY in its subscription (481: it forgot
+        // it) ends it (RFC 6665 §4.2.2).
+        crate::mwi::forget(inner, msg.call_id());
     }
-    // Responses (to our BYE and NOTIFY) need nothing: those requests are
-    // sent a few times and forgotten (see `send_reliably`).
+    // Other responses (to our BYE) need nothing: those requests are sent a
+    // few times and forgotten (see `send_reliably`).
 }
 
-async fn reply(inner: &Inner, bytes: Bytes, to: SocketAddr) {
+pub(crate) async fn reply(inner: &Inner, bytes: Bytes, to: SocketAddr) {
     let _ = inner.socket.send_to(&bytes, to).await;
 }
 
@@ -211,6 +223,7 @@ async fn on_request(inner: &Arc<Inner>, req: Message, from: SocketAddr) {
     let method = req.method().cloned().unwrap_or(Method::Options);
     let call = lock(&inner.calls).get(req.call_id()).cloned();
     match (method, call) {
+        (Method::Subscribe, _) => crate::mwi::on_subscribe(inner, req, from).await,
         (Method::Invite, None) if req.to().tag().is_none() => new_call(inner, req, from).await,
         (Method::Invite, Some(call)) if req.to().tag().is_none() => {
             // A retransmission of the INVITE we answered.

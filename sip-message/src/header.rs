@@ -64,6 +64,10 @@ header_names! {
     HistoryInfo => "History-Info";
     Identity => "Identity", "y";
     InReplyTo => "In-Reply-To";
+    // Node-internal: on an unsolicited message-summary NOTIFY from the
+    // node's application server, a contact whose lamp already has a
+    // subscription (the proxy skips it and removes the header).
+    LampSubscribed => "Lamp-Subscribed";
     MaxForwards => "Max-Forwards";
     MinExpires => "Min-Expires";
     MinSe => "Min-SE";

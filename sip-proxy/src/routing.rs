@@ -17,7 +17,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use pbx_sip_message::{Host, Message, Method, Uri};
+use pbx_sip_message::{HeaderName, Host, Message, Method, NameAddr, Uri};
 use pbx_store::call_records::CallDirection;
 use pbx_store::trunks::Trunk;
 use pbx_store::{DeviceId, ExtensionId};
@@ -150,6 +150,8 @@ pub fn route(core: &Core, req: Message, flow: Flow) -> Option<Routed> {
         Target::Public
     } else if method == Method::Invite && dialled == MAILBOX_CODE {
         Target::Mailbox
+    } else if method == Method::Subscribe && is_message_summary(&req) {
+        Target::Lamp
     } else {
         match target_extension(core, &req, &tenant) {
             Ok(e) => Target::Extension(e),
@@ -196,6 +198,23 @@ pub fn route(core: &Core, req: Message, flow: Flow) -> Option<Routed> {
                 None => return refuse(480, "Temporarily Unavailable", None),
             }
         }
+        Target::Lamp => {
+            // A phone watches its own box (RFC 3842), named by its own
+            // address or the voicemail code; another extension's box is
+            // not its to watch.
+            let named = target_extension(core, &req, &tenant).ok().map(|e| e.id);
+            if dialled != MAILBOX_CODE && named != Some(device.extension) {
+                return refuse(403, "Forbidden", None);
+            }
+            let own = tenant.extension_by_id(device.extension);
+            let binding = own.and_then(|e| {
+                core.application_binding(&tenant, Some(e.id), &format!("mwi-{}", e.id.0))
+            });
+            match binding {
+                Some(b) => Ringing::phones(dialled.clone(), None, vec![b]),
+                None => return refuse(480, "Temporarily Unavailable", None),
+            }
+        }
         Target::Room(number, room) => {
             let binding = core.application_binding(&tenant, None, &format!("conf-{}", room.0));
             match binding {
@@ -235,8 +254,10 @@ pub fn route(core: &Core, req: Message, flow: Flow) -> Option<Routed> {
 }
 
 /// A request of this node's application server (a message-waiting NOTIFY)
-/// for an extension's phones: trusted, not authenticated, never a call.
-fn from_application(core: &Core, req: Message, flow: Flow) -> Option<Routed> {
+/// for an extension's phones: trusted, not authenticated, never a call. It
+/// skips the phones it names as subscribed (they are told in their
+/// subscriptions).
+fn from_application(core: &Core, mut req: Message, flow: Flow) -> Option<Routed> {
     let tenant = core.tenant_of_request(&req);
     let target = tenant
         .as_ref()
@@ -247,26 +268,36 @@ fn from_application(core: &Core, req: Message, flow: Flow) -> Option<Routed> {
         return None;
     };
     // It may tell lamps, nothing else (no calls, no messages to phones).
-    let event = req
-        .value_text(&pbx_sip_message::HeaderName::Event)
-        .unwrap_or_default();
-    let mwi = req.method() == Some(&Method::Notify)
-        && event
-            .split(';')
-            .next()
-            .is_some_and(|e| e.trim().eq_ignore_ascii_case("message-summary"));
+    let mwi = req.method() == Some(&Method::Notify) && is_message_summary(&req);
     if !mwi {
         let resp = core.node.local_response(&req, 403, "Forbidden", None);
         core.node.reply_stateless(&req, flow, resp);
         return None;
     }
-    let bindings = core
+    let mut bindings = core
         .location
         .of_extension(extension.id, pbx_store::now_ms());
     if bindings.is_empty() {
         let resp = core
             .node
             .local_response(&req, 480, "Temporarily Unavailable", None);
+        core.node.reply_stateless(&req, flow, resp);
+        return None;
+    }
+    let subscribed: Vec<String> = req
+        .values(&HeaderName::LampSubscribed)
+        .filter_map(|h| h.text())
+        .filter_map(|t| NameAddr::parse(t.trim()).ok())
+        .map(|n| n.uri.to_string())
+        .collect();
+    req.remove_all(&HeaderName::LampSubscribed);
+    bindings.retain(|b| {
+        let contact = NameAddr::parse(&b.contact).map(|n| n.uri.to_string());
+        !contact.is_ok_and(|c| subscribed.contains(&c))
+    });
+    if bindings.is_empty() {
+        // Every phone of it was told in its own subscription.
+        let resp = core.node.local_response(&req, 200, "OK", None);
         core.node.reply_stateless(&req, flow, resp);
         return None;
     }
@@ -841,6 +872,17 @@ enum Target {
     Public,
     /// The caller's own voicemail box ([`MAILBOX_CODE`]).
     Mailbox,
+    /// A subscription to the lamp of the caller's own box.
+    Lamp,
+}
+
+/// Whether a request is about message waiting (RFC 3842's event package).
+fn is_message_summary(req: &Message) -> bool {
+    req.value_text(&pbx_sip_message::HeaderName::Event)
+        .unwrap_or_default()
+        .split(';')
+        .next()
+        .is_some_and(|e| e.trim().eq_ignore_ascii_case("message-summary"))
 }
 
 /// What a phone dials to listen to its extension's voicemail box.

@@ -224,3 +224,24 @@ async fn a_request_that_comes_back_is_a_loop_482() {
     phone.send(&looped, "").await;
     assert_eq!(phone.recv().await.status(), Some(482));
 }
+
+/// A lamp subscription (RFC 3842) is for the phone's own box, by its own
+/// address or the voicemail code: another extension's box is refused, and
+/// with no application server on the node the own one is unavailable. It
+/// is never forked back to the phone's own registrations.
+#[tokio::test]
+async fn a_phone_subscribes_only_to_its_own_boxs_lamp() {
+    let node = start(config()).await;
+    let ua = Ua::new(node.udp, "101", "pw-101-xxxxxx", ACME).await;
+    assert_eq!(ua.register_here(3600).await.status(), Some(200));
+    let event = "Event: message-summary\nExpires: 600\n";
+    for (callee, code) in [("102", 403), ("101", 480), ("*97", 480)] {
+        ua.request_with("SUBSCRIBE", callee, event, "").await;
+        let resp = ua.recv().await;
+        assert_eq!(resp.status(), Some(code), "SUBSCRIBE {callee}");
+    }
+    assert!(
+        ua.recv_within(Duration::from_millis(300)).await.is_none(),
+        "nothing was forked to the phone itself"
+    );
+}

@@ -401,10 +401,22 @@ impl Ua {
         callee: &str,
         body: &str,
     ) -> (String, String, String) {
+        self.request_with(method, callee, "Content-Type: text/plain\n", body)
+            .await
+    }
+
+    /// [`Ua::request`] with header lines of its own (each ending in `\n`).
+    pub async fn request_with(
+        &self,
+        method: &str,
+        callee: &str,
+        headers: &str,
+        body: &str,
+    ) -> (String, String, String) {
         let call_id = format!("{method}-{}-{}", self.local.port(), self.next());
         let make = |cseq: u32, branch: &str, extra: &str| {
             format!(
-                "{method} sip:{callee}@{d} SIP/2.0\nVia: SIP/2.0/UDP {l};branch={branch};rport\nMax-Forwards: 70\nFrom: <sip:{u}@{d}>;tag=m{p}\nTo: <sip:{callee}@{d}>\nCall-ID: {call_id}\nCSeq: {cseq} {method}\nContent-Type: text/plain\n{extra}",
+                "{method} sip:{callee}@{d} SIP/2.0\nVia: SIP/2.0/UDP {l};branch={branch};rport\nMax-Forwards: 70\nFrom: <sip:{u}@{d}>;tag=m{p}\nTo: <sip:{callee}@{d}>\nCall-ID: {call_id}\nCSeq: {cseq} {method}\nContact: <sip:{u}@{l}>\n{headers}{extra}",
                 d = self.domain,
                 l = self.local,
                 u = self.user,
