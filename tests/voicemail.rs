@@ -8,7 +8,8 @@
 //! reseller's brand with the recording attached, 102's other phone (SIPp)
 //! that subscribed to its lamp (RFC 6665) is told in its subscription only, another customer's token
 //! finds nothing of it, hearing the message turns the lamp off, and 102's
-//! softphone dials *97, hears the message and deletes it with a key: the
+//! colleague's phone dials *98 and hears it with the box's PIN (after a
+//! wrong one), 102's softphone dials *97, hears the message and deletes it with a key: the
 //! recording is gone and the lamp says so.
 //!
 //! Needs baresip and SIPp (Debian's baresip and sip-tester); skipped with a
@@ -478,19 +479,55 @@ fn a_missed_call_leaves_a_message_that_lights_the_lamp_is_mailed_heard_and_delet
         watched.log
     );
 
+    // 102's box gets a PIN (through the API): 101's phone dials *98, keys
+    // the box and a wrong PIN, is told so, keys the right one and hears
+    // the message.
+    let pin = http_request_bearer(
+        node.http,
+        "PUT",
+        &format!("/api/v1/extensions/{}/voicemail", ext102.0),
+        Some(r#"{"email": "ann@acme.test", "pin": "4321"}"#),
+        &token,
+    )
+    .expect("put");
+    assert_eq!(pin.status, 200, "{}", pin.text());
+    assert!(pin.text().contains(r#""has_pin":true"#), "{}", pin.text());
+    assert!(!pin.text().contains("4321"), "the PIN is never shown");
+    let colleague_dir = softphone(
+        &home.path().join("101-any"),
+        &seeded.a101,
+        node.sip_port,
+        3000.0,
+        true,
+    );
+    let mut colleague = baresip(&colleague_dir, 60, &["/dial *98"]);
+    wait_established(&colleague_dir.join("log"));
+    std::thread::sleep(Duration::from_secs(1));
+    keys(&colleague_dir, "102#");
+    std::thread::sleep(Duration::from_secs(1));
+    keys(&colleague_dir, "0000#");
+    // "That mailbox number or PIN is not correct", then the number again.
+    std::thread::sleep(Duration::from_secs(5));
+    keys(&colleague_dir, "102#");
+    std::thread::sleep(Duration::from_secs(1));
+    keys(&colleague_dir, "4321#");
+    // "You have no new messages", then the (heard) message.
+    std::thread::sleep(Duration::from_secs(10));
+    let _ = colleague.kill();
+    let _ = colleague.wait();
+    let colleague_log = std::fs::read_to_string(colleague_dir.join("log")).unwrap_or_default();
+    let played = listen(&heard(&colleague_dir), &[440.0, 1000.0]);
+    assert!(
+        played.has(440.0),
+        "*98 with the box's PIN played its message: {played:?}\n{colleague_log}"
+    );
+
     // 102's softphone dials *97, hears the message and deletes it with 7
     // (an RFC 4733 key, pressed through baresip's UDP console).
     let listener_dir = listener_phone(home.path(), &seeded.a102b, node.sip_port);
     let mut listener = baresip(&listener_dir, 40, &["/dial *97"]);
     let log = listener_dir.join("log");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !std::fs::read_to_string(&log)
-        .unwrap_or_default()
-        .contains("Call established")
-    {
-        assert!(Instant::now() < deadline, "*97 was not answered");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_established(&log);
     // "You have no new messages" (about 2 s), then the message plays.
     std::thread::sleep(Duration::from_secs(6));
     press(&listener_dir, '7');
@@ -529,6 +566,26 @@ fn a_missed_call_leaves_a_message_that_lights_the_lamp_is_mailed_heard_and_delet
         .collect();
     assert!(left.is_empty(), "recordings left behind: {left:?}");
     node.stop();
+}
+
+/// Waits until the softphone whose log is `log` has its call answered.
+fn wait_established(log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .contains("Call established")
+    {
+        assert!(Instant::now() < deadline, "the call was not answered");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Keys `text` on the softphone in `dir`, one RFC 4733 event at a time.
+fn keys(dir: &Path, text: &str) {
+    for key in text.chars() {
+        press(dir, key);
+        std::thread::sleep(Duration::from_millis(300));
+    }
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {

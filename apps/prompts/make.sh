@@ -88,6 +88,13 @@ say de conf_pin de "Bitte geben Sie die Konferenz-PIN ein, gefolgt von der Raute
 say de conf_wrong_pin de "Diese PIN ist nicht richtig."
 say de conf_full de "Diese Konferenz ist voll. Bitte versuchen Sie es später noch einmal. Auf Wiederhören."
 say de conf_first de "Sie sind der erste Teilnehmer."
+# Listening to any box (*98): which box, its PIN.
+say en box_number en-gb "Please enter the mailbox number, followed by the hash key."
+say en box_pin en-gb "Please enter the mailbox PIN, followed by the hash key."
+say en box_wrong en-gb "That mailbox number or PIN is not correct."
+say de box_number de "Bitte geben Sie die Nummer des Postfachs ein, gefolgt von der Rautetaste."
+say de box_pin de "Bitte geben Sie die PIN des Postfachs ein, gefolgt von der Rautetaste."
+say de box_wrong de "Diese Postfachnummer oder PIN ist nicht richtig."
 # Call recording: what both parties hear before a call is recorded.
 say en recorded en-gb "This call is being recorded."
 say de recorded de "Dieses Gespräch wird aufgezeichnet."

@@ -12,19 +12,18 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pbx_media::audio::{self, FRAME};
 use pbx_store::{ConferenceRoomId, Principal};
 
+use crate::keys::{self, Guesses};
 use crate::media::{CallEvent, CallMedia, Ended};
 use crate::prompts::Prompts;
 use crate::Run;
 
 /// Tries at the PIN per call.
 const PIN_TRIES: usize = 3;
-/// How long a caller may pause between the PIN's keys.
-const KEY_PAUSE: Duration = Duration::from_secs(5);
 /// A participant from whom nothing came this long is gone (no phone sends
 /// nothing for a minute: silence suppression still sends comfort noise).
 const SILENCE: Duration = Duration::from_secs(60);
@@ -33,17 +32,8 @@ const SILENCE: Duration = Duration::from_secs(60);
 #[derive(Default)]
 pub struct Rooms {
     rooms: Mutex<HashMap<ConferenceRoomId, Arc<Room>>>,
-    wrong_pins: Mutex<HashMap<(ConferenceRoomId, String), (u32, Instant)>>,
+    wrong_pins: Guesses<(ConferenceRoomId, String)>,
 }
-
-/// Wrong PINs one caller may key for one room within [`PIN_WINDOW`]
-/// (over as many calls as it likes); then its tries fail unchecked until
-/// the window has passed. Per caller, so that one guesser locks out
-/// nobody else.
-const PIN_FAILURES: u32 = 10;
-const PIN_WINDOW: Duration = Duration::from_secs(15 * 60);
-/// Callers tracked at once; beyond, the oldest entries are forgotten.
-const PIN_TRACKED: usize = 10_000;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -131,32 +121,6 @@ impl Rooms {
             tokio::spawn(mix(Arc::downgrade(self), room, r));
         }
         Door::In(id)
-    }
-
-    /// Whether `caller` keyed too many wrong PINs for `room` lately.
-    fn locked_out(&self, room: ConferenceRoomId, caller: &str) -> bool {
-        let wrong = lock(&self.wrong_pins);
-        wrong
-            .get(&(room, caller.to_owned()))
-            .is_some_and(|(n, since)| *n >= PIN_FAILURES && since.elapsed() < PIN_WINDOW)
-    }
-
-    /// Counts a wrong PIN of `caller` for `room`.
-    fn wrong_pin(&self, room: ConferenceRoomId, caller: &str) {
-        let mut wrong = lock(&self.wrong_pins);
-        if wrong.len() >= PIN_TRACKED {
-            wrong.retain(|_, (_, since)| since.elapsed() < PIN_WINDOW);
-            if wrong.len() >= PIN_TRACKED {
-                wrong.clear();
-            }
-        }
-        let entry = wrong
-            .entry((room, caller.to_owned()))
-            .or_insert((0, Instant::now()));
-        if entry.1.elapsed() >= PIN_WINDOW {
-            *entry = (0, Instant::now());
-        }
-        entry.0 += 1;
     }
 
     /// Mutes participant `id` of `room`, or unmutes it; it hears a low
@@ -369,29 +333,16 @@ enum Pin {
 async fn ask_pin(run: &mut Run, prompts: &Prompts, pin: &str, room: ConferenceRoomId) -> Pin {
     let rooms = run.inner.rooms.clone();
     for _ in 0..PIN_TRIES {
-        let mut keyed = String::new();
-        match run
-            .media
-            .play(prompts.conference_pin(), &mut run.events, true)
-            .await
-        {
-            Ended::Hangup => return Pin::HungUp,
-            Ended::Key(k) => keyed.push(k),
-            Ended::Done => {}
-        }
-        while !keyed.ends_with('#') && keyed.len() <= 16 {
-            match run.media.wait_key(KEY_PAUSE, &mut run.events).await {
-                Ended::Hangup => return Pin::HungUp,
-                Ended::Key(k) => keyed.push(k),
-                Ended::Done => break,
-            }
-        }
-        if rooms.locked_out(room, &run.caller) {
+        let Some(keyed) = keys::entry(run, prompts.conference_pin()).await else {
+            return Pin::HungUp;
+        };
+        let who = (room, run.caller.clone());
+        if rooms.wrong_pins.locked_out(&who) {
             tracing::warn!(room = room.0, caller = %run.caller, call_id = %run.call_id, "conference PIN guessing: refused unchecked");
-        } else if keyed.trim_end_matches('#') == pin {
+        } else if keyed == pin {
             return Pin::Right;
         } else {
-            rooms.wrong_pin(room, &run.caller);
+            rooms.wrong_pins.wrong(who);
         }
         if run
             .media
@@ -545,22 +496,6 @@ mod tests {
         // a heard its low "muted" tone.
         assert!(tone_power(&at_a, 440.0) > 1e5, "the mute tone");
         assert!(!rooms.toggle_mute(room, id_a), "unmuted");
-    }
-
-    #[test]
-    fn a_pin_guesser_is_locked_out_alone() {
-        let rooms = Rooms::default();
-        let room = ConferenceRoomId(3);
-        for _ in 0..PIN_FAILURES {
-            assert!(!rooms.locked_out(room, "101"));
-            rooms.wrong_pin(room, "101");
-        }
-        assert!(rooms.locked_out(room, "101"));
-        assert!(!rooms.locked_out(room, "102"), "others may still try");
-        assert!(
-            !rooms.locked_out(ConferenceRoomId(4), "101"),
-            "other rooms too"
-        );
     }
 
     #[test]

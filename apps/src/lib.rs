@@ -17,6 +17,7 @@
 
 pub mod conference;
 mod dialog;
+mod keys;
 mod mailbox;
 pub mod media;
 mod mwi;

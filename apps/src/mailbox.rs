@@ -1,4 +1,7 @@
-//! Listening to one's box from a phone (`*97`): how many new messages,
+//! Listening to a box from a phone: one's own (`*97`), or any box of the
+//! customer with its number and PIN (`*98`: three tries per call; a caller
+//! who keyed ten wrong ones within 15 minutes is refused unchecked until
+//! they have passed). Then: how many new messages,
 //! then each message (new ones first, oldest first; then those heard,
 //! newest first) followed by a menu: `1` again, `7` delete, `9` keep and
 //! go on (also when the menu goes unanswered). A key pressed while a
@@ -9,7 +12,7 @@ use std::time::Duration;
 
 use pbx_media::audio::Clip;
 use pbx_store::voicemail::VoicemailMessage;
-use pbx_store::{ExtensionId, Principal};
+use pbx_store::{CustomerId, ExtensionId, Principal};
 
 use crate::media::Ended;
 use crate::prompts::Prompts;
@@ -49,6 +52,63 @@ fn in_order(mut messages: Vec<VoicemailMessage>) -> Vec<VoicemailMessage> {
         Some(_) => (1, -m.received_at, -m.id),
     });
     messages
+}
+
+/// Tries at the number and PIN per call.
+const LOGIN_TRIES: usize = 3;
+
+/// Who keyed wrong mailbox PINs lately, by customer and caller.
+pub type Logins = crate::keys::Guesses<(CustomerId, String)>;
+
+/// `*98`: asks for a box of `customer` and its PIN, then runs a listening
+/// session on it; true when the caller hung up.
+pub(crate) async fn login(mut run: Run, customer: CustomerId) -> bool {
+    let store = run.inner.store.clone();
+    let prompts = Prompts::of_customer(&store, customer).await;
+    for _ in 0..LOGIN_TRIES {
+        let Some(number) = crate::keys::entry(&mut run, prompts.box_number()).await else {
+            return true;
+        };
+        let Some(pin) = crate::keys::entry(&mut run, prompts.box_pin()).await else {
+            return true;
+        };
+        let who = (customer, run.caller.clone());
+        if run.inner.logins.locked_out(&who) {
+            tracing::warn!(customer = customer.0, caller = %run.caller, call_id = %run.call_id,
+                "voicemail PIN guessing: refused unchecked");
+        } else {
+            let opened = store
+                .voicemail()
+                .open_with_pin(&Principal::system(), customer, &number, &pin)
+                .await;
+            match opened {
+                Ok(Some(extension)) => {
+                    tracing::info!(customer = customer.0, extension = extension.0,
+                        call_id = %run.call_id, "voicemail box opened with its PIN");
+                    return listen(run, extension).await;
+                }
+                Ok(None) => run.inner.logins.wrong(who),
+                Err(e) => {
+                    tracing::warn!(error = %e, customer = customer.0, call_id = %run.call_id,
+                        "voicemail boxes not readable");
+                    return run
+                        .media
+                        .play(prompts.unavailable(), &mut run.events, false)
+                        .await
+                        == Ended::Hangup;
+                }
+            }
+        }
+        if run
+            .media
+            .play(prompts.box_wrong(), &mut run.events, false)
+            .await
+            == Ended::Hangup
+        {
+            return true;
+        }
+    }
+    false
 }
 
 /// Runs a listening session; true when the caller hung up.

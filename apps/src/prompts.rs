@@ -33,6 +33,9 @@ pub struct Prompts {
     conf_full: Clip,
     conf_first: Clip,
     recorded: Clip,
+    box_number: Clip,
+    box_pin: Clip,
+    box_wrong: Clip,
 }
 
 /// Each file's longest allowed length, in seconds (a sanity bound).
@@ -99,6 +102,9 @@ macro_rules! language {
             conf_full: wav!($lang, "conf_full"),
             conf_first: wav!($lang, "conf_first"),
             recorded: wav!($lang, "recorded"),
+            box_number: wav!($lang, "box_number"),
+            box_pin: wav!($lang, "box_pin"),
+            box_wrong: wav!($lang, "box_wrong"),
         }
     };
 }
@@ -222,6 +228,21 @@ impl Prompts {
     pub fn call_recorded(&self) -> &[i16] {
         self.recorded.samples()
     }
+
+    /// "Please enter the mailbox number, followed by the hash key." (`*98`)
+    pub fn box_number(&self) -> &[i16] {
+        self.box_number.samples()
+    }
+
+    /// "Please enter the mailbox PIN, followed by the hash key."
+    pub fn box_pin(&self) -> &[i16] {
+        self.box_pin.samples()
+    }
+
+    /// "That mailbox number or PIN is not correct."
+    pub fn box_wrong(&self) -> &[i16] {
+        self.box_wrong.samples()
+    }
 }
 
 #[cfg(test)]
@@ -244,6 +265,9 @@ mod tests {
                 p.conference_full(),
                 p.first_participant(),
                 p.call_recorded(),
+                p.box_number(),
+                p.box_pin(),
+                p.box_wrong(),
             ];
             let counts = (0..=25).flat_map(|n| p.new_messages(n));
             for clip in sentences.into_iter().chain(counts) {

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use pbx_media::dtmf;
 use pbx_sip_message::{Limits, Message, Method};
 use pbx_store::audio_files::AudioFiles;
-use pbx_store::{ConferenceRoomId, ExtensionId, Store};
+use pbx_store::{ConferenceRoomId, CustomerId, ExtensionId, Store};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
@@ -50,6 +50,9 @@ pub enum App {
     Voicemail(ExtensionId),
     /// An extension's own phone listening to its box (`*97`).
     Mailbox(ExtensionId),
+    /// A phone of the customer listening to any of its boxes with the
+    /// box's PIN (`*98`).
+    MailboxLogin(CustomerId),
     /// A caller joining a conference room.
     Conference(ConferenceRoomId),
 }
@@ -60,6 +63,7 @@ impl App {
         match self {
             App::Voicemail(e) => format!("vm-{}", e.0),
             App::Mailbox(e) => format!("vmbox-{}", e.0),
+            App::MailboxLogin(c) => format!("vmlogin-{}", c.0),
             App::Conference(r) => format!("conf-{}", r.0),
         }
     }
@@ -68,6 +72,12 @@ impl App {
         let id = |rest: &str| rest.parse::<i64>().ok().map(ExtensionId);
         if let Some(rest) = user.strip_prefix("vm-") {
             return id(rest).map(App::Voicemail);
+        }
+        if let Some(rest) = user.strip_prefix("vmlogin-") {
+            return rest
+                .parse::<i64>()
+                .ok()
+                .map(|c| App::MailboxLogin(CustomerId(c)));
         }
         if let Some(rest) = user.strip_prefix("conf-") {
             return rest
@@ -101,6 +111,7 @@ pub(crate) struct Inner {
     pub store: Store,
     pub rooms: Arc<crate::conference::Rooms>,
     pub subscriptions: crate::mwi::Subscriptions,
+    pub logins: crate::mailbox::Logins,
     calls: Mutex<HashMap<String, Arc<Call>>>,
 }
 
@@ -125,6 +136,7 @@ impl AppServer {
             store,
             rooms: Arc::default(),
             subscriptions: Default::default(),
+            logins: Default::default(),
             calls: Mutex::new(HashMap::new()),
         });
         let weak = Arc::downgrade(&inner);
@@ -433,6 +445,7 @@ async fn new_call(inner: &Arc<Inner>, req: Message, from: SocketAddr) {
         let hung_up = match app {
             App::Voicemail(extension) => crate::voicemail::deposit(run, extension).await,
             App::Mailbox(extension) => crate::mailbox::listen(run, extension).await,
+            App::MailboxLogin(customer) => crate::mailbox::login(run, customer).await,
             App::Conference(room) => crate::conference::join(run, room).await,
         };
         if !hung_up {
@@ -502,6 +515,9 @@ mod tests {
         assert_eq!(own.user(), "vmbox-7");
         assert_eq!(App::parse("vmbox-7"), Some(own));
         assert_eq!(App::parse("vmbox-"), None);
+        let login = App::MailboxLogin(CustomerId(5));
+        assert_eq!(login.user(), "vmlogin-5");
+        assert_eq!(App::parse("vmlogin-5"), Some(login));
         let room = App::Conference(ConferenceRoomId(3));
         assert_eq!(room.user(), "conf-3");
         assert_eq!(App::parse("conf-3"), Some(room));

@@ -150,6 +150,8 @@ pub fn route(core: &Core, req: Message, flow: Flow) -> Option<Routed> {
         Target::Public
     } else if method == Method::Invite && dialled == MAILBOX_CODE {
         Target::Mailbox
+    } else if method == Method::Invite && dialled == ANY_MAILBOX_CODE {
+        Target::AnyMailbox
     } else if method == Method::Subscribe && is_message_summary(&req) {
         Target::Lamp
     } else {
@@ -195,6 +197,15 @@ pub fn route(core: &Core, req: Message, flow: Flow) -> Option<Routed> {
             });
             match binding {
                 Some(b) => Ringing::phones(MAILBOX_CODE.to_owned(), None, vec![b]),
+                None => return refuse(480, "Temporarily Unavailable", None),
+            }
+        }
+        Target::AnyMailbox => {
+            // Which box, the caller says to the application with the
+            // box's PIN: any box of its own customer.
+            let user = format!("vmlogin-{}", tenant.customer.0);
+            match core.application_binding(&tenant, None, &user) {
+                Some(b) => Ringing::phones(ANY_MAILBOX_CODE.to_owned(), None, vec![b]),
                 None => return refuse(480, "Temporarily Unavailable", None),
             }
         }
@@ -872,6 +883,9 @@ enum Target {
     Public,
     /// The caller's own voicemail box ([`MAILBOX_CODE`]).
     Mailbox,
+    /// Any box of the caller's customer, opened with its PIN
+    /// ([`ANY_MAILBOX_CODE`]).
+    AnyMailbox,
     /// A subscription to the lamp of the caller's own box.
     Lamp,
 }
@@ -887,6 +901,9 @@ fn is_message_summary(req: &Message) -> bool {
 
 /// What a phone dials to listen to its extension's voicemail box.
 pub const MAILBOX_CODE: &str = "*97";
+/// What a phone dials to listen to any box of its customer (with the
+/// box's PIN).
+pub const ANY_MAILBOX_CODE: &str = "*98";
 
 /// The ring group the Request-URI's user names, if any (the domain was
 /// checked by [`target_extension`] already).

@@ -118,6 +118,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0011_uploaded_audio.sql"),
         include_str!("../../migrations/postgres/0011_uploaded_audio.sql"),
     ),
+    (
+        12,
+        "voicemail_pin",
+        include_str!("../../migrations/sqlite/0012_voicemail_pin.sql"),
+        include_str!("../../migrations/postgres/0012_voicemail_pin.sql"),
+    ),
 ];
 
 fn migrator(engine: Engine) -> Migrator {

@@ -5,13 +5,12 @@
 use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use sqlx::Row;
-use std::sync::OnceLock;
 
 use crate::audit::{self, Event};
 use crate::error::OnViolation;
 use crate::principal::Level;
 use crate::rows::{enum_col, flag, flag_value, text_enum};
-use crate::secrets::{hash_password, verify_password};
+use crate::secrets::{dummy_hash, hash_password, verify_password};
 use crate::validate::{self, Checker};
 use crate::{
     Actor, CustomerId, ExtensionId, LoginId, Millis, Principal, ResellerId, Result, Scope, Store,
@@ -400,11 +399,4 @@ impl Logins<'_> {
             .await?;
         Ok(row.try_get("n")?)
     }
-}
-
-/// A hash to verify against when the e-mail is unknown, so that the answer
-/// takes as long as for a known one.
-fn dummy_hash() -> &'static str {
-    static HASH: OnceLock<String> = OnceLock::new();
-    HASH.get_or_init(|| hash_password("an unguessable placeholder password"))
 }

@@ -145,6 +145,14 @@ pub fn sha256_hex(text: &str) -> String {
     hex(&Sha256::digest(text.as_bytes()))
 }
 
+/// A hash to verify against when the one asked for does not exist (an
+/// unknown e-mail, a box without a PIN), so that the answer takes as long
+/// as for a known one.
+pub(crate) fn dummy_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| hash_password("an unguessable placeholder password"))
+}
+
 /// An argon2id hash of a console password, in PHC string format.
 pub fn hash_password(password: &str) -> String {
     let salt = SaltString::generate(&mut rand::rngs::OsRng);

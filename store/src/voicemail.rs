@@ -33,10 +33,14 @@ pub struct VoicemailBox {
     pub max_message_s: u32,
     /// Messages the box holds at most (1-1000); a full box takes no more.
     pub max_messages: u32,
+    /// Whether it has a PIN, and so can be listened to from any phone of
+    /// the customer (`*98`). The PIN itself is never shown.
+    pub has_pin: bool,
 }
 
 /// A box's settings as a user writes them: the e-mail address (absent or
-/// null: messages are not mailed); limits left out keep their value.
+/// null: messages are not mailed); limits and PIN left out keep their
+/// value; an empty PIN removes it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
@@ -47,6 +51,9 @@ pub struct BoxSettings {
     pub max_message_s: Option<u32>,
     #[serde(default)]
     pub max_messages: Option<u32>,
+    /// 4 to 10 digits; "" removes it.
+    #[serde(default)]
+    pub pin: Option<String>,
 }
 
 /// A message left in a box.
@@ -118,6 +125,11 @@ fn message_from(row: &AnyRow) -> Result<(VoicemailMessage, String), sqlx::Error>
     ))
 }
 
+/// A PIN a phone can key: 4 to 10 digits, or empty (none).
+fn pin_is_valid(pin: &str) -> bool {
+    pin.is_empty() || ((4..=10).contains(&pin.len()) && pin.bytes().all(|b| b.is_ascii_digit()))
+}
+
 fn count(row: &AnyRow, col: &str) -> Result<u32, sqlx::Error> {
     Ok(u32::try_from(row.try_get::<i64, _>(col)?).unwrap_or(u32::MAX))
 }
@@ -129,7 +141,8 @@ impl Voicemail<'_> {
     pub async fn get_box(&self, by: &Principal, extension: ExtensionId) -> Result<VoicemailBox> {
         let ext = self.0.extensions().get_live(by, extension).await?;
         let row = sqlx::query(
-            "SELECT email, max_message_s, max_messages FROM voicemail_boxes WHERE extension_id = $1",
+            "SELECT email, max_message_s, max_messages, CASE WHEN pin_hash IS NULL THEN 0 ELSE 1 END AS has_pin \
+             FROM voicemail_boxes WHERE extension_id = $1",
         )
         .bind(ext.id.0)
         .fetch_optional(self.0.pool())
@@ -140,12 +153,14 @@ impl Voicemail<'_> {
                 email: row.try_get("email")?,
                 max_message_s: count(&row, "max_message_s")?,
                 max_messages: count(&row, "max_messages")?,
+                has_pin: crate::rows::flag(&row, "has_pin")?,
             },
             None => VoicemailBox {
                 extension_id: ext.id,
                 email: None,
                 max_message_s: DEFAULT_MAX_MESSAGE_S,
                 max_messages: DEFAULT_MAX_MESSAGES,
+                has_pin: false,
             },
         })
     }
@@ -193,7 +208,17 @@ impl Voicemail<'_> {
                 "max_messages",
                 "must be 1 to 1000",
             )
+            .check(
+                settings.pin.as_deref().is_none_or(pin_is_valid),
+                "pin",
+                "must be 4 to 10 digits (or empty to remove it)",
+            )
             .finish()?;
+        // Hashed before the transaction: argon2 takes its time on purpose.
+        let pin_hash = settings
+            .pin
+            .as_deref()
+            .map(|pin| (!pin.is_empty()).then(|| crate::secrets::hash_password(pin)));
         let ext = self.0.extensions().get_live(by, extension).await?;
         let mut tx = self.0.begin().await?;
         sqlx::query(
@@ -208,6 +233,13 @@ impl Voicemail<'_> {
         .bind(i64::from(max_messages))
         .execute(tx.conn())
         .await?;
+        if let Some(hash) = &pin_hash {
+            sqlx::query("UPDATE voicemail_boxes SET pin_hash = $1 WHERE extension_id = $2")
+                .bind(hash)
+                .bind(ext.id.0)
+                .execute(tx.conn())
+                .await?;
+        }
         audit::record(
             &mut tx,
             by,
@@ -221,6 +253,12 @@ impl Voicemail<'_> {
                     "email": email,
                     "max_message_s": max_message_s,
                     "max_messages": max_messages,
+                    // Whether the PIN changed, never the PIN.
+                    "pin": match &pin_hash {
+                        None => "kept",
+                        Some(None) => "removed",
+                        Some(Some(_)) => "set",
+                    },
                 }),
             },
         )
@@ -231,7 +269,41 @@ impl Voicemail<'_> {
             email,
             max_message_s,
             max_messages,
+            has_pin: match pin_hash {
+                None => current.has_pin,
+                Some(hash) => hash.is_some(),
+            },
         })
+    }
+
+    /// The box of extension `number` of `customer` if `pin` opens it (the
+    /// system only: the application server asks for `*98`). A box without
+    /// a PIN opens to nobody; a wrong number costs the same as a wrong PIN.
+    pub async fn open_with_pin(
+        &self,
+        by: &Principal,
+        customer: CustomerId,
+        number: &str,
+        pin: &str,
+    ) -> Result<Option<ExtensionId>> {
+        by.may_write(Level::Operator)?;
+        let row = sqlx::query(
+            "SELECT e.id, b.pin_hash FROM extensions e \
+             JOIN voicemail_boxes b ON b.extension_id = e.id \
+             WHERE e.customer_id = $1 AND e.number = $2 AND e.deleted_at IS NULL \
+             AND b.pin_hash IS NOT NULL",
+        )
+        .bind(customer.0)
+        .bind(number)
+        .fetch_optional(self.0.pool())
+        .await?;
+        let Some(row) = row else {
+            crate::secrets::verify_password(pin, crate::secrets::dummy_hash());
+            return Ok(None);
+        };
+        let hash: String = row.try_get("pin_hash")?;
+        let id = ExtensionId(row.try_get("id")?);
+        Ok(crate::secrets::verify_password(pin, &hash).then_some(id))
     }
 
     /// What the application server needs before it records: the box's
@@ -580,12 +652,13 @@ mod tests {
             email: Some("not an address".into()),
             max_message_s: Some(5),
             max_messages: None,
+            pin: Some("12a4".into()),
         };
         match vm
             .set_box(&t.customer_a_admin, t.extension_a.id, &bad)
             .await
         {
-            Err(StoreError::Invalid(fields)) => assert_eq!(fields.len(), 2),
+            Err(StoreError::Invalid(fields)) => assert_eq!(fields.len(), 3),
             other => panic!("{other:?}"),
         }
         // The user sets where its own messages are mailed.
@@ -650,7 +723,79 @@ mod tests {
             .is_empty());
     }
 
+    async fn a_pin_opens_its_box_from_any_phone_of_the_customer(db: TestDb) {
+        let t = TwoTenants::create(&db.store).await;
+        let vm = db.store.voicemail();
+        let sys = Principal::system();
+        let ext = &t.extension_a;
+        let open = |customer: CustomerId, number: String, pin: &'static str| {
+            let vm = db.store.voicemail();
+            async move {
+                vm.open_with_pin(&Principal::system(), customer, &number, pin)
+                    .await
+                    .expect("open")
+            }
+        };
+        assert_eq!(
+            open(t.customer_a.id, ext.number.clone(), "1234").await,
+            None,
+            "a box without a PIN opens to nobody"
+        );
+        let pin = |p: &str| BoxSettings {
+            pin: Some(p.into()),
+            ..BoxSettings::default()
+        };
+        let b = vm
+            .set_box(&t.customer_a_user, ext.id, &pin("1234"))
+            .await
+            .expect("its user sets the PIN");
+        assert!(b.has_pin);
+        assert!(vm.get_box(&sys, ext.id).await.expect("box").has_pin);
+        assert_eq!(
+            open(t.customer_a.id, ext.number.clone(), "1234").await,
+            Some(ext.id)
+        );
+        assert_eq!(
+            open(t.customer_a.id, ext.number.clone(), "4321").await,
+            None
+        );
+        assert_eq!(
+            open(t.customer_b.id, ext.number.clone(), "1234").await,
+            None,
+            "another customer's phones do not reach it"
+        );
+        // Other settings keep the PIN; an empty one removes it.
+        let b = vm
+            .set_box(&t.customer_a_user, ext.id, &BoxSettings::default())
+            .await
+            .expect("set");
+        assert!(b.has_pin);
+        let b = vm
+            .set_box(&t.customer_a_user, ext.id, &pin(""))
+            .await
+            .expect("removed");
+        assert!(!b.has_pin);
+        assert_eq!(
+            open(t.customer_a.id, ext.number.clone(), "1234").await,
+            None
+        );
+        for bad in ["123", "12345678901", "12 4", "١٢٣٤"] {
+            assert!(
+                matches!(
+                    vm.set_box(&t.customer_a_user, ext.id, &pin(bad)).await,
+                    Err(StoreError::Invalid(_))
+                ),
+                "{bad}"
+            );
+        }
+        assert!(vm
+            .open_with_pin(&t.customer_a_admin, t.customer_a.id, &ext.number, "1234")
+            .await
+            .is_err());
+    }
+
     crate::both_engines!(
+        a_pin_opens_its_box_from_any_phone_of_the_customer,
         messages_are_kept_listed_heard_and_deleted_in_their_box,
         a_full_box_takes_no_more_and_settings_are_checked,
         each_new_message_is_claimed_for_mail_once,
