@@ -244,6 +244,17 @@ fn each_role_signs_in_and_a_phone_shows_up_live_on_the_dashboard() {
     );
     assert!(home.contains("/extensions/"), "{home}");
     browser.screenshot(&shots, "nordlicht-user-extension");
+    // The user gives its box a PIN (for *98) and an address for its mail.
+    assert!(browser.source().contains("No PIN"));
+    browser.type_into("#vm_email", "user@acme.test");
+    browser.type_into("#vm_pin", "2468");
+    browser.click("form[action$='/voicemail'] button[type='submit']");
+    let flash = browser.wait_for_text(".flash", Duration::from_secs(10), |t| !t.is_empty());
+    assert_eq!(flash, "Saved.");
+    let page = browser.source();
+    assert!(page.contains("The box has a PIN"), "{page}");
+    assert!(!page.contains("2468"), "the PIN is never shown");
+    assert!(page.contains("value=\"user@acme.test\""));
     sign_out(&browser);
 
     // The reseller admin: customers and the brand editor.

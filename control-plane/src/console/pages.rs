@@ -419,6 +419,7 @@ pub(super) async fn extension_page(
         .time_zone;
     let voicemail = super::voicemail::listed(s, visit, ext.id, &zone).await?;
     let greeting = s.store.custom_audio().greeting(by, ext.id).await?.is_some();
+    let mailbox = s.store.voicemail().get_box(by, ext.id).await?;
     let title = format!("{} {}", texts.get("extension"), ext.number);
     visit.form_page(
         s,
@@ -430,6 +431,7 @@ pub(super) async fn extension_page(
             "forwards": forward_rows,
             "voicemail": voicemail,
             "greeting": greeting,
+            "mailbox": mailbox,
             "can_change": !by.read_only,
             "can_admin": is_admin(visit) && !by.read_only,
         }),

@@ -1,6 +1,6 @@
 //! An extension's voicemail in the console: its messages are listed on the
 //! extension's page (see `pages`), played in the browser from here, and
-//! deleted from here. The extension's own user and its customer's admins
+//! deleted from here; the box's e-mail address and PIN are set from here. The extension's own user and its customer's admins
 //! reach them; the store's scope decides, as for the API.
 
 use axum::extract::{Path, State};
@@ -12,11 +12,51 @@ use serde_json::{json, Value};
 use super::visit::{Failure, Form, Nothing, Visit};
 use crate::recordings::Recording;
 use crate::AppState;
+use pbx_store::voicemail::BoxSettings;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/voicemail/messages/{id}/audio", get(audio))
         .route("/voicemail/messages/{id}/delete", post(delete))
+        .route("/extensions/{id}/voicemail", post(set_box))
+}
+
+#[derive(serde::Deserialize)]
+struct BoxForm {
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    pin: String,
+    remove_pin: Option<String>,
+}
+
+/// The box's e-mail address and PIN (an empty PIN field keeps the PIN).
+async fn set_box(
+    State(s): State<AppState>,
+    visit: Visit,
+    Path(id): Path<i64>,
+    Form(form): Form<BoxForm>,
+) -> Result<Response, Failure> {
+    let by = visit.principal()?;
+    let extension = pbx_store::ExtensionId(id);
+    let email = form.email.trim();
+    let pin = form.pin.trim();
+    let settings = BoxSettings {
+        email: (!email.is_empty()).then(|| email.to_owned()),
+        pin: match (form.remove_pin.is_some(), pin.is_empty()) {
+            (true, _) => Some(String::new()),
+            (false, true) => None,
+            (false, false) => Some(pin.to_owned()),
+        },
+        ..BoxSettings::default()
+    };
+    match s.store.voicemail().set_box(by, extension, &settings).await {
+        Ok(_) => Ok(Redirect::to(&format!("/extensions/{id}?done=saved")).into_response()),
+        Err(e) => {
+            let errors = super::pages::field_messages(e)?;
+            super::pages::extension_page(&s, &visit, extension, errors).await
+        }
+    }
 }
 
 /// The messages of `extension` as its page lists them, newest first.
