@@ -360,13 +360,7 @@ fn a_carrier_call_to_a_number_rings_its_extension_and_an_unknown_number_gets_404
     if !sipp_available() {
         return;
     }
-    let idle = carrier("uas_answer.xml");
-    let w = world(
-        "inbound",
-        &[trunk("Carrier", idle.port, 10)],
-        &open_limits(),
-        to_extension("102"),
-    );
+    let w = inbound_world("inbound", to_extension("102"));
     let desk = Sipp::new("uas_answer.xml")
         .arg("-m")
         .arg("1")
@@ -406,6 +400,85 @@ fn a_carrier_call_to_a_number_rings_its_extension_and_an_unknown_number_gets_404
         assert_eq!(unrouted[0].trunk_id, Some(w.carriers.trunks[0]));
         store.close().await;
     });
+}
+
+/// A world whose only trunk is a carrier that never answers (calls come
+/// in from it), with A's number routed by `route`.
+fn inbound_world(tag: &str, route: impl FnOnce(&TempDir) -> Option<Destination>) -> World {
+    let idle = carrier("uas_answer.xml");
+    world(
+        tag,
+        &[trunk("Carrier", idle.port, 10)],
+        &open_limits(),
+        route,
+    )
+}
+
+/// Routes A's number to conference room 800 (made here) or to 102's box.
+fn to_application(room: bool) -> impl FnOnce(&TempDir) -> Option<Destination> {
+    move |dir| {
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        rt.block_on(async {
+            let store = open_seeded(dir.path()).await;
+            let sys = pbx_store::Principal::system();
+            let destination = if room {
+                let customer = support::sip::customer_a(&store).await;
+                let settings = pbx_store::conference_rooms::RoomSettings {
+                    number: "800".into(),
+                    name: "Lobby".into(),
+                    pin: None,
+                    max_participants: 10,
+                };
+                let room = store
+                    .conference_rooms()
+                    .create(&sys, customer, &settings)
+                    .await
+                    .expect("room");
+                Destination::ConferenceRoom(room.id)
+            } else {
+                Destination::Voicemail(extension_a(&store, "102").await)
+            };
+            store.close().await;
+            Some(destination)
+        })
+    }
+}
+
+#[test]
+fn a_number_can_lead_to_a_conference_room_or_straight_to_a_voicemail_box() {
+    if !sipp_available() {
+        return;
+    }
+    for room in [true, false] {
+        let w = inbound_world("to-application", to_application(room));
+        // 102's phone is registered, and never rings: the box answers.
+        let desk = Sipp::new("uas_answer.xml")
+            .arg("-m")
+            .arg("1")
+            .spawn(&target(&w.node));
+        assert!(register(&w.node, &w.seeded.a102, desk.port(), "u1").success);
+        let out = carrier("carrier_call.xml")
+            .key("callee", "+49301234567")
+            .run(&target(&w.node));
+        assert!(
+            out.success,
+            "room={room}: answered by the application\n{}",
+            out.log
+        );
+        let untouched = desk.finish(Duration::from_millis(300));
+        assert!(
+            !untouched.log.contains("INVITE sip:"),
+            "room={room}: 102's phone rang:\n{}",
+            untouched.log
+        );
+        assert!(w.node.stop().success());
+        let records = records(&w.dir);
+        assert_eq!(records.len(), 1, "room={room}: {records:#?}");
+        let r = &records[0];
+        assert_eq!(r.call.direction, CallDirection::Inbound);
+        assert_eq!(r.call.callee, "+49301234567");
+        assert!(r.call.answer_at.is_some(), "room={room}");
+    }
 }
 
 /// Routes A's number to a business-hours rule: 102 while open, 103 while
@@ -470,13 +543,7 @@ fn a_number_with_business_hours_rings_the_open_or_the_closed_destination() {
         return;
     }
     for closed in [false, true] {
-        let idle = carrier("uas_answer.xml");
-        let w = world(
-            "hours",
-            &[trunk("Carrier", idle.port, 10)],
-            &open_limits(),
-            business_hours_rule(closed),
-        );
+        let w = inbound_world("hours", business_hours_rule(closed));
         let (answering, silent) = if closed {
             (&w.seeded.a103, &w.seeded.a102)
         } else {

@@ -2183,7 +2183,8 @@ async fn customer_admin_routes_its_numbers(db: TestDb) {
     );
     // Another customer's extension, or nonsense: refused, unchanged.
     let to_b = format!("extension:{}", api.t.extension_b.id.0);
-    for bad in [to_b.as_str(), "extension:x", "voicemail:1"] {
+    let box_b = format!("voicemail:{}", api.t.extension_b.id.0);
+    for bad in [to_b.as_str(), box_b.as_str(), "extension:x", "sauna:1"] {
         let refused = x
             .post(&path, &[("csrf", &token), ("destination", bad)])
             .await;

@@ -204,6 +204,9 @@ pub fn screen_identity(req: &mut Message, from_carrier: bool) {
 pub enum Inbound {
     Extension(pbx_store::ExtensionId),
     Group(pbx_store::RingGroupId),
+    Room(pbx_store::ConferenceRoomId),
+    /// An extension's voicemail box (its phones do not ring).
+    Voicemail(pbx_store::ExtensionId),
     /// Nowhere (no destination set, or the rule's is empty): 480.
     Nowhere,
 }
@@ -218,6 +221,8 @@ pub fn inbound_destination(
     let direct = |d: Option<NumberDestination>| match d {
         Some(NumberDestination::Extension(e)) => Inbound::Extension(e),
         Some(NumberDestination::RingGroup(g)) => Inbound::Group(g),
+        Some(NumberDestination::ConferenceRoom(r)) => Inbound::Room(r),
+        Some(NumberDestination::Voicemail(e)) => Inbound::Voicemail(e),
         // A rule never leads to a rule (the store refuses it).
         Some(NumberDestination::BusinessHours(_)) | None => Inbound::Nowhere,
     };

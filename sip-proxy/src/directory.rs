@@ -209,6 +209,11 @@ impl Tenant {
         self.rooms.get(number).copied()
     }
 
+    /// Whether `room` is one of this customer's (live) rooms.
+    pub fn has_room(&self, room: pbx_store::ConferenceRoomId) -> bool {
+        self.rooms.values().any(|r| *r == room)
+    }
+
     pub fn extension_by_id(&self, id: ExtensionId) -> Option<&Arc<Extension>> {
         self.extensions_by_id.get(&id)
     }

@@ -623,6 +623,24 @@ fn from_carrier(
                 None => return refuse(480, "Temporarily Unavailable", None),
             }
         }
+        Inbound::Room(room) => {
+            let binding = tenant
+                .has_room(room)
+                .then(|| core.application_binding(&tenant, None, &format!("conf-{}", room.0)));
+            match binding.flatten() {
+                Some(b) => Ringing::phones(format!("+{called}"), None, vec![b]),
+                None => return refuse(480, "Temporarily Unavailable", None),
+            }
+        }
+        Inbound::Voicemail(id) => {
+            let Some(extension) = tenant.extension_by_id(id).cloned() else {
+                return refuse(480, "Temporarily Unavailable", None);
+            };
+            match voicemail_of(core, &tenant, &extension) {
+                Some(b) => Ringing::phones(extension.number.clone(), Some(extension), vec![b]),
+                None => return refuse(480, "Temporarily Unavailable", Some(&extension)),
+            }
+        }
         Inbound::Nowhere => return refuse(480, "Temporarily Unavailable", None),
     };
     // The call's record names the number called, not the extension.

@@ -11,13 +11,12 @@ use sqlx::Row;
 
 use crate::audit::{self, Event};
 use crate::changes::Change;
+use crate::destinations::{self, Destination, CLOSED, OPEN};
 use crate::error::OnViolation;
-use crate::numbers::Destination;
 use crate::principal::Level;
 use crate::validate::Checker;
 use crate::{
-    BusinessHoursId, CustomerId, ExtensionId, Millis, Principal, ResellerId, Result, RingGroupId,
-    Store, StoreError,
+    BusinessHoursId, CustomerId, Millis, Principal, ResellerId, Result, Store, StoreError,
 };
 
 /// Opening time on one weekday: `day` 1 (Monday) to 7 (Sunday), `open` and
@@ -145,42 +144,20 @@ impl BusinessHoursSettings {
         }
         check.finish()
     }
-
-    fn columns(d: Option<Destination>) -> (Option<i64>, Option<i64>) {
-        match d {
-            Some(Destination::Extension(e)) => (Some(e.0), None),
-            Some(Destination::RingGroup(g)) => (None, Some(g.0)),
-            // Refused by check_destinations before anything is written.
-            Some(Destination::BusinessHours(_)) | None => (None, None),
-        }
-    }
 }
 
-pub(crate) const COLUMNS: &str =
-    "b.id, b.customer_id, c.reseller_id, b.name, b.weekly, b.holidays, \
-    b.open_extension_id, b.open_ring_group_id, b.closed_extension_id, b.closed_ring_group_id, \
-    b.created_at, b.version";
+pub(crate) fn columns() -> String {
+    format!(
+        "b.id, b.customer_id, c.reseller_id, b.name, b.weekly, b.holidays, {}, {}, \
+         b.created_at, b.version",
+        OPEN.select("b"),
+        CLOSED.select("b")
+    )
+}
 /// $1 reseller scope, $2 customer scope; a customer's users see none (as ring groups).
 const SCOPED: &str = "FROM business_hours b JOIN customers c ON c.id = b.customer_id \
     WHERE b.deleted_at IS NULL AND ($1 IS NULL OR c.reseller_id = $1) AND ($2 IS NULL OR b.customer_id = $2) \
     AND $3 IS NULL";
-
-fn destination(
-    row: &AnyRow,
-    extension: &str,
-    group: &str,
-) -> Result<Option<Destination>, sqlx::Error> {
-    Ok(
-        match (
-            row.try_get::<Option<i64>, _>(extension)?,
-            row.try_get::<Option<i64>, _>(group)?,
-        ) {
-            (Some(e), _) => Some(Destination::Extension(ExtensionId(e))),
-            (None, Some(g)) => Some(Destination::RingGroup(RingGroupId(g))),
-            (None, None) => None,
-        },
-    )
-}
 
 pub(crate) fn from_row(row: &AnyRow) -> Result<BusinessHours, sqlx::Error> {
     let weekly: String = row.try_get("weekly")?;
@@ -193,8 +170,8 @@ pub(crate) fn from_row(row: &AnyRow) -> Result<BusinessHours, sqlx::Error> {
         // Written by this module only; an unreadable value reads as empty.
         weekly: serde_json::from_str(&weekly).unwrap_or_default(),
         holidays: serde_json::from_str(&holidays).unwrap_or_default(),
-        open_destination: destination(row, "open_extension_id", "open_ring_group_id")?,
-        closed_destination: destination(row, "closed_extension_id", "closed_ring_group_id")?,
+        open_destination: OPEN.read(row)?,
+        closed_destination: CLOSED.read(row)?,
         created_at: row.try_get("created_at")?,
         version: row.try_get("version")?,
     })
@@ -205,16 +182,44 @@ fn bind_settings<'q>(
     query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
     s: &'q BusinessHoursSettings,
 ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
-    let (open_e, open_g) = BusinessHoursSettings::columns(s.open_destination);
-    let (closed_e, closed_g) = BusinessHoursSettings::columns(s.closed_destination);
-    query
+    let mut query = query
         .bind(&s.name)
         .bind(serde_json::to_string(&s.weekly).unwrap_or_else(|_| "[]".into()))
-        .bind(serde_json::to_string(&s.holidays).unwrap_or_else(|_| "[]".into()))
-        .bind(open_e)
-        .bind(open_g)
-        .bind(closed_e)
-        .bind(closed_g)
+        .bind(serde_json::to_string(&s.holidays).unwrap_or_else(|_| "[]".into()));
+    let values = OPEN
+        .values(s.open_destination)
+        .into_iter()
+        .chain(CLOSED.values(s.closed_destination));
+    for value in values {
+        query = query.bind(value);
+    }
+    query
+}
+
+/// The INSERT [`bind_settings`] binds, then the customer and the time.
+fn insert_sql() -> String {
+    let names: Vec<&str> = OPEN.names().into_iter().chain(CLOSED.names()).collect();
+    let places: Vec<String> = (4..4 + names.len()).map(|i| format!("${i}")).collect();
+    let next = 4 + names.len();
+    format!(
+        "INSERT INTO business_hours (name, weekly, holidays, {}, customer_id, created_at) \
+         VALUES ($1, $2, $3, {}, ${next}, ${}) RETURNING id",
+        names.join(", "),
+        places.join(", "),
+        next + 1
+    )
+}
+
+/// The UPDATE [`bind_settings`] binds, then the id and the version.
+fn update_sql() -> String {
+    let next = 4 + OPEN.names().len() + CLOSED.names().len();
+    format!(
+        "UPDATE business_hours SET name = $1, weekly = $2, holidays = $3, {}, {}, \
+         version = version + 1 WHERE id = ${next} AND version = ${} AND deleted_at IS NULL",
+        OPEN.assignments(4),
+        CLOSED.assignments(4 + OPEN.names().len()),
+        next + 1
+    )
 }
 
 const ON_WRITE: OnViolation = OnViolation {
@@ -228,7 +233,8 @@ impl BusinessHoursRules<'_> {
     pub async fn list(&self, by: &Principal, customer: CustomerId) -> Result<Vec<BusinessHours>> {
         let customer = self.0.customers().get(by, customer).await?;
         let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} {SCOPED} AND b.customer_id = $4 ORDER BY b.id"
+            "SELECT {} {SCOPED} AND b.customer_id = $4 ORDER BY b.id",
+            columns()
         ))
         .bind(by.scope.reseller_param())
         .bind(by.scope.customer_param())
@@ -240,7 +246,7 @@ impl BusinessHoursRules<'_> {
     }
 
     pub async fn get(&self, by: &Principal, id: BusinessHoursId) -> Result<BusinessHours> {
-        let row = sqlx::query(&format!("SELECT {COLUMNS} {SCOPED} AND b.id = $4"))
+        let row = sqlx::query(&format!("SELECT {} {SCOPED} AND b.id = $4", columns()))
             .bind(by.scope.reseller_param())
             .bind(by.scope.customer_param())
             .bind(by.scope.extension_param())
@@ -264,23 +270,13 @@ impl BusinessHoursRules<'_> {
         ] {
             let ok = match d {
                 None => true,
-                Some(Destination::Extension(e)) => match self.0.extensions().get(by, e).await {
-                    Ok(ext) => ext.customer_id == customer && ext.deleted_at.is_none(),
-                    Err(StoreError::NotFound) => false,
-                    Err(e) => return Err(e),
-                },
-                Some(Destination::RingGroup(g)) => match self.0.ring_groups().get(by, g).await {
-                    Ok(group) => group.customer_id == customer,
-                    Err(StoreError::NotFound) => false,
-                    Err(e) => return Err(e),
-                },
                 // A rule does not lead to another rule.
-                Some(Destination::BusinessHours(_)) => false,
+                Some(d) => destinations::belongs(self.0, by, customer, d, false).await?,
             };
             if !ok {
                 return Err(StoreError::invalid(
                     field,
-                    "must be an extension or ring group of this customer",
+                    "must be an extension, ring group, conference room or voicemail box of this customer",
                 ));
             }
         }
@@ -298,19 +294,12 @@ impl BusinessHoursRules<'_> {
         s.validate()?;
         self.check_destinations(by, customer.id, s).await?;
         let mut tx = self.0.begin().await?;
-        let row = bind_settings(
-            sqlx::query(
-                "INSERT INTO business_hours (name, weekly, holidays, open_extension_id, open_ring_group_id, \
-                 closed_extension_id, closed_ring_group_id, customer_id, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
-            ),
-            s,
-        )
-        .bind(customer.id.0)
-        .bind(crate::now_ms())
-        .fetch_one(tx.conn())
-        .await
-        .map_err(|e| ON_WRITE.map(e))?;
+        let row = bind_settings(sqlx::query(&insert_sql()), s)
+            .bind(customer.id.0)
+            .bind(crate::now_ms())
+            .fetch_one(tx.conn())
+            .await
+            .map_err(|e| ON_WRITE.map(e))?;
         let id = BusinessHoursId(row.try_get("id")?);
         self.log(
             &mut tx,
@@ -341,19 +330,12 @@ impl BusinessHoursRules<'_> {
         s.validate()?;
         self.check_destinations(by, current.customer_id, s).await?;
         let mut tx = self.0.begin().await?;
-        let done = bind_settings(
-            sqlx::query(
-                "UPDATE business_hours SET name = $1, weekly = $2, holidays = $3, open_extension_id = $4, \
-                 open_ring_group_id = $5, closed_extension_id = $6, closed_ring_group_id = $7, \
-                 version = version + 1 WHERE id = $8 AND version = $9 AND deleted_at IS NULL",
-            ),
-            s,
-        )
-        .bind(id.0)
-        .bind(if_version.unwrap_or(current.version))
-        .execute(tx.conn())
-        .await
-        .map_err(|e| ON_WRITE.map(e))?;
+        let done = bind_settings(sqlx::query(&update_sql()), s)
+            .bind(id.0)
+            .bind(if_version.unwrap_or(current.version))
+            .execute(tx.conn())
+            .await
+            .map_err(|e| ON_WRITE.map(e))?;
         if done.rows_affected() == 0 {
             return Err(StoreError::VersionMismatch);
         }
@@ -379,13 +361,7 @@ impl BusinessHoursRules<'_> {
         by.may_write(Level::Customer)?;
         let current = self.get(by, id).await?;
         let mut tx = self.0.begin().await?;
-        sqlx::query(
-            "UPDATE phone_numbers SET dest_business_hours_id = NULL, version = version + 1 \
-             WHERE dest_business_hours_id = $1",
-        )
-        .bind(id.0)
-        .execute(tx.conn())
-        .await?;
+        destinations::forget(&mut tx, destinations::Removed::BusinessHours(id)).await?;
         sqlx::query(
             "UPDATE business_hours SET deleted_at = $1, version = version + 1 WHERE id = $2",
         )

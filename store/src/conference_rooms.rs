@@ -258,6 +258,9 @@ impl ConferenceRooms<'_> {
         by.may_write(Level::Customer)?;
         let current = self.get(by, id).await?;
         let mut tx = self.0.begin().await?;
+        // Numbers and rules that led to it lead nowhere now.
+        crate::destinations::forget(&mut tx, crate::destinations::Removed::ConferenceRoom(id))
+            .await?;
         sqlx::query(
             "UPDATE conference_rooms SET deleted_at = $1, version = version + 1 WHERE id = $2",
         )

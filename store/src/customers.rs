@@ -321,11 +321,11 @@ impl Customers<'_> {
                 .bind(id.0)
                 .execute(tx.conn())
                 .await?;
-            sqlx::query(
-                "UPDATE phone_numbers SET customer_id = NULL, dest_extension_id = NULL, \
-                 dest_ring_group_id = NULL, dest_business_hours_id = NULL, version = version + 1 \
+            sqlx::query(&format!(
+                "UPDATE phone_numbers SET customer_id = NULL, {}, version = version + 1 \
                  WHERE customer_id = $1",
-            )
+                crate::destinations::NUMBER.nulls()
+            ))
             .bind(id.0)
             .execute(tx.conn())
             .await?;

@@ -124,6 +124,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0012_voicemail_pin.sql"),
         include_str!("../../migrations/postgres/0012_voicemail_pin.sql"),
     ),
+    (
+        13,
+        "more_destinations",
+        include_str!("../../migrations/sqlite/0013_more_destinations.sql"),
+        include_str!("../../migrations/postgres/0013_more_destinations.sql"),
+    ),
 ];
 
 fn migrator(engine: Engine) -> Migrator {

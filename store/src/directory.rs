@@ -350,7 +350,7 @@ impl Directory<'_> {
         let rules = sqlx::query(&format!(
             "SELECT {} FROM business_hours b JOIN customers c ON c.id = b.customer_id \
              WHERE b.deleted_at IS NULL AND ($1 IS NULL OR b.customer_id = $1) ORDER BY b.id",
-            crate::business_hours::COLUMNS
+            crate::business_hours::columns()
         ))
         .bind(only)
         .fetch_all(pool)

@@ -252,19 +252,9 @@ impl Extensions<'_> {
             .bind(id.0)
             .execute(tx.conn())
             .await?;
-        sqlx::query("UPDATE phone_numbers SET dest_extension_id = NULL, version = version + 1 WHERE dest_extension_id = $1")
-            .bind(id.0)
-            .execute(tx.conn())
-            .await?;
-        // Business-hours rules that rang it now ring nothing for that state.
-        for column in ["open_extension_id", "closed_extension_id"] {
-            sqlx::query(&format!(
-                "UPDATE business_hours SET {column} = NULL, version = version + 1 WHERE {column} = $1"
-            ))
-            .bind(id.0)
-            .execute(tx.conn())
-            .await?;
-        }
+        // Numbers and business-hours rules that rang it (or its box) now
+        // lead nowhere for that state.
+        crate::destinations::forget(&mut tx, crate::destinations::Removed::Extension(id)).await?;
         sqlx::query("UPDATE ring_groups SET no_answer_extension_id = NULL, version = version + 1 WHERE no_answer_extension_id = $1")
             .bind(id.0)
             .execute(tx.conn())

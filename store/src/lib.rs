@@ -42,6 +42,7 @@ pub mod conference_rooms;
 pub mod custom_audio;
 pub mod customers;
 mod db;
+pub mod destinations;
 pub mod devices;
 pub mod directory;
 mod error;

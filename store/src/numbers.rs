@@ -3,7 +3,7 @@
 //! one of that customer's destinations. Assignments are kept as history because
 //! a number is billed for the days a customer held it.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
@@ -12,21 +12,10 @@ use crate::changes::Change;
 use crate::error::OnViolation;
 use crate::principal::Level;
 use crate::validate;
-use crate::{
-    CustomerId, ExtensionId, Millis, NumberId, Principal, ResellerId, Result, RingGroupId, Store,
-    StoreError,
-};
+use crate::{CustomerId, Millis, NumberId, Principal, ResellerId, Result, Store, StoreError};
 
-/// Where calls to a number go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(tag = "kind", content = "id", rename_all = "snake_case")]
-pub enum Destination {
-    Extension(ExtensionId),
-    RingGroup(RingGroupId),
-    /// Open or closed, the rule's own destination (numbers only).
-    BusinessHours(crate::BusinessHoursId),
-}
+pub use crate::destinations::Destination;
+use crate::destinations::{self, NUMBER};
 
 #[derive(Debug, Clone, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -42,17 +31,17 @@ pub struct PhoneNumber {
     pub version: i64,
 }
 
-const COLUMNS: &str =
-    "n.id, n.e164, n.reseller_id, n.customer_id, n.dest_extension_id, n.dest_ring_group_id, \
-    n.dest_business_hours_id, n.record_calls, n.created_at, n.version";
+fn columns() -> String {
+    format!(
+        "n.id, n.e164, n.reseller_id, n.customer_id, {}, n.record_calls, n.created_at, n.version",
+        NUMBER.select("n")
+    )
+}
 /// A reseller sees the numbers it holds; a customer the ones assigned to it.
 const SCOPED: &str = "FROM phone_numbers n \
     WHERE ($1 IS NULL OR n.reseller_id = $1) AND ($2 IS NULL OR n.customer_id = $2)";
 
 fn from_row(row: &AnyRow) -> Result<PhoneNumber, sqlx::Error> {
-    let extension = row.try_get::<Option<i64>, _>("dest_extension_id")?;
-    let ring_group = row.try_get::<Option<i64>, _>("dest_ring_group_id")?;
-    let hours = row.try_get::<Option<i64>, _>("dest_business_hours_id")?;
     Ok(PhoneNumber {
         id: NumberId(row.try_get("id")?),
         e164: row.try_get("e164")?,
@@ -62,12 +51,7 @@ fn from_row(row: &AnyRow) -> Result<PhoneNumber, sqlx::Error> {
         customer_id: row
             .try_get::<Option<i64>, _>("customer_id")?
             .map(CustomerId),
-        destination: match (extension, ring_group, hours) {
-            (Some(e), _, _) => Some(Destination::Extension(ExtensionId(e))),
-            (None, Some(g), _) => Some(Destination::RingGroup(RingGroupId(g))),
-            (None, None, Some(h)) => Some(Destination::BusinessHours(crate::BusinessHoursId(h))),
-            (None, None, None) => None,
-        },
+        destination: NUMBER.read(row)?,
         record_calls: crate::rows::flag(row, "record_calls")?,
         created_at: row.try_get("created_at")?,
         version: row.try_get("version")?,
@@ -79,7 +63,7 @@ pub struct Numbers<'s>(pub(crate) &'s Store);
 impl Numbers<'_> {
     pub async fn list(&self, by: &Principal) -> Result<Vec<PhoneNumber>> {
         by.may_read(Level::Customer)?;
-        let rows = sqlx::query(&format!("SELECT {COLUMNS} {SCOPED} ORDER BY n.e164"))
+        let rows = sqlx::query(&format!("SELECT {} {SCOPED} ORDER BY n.e164", columns()))
             .bind(by.scope.reseller_param())
             .bind(by.scope.customer_param())
             .fetch_all(self.0.pool())
@@ -89,7 +73,7 @@ impl Numbers<'_> {
 
     pub async fn get(&self, by: &Principal, id: NumberId) -> Result<PhoneNumber> {
         by.may_read(Level::Customer)?;
-        let row = sqlx::query(&format!("SELECT {COLUMNS} {SCOPED} AND n.id = $3"))
+        let row = sqlx::query(&format!("SELECT {} {SCOPED} AND n.id = $3", columns()))
             .bind(by.scope.reseller_param())
             .bind(by.scope.customer_param())
             .bind(id.0)
@@ -219,10 +203,11 @@ impl Numbers<'_> {
             .bind(id.0)
             .execute(tx.conn())
             .await?;
-        sqlx::query(
-            "UPDATE phone_numbers SET customer_id = NULL, dest_extension_id = NULL, dest_ring_group_id = NULL, \
-             dest_business_hours_id = NULL, record_calls = 0, version = version + 1 WHERE id = $1",
-        )
+        sqlx::query(&format!(
+            "UPDATE phone_numbers SET customer_id = NULL, {}, record_calls = 0, \
+             version = version + 1 WHERE id = $1",
+            NUMBER.nulls()
+        ))
         .bind(id.0)
         .execute(tx.conn())
         .await?;
@@ -260,58 +245,32 @@ impl Numbers<'_> {
                 "the number is not assigned to a customer",
             ));
         };
-        if let Some(Destination::Extension(e)) = destination {
-            let ext = self.0.extensions().get(by, e).await?;
-            if ext.customer_id != customer || ext.deleted_at.is_some() {
+        if let Some(d) = destination {
+            if !destinations::belongs(self.0, by, customer, d, true).await? {
                 return Err(StoreError::invalid(
                     "destination",
-                    "the extension does not exist in this customer",
+                    "the destination does not exist in this customer",
                 ));
             }
         }
-        if let Some(Destination::BusinessHours(h)) = destination {
-            // The rule must be this customer's (the store's scope and check).
-            let rule = self.0.business_hours().get(by, h).await?;
-            if rule.customer_id != customer {
-                return Err(StoreError::invalid(
-                    "destination",
-                    "the business-hours rule does not exist in this customer",
-                ));
-            }
-        }
-        let (extension, ring_group, hours) = match destination {
-            Some(Destination::Extension(e)) => (Some(e.0), None, None),
-            Some(Destination::RingGroup(g)) => (None, Some(g.0), None),
-            Some(Destination::BusinessHours(h)) => (None, None, Some(h.0)),
-            None => (None, None, None),
-        };
         let mut tx = self.0.begin().await?;
-        // The composite foreign keys refuse a destination of another customer.
-        let done = sqlx::query(
-            "UPDATE phone_numbers SET dest_extension_id = $1, dest_ring_group_id = $2, \
-             dest_business_hours_id = $3, version = version + 1 WHERE id = $4 AND ($3 IS NULL OR EXISTS \
-             (SELECT 1 FROM business_hours WHERE id = $3 AND customer_id = $5 AND deleted_at IS NULL))",
-        )
-        .bind(extension)
-        .bind(ring_group)
-        .bind(hours)
-        .bind(id.0)
-        .bind(customer.0)
-        .execute(tx.conn())
-        .await
-        .map_err(|e| {
+        // The composite foreign keys (extension, group) also refuse a
+        // destination of another customer.
+        let sql = format!(
+            "UPDATE phone_numbers SET {}, version = version + 1 WHERE id = $1",
+            NUMBER.assignments(2)
+        );
+        let mut query = sqlx::query(&sql).bind(id.0);
+        for value in NUMBER.values(destination) {
+            query = query.bind(value);
+        }
+        query.execute(tx.conn()).await.map_err(|e| {
             OnViolation {
                 unique: "",
                 foreign_key: "the destination does not exist in this customer",
             }
             .map(e)
         })?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::invalid(
-                "destination",
-                "the business-hours rule does not exist in this customer",
-            ));
-        }
         audit::record(
             &mut tx,
             by,

@@ -308,20 +308,7 @@ impl RingGroups<'_> {
         by.may_write(Level::Customer)?;
         let current = self.get(by, id).await?;
         let mut tx = self.0.begin().await?;
-        sqlx::query(
-            "UPDATE phone_numbers SET dest_ring_group_id = NULL, version = version + 1 WHERE dest_ring_group_id = $1",
-        )
-        .bind(id.0)
-        .execute(tx.conn())
-        .await?;
-        for column in ["open_ring_group_id", "closed_ring_group_id"] {
-            sqlx::query(&format!(
-                "UPDATE business_hours SET {column} = NULL, version = version + 1 WHERE {column} = $1"
-            ))
-            .bind(id.0)
-            .execute(tx.conn())
-            .await?;
-        }
+        crate::destinations::forget(&mut tx, crate::destinations::Removed::RingGroup(id)).await?;
         sqlx::query("DELETE FROM ring_group_members WHERE ring_group_id = $1")
             .bind(id.0)
             .execute(tx.conn())

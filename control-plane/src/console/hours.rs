@@ -96,10 +96,13 @@ fn holidays_text(holidays: &[Holiday]) -> String {
         .join("\n")
 }
 
-/// Extension and ring group numbers of a customer, to and from destinations.
+/// Extension, ring group and room numbers of a customer, to and from
+/// destinations; `*102` is extension 102's voicemail box (as phones of
+/// other PBXs dial it).
 struct Targets {
     extensions: Vec<(pbx_store::ExtensionId, String)>,
     groups: Vec<(pbx_store::RingGroupId, String)>,
+    rooms: Vec<(pbx_store::ConferenceRoomId, String)>,
 }
 
 impl Targets {
@@ -123,6 +126,14 @@ impl Targets {
                 .into_iter()
                 .map(|g| (g.id, g.number))
                 .collect(),
+            rooms: s
+                .store
+                .conference_rooms()
+                .list(by, customer)
+                .await?
+                .into_iter()
+                .map(|r| (r.id, r.number))
+                .collect(),
         })
     }
 
@@ -138,6 +149,16 @@ impl Targets {
                 .iter()
                 .find(|(id, _)| *id == g)
                 .map(|(_, n)| n.clone()),
+            Some(Destination::ConferenceRoom(r)) => self
+                .rooms
+                .iter()
+                .find(|(id, _)| *id == r)
+                .map(|(_, n)| n.clone()),
+            Some(Destination::Voicemail(e)) => self
+                .extensions
+                .iter()
+                .find(|(id, _)| *id == e)
+                .map(|(_, n)| format!("*{n}")),
             _ => None,
         }
         .unwrap_or_default()
@@ -153,6 +174,14 @@ impl Targets {
         }
         if let Some((id, _)) = self.groups.iter().find(|(_, n)| n == number) {
             return Ok(Some(Destination::RingGroup(*id)));
+        }
+        if let Some((id, _)) = self.rooms.iter().find(|(_, n)| n == number) {
+            return Ok(Some(Destination::ConferenceRoom(*id)));
+        }
+        if let Some(boxed) = number.strip_prefix('*') {
+            if let Some((id, _)) = self.extensions.iter().find(|(_, n)| n == boxed) {
+                return Ok(Some(Destination::Voicemail(*id)));
+            }
         }
         Err(())
     }

@@ -666,6 +666,19 @@ async fn numbers(
         .into_iter()
         .map(|r| (r.id, r.name))
         .collect();
+    let rooms: HashMap<pbx_store::ConferenceRoomId, String> = s
+        .store
+        .conference_rooms()
+        .list(by, customer.id)
+        .await?
+        .into_iter()
+        .map(|r| (r.id, format!("{} {}", r.number, r.name)))
+        .collect();
+    let texts = visit.texts(&s);
+    let boxes: HashMap<ExtensionId, String> = extensions
+        .iter()
+        .map(|(id, label)| (*id, format!("{} {label}", texts.get("voicemail"))))
+        .collect();
     // Every place a number can ring, as `kind:id` choices.
     let mut choices: Vec<(String, String)> = Vec::new();
     let mut sorted = |kind: &str, named: Vec<(i64, &String)>| {
@@ -686,7 +699,11 @@ async fn numbers(
         "business_hours",
         rules.iter().map(|(k, v)| (k.0, v)).collect(),
     );
-    let texts = visit.texts(&s);
+    sorted(
+        "conference_room",
+        rooms.iter().map(|(k, v)| (k.0, v)).collect(),
+    );
+    sorted("voicemail", boxes.iter().map(|(k, v)| (k.0, v)).collect());
     let list: Vec<Value> = s
         .store
         .numbers()
@@ -717,6 +734,8 @@ fn destination_value(d: Destination) -> String {
         Destination::Extension(e) => format!("extension:{}", e.0),
         Destination::RingGroup(g) => format!("ring_group:{}", g.0),
         Destination::BusinessHours(h) => format!("business_hours:{}", h.0),
+        Destination::ConferenceRoom(r) => format!("conference_room:{}", r.0),
+        Destination::Voicemail(e) => format!("voicemail:{}", e.0),
     }
 }
 
@@ -746,6 +765,8 @@ async fn route_number(
                 "extension" => Destination::Extension(ExtensionId(id)),
                 "ring_group" => Destination::RingGroup(pbx_store::RingGroupId(id)),
                 "business_hours" => Destination::BusinessHours(pbx_store::BusinessHoursId(id)),
+                "conference_room" => Destination::ConferenceRoom(pbx_store::ConferenceRoomId(id)),
+                "voicemail" => Destination::Voicemail(ExtensionId(id)),
                 _ => return Err(Failure::BadRequest),
             })
         }
