@@ -1,7 +1,7 @@
 //! Desk phones (SIPp) registering to the real `pbx` and calling each other:
 //! ringing and answer, CANCEL, busy, not registered, unknown extension,
-//! forking to two devices, re-INVITE, TCP, a restart, and cross-tenant
-//! attempts refused.
+//! forking to two devices, re-INVITE, TCP, a restart, a busy lamp, and
+//! cross-tenant attempts refused.
 
 mod support;
 
@@ -99,6 +99,44 @@ fn two_extensions_register_and_call_with_ringing_answer_and_bye() {
     assert!(
         metrics.contains("pbx_sip_calls_answered_total 1"),
         "{metrics}"
+    );
+}
+
+/// 103's busy-lamp key for 102 (RFC 4235): idle, then talking while 101
+/// calls 102, then idle again; its subscription ends when it unsubscribes.
+/// Another customer's extension cannot be watched.
+#[test]
+fn a_busy_lamp_follows_a_colleagues_call() {
+    if !sipp_available() {
+        return;
+    }
+    let (_dir, node, s) = world("busy-lamp");
+    let lamp = Sipp::new("blf_subscribe.xml")
+        .phone(&s.a103, &format!("102@{}", s.a103.domain))
+        .key("callee", "102")
+        .arg("-timeout")
+        .arg("60")
+        .arg("-m")
+        .arg("1")
+        .spawn(&target(&node));
+    let callee = answering_phone(&node, &s.a102, "uas_answer.xml");
+    // The subscription stands before the call starts.
+    std::thread::sleep(Duration::from_secs(1));
+    let out = Sipp::new("uac_call.xml")
+        .phone(&s.a101, &format!("102@{}", s.a101.domain))
+        .key("callee", "102")
+        .key("callee_domain", &s.a101.domain)
+        .arg("-d")
+        .arg("2000")
+        .run(&target(&node));
+    assert!(out.success, "call failed:\n{}", out.log);
+    assert!(callee.finish(Duration::from_secs(10)).success);
+    let watched = lamp.finish(Duration::from_secs(20));
+    assert!(watched.success, "the busy lamp:\n{}", watched.log);
+    assert!(
+        watched.log.contains("application/dialog-info+xml"),
+        "{}",
+        watched.log
     );
 }
 

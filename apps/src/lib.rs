@@ -10,11 +10,14 @@
 //! answering, retransmitting, BYE), `dialog` (one call's dialog and the
 //! requests it sends), `media` (one call's RTP: play, record, keys),
 //! `prompts` (the announcements shipped, per language), `voicemail` (the
-//! deposit), `mailbox` (a phone listening to its box, `*97`), `mwi`
-//! (message waiting: lamp subscriptions and their NOTIFYs) and `conference` (rooms and their mixers).
+//! deposit), `mailbox` (a phone listening to a box, `*97`/`*98`), `keys`
+//! (what callers key), `subscriptions` (phones watching an extension:
+//! RFC 6665), `mwi` (the voicemail lamp), `blf` (busy lamps: an
+//! extension's calls) and `conference` (rooms and their mixers).
 
 #![forbid(unsafe_code)]
 
+pub mod blf;
 pub mod conference;
 mod dialog;
 mod keys;
@@ -23,6 +26,7 @@ pub mod media;
 mod mwi;
 pub mod prompts;
 pub mod server;
+pub mod subscriptions;
 mod voicemail;
 
 use std::sync::Arc;

@@ -4,7 +4,8 @@
 //! §13.3.1.4), the application named by the Request-URI runs the call, and
 //! the call ends with its BYE or ours. Re-INVITEs (hold) get the same
 //! answer; SIP INFO keys count like RFC 4733 ones. A SUBSCRIBE for
-//! `sip:mwi-<extension>@…` is a phone watching its box's lamp (`mwi`).
+//! `sip:mwi-<extension>@…` or `sip:blf-<extension>@…` is a phone watching
+//! a box's lamp or an extension's calls (`subscriptions`).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -110,8 +111,9 @@ pub(crate) struct Inner {
     pub config: AppConfig,
     pub store: Store,
     pub rooms: Arc<crate::conference::Rooms>,
-    pub subscriptions: crate::mwi::Subscriptions,
+    pub subscriptions: crate::subscriptions::Subscriptions,
     pub logins: crate::mailbox::Logins,
+    pub lines: crate::blf::Lines,
     calls: Mutex<HashMap<String, Arc<Call>>>,
 }
 
@@ -137,6 +139,7 @@ impl AppServer {
             rooms: Arc::default(),
             subscriptions: Default::default(),
             logins: Default::default(),
+            lines: Default::default(),
             calls: Mutex::new(HashMap::new()),
         });
         let weak = Arc::downgrade(&inner);
@@ -174,6 +177,12 @@ impl AppServer {
     /// Lamp subscriptions held.
     pub fn subscriptions(&self) -> usize {
         self.inner.subscriptions.len()
+    }
+
+    /// Takes a call's start, answer or end from the proxy: the busy lamps
+    /// of the extensions in it follow.
+    pub async fn call_event(&self, event: &crate::blf::CallEvent) {
+        crate::blf::on_call(&self.inner, event).await;
     }
 
     /// Tells the phones of `extension` how many voicemail messages wait.
@@ -221,7 +230,7 @@ async fn on_datagram(inner: &Arc<Inner>, data: Bytes, from: SocketAddr) {
     } else if msg.cseq().method == Method::Notify && msg.status().is_some_and(|s| s >= 300) {
         // A phone that refuses a NOTIFY in its subscription (481: it forgot
         // it) ends it (RFC 6665 §4.2.2).
-        crate::mwi::forget(inner, msg.call_id());
+        crate::subscriptions::forget(inner, msg.call_id());
     }
     // Other responses (to our BYE) need nothing: those requests are sent a
     // few times and forgotten (see `send_reliably`).
@@ -235,7 +244,7 @@ async fn on_request(inner: &Arc<Inner>, req: Message, from: SocketAddr) {
     let method = req.method().cloned().unwrap_or(Method::Options);
     let call = lock(&inner.calls).get(req.call_id()).cloned();
     match (method, call) {
-        (Method::Subscribe, _) => crate::mwi::on_subscribe(inner, req, from).await,
+        (Method::Subscribe, _) => crate::subscriptions::on_subscribe(inner, req, from).await,
         (Method::Invite, None) if req.to().tag().is_none() => new_call(inner, req, from).await,
         (Method::Invite, Some(call)) if req.to().tag().is_none() => {
             // A retransmission of the INVITE we answered.

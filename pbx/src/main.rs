@@ -9,6 +9,7 @@ mod admin;
 mod config;
 mod data_dir;
 mod demo;
+mod lamps;
 mod live;
 mod serve;
 mod settings;

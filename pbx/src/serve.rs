@@ -291,6 +291,10 @@ async fn start_applications(
     .await
     .map_err(|e| anyhow::anyhow!("cannot start the media applications: {e}"))?;
     proxy.set_applications(apps.address());
+    tokio::spawn(crate::lamps::follow(
+        proxy.events().subscribe(),
+        apps.clone(),
+    ));
     // The relay records calls into the same audio store, after the
     // announcement in the customer's language.
     let (en, de): (Arc<[i16]>, Arc<[i16]>) = (

@@ -152,8 +152,10 @@ pub fn route(core: &Core, req: Message, flow: Flow) -> Option<Routed> {
         Target::Mailbox
     } else if method == Method::Invite && dialled == ANY_MAILBOX_CODE {
         Target::AnyMailbox
-    } else if method == Method::Subscribe && is_message_summary(&req) {
+    } else if method == Method::Subscribe && is_event(&req, "message-summary") {
         Target::Lamp
+    } else if method == Method::Subscribe && is_event(&req, "dialog") {
+        Target::BusyLamp
     } else {
         match target_extension(core, &req, &tenant) {
             Ok(e) => Target::Extension(e),
@@ -197,6 +199,19 @@ pub fn route(core: &Core, req: Message, flow: Flow) -> Option<Routed> {
             });
             match binding {
                 Some(b) => Ringing::phones(MAILBOX_CODE.to_owned(), None, vec![b]),
+                None => return refuse(480, "Temporarily Unavailable", None),
+            }
+        }
+        Target::BusyLamp => {
+            // A colleague's calls (a BLF key): any extension of the
+            // caller's own customer.
+            let watched = match target_extension(core, &req, &tenant) {
+                Ok(e) => e,
+                Err((code, reason)) => return refuse(code, reason, None),
+            };
+            let user = format!("blf-{}", watched.id.0);
+            match core.application_binding(&tenant, Some(watched.id), &user) {
+                Some(b) => Ringing::phones(dialled.clone(), None, vec![b]),
                 None => return refuse(480, "Temporarily Unavailable", None),
             }
         }
@@ -279,7 +294,7 @@ fn from_application(core: &Core, mut req: Message, flow: Flow) -> Option<Routed>
         return None;
     };
     // It may tell lamps, nothing else (no calls, no messages to phones).
-    let mwi = req.method() == Some(&Method::Notify) && is_message_summary(&req);
+    let mwi = req.method() == Some(&Method::Notify) && is_event(&req, "message-summary");
     if !mwi {
         let resp = core.node.local_response(&req, 403, "Forbidden", None);
         core.node.reply_stateless(&req, flow, resp);
@@ -906,15 +921,17 @@ enum Target {
     AnyMailbox,
     /// A subscription to the lamp of the caller's own box.
     Lamp,
+    /// A subscription to an extension's calls (RFC 4235).
+    BusyLamp,
 }
 
-/// Whether a request is about message waiting (RFC 3842's event package).
-fn is_message_summary(req: &Message) -> bool {
-    req.value_text(&pbx_sip_message::HeaderName::Event)
+/// Whether a request is of the event package `package` (its Event header).
+fn is_event(req: &Message, package: &str) -> bool {
+    req.value_text(&HeaderName::Event)
         .unwrap_or_default()
         .split(';')
         .next()
-        .is_some_and(|e| e.trim().eq_ignore_ascii_case("message-summary"))
+        .is_some_and(|e| e.trim().eq_ignore_ascii_case(package))
 }
 
 /// What a phone dials to listen to its extension's voicemail box.

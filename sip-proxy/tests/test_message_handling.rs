@@ -228,7 +228,8 @@ async fn a_request_that_comes_back_is_a_loop_482() {
 /// A lamp subscription (RFC 3842) is for the phone's own box, by its own
 /// address or the voicemail code: another extension's box is refused, and
 /// with no application server on the node the own one is unavailable. It
-/// is never forked back to the phone's own registrations.
+/// is never forked back to the phone's own registrations. A busy lamp
+/// (RFC 4235) watches any extension of the phone's own customer.
 #[tokio::test]
 async fn a_phone_subscribes_only_to_its_own_boxs_lamp() {
     let node = start(config()).await;
@@ -240,8 +241,16 @@ async fn a_phone_subscribes_only_to_its_own_boxs_lamp() {
         let resp = ua.recv().await;
         assert_eq!(resp.status(), Some(code), "SUBSCRIBE {callee}");
     }
+    // A colleague's calls (a busy lamp) may be watched; an extension the
+    // customer does not have cannot.
+    let event = "Event: dialog\nExpires: 600\n";
+    for (callee, code) in [("102", 480), ("999", 404)] {
+        ua.request_with("SUBSCRIBE", callee, event, "").await;
+        let resp = ua.recv().await;
+        assert_eq!(resp.status(), Some(code), "SUBSCRIBE dialog {callee}");
+    }
     assert!(
         ua.recv_within(Duration::from_millis(300)).await.is_none(),
-        "nothing was forked to the phone itself"
+        "nothing was forked to the phones"
     );
 }
