@@ -2,7 +2,8 @@
 //! and one process: the relay, the recordings (voicemail) and the
 //! conference rooms each run alone on a tokio runtime thread of their own,
 //! fed by phones on another thread (G.711, a packet every 20 ms), and the
-//! CPU each workload's thread used is read from /proc. Prints one JSON
+//! CPU each workload's thread used (and the relay's recorder thread's,
+//! where the recorded calls are written) is read from /proc. Prints one JSON
 //! line per workload: CPU per session (relayed call, relayed call recorded
 //! by the relay, voicemail recording, conference participant) in µs per
 //! second of audio, the ratio to a relayed call, and frames lost at the
@@ -55,14 +56,35 @@ fn args() -> Args {
     a
 }
 
-/// CPU time this thread used so far, in ms (utime + stime, 10 ms ticks).
+/// CPU time this thread used so far, in ms.
 fn thread_cpu_ms() -> u64 {
-    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
+    cpu_ms_of(std::path::Path::new("/proc/thread-self"))
+}
+
+/// CPU time the thread at `task` (a /proc directory) used so far, in ms
+/// (utime + stime, 10 ms ticks).
+fn cpu_ms_of(task: &std::path::Path) -> u64 {
+    let stat = std::fs::read_to_string(task.join("stat")).unwrap_or_default();
     let after = stat.rsplit(')').next().unwrap_or_default();
     let f: Vec<&str> = after.split_whitespace().collect();
     let ticks = f.get(11).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0)
         + f.get(12).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0);
     ticks * 10
+}
+
+/// CPU time the relay's recorder thread used so far, in ms (0 before any
+/// recording started it): the recorded calls' writing happens there.
+fn recorder_cpu_ms() -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    for task in tasks.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim() == "recorder" {
+            return cpu_ms_of(&task.path());
+        }
+    }
+    0
 }
 
 const IP: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
@@ -182,9 +204,11 @@ where
                     .iter()
                     .map(|p| p.received.load(Ordering::Relaxed))
                     .sum();
-                let cpu = thread_cpu_ms();
+                // The workload's thread, and the relay's recorder (idle
+                // unless this workload records).
+                let cpu = thread_cpu_ms() + recorder_cpu_ms();
                 tokio::time::sleep(Duration::from_secs(seconds)).await;
-                let cpu_ms = thread_cpu_ms() - cpu;
+                let cpu_ms = (thread_cpu_ms() + recorder_cpu_ms()).saturating_sub(cpu);
                 let after: u64 = list
                     .iter()
                     .map(|p| p.received.load(Ordering::Relaxed))

@@ -3,21 +3,23 @@
 //! writer task that puts both sides back in order and writes them to a
 //! stereo WAV file, the caller left and the callee right, 8 kHz 16-bit.
 //!
-//! The writer runs on its own clock: every 100 ms it takes what the relay
-//! queued (the relay never wakes it: a wake-up per packet, or a tick per
-//! frame, cost more than relaying the call) and writes five 20 ms frames
-//! of each side (silence where a side sent nothing), so the two channels
-//! stay aligned through loss, silence suppression, hold and a restarted
-//! stream.
+//! The writers run on one thread of their own (the recorder), never on the
+//! threads that relay and route calls: a slow or stalled disk holds up
+//! recordings, not calls. Every 100 ms it takes what the relay queued for
+//! each recording (the relay never wakes it: a wake-up per packet, or a
+//! tick per frame, cost more than relaying the call) and writes five 20 ms
+//! frames of each side (silence where a side sent nothing), so the two
+//! channels stay aligned through loss, silence suppression, hold and a
+//! restarted stream; a late tick is made up at once.
 //! The file's header is brought up to date every few seconds: a node that
 //! dies mid-call leaves a file that plays up to then. A write that fails
 //! (a full disk) ends the recording, never the call.
 
 use std::io::BufWriter;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use crate::audio::{FRAME, RATE};
 use crate::g711::Law;
@@ -118,8 +120,8 @@ impl Tap {
     }
 }
 
-/// Creates the file at `path` and starts its writer (on the current tokio
-/// runtime). The error is the file's: nothing is recorded then.
+/// Creates the file at `path` and hands its writing to the recorder. The
+/// error is the file's: nothing is recorded then.
 pub fn start(path: &Path, stats: Arc<RelayStats>) -> std::io::Result<Tap> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
@@ -135,89 +137,167 @@ pub fn start(path: &Path, stats: Arc<RelayStats>) -> std::io::Result<Tap> {
         .map_err(std::io::Error::other)?;
     let shared = Arc::new(Shared::default());
     stats.recordings_started.fetch_add(1, Ordering::Relaxed);
-    tokio::spawn(write(
-        shared.clone(),
-        writer,
-        stats.clone(),
-        path.to_owned(),
-    ));
+    let job = Job::new(shared.clone(), writer, stats.clone(), path.to_owned());
+    if let Err(mpsc::SendError(job)) = recorder().send(job) {
+        // No recorder thread (it could not be started): the file is given up.
+        job.abandon();
+        return Err(std::io::Error::other("the recorder is not running"));
+    }
     Ok(Tap { shared, stats })
+}
+
+/// The recorder thread's inbox, started with the first recording.
+fn recorder() -> &'static mpsc::Sender<Job> {
+    static INBOX: OnceLock<mpsc::Sender<Job>> = OnceLock::new();
+    INBOX.get_or_init(|| {
+        let (tx, rx) = mpsc::channel();
+        let spawned = std::thread::Builder::new()
+            .name("recorder".into())
+            .spawn(move || run(rx));
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "the recorder thread did not start: calls are not recorded");
+        }
+        tx
+    })
+}
+
+/// The recorder: one tick of every recording each [`TICK`].
+fn run(inbox: mpsc::Receiver<Job>) {
+    let mut jobs: Vec<Job> = Vec::new();
+    let mut next = Instant::now();
+    loop {
+        // Idle, it sleeps until a recording comes.
+        if jobs.is_empty() {
+            match inbox.recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => return,
+            }
+            next = Instant::now();
+        }
+        jobs.extend(inbox.try_iter());
+        next += TICK;
+        let now = Instant::now();
+        if next > now {
+            std::thread::sleep(next - now);
+        }
+        let mut i = 0;
+        while i < jobs.len() {
+            if jobs[i].tick() {
+                jobs.swap_remove(i).finish();
+            } else {
+                i += 1;
+            }
+        }
+    }
 }
 
 type Writer = hound::WavWriter<BufWriter<std::fs::File>>;
 
-async fn write(
+/// One recording being written.
+struct Job {
     shared: Arc<Shared>,
-    mut writer: Writer,
+    writer: Writer,
     stats: Arc<RelayStats>,
-    path: std::path::PathBuf,
-) {
-    let mut sides = [
-        Inbound::new(WINDOW, Keep::Latest(MOST)),
-        Inbound::new(WINDOW, Keep::Latest(MOST)),
-    ];
-    let mut tick = tokio::time::interval(TICK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let mut ticks = 0u32;
-    let (mut left, mut right) = ([0i16; FRAME], [0i16; FRAME]);
-    let mut taken = Vec::with_capacity(QUEUE);
-    let failed = loop {
-        tick.tick().await;
-        let ended = shared.ended.load(Ordering::Acquire);
+    path: PathBuf,
+    sides: [Inbound; 2],
+    ticks: u32,
+    taken: Vec<Tapped>,
+    failed: Option<hound::Error>,
+}
+
+impl Job {
+    fn new(shared: Arc<Shared>, writer: Writer, stats: Arc<RelayStats>, path: PathBuf) -> Job {
+        Job {
+            shared,
+            writer,
+            stats,
+            path,
+            sides: [
+                Inbound::new(WINDOW, Keep::Latest(MOST)),
+                Inbound::new(WINDOW, Keep::Latest(MOST)),
+            ],
+            ticks: 0,
+            taken: Vec::with_capacity(QUEUE),
+            failed: None,
+        }
+    }
+
+    /// Takes what was queued and writes a tick's frames; true when the
+    /// recording is over (the call's media ended, or a write failed).
+    fn tick(&mut self) -> bool {
+        let ended = self.shared.ended.load(Ordering::Acquire);
         std::mem::swap(
-            &mut taken,
-            &mut *shared.queue.lock().unwrap_or_else(|p| p.into_inner()),
+            &mut self.taken,
+            &mut *self.shared.queue.lock().unwrap_or_else(|p| p.into_inner()),
         );
-        for t in taken.drain(..) {
+        for t in self.taken.drain(..) {
             let mut samples = Vec::with_capacity(usize::from(t.len));
             t.law
                 .decode_into(&t.payload[..usize::from(t.len)], &mut samples);
-            sides[usize::from(!t.caller)].push(t.ssrc, t.timestamp, samples);
+            self.sides[usize::from(!t.caller)].push(t.ssrc, t.timestamp, samples);
         }
         if ended {
-            break None;
+            return true;
         }
-        if !shared.live.load(Ordering::Acquire) {
-            continue;
+        if !self.shared.live.load(Ordering::Acquire) {
+            return false;
         }
-        let mut failed = None;
+        let (mut left, mut right) = ([0i16; FRAME], [0i16; FRAME]);
         for _ in 0..FRAMES_PER_TICK {
-            sides[0].take_frame(&mut left);
-            sides[1].take_frame(&mut right);
-            if let Err(e) = frame(&mut writer, &left, &right) {
-                failed = Some(e);
-                break;
+            self.sides[0].take_frame(&mut left);
+            self.sides[1].take_frame(&mut right);
+            if let Err(e) = frame(&mut self.writer, &left, &right) {
+                self.failed = Some(e);
+                return true;
             }
         }
-        if failed.is_some() {
-            break failed;
-        }
-        ticks += 1;
-        if ticks.is_multiple_of(FLUSH_TICKS) {
-            if let Err(e) = writer.flush() {
-                break Some(e);
+        self.ticks += 1;
+        if self.ticks.is_multiple_of(FLUSH_TICKS) {
+            if let Err(e) = self.writer.flush() {
+                self.failed = Some(e);
+                return true;
             }
         }
-    };
-    shared.stopped.store(true, Ordering::Release);
-    if !shared.live.load(Ordering::Acquire) {
-        // Ended during the announcement: nothing was recorded, no file
-        // is left (and its record gets no recording).
-        drop(writer);
-        let _ = std::fs::remove_file(&path);
-        return;
+        false
     }
-    // What is still queued belongs at the end.
-    let [caller, callee] = sides;
-    let (caller, callee) = (caller.finish(), callee.finish());
-    let failed = match failed {
-        Some(e) => Some(e),
-        None => tail(&mut writer, &caller, &callee).err(),
+
+    /// Ends the file: what is still queued belongs at the end.
+    fn finish(self) {
+        let Job {
+            shared,
+            mut writer,
+            stats,
+            path,
+            sides,
+            failed,
+            ..
+        } = self;
+        shared.stopped.store(true, Ordering::Release);
+        if !shared.live.load(Ordering::Acquire) {
+            // Ended during the announcement: nothing was recorded, no file
+            // is left (and its record gets no recording).
+            drop(writer);
+            let _ = std::fs::remove_file(&path);
+            return;
+        }
+        let [caller, callee] = sides;
+        let (caller, callee) = (caller.finish(), callee.finish());
+        let failed = match failed {
+            Some(e) => Some(e),
+            None => tail(&mut writer, &caller, &callee).err(),
+        }
+        .or_else(|| writer.finalize().err());
+        if let Some(e) = failed {
+            stats.recording_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(file = %path.display(), error = %e, "a call's recording stopped early");
+        }
     }
-    .or_else(|| writer.finalize().err());
-    if let Some(e) = failed {
-        stats.recording_errors.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(file = %path.display(), error = %e, "a call's recording stopped early");
+
+    /// Gives the file up before anything was written.
+    fn abandon(self) {
+        self.shared.stopped.store(true, Ordering::Release);
+        drop(self.writer);
+        let _ = std::fs::remove_file(&self.path);
     }
 }
 
