@@ -27,7 +27,9 @@ pub enum CallEvent {
     },
     Answered {
         key: String,
-        /// The extension whose phone answered.
+        /// The extension whose phone answered; None when no phone of ours
+        /// did (voicemail or another application, a carrier): the
+        /// extension the call was for is not talking then.
         callee: Option<ExtensionId>,
     },
     Ended {
@@ -38,8 +40,12 @@ pub enum CallEvent {
 /// Calls followed at once; beyond, the oldest are forgotten (an end that
 /// never came must not keep a lamp lit forever, nor memory).
 const MAX_CALLS: usize = 100_000;
-/// A call older than this is forgotten when the table is full.
-const OLD: Duration = Duration::from_secs(4 * 3600);
+/// A call that rang this long without an answer, or was answered this
+/// long ago, is taken as ended (its end was lost): swept every
+/// [`SWEEP_EVERY`] starts.
+const RINGING_AT_MOST: Duration = Duration::from_secs(5 * 60);
+const TALKING_AT_MOST: Duration = Duration::from_secs(24 * 3600);
+const SWEEP_EVERY: u64 = 256;
 
 #[derive(Debug, Clone)]
 struct Call {
@@ -56,6 +62,16 @@ struct Call {
 pub struct Lines {
     calls: Mutex<HashMap<String, Call>>,
     next_id: Mutex<u64>,
+}
+
+/// Whether a call's end must have been lost.
+fn stale(c: &Call) -> bool {
+    let age = c.since.elapsed();
+    if c.answered {
+        age > TALKING_AT_MOST
+    } else {
+        age > RINGING_AT_MOST
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -85,17 +101,24 @@ impl Lines {
                 if caller.is_none() && callee.is_none() {
                     return Vec::new();
                 }
-                if calls.len() >= MAX_CALLS {
-                    calls.retain(|_, c| c.since.elapsed() < OLD);
-                    if calls.len() >= MAX_CALLS {
-                        calls.clear();
-                    }
-                }
                 let id = {
                     let mut next = lock(&self.next_id);
                     *next += 1;
                     *next
                 };
+                let mut changed = Vec::new();
+                if id.is_multiple_of(SWEEP_EVERY) || calls.len() >= MAX_CALLS {
+                    calls.retain(|_, c| {
+                        let keep = !stale(c);
+                        if !keep {
+                            changed.extend(c.caller.into_iter().chain(c.callee));
+                        }
+                        keep
+                    });
+                    if calls.len() >= MAX_CALLS {
+                        changed.extend(calls.drain().flat_map(|(_, c)| touched(&c)));
+                    }
+                }
                 let call = Call {
                     caller: *caller,
                     callee: *callee,
@@ -103,21 +126,22 @@ impl Lines {
                     since: Instant::now(),
                     id,
                 };
-                let changed = touched(&call);
+                changed.extend(touched(&call));
                 calls.insert(key.clone(), call);
+                changed.sort_by_key(|e| e.0);
+                changed.dedup();
                 changed
             }
             CallEvent::Answered { key, callee } => {
                 let Some(call) = calls.get_mut(key) else {
                     return Vec::new();
                 };
-                // A forward or a group: the one that answered is the one
-                // talking (the dialled one rings no more).
+                // A forward, a group or voicemail: the one that answered is
+                // the one talking (the dialled one rings no more).
                 let before = touched(call);
                 call.answered = true;
-                if callee.is_some() {
-                    call.callee = *callee;
-                }
+                call.since = Instant::now();
+                call.callee = *callee;
                 let mut changed = before;
                 changed.extend(touched(call));
                 changed.sort_by_key(|e| e.0);
@@ -126,6 +150,18 @@ impl Lines {
             }
             CallEvent::Ended { key } => calls.remove(key).map(|c| touched(&c)).unwrap_or_default(),
         }
+    }
+
+    /// Forgets every call (the proxy's events were lost: what is lit may be
+    /// wrong); returns the extensions whose lamps go out.
+    pub fn reset(&self) -> Vec<ExtensionId> {
+        let mut changed: Vec<ExtensionId> = lock(&self.calls)
+            .drain()
+            .flat_map(|(_, c)| c.caller.into_iter().chain(c.callee))
+            .collect();
+        changed.sort_by_key(|e| e.0);
+        changed.dedup();
+        changed
     }
 
     /// The calls `extension` is in now.
@@ -211,6 +247,14 @@ pub(crate) async fn on_call(inner: &Arc<Inner>, event: &CallEvent) {
     }
 }
 
+/// Events were lost: every lamp goes out (the next events light them
+/// again) rather than staying lit for calls long ended.
+pub(crate) async fn on_lost(inner: &Arc<Inner>) {
+    for extension in inner.lines.reset() {
+        notify_all(inner, Package::Dialog, extension).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -256,6 +300,22 @@ mod tests {
             callee: None,
         };
         assert!(lines.apply(&outside).is_empty());
+        // Voicemail answers a call for B: B is not talking.
+        let to_b = CallEvent::Started {
+            key: "k3".into(),
+            caller: Some(A),
+            callee: Some(B),
+        };
+        lines.apply(&to_b);
+        let voicemail = CallEvent::Answered {
+            key: "k3".into(),
+            callee: None,
+        };
+        assert_eq!(lines.apply(&voicemail), vec![A, B]);
+        assert!(lines.of(B).is_empty());
+        assert!(lines.of(A)[0].confirmed);
+        assert_eq!(lines.reset(), vec![A]);
+        assert!(lines.of(A).is_empty());
     }
 
     #[test]

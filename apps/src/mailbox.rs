@@ -1,7 +1,9 @@
 //! Listening to a box from a phone: one's own (`*97`), or any box of the
 //! customer with its number and PIN (`*98`: three tries per call; a caller
-//! who keyed ten wrong ones within 15 minutes is refused unchecked until
-//! they have passed). Then: how many new messages,
+//! who keyed ten wrong ones within 15 minutes, or a box that got ten wrong
+//! ones from anybody, is refused unchecked until they have passed: many
+//! phones guessing together get no further than one). Then: how many new
+//! messages,
 //! then each message (new ones first, oldest first; then those heard,
 //! newest first) followed by a menu: `1` again, `7` delete, `9` keep and
 //! go on (also when the menu goes unanswered). A key pressed while a
@@ -73,7 +75,9 @@ pub(crate) async fn login(mut run: Run, customer: CustomerId) -> bool {
             return true;
         };
         let who = (customer, run.caller.clone());
-        if run.inner.logins.locked_out(&who) {
+        let which = (customer, format!("box {number}"));
+        let logins = &run.inner.logins;
+        if logins.locked_out(&who) || logins.locked_out(&which) {
             tracing::warn!(customer = customer.0, caller = %run.caller, call_id = %run.call_id,
                 "voicemail PIN guessing: refused unchecked");
         } else {
@@ -87,7 +91,10 @@ pub(crate) async fn login(mut run: Run, customer: CustomerId) -> bool {
                         call_id = %run.call_id, "voicemail box opened with its PIN");
                     return listen(run, extension).await;
                 }
-                Ok(None) => run.inner.logins.wrong(who),
+                Ok(None) => {
+                    run.inner.logins.wrong(who);
+                    run.inner.logins.wrong(which);
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, customer = customer.0, call_id = %run.call_id,
                         "voicemail boxes not readable");

@@ -185,6 +185,11 @@ impl AppServer {
         crate::blf::on_call(&self.inner, event).await;
     }
 
+    /// The proxy's call events were lost: busy lamps go out.
+    pub async fn calls_lost(&self) {
+        crate::blf::on_lost(&self.inner).await;
+    }
+
     /// Tells the phones of `extension` how many voicemail messages wait.
     pub async fn message_waiting(&self, extension: ExtensionId) {
         crate::mwi::notify(&self.inner, extension).await;
@@ -227,9 +232,12 @@ async fn on_datagram(inner: &Arc<Inner>, data: Bytes, from: SocketAddr) {
     };
     if msg.is_request() {
         on_request(inner, msg, from).await;
-    } else if msg.cseq().method == Method::Notify && msg.status().is_some_and(|s| s >= 300) {
-        // A phone that refuses a NOTIFY in its subscription (481: it forgot
-        // it) ends it (RFC 6665 §4.2.2).
+    } else if msg.cseq().method == Method::Notify
+        && msg.status().is_some_and(|s| s == 481 || s == 408)
+    {
+        // A phone that no longer knows its subscription (481), or does not
+        // answer (408), ends it (RFC 6665 §4.2.2, RFC 5057); other refusals
+        // leave it to its next refresh.
         crate::subscriptions::forget(inner, msg.call_id());
     }
     // Other responses (to our BYE) need nothing: those requests are sent a
@@ -244,7 +252,10 @@ async fn on_request(inner: &Arc<Inner>, req: Message, from: SocketAddr) {
     let method = req.method().cloned().unwrap_or(Method::Options);
     let call = lock(&inner.calls).get(req.call_id()).cloned();
     match (method, call) {
-        (Method::Subscribe, _) => crate::subscriptions::on_subscribe(inner, req, from).await,
+        (Method::Subscribe, _) => {
+            // Its answer reads the store: calls' requests do not wait for it.
+            tokio::spawn(crate::subscriptions::on_subscribe(inner.clone(), req, from));
+        }
         (Method::Invite, None) if req.to().tag().is_none() => new_call(inner, req, from).await,
         (Method::Invite, Some(call)) if req.to().tag().is_none() => {
             // A retransmission of the INVITE we answered.
@@ -485,6 +496,17 @@ pub(crate) async fn hang_up(inner: &Arc<Inner>, call_id: &str) {
 /// copies once it answered; nothing waits for the answer.
 pub(crate) async fn send_reliably(inner: &Arc<Inner>, bytes: Bytes, to: SocketAddr) {
     reply(inner, bytes.clone(), to).await;
+    retransmit(inner, bytes, to);
+}
+
+/// Sends a request now, without waiting (a full socket buffer drops it:
+/// its copies follow), so that requests sent in order leave in order.
+pub(crate) fn send_now(inner: &Inner, bytes: &Bytes, to: SocketAddr) {
+    let _ = inner.socket.try_send_to(bytes, to);
+}
+
+/// The copies of a request sent once (see [`send_reliably`]).
+pub(crate) fn retransmit(inner: &Arc<Inner>, bytes: Bytes, to: SocketAddr) {
     let inner = inner.clone();
     tokio::spawn(async move {
         let mut wait = T1;

@@ -17,7 +17,7 @@ use pbx_sip_message::{Header, HeaderName, Message};
 use pbx_store::ExtensionId;
 
 use crate::dialog::{self, new_token, Dialog};
-use crate::server::{reply, send_reliably, Inner};
+use crate::server::{reply, retransmit, send_now, send_reliably, Inner};
 
 /// A subscription nobody asked a length for lasts this long (RFC 3842
 /// §7.1 suggests an hour)…
@@ -29,8 +29,10 @@ const MIN_EXPIRES_S: u32 = 60;
 /// Subscriptions held at once (each is a dialog of a few hundred bytes).
 const MAX_SUBSCRIPTIONS: usize = 50_000;
 /// Subscriptions to one extension's state of one kind (its phones, its
-/// colleagues' busy-lamp keys): one phone cannot take the table.
-const MAX_PER_EXTENSION: usize = 64;
+/// colleagues' busy-lamp keys), and of one subscriber (a phone's keys, a
+/// sidecar's): one phone cannot take the table, nor a colleague's slots.
+const MAX_PER_EXTENSION: usize = 256;
+const MAX_PER_SUBSCRIBER: usize = 128;
 
 /// What a subscription watches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -185,7 +187,8 @@ fn package_of(inner: &Inner, req: &Message) -> Option<Package> {
 
 /// Answers a SUBSCRIBE (new, refreshing or ending a subscription), then
 /// tells the phone the state in the subscription's dialog.
-pub(crate) async fn on_subscribe(inner: &Arc<Inner>, req: Message, from: SocketAddr) {
+pub(crate) async fn on_subscribe(inner: Arc<Inner>, req: Message, from: SocketAddr) {
+    let inner = &inner;
     let Some(package) = package_of(inner, &req) else {
         let (code, reason) = match req.to().tag() {
             Some(_) => (481, "Subscription Does Not Exist"),
@@ -211,9 +214,9 @@ pub(crate) async fn on_subscribe(inner: &Arc<Inner>, req: Message, from: SocketA
     };
     let accepted = match req.to().tag() {
         None => subscribe(inner, &req, from, expires),
-        Some(tag) => refresh(inner, &req, &tag, expires),
+        Some(tag) => refresh(inner, &req, from, &tag, expires),
     };
-    let (extension, mut dlg) = match accepted {
+    let (extension, mut dlg, sent) = match accepted {
         Ok(found) => found,
         Err((code, reason)) => {
             let resp = dialog::answer(&req, code, reason, None, None, None);
@@ -241,24 +244,31 @@ pub(crate) async fn on_subscribe(inner: &Arc<Inner>, req: Message, from: SocketA
             inner.local,
             package,
             "terminated;reason=timeout",
-            &now.body(0),
+            &now.body(sent),
         ),
         n => {
+            // Sent under the lock that numbers it: NOTIFYs of a
+            // subscription leave in the order of their CSeq.
             let mut map = lock(&inner.subscriptions.map);
             map.get_mut(req.call_id()).and_then(|s| {
                 let body = now.body(s.sent);
                 s.sent += 1;
                 let state = format!("active;expires={n}");
-                notify_request(&mut s.dialog, inner.local, package, &state, &body)
+                let bytes = notify_request(&mut s.dialog, inner.local, package, &state, &body)?;
+                send_now(inner, &bytes, from);
+                Some(bytes)
             })
         }
     };
-    if let Some(bytes) = notify {
-        send_reliably(inner, bytes, from).await;
+    match (expires, notify) {
+        (0, Some(bytes)) => send_reliably(inner, bytes, from).await,
+        (_, Some(bytes)) => retransmit(inner, bytes, from),
+        (_, None) => {}
     }
 }
 
-type Accepted = Result<(ExtensionId, Dialog), (u16, &'static str)>;
+/// The subscription's extension, its dialog, and the NOTIFYs sent in it.
+type Accepted = Result<(ExtensionId, Dialog, u32), (u16, &'static str)>;
 const GONE: (u16, &str) = (481, "Subscription Does Not Exist");
 
 /// A new subscription (kept unless it only fetches the state).
@@ -271,7 +281,7 @@ fn subscribe(inner: &Inner, req: &Message, from: SocketAddr, expires: u32) -> Ac
         .ok_or((404, "Not Found"))?;
     let now = Instant::now();
     let mut map = lock(&inner.subscriptions.map);
-    if let Some(held) = map.get(req.call_id()) {
+    if let Some(held) = map.get(req.call_id()).filter(|s| s.expires_at > now) {
         // The same SUBSCRIBE again (our answer was lost): the same dialog.
         // Another phone's Call-ID is not this one's to take over.
         if held.dialog.remote_tag() != req.from().tag()
@@ -280,11 +290,11 @@ fn subscribe(inner: &Inner, req: &Message, from: SocketAddr, expires: u32) -> Ac
         {
             return Err(GONE);
         }
-        return renew(&mut map, req.call_id(), expires, now);
+        return renew(&mut map, req, from, expires, now);
     }
     let dlg = Dialog::from_invite(req, &new_token()).ok_or((400, "Bad Request"))?;
     if expires == 0 {
-        return Ok((extension, dlg));
+        return Ok((extension, dlg, 0));
     }
     if map.len() >= MAX_SUBSCRIPTIONS {
         map.retain(|_, s| s.expires_at > now);
@@ -300,11 +310,17 @@ fn subscribe(inner: &Inner, req: &Message, from: SocketAddr, expires: u32) -> Ac
         .values()
         .filter(|s| s.extension == extension && s.package == package && s.expires_at > now)
         .count();
-    if watching >= MAX_PER_EXTENSION {
+    let subscriber = &dlg.remote;
+    let of_subscriber = || {
+        map.values()
+            .filter(|s| s.expires_at > now && same_party(&s.dialog.remote, subscriber))
+            .count()
+    };
+    if watching >= MAX_PER_EXTENSION || of_subscriber() >= MAX_PER_SUBSCRIBER {
         tracing::warn!(
             extension = extension.0,
             package = package.event(),
-            "too many subscriptions to one extension: refused"
+            "too many subscriptions to one extension or of one phone: refused"
         );
         return Err((503, "Service Unavailable"));
     }
@@ -319,11 +335,17 @@ fn subscribe(inner: &Inner, req: &Message, from: SocketAddr, expires: u32) -> Ac
             sent: 0,
         },
     );
-    Ok((extension, dlg))
+    Ok((extension, dlg, 0))
+}
+
+/// Whether two From values (with their tags) name the same party.
+fn same_party(a: &str, b: &str) -> bool {
+    let uri = |v: &str| pbx_sip_message::NameAddr::parse(v).map(|n| n.uri.to_string());
+    matches!((uri(a), uri(b)), (Ok(x), Ok(y)) if x == y)
 }
 
 /// A SUBSCRIBE in a subscription's dialog: its new length, or its end.
-fn refresh(inner: &Inner, req: &Message, tag: &str, expires: u32) -> Accepted {
+fn refresh(inner: &Inner, req: &Message, from: SocketAddr, tag: &str, expires: u32) -> Accepted {
     let now = Instant::now();
     let mut map = lock(&inner.subscriptions.map);
     // Only the dialog's own parties: a made-up Call-ID or tag finds nothing.
@@ -335,23 +357,37 @@ fn refresh(inner: &Inner, req: &Message, tag: &str, expires: u32) -> Accepted {
     if !ours {
         return Err(GONE);
     }
-    renew(&mut map, req.call_id(), expires, now)
+    renew(&mut map, req, from, expires, now)
 }
 
-/// A held subscription's new length, or its end (0).
+/// A held subscription's new length, or its end (0). A refresh is a
+/// target refresh (RFC 6665 §4.1.2.1): a phone that moved is told where
+/// it is now.
 fn renew(
     map: &mut HashMap<String, Subscription>,
-    call_id: &str,
+    req: &Message,
+    from: SocketAddr,
     expires: u32,
     now: Instant,
 ) -> Accepted {
+    let call_id = req.call_id();
     if expires == 0 {
         let gone = map.remove(call_id).ok_or(GONE)?;
-        return Ok((gone.extension, gone.dialog));
+        return Ok((gone.extension, gone.dialog, gone.sent));
     }
     let s = map.get_mut(call_id).ok_or(GONE)?;
     s.expires_at = now + Duration::from_secs(u64::from(expires));
-    Ok((s.extension, s.dialog.clone()))
+    s.proxy = from;
+    let moved = req.contacts().ok().and_then(|c| {
+        c.into_iter().find_map(|c| match c {
+            pbx_sip_message::Contact::Addr(a) => Some(a.uri),
+            pbx_sip_message::Contact::Star => None,
+        })
+    });
+    if let Some(target) = moved {
+        s.dialog.remote_target = target;
+    }
+    Ok((s.extension, s.dialog.clone(), s.sent))
 }
 
 /// Ends a subscription its phone no longer knows.
@@ -369,8 +405,9 @@ fn notify_request(
     state: &str,
     body: &str,
 ) -> Option<Bytes> {
+    // A NOTIFY names our Contact (it refreshes the dialog's target).
     let headers = format!(
-        "Event: {}\r\nSubscription-State: {state}\r\nContent-Type: {}\r\n",
+        "Contact: <sip:app@{via}>\r\nEvent: {}\r\nSubscription-State: {state}\r\nContent-Type: {}\r\n",
         package.event(),
         package.content_type()
     );
@@ -401,6 +438,8 @@ pub(crate) async fn notify_all(
     let mut told = Vec::new();
     let mut sends = Vec::new();
     {
+        // Numbered and sent under one lock: a subscription's NOTIFYs leave
+        // in the order of their CSeq (and versions), whoever sends them.
         let mut map = lock(&inner.subscriptions.map);
         let watching = map
             .values_mut()
@@ -413,12 +452,13 @@ pub(crate) async fn notify_all(
             told.push(s.dialog.remote_target.to_string());
             if let Some(bytes) = notify_request(&mut s.dialog, inner.local, package, &header, &body)
             {
+                send_now(inner, &bytes, s.proxy);
                 sends.push((bytes, s.proxy));
             }
         }
     }
     for (bytes, proxy) in sends {
-        send_reliably(inner, bytes, proxy).await;
+        retransmit(inner, bytes, proxy);
     }
     told
 }

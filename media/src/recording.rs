@@ -36,6 +36,8 @@ const FRAMES_PER_TICK: usize = 5;
 /// 60 ms of reordering is put right; at most 300 ms wait per side.
 const WINDOW: u32 = 480;
 const MOST: usize = 2400;
+/// The most the recorder makes up after falling behind.
+const CATCH_UP: Duration = Duration::from_secs(1);
 /// Ticks between header updates (5 s).
 const FLUSH_TICKS: u32 = 50;
 /// The longest payload kept whole (60 ms of G.711); longer ones are cut.
@@ -179,13 +181,26 @@ fn run(inbox: mpsc::Receiver<Job>) {
         let now = Instant::now();
         if next > now {
             std::thread::sleep(next - now);
+        } else if now - next > CATCH_UP {
+            // Far behind (a stalled disk, a suspended machine): what was
+            // missed beyond this is not made up, the jitter buffers hold
+            // no more than that anyway.
+            next = now;
         }
         let mut i = 0;
         while i < jobs.len() {
-            if jobs[i].tick() {
-                jobs.swap_remove(i).finish();
-            } else {
-                i += 1;
+            // One recording's fault (a bug) ends that recording, not the
+            // recorder and every other call's.
+            let tick = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| jobs[i].tick()));
+            match tick {
+                Ok(false) => i += 1,
+                Ok(true) => jobs.swap_remove(i).finish(),
+                Err(_) => {
+                    let job = jobs.swap_remove(i);
+                    job.stats.recording_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(file = %job.path.display(), "a recording's writer failed: ended");
+                    job.shared.stopped.store(true, Ordering::Release);
+                }
             }
         }
     }

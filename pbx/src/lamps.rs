@@ -1,8 +1,8 @@
 //! Carries the SIP proxy's call events to the application server, whose
 //! busy lamps (RFC 4235) follow each extension's calls. Only the start,
 //! answer and end of calls are passed on; a relay that falls behind the
-//! proxy's bus says so in the log (lamps then catch up with the next
-//! events of the calls concerned).
+//! proxy's bus puts every lamp out (and says so in the log) rather than
+//! leave lamps lit for calls whose end it missed.
 
 use std::sync::Arc;
 
@@ -32,10 +32,12 @@ fn call_event(event: &SipEvent) -> Option<CallEvent> {
             call_id,
             caller_tag,
             callee_extension,
+            callee_device,
             ..
         } => Some(CallEvent::Answered {
             key: key(call_id, caller_tag),
-            callee: *callee_extension,
+            // Answered by no phone (voicemail, a room): nobody talks here.
+            callee: callee_device.and(*callee_extension),
         }),
         SipEvent::CallEnded {
             call_id,
@@ -57,7 +59,11 @@ pub async fn follow(mut events: Receiver<Arc<SipEvent>>, apps: AppServer) {
                 }
             }
             Err(RecvError::Lagged(missed)) => {
-                tracing::warn!(missed, "busy lamps fell behind the SIP proxy's events");
+                tracing::warn!(
+                    missed,
+                    "busy lamps fell behind the SIP proxy's events: all put out"
+                );
+                apps.calls_lost().await;
             }
             Err(RecvError::Closed) => return,
         }
