@@ -6,6 +6,8 @@
 //! record: a stereo WAV, the caller's tone left and the callee's right,
 //! starting after the announcement. A call between 101 and 103 (whose
 //! calls are not recorded) leaves no recording. On SQLite and PostgreSQL.
+//! A carrier's call (SIPp streaming a tone) to a number A records is
+//! recorded whoever answers.
 //!
 //! Needs baresip (Debian's baresip); skipped with a message otherwise,
 //! unless CI requires it.
@@ -182,6 +184,123 @@ fn a_recorded_call(dir: &TempDir, seeded: &Seeded, database_url: Option<&str>, s
     assert_eq!(rt.block_on(recordings(store, 2)).len(), 1, "no recording");
     assert_eq!(metric(&node, "pbx_media_recordings_total"), 1);
     assert_eq!(metric(&node, "pbx_media_recording_errors_total"), 0);
+}
+
+/// `seconds` of a `hz` tone as SIPp streams it: a G.711 u-law WAV file.
+fn ulaw_tone(hz: f64, seconds: u32) -> Vec<u8> {
+    let mut data = Vec::new();
+    pbx_media::g711::Law::Mu
+        .encode_into(&pbx_media::audio::tone(hz, seconds * 1000, 0.3), &mut data);
+    let mut wav = Vec::with_capacity(44 + data.len());
+    wav.extend_from_slice(b"RIFF");
+    wav.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
+    wav.extend_from_slice(b"WAVEfmt ");
+    // PCM header of format 7 (u-law), mono, 8 kHz, 8 bits.
+    for (value, bytes) in [
+        (16u32, 4),
+        (7, 2),
+        (1, 2),
+        (8000, 4),
+        (8000, 4),
+        (1, 2),
+        (8, 2),
+    ] {
+        wav.extend_from_slice(&value.to_le_bytes()[..bytes]);
+    }
+    wav.extend_from_slice(b"data");
+    wav.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    wav.extend_from_slice(&data);
+    wav
+}
+
+/// The carrier's voice in the number test.
+const CARRIER_HZ: f64 = 700.0;
+
+/// A carrier's call to a number customer A records, answered by 103
+/// (whose own calls are not recorded): recorded all the same, the
+/// carrier's side (SIPp streaming a 700 Hz tone) left, 103's right.
+#[test]
+fn a_call_to_a_recorded_number_is_recorded_whoever_answers() {
+    if !baresip_available() || !support::sip::sipp_available() {
+        return;
+    }
+    use pbx_store::numbers::Destination;
+    use support::sip::{carriers_a, route_number_a, TestTrunk, CARRIER_IP};
+    let dir = TempDir::new("recorded-number");
+    let seeded = support::sip::seed(dir.path());
+    let limits = pbx_store::limits::Limits::default();
+    let trunk = TestTrunk {
+        name: "Carrier",
+        port: support::free_port(),
+        priority: 10,
+        prefixes: &[""],
+        max_channels: None,
+        register: None,
+        credentials: None,
+    };
+    let world = carriers_a(dir.path(), &[trunk], &limits);
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let store = rt.block_on(support::sip::open_seeded(dir.path()));
+    let e103 = rt.block_on(support::sip::extension_a(&store, "103"));
+    route_number_a(dir.path(), &world, Destination::Extension(e103));
+    rt.block_on(async {
+        let acme = support::sip::customer_a(&store).await;
+        let policy = RecordingPolicy {
+            retention_days: 30,
+            extensions: vec![],
+            numbers: vec![world.number],
+        };
+        store
+            .call_recordings()
+            .set_policy(&Principal::system(), acme, &policy)
+            .await
+            .expect("policy");
+    });
+    let key = support::sip::secret_key_base64();
+    let env = [
+        ("PBX_SECRET_KEY", key.as_str()),
+        ("PBX_SIP_DIGEST_ALGORITHMS", "MD5"),
+        ("PBX_MEDIA_ANCHOR", "nat"),
+    ];
+    let node = Node::start(dir.path(), &["serve"], &env);
+    let home = TempDir::new("recorded-number-phone");
+    let callee_dir = softphone(
+        &home.path().join("103"),
+        &seeded.a103,
+        node.sip_port,
+        CALLEE_HZ,
+        false,
+    );
+    let accounts = callee_dir.join("accounts");
+    let account = std::fs::read_to_string(&accounts).expect("accounts");
+    std::fs::write(
+        &accounts,
+        format!("{};answermode=auto\n", account.trim_end()),
+    )
+    .expect("accounts");
+    let mut callee = baresip(&callee_dir, 30, &[]);
+    std::thread::sleep(Duration::from_secs(2));
+    let out = support::sip::Sipp::new("carrier_call_rtp.xml")
+        .local_ip(CARRIER_IP)
+        .with_file("tone.pcmu.wav", &ulaw_tone(CARRIER_HZ, 20))
+        .key("callee", "+49301234567")
+        .arg("-d")
+        .arg("10000")
+        .run(&format!("127.0.0.1:{}", node.sip_port));
+    let _ = callee.kill();
+    let _ = callee.wait();
+    assert!(out.success, "the carrier's call:\n{}", out.log);
+    let found = rt.block_on(recordings(&store, 1));
+    assert_eq!(found.len(), 1, "the number's call is recorded: {found:?}");
+    let (rec, audio) = &found[0];
+    assert_eq!(rec.callee, "+49301234567");
+    let file = dir.path().join("audio").join(audio);
+    let tones = [CARRIER_HZ, CALLEE_HZ];
+    let left = listen_channel(&file, 0, &tones);
+    let right = listen_channel(&file, 1, &tones);
+    assert!(left.has(CARRIER_HZ), "the carrier's side, left: {left:?}");
+    assert!(right.has(CALLEE_HZ), "103's side, right: {right:?}");
+    rt.block_on(store.close());
 }
 
 #[test]

@@ -407,6 +407,12 @@ impl Sipp {
         self
     }
 
+    /// Puts a file in SIPp's working directory (audio it streams).
+    pub fn with_file(self, name: &str, bytes: &[u8]) -> Sipp {
+        std::fs::write(self.workdir.path().join(name), bytes).expect("sipp file");
+        self
+    }
+
     pub fn key(mut self, name: &str, value: &str) -> Sipp {
         self.args.extend(["-key".into(), name.into(), value.into()]);
         self
