@@ -101,6 +101,32 @@ impl Slots {
             .join(", ")
     }
 
+    /// A condition that holds when the destination bound from parameter
+    /// `$first` on (as [`Slots::values`]) is still a live one of the
+    /// customer bound as `$customer`, for the kinds no composite foreign
+    /// key guards (rules, rooms, boxes): checked in the statement that
+    /// writes it, so a removal between the check and the write loses.
+    pub fn still_theirs(&self, first: usize, customer: usize) -> String {
+        let mut checks = Vec::new();
+        let mut at = first + 2;
+        if self.business_hours.is_some() {
+            checks.push(("business_hours", at));
+            at += 1;
+        }
+        checks.push(("conference_rooms", at));
+        checks.push(("extensions", at + 1));
+        checks
+            .iter()
+            .map(|(table, p)| {
+                format!(
+                    "(${p} IS NULL OR EXISTS (SELECT 1 FROM {table} WHERE id = ${p} \
+                     AND customer_id = ${customer} AND deleted_at IS NULL))"
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" AND ")
+    }
+
     /// The destination's id in its column, None in the others.
     pub fn values(&self, d: Option<Destination>) -> Vec<Option<i64>> {
         let of = |kind: usize| -> Option<i64> {
@@ -381,6 +407,16 @@ mod tests {
             OPEN.assignments(4),
             "open_extension_id = $4, open_ring_group_id = $5, open_conference_room_id = $6, open_voicemail_id = $7"
         );
+        let check = NUMBER.still_theirs(2, 7);
+        for (p, table) in [
+            (4, "business_hours"),
+            (5, "conference_rooms"),
+            (6, "extensions"),
+        ] {
+            assert!(check.contains(&format!(
+                "(${p} IS NULL OR EXISTS (SELECT 1 FROM {table} WHERE id = ${p}"
+            )));
+        }
         let json = serde_json::to_string(&all[4]).expect("json");
         assert_eq!(json, r#"{"kind":"voicemail","id":5}"#);
     }

@@ -256,21 +256,34 @@ impl Numbers<'_> {
         let mut tx = self.0.begin().await?;
         // The composite foreign keys (extension, group) also refuse a
         // destination of another customer.
+        let values = NUMBER.values(destination);
+        let customer_param = 2 + values.len();
         let sql = format!(
-            "UPDATE phone_numbers SET {}, version = version + 1 WHERE id = $1",
-            NUMBER.assignments(2)
+            "UPDATE phone_numbers SET {}, version = version + 1 WHERE id = $1 AND {}",
+            NUMBER.assignments(2),
+            NUMBER.still_theirs(2, customer_param)
         );
         let mut query = sqlx::query(&sql).bind(id.0);
-        for value in NUMBER.values(destination) {
+        for value in values {
             query = query.bind(value);
         }
-        query.execute(tx.conn()).await.map_err(|e| {
-            OnViolation {
-                unique: "",
-                foreign_key: "the destination does not exist in this customer",
-            }
-            .map(e)
-        })?;
+        let done = query
+            .bind(customer.0)
+            .execute(tx.conn())
+            .await
+            .map_err(|e| {
+                OnViolation {
+                    unique: "",
+                    foreign_key: "the destination does not exist in this customer",
+                }
+                .map(e)
+            })?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::invalid(
+                "destination",
+                "the destination does not exist in this customer",
+            ));
+        }
         audit::record(
             &mut tx,
             by,
