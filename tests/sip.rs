@@ -122,6 +122,7 @@ fn a_busy_lamp_follows_a_colleagues_call() {
     let callee = answering_phone(&node, &s.a102, "uas_answer.xml");
     // The subscription stands before the call starts.
     std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(metric(&node, "pbx_app_subscriptions"), 1);
     let out = Sipp::new("uac_call.xml")
         .phone(&s.a101, &format!("102@{}", s.a101.domain))
         .key("callee", "102")

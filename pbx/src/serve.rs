@@ -125,10 +125,30 @@ pub async fn run(config: Config, mode: Mode) -> Result<()> {
         None
     };
     // The media applications (voicemail) answer calls the proxy routes to them.
-    let _apps = match &sip {
+    let apps = match &sip {
         Some(proxy) => start_applications(&config, proxy, &store).await?,
         None => None,
     };
+    if let Some(apps) = apps.clone() {
+        metrics.add_source(Arc::new(
+            move |w: &mut pbx_control_plane::metrics::Writer| {
+                let calls = apps.calls() as f64;
+                let subscriptions = apps.subscriptions() as f64;
+                w.single(
+                    "pbx_app_calls",
+                    "gauge",
+                    "Calls the application server is in (voicemail, rooms, *97/*98).",
+                    calls,
+                );
+                w.single(
+                    "pbx_app_subscriptions",
+                    "gauge",
+                    "Phones' subscriptions held (voicemail lamps, busy lamps).",
+                    subscriptions,
+                );
+            },
+        ));
+    }
 
     let mut http_bound = Vec::new();
     let mut tasks = tokio::task::JoinSet::new();
