@@ -77,19 +77,15 @@ async fn recordings(store: &Store, n: usize) -> Vec<(CallRecording, String)> {
     }
 }
 
-/// 101 calls `callee` (a baresip answering by itself) for `seconds`.
-fn call(home: &Path, node: &Node, seeded: &Seeded, callee: &str, seconds: u32) -> [PathBuf; 2] {
-    let (phone, name) = match callee {
-        "102" => (&seeded.a102, "102"),
-        _ => (&seeded.a103, "103"),
-    };
-    let callee_dir = softphone(
-        &home.join(format!("{name}-answers")),
-        phone,
-        node.sip_port,
-        CALLEE_HZ,
-        false,
-    );
+/// A baresip for `phone` that answers calls by itself, its voice the
+/// callee's tone, running for `seconds`.
+fn answering_softphone(
+    dir: &Path,
+    phone: &support::sip::Phone,
+    node: &Node,
+    seconds: u32,
+) -> (PathBuf, std::process::Child) {
+    let callee_dir = softphone(dir, phone, node.sip_port, CALLEE_HZ, false);
     let accounts = callee_dir.join("accounts");
     let account = std::fs::read_to_string(&accounts).expect("accounts");
     std::fs::write(
@@ -97,7 +93,22 @@ fn call(home: &Path, node: &Node, seeded: &Seeded, callee: &str, seconds: u32) -
         format!("{};answermode=auto\n", account.trim_end()),
     )
     .expect("accounts");
-    let mut callee_run = baresip(&callee_dir, seconds + 10, &[]);
+    let run = baresip(&callee_dir, seconds, &[]);
+    (callee_dir, run)
+}
+
+/// 101 calls `callee` (a baresip answering by itself) for `seconds`.
+fn call(home: &Path, node: &Node, seeded: &Seeded, callee: &str, seconds: u32) -> [PathBuf; 2] {
+    let (phone, name) = match callee {
+        "102" => (&seeded.a102, "102"),
+        _ => (&seeded.a103, "103"),
+    };
+    let (callee_dir, mut callee_run) = answering_softphone(
+        &home.join(format!("{name}-answers")),
+        phone,
+        node,
+        seconds + 10,
+    );
     // Its registration first.
     std::thread::sleep(Duration::from_secs(2));
     let caller_dir = softphone(
@@ -264,21 +275,7 @@ fn a_call_to_a_recorded_number_is_recorded_whoever_answers() {
     ];
     let node = Node::start(dir.path(), &["serve"], &env);
     let home = TempDir::new("recorded-number-phone");
-    let callee_dir = softphone(
-        &home.path().join("103"),
-        &seeded.a103,
-        node.sip_port,
-        CALLEE_HZ,
-        false,
-    );
-    let accounts = callee_dir.join("accounts");
-    let account = std::fs::read_to_string(&accounts).expect("accounts");
-    std::fs::write(
-        &accounts,
-        format!("{};answermode=auto\n", account.trim_end()),
-    )
-    .expect("accounts");
-    let mut callee = baresip(&callee_dir, 30, &[]);
+    let (_, mut callee) = answering_softphone(&home.path().join("103"), &seeded.a103, &node, 30);
     std::thread::sleep(Duration::from_secs(2));
     let out = support::sip::Sipp::new("carrier_call_rtp.xml")
         .local_ip(CARRIER_IP)

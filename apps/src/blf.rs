@@ -11,10 +11,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use pbx_store::{ExtensionId, Principal};
+use pbx_store::ExtensionId;
 
 use crate::server::Inner;
-use crate::subscriptions::{notify_all, Package};
+use crate::subscriptions::{notify_all, Package, Snapshot};
 
 /// What the proxy tells about a call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -185,19 +185,18 @@ impl Lines {
 
 /// An extension's calls as its watchers are told them.
 pub(crate) struct Calls {
-    /// The extension's address (the entity watched).
-    pub entity: String,
     pub lines: Vec<Line>,
 }
 
 impl Calls {
     /// The `application/dialog-info+xml` document (RFC 4235 §4), full
-    /// state, as the `version`th NOTIFY of a subscription.
-    pub fn dialog_info(&self, version: u32) -> String {
+    /// state of `entity` (the address watched), as the `version`th NOTIFY
+    /// of a subscription.
+    pub fn dialog_info(&self, entity: &str, version: u32) -> String {
         let mut xml = format!(
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\r\n\
 <dialog-info xmlns=\"urn:ietf:params:xml:ns:dialog-info\" version=\"{version}\" state=\"full\" entity=\"{}\">\r\n",
-            escape(&self.entity)
+            escape(entity)
         );
         for line in &self.lines {
             xml.push_str(&format!(
@@ -223,18 +222,10 @@ fn escape(text: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// `extension`'s calls now, with its address; None when it is gone.
-pub(crate) async fn calls_of(inner: &Inner, extension: ExtensionId) -> Option<Calls> {
-    let sys = Principal::system();
-    let ext = inner.store.extensions().get(&sys, extension).await.ok()?;
-    let customer = inner
-        .store
-        .customers()
-        .get(&sys, ext.customer_id)
-        .await
-        .ok()?;
-    Some(Calls {
-        entity: format!("sip:{}@{}", ext.number, customer.sip_domain),
+/// `extension`'s calls now (from memory: a call's events never wait on
+/// the store).
+pub(crate) fn calls_of(inner: &Inner, extension: ExtensionId) -> Snapshot {
+    Snapshot::Calls(Calls {
         lines: inner.lines.of(extension),
     })
 }
@@ -242,16 +233,20 @@ pub(crate) async fn calls_of(inner: &Inner, extension: ExtensionId) -> Option<Ca
 /// Takes a call event from the proxy and tells the watchers of the
 /// extensions it changed.
 pub(crate) async fn on_call(inner: &Arc<Inner>, event: &CallEvent) {
-    for extension in inner.lines.apply(event) {
-        notify_all(inner, Package::Dialog, extension).await;
-    }
+    tell(inner, inner.lines.apply(event)).await;
 }
 
 /// Events were lost: every lamp goes out (the next events light them
 /// again) rather than staying lit for calls long ended.
 pub(crate) async fn on_lost(inner: &Arc<Inner>) {
-    for extension in inner.lines.reset() {
-        notify_all(inner, Package::Dialog, extension).await;
+    tell(inner, inner.lines.reset()).await;
+}
+
+/// Tells the watchers of `changed` their calls now.
+async fn tell(inner: &Arc<Inner>, changed: Vec<ExtensionId>) {
+    for extension in changed {
+        let calls = calls_of(inner, extension);
+        notify_all(inner, Package::Dialog, extension, calls).await;
     }
 }
 
@@ -321,23 +316,19 @@ mod tests {
     #[test]
     fn the_document_lists_each_call_with_its_state() {
         let calls = Calls {
-            entity: "sip:102@acme.test".into(),
             lines: vec![Line {
                 id: 7,
                 initiator: false,
                 confirmed: true,
             }],
         };
-        let xml = calls.dialog_info(3);
+        let xml = calls.dialog_info("sip:102@acme.test", 3);
         assert!(xml.contains("version=\"3\" state=\"full\" entity=\"sip:102@acme.test\""));
         assert!(xml.contains(
             "<dialog id=\"7\" direction=\"recipient\"><state>confirmed</state></dialog>"
         ));
-        let idle = Calls {
-            entity: "sip:<x>@a&b".into(),
-            lines: Vec::new(),
-        };
-        let xml = idle.dialog_info(0);
+        let idle = Calls { lines: Vec::new() };
+        let xml = idle.dialog_info("sip:<x>@a&b", 0);
         assert!(!xml.contains("<dialog "));
         assert!(xml.contains("entity=\"sip:&lt;x&gt;@a&amp;b\""));
     }

@@ -11,7 +11,7 @@ use pbx_store::{ExtensionId, Principal};
 
 use crate::dialog::{new_branch, new_token};
 use crate::server::{send_reliably, Inner};
-use crate::subscriptions::{notify_all, Package};
+use crate::subscriptions::{notify_all, Package, Snapshot};
 
 /// The body a phone reads: whether messages wait, and how many.
 pub fn summary(account: &str, new: u32, heard: u32) -> String {
@@ -39,9 +39,12 @@ pub(crate) async fn box_state(inner: &Inner, extension: ExtensionId) -> Option<(
 /// Tells every phone of `extension` the state of its box: in their
 /// subscriptions, and unsolicited to the others.
 pub(crate) async fn notify(inner: &Arc<Inner>, extension: ExtensionId) {
-    let subscribed = notify_all(inner, Package::MessageSummary, extension).await;
-    let (Some(proxy), Some((aor, body))) = (inner.proxy(), box_state(inner, extension).await)
-    else {
+    let Some((aor, body)) = box_state(inner, extension).await else {
+        return;
+    };
+    let state = Snapshot::Summary(body.clone());
+    let subscribed = notify_all(inner, Package::MessageSummary, extension, state).await;
+    let Some(proxy) = inner.proxy() else {
         return;
     };
     let mut text = format!(

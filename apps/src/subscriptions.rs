@@ -121,10 +121,17 @@ pub(crate) enum Snapshot {
 }
 
 impl Snapshot {
-    fn body(&self, sent: u32) -> String {
+    /// The NOTIFY body in the subscription `dialog` after `sent` NOTIFYs.
+    fn body(&self, dialog: &Dialog, sent: u32) -> String {
         match self {
             Snapshot::Summary(text) => text.clone(),
-            Snapshot::Calls(calls) => calls.dialog_info(sent),
+            // The entity is the address the phone subscribed to.
+            Snapshot::Calls(calls) => {
+                let watched = pbx_sip_message::NameAddr::parse(&dialog.local)
+                    .map(|n| n.uri.to_string())
+                    .unwrap_or_default();
+                calls.dialog_info(&watched, sent)
+            }
         }
     }
 }
@@ -134,9 +141,7 @@ async fn snapshot(inner: &Inner, package: Package, extension: ExtensionId) -> Op
         Package::MessageSummary => crate::mwi::box_state(inner, extension)
             .await
             .map(|(_, body)| Snapshot::Summary(body)),
-        Package::Dialog => crate::blf::calls_of(inner, extension)
-            .await
-            .map(Snapshot::Calls),
+        Package::Dialog => Some(crate::blf::calls_of(inner, extension)),
     }
 }
 
@@ -239,19 +244,22 @@ pub(crate) async fn on_subscribe(inner: Arc<Inner>, req: Message, from: SocketAd
         return;
     };
     let notify = match expires {
-        0 => notify_request(
-            &mut dlg,
-            inner.local,
-            package,
-            "terminated;reason=timeout",
-            &now.body(sent),
-        ),
+        0 => {
+            let body = now.body(&dlg, sent);
+            notify_request(
+                &mut dlg,
+                inner.local,
+                package,
+                "terminated;reason=timeout",
+                &body,
+            )
+        }
         n => {
             // Sent under the lock that numbers it: NOTIFYs of a
             // subscription leave in the order of their CSeq.
             let mut map = lock(&inner.subscriptions.map);
             map.get_mut(req.call_id()).and_then(|s| {
-                let body = now.body(s.sent);
+                let body = now.body(&s.dialog, s.sent);
                 s.sent += 1;
                 let state = format!("active;expires={n}");
                 let bytes = notify_request(&mut s.dialog, inner.local, package, &state, &body)?;
@@ -415,38 +423,28 @@ fn notify_request(
         .map(|(bytes, _)| bytes)
 }
 
-/// Tells the subscribers to `package` of `extension` its state now;
-/// returns the contacts (remote targets) told.
+/// Tells the subscribers to `package` of `extension` its state now
+/// (`state`); returns the contacts (remote targets) told.
 pub(crate) async fn notify_all(
     inner: &Arc<Inner>,
     package: Package,
     extension: ExtensionId,
+    state: Snapshot,
 ) -> Vec<String> {
     let now = Instant::now();
-    let watched = {
-        let mut map = lock(&inner.subscriptions.map);
-        map.retain(|_, s| s.expires_at > now);
-        map.values()
-            .any(|s| s.package == package && s.extension == extension)
-    };
-    if !watched {
-        return Vec::new();
-    }
-    let Some(state) = snapshot(inner, package, extension).await else {
-        return Vec::new();
-    };
     let mut told = Vec::new();
     let mut sends = Vec::new();
     {
         // Numbered and sent under one lock: a subscription's NOTIFYs leave
         // in the order of their CSeq (and versions), whoever sends them.
         let mut map = lock(&inner.subscriptions.map);
+        map.retain(|_, s| s.expires_at > now);
         let watching = map
             .values_mut()
             .filter(|s| s.package == package && s.extension == extension);
         for s in watching {
             let left = s.expires_at.saturating_duration_since(now).as_secs().max(1);
-            let body = state.body(s.sent);
+            let body = state.body(&s.dialog, s.sent);
             s.sent += 1;
             let header = format!("active;expires={left}");
             told.push(s.dialog.remote_target.to_string());
