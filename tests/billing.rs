@@ -493,13 +493,14 @@ fn records_made_while_postgres_is_down_are_written_once_when_it_returns() {
         out.log
     );
     final_answer(&node, &s.a101, "999", 404);
-    // Let the writer fail and back off a few times.
-    std::thread::sleep(Duration::from_secs(3));
+    // The writer fails, backs off and spools what it could not write.
     let spool = dir.path().join("spool").join("call-records.journal");
-    assert!(
-        std::fs::metadata(&spool).map(|m| m.len()).unwrap_or(0) > 0,
-        "records are spooled"
-    );
+    let spooled = || std::fs::metadata(&spool).map(|m| m.len()).unwrap_or(0) > 0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !spooled() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(spooled(), "records are spooled");
 
     pg.pg_ctl_start();
     let records = wait_for_records(&rt, &url, 5);

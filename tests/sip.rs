@@ -12,7 +12,7 @@ use support::sip::{baresip, baresip_available, linphone_available};
 use support::sip::{
     configure_a, register, ring_group_a, seed, sipp_available, start_node, Phone, Sipp,
 };
-use support::{metric, TempDir};
+use support::{metric, wait_for_metric, TempDir};
 
 /// A node with the two tenants seeded (MD5 only: SIPp computes no SHA-256).
 fn world(tag: &str) -> (TempDir, support::Node, support::sip::Seeded) {
@@ -121,8 +121,10 @@ fn a_busy_lamp_follows_a_colleagues_call() {
         .spawn(&target(&node));
     let callee = answering_phone(&node, &s.a102, "uas_answer.xml");
     // The subscription stands before the call starts.
-    std::thread::sleep(Duration::from_secs(1));
-    assert_eq!(metric(&node, "pbx_app_subscriptions"), 1);
+    assert_eq!(
+        wait_for_metric(&node, "pbx_app_subscriptions", 1, Duration::from_secs(30)),
+        1
+    );
     let out = Sipp::new("uac_call.xml")
         .phone(&s.a101, &format!("102@{}", s.a101.domain))
         .key("callee", "102")
@@ -595,10 +597,7 @@ fn a_linphone_softphone_registers_with_sha256_digest() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("start linphonec");
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while metric(&node, "pbx_sip_auth_sha256_total") == 0 && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_metric(&node, "pbx_sip_auth_sha256_total", 1, Duration::from_secs(20));
     if let Some(stdin) = phone.stdin.as_mut() {
         let _ = stdin.write_all(b"quit\n");
     }

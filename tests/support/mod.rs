@@ -379,7 +379,6 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The PostgreSQL server for tests, or None (with a message) when not configured.
 /// A counter or gauge of the node's /metrics (0 when absent).
 pub fn metric(node: &Node, name: &str) -> u64 {
     let text = http_get(node.http, "localhost", "/metrics")
@@ -389,6 +388,22 @@ pub fn metric(node: &Node, name: &str) -> u64 {
         .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
         .unwrap_or(0)
 }
+
+/// Waits (up to `within`, generous: a loaded CI machine is slow) until a
+/// metric of the node reaches `value`; returns the last value read, so the
+/// caller's assertion says what it saw instead of failing on a timer.
+pub fn wait_for_metric(node: &Node, name: &str, value: u64, within: Duration) -> u64 {
+    let deadline = Instant::now() + within;
+    loop {
+        let now = metric(node, name);
+        if now >= value || Instant::now() >= deadline {
+            return now;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The PostgreSQL server for tests, or None (with a message) when not configured.
 
 pub fn postgres_url() -> Option<String> {
     let url = pbx_store::testing::postgres_url();
