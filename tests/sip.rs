@@ -597,7 +597,12 @@ fn a_linphone_softphone_registers_with_sha256_digest() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("start linphonec");
-    wait_for_metric(&node, "pbx_sip_auth_sha256_total", 1, Duration::from_secs(20));
+    wait_for_metric(
+        &node,
+        "pbx_sip_auth_sha256_total",
+        1,
+        Duration::from_secs(20),
+    );
     if let Some(stdin) = phone.stdin.as_mut() {
         let _ = stdin.write_all(b"quit\n");
     }

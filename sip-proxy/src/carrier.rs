@@ -207,6 +207,8 @@ pub enum Inbound {
     Room(pbx_store::ConferenceRoomId),
     /// An extension's voicemail box (its phones do not ring).
     Voicemail(pbx_store::ExtensionId),
+    /// An auto-attendant menu.
+    Menu(pbx_store::IvrMenuId),
     /// Nowhere (no destination set, or the rule's is empty): 480.
     Nowhere,
 }
@@ -223,6 +225,7 @@ pub fn inbound_destination(
         Some(NumberDestination::RingGroup(g)) => Inbound::Group(g),
         Some(NumberDestination::ConferenceRoom(r)) => Inbound::Room(r),
         Some(NumberDestination::Voicemail(e)) => Inbound::Voicemail(e),
+        Some(NumberDestination::IvrMenu(m)) => Inbound::Menu(m),
         // A rule never leads to a rule (the store refuses it).
         Some(NumberDestination::BusinessHours(_)) | None => Inbound::Nowhere,
     };

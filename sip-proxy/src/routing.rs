@@ -656,6 +656,15 @@ fn from_carrier(
                 None => return refuse(480, "Temporarily Unavailable", Some(&extension)),
             }
         }
+        Inbound::Menu(menu) => {
+            // The application reads the menu (and refuses one that is not
+            // there any more).
+            let binding = core.application_binding(&tenant, None, &format!("ivr-{}", menu.0));
+            match binding {
+                Some(b) => Ringing::phones(format!("+{called}"), None, vec![b]),
+                None => return refuse(480, "Temporarily Unavailable", None),
+            }
+        }
         Inbound::Nowhere => return refuse(480, "Temporarily Unavailable", None),
     };
     // The call's record names the number called, not the extension.

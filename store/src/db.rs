@@ -130,6 +130,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0013_more_destinations.sql"),
         include_str!("../../migrations/postgres/0013_more_destinations.sql"),
     ),
+    (
+        14,
+        "ivr_menus",
+        include_str!("../../migrations/sqlite/0014_ivr_menus.sql"),
+        include_str!("../../migrations/postgres/0014_ivr_menus.sql"),
+    ),
 ];
 
 fn migrator(engine: Engine) -> Migrator {
@@ -281,6 +287,9 @@ impl Store {
     }
     pub fn conference_rooms(&self) -> crate::conference_rooms::ConferenceRooms<'_> {
         crate::conference_rooms::ConferenceRooms(self)
+    }
+    pub fn ivr_menus(&self) -> crate::ivr_menus::IvrMenus<'_> {
+        crate::ivr_menus::IvrMenus(self)
     }
     pub fn ring_groups(&self) -> crate::ring_groups::RingGroups<'_> {
         crate::ring_groups::RingGroups(self)

@@ -1,8 +1,9 @@
-//! Where a call to a phone number (or a business-hours rule in one state)
-//! goes: the [`Destination`] kinds, the columns that hold one in a row (one
-//! column per kind, at most one set), whether a destination is the
-//! customer's own, and forgetting a removed extension, group, rule or room
-//! wherever it was a destination.
+//! Where a call to a phone number (or a business-hours rule in one state,
+//! or an option of an auto-attendant menu) goes: the [`Destination`] kinds,
+//! the columns that hold one in a row (one column per kind, at most one
+//! set), whether a destination is the customer's own, and forgetting a
+//! removed extension, group, rule, room or menu wherever it was a
+//! destination.
 
 use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
@@ -10,8 +11,8 @@ use sqlx::Row;
 
 use crate::db::Tx;
 use crate::{
-    BusinessHoursId, ConferenceRoomId, CustomerId, ExtensionId, Principal, Result, RingGroupId,
-    Store, StoreError,
+    BusinessHoursId, ConferenceRoomId, CustomerId, ExtensionId, IvrMenuId, Principal, Result,
+    RingGroupId, Store, StoreError,
 };
 
 /// Where calls to a number go.
@@ -27,48 +28,70 @@ pub enum Destination {
     ConferenceRoom(ConferenceRoomId),
     /// An extension's voicemail box, without ringing its phones.
     Voicemail(ExtensionId),
+    /// An auto-attendant menu of the customer.
+    IvrMenu(IvrMenuId),
 }
 
 /// The columns of a table that hold one destination.
 pub(crate) struct Slots {
+    table: &'static str,
     extension: &'static str,
     ring_group: &'static str,
     /// None where a rule cannot be a destination (in a rule).
     business_hours: Option<&'static str>,
     room: &'static str,
     voicemail: &'static str,
+    menu: &'static str,
 }
 
 /// A phone number's destination.
 pub(crate) const NUMBER: Slots = Slots {
+    table: "phone_numbers",
     extension: "dest_extension_id",
     ring_group: "dest_ring_group_id",
     business_hours: Some("dest_business_hours_id"),
     room: "dest_conference_room_id",
     voicemail: "dest_voicemail_id",
+    menu: "dest_ivr_menu_id",
 };
 /// A business-hours rule's destination while open, and while closed.
 pub(crate) const OPEN: Slots = Slots {
+    table: "business_hours",
     extension: "open_extension_id",
     ring_group: "open_ring_group_id",
     business_hours: None,
     room: "open_conference_room_id",
     voicemail: "open_voicemail_id",
+    menu: "open_ivr_menu_id",
 };
 pub(crate) const CLOSED: Slots = Slots {
+    table: "business_hours",
     extension: "closed_extension_id",
     ring_group: "closed_ring_group_id",
     business_hours: None,
     room: "closed_conference_room_id",
     voicemail: "closed_voicemail_id",
+    menu: "closed_ivr_menu_id",
 };
+/// A menu option's destination.
+pub(crate) const OPTION: Slots = Slots {
+    table: "ivr_menu_options",
+    extension: "extension_id",
+    ring_group: "ring_group_id",
+    business_hours: None,
+    room: "conference_room_id",
+    voicemail: "voicemail_id",
+    menu: "ivr_menu_id",
+};
+/// Every place a destination is kept.
+const ALL: [&Slots; 4] = [&NUMBER, &OPEN, &CLOSED, &OPTION];
 
 impl Slots {
     /// The column names, in the order of [`Slots::values`].
     pub fn names(&self) -> Vec<&'static str> {
         let mut names = vec![self.extension, self.ring_group];
         names.extend(self.business_hours);
-        names.extend([self.room, self.voicemail]);
+        names.extend([self.room, self.voicemail, self.menu]);
         names
     }
 
@@ -103,11 +126,11 @@ impl Slots {
 
     /// A condition that holds when the destination bound from parameter
     /// `$first` on (as [`Slots::values`]) is still a live one of the
-    /// customer bound as `$customer`, for the kinds no composite foreign
-    /// key guards (rules, rooms, boxes): checked in the statement that
-    /// writes it, so a removal between the check and the write loses.
+    /// customer bound as `$customer` (every kind: a composite foreign key
+    /// does not see a soft delete): checked in the statement that writes
+    /// it, so a removal between the check and the write loses.
     pub fn still_theirs(&self, first: usize, customer: usize) -> String {
-        let mut checks = Vec::new();
+        let mut checks = vec![("extensions", first), ("ring_groups", first + 1)];
         let mut at = first + 2;
         if self.business_hours.is_some() {
             checks.push(("business_hours", at));
@@ -115,6 +138,7 @@ impl Slots {
         }
         checks.push(("conference_rooms", at));
         checks.push(("extensions", at + 1));
+        checks.push(("ivr_menus", at + 2));
         checks
             .iter()
             .map(|(table, p)| {
@@ -136,6 +160,7 @@ impl Slots {
                 (2, Destination::BusinessHours(h)) => Some(h.0),
                 (3, Destination::ConferenceRoom(r)) => Some(r.0),
                 (4, Destination::Voicemail(e)) => Some(e.0),
+                (5, Destination::IvrMenu(m)) => Some(m.0),
                 _ => None,
             }
         };
@@ -143,7 +168,7 @@ impl Slots {
         if self.business_hours.is_some() {
             values.push(of(2));
         }
-        values.extend([of(3), of(4)]);
+        values.extend([of(3), of(4), of(5)]);
         values
     }
 
@@ -164,7 +189,10 @@ impl Slots {
         if let Some(r) = id(self.room)? {
             return Ok(Some(Destination::ConferenceRoom(ConferenceRoomId(r))));
         }
-        Ok(id(self.voicemail)?.map(|e| Destination::Voicemail(ExtensionId(e))))
+        if let Some(e) = id(self.voicemail)? {
+            return Ok(Some(Destination::Voicemail(ExtensionId(e))));
+        }
+        Ok(id(self.menu)?.map(|m| Destination::IvrMenu(IvrMenuId(m))))
     }
 }
 
@@ -199,6 +227,11 @@ pub(crate) async fn belongs(
             .get(by, r)
             .await
             .map(|x| x.customer_id == customer),
+        Destination::IvrMenu(m) => store
+            .ivr_menus()
+            .get(by, m)
+            .await
+            .map(|x| x.customer_id == customer),
     };
     match found {
         Ok(ok) => Ok(ok),
@@ -215,40 +248,38 @@ pub(crate) enum Removed {
     RingGroup(RingGroupId),
     BusinessHours(BusinessHoursId),
     ConferenceRoom(ConferenceRoomId),
+    IvrMenu(IvrMenuId),
 }
 
 /// Clears `removed` wherever it is a destination, in the transaction that
 /// removes it.
 pub(crate) async fn forget(tx: &mut Tx<'_>, removed: Removed) -> Result<()> {
-    let (columns, id): (Vec<&str>, i64) = match removed {
+    let (columns, id): (Vec<(&str, &str)>, i64) = match removed {
         Removed::Extension(e) => (
-            [&NUMBER, &OPEN, &CLOSED]
-                .iter()
-                .flat_map(|s| [s.extension, s.voicemail])
+            ALL.iter()
+                .flat_map(|s| [(s.table, s.extension), (s.table, s.voicemail)])
                 .collect(),
             e.0,
         ),
-        Removed::RingGroup(g) => (
-            [&NUMBER, &OPEN, &CLOSED]
-                .iter()
-                .map(|s| s.ring_group)
+        Removed::RingGroup(g) => (ALL.iter().map(|s| (s.table, s.ring_group)).collect(), g.0),
+        Removed::BusinessHours(h) => (
+            ALL.iter()
+                .filter_map(|s| Some((s.table, s.business_hours?)))
                 .collect(),
-            g.0,
+            h.0,
         ),
-        Removed::BusinessHours(h) => (NUMBER.business_hours.into_iter().collect(), h.0),
-        Removed::ConferenceRoom(r) => (
-            [&NUMBER, &OPEN, &CLOSED].iter().map(|s| s.room).collect(),
-            r.0,
-        ),
+        Removed::ConferenceRoom(r) => (ALL.iter().map(|s| (s.table, s.room)).collect(), r.0),
+        Removed::IvrMenu(m) => (ALL.iter().map(|s| (s.table, s.menu)).collect(), m.0),
     };
-    for column in columns {
-        let table = if column.starts_with("dest_") {
-            "phone_numbers"
+    for (table, column) in columns {
+        // Options have no version of their own: their menu's changes.
+        let bump = if table == OPTION.table {
+            ""
         } else {
-            "business_hours"
+            ", version = version + 1"
         };
         sqlx::query(&format!(
-            "UPDATE {table} SET {column} = NULL, version = version + 1 WHERE {column} = $1"
+            "UPDATE {table} SET {column} = NULL{bump} WHERE {column} = $1"
         ))
         .bind(id)
         .execute(tx.conn())
@@ -391,6 +422,7 @@ mod tests {
             Destination::BusinessHours(BusinessHoursId(3)),
             Destination::ConferenceRoom(ConferenceRoomId(4)),
             Destination::Voicemail(ExtensionId(5)),
+            Destination::IvrMenu(IvrMenuId(6)),
         ];
         for (i, d) in all.into_iter().enumerate() {
             let values = NUMBER.values(Some(d));
@@ -400,18 +432,22 @@ mod tests {
         }
         assert_eq!(
             OPEN.values(Some(all[2])),
-            vec![None; 4],
+            vec![None; 5],
             "no rule in a rule"
         );
         assert_eq!(
             OPEN.assignments(4),
-            "open_extension_id = $4, open_ring_group_id = $5, open_conference_room_id = $6, open_voicemail_id = $7"
+            "open_extension_id = $4, open_ring_group_id = $5, open_conference_room_id = $6, \
+             open_voicemail_id = $7, open_ivr_menu_id = $8"
         );
         let check = NUMBER.still_theirs(2, 7);
         for (p, table) in [
+            (2, "extensions"),
+            (3, "ring_groups"),
             (4, "business_hours"),
             (5, "conference_rooms"),
             (6, "extensions"),
+            (7, "ivr_menus"),
         ] {
             assert!(check.contains(&format!(
                 "(${p} IS NULL OR EXISTS (SELECT 1 FROM {table} WHERE id = ${p}"

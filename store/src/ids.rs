@@ -33,4 +33,5 @@ id_type!(
     RingGroupId,
     BusinessHoursId,
     ConferenceRoomId,
+    IvrMenuId,
 );

@@ -51,6 +51,7 @@ pub mod forwards;
 pub mod fraud_alarms;
 pub mod idempotency;
 mod ids;
+pub mod ivr_menus;
 pub mod limits;
 pub mod logins;
 pub mod media;

@@ -736,6 +736,7 @@ fn destination_value(d: Destination) -> String {
         Destination::BusinessHours(h) => format!("business_hours:{}", h.0),
         Destination::ConferenceRoom(r) => format!("conference_room:{}", r.0),
         Destination::Voicemail(e) => format!("voicemail:{}", e.0),
+        Destination::IvrMenu(m) => format!("ivr_menu:{}", m.0),
     }
 }
 
@@ -767,6 +768,7 @@ async fn route_number(
                 "business_hours" => Destination::BusinessHours(pbx_store::BusinessHoursId(id)),
                 "conference_room" => Destination::ConferenceRoom(pbx_store::ConferenceRoomId(id)),
                 "voicemail" => Destination::Voicemail(ExtensionId(id)),
+                "ivr_menu" => Destination::IvrMenu(pbx_store::IvrMenuId(id)),
                 _ => return Err(Failure::BadRequest),
             })
         }
