@@ -240,15 +240,7 @@ fn a_call_to_a_recorded_number_is_recorded_whoever_answers() {
     let dir = TempDir::new("recorded-number");
     let seeded = support::sip::seed(dir.path());
     let limits = pbx_store::limits::Limits::default();
-    let trunk = TestTrunk {
-        name: "Carrier",
-        port: support::free_port(),
-        priority: 10,
-        prefixes: &[""],
-        max_channels: None,
-        register: None,
-        credentials: None,
-    };
+    let trunk = TestTrunk::inbound_only();
     let world = carriers_a(dir.path(), &[trunk], &limits);
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let store = rt.block_on(support::sip::open_seeded(dir.path()));

@@ -98,3 +98,11 @@ say de box_wrong de "Diese Postfachnummer oder PIN ist nicht richtig."
 # Call recording: what both parties hear before a call is recorded.
 say en recorded en-gb "This call is being recorded."
 say de recorded de "Dieses Gespräch wird aufgezeichnet."
+# An auto-attendant menu without a greeting of its own, a key it does not
+# know, and a transfer nobody takes.
+say en menu_default en-gb "Welcome. Please make your choice, or enter the extension you want."
+say en menu_invalid en-gb "That choice is not valid."
+say en menu_unreachable en-gb "Nobody can take your call at the moment."
+say de menu_default de "Willkommen. Bitte treffen Sie Ihre Wahl, oder geben Sie die gewünschte Durchwahl ein."
+say de menu_invalid de "Diese Auswahl ist nicht gültig."
+say de menu_unreachable de "Im Moment kann leider niemand Ihren Anruf entgegennehmen."

@@ -1,6 +1,7 @@
 //! The user-agent side of one call (RFC 3261 §12): the dialog the
-//! application server's answer created, and the requests it sends in it
-//! (BYE; NOTIFY in a lamp's subscription) along the route the proxy
+//! application server's answer created (or the answer to a call it
+//! placed), and the requests it sends in it (BYE; NOTIFY in a lamp's
+//! subscription; the ACK of a call it placed) along the route the proxy
 //! recorded. Also the out-of-dialog requests it sends itself (unsolicited
 //! MWI NOTIFY) and its answers to requests.
 
@@ -9,8 +10,8 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 use pbx_sip_message::{Header, HeaderName, Message, Uri};
 
-/// One dialog (a call's, or a subscription's), as its UAS (the
-/// application server) holds it.
+/// One dialog (a call's, or a subscription's), as the application server
+/// holds it: as the UAS mostly, as the UAC for a call it placed.
 #[derive(Debug, Clone)]
 pub struct Dialog {
     pub call_id: String,
@@ -48,6 +49,35 @@ impl Dialog {
         })
     }
 
+    /// The dialog a 2xx to an INVITE we sent creates (RFC 3261 §12.1.2):
+    /// `local` is our From (with our tag); the route is the 2xx's
+    /// Record-Route reversed; the next request's CSeq follows the INVITE's.
+    pub fn from_answer(answer: &Message, local: &str) -> Option<Dialog> {
+        let target = answer.contacts().ok()?.into_iter().find_map(|c| match c {
+            pbx_sip_message::Contact::Addr(a) => Some(a.uri),
+            pbx_sip_message::Contact::Star => None,
+        })?;
+        let mut route_set: Vec<String> = answer
+            .values(&HeaderName::RecordRoute)
+            .filter_map(|h| h.text().map(|t| t.trim().to_owned()))
+            .collect();
+        route_set.reverse();
+        Some(Dialog {
+            call_id: answer.call_id().to_owned(),
+            local: local.to_owned(),
+            remote: answer.to().to_string(),
+            remote_target: target,
+            route_set,
+            local_cseq: answer.cseq().seq,
+        })
+    }
+
+    /// The ACK of the 2xx that made the dialog: the INVITE's CSeq, a new
+    /// branch (RFC 3261 §13.2.2.4).
+    pub fn ack(&self, via: SocketAddr) -> Option<(Bytes, SocketAddr)> {
+        self.build("ACK", self.local_cseq, via, "", "")
+    }
+
     /// A request in the dialog (`BYE`), from `via` (our socket), and where
     /// to send it: the first hop of the route set, else the remote target.
     /// None when that is not an IP address (no DNS here).
@@ -75,6 +105,17 @@ impl Dialog {
         body: &str,
     ) -> Option<(Bytes, SocketAddr)> {
         self.local_cseq += 1;
+        self.build(method, self.local_cseq, via, headers, body)
+    }
+
+    fn build(
+        &self,
+        method: &str,
+        cseq: u32,
+        via: SocketAddr,
+        headers: &str,
+        body: &str,
+    ) -> Option<(Bytes, SocketAddr)> {
         let first_hop = match self.route_set.first() {
             Some(route) => uri_of(route)?,
             None => self.remote_target.clone(),
@@ -93,7 +134,7 @@ impl Dialog {
             self.local,
             self.remote,
             self.call_id,
-            self.local_cseq,
+            cseq,
             body.len()
         ));
         Some((Bytes::from(text), to))
@@ -212,6 +253,42 @@ Contact: <sip:101@192.0.2.10:5062>\r\nContent-Length: 0\r\n\r\n";
             m.value_text(&HeaderName::Route).as_deref(),
             Some("<sip:127.0.0.1:5060;lr;r=abc>")
         );
+    }
+
+    #[test]
+    fn a_placed_calls_dialog_follows_the_reversed_record_route() {
+        let raw = "SIP/2.0 200 OK\r\n\
+Via: SIP/2.0/UDP 127.0.0.1:5099;branch=z9hG4bKapp1\r\n\
+Record-Route: <sip:127.0.0.1:5060;lr;r=in>\r\n\
+Record-Route: <sip:127.0.0.1:5060;lr;r=out>\r\n\
+From: <sip:+4930@acme.test>;tag=ours\r\nTo: <sip:102@acme.test>;tag=theirs\r\nCall-ID: placed-1\r\nCSeq: 1 INVITE\r\n\
+Contact: <sip:102@192.0.2.10:5062>\r\nContent-Length: 0\r\n\r\n";
+        let ok = Message::parse_datagram(Bytes::from(raw), &Default::default()).expect("200");
+        let mut d = Dialog::from_answer(&ok, "<sip:+4930@acme.test>;tag=ours").expect("dialog");
+        let via = "127.0.0.1:5099".parse().expect("addr");
+        let (ack, to) = d.ack(via).expect("ack");
+        assert_eq!(to, "127.0.0.1:5060".parse::<SocketAddr>().expect("addr"));
+        let ack = Message::parse_datagram(ack, &Default::default()).expect("a valid ACK");
+        assert_eq!(
+            (ack.cseq().seq, ack.cseq().method.clone()),
+            (1, pbx_sip_message::Method::Ack)
+        );
+        let routes: Vec<String> = ack
+            .values(&HeaderName::Route)
+            .filter_map(|h| h.text().map(|t| t.to_string()))
+            .collect();
+        assert_eq!(
+            routes,
+            [
+                "<sip:127.0.0.1:5060;lr;r=out>",
+                "<sip:127.0.0.1:5060;lr;r=in>"
+            ]
+        );
+        let (bye, _) = d.request("BYE", via).expect("bye");
+        let bye = Message::parse_datagram(bye, &Default::default()).expect("a valid BYE");
+        assert_eq!(bye.cseq().seq, 2);
+        assert_eq!(bye.from().tag().as_deref(), Some("ours"));
+        assert_eq!(bye.to().tag().as_deref(), Some("theirs"));
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The media application server: what answers a call itself instead of
-//! ringing a phone. Voicemail first (a caller leaves a message after the
-//! greeting; the box's phones are told, RFC 3842) and conference rooms;
-//! IVR menus, music on hold and the rest build on the same parts.
+//! ringing a phone. Voicemail (a caller leaves a message after the
+//! greeting; the box's phones are told, RFC 3842), conference rooms and
+//! auto-attendant menus, which transfer callers by placing a call of their
+//! own and joining the two.
 //!
 //! It is a SIP user agent on a loopback socket of its own, in the same
 //! process as the proxy: the proxy routes calls to it like to any other
@@ -13,17 +14,22 @@
 //! deposit), `mailbox` (a phone listening to a box, `*97`/`*98`), `keys`
 //! (what callers key), `subscriptions` (phones watching an extension:
 //! RFC 6665), `mwi` (the voicemail lamp), `blf` (busy lamps: an
-//! extension's calls) and `conference` (rooms and their mixers).
+//! extension's calls), `conference` (rooms and their mixers), `ivr`
+//! (auto-attendant menus), `originate` (a call the server places for a
+//! caller, through the proxy) and `bridge` (a caller joined to it).
 
 #![forbid(unsafe_code)]
 
 pub mod blf;
+mod bridge;
 pub mod conference;
 mod dialog;
+mod ivr;
 mod keys;
 mod mailbox;
 pub mod media;
 mod mwi;
+mod originate;
 pub mod prompts;
 pub mod server;
 pub mod subscriptions;

@@ -95,6 +95,9 @@ pub fn read_offer(body: &[u8]) -> Option<Offer> {
     })
 }
 
+/// The telephone-event payload type we offer.
+const OFFERED_EVENTS: u8 = 101;
+
 struct Out {
     sequence: u16,
     timestamp: u32,
@@ -109,8 +112,9 @@ pub struct CallMedia {
     /// Where audio goes: the offer's address, then where the relay's
     /// packets really come from.
     remote: Mutex<SocketAddr>,
-    law: Law,
-    dtmf: Option<u8>,
+    /// The law and telephone-event type agreed: the offer's, or (a call we
+    /// place) the answer's.
+    format: Mutex<(Law, Option<u8>)>,
     out: Mutex<Out>,
     inbound: Mutex<Option<Inbound>>,
     /// When the relay last sent us anything of the call (a sign of life).
@@ -129,13 +133,32 @@ impl CallMedia {
         offer: &Offer,
         events: mpsc::Sender<CallEvent>,
     ) -> std::io::Result<Arc<CallMedia>> {
+        CallMedia::bind(ip, offer.address, (offer.law, offer.dtmf), events).await
+    }
+
+    /// Opens a socket on `ip` for a call we place: what it offers is
+    /// [`CallMedia::offer_sdp`], and nothing is heard until
+    /// [`CallMedia::answered`].
+    pub async fn offering(
+        ip: IpAddr,
+        events: mpsc::Sender<CallEvent>,
+    ) -> std::io::Result<Arc<CallMedia>> {
+        let nowhere = SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
+        CallMedia::bind(ip, nowhere, (Law::Mu, Some(OFFERED_EVENTS)), events).await
+    }
+
+    async fn bind(
+        ip: IpAddr,
+        remote: SocketAddr,
+        format: (Law, Option<u8>),
+        events: mpsc::Sender<CallEvent>,
+    ) -> std::io::Result<Arc<CallMedia>> {
         let socket = UdpSocket::bind(SocketAddr::new(ip, 0)).await?;
         let media = Arc::new(CallMedia {
             local: socket.local_addr()?,
             socket,
-            remote: Mutex::new(offer.address),
-            law: offer.law,
-            dtmf: offer.dtmf,
+            remote: Mutex::new(remote),
+            format: Mutex::new(format),
             out: Mutex::new(Out {
                 sequence: rand::random(),
                 timestamp: rand::random(),
@@ -168,6 +191,25 @@ impl CallMedia {
         Ok(media)
     }
 
+    /// The SDP offer of a call we place: both G.711 laws and keys.
+    pub fn offer_sdp(&self, session: u64) -> String {
+        let ip = self.local.ip();
+        let family = if ip.is_ipv4() { "IP4" } else { "IP6" };
+        let d = OFFERED_EVENTS;
+        format!(
+            "v=0\r\no=- {session} 1 IN {family} {ip}\r\ns=-\r\nc=IN {family} {ip}\r\nt=0 0\r\n\
+             m=audio {} RTP/AVP 0 8 {d}\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n\
+             a=rtpmap:{d} telephone-event/8000\r\na=fmtp:{d} 0-16\r\na=ptime:20\r\na=sendrecv\r\n",
+            self.local.port()
+        )
+    }
+
+    /// The answer to our offer: where audio goes, in which law.
+    pub fn answered(&self, answer: &Offer) {
+        *lock(&self.remote) = answer.address;
+        *lock(&self.format) = (answer.law, answer.dtmf);
+    }
+
     pub fn local(&self) -> SocketAddr {
         self.local
     }
@@ -176,20 +218,21 @@ impl CallMedia {
     pub fn answer_sdp(&self, session: u64, version: u64) -> String {
         let ip = self.local.ip();
         let family = if ip.is_ipv4() { "IP4" } else { "IP6" };
-        let pt = self.law.payload_type();
+        let (law, dtmf) = *lock(&self.format);
+        let pt = law.payload_type();
         let mut sdp = format!(
             "v=0\r\no=- {session} {version} IN {family} {ip}\r\ns=-\r\nc=IN {family} {ip}\r\nt=0 0\r\n"
         );
-        match self.dtmf {
+        match dtmf {
             Some(d) => sdp.push_str(&format!(
                 "m=audio {} RTP/AVP {pt} {d}\r\na=rtpmap:{pt} {}/8000\r\na=rtpmap:{d} telephone-event/8000\r\na=fmtp:{d} 0-16\r\n",
                 self.local.port(),
-                self.law.name()
+                law.name()
             )),
             None => sdp.push_str(&format!(
                 "m=audio {} RTP/AVP {pt}\r\na=rtpmap:{pt} {}/8000\r\n",
                 self.local.port(),
-                self.law.name()
+                law.name()
             )),
         }
         sdp.push_str("a=ptime:20\r\na=sendrecv\r\n");
@@ -221,8 +264,9 @@ impl CallMedia {
         let Some((h, _, payload)) = rtp::parse(p) else {
             return;
         };
-        if Some(h.payload_type) == self.dtmf {
+        if Some(h.payload_type) == lock(&self.format).1 {
             if let Some(key) = keys.on_event(h.timestamp, payload) {
+                tracing::debug!(%key, "key pressed (RFC 4733)");
                 let _ = events.try_send(CallEvent::Key(key));
             }
             return;
@@ -241,13 +285,14 @@ impl CallMedia {
 
     /// Sends one frame of audio (a mixer paces them).
     pub(crate) fn send_frame(&self, frame: &[i16]) {
+        let law = lock(&self.format).0;
         let mut payload = Vec::with_capacity(FRAME);
-        self.law.encode_into(frame, &mut payload);
-        payload.resize(FRAME, self.law.silence());
+        law.encode_into(frame, &mut payload);
+        payload.resize(FRAME, law.silence());
         let packet = {
             let mut out = lock(&self.out);
             let h = RtpHeader {
-                payload_type: self.law.payload_type(),
+                payload_type: law.payload_type(),
                 sequence: out.sequence,
                 timestamp: out.timestamp,
                 ssrc: out.ssrc,

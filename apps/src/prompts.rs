@@ -3,7 +3,8 @@
 //! box, a saved message's goodbye, "not available", and what a phone
 //! listening to its box hears (how many new messages, the menu), and a
 //! conference room's (the PIN, a wrong PIN, a full room, the first one
-//! in), and that a call is recorded. They name nobody:
+//! in), that a call is recorded, and an auto-attendant menu's (its default
+//! greeting, a wrong key, nobody taking the call). They name nobody:
 //! neither the operator nor a product. Made once with espeak-ng and sox
 //! (`apps/prompts/make.sh`), kept as 8 kHz 16-bit WAV files in the binary.
 
@@ -36,6 +37,9 @@ pub struct Prompts {
     box_number: Clip,
     box_pin: Clip,
     box_wrong: Clip,
+    menu_default: Clip,
+    menu_invalid: Clip,
+    menu_unreachable: Clip,
 }
 
 /// Each file's longest allowed length, in seconds (a sanity bound).
@@ -105,6 +109,9 @@ macro_rules! language {
             box_number: wav!($lang, "box_number"),
             box_pin: wav!($lang, "box_pin"),
             box_wrong: wav!($lang, "box_wrong"),
+            menu_default: wav!($lang, "menu_default"),
+            menu_invalid: wav!($lang, "menu_invalid"),
+            menu_unreachable: wav!($lang, "menu_unreachable"),
         }
     };
 }
@@ -117,6 +124,30 @@ fn english() -> &'static Prompts {
 fn german() -> &'static Prompts {
     static DE: OnceLock<Prompts> = OnceLock::new();
     DE.get_or_init(|| language!("de"))
+}
+
+/// An announcement a customer uploaded (a greeting), read off the serving
+/// threads; None (with a warning naming `what`) when it cannot be read or
+/// played, so the caller hears the shipped one instead.
+pub(crate) async fn uploaded(
+    files: &pbx_store::audio_files::AudioFiles,
+    key: String,
+    what: &str,
+) -> Option<Clip> {
+    let files = files.clone();
+    let read = tokio::task::spawn_blocking(move || {
+        let bytes = files.read(&key).map_err(|e| e.to_string())?;
+        Clip::from_wav(&bytes, pbx_media::audio::LONGEST_UPLOAD_S).map_err(|e| e.to_string())
+    })
+    .await;
+    match read {
+        Ok(Ok(clip)) => Some(clip),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, what, "uploaded announcement not played");
+            None
+        }
+        Err(_) => None,
+    }
 }
 
 impl Prompts {
@@ -243,6 +274,21 @@ impl Prompts {
     pub fn box_wrong(&self) -> &[i16] {
         self.box_wrong.samples()
     }
+
+    /// A menu's greeting when the customer uploaded none.
+    pub fn menu_default(&self) -> &[i16] {
+        self.menu_default.samples()
+    }
+
+    /// A key the menu does not know.
+    pub fn menu_invalid(&self) -> &[i16] {
+        self.menu_invalid.samples()
+    }
+
+    /// A menu's transfer that nobody took.
+    pub fn menu_unreachable(&self) -> &[i16] {
+        self.menu_unreachable.samples()
+    }
 }
 
 #[cfg(test)]
@@ -258,6 +304,9 @@ mod tests {
                 p.goodbye(),
                 p.unavailable(),
                 p.menu(),
+                p.menu_default(),
+                p.menu_invalid(),
+                p.menu_unreachable(),
                 p.deleted(),
                 p.no_more(),
                 p.conference_pin(),

@@ -3,7 +3,8 @@
 //! answered at once (200 with our SDP, retransmitted until the ACK, RFC 3261
 //! §13.3.1.4), the application named by the Request-URI runs the call, and
 //! the call ends with its BYE or ours. Re-INVITEs (hold) get the same
-//! answer; SIP INFO keys count like RFC 4733 ones. A SUBSCRIBE for
+//! answer; SIP INFO keys count like RFC 4733 ones. A call the server
+//! places itself (`originate`) is kept the same way once answered. A SUBSCRIBE for
 //! `sip:mwi-<extension>@…` or `sip:blf-<extension>@…` is a phone watching
 //! a box's lamp or an extension's calls (`subscriptions`).
 
@@ -16,7 +17,7 @@ use bytes::Bytes;
 use pbx_media::dtmf;
 use pbx_sip_message::{Limits, Message, Method};
 use pbx_store::audio_files::AudioFiles;
-use pbx_store::{ConferenceRoomId, CustomerId, ExtensionId, Store};
+use pbx_store::{ConferenceRoomId, CustomerId, ExtensionId, IvrMenuId, Store};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
@@ -56,6 +57,8 @@ pub enum App {
     MailboxLogin(CustomerId),
     /// A caller joining a conference room.
     Conference(ConferenceRoomId),
+    /// A caller in an auto-attendant menu.
+    Menu(IvrMenuId),
 }
 
 impl App {
@@ -66,6 +69,7 @@ impl App {
             App::Mailbox(e) => format!("vmbox-{}", e.0),
             App::MailboxLogin(c) => format!("vmlogin-{}", c.0),
             App::Conference(r) => format!("conf-{}", r.0),
+            App::Menu(m) => format!("ivr-{}", m.0),
         }
     }
 
@@ -79,6 +83,9 @@ impl App {
                 .parse::<i64>()
                 .ok()
                 .map(|c| App::MailboxLogin(CustomerId(c)));
+        }
+        if let Some(rest) = user.strip_prefix("ivr-") {
+            return rest.parse::<i64>().ok().map(|m| App::Menu(IvrMenuId(m)));
         }
         if let Some(rest) = user.strip_prefix("conf-") {
             return rest
@@ -103,6 +110,9 @@ struct Call {
     media: Arc<CallMedia>,
     session: u64,
     version: Mutex<u64>,
+    /// A call we placed: the ACK of its 2xx, sent again for each copy of
+    /// the 2xx (ours was lost).
+    ack: Option<Bytes>,
 }
 
 pub(crate) struct Inner {
@@ -115,6 +125,8 @@ pub(crate) struct Inner {
     pub logins: crate::mailbox::Logins,
     pub lines: crate::blf::Lines,
     calls: Mutex<HashMap<String, Arc<Call>>>,
+    /// Calls we are placing, by Call-ID: where their answers go.
+    pub(crate) placing: Mutex<HashMap<String, mpsc::Sender<Message>>>,
 }
 
 /// The running application server.
@@ -123,7 +135,7 @@ pub struct AppServer {
     inner: Arc<Inner>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -141,6 +153,7 @@ impl AppServer {
             logins: Default::default(),
             lines: Default::default(),
             calls: Mutex::new(HashMap::new()),
+            placing: Mutex::new(HashMap::new()),
         });
         let weak = Arc::downgrade(&inner);
         tokio::spawn(async move {
@@ -232,6 +245,18 @@ async fn on_datagram(inner: &Arc<Inner>, data: Bytes, from: SocketAddr) {
     };
     if msg.is_request() {
         on_request(inner, msg, from).await;
+        return;
+    }
+    let placing = lock(&inner.placing).get(msg.call_id()).cloned();
+    if let Some(answers) = placing {
+        // A full queue drops a copy: the proxy sends final answers again.
+        let _ = answers.try_send(msg);
+    } else if msg.cseq().method == Method::Invite && msg.status().is_some_and(|s| s < 300) {
+        // A copy of the 2xx of a call we placed: our ACK was lost.
+        let call = lock(&inner.calls).get(msg.call_id()).cloned();
+        if let Some(ack) = call.as_ref().and_then(|c| c.ack.clone()) {
+            reply(inner, ack, from).await;
+        }
     } else if msg.cseq().method == Method::Notify
         && msg.status().is_some_and(|s| s == 481 || s == 408)
     {
@@ -240,7 +265,7 @@ async fn on_datagram(inner: &Arc<Inner>, data: Bytes, from: SocketAddr) {
         // leave it to its next refresh.
         crate::subscriptions::forget(inner, msg.call_id());
     }
-    // Other responses (to our BYE) need nothing: those requests are sent a
+    // Other answers (to our BYE) need nothing: those requests are sent a
     // few times and forgotten (see `send_reliably`).
 }
 
@@ -416,6 +441,7 @@ async fn new_call(inner: &Arc<Inner>, req: Message, from: SocketAddr) {
         media: media.clone(),
         session,
         version: Mutex::new(1),
+        ack: None,
     });
     lock(&inner.calls).insert(req.call_id().to_owned(), call.clone());
     reply(inner, ok.clone(), from).await;
@@ -467,12 +493,39 @@ async fn new_call(inner: &Arc<Inner>, req: Message, from: SocketAddr) {
             App::Mailbox(extension) => crate::mailbox::listen(run, extension).await,
             App::MailboxLogin(customer) => crate::mailbox::login(run, customer).await,
             App::Conference(room) => crate::conference::join(run, room).await,
+            App::Menu(menu) => crate::ivr::answer(run, menu).await,
         };
         if !hung_up {
             hang_up(&inner, &call_id).await;
         }
         end(&inner, &call_id);
     });
+}
+
+/// Keeps a call we placed (answered, acknowledged) like the calls we
+/// answered: its BYE, re-INVITEs and keys come to `events`.
+pub(crate) fn adopt(
+    inner: &Inner,
+    dialog: Dialog,
+    proxy: SocketAddr,
+    media: Arc<CallMedia>,
+    events: mpsc::Sender<CallEvent>,
+    ack: Bytes,
+) {
+    let (acked, _) = tokio::sync::watch::channel(true);
+    let call_id = dialog.call_id.clone();
+    let call = Arc::new(Call {
+        dialog: Mutex::new(dialog),
+        proxy,
+        answer: Mutex::new(Bytes::new()),
+        acked,
+        events,
+        media,
+        session: rand::random::<u32>() as u64,
+        version: Mutex::new(1),
+        ack: Some(ack),
+    });
+    lock(&inner.calls).insert(call_id, call);
 }
 
 /// Forgets a call (its media closes with the last handle).
@@ -553,6 +606,9 @@ mod tests {
         assert_eq!(room.user(), "conf-3");
         assert_eq!(App::parse("conf-3"), Some(room));
         assert_eq!(App::parse("conf-"), None);
+        let menu = App::Menu(IvrMenuId(9));
+        assert_eq!(menu.user(), "ivr-9");
+        assert_eq!(App::parse("ivr-9"), Some(menu));
         assert_eq!(App::parse("101"), None);
     }
 

@@ -38,20 +38,8 @@ async fn uploaded_greeting(run: &Run, extension: ExtensionId) -> Option<audio::C
             return None;
         }
     };
-    let files = run.inner.config.audio.clone();
-    let read = tokio::task::spawn_blocking(move || {
-        let bytes = files.read(&key).map_err(|e| e.to_string())?;
-        audio::Clip::from_wav(&bytes, audio::LONGEST_UPLOAD_S).map_err(|e| e.to_string())
-    })
-    .await;
-    match read {
-        Ok(Ok(clip)) => Some(clip),
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, extension = extension.0, "uploaded greeting not played");
-            None
-        }
-        Err(_) => None,
-    }
+    let what = format!("greeting of extension {}", extension.0);
+    crate::prompts::uploaded(&run.inner.config.audio, key, &what).await
 }
 
 /// Runs a deposit; true when the caller hung up (no BYE needed).

@@ -279,12 +279,23 @@ pub fn route(core: &Core, req: Message, flow: Flow) -> Option<Routed> {
     Some(Routed::new(req, flow, tenant, caller, ringing, core, false))
 }
 
-/// A request of this node's application server (a message-waiting NOTIFY)
-/// for an extension's phones: trusted, not authenticated, never a call. It
-/// skips the phones it names as subscribed (they are told in their
-/// subscriptions).
+/// A request of this node's application server: trusted, not
+/// authenticated. A call it places for a caller it answered (an auto
+/// attendant's transfer), or a message-waiting NOTIFY for an extension's
+/// phones. The NOTIFY skips the phones it names as subscribed (they are
+/// told in their subscriptions).
 fn from_application(core: &Core, mut req: Message, flow: Flow) -> Option<Routed> {
     let tenant = core.tenant_of_request(&req);
+    if req.method() == Some(&Method::Invite) {
+        return match tenant {
+            Some(tenant) => application_call(core, req, flow, tenant),
+            None => {
+                let resp = core.node.local_response(&req, 404, "Not Found", None);
+                core.node.reply_stateless(&req, flow, resp);
+                None
+            }
+        };
+    }
     let target = tenant
         .as_ref()
         .and_then(|t| target_extension(core, &req, t).ok());
@@ -333,6 +344,38 @@ fn from_application(core: &Core, mut req: Message, flow: Flow) -> Option<Routed>
         direction: CallDirection::Internal,
     };
     let ringing = Ringing::phones(extension.number.clone(), Some(extension), bindings);
+    Some(Routed::new(req, flow, tenant, caller, ringing, core, false))
+}
+
+/// A call the application server places for a caller it answered: to an
+/// extension of the customer the Request-URI names (after its forwards,
+/// like any call to it) or to a ring group of it; never straight out.
+fn application_call(core: &Core, req: Message, flow: Flow, tenant: Arc<Tenant>) -> Option<Routed> {
+    let caller = Caller {
+        extension: None,
+        device: None,
+        direction: CallDirection::Internal,
+    };
+    let refuse = |code: u16, reason: &str, callee: Option<&Extension>| -> Option<Routed> {
+        let refused = Refused::internal(callee);
+        refuse_call(core, &req, flow, &tenant, &caller, refused, code, reason);
+        None
+    };
+    let now = pbx_store::now_ms();
+    let ringing = match target_extension(core, &req, &tenant) {
+        Ok(extension) => match ring_extension(core, &tenant, extension, req.call_id(), now) {
+            Ok(ringing) => ringing,
+            Err((code, reason, at)) => return refuse(code, reason, Some(&at)),
+        },
+        Err((404, reason)) => match ring_group_of(&req, &tenant) {
+            Some(group) => match ring_group(core, &tenant, &group, now) {
+                Some(ringing) => ringing,
+                None => return refuse(480, "Temporarily Unavailable", None),
+            },
+            None => return refuse(404, reason, None),
+        },
+        Err((code, reason)) => return refuse(code, reason, None),
+    };
     Some(Routed::new(req, flow, tenant, caller, ringing, core, false))
 }
 
@@ -706,7 +749,11 @@ fn anchor(
     caller: &Caller,
     ringing: &Ringing,
 ) -> bool {
-    // An application listens on loopback: only the relay can face the caller.
+    // An application listens on loopback: only the relay can face the
+    // phones it calls, or the caller who calls it.
+    if core.from_application(flow) {
+        return true;
+    }
     if let Ringing::Phones { bindings, .. } = ringing {
         if bindings.iter().any(|b| b.application) {
             return true;

@@ -146,3 +146,41 @@ fn listen_to(samples: &[f64], rate: u32, tones: &[f64]) -> Heard {
         .collect();
     Heard { rms, shares }
 }
+
+/// The share (0 to 1) of `clip`'s 20 ms frames with sound in them that the
+/// recording at `path` holds sample for sample once `clip` has passed
+/// through G.711 (either law, as a phone decodes it): proof that a phone
+/// heard that very announcement, not just some speech.
+pub fn share_of_clip_heard(path: &Path, clip: &[i16]) -> f64 {
+    use pbx_media::g711::Law;
+    use std::collections::HashMap;
+    const FRAME: usize = 160;
+    const KEY: usize = 8;
+    let heard: Vec<i16> = read_wav(path)
+        .map(|(s, _)| s.iter().map(|x| *x as i16).collect())
+        .unwrap_or_default();
+    // Where each run of KEY samples of the recording starts.
+    let mut starts: HashMap<&[i16], Vec<usize>> = HashMap::new();
+    for (at, window) in heard.windows(KEY).enumerate() {
+        starts.entry(window).or_default().push(at);
+    }
+    let mut best = 0.0f64;
+    for law in [Law::Mu, Law::A] {
+        let passed: Vec<i16> = clip.iter().map(|&s| law.decode(law.encode(s))).collect();
+        let frames: Vec<&[i16]> = passed
+            .chunks_exact(FRAME)
+            .filter(|f| f.iter().map(|s| i64::from(*s).abs()).sum::<i64>() > 100 * FRAME as i64)
+            .collect();
+        let found = frames
+            .iter()
+            .filter(|f| {
+                starts.get(&f[..KEY]).is_some_and(|ats| {
+                    ats.iter()
+                        .any(|&at| heard.get(at..at + FRAME).is_some_and(|h| h == **f))
+                })
+            })
+            .count();
+        best = best.max(found as f64 / frames.len().max(1) as f64);
+    }
+    best
+}

@@ -115,7 +115,11 @@ impl Node {
             .env("PBX_HTTP_LISTEN", http.to_string())
             .env("PBX_SIP_UDP", &sip)
             .env("PBX_SIP_TCP", &sip)
-            .env("PBX_LOG", "info")
+            // PBX_TEST_LOG=debug (or a filter) to see more of a failing test.
+            .env(
+                "PBX_LOG",
+                std::env::var("PBX_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .env("PBX_NODE_ID", "e2e")
             // The relay's ports kept clear of the ones free_port() hands out.
             .env("PBX_RTP_PORTS", "45000-49999")
@@ -404,7 +408,6 @@ pub fn wait_for_metric(node: &Node, name: &str, value: u64, within: Duration) ->
 }
 
 /// The PostgreSQL server for tests, or None (with a message) when not configured.
-
 pub fn postgres_url() -> Option<String> {
     let url = pbx_store::testing::postgres_url();
     if url.is_none() {

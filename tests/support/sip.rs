@@ -596,6 +596,22 @@ pub struct TestTrunk<'a> {
     pub credentials: Option<(&'a str, &'a str)>,
 }
 
+impl TestTrunk<'static> {
+    /// A carrier that only sends calls in (known by its address; nothing
+    /// listens on its port).
+    pub fn inbound_only() -> TestTrunk<'static> {
+        TestTrunk {
+            name: "Carrier",
+            port: super::free_port(),
+            priority: 10,
+            prefixes: &[""],
+            max_channels: None,
+            register: None,
+            credentials: None,
+        }
+    }
+}
+
 /// What a carrier test sets up before the node starts: trunks, customer A's
 /// number +49 30 1234567 routed to `number_destination`, A's limits, and a
 /// retail plan for A at 6 ct a minute to Germany (per second).

@@ -11,6 +11,38 @@ use super::sip::Phone;
 /// a tone of `freq` Hz as its microphone, what it decodes kept as WAV, and
 /// a UDP console (for [`press`]) when asked.
 pub fn softphone(dir: &Path, phone: &Phone, sip_port: u16, freq: f64, console: bool) -> PathBuf {
+    configure(dir, "127.0.0.1", freq, console);
+    std::fs::write(
+        dir.join("accounts"),
+        format!(
+            "<sip:{user}@{domain}>;auth_pass={password};outbound=\"sip:127.0.0.1:{sip_port}\";regint=600\n",
+            user = phone.user,
+            domain = phone.domain,
+            password = phone.password,
+        ),
+    )
+    .expect("baresip account");
+    dir.to_path_buf()
+}
+
+/// A baresip in `dir` that calls like a carrier: from `ip` (a carrier
+/// trunk's address), as `caller`, without registering or authenticating,
+/// through the node at `sip_port`; keys through its UDP console.
+pub fn carrier_softphone(dir: &Path, ip: &str, caller: &str, sip_port: u16, freq: f64) -> PathBuf {
+    configure(dir, ip, freq, true);
+    std::fs::write(
+        dir.join("accounts"),
+        format!("<sip:{caller}@{ip}>;outbound=\"sip:127.0.0.1:{sip_port}\";regint=0\n"),
+    )
+    .expect("baresip account");
+    dir.to_path_buf()
+}
+
+/// baresip's configuration in `dir`: SIP on `ip` (its media on 127.0.0.1
+/// whatever `ip` is: baresip sends it from there), a tone of `freq` Hz as
+/// its microphone, what it decodes kept as WAV, and a UDP console
+/// when asked.
+fn configure(dir: &Path, ip: &str, freq: f64, console: bool) {
     std::fs::create_dir_all(dir).expect("phone dir");
     let console = console.then(|| {
         let port = super::free_port();
@@ -26,7 +58,7 @@ pub fn softphone(dir: &Path, phone: &Phone, sip_port: u16, freq: f64, console: b
     std::fs::write(
         dir.join("config"),
         format!(
-            "sip_listen 127.0.0.1:{port}\nnet_interface 127.0.0.1\nmodule_path /usr/lib/baresip/modules\n\
+            "sip_listen {ip}:{port}\nnet_interface 127.0.0.1\nmodule_path /usr/lib/baresip/modules\n\
              module g711.so\nmodule aufile.so\nmodule sndfile.so\n{console}module_app account.so\n\
              module_app menu.so\nsnd_path {dir}\naudio_source aufile,{tone}\naudio_alert aufile,{tone}\n\
              rtp_ports 40000-40999\n",
@@ -35,17 +67,6 @@ pub fn softphone(dir: &Path, phone: &Phone, sip_port: u16, freq: f64, console: b
         ),
     )
     .expect("baresip config");
-    std::fs::write(
-        dir.join("accounts"),
-        format!(
-            "<sip:{user}@{domain}>;auth_pass={password};outbound=\"sip:127.0.0.1:{sip_port}\";regint=600\n",
-            user = phone.user,
-            domain = phone.domain,
-            password = phone.password,
-        ),
-    )
-    .expect("baresip account");
-    dir.to_path_buf()
 }
 
 /// Presses `key` on the baresip in `dir` (its UDP console).

@@ -1,0 +1,176 @@
+//! Auto-attendant menus with real phones: a carrier's caller (baresip on
+//! the carrier's address) reaches a number that leads to a menu, keys an
+//! option the menu does not have (RFC 4733) and hears the menu's "not
+//! valid" announcement, keys 1 and is put through to 102 (a baresip
+//! answering by itself); the two hear each other through the application
+//! server, and the caller's hang-up ends 102's call.
+
+mod support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use pbx_store::ivr_menus::{MenuOption, MenuSettings};
+use pbx_store::numbers::Destination;
+use pbx_store::Principal;
+use support::audio::{listen, listen_tail, share_of_clip_heard};
+use support::sip::{
+    baresip, baresip_available, carriers_a, customer_a, extension_a, open_seeded, route_number_a,
+    seed, start_node, TestTrunk, CARRIER_IP,
+};
+use support::softphone::{carrier_softphone, command, established, heard, press, softphone};
+use support::TempDir;
+
+const CALLER_HZ: f64 = 440.0;
+const CALLEE_HZ: f64 = 1000.0;
+
+/// Customer A's menu: 1 leads to 102, nothing else; and A's language.
+fn menu_to_102(dir: &Path) -> (Destination, String) {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let store = open_seeded(dir).await;
+        let sys = Principal::system();
+        let customer = customer_a(&store).await;
+        let settings = MenuSettings {
+            name: "Main".into(),
+            timeout_s: 5,
+            tries: 3,
+            direct_dial: false,
+            options: vec![MenuOption {
+                key: "1".into(),
+                destination: Destination::Extension(extension_a(&store, "102").await),
+            }],
+            on_timeout: None,
+        };
+        let menu = store
+            .ivr_menus()
+            .create(&sys, customer, &settings)
+            .await
+            .expect("menu");
+        let language = store
+            .customers()
+            .get(&sys, customer)
+            .await
+            .expect("A")
+            .language;
+        store.close().await;
+        (Destination::IvrMenu(menu.id), language)
+    })
+}
+
+fn log_of(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("log")).unwrap_or_default()
+}
+
+/// The node's log lines of calls and the application server.
+fn node_log(node: &support::Node) -> String {
+    let lines = node.stdout.lock().map(|l| l.clone()).unwrap_or_default();
+    let mut text = lines.join("\n");
+    text.push_str(&node.stderr_text());
+    text
+}
+
+#[test]
+fn a_caller_keys_through_a_menu_to_an_extension() {
+    if !baresip_available() {
+        return;
+    }
+    let dir = TempDir::new("ivr");
+    let seeded = seed(dir.path());
+    let trunk = TestTrunk::inbound_only();
+    let limits = pbx_store::limits::Limits::default();
+    let carriers = carriers_a(dir.path(), &[trunk], &limits);
+    let (menu, language) = menu_to_102(dir.path());
+    route_number_a(dir.path(), &carriers, menu);
+    let node = start_node(&dir, "MD5");
+    let home = TempDir::new("ivr-phones");
+
+    // 102 answers by itself.
+    let callee_dir = softphone(
+        &home.path().join("102"),
+        &seeded.a102,
+        node.sip_port,
+        CALLEE_HZ,
+        false,
+    );
+    let accounts = callee_dir.join("accounts");
+    let account = std::fs::read_to_string(&accounts).expect("accounts");
+    std::fs::write(
+        &accounts,
+        format!("{};answermode=auto\n", account.trim_end()),
+    )
+    .expect("accounts");
+    let mut callee = baresip(&callee_dir, 60, &[]);
+    let registered = support::wait_for_metric(
+        &node,
+        "pbx_sip_registered_contacts",
+        1,
+        Duration::from_secs(20),
+    );
+    assert!(registered >= 1, "102 registered");
+
+    // The carrier's caller dials A's number: the menu answers.
+    let caller_dir = carrier_softphone(
+        &home.path().join("caller"),
+        CARRIER_IP,
+        "+4989123456",
+        node.sip_port,
+        CALLER_HZ,
+    );
+    let dial = format!("/dial sip:+49301234567@127.0.0.1:{}", node.sip_port);
+    let mut caller = baresip(&caller_dir, 60, &[&dial]);
+    assert!(
+        established(&caller_dir, Duration::from_secs(20)),
+        "the menu answered the carrier's call:\n{}",
+        log_of(&caller_dir)
+    );
+    // During the greeting: 5, which the menu does not have; then, in the
+    // greeting played again after "not valid", 1.
+    std::thread::sleep(Duration::from_secs(2));
+    press(&caller_dir, '5');
+    std::thread::sleep(Duration::from_secs(5));
+    press(&caller_dir, '1');
+    assert!(
+        established(&callee_dir, Duration::from_secs(20)),
+        "the menu put the caller through to 102:\n{}\n{}\nnode:\n{}",
+        log_of(&caller_dir),
+        log_of(&callee_dir),
+        node_log(&node)
+    );
+    // They talk, then the caller hangs up: 102's call ends with it.
+    std::thread::sleep(Duration::from_secs(5));
+    command(&caller_dir, "/hangup");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !log_of(&callee_dir).contains("terminated") && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let _ = caller.kill();
+    let _ = caller.wait();
+    let _ = callee.kill();
+    let _ = callee.wait();
+    let callee_log = log_of(&callee_dir);
+    assert!(
+        callee_log.contains("terminated"),
+        "the caller's hang-up reached 102:\n{callee_log}"
+    );
+
+    let prompts = pbx_apps::prompts::Prompts::for_language(&language);
+    let invalid = share_of_clip_heard(&heard(&caller_dir), prompts.menu_invalid());
+    assert!(
+        invalid > 0.5,
+        "the caller heard \"not valid\" ({invalid:.2} of it)\n{}",
+        node_log(&node)
+    );
+    let greeting = share_of_clip_heard(&heard(&caller_dir), prompts.menu_default());
+    assert!(
+        greeting > 0.2,
+        "the caller heard the greeting ({greeting:.2})"
+    );
+    let at_102 = listen(&heard(&callee_dir), &[CALLER_HZ, CALLEE_HZ]);
+    assert!(at_102.has(CALLER_HZ), "102 heard the caller: {at_102:?}");
+    let at_caller = listen_tail(&heard(&caller_dir), &[CALLER_HZ, CALLEE_HZ], 3.0);
+    assert!(
+        at_caller.has(CALLEE_HZ),
+        "the caller heard 102: {at_caller:?}"
+    );
+}
