@@ -46,6 +46,7 @@ templates!(
     "conference_rooms",
     "conference_room",
     "conference_room_fields",
+    "destination_options",
     "recordings",
     "plans",
     "plan",

@@ -9,6 +9,7 @@
 //! adds the security headers (a CSP without inline script, no framing).
 
 mod account;
+mod choices;
 mod groups;
 mod hours;
 pub mod i18n;
