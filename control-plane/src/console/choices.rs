@@ -23,6 +23,8 @@ pub(super) enum For {
     Number,
     /// A rule: everything but rules.
     Rule,
+    /// A menu's option: everything but rules and the menu itself.
+    Menu(Option<IvrMenuId>),
 }
 
 /// One place a call can go.
@@ -105,6 +107,10 @@ impl Choices {
                 })
                 .collect(),
         ));
+        let except = match what {
+            For::Menu(this) => this,
+            _ => None,
+        };
         groups.push((
             "ivr_menus",
             store
@@ -112,6 +118,7 @@ impl Choices {
                 .list(by, customer)
                 .await?
                 .into_iter()
+                .filter(|m| Some(m.id) != except)
                 .map(|m| Choice {
                     destination: Destination::IvrMenu(m.id),
                     label: m.name,

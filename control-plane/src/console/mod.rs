@@ -14,6 +14,7 @@ mod groups;
 mod hours;
 pub mod i18n;
 pub mod look;
+mod menus;
 mod operator;
 mod pages;
 mod password;
@@ -116,6 +117,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(account::routes())
         .merge(groups::routes())
         .merge(rooms::routes())
+        .merge(menus::routes())
         .merge(voicemail::routes())
         .merge(recordings::routes())
         .merge(uploads::routes())
