@@ -1,7 +1,9 @@
 //! The console in a real browser (headless Chromium over WebDriver) against
 //! the real `pbx serve --demo`: each role signs in under its brand's host
 //! name, the customer admin creates an extension, a SIPp phone registers
-//! with the credentials the page showed, and the dashboard shows it live.
+//! with the credentials the page showed, and the dashboard shows it live;
+//! an auto-attendant menu is made with a key to that extension and a number
+//! routed to it.
 //! Screenshots of the main pages under two resellers' brands go to
 //! `target/screenshots/` (CI output, not committed).
 
@@ -83,6 +85,41 @@ fn second_brand(dir: &TempDir) {
             .expect("login");
         store.close().await;
     });
+}
+
+/// A phone number of the demo customer, made as the operator would; its id.
+fn a_number_for(dir: &TempDir, customer: i64) -> i64 {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let store = open_seeded(dir.path()).await;
+        let sys = Principal::system();
+        let customer = store
+            .customers()
+            .get(&sys, pbx_store::CustomerId(customer))
+            .await
+            .expect("customer");
+        let number = store
+            .numbers()
+            .create(&sys, "+49401234500", Some(customer.reseller_id))
+            .await
+            .expect("number");
+        store
+            .numbers()
+            .assign(&sys, number.id, customer.id)
+            .await
+            .expect("assigned");
+        store.close().await;
+        number.id.0
+    })
+}
+
+/// The value of the option whose label starts with `label` in the page.
+fn option_value(source: &str, label: &str) -> String {
+    let end = source
+        .find(&format!("\">{label}"))
+        .unwrap_or_else(|| panic!("an option {label}"));
+    let start = source[..end].rfind("value=\"").expect("its value") + "value=\"".len();
+    source[start..end].to_owned()
 }
 
 fn sign_in(browser: &Browser, base: &str, email: &str, password: &str) -> String {
@@ -181,6 +218,46 @@ fn each_role_signs_in_and_a_phone_shows_up_live_on_the_dashboard() {
     assert!(heading.contains("Weekly meeting"), "{heading}");
     assert_eq!(browser.text(".flash"), "Conference room created.");
     browser.screenshot(&shots, "nordlicht-conference-room");
+
+    // A menu whose key 1 rings the new extension; a number leads to it.
+    browser.goto(&format!("{nordlicht}/customers/{customer}/ivr-menus"));
+    browser.type_into("#menu-name", "Reception");
+    let to_150 = option_value(&browser.source(), "150 Browser Test");
+    assert!(to_150.starts_with("extension:"), "{to_150}");
+    browser.click(&format!("#menu-key_1 option[value='{to_150}']"));
+    browser.click("form[action$='/ivr-menus'] button[type='submit']");
+    let heading = browser.wait_for_text("h1", Duration::from_secs(10), |t| t.contains("Reception"));
+    assert!(heading.starts_with("Menu"), "{heading}");
+    assert_eq!(browser.text(".flash"), "Menu created.");
+    let menu_page = browser.url();
+    let menu: i64 = menu_page
+        .split("/ivr-menus/")
+        .nth(1)
+        .and_then(|rest| rest.split('?').next())
+        .and_then(|id| id.parse().ok())
+        .unwrap_or_else(|| panic!("a menu's address: {menu_page}"));
+    assert!(browser
+        .source()
+        .contains(&format!("value=\"{to_150}\" selected")));
+    browser.screenshot(&shots, "nordlicht-ivr-menu");
+    browser.goto(&format!("{nordlicht}/customers/{customer}/ivr-menus"));
+    let listed = browser.text("main table");
+    assert!(
+        listed.contains("Reception") && listed.contains("150 Browser Test"),
+        "{listed}"
+    );
+    let number = a_number_for(&dir, customer);
+    browser.goto(&format!("{nordlicht}/customers/{customer}/numbers"));
+    browser.click(&format!("#number-{number} option[value='ivr_menu:{menu}']"));
+    browser.click(&format!(
+        "form[action='/numbers/{number}/destination'] button[type='submit']"
+    ));
+    let flash = browser.wait_for_text(".flash", Duration::from_secs(10), |t| !t.is_empty());
+    assert_eq!(flash, "Saved.");
+    assert!(browser
+        .source()
+        .contains(&format!("value=\"ivr_menu:{menu}\" selected")));
+    browser.screenshot(&shots, "nordlicht-numbers");
 
     // Call recording turned on for the new extension, kept 30 days.
     browser.goto(&format!("{nordlicht}/customers/{customer}/recordings"));

@@ -1,6 +1,6 @@
 //! Audio customers upload in place of the platform's, for the API and the
-//! console alike: an extension's voicemail greeting and the customer's
-//! music on hold. An upload is converted (any WAV `hound` reads: 8 to 32
+//! console alike: an extension's voicemail greeting, the customer's music
+//! on hold and an auto-attendant menu's greeting. An upload is converted (any WAV `hound` reads: 8 to 32
 //! bits or float, mono or stereo, 4 to 192 kHz) to 8 kHz mono 16-bit WAV
 //! off the async threads, written to the audio store, and only then named
 //! in the store; the file it replaces goes. Anything that is not such a
@@ -8,7 +8,7 @@
 //! anything is written.
 
 use pbx_media::audio::{AudioError, Clip, LONGEST_UPLOAD_S};
-use pbx_store::{CustomerId, ExtensionId, FieldError, Principal, StoreError};
+use pbx_store::{CustomerId, ExtensionId, FieldError, IvrMenuId, Principal, StoreError};
 
 use crate::recordings::Recording;
 use crate::AppState;
@@ -18,6 +18,15 @@ use crate::AppState;
 pub enum Target {
     Greeting(ExtensionId),
     MusicOnHold(CustomerId),
+    MenuGreeting(IvrMenuId),
+}
+
+impl Target {
+    /// Whether only the customer's administrators (not an extension's
+    /// user) may change it.
+    fn admins_only(self) -> bool {
+        !matches!(self, Target::Greeting(_))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +64,10 @@ async fn new_key(s: &AppState, by: &Principal, target: Target) -> Result<String,
             s.store.extensions().get(by, ext).await?.customer_id,
         ),
         Target::MusicOnHold(customer) => ("music", customer),
+        Target::MenuGreeting(menu) => (
+            "menus",
+            s.store.ivr_menus().get(by, menu).await?.customer_id,
+        ),
     };
     Ok(pbx_store::audio_files::AudioFiles::new_key(
         &format!("{folder}/{}", customer.0),
@@ -71,6 +84,7 @@ async fn current(
     match target {
         Target::Greeting(ext) => audio.greeting(by, ext).await,
         Target::MusicOnHold(customer) => audio.music(by, customer).await,
+        Target::MenuGreeting(menu) => Ok(s.store.ivr_menus().get(by, menu).await?.greeting_audio),
     }
 }
 
@@ -84,6 +98,7 @@ async fn set(
     match target {
         Target::Greeting(ext) => audio.set_greeting(by, ext, key).await,
         Target::MusicOnHold(customer) => audio.set_music(by, customer, key).await,
+        Target::MenuGreeting(menu) => s.store.ivr_menus().set_greeting(by, menu, key).await,
     }
 }
 
@@ -100,7 +115,7 @@ pub async fn save(
     if by.read_only {
         return Err(StoreError::Forbidden("this credential is read-only").into());
     }
-    if matches!(target, Target::MusicOnHold(_)) && by.scope.extension().is_some() {
+    if target.admins_only() && by.scope.extension().is_some() {
         return Err(StoreError::Forbidden("this needs an administrator's rights").into());
     }
     let clip = tokio::task::spawn_blocking(move || Clip::from_wav(&bytes, LONGEST_UPLOAD_S))
@@ -145,4 +160,14 @@ pub async fn read(
         Some(key) => Ok(Some(crate::recordings::read(s, key, "upload", 0).await)),
         None => Ok(None),
     }
+}
+
+/// Deletes a menu, and its uploaded greeting's file.
+pub async fn delete_menu(s: &AppState, by: &Principal, menu: IvrMenuId) -> Result<(), StoreError> {
+    let greeting = s.store.ivr_menus().get(by, menu).await?.greeting_audio;
+    s.store.ivr_menus().delete(by, menu).await?;
+    if let Some(old) = greeting {
+        crate::recordings::remove(s, old, "deleted menu's greeting", menu.0).await;
+    }
+    Ok(())
 }

@@ -143,6 +143,19 @@ async fn authorisation_matrix(db: TestDb) {
         )
         .await
         .unwrap();
+    let menu = api
+        .db
+        .store
+        .ivr_menus()
+        .create(
+            &sys,
+            a,
+            &serde_json::from_value(json!({"name": "Main",
+                "options": [{"key": "1", "destination": {"kind": "extension", "id": ext}}]}))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
     let rule = api
         .db
         .store
@@ -464,6 +477,29 @@ async fn authorisation_matrix(db: TestDb) {
             format!("/api/v1/conference-rooms/{}", room.id),
             Some(json!({"number": "800", "name": "Board", "max_participants": 20})),
             ok,
+        ),
+        row(M::GET, format!("/api/v1/customers/{a}/ivr-menus"), None, ok),
+        row(
+            M::POST,
+            format!("/api/v1/customers/{a}/ivr-menus"),
+            Some(
+                json!({"name": "Menu {who}", "options": [{"key": "#", "destination": {"kind": "voicemail", "id": ext}}]}),
+            ),
+            [201, 201, 404, 201, 404],
+        ),
+        row(M::GET, format!("/api/v1/ivr-menus/{}", menu.id), None, ok),
+        row(
+            M::PUT,
+            format!("/api/v1/ivr-menus/{}", menu.id),
+            Some(json!({"name": "Main", "tries": 2,
+                "options": [{"key": "1", "destination": {"kind": "extension", "id": ext}}]})),
+            ok,
+        ),
+        row(
+            M::GET,
+            format!("/api/v1/ivr-menus/{}/greeting", menu.id),
+            None,
+            [404, 404, 404, 404, 404],
         ),
         row(
             M::GET,
@@ -1827,7 +1863,273 @@ async fn uploads_are_converted_checked_and_sealed(db: TestDb) {
     assert_eq!(api.get(Who::CustomerA, &greeting).await.status, 404);
 }
 
+/// Menus through the API: options lead only to the customer's own
+/// destinations, another customer reaches nothing of them, ETags stop lost
+/// updates, a number leads to a menu, and the greeting is uploaded,
+/// replaced and removed with the menu.
+async fn ivr_menus_are_sealed_to_their_customer(db: TestDb) {
+    let api = Api::new(db).await;
+    let t = &api.t;
+    let (a, b) = (t.customer_a.id, t.customer_b.id);
+    let (ext_a, ext_b) = (t.extension_a.id, t.extension_b.id);
+    let list = format!("/api/v1/customers/{a}/ivr-menus");
+    let to = |kind: &str, id: i64| json!({"kind": kind, "id": id});
+    let created = api
+        .post(
+            Who::CustomerA,
+            &list,
+            &json!({"name": "Reception", "timeout_s": 4, "direct_dial": true,
+                "options": [{"key": "#", "destination": to("voicemail", ext_a.0)},
+                            {"key": "1", "destination": to("extension", ext_a.0)}],
+                "on_timeout": to("extension", ext_a.0)}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    let menu = created.json();
+    let id = menu["id"].as_i64().unwrap();
+    let uri = format!("/api/v1/ivr-menus/{id}");
+    assert_eq!(created.header("location"), Some(uri.as_str()));
+    assert_eq!(menu["tries"], 3, "the default");
+    assert_eq!(menu["has_greeting"], false);
+    assert!(menu.get("greeting_audio").is_none());
+    assert_eq!(menu["options"][0]["key"], "1", "digits first");
+    assert_eq!(menu["on_timeout"], to("extension", ext_a.0));
+    let listed = api.get(Who::CustomerA, &list).await.json();
+    assert_eq!(listed["items"].as_array().unwrap().len(), 1);
+
+    // Bad settings name their field; another customer's extension is not
+    // a destination of A's menu.
+    for (body, field) in [
+        (
+            json!({"name": "X", "options": [{"key": "12", "destination": to("extension", ext_a.0)}]}),
+            "options",
+        ),
+        (
+            json!({"name": "X", "options": [{"key": "2", "destination": to("extension", ext_b.0)}]}),
+            "options",
+        ),
+        (
+            json!({"name": "X", "on_timeout": to("voicemail", ext_b.0)}),
+            "on_timeout",
+        ),
+        (json!({"name": "X", "tries": 9}), "tries"),
+        (json!({"name": ""}), "name"),
+    ] {
+        let refused = api.post(Who::CustomerA, &list, &body).await;
+        assert_eq!(refused.status, 422, "{body}: {}", refused.text());
+        assert_eq!(
+            refused.json()["errors"][0]["field"],
+            field,
+            "{}",
+            refused.text()
+        );
+    }
+    let itself = api
+        .put(
+            Who::CustomerA,
+            &uri,
+            &json!({"name": "Reception", "options": [{"key": "9", "destination": to("ivr_menu", id)}]}),
+        )
+        .await;
+    assert_eq!(itself.status, 422, "{}", itself.text());
+
+    // Customer B's admin: A's menu is not there, and B's own menu cannot
+    // lead to A's extension or to A's menu.
+    let mine = json!({"name": "Mine"});
+    assert_eq!(api.get(Who::CustomerB, &uri).await.status, 404);
+    assert_eq!(api.get(Who::CustomerB, &list).await.status, 404);
+    assert_eq!(api.put(Who::CustomerB, &uri, &mine).await.status, 404);
+    assert_eq!(api.post(Who::CustomerB, &list, &mine).await.status, 404);
+    assert_eq!(api.delete(Who::CustomerB, &uri).await.status, 404);
+    assert_eq!(api.get(Who::ResellerY, &uri).await.status, 404);
+    let theirs = format!("/api/v1/customers/{b}/ivr-menus");
+    for destination in [to("extension", ext_a.0), to("ivr_menu", id)] {
+        let refused = api
+            .post(
+                Who::CustomerB,
+                &theirs,
+                &json!({"name": "Mine", "options": [{"key": "1", "destination": destination}]}),
+            )
+            .await;
+        assert_eq!(refused.status, 422, "{}", refused.text());
+    }
+    let own_b = api
+        .post(Who::CustomerB, &theirs, &json!({"name": "Mine", "options": [{"key": "1", "destination": to("extension", ext_b.0)}]}))
+        .await;
+    assert_eq!(own_b.status, 201, "{}", own_b.text());
+
+    // ETags: a change based on a stale one is stopped.
+    let etag = api
+        .get(Who::CustomerA, &uri)
+        .await
+        .header("etag")
+        .unwrap()
+        .to_owned();
+    let change = json!({"name": "Reception", "tries": 2,
+        "options": [{"key": "0", "destination": to("extension", ext_a.0)}]});
+    let done = api
+        .send(
+            Who::CustomerA,
+            Method::PUT,
+            &uri,
+            Some(&change),
+            &[("if-match", &etag)],
+        )
+        .await;
+    assert_eq!(done.status, 200, "{}", done.text());
+    assert_eq!(done.json()["options"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        done.json()["on_timeout"],
+        Value::Null,
+        "an option not given is gone"
+    );
+    let stale = api
+        .send(
+            Who::ResellerX,
+            Method::PUT,
+            &uri,
+            Some(&change),
+            &[("if-match", &etag)],
+        )
+        .await;
+    assert_eq!(stale.status, 412);
+
+    // A number of A's leads to the menu; B cannot point its own at it.
+    let sys = Principal::system();
+    let number = api
+        .db
+        .store
+        .numbers()
+        .create(&sys, "+4930777000", Some(t.reseller_x.id))
+        .await
+        .unwrap();
+    api.db
+        .store
+        .numbers()
+        .assign(&sys, number.id, a)
+        .await
+        .unwrap();
+    let routing = format!("/api/v1/numbers/{}/destination", number.id);
+    let routed = api
+        .put(
+            Who::CustomerA,
+            &routing,
+            &json!({"destination": to("ivr_menu", id)}),
+        )
+        .await;
+    assert_eq!(routed.status, 200, "{}", routed.text());
+    assert_eq!(routed.json()["destination"], to("ivr_menu", id));
+    let number_b = api
+        .db
+        .store
+        .numbers()
+        .create(&sys, "+4930777001", Some(t.reseller_y.id))
+        .await
+        .unwrap();
+    api.db
+        .store
+        .numbers()
+        .assign(&sys, number_b.id, b)
+        .await
+        .unwrap();
+    let refused = api
+        .put(
+            Who::CustomerB,
+            &format!("/api/v1/numbers/{}/destination", number_b.id),
+            &json!({"destination": to("ivr_menu", id)}),
+        )
+        .await;
+    assert!(
+        matches!(refused.status.as_u16(), 404 | 422),
+        "{}",
+        refused.text()
+    );
+
+    // The greeting: uploaded, kept as 8 kHz, replaced, gone with the menu.
+    let greeting = format!("{uri}/greeting");
+    let put_wav = |who, body: Vec<u8>| {
+        let greeting = greeting.clone();
+        let api = &api;
+        async move {
+            api.send_raw(
+                who,
+                Method::PUT,
+                &greeting,
+                Some(body),
+                &[("content-type", "audio/wav")],
+            )
+            .await
+        }
+    };
+    assert_eq!(api.get(Who::CustomerA, &greeting).await.status, 404);
+    let saved = put_wav(Who::CustomerA, wav(16_000, 1, 1.0, 440.0)).await;
+    assert_eq!(saved.status, 200, "{}", saved.text());
+    assert_eq!(saved.json()["duration_ms"], 1000);
+    let kept = api.get(Who::CustomerA, &greeting).await;
+    assert_eq!(kept.header("content-type"), Some("audio/wav"));
+    let clip = pbx_media::audio::Clip::from_wav(&kept.bytes, 10).expect("a WAV");
+    assert_eq!(clip.samples().len(), 8_000);
+    assert_eq!(
+        api.get(Who::CustomerA, &uri).await.json()["has_greeting"],
+        true
+    );
+    let key = |api: &Api| {
+        let store = api.db.store.clone();
+        async move {
+            store
+                .ivr_menus()
+                .get(&Principal::system(), pbx_store::IvrMenuId(id))
+                .await
+                .unwrap()
+                .greeting_audio
+                .expect("a key")
+        }
+    };
+    let first = key(&api).await;
+    assert_eq!(
+        put_wav(Who::CustomerB, wav(8000, 1, 1.0, 440.0))
+            .await
+            .status,
+        404
+    );
+    assert_eq!(api.get(Who::CustomerB, &greeting).await.status, 404);
+    assert_eq!(api.delete(Who::CustomerB, &greeting).await.status, 404);
+    let refused = put_wav(Who::CustomerA, b"RIFF....WAVEjunk".to_vec()).await;
+    assert_eq!(refused.status, 422);
+    assert_eq!(refused.json()["errors"][0]["field"], "audio");
+    let replaced = put_wav(Who::ResellerX, wav(8000, 1, 0.5, 300.0)).await;
+    assert_eq!(replaced.status, 200, "{}", replaced.text());
+    assert!(
+        api.state.audio.read(&first).is_err(),
+        "the replaced file is gone"
+    );
+    let second = key(&api).await;
+    assert_eq!(api.delete(Who::CustomerA, &greeting).await.status, 204);
+    assert_eq!(api.get(Who::CustomerA, &greeting).await.status, 404);
+    assert!(api.state.audio.read(&second).is_err());
+    assert_eq!(
+        put_wav(Who::CustomerA, wav(8000, 1, 0.5, 300.0))
+            .await
+            .status,
+        200
+    );
+    let third = key(&api).await;
+
+    // Deleted: gone with its greeting, and the number leads nowhere.
+    assert_eq!(api.delete(Who::CustomerA, &uri).await.status, 204);
+    assert_eq!(api.get(Who::CustomerA, &uri).await.status, 404);
+    assert!(
+        api.state.audio.read(&third).is_err(),
+        "the greeting went with the menu"
+    );
+    let number = api
+        .get(Who::CustomerA, &format!("/api/v1/numbers/{}", number.id))
+        .await;
+    assert_eq!(number.json()["destination"], Value::Null);
+}
+
 pbx_store::both_engines!(
+    ivr_menus_are_sealed_to_their_customer,
     uploads_are_converted_checked_and_sealed,
     authorisation_matrix,
     lists_show_only_the_callers_tenant,

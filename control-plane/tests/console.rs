@@ -2130,6 +2130,281 @@ async fn customer_admin_keeps_business_hours(db: TestDb) {
     assert_eq!(deleted.status, StatusCode::SEE_OTHER);
 }
 
+async fn customer_admin_runs_ivr_menus(db: TestDb) {
+    let api = setup(db).await;
+    let t = &api.t;
+    let (a, store) = (t.customer_a.id, &api.db.store);
+    let ext = format!("extension:{}", t.extension_a.id.0);
+    let boxed = format!("voicemail:{}", t.extension_a.id.0);
+    let mut x = Browser::new(&api, HOST_X);
+    x.sign_in("admin@acme.test").await;
+    let list = format!("/customers/{a}/ivr-menus");
+    let page = x.get(&list).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.body.contains(&format!("href=\"{list}\"")),
+        "in the navigation"
+    );
+    // The select offers A's extension and box, not B's.
+    assert!(
+        page.body.contains(&format!("value=\"{ext}\"")),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains(&format!("value=\"{boxed}\"")));
+    assert!(!page
+        .body
+        .contains(&format!("extension:{}\"", t.extension_b.id.0)));
+    let token = x.token(&list).await;
+    // B's extension, and a bad number of tries: refused, the form kept.
+    let theirs = format!("extension:{}", t.extension_b.id.0);
+    for (key, tries) in [(theirs.as_str(), "3"), (ext.as_str(), "9")] {
+        let refused = x
+            .post(
+                &list,
+                &[
+                    ("csrf", &token),
+                    ("name", "Empfang <b>"),
+                    ("tries", tries),
+                    ("key_1", key),
+                ],
+            )
+            .await;
+        assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{key}");
+        assert!(
+            refused.body.contains("value=\"Empfang &lt;b&gt;\""),
+            "{}",
+            refused.body
+        );
+    }
+    let created = x
+        .post(
+            &list,
+            &[
+                ("csrf", &token),
+                ("name", "Empfang <b>"),
+                ("timeout_s", "7"),
+                ("tries", "2"),
+                ("direct_dial", "1"),
+                ("key_1", &ext),
+                ("key_hash", &boxed),
+                ("key_2", ""),
+                ("on_timeout", &ext),
+            ],
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::SEE_OTHER, "{}", created.body);
+    let menus = store
+        .ivr_menus()
+        .list(&t.customer_a_admin, a)
+        .await
+        .expect("menus");
+    assert_eq!(menus.len(), 1);
+    let m = &menus[0];
+    assert_eq!((m.timeout_s, m.tries, m.direct_dial), (7, 2, true));
+    assert_eq!(
+        m.options.iter().map(|o| o.key.as_str()).collect::<Vec<_>>(),
+        ["1", "#"]
+    );
+    assert_eq!(
+        m.on_timeout,
+        Some(pbx_store::numbers::Destination::Extension(t.extension_a.id))
+    );
+    let page_path = format!("/ivr-menus/{}", m.id);
+    let shown = x.get(created.location()).await;
+    assert!(shown.body.contains("Menu created."), "{}", shown.body);
+    assert!(shown.body.contains("Empfang &lt;b&gt;") && !shown.body.contains("Empfang <b>"));
+    let listed = x.get(&list).await;
+    assert!(
+        listed.body.contains(&format!("href=\"{page_path}\"")),
+        "{}",
+        listed.body
+    );
+    // Saved: key 1 now to the box, the rest cleared.
+    let saved = x
+        .post(
+            &page_path,
+            &[
+                ("csrf", &token),
+                ("version", &m.version.to_string()),
+                ("name", "Empfang"),
+                ("key_star", &boxed),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
+    let m = store
+        .ivr_menus()
+        .get(&t.customer_a_admin, m.id)
+        .await
+        .expect("menu");
+    assert_eq!(m.options.len(), 1);
+    assert_eq!((m.options[0].key.as_str(), m.on_timeout), ("*", None));
+    let edit = x.get(&page_path).await;
+    assert!(
+        edit.body.contains(&format!("value=\"{boxed}\" selected")),
+        "{}",
+        edit.body
+    );
+    // A menu is not offered as its own option.
+    assert!(!edit
+        .body
+        .contains(&format!("value=\"ivr_menu:{}\"", m.id.0)));
+
+    // Numbers and business hours offer it.
+    let menu_value = format!("ivr_menu:{}", m.id.0);
+    let sys = Principal::system();
+    let number = store
+        .numbers()
+        .create(&sys, "+49301112223", Some(t.reseller_x.id))
+        .await
+        .expect("number");
+    store
+        .numbers()
+        .assign(&sys, number.id, a)
+        .await
+        .expect("assigned");
+    let numbers_path = format!("/customers/{a}/numbers");
+    let numbers = x.get(&numbers_path).await;
+    assert!(
+        numbers.body.contains(&format!("value=\"{menu_value}\"")),
+        "{}",
+        numbers.body
+    );
+    let routed = x
+        .post(
+            &format!("/numbers/{}/destination", number.id.0),
+            &[("csrf", &token), ("destination", &menu_value)],
+        )
+        .await;
+    assert_eq!(routed.status, StatusCode::SEE_OTHER, "{}", routed.body);
+    assert!(x
+        .get(&numbers_path)
+        .await
+        .body
+        .contains(&format!("value=\"{menu_value}\" selected")));
+    let hours = x.get(&format!("/customers/{a}/business-hours")).await;
+    assert!(
+        hours.body.contains(&format!("value=\"{menu_value}\"")),
+        "{}",
+        hours.body
+    );
+    let rule = x
+        .post(
+            &format!("/customers/{a}/business-hours"),
+            &[
+                ("csrf", &token),
+                ("name", "Office"),
+                ("weekly", "Mo-Fr 08:00-17:00"),
+                ("open_to", &menu_value),
+                ("closed_to", &boxed),
+            ],
+        )
+        .await;
+    assert_eq!(rule.status, StatusCode::SEE_OTHER, "{}", rule.body);
+    let rules = store
+        .business_hours()
+        .list(&t.customer_a_admin, a)
+        .await
+        .expect("rules");
+    assert_eq!(
+        rules[0].open_destination,
+        Some(pbx_store::numbers::Destination::IvrMenu(m.id))
+    );
+    let rule_page = x.get(rule.location()).await;
+    assert!(
+        rule_page
+            .body
+            .contains(&format!("value=\"{menu_value}\" selected")),
+        "{}",
+        rule_page.body
+    );
+
+    // The greeting, uploaded on the menu's page and played back.
+    let wav = pbx_media::audio::Clip::new(pbx_media::audio::tone(500.0, 2_000, 0.3)).to_wav();
+    let upload_path = format!("{page_path}/greeting");
+    let audio_path = format!("{page_path}/greeting/audio");
+    let refused = x.upload(&upload_path, &token, "audio", b"RIFF").await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(refused.body.contains("audio:"), "{}", refused.body);
+    let uploaded = x.upload(&upload_path, &token, "audio", &wav).await;
+    assert_eq!(uploaded.status, StatusCode::SEE_OTHER, "{}", uploaded.body);
+    assert!(x.get(&page_path).await.body.contains(&audio_path));
+    assert_eq!(x.get(&audio_path).await.status, StatusCode::OK);
+
+    // Customer B's admin (on B's host) reaches none of it, and its own
+    // menu cannot lead to A's extension or menu.
+    let mut y = Browser::new(&api, HOST_Y);
+    y.sign_in("admin@bolt.test").await;
+    assert_eq!(y.get(&page_path).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(y.get(&audio_path).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(y.get(&list).await.status, StatusCode::NOT_FOUND);
+    let y_list = format!("/customers/{}/ivr-menus", t.customer_b.id);
+    let y_token = y.token(&y_list).await;
+    for (path, fields) in [
+        (page_path.clone(), vec![("name", "Mine")]),
+        (format!("{page_path}/delete"), vec![("confirm", "1")]),
+        (format!("{page_path}/greeting/delete"), vec![]),
+        (list.clone(), vec![("name", "Mine")]),
+    ] {
+        let mut form = vec![("csrf", y_token.as_str())];
+        form.extend(fields);
+        assert_eq!(
+            y.post(&path, &form).await.status,
+            StatusCode::NOT_FOUND,
+            "{path}"
+        );
+    }
+    assert_eq!(
+        y.upload(&upload_path, &y_token, "audio", &wav).await.status,
+        StatusCode::NOT_FOUND
+    );
+    for key in [ext.as_str(), menu_value.as_str()] {
+        let refused = y
+            .post(
+                &y_list,
+                &[("csrf", &y_token), ("name", "Mine"), ("key_1", key)],
+            )
+            .await;
+        assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{key}");
+    }
+    assert!(store
+        .ivr_menus()
+        .list(&t.customer_b_admin, t.customer_b.id)
+        .await
+        .expect("menus")
+        .is_empty());
+
+    // Deleted, with its greeting: the rule leads nowhere while open.
+    let key = store
+        .ivr_menus()
+        .get(&t.customer_a_admin, m.id)
+        .await
+        .expect("menu")
+        .greeting_audio
+        .expect("a greeting");
+    let deleted = x
+        .post(
+            &format!("{page_path}/delete"),
+            &[("csrf", &token), ("confirm", "1")],
+        )
+        .await;
+    assert_eq!(deleted.status, StatusCode::SEE_OTHER);
+    assert_eq!(x.get(&page_path).await.status, StatusCode::NOT_FOUND);
+    assert!(
+        api.state.audio.read(&key).is_err(),
+        "the greeting's file is gone"
+    );
+    let rules = store
+        .business_hours()
+        .list(&t.customer_a_admin, a)
+        .await
+        .expect("rules");
+    assert_eq!(rules[0].open_destination, None);
+    let number = store.numbers().get(&sys, number.id).await.expect("number");
+    assert_eq!(number.destination, None);
+}
+
 async fn customer_admin_routes_its_numbers(db: TestDb) {
     let api = setup(db).await;
     let sys = Principal::system();
@@ -2764,6 +3039,7 @@ pbx_store::both_engines!(
     trunks_are_kept_by_their_owner_and_never_show_their_secret,
     customer_admin_keeps_business_hours,
     customer_admin_routes_its_numbers,
+    customer_admin_runs_ivr_menus,
     a_brand_changed_elsewhere_shows_without_waiting_for_the_cache,
     pages_speak_the_users_language,
     dashboard_shows_registrations_heard_live,

@@ -139,6 +139,20 @@ async fn every_documented_route_answers_as_documented(db: TestDb) {
         )
         .await
         .unwrap();
+    let menu = api
+        .db
+        .store
+        .ivr_menus()
+        .create(
+            &sys,
+            t.customer_a.id,
+            &serde_json::from_value(json!({"name": "Main",
+                "options": [{"key": "1", "destination": {"kind": "extension", "id": t.extension_a.id}}],
+                "on_timeout": {"kind": "voicemail", "id": t.extension_a.id}}))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
     let (webhook, _) = api
         .db
         .store
@@ -313,6 +327,7 @@ async fn every_documented_route_answers_as_documented(db: TestDb) {
             "webhooks" => webhook.id,
             "ring-groups" => group.id.0,
             "conference-rooms" => room.id.0,
+            "ivr-menus" => menu.id.0,
             "trunks" => trunk.id.0,
             "business-hours" => rule.id.0,
             "sip-bans" => ban,

@@ -21,6 +21,7 @@ pub mod guard;
 pub mod hours;
 pub mod idempotency;
 pub mod input;
+pub mod ivr_menus;
 pub mod limits;
 pub mod media;
 pub mod numbers;
@@ -111,7 +112,7 @@ impl ApiState {
     components(schemas(Problem, problem::ProblemField)),
     security(("bearer" = [])),
     tags(
-        (name = "resellers"), (name = "customers"), (name = "extensions"), (name = "devices"), (name = "ring-groups"), (name = "conference-rooms"), (name = "business-hours"),
+        (name = "resellers"), (name = "customers"), (name = "extensions"), (name = "devices"), (name = "ring-groups"), (name = "conference-rooms"), (name = "ivr-menus"), (name = "business-hours"),
         (name = "numbers"), (name = "trunks"), (name = "price-plans"), (name = "logins"), (name = "tokens"),
         (name = "live"), (name = "call-records"), (name = "statements"), (name = "webhooks"), (name = "session"), (name = "sip-security"), (name = "media"), (name = "voicemail"), (name = "call-recording"),
     )
@@ -205,6 +206,7 @@ fn documented() -> OpenApiRouter<AppState> {
         .merge(phones::routes())
         .merge(groups::routes())
         .merge(rooms::routes())
+        .merge(ivr_menus::routes())
         .merge(trunks::routes())
         .merge(hours::routes())
         .merge(limits::routes())

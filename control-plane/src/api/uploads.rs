@@ -1,6 +1,6 @@
 //! Audio a customer uploads: an extension's voicemail greeting (its user
-//! or the customer's administrators) and the customer's music on hold (its
-//! administrators). `PUT` a WAV file (`Content-Type: audio/wav`, at most
+//! or the customer's administrators), the customer's music on hold and an
+//! auto-attendant menu's greeting (its administrators). `PUT` a WAV file (`Content-Type: audio/wav`, at most
 //! 16 MB and five minutes; any sample rate, mono or stereo: it is
 //! converted to 8 kHz mono), `GET` it back as kept, `DELETE` it to go back
 //! to the platform's.
@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json as JsonOut;
-use pbx_store::{CustomerId, ExtensionId};
+use pbx_store::{CustomerId, ExtensionId, IvrMenuId};
 use serde::Serialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -25,6 +25,11 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(get_greeting, put_greeting, delete_greeting))
         .routes(routes!(get_music, put_music, delete_music))
+        .routes(routes!(
+            get_menu_greeting,
+            put_menu_greeting,
+            delete_menu_greeting
+        ))
         // Audio files are larger than the API's JSON bodies.
         .layer(axum::extract::DefaultBodyLimit::max(MAX_AUDIO))
 }
@@ -144,5 +149,44 @@ async fn delete_music(
     Path(id): Path<i64>,
 ) -> ApiResult<StatusCode> {
     uploads::remove(&s, &by, Target::MusicOnHold(CustomerId(id))).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A menu's uploaded greeting, as kept (WAV, 8 kHz mono).
+#[utoipa::path(get, path = "/api/v1/ivr-menus/{id}/greeting", tag = "ivr-menus",
+    params(("id" = i64, Path)),
+    responses((status = 200, description = "The greeting", content_type = "audio/wav")))]
+async fn get_menu_greeting(
+    State(s): State<AppState>,
+    Caller(by): Caller,
+    Path(id): Path<i64>,
+) -> ApiResult<Response> {
+    fetch(&s, &by, Target::MenuGreeting(IvrMenuId(id))).await
+}
+
+/// Uploads a menu's greeting (callers hear it instead of the platform's
+/// default, which only asks them to choose).
+#[utoipa::path(put, path = "/api/v1/ivr-menus/{id}/greeting", tag = "ivr-menus",
+    params(("id" = i64, Path)),
+    request_body(content = Vec<u8>, content_type = "audio/wav", description = "A WAV file, at most 16 MB and five minutes"),
+    responses((status = 200, body = Uploaded)))]
+async fn put_menu_greeting(
+    State(s): State<AppState>,
+    Caller(by): Caller,
+    Path(id): Path<i64>,
+    wav: Wav,
+) -> ApiResult<JsonOut<Uploaded>> {
+    save(&s, &by, Target::MenuGreeting(IvrMenuId(id)), wav).await
+}
+
+/// Removes a menu's greeting: callers hear the default again.
+#[utoipa::path(delete, path = "/api/v1/ivr-menus/{id}/greeting", tag = "ivr-menus",
+    params(("id" = i64, Path)), responses((status = 204)))]
+async fn delete_menu_greeting(
+    State(s): State<AppState>,
+    Caller(by): Caller,
+    Path(id): Path<i64>,
+) -> ApiResult<StatusCode> {
+    uploads::remove(&s, &by, Target::MenuGreeting(IvrMenuId(id))).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,18 +1,20 @@
 //! The customer admin's business hours: opening times written as lines
 //! (`Mo-Fr 08:00-17:30`, English or German day names, or 1–7), holidays as
-//! dated lines, and where calls go while open and while closed (an
-//! extension or ring group number of the customer).
+//! dated lines, and where calls go while open and while closed (chosen
+//! from the customer's extensions, ring groups, rooms, voicemail boxes and
+//! menus).
 
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use pbx_store::business_hours::{is_open, BusinessHours, BusinessHoursSettings, Holiday, Interval};
-use pbx_store::numbers::Destination;
-use pbx_store::{BusinessHoursId, CustomerId};
+use pbx_store::BusinessHoursId;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::choices::{self, Choices, For};
+use super::i18n::Texts;
 use super::pages::{admin_customer, field_messages};
 use super::visit::{Confirm, Failure, Form, Visit};
 use crate::AppState;
@@ -96,97 +98,6 @@ fn holidays_text(holidays: &[Holiday]) -> String {
         .join("\n")
 }
 
-/// Extension, ring group and room numbers of a customer, to and from
-/// destinations; `*102` is extension 102's voicemail box (as phones of
-/// other PBXs dial it).
-struct Targets {
-    extensions: Vec<(pbx_store::ExtensionId, String)>,
-    groups: Vec<(pbx_store::RingGroupId, String)>,
-    rooms: Vec<(pbx_store::ConferenceRoomId, String)>,
-}
-
-impl Targets {
-    async fn of(s: &AppState, visit: &Visit, customer: CustomerId) -> Result<Targets, Failure> {
-        let by = visit.principal()?;
-        Ok(Targets {
-            extensions: s
-                .store
-                .extensions()
-                .list(by, customer)
-                .await?
-                .into_iter()
-                .filter(|e| e.deleted_at.is_none())
-                .map(|e| (e.id, e.number))
-                .collect(),
-            groups: s
-                .store
-                .ring_groups()
-                .list(by, customer)
-                .await?
-                .into_iter()
-                .map(|g| (g.id, g.number))
-                .collect(),
-            rooms: s
-                .store
-                .conference_rooms()
-                .list(by, customer)
-                .await?
-                .into_iter()
-                .map(|r| (r.id, r.number))
-                .collect(),
-        })
-    }
-
-    fn number(&self, d: Option<Destination>) -> String {
-        match d {
-            Some(Destination::Extension(e)) => self
-                .extensions
-                .iter()
-                .find(|(id, _)| *id == e)
-                .map(|(_, n)| n.clone()),
-            Some(Destination::RingGroup(g)) => self
-                .groups
-                .iter()
-                .find(|(id, _)| *id == g)
-                .map(|(_, n)| n.clone()),
-            Some(Destination::ConferenceRoom(r)) => self
-                .rooms
-                .iter()
-                .find(|(id, _)| *id == r)
-                .map(|(_, n)| n.clone()),
-            Some(Destination::Voicemail(e)) => self
-                .extensions
-                .iter()
-                .find(|(id, _)| *id == e)
-                .map(|(_, n)| format!("*{n}")),
-            _ => None,
-        }
-        .unwrap_or_default()
-    }
-
-    fn destination(&self, number: &str) -> Result<Option<Destination>, ()> {
-        let number = number.trim();
-        if number.is_empty() {
-            return Ok(None);
-        }
-        if let Some((id, _)) = self.extensions.iter().find(|(_, n)| n == number) {
-            return Ok(Some(Destination::Extension(*id)));
-        }
-        if let Some((id, _)) = self.groups.iter().find(|(_, n)| n == number) {
-            return Ok(Some(Destination::RingGroup(*id)));
-        }
-        if let Some((id, _)) = self.rooms.iter().find(|(_, n)| n == number) {
-            return Ok(Some(Destination::ConferenceRoom(*id)));
-        }
-        if let Some(boxed) = number.strip_prefix('*') {
-            if let Some((id, _)) = self.extensions.iter().find(|(_, n)| n == boxed) {
-                return Ok(Some(Destination::Voicemail(*id)));
-            }
-        }
-        Err(())
-    }
-}
-
 #[derive(Deserialize, Default)]
 struct RuleForm {
     #[serde(default)]
@@ -203,23 +114,27 @@ struct RuleForm {
 }
 
 impl RuleForm {
-    fn of(r: &BusinessHours, t: &Targets) -> RuleForm {
+    fn of(r: &BusinessHours) -> RuleForm {
         RuleForm {
             name: r.name.clone(),
             weekly: weekly_text(&r.weekly),
             holidays: holidays_text(&r.holidays),
-            open_to: t.number(r.open_destination),
-            closed_to: t.number(r.closed_destination),
+            open_to: r.open_destination.map(choices::value).unwrap_or_default(),
+            closed_to: r.closed_destination.map(choices::value).unwrap_or_default(),
             version: Some(r.version),
         }
     }
 
-    fn echo(&self) -> Value {
+    /// What the form showed, with a select of the customer's destinations
+    /// for open and for closed.
+    fn echo(&self, texts: &Texts, c: &Choices) -> Value {
+        let none = texts.get("not_routed");
+        let select = |text: &str| c.select(texts, c.read(text).ok().flatten(), none);
         json!({ "name": self.name, "weekly": self.weekly, "holidays": self.holidays,
-                "open_to": self.open_to, "closed_to": self.closed_to })
+                "open_to": select(&self.open_to), "closed_to": select(&self.closed_to) })
     }
 
-    fn settings(&self, t: &Targets) -> Result<BusinessHoursSettings, Vec<String>> {
+    fn settings(&self, t: &Choices) -> Result<BusinessHoursSettings, Vec<String>> {
         let mut errors = Vec::new();
         let mut weekly = Vec::new();
         for line in self.weekly.lines().filter(|l| !l.trim().is_empty()) {
@@ -245,11 +160,11 @@ impl RuleForm {
             })
             .collect();
         let open = t
-            .destination(&self.open_to)
-            .map_err(|()| format!("open_to: {}", self.open_to));
+            .read(&self.open_to)
+            .map_err(|text| format!("open_to: {text}"));
         let closed = t
-            .destination(&self.closed_to)
-            .map_err(|()| format!("closed_to: {}", self.closed_to));
+            .read(&self.closed_to)
+            .map_err(|text| format!("closed_to: {text}"));
         let (open, closed) = match (open, closed) {
             (Ok(o), Ok(c)) => (o, c),
             (o, c) => {
@@ -277,22 +192,23 @@ async fn rules(
     Path(id): Path<i64>,
 ) -> Result<Response, Failure> {
     let customer = admin_customer(&s, &visit, id).await?;
+    let choices = Choices::of(&s, &visit, customer.id, For::Rule).await?;
     let blank = RuleForm {
         weekly: "Mo-Fr 08:00-17:00".into(),
         ..RuleForm::default()
     };
-    rules_page(&s, &visit, &customer, blank.echo(), Vec::new()).await
+    rules_page(&s, &visit, &customer, &choices, &blank, Vec::new()).await
 }
 
 async fn rules_page(
     s: &AppState,
     visit: &Visit,
     customer: &pbx_store::customers::Customer,
-    form: Value,
+    choices: &Choices,
+    form: &RuleForm,
     errors: Vec<String>,
 ) -> Result<Response, Failure> {
     let by = visit.principal()?;
-    let targets = Targets::of(s, visit, customer.id).await?;
     let tz = visit.time_zone(&customer.time_zone);
     let now = pbx_store::now_ms();
     let list: Vec<Value> = s
@@ -305,8 +221,8 @@ async fn rules_page(
             json!({
                 "id": r.id, "name": r.name,
                 "weekly": weekly_text(&r.weekly).replace('\n', ", "),
-                "open_to": targets.number(r.open_destination),
-                "closed_to": targets.number(r.closed_destination),
+                "open_to": choices.label(r.open_destination),
+                "closed_to": choices.label(r.closed_destination),
                 "open": is_open(&r.weekly, &r.holidays, tz, now),
             })
         })
@@ -316,7 +232,8 @@ async fn rules_page(
         s,
         "hours",
         texts.get("business_hours"),
-        json!({ "customer_id": customer.id, "rules": list, "can_create": !by.read_only, "form": form }),
+        json!({ "customer_id": customer.id, "rules": list, "can_create": !by.read_only,
+                "form": form.echo(texts, choices) }),
         errors,
     )
 }
@@ -329,10 +246,10 @@ async fn create_rule(
 ) -> Result<Response, Failure> {
     let customer = admin_customer(&s, &visit, id).await?;
     let by = visit.principal()?;
-    let targets = Targets::of(&s, &visit, customer.id).await?;
-    let settings = match form.settings(&targets) {
+    let choices = Choices::of(&s, &visit, customer.id, For::Rule).await?;
+    let settings = match form.settings(&choices) {
         Ok(settings) => settings,
-        Err(errors) => return rules_page(&s, &visit, &customer, form.echo(), errors).await,
+        Err(errors) => return rules_page(&s, &visit, &customer, &choices, &form, errors).await,
     };
     match s
         .store
@@ -347,7 +264,7 @@ async fn create_rule(
         .into_response()),
         Err(e) => {
             let errors = field_messages(e)?;
-            rules_page(&s, &visit, &customer, form.echo(), errors).await
+            rules_page(&s, &visit, &customer, &choices, &form, errors).await
         }
     }
 }
@@ -363,16 +280,16 @@ async fn rule(
         .business_hours()
         .get(by, BusinessHoursId(id))
         .await?;
-    let targets = Targets::of(&s, &visit, r.customer_id).await?;
-    let form = RuleForm::of(&r, &targets);
-    rule_page(&s, &visit, &r, form.echo(), Vec::new()).await
+    let choices = Choices::of(&s, &visit, r.customer_id, For::Rule).await?;
+    rule_page(&s, &visit, &r, &choices, &RuleForm::of(&r), Vec::new()).await
 }
 
 async fn rule_page(
     s: &AppState,
     visit: &Visit,
     r: &BusinessHours,
-    form: Value,
+    choices: &Choices,
+    form: &RuleForm,
     errors: Vec<String>,
 ) -> Result<Response, Failure> {
     let by = visit.principal()?;
@@ -380,11 +297,13 @@ async fn rule_page(
     let tz = visit.time_zone(&customer.time_zone);
     let open = is_open(&r.weekly, &r.holidays, tz, pbx_store::now_ms());
     let title = r.name.clone();
+    let texts = visit.texts(s);
     visit.form_page(
         s,
         "hours_rule",
         &title,
-        json!({ "id": r.id, "customer_id": r.customer_id, "version": r.version, "open": open, "form": form }),
+        json!({ "id": r.id, "customer_id": r.customer_id, "version": r.version, "open": open,
+                "form": form.echo(texts, choices) }),
         errors,
     )
 }
@@ -401,10 +320,10 @@ async fn update_rule(
         .business_hours()
         .get(by, BusinessHoursId(id))
         .await?;
-    let targets = Targets::of(&s, &visit, r.customer_id).await?;
-    let settings = match form.settings(&targets) {
+    let choices = Choices::of(&s, &visit, r.customer_id, For::Rule).await?;
+    let settings = match form.settings(&choices) {
         Ok(settings) => settings,
-        Err(errors) => return rule_page(&s, &visit, &r, form.echo(), errors).await,
+        Err(errors) => return rule_page(&s, &visit, &r, &choices, &form, errors).await,
     };
     match s
         .store
@@ -415,7 +334,7 @@ async fn update_rule(
         Ok(_) => Ok(Redirect::to(&format!("/business-hours/{}?done=saved", r.id)).into_response()),
         Err(e) => {
             let errors = field_messages(e)?;
-            rule_page(&s, &visit, &r, form.echo(), errors).await
+            rule_page(&s, &visit, &r, &choices, &form, errors).await
         }
     }
 }

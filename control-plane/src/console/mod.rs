@@ -9,10 +9,12 @@
 //! adds the security headers (a CSP without inline script, no framing).
 
 mod account;
+mod choices;
 mod groups;
 mod hours;
 pub mod i18n;
 pub mod look;
+mod menus;
 mod operator;
 mod pages;
 mod password;
@@ -115,6 +117,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(account::routes())
         .merge(groups::routes())
         .merge(rooms::routes())
+        .merge(menus::routes())
         .merge(voicemail::routes())
         .merge(recordings::routes())
         .merge(uploads::routes())

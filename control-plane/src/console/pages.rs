@@ -14,12 +14,12 @@ use pbx_store::call_records::{CallDirection, RecordFilter};
 use pbx_store::devices::{Credentials, NewDevice};
 use pbx_store::extensions::{ExtensionSettings, NewExtension};
 use pbx_store::forwards::{Forward, ForwardCondition};
-use pbx_store::numbers::Destination;
 use pbx_store::statements::Period;
 use pbx_store::{CustomerId, DeviceId, ExtensionId, Scope, StoreError};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::choices::{Choices, For};
 use super::visit::{Confirm, Failure, Form, Visit};
 use crate::AppState;
 
@@ -642,68 +642,8 @@ async fn numbers(
 ) -> Result<Response, Failure> {
     let customer = admin_customer(&s, &visit, id).await?;
     let by = visit.principal()?;
-    let extensions: HashMap<ExtensionId, String> = s
-        .store
-        .extensions()
-        .list(by, customer.id)
-        .await?
-        .into_iter()
-        .map(|e| (e.id, format!("{} {}", e.number, e.display_name)))
-        .collect();
-    let groups: HashMap<pbx_store::RingGroupId, String> = s
-        .store
-        .ring_groups()
-        .list(by, customer.id)
-        .await?
-        .into_iter()
-        .map(|g| (g.id, format!("{} {}", g.number, g.name)))
-        .collect();
-    let rules: HashMap<pbx_store::BusinessHoursId, String> = s
-        .store
-        .business_hours()
-        .list(by, customer.id)
-        .await?
-        .into_iter()
-        .map(|r| (r.id, r.name))
-        .collect();
-    let rooms: HashMap<pbx_store::ConferenceRoomId, String> = s
-        .store
-        .conference_rooms()
-        .list(by, customer.id)
-        .await?
-        .into_iter()
-        .map(|r| (r.id, format!("{} {}", r.number, r.name)))
-        .collect();
     let texts = visit.texts(&s);
-    let boxes: HashMap<ExtensionId, String> = extensions
-        .iter()
-        .map(|(id, label)| (*id, format!("{} {label}", texts.get("voicemail"))))
-        .collect();
-    // Every place a number can ring, as `kind:id` choices.
-    let mut choices: Vec<(String, String)> = Vec::new();
-    let mut sorted = |kind: &str, named: Vec<(i64, &String)>| {
-        let mut named = named;
-        named.sort_by(|a, b| a.1.cmp(b.1));
-        choices.extend(
-            named
-                .into_iter()
-                .map(|(id, label)| (format!("{kind}:{id}"), label.clone())),
-        );
-    };
-    sorted(
-        "extension",
-        extensions.iter().map(|(k, v)| (k.0, v)).collect(),
-    );
-    sorted("ring_group", groups.iter().map(|(k, v)| (k.0, v)).collect());
-    sorted(
-        "business_hours",
-        rules.iter().map(|(k, v)| (k.0, v)).collect(),
-    );
-    sorted(
-        "conference_room",
-        rooms.iter().map(|(k, v)| (k.0, v)).collect(),
-    );
-    sorted("voicemail", boxes.iter().map(|(k, v)| (k.0, v)).collect());
+    let choices = Choices::of(&s, &visit, customer.id, For::Number).await?;
     let list: Vec<Value> = s
         .store
         .numbers()
@@ -712,12 +652,8 @@ async fn numbers(
         .into_iter()
         .filter(|n| n.customer_id == Some(customer.id))
         .map(|n| {
-            let current = n.destination.map(destination_value).unwrap_or_default();
-            let options: Vec<Value> = std::iter::once((String::new(), texts.get("not_routed").to_owned()))
-                .chain(choices.iter().cloned())
-                .map(|(value, label)| json!({ "value": value, "label": label, "selected": value == current }))
-                .collect();
-            json!({ "id": n.id, "number": n.e164, "options": options })
+            let select = choices.select(texts, n.destination, texts.get("not_routed"));
+            json!({ "id": n.id, "number": n.e164, "select": select })
         })
         .collect();
     visit.page(
@@ -726,18 +662,6 @@ async fn numbers(
         texts.get("phone_numbers"),
         json!({ "numbers": list }),
     )
-}
-
-/// A destination as the numbers form writes it: `extension:5`.
-fn destination_value(d: Destination) -> String {
-    match d {
-        Destination::Extension(e) => format!("extension:{}", e.0),
-        Destination::RingGroup(g) => format!("ring_group:{}", g.0),
-        Destination::BusinessHours(h) => format!("business_hours:{}", h.0),
-        Destination::ConferenceRoom(r) => format!("conference_room:{}", r.0),
-        Destination::Voicemail(e) => format!("voicemail:{}", e.0),
-        Destination::IvrMenu(m) => format!("ivr_menu:{}", m.0),
-    }
 }
 
 #[derive(Deserialize)]
@@ -758,22 +682,7 @@ async fn route_number(
         return Err(Failure::Forbidden);
     }
     let by = visit.principal()?;
-    let destination = match form.destination.split_once(':') {
-        None if form.destination.is_empty() => None,
-        Some((kind, id)) => {
-            let id: i64 = id.parse().map_err(|_| Failure::BadRequest)?;
-            Some(match kind {
-                "extension" => Destination::Extension(ExtensionId(id)),
-                "ring_group" => Destination::RingGroup(pbx_store::RingGroupId(id)),
-                "business_hours" => Destination::BusinessHours(pbx_store::BusinessHoursId(id)),
-                "conference_room" => Destination::ConferenceRoom(pbx_store::ConferenceRoomId(id)),
-                "voicemail" => Destination::Voicemail(ExtensionId(id)),
-                "ivr_menu" => Destination::IvrMenu(pbx_store::IvrMenuId(id)),
-                _ => return Err(Failure::BadRequest),
-            })
-        }
-        None => return Err(Failure::BadRequest),
-    };
+    let destination = super::choices::parse(&form.destination).map_err(|()| Failure::BadRequest)?;
     let number = s
         .store
         .numbers()

@@ -1,6 +1,7 @@
 //! Uploaded audio in the console: an extension's greeting (on the
-//! extension's page: its user and the customer's admins) and the
-//! customer's music on hold (on the customer's dashboard: its admins).
+//! extension's page: its user and the customer's admins), the customer's
+//! music on hold (on the customer's dashboard: its admins) and a menu's
+//! greeting (on the menu's page: the customer's admins).
 //! Played back in the browser, replaced by an upload, removed to go back
 //! to the platform's; the conversion and its checks are the API's
 //! ([`crate::uploads`]).
@@ -9,7 +10,7 @@ use axum::extract::{Multipart, Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use pbx_store::{CustomerId, ExtensionId};
+use pbx_store::{CustomerId, ExtensionId, IvrMenuId};
 
 use super::visit::{Failure, Form, Nothing, Visit};
 use crate::recordings::Recording;
@@ -34,6 +35,15 @@ pub fn routes() -> Router<AppState> {
             "/customers/{id}/music-on-hold",
             post(upload_music).layer(big()),
         )
+        .route("/ivr-menus/{id}/greeting/audio", get(menu_greeting))
+        .route(
+            "/ivr-menus/{id}/greeting/delete",
+            post(remove_menu_greeting),
+        )
+        .route(
+            "/ivr-menus/{id}/greeting",
+            post(upload_menu_greeting).layer(big()),
+        )
 }
 
 /// Where each target's page is.
@@ -41,6 +51,7 @@ fn page_of(target: Target) -> String {
     match target {
         Target::Greeting(e) => format!("/extensions/{}", e.0),
         Target::MusicOnHold(c) => format!("/customers/{}", c.0),
+        Target::MenuGreeting(m) => format!("/ivr-menus/{}", m.0),
     }
 }
 
@@ -70,6 +81,7 @@ async fn upload(
             match target {
                 Target::Greeting(ext) => super::pages::extension_page(s, visit, ext, errors).await,
                 Target::MusicOnHold(c) => super::pages::dashboard_page(s, visit, c, errors).await,
+                Target::MenuGreeting(m) => super::menus::menu_page_of(s, visit, m, errors).await,
             }
         }
     }
@@ -145,4 +157,37 @@ async fn remove_music(
     Form(_): Form<Nothing>,
 ) -> Result<Response, Failure> {
     remove(&s, &visit, Target::MusicOnHold(CustomerId(id))).await
+}
+
+async fn menu_greeting(
+    State(s): State<AppState>,
+    visit: Visit,
+    Path(id): Path<i64>,
+) -> Result<Response, Failure> {
+    play(&s, &visit, Target::MenuGreeting(IvrMenuId(id))).await
+}
+
+async fn upload_menu_greeting(
+    State(s): State<AppState>,
+    visit: Visit,
+    Path(id): Path<i64>,
+    form: Multipart,
+) -> Result<Response, Failure> {
+    upload(
+        &s,
+        &visit,
+        Target::MenuGreeting(IvrMenuId(id)),
+        form,
+        "greeting_saved",
+    )
+    .await
+}
+
+async fn remove_menu_greeting(
+    State(s): State<AppState>,
+    visit: Visit,
+    Path(id): Path<i64>,
+    Form(_): Form<Nothing>,
+) -> Result<Response, Failure> {
+    remove(&s, &visit, Target::MenuGreeting(IvrMenuId(id))).await
 }
