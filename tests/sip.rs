@@ -121,10 +121,10 @@ fn a_busy_lamp_follows_a_colleagues_call() {
         .spawn(&target(&node));
     let callee = answering_phone(&node, &s.a102, "uas_answer.xml");
     // The subscription stands before the call starts.
-    assert_eq!(
-        wait_for_metric(&node, "pbx_app_subscriptions", 1, Duration::from_secs(30)),
-        1
-    );
+    if wait_for_metric(&node, "pbx_app_subscriptions", 1, Duration::from_secs(30)) != 1 {
+        let log = lamp.finish(Duration::from_secs(1)).log;
+        panic!("the busy-lamp subscription did not stand:\n{log}");
+    }
     let out = Sipp::new("uac_call.xml")
         .phone(&s.a101, &format!("102@{}", s.a101.domain))
         .key("callee", "102")

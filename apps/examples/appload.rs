@@ -5,18 +5,20 @@
 //! CPU each workload's thread used (and the relay's recorder thread's,
 //! where the recorded calls are written) is read from /proc. Prints one JSON
 //! line per workload: CPU per session (relayed call, relayed call recorded
-//! by the relay, voicemail recording, conference participant) in µs per
+//! by the relay, voicemail recording, conference participant, a caller
+//! joined by an auto attendant to the call it placed) in µs per
 //! second of audio, the ratio to a relayed call, and frames lost at the
 //! phones. Loopback only.
 //!
 //! cargo run --release -p pbx-apps --example appload -- \
-//!     --calls 200 --recordings 200 --rooms 20 --room-size 10 --seconds 15
+//!     --calls 200 --recordings 200 --rooms 20 --room-size 10 --bridges 200 --seconds 15
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use pbx_apps::bridge;
 use pbx_apps::conference::{Door, Rooms};
 use pbx_apps::media::{CallMedia, Offer};
 use pbx_media::g711::Law;
@@ -30,6 +32,7 @@ struct Args {
     recordings: usize,
     rooms: usize,
     room_size: usize,
+    bridges: usize,
     seconds: u64,
 }
 
@@ -39,6 +42,7 @@ fn args() -> Args {
         recordings: 200,
         rooms: 20,
         room_size: 10,
+        bridges: 200,
         seconds: 15,
     };
     let mut it = std::env::args().skip(1);
@@ -49,6 +53,7 @@ fn args() -> Args {
             "--recordings" => a.recordings = v,
             "--rooms" => a.rooms = v,
             "--room-size" => a.room_size = v,
+            "--bridges" => a.bridges = v,
             "--seconds" => a.seconds = v as u64,
             _ => panic!("unknown option {k}"),
         }
@@ -396,6 +401,54 @@ fn main() {
         "conference_participant",
         &conf,
         rooms_n * size,
+        seconds,
+        Some(per_call),
+    );
+
+    // Auto-attendant transfers: the caller's call and the one placed for
+    // it, joined at the application server (decoded, through the jitter
+    // buffers, encoded again). On a node both legs also pass the relay.
+    let bridges = a.bridges;
+    let joined = workload(seconds, handle.clone(), move |ph| async move {
+        let mut list = Vec::new();
+        let mut keep = Vec::new();
+        for _ in 0..bridges {
+            let mut legs = Vec::new();
+            for _ in 0..2 {
+                let p = phone(&ph).await;
+                let (tx, rx) = tokio::sync::mpsc::channel(16);
+                let offer = Offer {
+                    address: p.addr(),
+                    law: Law::Mu,
+                    dtmf: None,
+                };
+                let media = CallMedia::open(IP, &offer, tx.clone())
+                    .await
+                    .expect("media");
+                p.run(media.local(), talk, &ph);
+                list.push(p);
+                legs.push((media, rx, tx));
+            }
+            let (Some((b, mut b_rx, b_tx)), Some((a, mut a_rx, a_tx))) = (legs.pop(), legs.pop())
+            else {
+                continue;
+            };
+            tokio::spawn(async move {
+                bridge::join((&a, &mut a_rx), (&b, &mut b_rx)).await;
+            });
+            keep.push((a_tx, b_tx));
+        }
+        let expected = list.len() as u64;
+        (
+            list,
+            expected,
+            Box::new(keep) as Box<dyn std::any::Any + Send>,
+        )
+    });
+    report(
+        "menu_transfer_bridge",
+        &joined,
+        bridges,
         seconds,
         Some(per_call),
     );

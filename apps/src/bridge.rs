@@ -7,10 +7,9 @@
 use std::time::Duration;
 
 use pbx_media::audio::FRAME;
+use tokio::sync::mpsc::Receiver;
 
-use crate::media::CallEvent;
-use crate::originate::Placed;
-use crate::Run;
+use crate::media::{CallEvent, CallMedia};
 
 /// A joined call this long ends (a forgotten call costs the customer).
 const LONGEST: Duration = Duration::from_secs(8 * 3600);
@@ -20,19 +19,25 @@ const SILENT: Duration = Duration::from_secs(300);
 
 /// Who ended a joined call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Ended {
-    /// The caller hung up: the placed call needs our BYE.
+pub enum Ended {
+    /// The caller (the first side) hung up: the placed call needs our BYE.
     Caller,
-    /// The placed call hung up: the caller needs our BYE.
+    /// The placed call (the second side) hung up: the caller needs our BYE.
     Placed,
     /// Neither: too long, or a side fell silent; both need our BYE.
     Neither,
 }
 
-/// Joins the caller of `run` and `placed` until one hangs up.
-pub(crate) async fn join(run: &mut Run, placed: &mut Placed) -> Ended {
-    run.media.start_listening();
-    placed.media.start_listening();
+/// Joins a caller (its media and events) and the call placed for it
+/// until one hangs up.
+pub async fn join(
+    caller: (&CallMedia, &mut Receiver<CallEvent>),
+    placed: (&CallMedia, &mut Receiver<CallEvent>),
+) -> Ended {
+    let (a, a_events) = caller;
+    let (b, b_events) = placed;
+    a.start_listening();
+    b.start_listening();
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let deadline = tokio::time::sleep(LONGEST);
@@ -42,32 +47,32 @@ pub(crate) async fn join(run: &mut Run, placed: &mut Placed) -> Ended {
     let ended = loop {
         tokio::select! {
             _ = tick.tick() => {
-                run.media.take_frame(&mut frame);
-                placed.media.send_frame(&frame);
-                placed.media.take_frame(&mut frame);
-                run.media.send_frame(&frame);
+                a.take_frame(&mut frame);
+                b.send_frame(&frame);
+                b.take_frame(&mut frame);
+                a.send_frame(&frame);
                 ticks += 1;
                 // Once a second is often enough to look for a dead side.
                 if ticks.is_multiple_of(50)
-                    && (run.media.silent_for() > SILENT || placed.media.silent_for() > SILENT)
+                    && (a.silent_for() > SILENT || b.silent_for() > SILENT)
                 {
                     break Ended::Neither;
                 }
             }
             _ = &mut deadline => break Ended::Neither,
-            event = run.events.recv() => {
+            event = a_events.recv() => {
                 if matches!(event, Some(CallEvent::Hangup) | None) {
                     break Ended::Caller;
                 }
             }
-            event = placed.events.recv() => {
+            event = b_events.recv() => {
                 if matches!(event, Some(CallEvent::Hangup) | None) {
                     break Ended::Placed;
                 }
             }
         }
     };
-    run.media.stop_listening();
-    placed.media.stop_listening();
+    a.stop_listening();
+    b.stop_listening();
     ended
 }

@@ -237,7 +237,11 @@ async fn transfer(run: &mut Run, number: &str, domain: &str, prompts: &Prompts) 
             Transferred::Again
         }
         Outcome::Answered(mut placed) => {
-            let ended = bridge::join(run, &mut placed).await;
+            let ended = bridge::join(
+                (&run.media, &mut run.events),
+                (&placed.media, &mut placed.events),
+            )
+            .await;
             if ended != bridge::Ended::Placed {
                 crate::server::hang_up(&run.inner, &placed.call_id).await;
             }

@@ -21,7 +21,7 @@
 #![forbid(unsafe_code)]
 
 pub mod blf;
-mod bridge;
+pub mod bridge;
 pub mod conference;
 mod dialog;
 mod ivr;

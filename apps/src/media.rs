@@ -284,7 +284,7 @@ impl CallMedia {
     }
 
     /// Sends one frame of audio (a mixer paces them).
-    pub(crate) fn send_frame(&self, frame: &[i16]) {
+    pub fn send_frame(&self, frame: &[i16]) {
         let law = lock(&self.format).0;
         let mut payload = Vec::with_capacity(FRAME);
         law.encode_into(frame, &mut payload);
@@ -357,25 +357,25 @@ impl CallMedia {
 
     /// How long nothing came from the caller's side (not even comfort
     /// noise): a phone gone without hanging up.
-    pub(crate) fn silent_for(&self) -> Duration {
+    pub fn silent_for(&self) -> Duration {
         lock(&self.heard_at).elapsed()
     }
 
     /// Starts keeping what the caller says for a mixer, which takes it a
     /// frame at a time ([`CallMedia::take_frame`]).
-    pub(crate) fn start_listening(&self) {
+    pub fn start_listening(&self) {
         // 60 ms of reordering, at most 200 ms held.
         *lock(&self.inbound) = Some(Inbound::new(480, Keep::Latest(10 * FRAME)));
     }
 
     /// Stops keeping what the caller says.
-    pub(crate) fn stop_listening(&self) {
+    pub fn stop_listening(&self) {
         *lock(&self.inbound) = None;
     }
 
     /// The next frame the caller said into `frame`; false (and silence)
     /// when nothing is there (lost, late, or the caller sends nothing).
-    pub(crate) fn take_frame(&self, frame: &mut [i16]) -> bool {
+    pub fn take_frame(&self, frame: &mut [i16]) -> bool {
         let mut inbound = lock(&self.inbound);
         match inbound.as_mut() {
             Some(inbound) => inbound.take_frame(frame),

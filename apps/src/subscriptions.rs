@@ -26,6 +26,8 @@ const DEFAULT_EXPIRES_S: u32 = 3600;
 /// a phone cannot make us notify it every second.
 const MAX_EXPIRES_S: u32 = 3600;
 const MIN_EXPIRES_S: u32 = 60;
+/// How long after its 200 a subscription's first (or last) NOTIFY goes.
+const AFTER_ANSWER: Duration = Duration::from_millis(100);
 /// Subscriptions held at once (each is a dialog of a few hundred bytes).
 const MAX_SUBSCRIPTIONS: usize = 50_000;
 /// Subscriptions to one extension's state of one kind (its phones, its
@@ -239,7 +241,12 @@ pub(crate) async fn on_subscribe(inner: Arc<Inner>, req: Message, from: SocketAd
         expires,
         "subscription"
     );
-    // The state at once (RFC 6665 §4.2.1.2), also when it ends.
+    // The state at once (RFC 6665 §4.2.1.2), also when it ends; a moment
+    // after the 200, though: the proxy handles each message on its own, so
+    // a NOTIFY sent at once may overtake the 200, and phones that do not
+    // expect that (RFC 6665 §4.1.2.4 says they should) refuse it with 481,
+    // which would end the subscription.
+    tokio::time::sleep(AFTER_ANSWER).await;
     let Some(now) = snapshot(inner, package, extension).await else {
         return;
     };
