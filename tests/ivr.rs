@@ -3,20 +3,24 @@
 //! option the menu does not have (RFC 4733) and hears the menu's "not
 //! valid" announcement, keys 1 and is put through to 102 (a baresip
 //! answering by itself); the two hear each other through the application
-//! server, and the caller's hang-up ends 102's call.
+//! server, and the caller's hang-up ends 102's call. A second caller keys
+//! 2, for 103, who has no phone and forwards to voicemail: the call the
+//! menu places comes back to the application server, which takes the
+//! message.
 
 mod support;
 
 use std::path::Path;
 use std::time::Duration;
 
+use pbx_store::forwards::ForwardCondition;
 use pbx_store::ivr_menus::{MenuOption, MenuSettings};
 use pbx_store::numbers::Destination;
 use pbx_store::Principal;
 use support::audio::{listen, listen_tail, share_of_clip_heard};
 use support::sip::{
-    baresip, baresip_available, carriers_a, customer_a, extension_a, open_seeded, route_number_a,
-    seed, start_node, TestTrunk, CARRIER_IP,
+    baresip, baresip_available, carriers_a, configure_a, customer_a, extension_a, open_seeded,
+    route_number_a, seed, start_node, TestTrunk, CARRIER_IP,
 };
 use support::softphone::{carrier_softphone, command, established, heard, press, softphone};
 use support::TempDir;
@@ -24,7 +28,7 @@ use support::TempDir;
 const CALLER_HZ: f64 = 440.0;
 const CALLEE_HZ: f64 = 1000.0;
 
-/// Customer A's menu: 1 leads to 102, nothing else; and A's language.
+/// Customer A's menu: 1 leads to 102, 2 to 103; and A's language.
 fn menu_to_102(dir: &Path) -> (Destination, String) {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async {
@@ -36,10 +40,16 @@ fn menu_to_102(dir: &Path) -> (Destination, String) {
             timeout_s: 5,
             tries: 3,
             direct_dial: false,
-            options: vec![MenuOption {
-                key: "1".into(),
-                destination: Destination::Extension(extension_a(&store, "102").await),
-            }],
+            options: vec![
+                MenuOption {
+                    key: "1".into(),
+                    destination: Destination::Extension(extension_a(&store, "102").await),
+                },
+                MenuOption {
+                    key: "2".into(),
+                    destination: Destination::Extension(extension_a(&store, "103").await),
+                },
+            ],
             on_timeout: None,
         };
         let menu = store
@@ -81,6 +91,11 @@ fn a_caller_keys_through_a_menu_to_an_extension() {
     let limits = pbx_store::limits::Limits::default();
     let carriers = carriers_a(dir.path(), &[trunk], &limits);
     let (menu, language) = menu_to_102(dir.path());
+    configure_a(
+        dir.path(),
+        &[("103", ForwardCondition::Unavailable, "voicemail")],
+        &[],
+    );
     route_number_a(dir.path(), &carriers, menu);
     let node = start_node(&dir, "MD5");
     let home = TempDir::new("ivr-phones");
@@ -173,4 +188,68 @@ fn a_caller_keys_through_a_menu_to_an_extension() {
         at_caller.has(CALLEE_HZ),
         "the caller heard 102: {at_caller:?}"
     );
+
+    // Another caller keys 2: 103 has no phone and forwards to its box. The
+    // menu's call comes back to the application server, which answers it
+    // with 103's greeting; the caller leaves a message and hangs up.
+    let second_dir = carrier_softphone(
+        &home.path().join("second"),
+        CARRIER_IP,
+        "+4989654321",
+        node.sip_port,
+        CALLER_HZ,
+    );
+    let mut second = baresip(&second_dir, 60, &[&dial]);
+    assert!(
+        established(&second_dir, Duration::from_secs(20)),
+        "the menu answered:\n{}",
+        log_of(&second_dir)
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    press(&second_dir, '2');
+    // The key, ringback, the box's greeting (about 10 s), the beep.
+    let box_greeting = prompts.greeting();
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    while share_of_clip_heard(&heard(&second_dir), box_greeting) < 0.5
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let greeted = share_of_clip_heard(&heard(&second_dir), box_greeting);
+    std::thread::sleep(Duration::from_secs(4));
+    command(&second_dir, "/hangup");
+    std::thread::sleep(Duration::from_secs(1));
+    let _ = second.kill();
+    let _ = second.wait();
+    assert!(
+        greeted > 0.5,
+        "the caller heard 103's greeting ({greeted:.2}):\n{}\n{}",
+        log_of(&second_dir),
+        node_log(&node)
+    );
+    let messages = messages_of_103(dir.path());
+    assert_eq!(messages, 1, "the caller's message is in 103's box");
+}
+
+/// How many messages 103's box holds (once the deposit is written).
+fn messages_of_103(dir: &Path) -> usize {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let store = open_seeded(dir).await;
+        let ext = extension_a(&store, "103").await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let n = store
+                .voicemail()
+                .list(&Principal::system(), ext)
+                .await
+                .map(|l| l.len())
+                .unwrap_or(0);
+            if n > 0 || std::time::Instant::now() > deadline {
+                store.close().await;
+                return n;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    })
 }

@@ -243,7 +243,7 @@ async fn transfer(run: &mut Run, number: &str, domain: &str, prompts: &Prompts) 
             )
             .await;
             if ended != bridge::Ended::Placed {
-                crate::server::hang_up(&run.inner, &placed.call_id).await;
+                crate::server::hang_up_placed(&run.inner, &placed.call_id).await;
             }
             Transferred::Done(ended == bridge::Ended::Caller)
         }

@@ -131,7 +131,8 @@ pub(crate) async fn place(run: &mut Run, target: &Target<'_>) -> Outcome {
         to: format!("<sip:{}@{}>", target.user, target.domain),
         call_id: format!("{}@app", new_token()),
     };
-    let sdp = media.offer_sdp(rand::random::<u32>() as u64);
+    let session = rand::random::<u32>() as u64;
+    let sdp = media.offer_sdp(session);
     let contact = format!(
         "Contact: <sip:app@{}>\r\nContent-Type: application/sdp\r\n",
         inner.local
@@ -145,10 +146,10 @@ pub(crate) async fn place(run: &mut Run, target: &Target<'_>) -> Outcome {
     lock(&inner.placing).remove(&invite.call_id);
     match outcome {
         Transacted::Answered(ok, caller_gone) => {
-            match answered(&inner, proxy, &invite, &ok, &media, events_tx) {
+            match answered(&inner, proxy, &invite, &ok, (&media, session), events_tx) {
                 Some(()) if caller_gone => {
                     // Answered as the CANCEL crossed it: ended at once.
-                    server::hang_up(&inner, &invite.call_id).await;
+                    server::hang_up_placed(&inner, &invite.call_id).await;
                     Outcome::CallerGone
                 }
                 Some(()) => Outcome::Answered(Placed {
@@ -269,7 +270,7 @@ fn answered(
     proxy: SocketAddr,
     invite: &Invite,
     ok: &Message,
-    media: &Arc<CallMedia>,
+    (media, session): (&Arc<CallMedia>, u64),
     events: mpsc::Sender<CallEvent>,
 ) -> Option<()> {
     let dialog = Dialog::from_answer(ok, &invite.from)?;
@@ -285,7 +286,7 @@ fn answered(
         return None;
     };
     media.answered(&answer);
-    server::adopt(inner, dialog, proxy, media.clone(), events, ack);
+    server::adopt(inner, dialog, proxy, media.clone(), events, (ack, session));
     Some(())
 }
 

@@ -125,6 +125,10 @@ pub(crate) struct Inner {
     pub logins: crate::mailbox::Logins,
     pub lines: crate::blf::Lines,
     calls: Mutex<HashMap<String, Arc<Call>>>,
+    /// Calls we placed and that were answered, by Call-ID. Apart from the
+    /// calls we answered: a call we place may come back to us with its
+    /// Call-ID (the extension forwards to voicemail).
+    placed: Mutex<HashMap<String, Arc<Call>>>,
     /// Calls we are placing, by Call-ID: where their answers go.
     pub(crate) placing: Mutex<HashMap<String, mpsc::Sender<Message>>>,
 }
@@ -153,6 +157,7 @@ impl AppServer {
             logins: Default::default(),
             lines: Default::default(),
             calls: Mutex::new(HashMap::new()),
+            placed: Mutex::new(HashMap::new()),
             placing: Mutex::new(HashMap::new()),
         });
         let weak = Arc::downgrade(&inner);
@@ -182,9 +187,9 @@ impl AppServer {
         self.inner.local
     }
 
-    /// Calls in progress.
+    /// Calls in progress (those we answered and those we placed).
     pub fn calls(&self) -> usize {
-        lock(&self.inner.calls).len()
+        lock(&self.inner.calls).len() + lock(&self.inner.placed).len()
     }
 
     /// Lamp subscriptions held.
@@ -252,10 +257,9 @@ async fn on_datagram(inner: &Arc<Inner>, data: Bytes, from: SocketAddr) {
         // A full queue drops a copy: the proxy sends final answers again.
         let _ = answers.try_send(msg);
     } else if msg.cseq().method == Method::Invite && msg.status().is_some_and(|s| s < 300) {
-        // A copy of the 2xx of a call we placed: our ACK was lost.
-        let call = lock(&inner.calls).get(msg.call_id()).cloned();
-        if let Some(ack) = call.as_ref().and_then(|c| c.ack.clone()) {
-            reply(inner, ack, from).await;
+        let call = lock(&inner.placed).get(msg.call_id()).cloned();
+        if let Some(call) = call {
+            another_answer(inner, &call, &msg, from).await;
         }
     } else if msg.cseq().method == Method::Notify
         && msg.status().is_some_and(|s| s == 481 || s == 408)
@@ -273,9 +277,49 @@ pub(crate) async fn reply(inner: &Inner, bytes: Bytes, to: SocketAddr) {
     let _ = inner.socket.send_to(&bytes, to).await;
 }
 
+/// Another 2xx of a call we placed: a copy of the one we took (our ACK
+/// was lost: it goes again), or a second phone's of a forked call, which
+/// is acknowledged and hung up (RFC 3261 §13.2.2.4).
+async fn another_answer(inner: &Arc<Inner>, call: &Call, answer: &Message, from: SocketAddr) {
+    let (ours, local) = {
+        let d = lock(&call.dialog);
+        (d.remote_tag() == answer.to().tag(), d.local.clone())
+    };
+    if ours {
+        if let Some(ack) = call.ack.clone() {
+            reply(inner, ack, from).await;
+        }
+        return;
+    }
+    let Some(mut stray) = Dialog::from_answer(answer, &local) else {
+        return;
+    };
+    if let Some((ack, _)) = stray.ack(inner.local) {
+        reply(inner, ack, from).await;
+    }
+    if let Some((bye, _)) = stray.request("BYE", inner.local) {
+        send_reliably(inner, bye, from).await;
+    }
+}
+
+/// The call a request is for. A request of a call we placed names our
+/// From tag as its To tag; the same Call-ID may also be a call we
+/// answered (our placed call come back to us).
+fn call_of(inner: &Inner, req: &Message) -> Option<Arc<Call>> {
+    if let Some(tag) = req.to().tag() {
+        let placed = lock(&inner.placed).get(req.call_id()).cloned();
+        if let Some(call) = placed {
+            if lock(&call.dialog).local_tag().as_deref() == Some(tag.as_str()) {
+                return Some(call);
+            }
+        }
+    }
+    lock(&inner.calls).get(req.call_id()).cloned()
+}
+
 async fn on_request(inner: &Arc<Inner>, req: Message, from: SocketAddr) {
     let method = req.method().cloned().unwrap_or(Method::Options);
-    let call = lock(&inner.calls).get(req.call_id()).cloned();
+    let call = call_of(inner, &req);
     match (method, call) {
         (Method::Subscribe, _) => {
             // Its answer reads the store: calls' requests do not wait for it.
@@ -320,7 +364,7 @@ async fn on_request(inner: &Arc<Inner>, req: Message, from: SocketAddr) {
             reply(inner, ok, from).await;
             if let Some(call) = call {
                 let _ = call.events.try_send(CallEvent::Hangup);
-                end(inner, req.call_id());
+                forget(inner, &call);
             }
         }
         (Method::Cancel, call) => {
@@ -503,14 +547,15 @@ async fn new_call(inner: &Arc<Inner>, req: Message, from: SocketAddr) {
 }
 
 /// Keeps a call we placed (answered, acknowledged) like the calls we
-/// answered: its BYE, re-INVITEs and keys come to `events`.
+/// answered: its BYE, re-INVITEs and keys come to `events`; `session` is
+/// our SDP's session id.
 pub(crate) fn adopt(
     inner: &Inner,
     dialog: Dialog,
     proxy: SocketAddr,
     media: Arc<CallMedia>,
     events: mpsc::Sender<CallEvent>,
-    ack: Bytes,
+    (ack, session): (Bytes, u64),
 ) {
     let (acked, _) = tokio::sync::watch::channel(true);
     let call_id = dialog.call_id.clone();
@@ -521,28 +566,51 @@ pub(crate) fn adopt(
         acked,
         events,
         media,
-        session: rand::random::<u32>() as u64,
+        session,
         version: Mutex::new(1),
         ack: Some(ack),
     });
-    lock(&inner.calls).insert(call_id, call);
+    lock(&inner.placed).insert(call_id, call);
 }
 
-/// Forgets a call (its media closes with the last handle).
+/// Forgets a call we answered (its media closes with the last handle).
 fn end(inner: &Inner, call_id: &str) {
     lock(&inner.calls).remove(call_id);
 }
 
-/// Ends a call from our side: BYE along the recorded route.
+/// Forgets `call`, answered or placed by us.
+fn forget(inner: &Inner, call: &Arc<Call>) {
+    let call_id = lock(&call.dialog).call_id.clone();
+    for map in [&inner.calls, &inner.placed] {
+        let mut map = lock(map);
+        if map.get(&call_id).is_some_and(|c| Arc::ptr_eq(c, call)) {
+            map.remove(&call_id);
+        }
+    }
+}
+
+/// Ends a call we answered from our side: BYE along the recorded route.
 pub(crate) async fn hang_up(inner: &Arc<Inner>, call_id: &str) {
-    let Some(call) = lock(&inner.calls).get(call_id).cloned() else {
-        return;
-    };
+    let call = lock(&inner.calls).get(call_id).cloned();
+    if let Some(call) = call {
+        bye(inner, &call).await;
+    }
+}
+
+/// Ends a call we placed from our side.
+pub(crate) async fn hang_up_placed(inner: &Arc<Inner>, call_id: &str) {
+    let call = lock(&inner.placed).get(call_id).cloned();
+    if let Some(call) = call {
+        bye(inner, &call).await;
+    }
+}
+
+async fn bye(inner: &Arc<Inner>, call: &Arc<Call>) {
     let request = lock(&call.dialog).request("BYE", inner.local);
     if let Some((bye, _)) = request {
         send_reliably(inner, bye, call.proxy).await;
     }
-    end(inner, call_id);
+    forget(inner, call);
 }
 
 /// Sends a request a few times (T1, doubling): the proxy absorbs the
