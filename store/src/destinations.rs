@@ -272,8 +272,16 @@ pub(crate) async fn forget(tx: &mut Tx<'_>, removed: Removed) -> Result<()> {
         Removed::IvrMenu(m) => (ALL.iter().map(|s| (s.table, s.menu)).collect(), m.0),
     };
     for (table, column) in columns {
-        // Options have no version of their own: their menu's changes.
+        // Options have no version of their own: their menu's changes (a
+        // client holding the menu's old ETag must not overwrite it).
         let bump = if table == OPTION.table {
+            sqlx::query(&format!(
+                "UPDATE ivr_menus SET version = version + 1 WHERE id IN \
+                 (SELECT menu_id FROM ivr_menu_options WHERE {column} = $1)"
+            ))
+            .bind(id)
+            .execute(tx.conn())
+            .await?;
             ""
         } else {
             ", version = version + 1"

@@ -623,6 +623,11 @@ mod tests {
         menus.delete(admin, sub.id).await.expect("deleted");
         let menu = menus.get(admin, menu.id).await.expect("menu");
         assert_eq!(menu.options, vec![sales]);
+        assert_eq!(
+            menu.version,
+            updated.version + 1,
+            "a lost option is a change"
+        );
         menus.delete(admin, menu.id).await.expect("deleted");
         assert_eq!(
             numbers
