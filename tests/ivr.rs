@@ -1,4 +1,5 @@
-//! Auto-attendant menus with real phones: a carrier's caller (baresip on
+//! Calls the application server joins, with real phones. Auto-attendant
+//! menus: a carrier's caller (baresip on
 //! the carrier's address) reaches a number that leads to a menu, keys an
 //! option the menu does not have (RFC 4733) and hears the menu's "not
 //! valid" announcement, keys 1 and is put through to 102 (a baresip
@@ -6,7 +7,8 @@
 //! server, and the caller's hang-up ends 102's call. A second caller keys
 //! 2, for 103, who has no phone and forwards to voicemail: the call the
 //! menu places comes back to the application server, which takes the
-//! message.
+//! message. Pickup: 101 calls 102, whose desk phone (SIPp) rings; 103
+//! dials `**102` and talks with 101, and 102's phone is cancelled.
 
 mod support;
 
@@ -20,7 +22,7 @@ use pbx_store::Principal;
 use support::audio::{listen, listen_tail, share_of_clip_heard};
 use support::sip::{
     baresip, baresip_available, carriers_a, configure_a, customer_a, extension_a, open_seeded,
-    route_number_a, seed, start_node, TestTrunk, CARRIER_IP,
+    register, route_number_a, seed, sipp_available, start_node, Sipp, TestTrunk, CARRIER_IP,
 };
 use support::softphone::{carrier_softphone, command, established, heard, press, softphone};
 use support::TempDir;
@@ -28,8 +30,8 @@ use support::TempDir;
 const CALLER_HZ: f64 = 440.0;
 const CALLEE_HZ: f64 = 1000.0;
 
-/// Customer A's menu: 1 leads to 102, 2 to 103; and A's language.
-fn menu_to_102(dir: &Path) -> (Destination, String) {
+/// Customer A's menu: 1 leads to 102, 2 to 103.
+fn menu_to_102(dir: &Path) -> Destination {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async {
         let store = open_seeded(dir).await;
@@ -57,14 +59,8 @@ fn menu_to_102(dir: &Path) -> (Destination, String) {
             .create(&sys, customer, &settings)
             .await
             .expect("menu");
-        let language = store
-            .customers()
-            .get(&sys, customer)
-            .await
-            .expect("A")
-            .language;
         store.close().await;
-        (Destination::IvrMenu(menu.id), language)
+        Destination::IvrMenu(menu.id)
     })
 }
 
@@ -90,7 +86,8 @@ fn a_caller_keys_through_a_menu_to_an_extension() {
     let trunk = TestTrunk::inbound_only();
     let limits = pbx_store::limits::Limits::default();
     let carriers = carriers_a(dir.path(), &[trunk], &limits);
-    let (menu, language) = menu_to_102(dir.path());
+    let menu = menu_to_102(dir.path());
+    let language = language_of_a(dir.path());
     configure_a(
         dir.path(),
         &[("103", ForwardCondition::Unavailable, "voicemail")],
@@ -251,5 +248,124 @@ fn messages_of_103(dir: &Path) -> usize {
             }
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
+    })
+}
+
+#[test]
+fn a_colleague_picks_up_a_ringing_call() {
+    if !baresip_available() || !sipp_available() {
+        return;
+    }
+    let dir = TempDir::new("pickup");
+    let seeded = seed(dir.path());
+    let node = start_node(&dir, "MD5");
+    let home = TempDir::new("pickup-phones");
+    let target = format!("127.0.0.1:{}", node.sip_port);
+
+    // 102's desk phone rings and never answers: it expects a CANCEL.
+    let desk = Sipp::new("uas_ring.xml").arg("-m").arg("1").spawn(&target);
+    assert!(register(&node, &seeded.a102, desk.port(), "u1").success);
+
+    // 101 calls 102.
+    let caller_dir = softphone(
+        &home.path().join("101"),
+        &seeded.a101,
+        node.sip_port,
+        CALLER_HZ,
+        true,
+    );
+    let mut caller = baresip(&caller_dir, 60, &["/dial 102"]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !log_of(&caller_dir).contains("180 Ringing") && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // 103 picks it up.
+    let picker_dir = softphone(
+        &home.path().join("103"),
+        &seeded.a103,
+        node.sip_port,
+        CALLEE_HZ,
+        false,
+    );
+    let mut picker = baresip(&picker_dir, 60, &["/dial **102"]);
+    assert!(
+        established(&picker_dir, Duration::from_secs(20)),
+        "103's pickup answered:\n{}",
+        log_of(&picker_dir)
+    );
+    assert!(
+        established(&caller_dir, Duration::from_secs(20)),
+        "101's call was taken:\n{}\nnode:\n{}",
+        log_of(&caller_dir),
+        node_log(&node)
+    );
+    let rang = desk.finish(Duration::from_secs(20));
+    assert!(rang.success, "102's phone was cancelled:\n{}", rang.log);
+
+    // They talk; 101 hangs up, and 103's call ends with it.
+    std::thread::sleep(Duration::from_secs(4));
+    command(&caller_dir, "/hangup");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !log_of(&picker_dir).contains("terminated") && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for p in [&mut caller, &mut picker] {
+        let _ = p.kill();
+        let _ = p.wait();
+    }
+    assert!(
+        log_of(&picker_dir).contains("terminated"),
+        "101's hang-up reached 103:\n{}",
+        log_of(&picker_dir)
+    );
+    let at_103 = listen_tail(&heard(&picker_dir), &[CALLER_HZ, CALLEE_HZ], 2.0);
+    assert!(at_103.has(CALLER_HZ), "103 heard 101: {at_103:?}");
+    let at_101 = listen_tail(&heard(&caller_dir), &[CALLER_HZ, CALLEE_HZ], 2.0);
+    assert!(at_101.has(CALLEE_HZ), "101 heard 103: {at_101:?}");
+
+    // Nothing rings now: *8 hears so, and the server hangs up.
+    let again_dir = softphone(
+        &home.path().join("103-again"),
+        &seeded.a103,
+        node.sip_port,
+        CALLEE_HZ,
+        false,
+    );
+    let mut again = baresip(&again_dir, 30, &["/dial *8"]);
+    assert!(established(&again_dir, Duration::from_secs(20)));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !log_of(&again_dir).contains("terminated") && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let _ = again.kill();
+    let _ = again.wait();
+    assert!(
+        log_of(&again_dir).contains("terminated"),
+        "*8 with nothing ringing was hung up:\n{}",
+        log_of(&again_dir)
+    );
+    let prompts = pbx_apps::prompts::Prompts::for_language(&language_of_a(dir.path()));
+    let told = share_of_clip_heard(&heard(&again_dir), prompts.pickup_none());
+    assert!(
+        told > 0.5,
+        "103 heard there is nothing to pick up ({told:.2})"
+    );
+}
+
+/// Customer A's language.
+fn language_of_a(dir: &Path) -> String {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let store = open_seeded(dir).await;
+        let customer = customer_a(&store).await;
+        let language = store
+            .customers()
+            .get(&Principal::system(), customer)
+            .await
+            .expect("A")
+            .language;
+        store.close().await;
+        language
     })
 }

@@ -106,3 +106,6 @@ say en menu_unreachable en-gb "Nobody can take your call at the moment."
 say de menu_default de "Willkommen. Bitte treffen Sie Ihre Wahl, oder geben Sie die gewünschte Durchwahl ein."
 say de menu_invalid de "Diese Auswahl ist nicht gültig."
 say de menu_unreachable de "Im Moment kann leider niemand Ihren Anruf entgegennehmen."
+# Picking up a call (*8, **<extension>) when none rings.
+say en pickup_none en-gb "There is no call to pick up."
+say de pickup_none de "Es gibt keinen Anruf zum Heranholen."

@@ -88,6 +88,18 @@ pub struct Line {
 }
 
 impl Lines {
+    /// The call that has rung longest at one of `extensions` unanswered
+    /// (not one they place), by its key (`<Call-ID>;<caller's tag>`).
+    pub fn ringing(&self, extensions: &[ExtensionId]) -> Option<String> {
+        let calls = lock(&self.calls);
+        calls
+            .iter()
+            .filter(|(_, c)| !c.answered && c.callee.is_some_and(|e| extensions.contains(&e)))
+            .filter(|(_, c)| !stale(c))
+            .min_by_key(|(_, c)| c.since)
+            .map(|(key, _)| key.clone())
+    }
+
     /// Takes one event; returns the extensions whose lines changed.
     pub fn apply(&self, event: &CallEvent) -> Vec<ExtensionId> {
         let mut calls = lock(&self.calls);

@@ -16,7 +16,8 @@
 //! RFC 6665), `mwi` (the voicemail lamp), `blf` (busy lamps: an
 //! extension's calls), `conference` (rooms and their mixers), `ivr`
 //! (auto-attendant menus), `originate` (a call the server places for a
-//! caller, through the proxy) and `bridge` (a caller joined to it).
+//! caller, through the proxy), `bridge` (a caller joined to it) and
+//! `pickup` (a colleague's ringing call taken over).
 
 #![forbid(unsafe_code)]
 
@@ -30,6 +31,7 @@ mod mailbox;
 pub mod media;
 mod mwi;
 mod originate;
+mod pickup;
 pub mod prompts;
 pub mod server;
 pub mod subscriptions;
@@ -37,7 +39,7 @@ mod voicemail;
 
 use std::sync::Arc;
 
-pub use server::{App, AppConfig, AppServer};
+pub use server::{App, AppConfig, AppServer, PickUp};
 
 /// One call an application runs: its media, the caller's keys and hang-up,
 /// and who calls.

@@ -4,7 +4,8 @@
 //! listening to its box hears (how many new messages, the menu), and a
 //! conference room's (the PIN, a wrong PIN, a full room, the first one
 //! in), that a call is recorded, and an auto-attendant menu's (its default
-//! greeting, a wrong key, nobody taking the call). They name nobody:
+//! greeting, a wrong key, nobody taking the call), and that there is no
+//! call to pick up. They name nobody:
 //! neither the operator nor a product. Made once with espeak-ng and sox
 //! (`apps/prompts/make.sh`), kept as 8 kHz 16-bit WAV files in the binary.
 
@@ -40,6 +41,7 @@ pub struct Prompts {
     menu_default: Clip,
     menu_invalid: Clip,
     menu_unreachable: Clip,
+    pickup_none: Clip,
 }
 
 /// Each file's longest allowed length, in seconds (a sanity bound).
@@ -112,6 +114,7 @@ macro_rules! language {
             menu_default: wav!($lang, "menu_default"),
             menu_invalid: wav!($lang, "menu_invalid"),
             menu_unreachable: wav!($lang, "menu_unreachable"),
+            pickup_none: wav!($lang, "pickup_none"),
         }
     };
 }
@@ -289,6 +292,11 @@ impl Prompts {
     pub fn menu_unreachable(&self) -> &[i16] {
         self.menu_unreachable.samples()
     }
+
+    /// No call rings that a pickup could take.
+    pub fn pickup_none(&self) -> &[i16] {
+        self.pickup_none.samples()
+    }
 }
 
 #[cfg(test)]
@@ -307,6 +315,7 @@ mod tests {
                 p.menu_default(),
                 p.menu_invalid(),
                 p.menu_unreachable(),
+                p.pickup_none(),
                 p.deleted(),
                 p.no_more(),
                 p.conference_pin(),

@@ -59,6 +59,12 @@ pub enum App {
     Conference(ConferenceRoomId),
     /// A caller in an auto-attendant menu.
     Menu(IvrMenuId),
+    /// A phone of the customer picking up a colleague's ringing call: any
+    /// (`*8`) or this extension's (`**<number>`).
+    Pickup(CustomerId, Option<ExtensionId>),
+    /// The call picked up, handed over by the proxy (the token names the
+    /// pickup waiting for it).
+    PickedUp(u64),
 }
 
 impl App {
@@ -70,6 +76,9 @@ impl App {
             App::MailboxLogin(c) => format!("vmlogin-{}", c.0),
             App::Conference(r) => format!("conf-{}", r.0),
             App::Menu(m) => format!("ivr-{}", m.0),
+            App::Pickup(c, None) => format!("pickup-{}", c.0),
+            App::Pickup(c, Some(e)) => format!("pickup-{}-{}", c.0, e.0),
+            App::PickedUp(token) => format!("picked-{token}"),
         }
     }
 
@@ -84,6 +93,16 @@ impl App {
                 .ok()
                 .map(|c| App::MailboxLogin(CustomerId(c)));
         }
+        if let Some(rest) = user.strip_prefix("pickup-") {
+            let (customer, extension) = match rest.split_once('-') {
+                Some((c, e)) => (c, Some(ExtensionId(e.parse().ok()?))),
+                None => (rest, None),
+            };
+            return Some(App::Pickup(CustomerId(customer.parse().ok()?), extension));
+        }
+        if let Some(rest) = user.strip_prefix("picked-") {
+            return rest.parse().ok().map(App::PickedUp);
+        }
         if let Some(rest) = user.strip_prefix("ivr-") {
             return rest.parse::<i64>().ok().map(|m| App::Menu(IvrMenuId(m)));
         }
@@ -96,6 +115,11 @@ impl App {
         id(user.strip_prefix("vmbox-")?).map(App::Mailbox)
     }
 }
+
+/// How the server asks the proxy to hand over the call (Call-ID, caller's
+/// tag) ringing at phones, to ring this server as the given user instead;
+/// false when it no longer rings.
+pub type PickUp = Arc<dyn Fn(&str, &str, &str) -> bool + Send + Sync>;
 
 /// One call the server holds.
 struct Call {
@@ -129,6 +153,10 @@ pub(crate) struct Inner {
     /// calls we answered: a call we place may come back to us with its
     /// Call-ID (the extension forwards to voicemail).
     placed: Mutex<HashMap<String, Arc<Call>>>,
+    /// Pickups waiting for the call they asked the proxy for, by token.
+    pub(crate) picked: Mutex<HashMap<u64, tokio::sync::oneshot::Sender<crate::Run>>>,
+    /// Asks the proxy to hand a ringing call over (set by the node).
+    pub(crate) pickup: std::sync::OnceLock<PickUp>,
     /// Calls we are placing, by Call-ID: where their answers go.
     pub(crate) placing: Mutex<HashMap<String, mpsc::Sender<Message>>>,
 }
@@ -158,6 +186,8 @@ impl AppServer {
             lines: Default::default(),
             calls: Mutex::new(HashMap::new()),
             placed: Mutex::new(HashMap::new()),
+            picked: Mutex::new(HashMap::new()),
+            pickup: std::sync::OnceLock::new(),
             placing: Mutex::new(HashMap::new()),
         });
         let weak = Arc::downgrade(&inner);
@@ -190,6 +220,11 @@ impl AppServer {
     /// Calls in progress (those we answered and those we placed).
     pub fn calls(&self) -> usize {
         lock(&self.inner.calls).len() + lock(&self.inner.placed).len()
+    }
+
+    /// How ringing calls are handed over for a pickup (the node's proxy).
+    pub fn set_pickup(&self, pickup: PickUp) {
+        let _ = self.inner.pickup.set(pickup);
     }
 
     /// Lamp subscriptions held.
@@ -447,6 +482,12 @@ async fn new_call(inner: &Arc<Inner>, req: Message, from: SocketAddr) {
         return reply(inner, nope, from).await;
     };
     let tag = dialog::new_token();
+    if let App::PickedUp(token) = app {
+        if !lock(&inner.picked).contains_key(&token) {
+            let gone = dialog::answer(&req, 480, "Temporarily Unavailable", Some(&tag), None, None);
+            return reply(inner, gone, from).await;
+        }
+    }
     if lock(&inner.calls).len() >= MAX_CALLS {
         tracing::warn!(calls = MAX_CALLS, "application server full: call refused");
         let busy = dialog::answer(&req, 503, "Service Unavailable", Some(&tag), None, None);
@@ -532,12 +573,29 @@ async fn new_call(inner: &Arc<Inner>, req: Message, from: SocketAddr) {
             return;
         }
         let call_id = run.call_id.clone();
+        if let App::PickedUp(token) = app {
+            // The pickup that asked for it runs it from now on.
+            let waiting = lock(&inner.picked).remove(&token);
+            let unwanted = match waiting {
+                Some(pickup) => pickup.send(run).err(),
+                None => Some(run),
+            };
+            if unwanted.is_some() {
+                hang_up(&inner, &call_id).await;
+            }
+            return;
+        }
         let hung_up = match app {
             App::Voicemail(extension) => crate::voicemail::deposit(run, extension).await,
             App::Mailbox(extension) => crate::mailbox::listen(run, extension).await,
             App::MailboxLogin(customer) => crate::mailbox::login(run, customer).await,
             App::Conference(room) => crate::conference::join(run, room).await,
             App::Menu(menu) => crate::ivr::answer(run, menu).await,
+            App::Pickup(customer, extension) => {
+                crate::pickup::answer(run, customer, extension).await
+            }
+            // Handed over above.
+            App::PickedUp(_) => true,
         };
         if !hung_up {
             hang_up(&inner, &call_id).await;
@@ -674,6 +732,14 @@ mod tests {
         assert_eq!(room.user(), "conf-3");
         assert_eq!(App::parse("conf-3"), Some(room));
         assert_eq!(App::parse("conf-"), None);
+        for app in [
+            App::Pickup(CustomerId(4), None),
+            App::Pickup(CustomerId(4), Some(ExtensionId(12))),
+            App::PickedUp(77),
+        ] {
+            assert_eq!(App::parse(&app.user()), Some(app));
+        }
+        assert_eq!(App::parse("pickup-x"), None);
         let menu = App::Menu(IvrMenuId(9));
         assert_eq!(menu.user(), "ivr-9");
         assert_eq!(App::parse("ivr-9"), Some(menu));

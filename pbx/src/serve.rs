@@ -311,6 +311,7 @@ async fn start_applications(
     .await
     .map_err(|e| anyhow::anyhow!("cannot start the media applications: {e}"))?;
     proxy.set_applications(apps.address());
+    apps.set_pickup(Arc::new(proxy.pick_up_handle()));
     tokio::spawn(crate::lamps::follow(
         proxy.events().subscribe(),
         apps.clone(),

@@ -119,6 +119,10 @@ pub struct Context {
     pub carrier: Option<crate::carrier::CarrierLeg>,
     /// Set when the call's media is anchored: SDP passes through the relay.
     pub media: Option<MediaLeg>,
+    /// A colleague picked the ringing call up: once the phones are
+    /// cancelled, the call goes to the application server that joins the
+    /// two.
+    pub pickup: Option<crate::location::Binding>,
 }
 
 impl Context {

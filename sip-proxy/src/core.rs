@@ -52,6 +52,9 @@ pub struct Core {
     pub media: pbx_media::Relay,
     pub server_txns: ShardedMap<ServerKey, Arc<Mutex<Context>>>,
     pub client_txns: ShardedMap<ClientKey, (Weak<Mutex<Context>>, usize)>,
+    /// Calls being set up, by call key (Call-ID, caller's tag): what a
+    /// colleague's pickup finds.
+    pub calls_set_up: ShardedMap<crate::admission::CallKey, Weak<Mutex<Context>>>,
     pub timers: TimerQueue<TimerItem>,
     /// This node's media application server (voicemail), once it runs:
     /// calls go to it as to a phone, and its requests are trusted.
@@ -103,6 +106,7 @@ impl Core {
             media: pbx_media::Relay::new(config.media.relay.clone()),
             server_txns: ShardedMap::default(),
             client_txns: ShardedMap::default(),
+            calls_set_up: ShardedMap::default(),
             timers: TimerQueue::default(),
             applications: std::sync::OnceLock::new(),
             audio: std::sync::OnceLock::new(),
@@ -157,6 +161,7 @@ impl Core {
             plan: std::collections::VecDeque::new(),
             carrier: None,
             media: None,
+            pickup: None,
         }));
         self.server_txns.insert_new(key, ctx.clone()).then_some(ctx)
     }
@@ -186,6 +191,9 @@ impl Core {
         }
         c.finished = true;
         self.server_txns.remove(&c.key);
+        if c.call.is_some() && c.method == pbx_sip_message::Method::Invite {
+            self.calls_set_up.remove(&c.call_key());
+        }
         for b in &c.branches {
             self.client_txns.remove(&b.key);
             if let Some((key, _)) = &b.cancel {

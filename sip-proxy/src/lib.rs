@@ -211,6 +211,20 @@ impl SipProxy {
         let _ = self.dispatcher.core.applications.set(at);
     }
 
+    /// How a colleague picks up the call (Call-ID, caller's tag) ringing
+    /// at phones: they are cancelled and the call rings the application
+    /// server as the user given; false when it is not ringing any more. For
+    /// the application server to keep (it does not keep the proxy alive).
+    pub fn pick_up_handle(&self) -> impl Fn(&str, &str, &str) -> bool + Send + Sync + 'static {
+        let dispatcher = Arc::downgrade(&self.dispatcher);
+        move |call_id, caller_tag, user| {
+            let key = (call_id.to_owned(), caller_tag.to_owned());
+            dispatcher
+                .upgrade()
+                .is_some_and(|d| proxy::pick_up(&d.core, &key, user))
+        }
+    }
+
     /// The node's audio store and recording announcement: without them,
     /// calls are not recorded and held parties hear the node's tune.
     pub fn set_audio(&self, audio: core::NodeAudio) {

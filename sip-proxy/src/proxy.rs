@@ -184,6 +184,8 @@ pub fn start(core: &Core, routed: Routed) {
         });
     }
     if method == Method::Invite {
+        core.calls_set_up
+            .insert_new(c.call_key(), Arc::downgrade(&ctx));
         Stats::inc(&core.stats.calls_started);
         core.events.publish(SipEvent::CallStarted {
             reseller: tenant.reseller,
@@ -479,6 +481,42 @@ pub fn on_no_answer(core: &Core, ctx: &Arc<Mutex<Context>>) {
         cancel_branch(core, ctx, &mut c, idx);
     }
     finish_if_all_final(core, ctx, &mut c);
+}
+
+/// A colleague picks up the call `key` while it rings phones: they are
+/// cancelled and the call goes to the application server as `user` (which
+/// joins it to the colleague's call). False when the call is not ringing
+/// phones of ours any more (answered, ended, gone out to a carrier).
+pub fn pick_up(core: &Core, key: &crate::admission::CallKey, user: &str) -> bool {
+    let Some(ctx) = core.calls_set_up.get(key).and_then(|w| w.upgrade()) else {
+        return false;
+    };
+    let mut c = lock(&ctx);
+    if c.answered
+        || c.cancelled
+        || c.carrier.is_some()
+        || c.pickup.is_some()
+        || !c.server.awaiting_final()
+    {
+        return false;
+    }
+    let Some(call) = c.call.as_ref() else {
+        return false;
+    };
+    let binding = core
+        .directory
+        .by_customer(call.info.customer)
+        .and_then(|tenant| core.application_binding(&tenant, None, user));
+    let Some(binding) = binding else {
+        return false;
+    };
+    c.pickup = Some(binding);
+    c.no_answer_at = None;
+    for idx in 0..c.branches.len() {
+        cancel_branch(core, &ctx, &mut c, idx);
+    }
+    finish_if_all_final(core, &ctx, &mut c);
+    true
 }
 
 fn remove_own_credentials(req: &mut Message, realm: &str) {
@@ -1377,6 +1415,7 @@ fn go_on(core: &Core, ctx: &Arc<Mutex<Context>>, c: &mut Context) -> bool {
                 anchoring::music_for(core, &leg.key, &tenant, &bindings);
             }
             c.plan = steps;
+            c.pickup = None;
             if let (Some((extension, passed)), Some(call)) = (forwarded, c.call.as_mut()) {
                 call.info.callee_extension = Some(extension);
                 call.passed = passed;

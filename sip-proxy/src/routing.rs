@@ -152,6 +152,16 @@ pub fn route(core: &Core, req: Message, flow: Flow) -> Option<Routed> {
         Target::Mailbox
     } else if method == Method::Invite && dialled == ANY_MAILBOX_CODE {
         Target::AnyMailbox
+    } else if method == Method::Invite && dialled == GROUP_PICKUP_CODE {
+        Target::Pickup(None)
+    } else if let Some(number) = dialled
+        .strip_prefix(PICKUP_PREFIX)
+        .filter(|_| method == Method::Invite)
+    {
+        match tenant.extension(number) {
+            Some(e) => Target::Pickup(Some(e.clone())),
+            None => return refuse(404, "Not Found", None),
+        }
     } else if method == Method::Subscribe && is_event(&req, "message-summary") {
         Target::Lamp
     } else if method == Method::Subscribe && is_event(&req, "dialog") {
@@ -237,6 +247,18 @@ pub fn route(core: &Core, req: Message, flow: Flow) -> Option<Routed> {
                 core.application_binding(&tenant, Some(e.id), &format!("mwi-{}", e.id.0))
             });
             match binding {
+                Some(b) => Ringing::phones(dialled.clone(), None, vec![b]),
+                None => return refuse(480, "Temporarily Unavailable", None),
+            }
+        }
+        Target::Pickup(watched) => {
+            // The application server finds the ringing call and joins it
+            // to this one.
+            let user = match &watched {
+                Some(e) => format!("pickup-{}-{}", tenant.customer.0, e.id.0),
+                None => format!("pickup-{}", tenant.customer.0),
+            };
+            match core.application_binding(&tenant, None, &user) {
                 Some(b) => Ringing::phones(dialled.clone(), None, vec![b]),
                 None => return refuse(480, "Temporarily Unavailable", None),
             }
@@ -979,6 +1001,9 @@ enum Target {
     Lamp,
     /// A subscription to an extension's calls (RFC 4235).
     BusyLamp,
+    /// Picking up a call ringing at a colleague: any (`*8`), or this
+    /// extension's (`**<number>`).
+    Pickup(Option<Arc<Extension>>),
 }
 
 /// Whether a request is of the event package `package` (its Event header).
@@ -995,6 +1020,10 @@ pub const MAILBOX_CODE: &str = "*97";
 /// What a phone dials to listen to any box of its customer (with the
 /// box's PIN).
 pub const ANY_MAILBOX_CODE: &str = "*98";
+/// What a phone dials to pick up a call ringing at any colleague of its
+/// customer; `**` and an extension's number picks up that extension's.
+pub const GROUP_PICKUP_CODE: &str = "*8";
+pub const PICKUP_PREFIX: &str = "**";
 
 /// The ring group the Request-URI's user names, if any (the domain was
 /// checked by [`target_extension`] already).
@@ -1097,6 +1126,16 @@ pub fn after_failure(core: &Core, c: &Context) -> Option<Next> {
         return None;
     }
     let call = c.call.as_ref()?;
+    if let Some(binding) = &c.pickup {
+        // A colleague picked it up: the application server takes it.
+        return Some(Next::Phones {
+            tenant: core.directory.by_customer(call.info.customer)?,
+            bindings: vec![binding.clone()],
+            ring_s: None,
+            steps: std::collections::VecDeque::new(),
+            forwarded: None,
+        });
+    }
     let code = c.best.as_ref().and_then(|b| b.status()).unwrap_or(0);
     if let Some(leg) = &c.carrier {
         // A callee that is busy, unknown or declines is the answer,
