@@ -130,12 +130,14 @@ impl IvrMenus<'_> {
         .bind(customer.id.0)
         .fetch_all(self.0.pool())
         .await?;
-        let mut menus = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let mut menu = from_row(row)?;
-            self.read_options(&mut menu).await?;
-            menus.push(menu);
-        }
+        let mut menus = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
+        // The options of all of them in one query.
+        self.read_options(
+            &mut menus,
+            "menu_id IN (SELECT id FROM ivr_menus WHERE customer_id = $1 AND deleted_at IS NULL)",
+            customer.id.0,
+        )
+        .await?;
         Ok(menus)
     }
 
@@ -148,22 +150,27 @@ impl IvrMenus<'_> {
             .fetch_optional(self.0.pool())
             .await?
             .ok_or(StoreError::NotFound)?;
-        let mut menu = from_row(&row)?;
-        self.read_options(&mut menu).await?;
-        Ok(menu)
+        let mut menus = vec![from_row(&row)?];
+        self.read_options(&mut menus, "menu_id = $1", id.0).await?;
+        Ok(menus.remove(0))
     }
 
-    async fn read_options(&self, menu: &mut IvrMenu) -> Result<()> {
+    /// Reads into `menus` their options: those of `filter` (one `$1`,
+    /// bound to `value`).
+    async fn read_options(&self, menus: &mut [IvrMenu], filter: &str, value: i64) -> Result<()> {
         let rows = sqlx::query(&format!(
-            "SELECT key, {} FROM ivr_menu_options WHERE menu_id = $1 ORDER BY key",
+            "SELECT menu_id, key, {} FROM ivr_menu_options WHERE {filter}",
             OPTION.names().join(", ")
         ))
-        .bind(menu.id.0)
+        .bind(value)
         .fetch_all(self.0.pool())
         .await?;
         for row in &rows {
+            let id = IvrMenuId(row.try_get("menu_id")?);
             let key: String = row.try_get("key")?;
-            let Some(destination) = OPTION.read(row)? else {
+            let (Some(destination), Some(menu)) =
+                (OPTION.read(row)?, menus.iter_mut().find(|m| m.id == id))
+            else {
                 continue;
             };
             if key == TIMEOUT_KEY {
@@ -172,10 +179,12 @@ impl IvrMenus<'_> {
                 menu.options.push(MenuOption { key, destination });
             }
         }
-        // '#' and '*' sort before digits in byte order; callers read
-        // 1, 2, … first.
-        menu.options
-            .sort_by_key(|o| (!o.key.starts_with(char::is_numeric), o.key.clone()));
+        // Digits first (in byte order '#' and '*' come before them), as
+        // callers read them: 1, 2, …
+        for menu in menus {
+            menu.options
+                .sort_by_key(|o| (!o.key.starts_with(char::is_numeric), o.key.clone()));
+        }
         Ok(())
     }
 
