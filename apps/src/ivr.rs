@@ -66,50 +66,53 @@ pub(crate) async fn answer(mut run: Run, menu: IvrMenuId) -> bool {
         };
         tracing::info!(call_id = %run.call_id, customer = %menu.customer_id, menu = menu.id.0,
             choice = ?choice, "menu choice");
-        let destination = match choice {
-            Choice::Go(d) => d,
-            Choice::Dial(number) => {
-                match transfer(&mut run, &number, &customer.sip_domain, prompts).await {
-                    Transferred::Again => continue,
-                    Transferred::Done(hung_up) => return hung_up,
-                }
-            }
+        let number = match choice {
             // Tries used up with nowhere to go.
             Choice::Invalid => return unreachable(&mut run, prompts).await,
+            Choice::Dial(number) => number,
+            Choice::Go(Destination::IvrMenu(next)) => {
+                current = next;
+                continue;
+            }
+            Choice::Go(Destination::Voicemail(e)) => {
+                return crate::voicemail::deposit(run, e).await
+            }
+            Choice::Go(Destination::ConferenceRoom(r)) => {
+                return crate::conference::join(run, r).await
+            }
+            Choice::Go(d) => match number_of(&run, d).await {
+                Some(number) => number,
+                None => return unreachable(&mut run, prompts).await,
+            },
         };
-        match destination {
-            Destination::IvrMenu(next) => current = next,
-            Destination::Voicemail(e) => return crate::voicemail::deposit(run, e).await,
-            Destination::ConferenceRoom(r) => return crate::conference::join(run, r).await,
-            Destination::Extension(e) => {
-                let found = store.extensions().get(&sys, e).await;
-                let Some(number) = found
-                    .ok()
-                    .filter(|x| x.deleted_at.is_none())
-                    .map(|x| x.number)
-                else {
-                    return unreachable(&mut run, prompts).await;
-                };
-                match transfer(&mut run, &number, &customer.sip_domain, prompts).await {
-                    Transferred::Again => continue,
-                    Transferred::Done(hung_up) => return hung_up,
-                }
-            }
-            Destination::RingGroup(g) => {
-                let Ok(group) = store.ring_groups().get(&sys, g).await else {
-                    return unreachable(&mut run, prompts).await;
-                };
-                match transfer(&mut run, &group.number, &customer.sip_domain, prompts).await {
-                    Transferred::Again => continue,
-                    Transferred::Done(hung_up) => return hung_up,
-                }
-            }
-            // A rule is never an option's destination (the store refuses it).
-            Destination::BusinessHours(_) => return unreachable(&mut run, prompts).await,
+        match transfer(&mut run, &number, &customer.sip_domain, prompts).await {
+            Transferred::Again => continue,
+            Transferred::Done(hung_up) => return hung_up,
         }
     }
     tracing::info!(call_id = %run.call_id, "menus lead to each other; call ended");
     false
+}
+
+/// The number a call is placed to for an extension or ring group that is
+/// still there (a rule is never an option's destination: the store
+/// refuses it).
+async fn number_of(run: &Run, d: Destination) -> Option<String> {
+    let store = &run.inner.store;
+    let sys = Principal::system();
+    match d {
+        Destination::Extension(e) => {
+            let found = store.extensions().get(&sys, e).await.ok()?;
+            found.deleted_at.is_none().then_some(found.number)
+        }
+        Destination::RingGroup(g) => store
+            .ring_groups()
+            .get(&sys, g)
+            .await
+            .ok()
+            .map(|g| g.number),
+        _ => None,
+    }
 }
 
 /// The menu's uploaded greeting, when it has one that reads.

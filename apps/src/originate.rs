@@ -276,22 +276,18 @@ fn answered(
     let dialog = Dialog::from_answer(ok, &invite.from)?;
     let (ack, _) = dialog.ack(inner.local)?;
     // In-dialog requests go through the proxy that recorded the route.
-    reply_now(inner, &ack, proxy);
+    server::send_now(inner, &ack, proxy);
     let Some(answer) = read_offer(&ok.body) else {
         tracing::warn!(placed = %invite.call_id, "placed call answered without usable audio");
         let mut d = dialog;
         if let Some((bye, _)) = d.request("BYE", inner.local) {
-            reply_now(inner, &bye, proxy);
+            server::send_now(inner, &bye, proxy);
         }
         return None;
     };
     media.answered(&answer);
     server::adopt(inner, dialog, proxy, media.clone(), events, (ack, session));
     Some(())
-}
-
-fn reply_now(inner: &Inner, bytes: &Bytes, to: SocketAddr) {
-    server::send_now(inner, bytes, to);
 }
 
 #[cfg(test)]
